@@ -1,0 +1,267 @@
+//! The proxy's configuration: a TOML file, every value with a default, every error naming
+//! the file and line. Flags and environment variables override it in the binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::NameRules;
+use crate::source::SourceError;
+
+pub const DEFAULT_OUTBOUND: &str = "0.0.0.0:4140";
+pub const DEFAULT_INBOUND: &str = "0.0.0.0:4141";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9990";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(#[from] SourceError),
+    #[error("{}: {cause}", file.display())]
+    Invalid { file: PathBuf, cause: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// This node's name, used in logs and the `node` metric label.
+    pub node: String,
+    pub outbound: ListenerConfig,
+    pub inbound: InboundConfig,
+    pub admin: ListenerConfig,
+    pub discovery: DiscoveryConfig,
+    pub names: NamesConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    pub listen: SocketAddr,
+    /// How peers reach this listener; discovery's `node` field of local endpoints must equal
+    /// it. Defaults to `listen`.
+    pub advertise: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// A TOML file of services and endpoints, watched for changes.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamesConfig {
+    /// Domain suffixes stripped from an authority to find the service name.
+    pub suffixes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// A client that has not sent a full request head by then is disconnected.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Idle upstream connections are closed after this long.
+    #[serde(with = "duration")]
+    pub pool_idle_timeout: Duration,
+    /// Most idle HTTP/1.1 connections kept per endpoint.
+    pub pool_max_idle: usize,
+    /// How long a draining proxy waits for in-flight requests.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            node: "local".into(),
+            outbound: ListenerConfig {
+                listen: DEFAULT_OUTBOUND.parse().expect("constant address"),
+            },
+            inbound: InboundConfig::default(),
+            admin: ListenerConfig {
+                listen: DEFAULT_ADMIN.parse().expect("constant address"),
+            },
+            discovery: DiscoveryConfig::default(),
+            names: NamesConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_INBOUND.parse().expect("constant address"),
+            advertise: None,
+        }
+    }
+}
+
+impl Default for NamesConfig {
+    fn default() -> Self {
+        Self {
+            suffixes: NameRules::kubernetes_suffixes("default", "cluster.local"),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle: 64,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Reads a config file; a relative discovery path is taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| SourceError::from_toml(path, &text, &e))?;
+        if let Some(file) = &config.discovery.file {
+            if file.is_relative() {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                config.discovery.file = Some(dir.join(file));
+            }
+        }
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |cause: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            cause,
+        };
+        // Below hyper's floor the limit would be raised silently; say so instead.
+        if self.http.max_header_bytes < 8192 {
+            return Err(invalid(format!(
+                "http.max_header_bytes = {} is below the minimum of 8192",
+                self.http.max_header_bytes
+            )));
+        }
+        if self.http.connect_timeout.is_zero() {
+            return Err(invalid("http.connect_timeout must be above zero".into()));
+        }
+        if self.node.is_empty() {
+            return Err(invalid("node must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The address peers use for this proxy's inbound listener.
+    pub fn inbound_advertise(&self) -> SocketAddr {
+        self.inbound.advertise.unwrap_or(self.inbound.listen)
+    }
+}
+
+/// Durations as people write them: `250ms`, `1s`, `2m`, `1h`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 1s, 2m"))?;
+        let seconds = match unit.trim() {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => {
+                return Err(format!(
+                    "invalid duration {text:?}: unit must be ms, s, m or h"
+                ))
+            }
+        };
+        Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    }
+
+    pub fn format(d: &Duration) -> String {
+        if d.subsec_millis() == 0 && d.subsec_nanos() == 0 {
+            format!("{}s", d.as_secs())
+        } else {
+            format!("{}ms", d.as_millis())
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(
+            duration::parse("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            duration::parse("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(duration::parse("2m").unwrap(), Duration::from_secs(120));
+        assert!(duration::parse("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn a_bad_value_names_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("weft-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("proxy.toml");
+        std::fs::write(&path, "node = \"a\"\n[http]\nconnect_timeout = \"soon\"\n").unwrap();
+        let err = ProxyConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("proxy.toml:3:"), "{err}");
+        assert!(err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<ProxyConfig>("[outbound]\nlisten = \"1.2.3.4:1\"\nlisen = 2\n");
+        assert!(err.is_err());
+    }
+}

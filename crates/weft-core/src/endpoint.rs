@@ -1,0 +1,41 @@
+//! An endpoint is one instance of a service; an endpoint set is what discovery hands out.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol an instance speaks; the inbound side delivers in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), as gRPC servers speak.
+    Http2,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Where the instance listens.
+    pub addr: SocketAddr,
+    /// The inbound listener of the proxy on the instance's node; `None` when it has none,
+    /// in which case outbound proxies send to `addr` directly.
+    #[serde(default, rename = "node", skip_serializing_if = "Option::is_none")]
+    pub node_proxy: Option<SocketAddr>,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A service's endpoints at one moment; shared, never mutated.
+pub type EndpointSet = Arc<[Endpoint]>;

@@ -1,0 +1,112 @@
+//! Errors the proxy answers with itself. One place maps each to a status and a `weft-error`
+//! value, so no layer invents its own mapping.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::ServiceName;
+
+/// Who a failure is about: whether the client, the proxy or the upstream side caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Proxy,
+    Upstream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("request names no service (no Host or :authority)")]
+    MissingAuthority,
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    #[error("service {service} has no endpoints")]
+    NoEndpoints { service: ServiceName },
+    #[error("connection refused by {endpoint}")]
+    ConnectRefused { endpoint: SocketAddr },
+    #[error("connect to {endpoint} timed out after {timeout:?}")]
+    ConnectTimeout {
+        endpoint: SocketAddr,
+        timeout: Duration,
+    },
+    #[error("connect to {endpoint} failed: {cause}")]
+    ConnectFailed { endpoint: SocketAddr, cause: String },
+    #[error("upstream {endpoint} reset the request: {cause}")]
+    UpstreamReset { endpoint: SocketAddr, cause: String },
+    #[error("endpoint {endpoint} of {service} is not on this node")]
+    NotLocal {
+        service: ServiceName,
+        endpoint: String,
+    },
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingAuthority | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotLocal { .. } => StatusCode::FORBIDDEN,
+            Self::UnknownService(_)
+            | Self::ConnectRefused { .. }
+            | Self::ConnectFailed { .. }
+            | Self::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
+            Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `weft-error` header value: a short, fixed phrase (never client input),
+    /// also used as the metrics `error` label, so it stays a bounded set.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingAuthority => "missing authority",
+            Self::UnknownService(_) => "unknown service",
+            Self::NoEndpoints { .. } => "no endpoints",
+            Self::ConnectRefused { .. } => "connect refused",
+            Self::ConnectTimeout { .. } => "connect timeout",
+            Self::ConnectFailed { .. } => "connect failed",
+            Self::UpstreamReset { .. } => "upstream reset",
+            Self::NotLocal { .. } => "endpoint not on this node",
+            Self::BadRequest(_) => "bad request",
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            Self::MissingAuthority | Self::BadRequest(_) | Self::NotLocal { .. } => {
+                Side::Downstream
+            }
+            Self::UnknownService(_) | Self::NoEndpoints { .. } => Side::Proxy,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// The one-line body: the cause, with client-supplied names made printable and short.
+    pub fn body(&self) -> String {
+        let mut line: String = self
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        line.insert_str(0, "weft: ");
+        line.push('\n');
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_cannot_break_the_body_line() {
+        let e = ProxyError::UnknownService("evil\r\nx-injected: 1".into());
+        let body = e.body();
+        assert_eq!(body.matches('\n').count(), 1);
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+    }
+}

@@ -1,0 +1,14 @@
+//! Header names weft reads and writes on the wire (see shared/DESIGN.md, "Names").
+
+use http::header::HeaderName;
+
+/// Set on every response the proxy makes itself; names the cause in a few words.
+pub const WEFT_ERROR: HeaderName = HeaderName::from_static("weft-error");
+/// The service an outbound proxy routed to; read by the peer's inbound listener.
+pub const WEFT_DST_SERVICE: HeaderName = HeaderName::from_static("weft-dst-service");
+/// The endpoint (ip:port) the outbound proxy picked; the inbound side delivers only there.
+pub const WEFT_DST_ENDPOINT: HeaderName = HeaderName::from_static("weft-dst-endpoint");
+/// The protocol the client spoke before the proxy-to-proxy hop upgraded it to HTTP/2.
+pub const WEFT_ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
+/// Remaining deadline, propagated hop to hop.
+pub const WEFT_CTX_DEADLINE: HeaderName = HeaderName::from_static("weft-ctx-deadline");

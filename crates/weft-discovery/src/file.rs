@@ -1,0 +1,182 @@
+//! Discovery from a TOML file. The folder is watched, not the file, because Kubernetes
+//! ConfigMaps change by swapping a symlink beside it; a slow poll backs up missed events.
+//! A bad edit is logged with file and line, counted, and the last good table stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use weft_core::{EndpointSet, ServiceName};
+
+use crate::registry::Registry;
+use crate::{Discover, DiscoveryError, Resolution, Table};
+
+/// Events arriving within this window are applied as one reload.
+const SETTLE: Duration = Duration::from_millis(50);
+/// Re-read even without events, in case the platform dropped some.
+const POLL: Duration = Duration::from_secs(2);
+
+pub type ErrorHook = Arc<dyn Fn(&DiscoveryError) + Send + Sync>;
+
+pub struct FileDiscovery {
+    path: PathBuf,
+    registry: Registry,
+}
+
+impl FileDiscovery {
+    /// Reads the file once; an error here is a start-up error for the caller to report.
+    pub fn load(path: &Path) -> Result<Arc<Self>, DiscoveryError> {
+        let (_, table) = read(path)?;
+        Ok(Arc::new(Self {
+            path: path.to_path_buf(),
+            registry: Registry::new(table),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Watches the file until the returned task is dropped or aborted.
+    pub fn spawn_watch(self: &Arc<Self>, on_error: ErrorHook) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.watch_loop(on_error).await })
+    }
+
+    async fn watch_loop(self: Arc<Self>, on_error: ErrorHook) {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let watcher = notify::recommended_watcher(move |_event| {
+            let _ = tx.try_send(());
+        })
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
+        let _watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch discovery folder; polling only");
+                None
+            }
+        };
+        let mut last = std::fs::read(&self.path).ok();
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() { return; }
+                    tokio::time::sleep(SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            let bytes = match std::fs::read(&self.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Mid-swap a ConfigMap's file can be missing for an instant; a later
+                    // event or poll picks up the new one.
+                    if last.is_some() {
+                        let err = DiscoveryError::Io {
+                            path: self.path.clone(),
+                            source: e,
+                        };
+                        tracing::warn!(error = %err, "discovery file unreadable; keeping last good state");
+                        on_error(&err);
+                        last = None;
+                    }
+                    continue;
+                }
+            };
+            if last.as_deref() == Some(&bytes[..]) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            match Table::parse(&self.path, &text) {
+                Ok(table) => {
+                    tracing::info!(file = %self.path.display(), services = table.services.len(), "discovery updated");
+                    self.registry.publish(table);
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "invalid discovery file; keeping last good state");
+                    on_error(&err);
+                }
+            }
+            last = Some(bytes);
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<(Vec<u8>, Table), DiscoveryError> {
+    let bytes = std::fs::read(path).map_err(|source| DiscoveryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table = Table::parse(path, &String::from_utf8_lossy(&bytes))?;
+    Ok((bytes, table))
+}
+
+impl Discover for FileDiscovery {
+    fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>> {
+        self.registry.watch(service)
+    }
+
+    fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)> {
+        self.registry.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn doc(port: u16) -> String {
+        format!("[[services.world.endpoints]]\naddr = \"127.0.0.1:{port}\"\n")
+    }
+
+    async fn eventually(mut f: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met in 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn edits_reach_watchers_and_bad_edits_keep_the_last_good_table() {
+        let dir = std::env::temp_dir().join(format!("weft-disc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("discovery.toml");
+        std::fs::write(&path, doc(1000)).unwrap();
+        let disc = FileDiscovery::load(&path).unwrap();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let e2 = errors.clone();
+        let _task = disc.spawn_watch(Arc::new(move |_| {
+            e2.fetch_add(1, Ordering::SeqCst);
+        }));
+        let rx = disc.watch(&ServiceName::new("world")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        std::fs::write(&path, doc(2000)).unwrap();
+        eventually(
+            || matches!(&*rx.borrow(), Resolution::Endpoints(s) if s[0].addr.port() == 2000),
+        )
+        .await;
+
+        std::fs::write(&path, "[[services.world.endpoints]]\naddr = 7\n").unwrap();
+        eventually(|| errors.load(Ordering::SeqCst) == 1).await;
+        assert!(matches!(&*rx.borrow(), Resolution::Endpoints(s) if s[0].addr.port() == 2000));
+
+        std::fs::write(&path, "").unwrap();
+        eventually(|| *rx.borrow() == Resolution::DoesNotExist).await;
+        assert!(disc.watch(&ServiceName::new("world")).is_none());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,40 @@
+//! Discovery sources: where a proxy learns each service's endpoints.
+//!
+//! Layout:
+//! - [`Discover`]: the trait every source implements — a watch per service name.
+//! - [`table`]: the parsed form of a discovery document, shared by file and static sources.
+//! - [`file`]: a TOML file, watched through its folder so symlink swaps (ConfigMaps) count.
+//! - [`static_source`]: a fixed table.
+//! - [`registry`]: the per-service watch senders a table-shaped source publishes into.
+#![forbid(unsafe_code)]
+
+pub mod file;
+pub mod registry;
+pub mod static_source;
+pub mod table;
+
+use tokio::sync::watch;
+use weft_core::{EndpointSet, ServiceName};
+
+pub use file::FileDiscovery;
+pub use static_source::StaticDiscovery;
+pub use table::{DiscoveryError, Table};
+
+/// What a source knows of one service right now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolution {
+    /// The service exists; the set may be empty.
+    Endpoints(EndpointSet),
+    /// The service was removed (or never existed) after the watch began.
+    DoesNotExist,
+}
+
+/// A discovery source: a stream of endpoint-set updates per service name.
+pub trait Discover: Send + Sync + 'static {
+    /// Subscribes to `service`; `None` when the source knows no such service now.
+    /// The receiver always holds the latest resolution.
+    fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>>;
+
+    /// Every known service and its current endpoints, for the admin API.
+    fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)>;
+}

@@ -1,0 +1,132 @@
+//! The admin listener: health, metrics, the effective config, current endpoints, and a
+//! loopback-only shutdown. It is served by the same machinery as the data plane.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::sync::watch;
+use weft_discovery::Discover;
+use weft_metrics::Metrics;
+
+use crate::body::ProxyBody;
+use crate::lifecycle::Shared;
+
+pub struct Admin {
+    pub shared: Arc<Shared>,
+    pub discovery: Arc<dyn Discover>,
+    pub metrics: Arc<Metrics>,
+    pub ready: AtomicBool,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Admin {
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
+            (&Method::GET, "/ready") => {
+                if self.ready.load(Ordering::Acquire) && !*self.shutdown.borrow() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }
+            (&Method::GET, "/metrics") => {
+                let mut rsp = Response::new(ProxyBody::full(self.metrics.render()));
+                rsp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                rsp
+            }
+            (&Method::GET, "/config") => {
+                json_response(&serde_json::to_value(&self.shared.config).unwrap_or_default())
+            }
+            (&Method::GET, "/endpoints") => json_response(&self.endpoints()),
+            (&Method::POST, "/shutdown") => {
+                if !peer.ip().is_loopback() {
+                    return text(
+                        StatusCode::FORBIDDEN,
+                        "shutdown is accepted from loopback only\n",
+                    );
+                }
+                tracing::info!(%peer, "shutdown requested through the admin API");
+                self.shutdown.send_replace(true);
+                text(StatusCode::ACCEPTED, "draining\n")
+            }
+            (_, "/live" | "/ready" | "/metrics" | "/config" | "/endpoints" | "/shutdown") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /live /ready /metrics /config /endpoints, or POST /shutdown\n",
+            ),
+        }
+    }
+
+    /// Each service discovery knows, its endpoints, and how the outbound side sees them.
+    fn endpoints(&self) -> serde_json::Value {
+        let routed: std::collections::HashMap<_, _> = self
+            .shared
+            .outbound
+            .all()
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let mut services = serde_json::Map::new();
+        for (name, set) in self.discovery.snapshot() {
+            let states = routed.get(&name).map(|s| s.endpoints());
+            let eps: Vec<_> = set
+                .iter()
+                .map(|ep| {
+                    let outstanding = states
+                        .as_ref()
+                        .and_then(|st| st.list.iter().find(|s| s.endpoint.addr == ep.addr))
+                        .map_or(0, |s| s.outstanding());
+                    json!({
+                        "addr": ep.addr.to_string(),
+                        "node": ep.node_proxy.map(|a| a.to_string()),
+                        "local": ep.node_proxy == Some(self.shared.advertise),
+                        "protocol": ep.protocol,
+                        "weight": ep.weight,
+                        "labels": ep.labels,
+                        "state": "ready",
+                        "outstanding": outstanding,
+                    })
+                })
+                .collect();
+            services.insert(name.to_string(), json!({ "endpoints": eps }));
+        }
+        json!({ "services": services })
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut rsp = Response::new(ProxyBody::full(body));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    rsp
+}
+
+fn json_response(v: &serde_json::Value) -> Response<ProxyBody> {
+    let body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    let mut rsp = Response::new(ProxyBody::full(body));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    rsp
+}

@@ -1,0 +1,156 @@
+//! The response body the proxy returns: either the upstream's body streamed through frame by
+//! frame, or a small body the proxy made. When the stream ends — cleanly, with an error, or
+//! because the client went away — its [`Completion`] records the response exactly once.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use weft_metrics::{Classification, RouteMetrics};
+
+use crate::balancer::LoadGuard;
+use crate::client::h1::PoolReturn;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub struct ProxyBody {
+    kind: Kind,
+    completion: Option<Completion>,
+}
+
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            kind: Kind::Full(Some(bytes.into())),
+            completion: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            kind: Kind::Full(None),
+            completion: None,
+        }
+    }
+
+    pub fn upstream(body: Incoming, completion: Completion) -> Self {
+        Self {
+            kind: Kind::Upstream(body),
+            completion: Some(completion),
+        }
+    }
+
+    fn finish(&mut self, trailers: Option<&HeaderMap>, clean: bool) {
+        if let Some(c) = self.completion.take() {
+            c.finish(trailers, clean);
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => {
+                    this.finish(None, true);
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        this.finish(Some(trailers), true);
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if let Some(c) = this.completion.as_mut() {
+                        c.class = Classification::Failure;
+                        c.error = "upstream reset";
+                    }
+                    this.finish(None, false);
+                    Poll::Ready(Some(Err(e.into())))
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_none(),
+            Kind::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // A client that leaves mid-body still gets its response counted; the upstream
+        // connection is not reused since its response was not read to the end.
+        self.finish(None, false);
+    }
+}
+
+/// What to record when a streamed response ends.
+pub struct Completion {
+    pub route: RouteMetrics,
+    pub status: u16,
+    pub class: Classification,
+    pub error: &'static str,
+    pub load: Option<LoadGuard>,
+    pub pool: Option<PoolReturn>,
+}
+
+impl Completion {
+    fn finish(mut self, trailers: Option<&HeaderMap>, clean: bool) {
+        if let Some(t) = trailers {
+            if grpc_failed(t) {
+                self.class = Classification::Failure;
+            }
+        }
+        self.route.response(self.status, self.class, self.error);
+        if clean {
+            if let Some(pool) = self.pool.take() {
+                pool.give_back();
+            }
+        }
+    }
+}
+
+/// Success is a status below 500 and, for gRPC, `grpc-status` 0 or absent.
+pub fn classify(status: http::StatusCode, headers: &HeaderMap) -> Classification {
+    if status.is_server_error() || grpc_failed(headers) {
+        Classification::Failure
+    } else {
+        Classification::Success
+    }
+}
+
+fn grpc_failed(headers: &HeaderMap) -> bool {
+    headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() != b"0")
+}

@@ -1,0 +1,40 @@
+//! Opens TCP connections upstream with a timeout. Where mutual TLS arrives, it wraps the
+//! stream here, so the pools above stay unaware of it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use weft_core::ProxyError;
+
+#[derive(Clone, Debug)]
+pub struct Connector {
+    pub timeout: Duration,
+}
+
+impl Connector {
+    pub async fn connect(&self, endpoint: SocketAddr) -> Result<TokioIo<TcpStream>, ProxyError> {
+        let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(endpoint)).await {
+            Err(_) => {
+                return Err(ProxyError::ConnectTimeout {
+                    endpoint,
+                    timeout: self.timeout,
+                })
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(ProxyError::ConnectRefused { endpoint })
+            }
+            Ok(Err(e)) => {
+                return Err(ProxyError::ConnectFailed {
+                    endpoint,
+                    cause: e.to_string(),
+                })
+            }
+            Ok(Ok(s)) => s,
+        };
+        // Small requests and responses must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+}

@@ -1,0 +1,131 @@
+//! One shared HTTP/2 connection per upstream address, multiplexing every request to it.
+//! Requests find a live connection without locking; only (re)connecting takes a lock, so a
+//! burst to a new peer opens one connection, not one per request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use weft_core::ProxyError;
+
+use super::connect::Connector;
+
+pub struct H2Pool {
+    connector: Connector,
+    idle_timeout: Duration,
+    epoch: Instant,
+    slots: Mutex<HashMap<SocketAddr, Arc<Slot>>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    current: ArcSwapOption<SendRequest<Incoming>>,
+    connecting: tokio::sync::Mutex<()>,
+    last_used_ms: AtomicU64,
+}
+
+impl H2Pool {
+    pub fn new(connector: Connector, idle_timeout: Duration) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            connector,
+            idle_timeout,
+            epoch: Instant::now(),
+            slots: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            let every = super::reap_interval(idle_timeout);
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.reap();
+            }
+        });
+        pool
+    }
+
+    pub async fn send(
+        &self,
+        endpoint: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let slot = self.slot(endpoint);
+        slot.last_used_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let mut sender = self.sender(&slot, endpoint).await?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| super::upstream_error(endpoint, &e))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| super::upstream_error(endpoint, &e))
+    }
+
+    fn slot(&self, endpoint: SocketAddr) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(slots.entry(endpoint).or_default())
+    }
+
+    async fn sender(
+        &self,
+        slot: &Slot,
+        endpoint: SocketAddr,
+    ) -> Result<SendRequest<Incoming>, ProxyError> {
+        if let Some(s) = live(slot) {
+            return Ok(s);
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some(s) = live(slot) {
+            return Ok(s);
+        }
+        let io = self.connector.connect(endpoint).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .adaptive_window(true)
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(io)
+            .await
+            .map_err(|e| super::upstream_error(endpoint, &e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%endpoint, error = %e, "h2 connection ended");
+            }
+        });
+        slot.current.store(Some(Arc::new(sender.clone())));
+        Ok(sender)
+    }
+
+    fn reap(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let limit = self.idle_timeout.as_millis() as u64;
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Dropping our sender lets the connection close once its in-flight streams finish.
+        slots.retain(|_, s| now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) < limit);
+    }
+
+    /// Addresses with a live shared connection.
+    pub fn connected(&self) -> usize {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.values().filter(|s| live(s).is_some()).count()
+    }
+}
+
+fn live(slot: &Slot) -> Option<SendRequest<Incoming>> {
+    let guard = slot.current.load();
+    let s = guard.as_ref()?;
+    if s.is_closed() {
+        None
+    } else {
+        Some(SendRequest::clone(s))
+    }
+}

@@ -1,0 +1,25 @@
+//! Upstream connections. HTTP/1.1 goes through a lean per-endpoint pool; HTTP/2 shares one
+//! multiplexed connection per address — the proxy-to-proxy hop and h2 instances alike.
+//!
+//! - [`connect`]: TCP connect with a timeout and errors that name the endpoint (TLS slot).
+//! - [`h1`]: the HTTP/1.1 pool and one-off upgrade connections.
+//! - [`h2`]: shared HTTP/2 connections.
+
+pub mod connect;
+pub mod h1;
+pub mod h2;
+
+use std::time::Duration;
+
+/// How often idle connections are looked for and closed.
+pub fn reap_interval(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+
+/// Maps a failed exchange on an established connection to the error the client sees.
+pub fn upstream_error(endpoint: std::net::SocketAddr, e: &hyper::Error) -> weft_core::ProxyError {
+    weft_core::ProxyError::UpstreamReset {
+        endpoint,
+        cause: e.to_string(),
+    }
+}

@@ -1,0 +1,152 @@
+//! Header rules at the proxy's edges: what is hop-by-hop, where the authority comes from,
+//! and which request shapes are refused before anything is forwarded.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Uri, Version};
+use weft_core::headers::{WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the ones
+/// proxies conventionally consume.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, and any named in `Connection`. `te: trailers` survives,
+/// since gRPC needs it end to end. With `keep_upgrade`, `Upgrade` and `Connection: upgrade`
+/// stay, because a WebSocket handshake must reach the instance.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
+        if let Ok(list) = conn.to_str() {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let te_trailers = headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
+    headers.remove(header::TE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // The proxy answers 100-continue itself as soon as it starts reading the body.
+    headers.remove(header::EXPECT);
+}
+
+/// Removes routing headers a client must not be able to set on the mesh's behalf.
+pub fn strip_mesh_headers(headers: &mut HeaderMap) {
+    headers.remove(WEFT_DST_SERVICE);
+    headers.remove(WEFT_DST_ENDPOINT);
+    headers.remove(WEFT_ORIG_PROTO);
+}
+
+/// A WebSocket (or other) upgrade request: HTTP/1.1 with `Connection: upgrade`.
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// The authority a request is addressed to: absolute-form URI first (what `http_proxy`
+/// clients send, and HTTP/2's `:authority`), then the `Host` header.
+pub fn authority<B>(req: &Request<B>) -> Option<&str> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str());
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+}
+
+/// Refuses shapes that let a request mean two things to two parsers (request smuggling).
+pub fn check_framing<B>(req: &Request<B>) -> Result<(), &'static str> {
+    let h = req.headers();
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Err("both Transfer-Encoding and Content-Length");
+    }
+    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if lengths.any(|v| v != first) || first.to_str().map_or(true, |s| s.contains(',')) {
+            return Err("conflicting Content-Length");
+        }
+    }
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Err("more than one Host header");
+    }
+    Ok(())
+}
+
+/// The request's path and query, `/` when empty.
+pub fn path_and_query(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_listed_headers_are_removed_and_te_trailers_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        h.insert(header::TE, "trailers, gzip".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key(header::TRANSFER_ENCODING));
+        assert_eq!(h[header::TE], "trailers");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        let both = Request::builder()
+            .header("content-length", "3")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .unwrap();
+        assert!(check_framing(&both).is_err());
+        let twice = Request::builder()
+            .header("content-length", "3")
+            .header("content-length", "4")
+            .body(())
+            .unwrap();
+        assert!(check_framing(&twice).is_err());
+        let ok = Request::builder()
+            .header("content-length", "3")
+            .body(())
+            .unwrap();
+        assert!(check_framing(&ok).is_ok());
+    }
+}

@@ -1,0 +1,29 @@
+//! weft's data plane: the listeners, the request's way through the proxy, the balancer and
+//! the upstream connection pools.
+//!
+//! Layout — read [`lifecycle`] first; it is the request's way, top to bottom:
+//! - [`lifecycle`]: outbound and inbound handlers, one step per line of the request's way.
+//! - [`server`]: accepts connections, serves HTTP/1.1 and h2c on one port, drains on shutdown.
+//! - [`services`]: per-service state built once from discovery and cached: endpoints, metrics.
+//! - [`balancer`]: picks an endpoint (power of two choices).
+//! - [`client`]: upstream connections: a lean HTTP/1.1 pool and one shared HTTP/2 connection
+//!   per peer; the TLS connector slot goes in [`client::connect`].
+//! - [`headers`]: hop-by-hop stripping, authority and request-shape checks.
+//! - [`body`]: the response body that streams through and records completion.
+//! - [`respond`]: the one place that turns errors into responses.
+//! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/shutdown`.
+//! - [`proxy`]: wires it all together and runs until drained.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod balancer;
+pub mod body;
+pub mod client;
+pub mod headers;
+pub mod lifecycle;
+pub mod proxy;
+pub mod respond;
+pub mod server;
+pub mod services;
+
+pub use proxy::{Proxy, ProxyHandle};

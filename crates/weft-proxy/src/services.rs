@@ -1,0 +1,152 @@
+//! Per-service state, built once when a service is first asked for and kept current by a
+//! task that follows discovery: its endpoints (with their load and metrics) and its own
+//! metrics handle for errors made before an endpoint is chosen.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use weft_core::ServiceName;
+use weft_discovery::{Discover, Resolution};
+use weft_metrics::{Direction, HttpMetrics, RouteMetrics};
+
+use crate::balancer::EndpointState;
+
+/// The `service` label value for requests that name no known service, so a client sending
+/// arbitrary authorities cannot grow the series count.
+pub const UNKNOWN_SERVICE: &str = "_unknown";
+
+pub struct Service {
+    pub name: ServiceName,
+    /// Counts errors that happen before an endpoint is picked (`endpoint=""`).
+    pub metrics: RouteMetrics,
+    endpoints: ArcSwap<Endpoints>,
+}
+
+/// A service's endpoints at one moment; replaced whole when discovery changes.
+#[derive(Default)]
+pub struct Endpoints {
+    pub exists: bool,
+    pub list: Vec<Arc<EndpointState>>,
+}
+
+impl Service {
+    pub fn endpoints(&self) -> arc_swap::Guard<Arc<Endpoints>> {
+        self.endpoints.load()
+    }
+}
+
+pub struct Services {
+    direction: Direction,
+    discovery: Arc<dyn Discover>,
+    metrics: HttpMetrics,
+    map: RwLock<HashMap<ServiceName, Arc<Service>>>,
+    unknown: RouteMetrics,
+}
+
+impl Services {
+    pub fn new(
+        direction: Direction,
+        discovery: Arc<dyn Discover>,
+        metrics: HttpMetrics,
+    ) -> Arc<Self> {
+        let unknown = metrics.route(direction, UNKNOWN_SERVICE, "");
+        Arc::new(Self {
+            direction,
+            discovery,
+            metrics,
+            map: RwLock::new(HashMap::new()),
+            unknown,
+        })
+    }
+
+    /// Metrics for requests that could not be tied to a known service.
+    pub fn unknown_metrics(&self) -> &RouteMetrics {
+        &self.unknown
+    }
+
+    /// The service's state, or `None` when discovery knows no such service.
+    pub fn get(self: &Arc<Self>, name: &ServiceName) -> Option<Arc<Service>> {
+        if let Some(s) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            if s.endpoints.load().exists {
+                return Some(Arc::clone(s));
+            }
+        }
+        let rx = self.discovery.watch(name)?;
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(name) {
+            if s.endpoints.load().exists {
+                return Some(Arc::clone(s));
+            }
+        }
+        let service = Arc::new(Service {
+            name: name.clone(),
+            metrics: self.metrics.route(self.direction, name.as_str(), ""),
+            endpoints: ArcSwap::from_pointee(Endpoints::default()),
+        });
+        self.apply(&service, &rx.borrow());
+        map.insert(name.clone(), Arc::clone(&service));
+        drop(map);
+        tokio::spawn(Arc::clone(self).follow(Arc::clone(&service), rx));
+        Some(service)
+    }
+
+    async fn follow(self: Arc<Self>, service: Arc<Service>, mut rx: watch::Receiver<Resolution>) {
+        while rx.changed().await.is_ok() {
+            let gone = matches!(*rx.borrow_and_update(), Resolution::DoesNotExist);
+            self.apply(&service, &rx.borrow());
+            if gone {
+                break;
+            }
+        }
+        // Gone from discovery: forget it, so the next request asks discovery afresh.
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(&service.name)
+            .is_some_and(|s| Arc::ptr_eq(s, &service))
+        {
+            map.remove(&service.name);
+        }
+        service.endpoints.store(Arc::new(Endpoints::default()));
+    }
+
+    fn apply(&self, service: &Service, resolution: &Resolution) {
+        let next = match resolution {
+            Resolution::DoesNotExist => Endpoints::default(),
+            Resolution::Endpoints(set) => {
+                let current = service.endpoints.load();
+                let list = set
+                    .iter()
+                    .map(|ep| {
+                        // Keep an unchanged endpoint's state: its in-flight count matters.
+                        current
+                            .list
+                            .iter()
+                            .find(|s| s.endpoint == *ep)
+                            .cloned()
+                            .unwrap_or_else(|| {
+                                let label = ep.addr.to_string();
+                                let m = self.metrics.route(
+                                    self.direction,
+                                    service.name.as_str(),
+                                    &label,
+                                );
+                                Arc::new(EndpointState::new(ep.clone(), m))
+                            })
+                    })
+                    .collect();
+                Endpoints { exists: true, list }
+            }
+        };
+        service.endpoints.store(Arc::new(next));
+    }
+
+    /// Every service this side has routed to, for the admin API.
+    pub fn all(&self) -> Vec<Arc<Service>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = map.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
