@@ -1,1 +1,65 @@
+//! Test support for weft's end-to-end tests: real `weft` processes, real backends on
+//! loopback, real clients. One copy of each helper, shared by every test.
+//!
+//! - [`proxy`]: start a `weft proxy` on a loopback "node", read its ports, drive its admin.
+//! - [`backend`]: an HTTP/1.1 + h2c backend with echo, status, streaming and slow routes.
+//! - [`discovery`]: write discovery files the proxies watch.
+//! - [`client`]: `curl` and a hyper HTTP/2 client.
 
+pub mod backend;
+pub mod client;
+pub mod discovery;
+pub mod mesh;
+pub mod proxy;
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` until it returns `Some`, failing the test with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh temporary folder, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("weft-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where test artifacts (screenshots, logs worth keeping) go.
+pub fn artifacts_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).expect("create artifacts dir");
+    dir
+}

@@ -23,15 +23,18 @@ pub type ErrorHook = Arc<dyn Fn(&DiscoveryError) + Send + Sync>;
 pub struct FileDiscovery {
     path: PathBuf,
     registry: Registry,
+    /// The bytes the current table came from; the watcher compares against them.
+    loaded: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl FileDiscovery {
     /// Reads the file once; an error here is a start-up error for the caller to report.
     pub fn load(path: &Path) -> Result<Arc<Self>, DiscoveryError> {
-        let (_, table) = read(path)?;
+        let (bytes, table) = read(path)?;
         Ok(Arc::new(Self {
             path: path.to_path_buf(),
             registry: Registry::new(table),
+            loaded: std::sync::Mutex::new(Some(bytes)),
         }))
     }
 
@@ -39,14 +42,10 @@ impl FileDiscovery {
         &self.path
     }
 
-    /// Watches the file until the returned task is dropped or aborted.
+    /// Watches the file until the returned task is aborted. The watch is in place when this
+    /// returns, and any change since [`FileDiscovery::load`] is applied at once.
     pub fn spawn_watch(self: &Arc<Self>, on_error: ErrorHook) -> tokio::task::JoinHandle<()> {
-        let this = Arc::clone(self);
-        tokio::spawn(async move { this.watch_loop(on_error).await })
-    }
-
-    async fn watch_loop(self: Arc<Self>, on_error: ErrorHook) {
-        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let (tx, rx) = mpsc::channel::<()>(1);
         let dir = self
             .path
             .parent()
@@ -57,22 +56,35 @@ impl FileDiscovery {
             let _ = tx.try_send(());
         })
         .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-        let _watcher = match watcher {
+        let watcher = match watcher {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch discovery folder; polling only");
                 None
             }
         };
-        let mut last = std::fs::read(&self.path).ok();
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.watch_loop(watcher, rx, on_error).await })
+    }
+
+    async fn watch_loop(
+        self: Arc<Self>,
+        _watcher: Option<notify::RecommendedWatcher>,
+        mut rx: mpsc::Receiver<()>,
+        on_error: ErrorHook,
+    ) {
+        let mut last = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut first = true;
         loop {
-            tokio::select! {
-                got = rx.recv() => {
-                    if got.is_none() { return; }
-                    tokio::time::sleep(SETTLE).await;
-                    while rx.try_recv().is_ok() {}
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    got = rx.recv() => {
+                        if got.is_none() { return; }
+                        tokio::time::sleep(SETTLE).await;
+                        while rx.try_recv().is_ok() {}
+                    }
+                    _ = tokio::time::sleep(POLL) => {}
                 }
-                _ = tokio::time::sleep(POLL) => {}
             }
             let bytes = match std::fs::read(&self.path) {
                 Ok(b) => b,

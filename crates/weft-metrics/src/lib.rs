@@ -12,7 +12,8 @@ pub mod tcp;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics};
@@ -30,14 +31,15 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(node: &str) -> Self {
         let mut registry = Registry::with_prefix("weft");
-        registry.register(
-            "proxy",
-            "This proxy's node and version",
-            Info::new(vec![
-                ("node".to_string(), node.to_string()),
-                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-            ]),
-        );
+        // A gauge, not an OpenMetrics info: Prometheus' own text parser (promtool) knows
+        // no info type.
+        let info = Family::<Vec<(String, String)>, Gauge>::default();
+        info.get_or_create(&vec![
+            ("node".to_string(), node.to_string()),
+            ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ])
+        .set(1);
+        registry.register("proxy_info", "This proxy's node and version", info);
         let http = HttpMetrics::register(&mut registry);
         let tcp = TcpMetrics::register(&mut registry);
         let discovery_errors = Counter::default();
@@ -54,10 +56,67 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every family.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics exposition of every family.
+    pub fn render_openmetrics(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+
+    /// The classic Prometheus text format (0.0.4), for scrapers and tools that do not ask
+    /// for OpenMetrics (promtool, older Prometheus, curl).
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render_openmetrics())
+    }
+}
+
+/// OpenMetrics names a counter family without `_total` in HELP and TYPE; the text format
+/// names it as its samples are named, and has no `# EOF` or `# UNIT`.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 256);
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{kind}{name}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_names_counters_as_their_samples() {
+        let m = Metrics::new("n");
+        m.discovery_errors.inc();
+        let text = m.render_text();
+        assert!(
+            text.contains("# TYPE weft_discovery_errors_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("weft_discovery_errors_total 1"), "{text}");
+        assert!(!text.contains("# EOF"));
     }
 }

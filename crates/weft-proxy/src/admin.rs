@@ -40,13 +40,25 @@ impl Admin {
                 }
             }
             (&Method::GET, "/metrics") => {
-                let mut rsp = Response::new(ProxyBody::full(self.metrics.render()));
-                rsp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(
+                let openmetrics = req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("application/openmetrics-text"));
+                let (body, kind) = if openmetrics {
+                    (
+                        self.metrics.render_openmetrics(),
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                );
+                    )
+                } else {
+                    (
+                        self.metrics.render_text(),
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )
+                };
+                let mut rsp = Response::new(ProxyBody::full(body));
+                rsp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
                 rsp
             }
             (&Method::GET, "/config") => {

@@ -1,0 +1,139 @@
+//! Discovery changes apply within a second without dropping in-flight requests; bad edits
+//! keep the last good state; the admin API answers; SIGTERM and /shutdown drain gracefully.
+
+use std::time::{Duration, Instant};
+
+use weft_tests::backend::Backend;
+use weft_tests::client::curl;
+use weft_tests::discovery::{self};
+use weft_tests::mesh::{Mesh, NODE_B};
+use weft_tests::proxy::WeftProxy;
+
+#[tokio::test]
+async fn discovery_changes_apply_within_a_second_without_dropping_in_flight_requests() {
+    let mesh = Mesh::start().await;
+    let next = Backend::start(NODE_B).await;
+    let proxy = mesh.proxy_flag();
+    let in_flight = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move { curl(&["-x", &proxy, "http://world/slow?ms=1500"]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let changed = Instant::now();
+    discovery::write(&mesh.discovery, &[("world", vec![mesh.on_b(next.addr)])]);
+    let took = weft_tests::eventually("new endpoint in use", Duration::from_secs(3), || async {
+        let rsp = curl(&["-x", &proxy, "http://world/echo"]).await;
+        (rsp.header("x-backend") == Some(next.addr.to_string().as_str())).then(|| changed.elapsed())
+    })
+    .await;
+    println!("discovery change applied after {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let rsp = in_flight.await.unwrap();
+    assert_eq!(rsp.status, 200, "in-flight request dropped: {}", rsp.text());
+}
+
+#[tokio::test]
+async fn a_bad_edit_keeps_the_last_good_state_and_is_counted() {
+    let mesh = Mesh::start().await;
+    discovery::write_raw(
+        &mesh.discovery,
+        "[[services.world.endpoints]]\naddr = \"127.0.0.3:1\"\nbogus = 1\n",
+    );
+    weft_tests::eventually("error counted", Duration::from_secs(5), || async {
+        (mesh.a.sample("weft_discovery_errors_total").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+    assert_eq!(rsp.status, 200);
+    let log = mesh.a.log();
+    assert!(
+        log.contains("discovery.toml:3:"),
+        "log names file and line:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_is_picked_up() {
+    let dir = weft_tests::TempDir::new("configmap");
+    let first = Backend::start(NODE_B).await;
+    let second = Backend::start(NODE_B).await;
+    // Kubernetes' layout: file -> ..data/file, ..data -> ..<timestamp>/
+    let write_version = |name: &str, addr| {
+        let d = dir.path(name);
+        std::fs::create_dir_all(&d).unwrap();
+        discovery::write(
+            &d.join("discovery.toml"),
+            &[("world", vec![discovery::Ep::direct(addr)])],
+        );
+    };
+    write_version("..v1", first.addr);
+    std::os::unix::fs::symlink("..v1", dir.path("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/discovery.toml", dir.path("discovery.toml")).unwrap();
+    let proxy = WeftProxy::start(NODE_B, &dir.path("discovery.toml")).await;
+    proxy.wait_endpoints("world", &[first.addr]).await;
+    write_version("..v2", second.addr);
+    std::os::unix::fs::symlink("..v2", dir.path("..data_tmp")).unwrap();
+    std::fs::rename(dir.path("..data_tmp"), dir.path("..data")).unwrap();
+    proxy.wait_endpoints("world", &[second.addr]).await;
+}
+
+#[tokio::test]
+async fn the_admin_api_answers() {
+    let mesh = Mesh::start().await;
+    assert_eq!(mesh.a.admin_get("/live").await.0, 200);
+    assert_eq!(mesh.a.admin_get("/ready").await.0, 200);
+    let (status, config) = mesh.a.admin_get("/config").await;
+    assert_eq!(status, 200);
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        config["outbound"]["listen"],
+        format!("{}:0", weft_tests::mesh::NODE_A)
+    );
+    assert_eq!(config["http"]["connect_timeout"], "1s");
+    let (_, eps) = mesh.b.admin_get("/endpoints").await;
+    let eps: serde_json::Value = serde_json::from_str(&eps).unwrap();
+    let world = &eps["services"]["world"]["endpoints"][0];
+    assert_eq!(world["addr"], mesh.world.addr.to_string());
+    assert_eq!(world["local"], true);
+    assert_eq!(world["state"], "ready");
+    assert_eq!(mesh.a.admin_get("/shutdown").await.0, 405);
+    assert_eq!(mesh.a.admin_get("/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let mut mesh = Mesh::start().await;
+    let proxy = mesh.proxy_flag();
+    let in_flight =
+        tokio::spawn(async move { curl(&["-x", &proxy, "http://world/slow?ms=1500"]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    mesh.a.sigterm();
+    // Stops accepting promptly…
+    weft_tests::eventually("listener closed", Duration::from_secs(2), || async {
+        tokio::net::TcpStream::connect(mesh.a.outbound)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    // …yet finishes what it had.
+    let rsp = in_flight.await.unwrap();
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    let status = mesh.a.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn admin_shutdown_drains_and_exits_zero() {
+    let mut mesh = Mesh::start().await;
+    let req = http::Request::post("/shutdown")
+        .header("host", "admin")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let rsp = weft_tests::client::send_h1(mesh.b.admin, req)
+        .await
+        .unwrap();
+    assert_eq!(rsp.status, 202);
+    let status = mesh.b.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: real `weft proxy` processes on loopback "nodes", real backends and
+//! real clients (curl, hyper, grpcio, tungstenite).
+
+mod errors;
+mod grpc;
+mod http;
+mod lifecycle;
+mod metrics;
+mod websocket;

@@ -1,0 +1,121 @@
+//! `/metrics` counts exactly what happened, per service and endpoint, on both sides, and
+//! passes `promtool check metrics`.
+
+use std::net::SocketAddr;
+
+use weft_tests::backend::Backend;
+use weft_tests::client::{curl, have};
+use weft_tests::discovery::Ep;
+use weft_tests::mesh::{Mesh, NODE_B};
+use weft_tests::proxy::metric;
+
+#[tokio::test]
+async fn metrics_count_a_known_mix_exactly() {
+    let mesh = Mesh::start().await;
+    let dead: SocketAddr = {
+        let l = std::net::TcpListener::bind(format!("{NODE_B}:0")).unwrap();
+        l.local_addr().unwrap()
+    };
+    let second = Backend::start(NODE_B).await;
+    mesh.publish(&[
+        ("world", vec![mesh.on_b(mesh.world.addr)]),
+        ("other", vec![mesh.on_b(second.addr)]),
+        ("dead", vec![Ep::direct(dead)]),
+    ])
+    .await;
+    let proxy = mesh.proxy_flag();
+    let mix = [("/status/200", 5), ("/status/404", 3), ("/status/500", 2)];
+    for (path, n) in mix {
+        for _ in 0..n {
+            curl(&["-x", &proxy, &format!("http://world{path}")]).await;
+        }
+    }
+    for _ in 0..4 {
+        curl(&["-x", &proxy, "http://other/status/201"]).await;
+    }
+    for _ in 0..2 {
+        let rsp = curl(&["-x", &proxy, "http://dead/"]).await;
+        assert_eq!(rsp.status, 502);
+    }
+    curl(&["-x", &proxy, "http://stranger/"]).await;
+
+    let out = mesh.a.metrics().await;
+    let ep = mesh.world.addr;
+    let series =
+        |labels: &str| metric(&out, labels).unwrap_or_else(|| panic!("{labels} missing:\n{out}"));
+    let route = format!("direction=\"outbound\",service=\"world\",endpoint=\"{ep}\"");
+    assert_eq!(series(&format!("weft_requests_total{{{route}}}")), 10.0);
+    let resp = |code: &str, class: &str| {
+        series(&format!("weft_responses_total{{{route},status_code=\"{code}\",classification=\"{class}\",error=\"\"}}"))
+    };
+    assert_eq!(resp("200", "success"), 5.0);
+    assert_eq!(resp("404", "success"), 3.0);
+    assert_eq!(resp("500", "failure"), 2.0);
+    assert_eq!(
+        series(&format!("weft_response_latency_seconds_count{{{route}}}")),
+        10.0
+    );
+    let other = format!(
+        "direction=\"outbound\",service=\"other\",endpoint=\"{}\"",
+        second.addr
+    );
+    assert_eq!(series(&format!("weft_requests_total{{{other}}}")), 4.0);
+    let dead_route = format!("direction=\"outbound\",service=\"dead\",endpoint=\"{dead}\"");
+    assert_eq!(series(&format!("weft_requests_total{{{dead_route}}}")), 2.0);
+    assert_eq!(
+        series(&format!(
+            "weft_responses_total{{{dead_route},status_code=\"502\",classification=\"failure\",error=\"connect refused\"}}"
+        )),
+        2.0
+    );
+    // Unknown names share one bounded series.
+    assert_eq!(
+        series("weft_requests_total{direction=\"outbound\",service=\"_unknown\",endpoint=\"\"}"),
+        1.0
+    );
+    assert!(!out.contains("stranger"));
+
+    // The inbound side on node B saw the same requests, per local instance.
+    let inb = mesh.b.metrics().await;
+    let inroute = format!("direction=\"inbound\",service=\"world\",endpoint=\"{ep}\"");
+    assert_eq!(
+        metric(&inb, &format!("weft_requests_total{{{inroute}}}")),
+        Some(10.0),
+        "{inb}"
+    );
+    assert_eq!(
+        metric(&inb, &format!("weft_responses_total{{{inroute},status_code=\"500\",classification=\"failure\",error=\"\"}}")),
+        Some(2.0)
+    );
+
+    assert!(
+        have("promtool"),
+        "promtool is missing: the test command installs the prometheus package"
+    );
+    for text in [out, inb] {
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let res = child.wait_with_output().unwrap();
+        let complaints = format!(
+            "{}{}",
+            String::from_utf8_lossy(&res.stdout),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert!(
+            res.status.success() && complaints.trim().is_empty(),
+            "promtool: {complaints}"
+        );
+    }
+}

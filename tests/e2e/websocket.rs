@@ -1,0 +1,47 @@
+//! A WebSocket echo through both hops: the upgrade travels as HTTP/1.1 and the two upgraded
+//! connections are spliced end to end.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use weft_tests::mesh::{Mesh, NODE_B};
+
+#[tokio::test]
+async fn websocket_echo_through_both_hops() {
+    let mesh = Mesh::start().await;
+    let listener = TcpListener::bind(format!("{NODE_B}:0")).await.unwrap();
+    let ws_addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+            if msg.is_text() || msg.is_binary() {
+                ws.send(msg).await.unwrap();
+            }
+        }
+    });
+    mesh.publish(&[("world", vec![mesh.on_b(ws_addr)])]).await;
+
+    let stream = TcpStream::connect(mesh.a.outbound).await.unwrap();
+    let (mut ws, rsp) = tokio_tungstenite::client_async("ws://world/chat", stream)
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 101);
+    for i in 0..3 {
+        let text = format!("hello {i}");
+        ws.send(Message::text(text.clone())).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), text);
+    }
+    let big = vec![7u8; 200_000];
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_data().as_ref(),
+        &big[..]
+    );
+    ws.close(None).await.unwrap();
+    server.await.unwrap();
+}

@@ -1,0 +1,197 @@
+//! A real `weft proxy` process on a loopback "node" (127.0.0.x), on ephemeral ports read
+//! back from its start-up line, so tests run in parallel safely.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::client;
+
+/// The `weft` binary built beside this test (`cargo build -p weft` first), or `$WEFT_BIN`.
+pub fn weft_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEFT_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("weft");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p weft` first",
+        bin.display()
+    );
+    bin
+}
+
+pub struct WeftProxy {
+    child: Child,
+    pub outbound: SocketAddr,
+    pub inbound: SocketAddr,
+    pub admin: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl WeftProxy {
+    /// Starts a proxy on `ip` with all three listeners on ephemeral ports.
+    pub async fn start(ip: &str, discovery: &Path) -> Self {
+        Self::start_with(ip, discovery, &[]).await
+    }
+
+    pub async fn start_with(ip: &str, discovery: &Path, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(weft_bin());
+        cmd.arg("proxy")
+            .args(["--node", ip])
+            .args(["--outbound", &format!("{ip}:0")])
+            .args(["--inbound", &format!("{ip}:0")])
+            .args(["--admin", &format!("{ip}:0")])
+            .arg("--discovery-file")
+            .arg(discovery)
+            .args(extra)
+            .env("WEFT_LOG", "info,weft_proxy=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn weft proxy");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = oneshot::channel();
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("weft proxy listening") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(line.clone());
+                    }
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let line = match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(line)) => line,
+            _ => panic!("weft proxy did not start:\n{}", log.lock().unwrap()),
+        };
+        let field = |name: &str| -> SocketAddr {
+            let key = format!("{name}=");
+            let start = line.find(&key).expect("address in start-up line") + key.len();
+            line[start..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        Self {
+            outbound: field("outbound"),
+            inbound: field("inbound"),
+            admin: field("admin"),
+            child,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let rsp = client::get(self.admin, "admin", path)
+            .await
+            .expect("admin request");
+        (rsp.status, String::from_utf8_lossy(&rsp.body).into_owned())
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.admin_get("/metrics").await.1
+    }
+
+    /// Waits until the admin API lists `service` with exactly `addrs` as its endpoints.
+    pub async fn wait_endpoints(&self, service: &str, addrs: &[SocketAddr]) {
+        let eps: Vec<_> = addrs
+            .iter()
+            .map(|a| crate::discovery::Ep::direct(*a))
+            .collect();
+        self.wait_for(service, &eps, false).await;
+    }
+
+    /// Waits until the admin API lists `service` with exactly `eps` (address, node and
+    /// protocol), so a test never races a discovery reload.
+    pub async fn wait_for(&self, service: &str, eps: &[crate::discovery::Ep], exact: bool) {
+        let describe = |addr: &str, node: &str, proto: &str| {
+            if exact {
+                format!("{addr} {node} {proto}")
+            } else {
+                addr.to_string()
+            }
+        };
+        let mut want: Vec<String> = eps
+            .iter()
+            .map(|e| {
+                let node = e.node.map(|n| n.to_string()).unwrap_or_default();
+                describe(&e.addr.to_string(), &node, e.protocol)
+            })
+            .collect();
+        want.sort();
+        crate::eventually(
+            &format!("{service} endpoints {want:?}"),
+            Duration::from_secs(5),
+            || async {
+                let (_, body) = self.admin_get("/endpoints").await;
+                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+                let eps = v["services"][service]["endpoints"].as_array()?;
+                let mut got: Vec<String> = eps
+                    .iter()
+                    .map(|e| {
+                        describe(
+                            e["addr"].as_str().unwrap_or(""),
+                            e["node"].as_str().unwrap_or(""),
+                            e["protocol"].as_str().unwrap_or(""),
+                        )
+                    })
+                    .collect();
+                got.sort();
+                (got == want).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Sends SIGTERM, as Kubernetes does when it stops a pod.
+    pub fn sigterm(&self) {
+        let pid = self.child.id().expect("running proxy has a pid");
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+    }
+
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .expect("proxy exits in time")
+            .expect("wait for proxy")
+    }
+
+    /// A metric sample's value, `None` when the series is absent.
+    pub async fn sample(&self, series: &str) -> Option<f64> {
+        metric(&self.metrics().await, series)
+    }
+}
+
+/// Finds `series` (name with its labels exactly as exposed) in a text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
