@@ -305,3 +305,38 @@ async fn idle_pools_are_reaped() {
     };
     weft_tests::eventually("idle connection reaped", Duration::from_secs(5), probe).await;
 }
+
+#[tokio::test]
+async fn many_http1_clients_share_one_h2_connection_to_the_peer() {
+    let mesh = Mesh::start().await;
+    let proxy = mesh.proxy_flag();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let proxy = proxy.clone();
+        tasks.push(tokio::spawn(async move {
+            curl(&["-x", &proxy, &format!("http://world/slow?ms=200&i={i}")])
+                .await
+                .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let accepted = mesh
+        .b
+        .sample("weft_tcp_accepted_connections_total{direction=\"inbound\"}")
+        .await;
+    assert_eq!(
+        accepted,
+        Some(1.0),
+        "the hop to node B is one multiplexed connection"
+    );
+}
+
+#[tokio::test]
+async fn an_http10_request_is_restored_on_the_far_side() {
+    let mesh = Mesh::start().await;
+    let rsp = curl(&["--http1.0", "-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(json(&rsp.body)["version"], "HTTP/1.0");
+}

@@ -43,6 +43,13 @@ pub struct ProxyArgs {
     /// Grace period for in-flight requests on shutdown [default: 30s].
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE", value_parser = duration::parse)]
     shutdown_grace: Option<std::time::Duration>,
+    /// Most idle HTTP/1.1 connections kept per endpoint [default: 64].
+    #[arg(long, env = "WEFT_POOL_MAX_IDLE")]
+    pool_max_idle: Option<usize>,
+    /// Domain suffixes stripped to find a service name, comma-separated
+    /// [default: .default.svc.cluster.local,.default.svc,.default].
+    #[arg(long, env = "WEFT_NAME_SUFFIXES", value_delimiter = ',')]
+    name_suffixes: Option<Vec<String>>,
     /// Idle upstream connections close after this long [default: 60s].
     #[arg(long, env = "WEFT_POOL_IDLE_TIMEOUT", value_parser = duration::parse)]
     pool_idle_timeout: Option<std::time::Duration>,
@@ -69,6 +76,8 @@ impl ProxyArgs {
         set(&mut c.http.max_header_bytes, self.max_header_bytes);
         set(&mut c.http.shutdown_grace, self.shutdown_grace);
         set(&mut c.http.pool_idle_timeout, self.pool_idle_timeout);
+        set(&mut c.http.pool_max_idle, self.pool_max_idle);
+        set(&mut c.names.suffixes, self.name_suffixes);
         let origin = self.config.unwrap_or_else(|| PathBuf::from("(flags)"));
         c.validate(&origin)?;
         Ok(c)
