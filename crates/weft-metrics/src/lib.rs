@@ -4,10 +4,12 @@
 //! - [`http`]: request, response and latency families for the outbound and inbound sides,
 //!   and per-route handles that the data plane resolves once, not per request.
 //! - [`tcp`]: open connections, accepted connections and bytes per listener.
+//! - [`parse`]: reads the text format back, for the dashboard.
 //! - [`Metrics`]: the registry that holds them all and renders `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod parse;
 pub mod tcp;
 
 use prometheus_client::encoding::text::encode;

@@ -169,14 +169,12 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
         return ctx.fail(ProxyError::UnknownService(name));
     };
     ctx.route = service.metrics.clone();
-    // Not an open relay: only endpoints discovery places on this node are served.
+    // Not an open relay: the inbound side knows only endpoints on this node.
     let endpoints = service.endpoints();
-    let is_local = |e: &&Arc<EndpointState>| e.endpoint.node_proxy == Some(shared.advertise);
     let picked = match req.headers().get(WEFT_DST_ENDPOINT) {
         Some(wanted) => match endpoints
             .list
             .iter()
-            .filter(is_local)
             .find(|e| e.label.as_bytes() == wanted.as_bytes())
         {
             Some(e) => Ok(Arc::clone(e)),
@@ -185,16 +183,13 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
                 endpoint: String::from_utf8_lossy(wanted.as_bytes()).into_owned(),
             }),
         },
-        None => {
-            let local: Vec<_> = endpoints.list.iter().filter(is_local).cloned().collect();
-            shared
-                .balancer
-                .pick(&local)
-                .cloned()
-                .ok_or_else(|| ProxyError::NoEndpoints {
-                    service: service.name.clone(),
-                })
-        }
+        None => shared
+            .balancer
+            .pick(&endpoints.list)
+            .cloned()
+            .ok_or_else(|| ProxyError::NoEndpoints {
+                service: service.name.clone(),
+            }),
     };
     drop(endpoints);
     let endpoint = match picked {

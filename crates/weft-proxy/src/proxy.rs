@@ -84,10 +84,22 @@ impl Proxy {
             timeout: config.http.connect_timeout,
         };
         let http = config.http.clone();
+        // A port-0 listener advertises the port it really got.
+        let advertise = config.inbound.advertise.unwrap_or(inbound);
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
-            outbound: Services::new(Direction::Outbound, discovery.clone(), metrics.http.clone()),
-            inbound: Services::new(Direction::Inbound, discovery.clone(), metrics.http.clone()),
+            outbound: Services::new(
+                Direction::Outbound,
+                None,
+                discovery.clone(),
+                metrics.http.clone(),
+            ),
+            inbound: Services::new(
+                Direction::Inbound,
+                Some(advertise),
+                discovery.clone(),
+                metrics.http.clone(),
+            ),
             balancer: Box::new(PowerOfTwo),
             h1: H1Pool::new(
                 connector.clone(),
@@ -95,8 +107,7 @@ impl Proxy {
                 http.pool_max_idle,
             ),
             h2: H2Pool::new(connector, http.pool_idle_timeout),
-            // A port-0 listener advertises the port it really got.
-            advertise: config.inbound.advertise.unwrap_or(inbound),
+            advertise,
             config,
         });
         let (shutdown, _) = watch::channel(false);

@@ -39,6 +39,9 @@ impl Service {
 
 pub struct Services {
     direction: Direction,
+    /// Inbound only: keep just the endpoints on this node (the inbound address peers use),
+    /// so nothing else can be reached, or even get a metrics series.
+    local: Option<std::net::SocketAddr>,
     discovery: Arc<dyn Discover>,
     metrics: HttpMetrics,
     map: RwLock<HashMap<ServiceName, Arc<Service>>>,
@@ -48,12 +51,14 @@ pub struct Services {
 impl Services {
     pub fn new(
         direction: Direction,
+        local: Option<std::net::SocketAddr>,
         discovery: Arc<dyn Discover>,
         metrics: HttpMetrics,
     ) -> Arc<Self> {
         let unknown = metrics.route(direction, UNKNOWN_SERVICE, "");
         Arc::new(Self {
             direction,
+            local,
             discovery,
             metrics,
             map: RwLock::new(HashMap::new()),
@@ -118,6 +123,7 @@ impl Services {
                 let current = service.endpoints.load();
                 let list = set
                     .iter()
+                    .filter(|ep| self.local.is_none() || ep.node_proxy == self.local)
                     .map(|ep| {
                         // Keep an unchanged endpoint's state: its in-flight count matters.
                         current

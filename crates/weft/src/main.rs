@@ -1,7 +1,9 @@
 //! The `weft` binary: command-line parsing and wiring only; the work lives in the crates.
 #![forbid(unsafe_code)]
 
+mod demo_cmd;
 mod proxy_cmd;
+mod stat_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +19,15 @@ struct Cli {
 enum Command {
     /// Run the node proxy: outbound (:4140), inbound (:4141) and admin (:9990) listeners.
     Proxy(proxy_cmd::ProxyArgs),
+    /// Run the whole mesh on this machine: proxies on loopback nodes, hello/world, traffic,
+    /// and the dashboard.
+    Demo(demo_cmd::DemoArgs),
+    /// Serve the dashboard: collect metrics from proxies (or Prometheus), show them.
+    Dashboard(demo_cmd::DashboardArgs),
+    /// Show success rate, request volume and latency per service or instance.
+    Stat(stat_cmd::StatArgs),
+    /// The demo app: answers "Hello (IP) world (IP)!!" by calling its target.
+    HelloWorld(demo_cmd::HelloWorldArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +42,10 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Proxy(args) => proxy_cmd::run(args),
+        Command::Demo(args) => demo_cmd::demo(args),
+        Command::Dashboard(args) => demo_cmd::dashboard(args),
+        Command::Stat(args) => stat_cmd::stat(args),
+        Command::HelloWorld(args) => demo_cmd::hello_world(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,203 @@
+//! The dashboard's HTTP routes: a JSON API (summary, services, instances) and the web UI's
+//! assets, embedded in the binary so it works offline.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::history::{Key, SeriesPoint, Stats};
+use crate::Shared;
+
+const INDEX_HTML: &str = include_str!("ui/index.html");
+const APP_JS: &str = include_str!("ui/app.js");
+const STYLE_CSS: &str = include_str!("ui/style.css");
+
+/// Shown above every chart: fifteen minutes.
+const SERIES_SPAN: f64 = 900.0;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route("/api/summary", get(summary))
+        .route("/api/services", get(services))
+        .route("/api/instances", get(instances))
+        .with_state(shared)
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+/// The API's one error type: handlers use `?`; clients get a JSON message.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct Params {
+    window: Option<String>,
+    step: Option<String>,
+    service: Option<String>,
+    instance: Option<String>,
+}
+
+impl Params {
+    fn seconds(v: &Option<String>, default: f64) -> Result<f64, AppError> {
+        let Some(v) = v.as_deref().filter(|v| !v.is_empty()) else {
+            return Ok(default);
+        };
+        parse_seconds(v).ok_or_else(|| AppError::BadRequest(format!("invalid duration {v:?}")))
+    }
+
+    fn window(&self) -> Result<f64, AppError> {
+        Self::seconds(&self.window, 60.0)
+    }
+
+    fn step(&self, interval: f64) -> Result<f64, AppError> {
+        Ok(Self::seconds(&self.step, 10.0)?.max(interval))
+    }
+
+    fn wants(filter: &Option<String>, value: &str) -> bool {
+        filter.as_deref().is_none_or(|f| f.is_empty() || f == value)
+    }
+}
+
+/// `90`, `90s`, `5m`, `1h` → seconds.
+pub fn parse_seconds(v: &str) -> Option<f64> {
+    let v = v.trim();
+    let (num, mult) = match v.char_indices().last()? {
+        (i, 's') => (&v[..i], 1.0),
+        (i, 'm') => (&v[..i], 60.0),
+        (i, 'h') => (&v[..i], 3600.0),
+        _ => (v, 1.0),
+    };
+    let n: f64 = num.parse().ok()?;
+    (n > 0.0 && n.is_finite()).then_some(n * mult)
+}
+
+#[derive(Serialize)]
+struct Row<T: Serialize> {
+    #[serde(flatten)]
+    id: T,
+    stats: Stats,
+    series: Vec<SeriesPoint>,
+}
+
+async fn summary(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<Params>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let window = p.window()?;
+    let step = p.step(shared.interval.as_secs_f64())?;
+    let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
+    let services = h
+        .keys()
+        .into_iter()
+        .filter(|k| matches!(k, Key::Service(_)))
+        .count();
+    let proxies = h.proxies();
+    Ok(Json(json!({
+        "window_s": window,
+        "proxies": proxies,
+        "proxies_up": proxies.iter().filter(|p| p.up).count(),
+        "proxies_total": proxies.len(),
+        "services_monitored": services,
+        "stats": h.stats(&Key::Cluster, window),
+        "series": h.series(&Key::Cluster, SERIES_SPAN, step),
+    })))
+}
+
+async fn services(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<Params>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let window = p.window()?;
+    let step = p.step(shared.interval.as_secs_f64())?;
+    let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
+    let rows: Vec<_> = h
+        .keys()
+        .into_iter()
+        .filter_map(|k| match &k {
+            Key::Service(name) if Params::wants(&p.service, name) => Some(Row {
+                id: json!({ "service": name }),
+                stats: h.stats(&k, window),
+                series: h.series(&k, SERIES_SPAN, step),
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(json!({ "window_s": window, "services": rows })))
+}
+
+async fn instances(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<Params>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let window = p.window()?;
+    let step = p.step(shared.interval.as_secs_f64())?;
+    let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
+    let nodes: Vec<_> = h
+        .proxies()
+        .iter()
+        .filter(|px| Params::wants(&p.instance, &px.node))
+        .map(|px| {
+            let k = Key::Node(px.node.clone());
+            Row {
+                id: json!({ "node": px.node, "target": px.target, "up": px.up }),
+                stats: h.stats(&k, window),
+                series: h.series(&k, SERIES_SPAN, step),
+            }
+        })
+        .collect();
+    let endpoints: Vec<_> = h
+        .keys()
+        .into_iter()
+        .filter_map(|k| match &k {
+            Key::Endpoint { service, endpoint }
+                if Params::wants(&p.service, service) && Params::wants(&p.instance, endpoint) =>
+            {
+                Some(Row {
+                    id: json!({
+                        "service": service,
+                        "endpoint": endpoint,
+                        "node": h.endpoint_node(endpoint),
+                    }),
+                    stats: h.stats(&k, window),
+                    series: h.series(&k, SERIES_SPAN, step),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(Json(
+        json!({ "window_s": window, "nodes": nodes, "endpoints": endpoints }),
+    ))
+}

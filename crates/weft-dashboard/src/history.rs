@@ -1,0 +1,408 @@
+//! The dashboard's memory: each scrape turns cumulative counters into per-interval deltas,
+//! added up per key (cluster, service, node, endpoint) into a bounded ring of points.
+//! Windows and time series are sums over those points; latency quantiles come from summed
+//! histogram buckets, interpolated as Prometheus' `histogram_quantile` does.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+use weft_metrics::http::LATENCY_BUCKETS;
+
+use crate::source::Scrape;
+
+/// The `service` value of requests that named no known service; counted in the cluster's
+/// totals, not listed as a service.
+const UNKNOWN: &str = "_unknown";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Cluster,
+    Service(String),
+    Node(String),
+    Endpoint { service: String, endpoint: String },
+}
+
+/// Counts over one interval. `buckets[i]` is cumulative: responses at or under bound `i`
+/// (the last is +Inf).
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    pub requests: f64,
+    pub success: f64,
+    pub failure: f64,
+    pub c4xx: f64,
+    pub c5xx: f64,
+    pub buckets: Vec<f64>,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.success += o.success;
+        self.failure += o.failure;
+        self.c4xx += o.c4xx;
+        self.c5xx += o.c5xx;
+        if self.buckets.len() < o.buckets.len() {
+            self.buckets.resize(o.buckets.len(), 0.0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
+            *a += b;
+        }
+    }
+
+    pub fn success_rate(&self) -> Option<f64> {
+        let all = self.success + self.failure;
+        (all > 0.0).then(|| self.success / all)
+    }
+
+    /// The `q` quantile in seconds, or `None` with no observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = *self.buckets.last()?;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let i = self.buckets.iter().position(|&c| c >= rank)?;
+        if i >= LATENCY_BUCKETS.len() {
+            return LATENCY_BUCKETS.last().copied();
+        }
+        let upper = LATENCY_BUCKETS[i];
+        let (lower, below) = if i == 0 {
+            (0.0, 0.0)
+        } else {
+            (LATENCY_BUCKETS[i - 1], self.buckets[i - 1])
+        };
+        let inside = self.buckets[i] - below;
+        if inside <= 0.0 {
+            return Some(upper);
+        }
+        Some(lower + (upper - lower) * (rank - below) / inside)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Point {
+    /// Unix seconds at the end of the interval.
+    t: f64,
+    dt: f64,
+    counts: Counts,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProxyStatus {
+    pub target: String,
+    pub node: String,
+    pub up: bool,
+}
+
+/// A window's figures, as the API and `weft stat` show them.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Stats {
+    pub requests: f64,
+    pub rps: f64,
+    pub success_rate: Option<f64>,
+    pub rate_4xx: f64,
+    pub rate_5xx: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesPoint {
+    pub t: f64,
+    pub rps: f64,
+    pub success_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+pub struct History {
+    capacity: usize,
+    series: HashMap<Key, VecDeque<Point>>,
+    /// Last cumulative value per (proxy, raw series), to turn counters into deltas.
+    last: HashMap<String, HashMap<String, f64>>,
+    proxies: Vec<ProxyStatus>,
+    /// Which node each endpoint lives on, learnt from inbound metrics.
+    endpoint_nodes: HashMap<String, String>,
+    last_t: Option<f64>,
+}
+
+fn stats_of(c: &Counts, seconds: f64) -> Stats {
+    let per_s = |x: f64| if seconds > 0.0 { x / seconds } else { 0.0 };
+    let ms = |q| c.quantile(q).map(|s| s * 1000.0);
+    Stats {
+        requests: c.requests,
+        rps: per_s(c.requests),
+        success_rate: c.success_rate(),
+        rate_4xx: per_s(c.c4xx),
+        rate_5xx: per_s(c.c5xx),
+        p50_ms: ms(0.5),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
+    }
+}
+
+impl History {
+    /// Keeps `capacity` points per key: history length / scrape interval.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(2),
+            series: HashMap::new(),
+            last: HashMap::new(),
+            proxies: Vec::new(),
+            endpoint_nodes: HashMap::new(),
+            last_t: None,
+        }
+    }
+
+    /// Adds one round of scrapes taken at unix time `t`.
+    pub fn ingest(&mut self, t: f64, scrapes: &[Scrape]) {
+        let dt = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
+        self.last_t = Some(t);
+        let mut round: HashMap<Key, Counts> = HashMap::new();
+        round.entry(Key::Cluster).or_default();
+        self.proxies = scrapes
+            .iter()
+            .map(|s| ProxyStatus {
+                target: s.target.clone(),
+                node: s.node.clone().unwrap_or_else(|| s.target.clone()),
+                up: s.up,
+            })
+            .collect();
+        for scrape in scrapes.iter().filter(|s| s.up) {
+            let node = scrape.node.clone().unwrap_or_else(|| scrape.target.clone());
+            let first = !self.last.contains_key(&scrape.target);
+            let last = self.last.entry(scrape.target.clone()).or_default();
+            for s in &scrape.samples {
+                let direction = s.label("direction").unwrap_or("");
+                if direction == "inbound" && s.name == "weft_requests_total" && s.value > 0.0 {
+                    if let Some(ep) = s.label("endpoint").filter(|e| !e.is_empty()) {
+                        self.endpoint_nodes.insert(ep.to_string(), node.clone());
+                    }
+                }
+                if direction != "outbound" {
+                    continue;
+                }
+                let id = raw_id(s);
+                let prev = last.insert(id, s.value);
+                let delta = match prev {
+                    Some(p) if s.value >= p => s.value - p,
+                    Some(_) => s.value, // the proxy restarted; its counters began again
+                    None if first => 0.0, // a baseline, not traffic
+                    None => s.value,    // a series born since the last scrape
+                };
+                if delta == 0.0 {
+                    continue;
+                }
+                let mut c = Counts::default();
+                match s.name.as_str() {
+                    "weft_requests_total" => c.requests = delta,
+                    "weft_responses_total" => {
+                        match s.label("classification") {
+                            Some("success") => c.success = delta,
+                            _ => c.failure = delta,
+                        }
+                        match s.label("status_code").and_then(|v| v.as_bytes().first()) {
+                            Some(b'4') => c.c4xx = delta,
+                            Some(b'5') => c.c5xx = delta,
+                            _ => {}
+                        }
+                    }
+                    "weft_response_latency_seconds_bucket" => {
+                        let Some(i) = s.label("le").and_then(bucket_index) else {
+                            continue;
+                        };
+                        c.buckets = vec![0.0; LATENCY_BUCKETS.len() + 1];
+                        c.buckets[i] = delta;
+                    }
+                    _ => continue,
+                }
+                let service = s.label("service").unwrap_or("");
+                let endpoint = s.label("endpoint").unwrap_or("");
+                let mut keys = vec![Key::Cluster, Key::Node(node.clone())];
+                if !service.is_empty() && service != UNKNOWN {
+                    keys.push(Key::Service(service.to_string()));
+                    if !endpoint.is_empty() {
+                        keys.push(Key::Endpoint {
+                            service: service.to_string(),
+                            endpoint: endpoint.to_string(),
+                        });
+                    }
+                }
+                for k in keys {
+                    round.entry(k).or_default().add(&c);
+                }
+            }
+        }
+        if dt == 0.0 {
+            return; // the first round only sets baselines
+        }
+        for (key, counts) in round {
+            let ring = self.series.entry(key).or_default();
+            ring.push_back(Point { t, dt, counts });
+            while ring.len() > self.capacity {
+                ring.pop_front();
+            }
+        }
+    }
+
+    pub fn proxies(&self) -> &[ProxyStatus] {
+        &self.proxies
+    }
+
+    pub fn endpoint_node(&self, endpoint: &str) -> Option<&str> {
+        self.endpoint_nodes.get(endpoint).map(String::as_str)
+    }
+
+    pub fn keys(&self) -> Vec<Key> {
+        let mut k: Vec<_> = self.series.keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// Figures over the last `window` seconds.
+    pub fn stats(&self, key: &Key, window: f64) -> Stats {
+        let Some(now) = self.last_t else {
+            return stats_of(&Counts::default(), 0.0);
+        };
+        let mut total = Counts::default();
+        let mut seconds = 0.0;
+        if let Some(ring) = self.series.get(key) {
+            for p in ring.iter().rev().take_while(|p| p.t > now - window - 1e-6) {
+                total.add(&p.counts);
+                seconds += p.dt;
+            }
+        }
+        stats_of(&total, seconds)
+    }
+
+    /// Points of `step` seconds over the last `span` seconds, oldest first.
+    pub fn series(&self, key: &Key, span: f64, step: f64) -> Vec<SeriesPoint> {
+        let (Some(now), Some(ring)) = (self.last_t, self.series.get(key)) else {
+            return Vec::new();
+        };
+        let step = step.max(1.0);
+        let start = now - span;
+        let mut bins: Vec<(f64, Counts, f64)> = Vec::new();
+        for p in ring.iter().filter(|p| p.t > start) {
+            let bin_end = now - ((now - p.t) / step).floor() * step;
+            match bins.last_mut() {
+                Some((t, c, secs)) if (*t - bin_end).abs() < 1e-6 => {
+                    c.add(&p.counts);
+                    *secs += p.dt;
+                }
+                _ => bins.push((bin_end, p.counts.clone(), p.dt)),
+            }
+        }
+        bins.into_iter()
+            .map(|(t, c, secs)| {
+                let s = stats_of(&c, secs);
+                SeriesPoint {
+                    t,
+                    rps: s.rps,
+                    success_rate: s.success_rate,
+                    p50_ms: s.p50_ms,
+                    p95_ms: s.p95_ms,
+                    p99_ms: s.p99_ms,
+                }
+            })
+            .collect()
+    }
+}
+
+fn raw_id(s: &weft_metrics::parse::Sample) -> String {
+    let mut id = s.name.clone();
+    for (k, v) in &s.labels {
+        id.push('\u{1}');
+        id.push_str(k);
+        id.push('=');
+        id.push_str(v);
+    }
+    id
+}
+
+fn bucket_index(le: &str) -> Option<usize> {
+    if le == "+Inf" {
+        return Some(LATENCY_BUCKETS.len());
+    }
+    let v: f64 = le.parse().ok()?;
+    LATENCY_BUCKETS.iter().position(|b| (b - v).abs() < 1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_metrics::parse::Sample;
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+        }
+    }
+
+    fn scrape(requests: f64, ok: f64, failed: f64) -> Scrape {
+        let l = [
+            ("direction", "outbound"),
+            ("service", "world"),
+            ("endpoint", "e1"),
+        ];
+        let mut ok_l = l.to_vec();
+        ok_l.extend([("status_code", "200"), ("classification", "success")]);
+        let mut bad_l = l.to_vec();
+        bad_l.extend([("status_code", "500"), ("classification", "failure")]);
+        Scrape {
+            target: "p1".into(),
+            node: Some("node-1".into()),
+            up: true,
+            samples: vec![
+                sample("weft_requests_total", &l, requests),
+                sample("weft_responses_total", &ok_l, ok),
+                sample("weft_responses_total", &bad_l, failed),
+            ],
+        }
+    }
+
+    #[test]
+    fn counters_become_rates_and_success_rates() {
+        let mut h = History::new(100);
+        h.ingest(0.0, &[scrape(1000.0, 900.0, 100.0)]);
+        h.ingest(10.0, &[scrape(1200.0, 1080.0, 120.0)]);
+        h.ingest(20.0, &[scrape(1400.0, 1260.0, 140.0)]);
+        let s = h.stats(&Key::Service("world".into()), 60.0);
+        assert_eq!(s.rps, 20.0);
+        assert_eq!(s.success_rate, Some(0.9));
+        assert_eq!(s.rate_5xx, 2.0);
+        let n = h.stats(&Key::Node("node-1".into()), 60.0);
+        assert_eq!(n.requests, 400.0);
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let mut c = Counts {
+            buckets: vec![0.0; LATENCY_BUCKETS.len() + 1],
+            ..Default::default()
+        };
+        // 100 observations, all between 48 and 52 ms.
+        let i = LATENCY_BUCKETS.iter().position(|&b| b == 0.052).unwrap();
+        for b in &mut c.buckets[i..] {
+            *b = 100.0;
+        }
+        let p95 = c.quantile(0.95).unwrap();
+        assert!((p95 - 0.0518).abs() < 1e-4, "{p95}");
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut h = History::new(5);
+        for i in 0..50 {
+            h.ingest(i as f64, &[scrape(i as f64 * 10.0, 0.0, 0.0)]);
+        }
+        assert_eq!(h.series[&Key::Cluster].len(), 5);
+    }
+}

@@ -1,0 +1,117 @@
+//! weft's dashboard: collects every proxy's metrics (or asks Prometheus), keeps a bounded
+//! history, and serves the web UI and a JSON API that `weft stat` reads too.
+//!
+//! Layout:
+//! - [`source`]: scraping proxies directly, or querying Prometheus, into samples per proxy.
+//! - [`history`]: counters → per-interval deltas → windows, series and quantiles.
+//! - [`api`]: the HTTP routes: JSON API and the UI's embedded assets (`ui/`).
+//! - [`fetch`]: the small HTTP GET both the scraper and `weft stat` use.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod fetch;
+pub mod history;
+pub mod source;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::history::History;
+use crate::source::Source;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8084";
+
+#[derive(Clone, Debug)]
+pub struct DashboardConfig {
+    pub listen: SocketAddr,
+    pub source: Source,
+    /// How often metrics are collected.
+    pub interval: Duration,
+    /// How much history is kept (memory is bounded by history / interval points per key).
+    pub history: Duration,
+}
+
+pub struct Shared {
+    pub history: RwLock<History>,
+    pub interval: Duration,
+    pub source: Source,
+}
+
+pub struct DashboardHandle {
+    pub addr: SocketAddr,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} (dashboard): {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds the dashboard's listener, starts collecting, and serves until `stop` turns true.
+pub async fn start(
+    config: DashboardConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<DashboardHandle, BindError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| BindError {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| BindError {
+        addr: config.listen,
+        source,
+    })?;
+    let points = (config.history.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize;
+    let shared = Arc::new(Shared {
+        history: RwLock::new(History::new(points + 1)),
+        interval: config.interval,
+        source: config.source.clone(),
+    });
+    let collector = tokio::spawn(collect(Arc::clone(&shared), stop.clone()));
+    let app = api::router(shared);
+    let mut stop_server = stop;
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_server.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "dashboard server failed");
+        }
+    });
+    tracing::info!(%addr, "weft dashboard listening");
+    Ok(DashboardHandle {
+        addr,
+        tasks: vec![collector, server],
+    })
+}
+
+async fn collect(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(shared.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let scrapes = shared.source.scrape().await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        shared
+            .history
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .ingest(now, &scrapes);
+    }
+}

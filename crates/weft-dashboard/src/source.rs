@@ -1,0 +1,163 @@
+//! Where the dashboard's numbers come from: each proxy's `/metrics`, scraped directly, or a
+//! Prometheus server that scrapes them. Both yield the same cumulative samples per proxy.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use weft_metrics::parse::{parse, Sample};
+
+use crate::fetch::{self, encode_query};
+
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The weft families the dashboard reads.
+pub const FAMILIES: &str =
+    "weft_requests_total|weft_responses_total|weft_response_latency_seconds_bucket|weft_proxy_info";
+
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Admin addresses (`host:port`) of every proxy.
+    Proxies(Vec<String>),
+    /// A Prometheus base URL, and the job its proxies are scraped under.
+    Prometheus { url: String, job: String },
+}
+
+/// One proxy's state at one scrape.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    /// The proxy's admin address, its identity across scrapes.
+    pub target: String,
+    /// Its node name, from `weft_proxy_info`.
+    pub node: Option<String>,
+    pub up: bool,
+    pub samples: Vec<Sample>,
+}
+
+impl Source {
+    pub async fn scrape(&self) -> Vec<Scrape> {
+        match self {
+            Self::Proxies(targets) => {
+                let mut tasks = Vec::new();
+                for t in targets {
+                    let url = format!("http://{t}/metrics");
+                    let t = t.clone();
+                    tasks.push(tokio::spawn(async move {
+                        match fetch::get(&url, SCRAPE_TIMEOUT).await {
+                            Ok(body) => {
+                                let samples = parse(&String::from_utf8_lossy(&body));
+                                finish(t, true, samples)
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "scrape failed");
+                                finish(t, false, Vec::new())
+                            }
+                        }
+                    }));
+                }
+                let mut out = Vec::new();
+                for t in tasks {
+                    if let Ok(s) = t.await {
+                        out.push(s);
+                    }
+                }
+                out
+            }
+            Self::Prometheus { url, job } => match query_prometheus(url, job).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Prometheus query failed");
+                    Vec::new()
+                }
+            },
+        }
+    }
+}
+
+fn finish(target: String, up: bool, samples: Vec<Sample>) -> Scrape {
+    let node = samples
+        .iter()
+        .find(|s| s.name == "weft_proxy_info")
+        .and_then(|s| s.label("node"))
+        .map(str::to_string);
+    Scrape {
+        target,
+        node,
+        up,
+        samples,
+    }
+}
+
+#[derive(Deserialize)]
+struct PromResponse {
+    status: String,
+    data: Option<PromData>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PromData {
+    result: Vec<PromSeries>,
+}
+
+#[derive(Deserialize)]
+struct PromSeries {
+    metric: HashMap<String, String>,
+    value: (f64, String),
+}
+
+async fn instant_query(base: &str, query: &str) -> Result<Vec<PromSeries>, String> {
+    let url = format!(
+        "{}/api/v1/query?query={}",
+        base.trim_end_matches('/'),
+        encode_query(query)
+    );
+    let body = fetch::get(&url, SCRAPE_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rsp: PromResponse = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    if rsp.status != "success" {
+        return Err(rsp.error.unwrap_or(rsp.status));
+    }
+    Ok(rsp.data.map(|d| d.result).unwrap_or_default())
+}
+
+/// The latest value of every weft series, grouped by the proxy (`instance`) it came from.
+async fn query_prometheus(base: &str, job: &str) -> Result<Vec<Scrape>, String> {
+    let up = instant_query(base, &format!("up{{job=\"{job}\"}}")).await?;
+    let series =
+        instant_query(base, &format!("{{__name__=~\"{FAMILIES}\",job=\"{job}\"}}")).await?;
+    let mut by_target: HashMap<String, Vec<Sample>> = HashMap::new();
+    for s in series {
+        let Some(target) = s.metric.get("instance").cloned() else {
+            continue;
+        };
+        let Ok(value) = s.value.1.parse::<f64>() else {
+            continue;
+        };
+        let name = s.metric.get("__name__").cloned().unwrap_or_default();
+        let labels = s
+            .metric
+            .into_iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "__name__" | "instance" | "job"))
+            .collect();
+        by_target.entry(target).or_default().push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    Ok(up
+        .into_iter()
+        .filter_map(|u| {
+            let target = u.metric.get("instance")?.clone();
+            let is_up = u.value.1 == "1";
+            let samples = if is_up {
+                by_target.remove(&target).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Some(finish(target, is_up, samples))
+        })
+        .collect())
+}

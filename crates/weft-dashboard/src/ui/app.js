@@ -1,0 +1,261 @@
+// weft dashboard: polls the JSON API every 2 s and draws the three sections with plain SVG,
+// so the page works offline and ships inside the binary.
+"use strict";
+
+const COLORS = { ok: "#2e7d32", fail: "#c62828", p50: "#1565c0", p95: "#ef6c00", p99: "#6a1b9a" };
+const PALETTE = ["#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#558b2f", "#4e342e", "#283593"];
+const REFRESH_MS = 2000;
+const svgNS = "http://www.w3.org/2000/svg";
+
+const state = { service: "", instance: "", window: "60" };
+
+function $(id) { return document.getElementById(id); }
+
+function fmtPct(v) { return v == null ? "–" : (v * 100).toFixed(v >= 0.9995 ? 0 : 1) + "%"; }
+function fmtRps(v) { return v == null ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " rps"; }
+function fmtMs(v) { return v == null ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " ms"; }
+function rateClass(v) { return v == null ? "" : v >= 0.99 ? "ok" : v >= 0.9 ? "warn" : "fail"; }
+
+function el(tag, attrs, parent) {
+  const e = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function timeLabel(t) {
+  const d = new Date(t * 1000);
+  return d.toTimeString().slice(0, 8);
+}
+
+// lines: [{name, color, points: [[t, v|null]]}]; opts: {max, unit}
+function drawChart(container, lines, opts) {
+  container.innerHTML = "";
+  const W = 600, H = 190, L = 46, R = 10, T = 22, B = 22;
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", "data-lines": lines.length, preserveAspectRatio: "none" }, container);
+  const all = lines.flatMap(l => l.points.filter(p => p[1] != null));
+  if (all.length === 0) {
+    el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, svg).textContent = "no traffic in this window yet";
+    return;
+  }
+  const t0 = Math.min(...all.map(p => p[0])), t1 = Math.max(...all.map(p => p[0]));
+  const span = Math.max(t1 - t0, 1);
+  const ymax = opts.max != null ? opts.max : niceMax(Math.max(...all.map(p => p[1])) * 1.1);
+  const ymin = opts.min != null ? opts.min : 0;
+  const x = t => L + (W - L - R) * (t - t0) / span;
+  const y = v => T + (H - T - B) * (1 - (v - ymin) / (ymax - ymin || 1));
+  for (let i = 0; i <= 4; i++) {
+    const v = ymin + (ymax - ymin) * i / 4;
+    el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }, svg);
+    el("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end" }, svg).textContent = (+v.toFixed(2)) + (opts.unit || "");
+  }
+  for (let i = 0; i <= 3; i++) {
+    const t = t0 + span * i / 3;
+    el("text", { x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, svg).textContent = timeLabel(t);
+  }
+  el("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }, svg);
+  el("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }, svg);
+  const legend = el("g", { class: "legend" }, svg);
+  let lx = L;
+  for (const line of lines) {
+    let d = "", pen = false;
+    for (const [t, v] of line.points) {
+      if (v == null) { pen = false; continue; }
+      d += (pen ? "L" : "M") + x(t).toFixed(1) + "," + y(Math.min(Math.max(v, ymin), ymax)).toFixed(1);
+      pen = true;
+    }
+    el("path", { d, fill: "none", stroke: line.color, "stroke-width": 2, "data-name": line.name }, svg);
+    el("rect", { x: lx, y: 6, width: 10, height: 10, fill: line.color }, legend);
+    const label = el("text", { x: lx + 14, y: 15 }, legend);
+    label.textContent = line.name;
+    lx += 22 + line.name.length * 6.2;
+  }
+}
+
+function seriesOf(rows, f) { return rows.map(p => [p.t, f(p)]); }
+
+function volumeLines(series) {
+  return [
+    { name: "successes/s", color: COLORS.ok, points: seriesOf(series, p => p.success_rate == null ? p.rps : p.rps * p.success_rate) },
+    { name: "failures/s", color: COLORS.fail, points: seriesOf(series, p => p.success_rate == null ? 0 : p.rps * (1 - p.success_rate)) },
+  ];
+}
+
+function successLines(series, name) {
+  return [{ name: name || "success rate", color: COLORS.ok, points: seriesOf(series, p => p.success_rate == null ? null : p.success_rate * 100) }];
+}
+
+function latencyLines(series) {
+  return ["p50", "p95", "p99"].map(q => ({ name: q, color: COLORS[q], points: seriesOf(series, p => p[q + "_ms"]) }));
+}
+
+async function getJSON(path) {
+  const r = await fetch(path, { cache: "no-store" });
+  if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+  return r.json();
+}
+
+function setOptions(select, values, current) {
+  const have = Array.from(select.options).slice(1).map(o => o.value).join("\n");
+  if (have === values.join("\n")) return;
+  select.length = 1;
+  for (const v of values) {
+    const o = document.createElement("option");
+    o.value = v; o.textContent = v;
+    select.appendChild(o);
+  }
+  select.value = values.includes(current) ? current : "";
+}
+
+function setCard(id, text, cls) {
+  const e = $(id);
+  e.textContent = text;
+  e.className = "value" + (cls ? " " + cls : "");
+}
+
+function renderTop(summary, services, instances) {
+  const s = summary.stats;
+  let scope = "cluster-wide", stats = s, series = summary.series;
+  if (state.instance) {
+    const row = [...instances.nodes.map(n => ({ ...n, name: n.node })), ...instances.endpoints.map(e => ({ ...e, name: e.endpoint }))].find(r => r.name === state.instance);
+    if (row) { scope = "instance " + state.instance; stats = row.stats; series = row.series; }
+  } else if (state.service) {
+    const row = services.services.find(r => r.service === state.service);
+    if (row) { scope = "service " + state.service; stats = row.stats; series = row.series; }
+  }
+  $("top-scope").textContent = scope;
+  setCard("top-success-rate", fmtPct(stats.success_rate), rateClass(stats.success_rate));
+  setCard("top-rps", fmtRps(stats.rps));
+  setCard("top-services", String(summary.services_monitored));
+  setCard("top-proxies", summary.proxies_up + " / " + summary.proxies_total, summary.proxies_up < summary.proxies_total ? "fail" : "ok");
+  setCard("top-4xx", fmtRps(stats.rate_4xx), stats.rate_4xx > 0 ? "warn" : "");
+  setCard("top-5xx", fmtRps(stats.rate_5xx), stats.rate_5xx > 0 ? "fail" : "");
+  drawChart($("top-success-chart"), successLines(series), { min: 0, max: 100, unit: "%" });
+  drawChart($("top-volume-chart"), volumeLines(series), {});
+}
+
+function renderServices(services) {
+  const root = $("services");
+  const rows = services.services.filter(r => !state.service || r.service === state.service);
+  const names = rows.map(r => r.service).join("\n");
+  if (root.dataset.names !== names) {
+    root.innerHTML = "";
+    for (const r of rows) {
+      const div = document.createElement("div");
+      div.className = "service";
+      div.dataset.service = r.service;
+      div.innerHTML = `<h3>${r.service}</h3>
+        <div class="cards">
+          <div class="card"><div class="label">Success rate</div><div class="value success-rate">–</div></div>
+          <div class="card"><div class="label">Request volume</div><div class="value rps">–</div></div>
+          <div class="card"><div class="label">P50 latency</div><div class="value p50">–</div></div>
+          <div class="card"><div class="label">P95 latency</div><div class="value p95">–</div></div>
+          <div class="card"><div class="label">P99 latency</div><div class="value p99">–</div></div>
+        </div>
+        <div class="charts three">
+          <figure><figcaption>Success rate (%)</figcaption><div class="chart success"></div></figure>
+          <figure><figcaption>Request volume (req/s)</figcaption><div class="chart volume"></div></figure>
+          <figure><figcaption>Latency (ms)</figcaption><div class="chart latency"></div></figure>
+        </div>`;
+      root.appendChild(div);
+    }
+    root.dataset.names = names;
+  }
+  if (rows.length === 0) root.innerHTML = '<p class="empty">No services have seen traffic yet.</p>';
+  for (const r of rows) {
+    const div = root.querySelector(`.service[data-service="${CSS.escape(r.service)}"]`);
+    if (!div) continue;
+    const sr = div.querySelector(".success-rate");
+    sr.textContent = fmtPct(r.stats.success_rate);
+    sr.className = "value success-rate " + rateClass(r.stats.success_rate);
+    div.querySelector(".rps").textContent = fmtRps(r.stats.rps);
+    div.querySelector(".p50").textContent = fmtMs(r.stats.p50_ms);
+    div.querySelector(".p95").textContent = fmtMs(r.stats.p95_ms);
+    div.querySelector(".p99").textContent = fmtMs(r.stats.p99_ms);
+    drawChart(div.querySelector(".chart.success"), successLines(r.series), { min: 0, max: 100, unit: "%" });
+    drawChart(div.querySelector(".chart.volume"), volumeLines(r.series), {});
+    drawChart(div.querySelector(".chart.latency"), latencyLines(r.series), {});
+  }
+}
+
+function cells(tr, values) {
+  tr.innerHTML = "";
+  for (const [v, cls] of values) {
+    const td = document.createElement("td");
+    td.textContent = v;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+  }
+}
+
+function renderInstances(instances) {
+  const nodes = instances.nodes;
+  const eps = instances.endpoints;
+  const nbody = $("nodes-table").querySelector("tbody");
+  nbody.innerHTML = "";
+  for (const n of nodes) {
+    const tr = document.createElement("tr");
+    tr.dataset.instance = n.node;
+    cells(tr, [[n.node], [n.target], [n.up ? "up" : "down", n.up ? "" : "down"], [fmtPct(n.stats.success_rate), "success-rate"],
+      [fmtRps(n.stats.rps), "rps"], [fmtMs(n.stats.p50_ms)], [fmtMs(n.stats.p95_ms), "p95"], [fmtMs(n.stats.p99_ms)]]);
+    nbody.appendChild(tr);
+  }
+  const ebody = $("endpoints-table").querySelector("tbody");
+  ebody.innerHTML = "";
+  for (const e of eps) {
+    const tr = document.createElement("tr");
+    tr.dataset.instance = e.endpoint;
+    tr.dataset.service = e.service;
+    cells(tr, [[e.service], [e.endpoint], [e.node || "–"], [fmtPct(e.stats.success_rate), "success-rate"],
+      [fmtRps(e.stats.rps), "rps"], [fmtMs(e.stats.p50_ms)], [fmtMs(e.stats.p95_ms), "p95"], [fmtMs(e.stats.p99_ms)]]);
+    ebody.appendChild(tr);
+  }
+  // With a service chosen, its endpoints are the instances; otherwise the node proxies.
+  const rows = state.service || state.instance && eps.some(e => e.endpoint === state.instance)
+    ? eps.map(e => ({ name: e.endpoint, series: e.series }))
+    : nodes.map(n => ({ name: n.node, series: n.series }));
+  const color = i => PALETTE[i % PALETTE.length];
+  drawChart($("instance-success-chart"), rows.map((r, i) => ({ name: r.name, color: color(i), points: seriesOf(r.series, p => p.success_rate == null ? null : p.success_rate * 100) })), { min: 0, max: 100, unit: "%" });
+  drawChart($("instance-volume-chart"), rows.map((r, i) => ({ name: r.name, color: color(i), points: seriesOf(r.series, p => p.rps) })), {});
+  drawChart($("instance-latency-chart"), rows.map((r, i) => ({ name: r.name, color: color(i), points: seriesOf(r.series, p => p.p95_ms) })), {});
+}
+
+async function refresh() {
+  const q = "window=" + state.window;
+  const sq = state.service ? "&service=" + encodeURIComponent(state.service) : "";
+  const iq = state.instance ? "&instance=" + encodeURIComponent(state.instance) : "";
+  try {
+    const [summary, allServices, allInstances, instances] = await Promise.all([
+      getJSON("/api/summary?" + q),
+      getJSON("/api/services?" + q),
+      getJSON("/api/instances?" + q),
+      getJSON("/api/instances?" + q + sq + iq),
+    ]);
+    setOptions($("service-select"), allServices.services.map(s => s.service), state.service);
+    setOptions($("instance-select"), [...allInstances.nodes.map(n => n.node), ...allInstances.endpoints.filter(e => !state.service || e.service === state.service).map(e => e.endpoint)], state.instance);
+    renderTop(summary, allServices, allInstances);
+    renderServices(allServices);
+    renderInstances(instances);
+    const st = $("status");
+    st.textContent = "live · updated " + new Date().toTimeString().slice(0, 8);
+    st.className = "status";
+    document.body.dataset.updated = String(Date.now());
+  } catch (e) {
+    const st = $("status");
+    st.textContent = "stale: " + e.message;
+    st.className = "status stale";
+  }
+}
+
+for (const [id, key] of [["service-select", "service"], ["instance-select", "instance"], ["window-select", "window"]]) {
+  $(id).addEventListener("change", ev => { state[key] = ev.target.value; refresh(); });
+}
+refresh();
+setInterval(refresh, REFRESH_MS);

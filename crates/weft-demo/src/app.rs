@@ -1,0 +1,172 @@
+//! `weft hello-world`: the demo app. With `--target` it calls that service through its
+//! node's proxy and answers `Hello (IP) world (IP)!!`; without, it answers `world (IP)`.
+//! Latency and failure rate can be set at start and changed at run time.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::proxy_client::ProxyClient;
+
+/// Headers a well-behaved meshed app copies from its request onto the calls it makes.
+const PROPAGATED_PREFIXES: &[&str] = &["weft-ctx-", "x-b3-"];
+const PROPAGATED: &[&str] = &["traceparent", "tracestate", "b3"];
+
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// What this app calls itself in its answer: `Hello`, `world`.
+    pub text: String,
+    /// The service to call through the proxy, if any.
+    pub target: Option<String>,
+    pub proxy: Option<SocketAddr>,
+    pub latency: Duration,
+    pub failure_rate: f64,
+}
+
+pub struct App {
+    config: AppConfig,
+    ip: String,
+    latency_ms: AtomicU64,
+    /// Failure rate in millionths, so it fits an atomic.
+    failure_ppm: AtomicU64,
+    client: Option<ProxyClient>,
+}
+
+/// Serves the app on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, config: AppConfig, mut stop: watch::Receiver<bool>) {
+    let ip = listener
+        .local_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let app = Arc::new(App {
+        latency_ms: AtomicU64::new(config.latency.as_millis() as u64),
+        failure_ppm: AtomicU64::new(rate_to_ppm(config.failure_rate)),
+        client: config.proxy.map(ProxyClient::new),
+        config,
+        ip,
+    });
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(app.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn rate_to_ppm(rate: f64) -> u64 {
+    (rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u64
+}
+
+fn query(req: &Request<Incoming>, key: &str) -> Option<f64> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    rsp
+}
+
+impl App {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::POST, "/set-latency") => match query(&req, "ms") {
+                Some(ms) if ms >= 0.0 => {
+                    self.latency_ms.store(ms as u64, Ordering::Relaxed);
+                    text(StatusCode::OK, format!("latency {ms} ms\n"))
+                }
+                _ => text(StatusCode::BAD_REQUEST, "want ?ms=N\n".into()),
+            },
+            (&Method::POST, "/set-failure-rate") => match query(&req, "rate") {
+                Some(r) if (0.0..=1.0).contains(&r) => {
+                    self.failure_ppm.store(rate_to_ppm(r), Ordering::Relaxed);
+                    text(StatusCode::OK, format!("failure rate {r}\n"))
+                }
+                _ => text(StatusCode::BAD_REQUEST, "want ?rate=0..1\n".into()),
+            },
+            (&Method::GET, _) => self.answer(req.headers()).await,
+            _ => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET, or POST /set-latency, /set-failure-rate\n".into(),
+            ),
+        }
+    }
+
+    async fn answer(&self, incoming: &HeaderMap) -> Response<Full<Bytes>> {
+        let latency = self.latency_ms.load(Ordering::Relaxed);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        let ppm = self.failure_ppm.load(Ordering::Relaxed);
+        if ppm > 0 && fastrand::u64(..1_000_000) < ppm {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{} ({}) failed on purpose\n", self.config.text, self.ip),
+            );
+        }
+        let me = format!("{} ({})", self.config.text, self.ip);
+        let (Some(target), Some(client)) = (&self.config.target, &self.client) else {
+            return text(StatusCode::OK, me);
+        };
+        let url = format!("http://{target}/");
+        match client.get(&url, propagated(incoming)).await {
+            Ok((rsp, body)) if rsp.status().is_success() => {
+                let theirs = String::from_utf8_lossy(&body);
+                text(StatusCode::OK, format!("{me} {}!!\n", theirs.trim()))
+            }
+            Ok((rsp, body)) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{me}: {target} answered {}: {}\n",
+                    rsp.status(),
+                    String::from_utf8_lossy(&body).trim()
+                ),
+            ),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{me}: {e}\n")),
+        }
+    }
+}
+
+fn propagated(incoming: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in incoming {
+        let n = name.as_str();
+        if PROPAGATED.contains(&n) || PROPAGATED_PREFIXES.iter().any(|p| n.starts_with(p)) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}

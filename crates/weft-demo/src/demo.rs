@@ -1,0 +1,340 @@
+//! `weft demo`: the whole mesh on one machine, no Kubernetes. Each loopback address is a
+//! "node" with its own proxy, a hello and a world instance; a generated discovery file ties
+//! them together; a traffic generator keeps it busy; the dashboard shows it all.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weft_core::config::{duration, ProxyConfig};
+use weft_dashboard::source::Source;
+use weft_dashboard::DashboardConfig;
+use weft_proxy::proxy::StartError;
+use weft_proxy::{Proxy, ProxyHandle};
+
+use crate::app::{self, AppConfig};
+use crate::proxy_client::ProxyClient;
+use crate::traffic::{self, Counts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot listen on {addr} ({what}): {cause}{hint}")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        cause: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    Proxy(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    pub node_ips: Vec<IpAddr>,
+    pub outbound_port: u16,
+    pub inbound_port: u16,
+    pub admin_port: u16,
+    pub hello_port: u16,
+    pub world_port: u16,
+    pub hello_instances: usize,
+    pub world_instances: usize,
+    pub dashboard: SocketAddr,
+    pub scrape_interval: Duration,
+    pub rps: f64,
+    pub world_failure_rate: f64,
+    pub world_latency: Vec<Latency>,
+}
+
+/// `--world-latency 50ms` (every world instance) or `node-2=50ms` (those on node 2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Latency {
+    pub node: Option<String>,
+    pub delay: Duration,
+}
+
+impl std::str::FromStr for Latency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((node, d)) => Ok(Self {
+                node: Some(node.trim().to_string()),
+                delay: duration::parse(d)?,
+            }),
+            None => Ok(Self {
+                node: None,
+                delay: duration::parse(s)?,
+            }),
+        }
+    }
+}
+
+impl DemoConfig {
+    fn latency_for(&self, node: &str) -> Duration {
+        self.world_latency
+            .iter()
+            .rev()
+            .find(|l| l.node.as_deref().is_none_or(|n| n == node))
+            .map_or(Duration::ZERO, |l| l.delay)
+    }
+}
+
+struct Node {
+    name: String,
+    proxy: ProxyHandle,
+    hello: Vec<SocketAddr>,
+    world: Vec<SocketAddr>,
+}
+
+fn port_plus(port: u16, i: usize) -> u16 {
+    if port == 0 {
+        0
+    } else {
+        port.saturating_add(i as u16)
+    }
+}
+
+async fn bind(what: String, addr: SocketAddr) -> Result<TcpListener, DemoError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|cause| DemoError::Bind {
+            hint: hint(&cause),
+            what,
+            addr,
+            cause,
+        })
+}
+
+fn hint(cause: &std::io::Error) -> &'static str {
+    match cause.kind() {
+        std::io::ErrorKind::AddrInUse => " (is another weft demo running? see --help for port flags)",
+        std::io::ErrorKind::AddrNotAvailable => {
+            " (this address is not on this machine: add it to the loopback interface or pick others with --node-ips)"
+        }
+        _ => "",
+    }
+}
+
+/// Runs the demo until `stop` turns true, printing what runs where to stdout.
+pub async fn run(config: DemoConfig, stop: watch::Receiver<bool>) -> Result<(), DemoError> {
+    let dir = std::env::temp_dir().join(format!("weft-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let discovery = dir.join("discovery.toml");
+    std::fs::write(&discovery, "")?;
+    let result = run_in(&config, &discovery, stop).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(
+    config: &DemoConfig,
+    discovery: &PathBuf,
+    stop: watch::Receiver<bool>,
+) -> Result<(), DemoError> {
+    let mut nodes = Vec::new();
+    for (i, ip) in config.node_ips.iter().enumerate() {
+        let name = format!("node-{}", i + 1);
+        let mut pc = ProxyConfig {
+            node: name.clone(),
+            ..Default::default()
+        };
+        pc.outbound.listen = SocketAddr::new(*ip, config.outbound_port);
+        pc.inbound.listen = SocketAddr::new(*ip, config.inbound_port);
+        pc.admin.listen = SocketAddr::new(*ip, config.admin_port);
+        pc.discovery.file = Some(discovery.clone());
+        pc.http.shutdown_grace = Duration::from_secs(2);
+        let proxy = Proxy::start(pc).await.map_err(|e| match e {
+            StartError::Bind {
+                listener,
+                addr,
+                source,
+            } => DemoError::Bind {
+                what: format!("{name} proxy {listener}"),
+                addr,
+                hint: hint(&source),
+                cause: source,
+            },
+            other => DemoError::Proxy(other.to_string()),
+        })?;
+        let mut node = Node {
+            name: name.clone(),
+            hello: Vec::new(),
+            world: Vec::new(),
+            proxy,
+        };
+        for j in 0..config.world_instances {
+            let addr = SocketAddr::new(*ip, port_plus(config.world_port, j));
+            let l = bind(format!("{name} world"), addr).await?;
+            node.world.push(l.local_addr()?);
+            let app = AppConfig {
+                text: "world".into(),
+                target: None,
+                proxy: None,
+                latency: config.latency_for(&name),
+                failure_rate: config.world_failure_rate,
+            };
+            tokio::spawn(app::serve(l, app, stop.clone()));
+        }
+        for j in 0..config.hello_instances {
+            let addr = SocketAddr::new(*ip, port_plus(config.hello_port, j));
+            let l = bind(format!("{name} hello"), addr).await?;
+            node.hello.push(l.local_addr()?);
+            let app = AppConfig {
+                text: "Hello".into(),
+                target: Some("world".into()),
+                proxy: Some(node.proxy.outbound),
+                latency: Duration::ZERO,
+                failure_rate: 0.0,
+            };
+            tokio::spawn(app::serve(l, app, stop.clone()));
+        }
+        nodes.push(node);
+    }
+
+    write_discovery(discovery, &nodes)?;
+    for n in &nodes {
+        wait_for_services(n.proxy.admin).await;
+    }
+
+    let dashboard = weft_dashboard::start(
+        DashboardConfig {
+            listen: config.dashboard,
+            source: Source::Proxies(nodes.iter().map(|n| n.proxy.admin.to_string()).collect()),
+            interval: config.scrape_interval,
+            history: Duration::from_secs(15 * 60),
+        },
+        stop.clone(),
+    )
+    .await
+    .map_err(|e| DemoError::Bind {
+        what: "dashboard".into(),
+        addr: e.addr,
+        hint: hint(&e.source),
+        cause: e.source,
+    })?;
+
+    let counts = Arc::new(Counts::default());
+    let clients = nodes
+        .iter()
+        .map(|n| Arc::new(ProxyClient::new(n.proxy.outbound)))
+        .collect();
+    tokio::spawn(traffic::run(
+        clients,
+        "hello".into(),
+        config.rps,
+        Arc::clone(&counts),
+        stop.clone(),
+    ));
+
+    println!("{}", banner(config, &nodes, dashboard.addr));
+
+    let mut stop = stop;
+    let _ = stop.wait_for(|s| *s).await;
+    println!(
+        "weft demo: stopping (traffic sent {}, ok {}, failed {})",
+        counts.sent.load(std::sync::atomic::Ordering::Relaxed),
+        counts.ok.load(std::sync::atomic::Ordering::Relaxed),
+        counts.failed.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    for n in &nodes {
+        n.proxy.shutdown();
+    }
+    for n in nodes {
+        n.proxy.wait().await;
+    }
+    for t in dashboard.tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+fn write_discovery(path: &PathBuf, nodes: &[Node]) -> Result<(), std::io::Error> {
+    let mut out =
+        String::from("# Written by `weft demo`: each app instance and the proxy on its node.\n");
+    for (service, pick) in [("hello", 0), ("world", 1)] {
+        for n in nodes {
+            let (addrs, labels) = if pick == 0 {
+                (&n.hello, "{ app = \"hello\" }")
+            } else {
+                (&n.world, "{ app = \"world\", version = \"v1\" }")
+            };
+            for a in addrs {
+                let _ = writeln!(
+                    out,
+                    "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nlabels = {labels}\n",
+                    n.proxy.inbound
+                );
+            }
+        }
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, out)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Waits (up to 5 s) until a proxy's admin API lists both demo services.
+async fn wait_for_services(admin: SocketAddr) {
+    let url = format!("http://{admin}/endpoints");
+    for _ in 0..250 {
+        if let Ok(body) = weft_dashboard::fetch::get(&url, Duration::from_secs(1)).await {
+            let text = String::from_utf8_lossy(&body);
+            if text.contains("\"hello\"") && text.contains("\"world\"") {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(%admin, "proxy did not list the demo services in time");
+}
+
+fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String {
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "weft demo: a {}-node mesh on this machine\n",
+        nodes.len()
+    );
+    let _ = writeln!(
+        b,
+        "  {:<8} {:<22} {:<22} {:<22} apps",
+        "node", "outbound", "inbound", "admin"
+    );
+    for n in nodes {
+        let apps: Vec<String> = n
+            .hello
+            .iter()
+            .map(|a| format!("hello {a}"))
+            .chain(n.world.iter().map(|a| format!("world {a}")))
+            .collect();
+        let _ = writeln!(
+            b,
+            "  {:<8} {:<22} {:<22} {:<22} {}",
+            n.name,
+            n.proxy.outbound,
+            n.proxy.inbound,
+            n.proxy.admin,
+            apps.join(", ")
+        );
+    }
+    let _ = writeln!(
+        b,
+        "\n  traffic:   {} requests/s to hello, spread over the nodes' proxies",
+        config.rps
+    );
+    let _ = writeln!(b, "  dashboard: http://{dashboard}");
+    let first = nodes
+        .first()
+        .map(|n| n.proxy.outbound.to_string())
+        .unwrap_or_default();
+    let _ = writeln!(b, "\ntry:\n  curl -x {first} http://hello/");
+    let _ = writeln!(b, "  weft stat --dashboard http://{dashboard}");
+    let _ = writeln!(b, "\nCtrl-C stops everything.");
+    b
+}

@@ -1,0 +1,14 @@
+//! The demo: the hello/world app, a traffic generator, and `weft demo`, which runs the whole
+//! mesh — proxies on loopback "nodes", the apps, traffic and the dashboard — on one machine.
+//!
+//! Layout:
+//! - [`app`]: `weft hello-world`, one app for both roles, with run-time latency and failures.
+//! - [`proxy_client`]: how the app and the generator reach a node proxy (as `http_proxy`).
+//! - [`traffic`]: an open-loop generator at a fixed rate that keeps its own counts.
+//! - [`demo`]: starts every part, prints how to use it, stops every part on Ctrl-C.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod demo;
+pub mod proxy_client;
+pub mod traffic;

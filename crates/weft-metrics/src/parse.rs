@@ -1,0 +1,126 @@
+//! Reads the Prometheus text format back into samples, for the dashboard's scraper.
+//! Only what weft exports needs to round-trip; anything unparsable is skipped, not fatal.
+
+/// One sample line: `name{label="value",…} value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let (name, rest) = match line.find(['{', ' ']) {
+        Some(i) => line.split_at(i),
+        None => return None,
+    };
+    let (labels, rest) = if let Some(body) = rest.strip_prefix('{') {
+        parse_labels(body)?
+    } else {
+        (Vec::new(), rest)
+    };
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// Parses `k="v",…}` and returns the labels and what follows the closing brace.
+fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    loop {
+        s = s.trim_start_matches([',', ' ']);
+        if let Some(rest) = s.strip_prefix('}') {
+            return Some((labels, rest));
+        }
+        let eq = s.find('=')?;
+        let key = s[..eq].trim().to_string();
+        let mut chars = s[eq + 1..].char_indices();
+        if chars.next()?.1 != '"' {
+            return None;
+        }
+        let mut value = String::new();
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in chars {
+            match (escaped, c) {
+                (true, 'n') => {
+                    value.push('\n');
+                    escaped = false;
+                }
+                (true, c) => {
+                    value.push(c);
+                    escaped = false;
+                }
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    end = Some(eq + 1 + i + 1);
+                    break;
+                }
+                (false, c) => value.push(c),
+            }
+        }
+        labels.push((key, value));
+        s = &s[end?..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_round_trip_from_our_own_exposition() {
+        let m = crate::Metrics::new("n1");
+        let r = m
+            .http
+            .route(crate::Direction::Outbound, "world", "127.0.0.1:80");
+        r.request();
+        r.latency(std::time::Duration::from_millis(3));
+        let samples = parse(&m.render_text());
+        let req = samples
+            .iter()
+            .find(|s| s.name == "weft_requests_total" && s.label("service") == Some("world"))
+            .unwrap();
+        assert_eq!(req.value, 1.0);
+        assert_eq!(req.label("endpoint"), Some("127.0.0.1:80"));
+        let inf = samples
+            .iter()
+            .find(|s| {
+                s.name == "weft_response_latency_seconds_bucket" && s.label("le") == Some("+Inf")
+            })
+            .unwrap();
+        assert_eq!(inf.value, 1.0);
+    }
+
+    #[test]
+    fn escaped_label_values_parse() {
+        let s = parse(r#"x{a="q\"uote",b="back\\slash"} 2"#);
+        assert_eq!(s[0].label("a"), Some("q\"uote"));
+        assert_eq!(s[0].label("b"), Some("back\\slash"));
+    }
+}

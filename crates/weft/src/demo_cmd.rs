@@ -1,0 +1,245 @@
+//! `weft demo`, `weft hello-world` and `weft dashboard`: flags in, wiring to the crates out.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::watch;
+use weft_core::config::duration;
+use weft_dashboard::source::Source;
+use weft_demo::app::AppConfig;
+use weft_demo::demo::{DemoConfig, Latency};
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Number of nodes; each is a loopback address with its own proxy, hello and world.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// The nodes' addresses [default: 127.0.0.2, 127.0.0.3, …].
+    #[arg(long, value_delimiter = ',')]
+    node_ips: Vec<IpAddr>,
+    /// Ports on every node (0 picks free ones).
+    #[arg(long, default_value_t = 4140)]
+    outbound_port: u16,
+    #[arg(long, default_value_t = 4141)]
+    inbound_port: u16,
+    #[arg(long, default_value_t = 9990)]
+    admin_port: u16,
+    #[arg(long, default_value_t = 7777)]
+    hello_port: u16,
+    #[arg(long, default_value_t = 7778)]
+    world_port: u16,
+    /// hello and world instances per node (ports count up from the base port).
+    #[arg(long, default_value_t = 1)]
+    hello_instances: usize,
+    #[arg(long, default_value_t = 1)]
+    world_instances: usize,
+    /// Where the dashboard listens.
+    #[arg(long, default_value = weft_dashboard::DEFAULT_LISTEN)]
+    dashboard: SocketAddr,
+    /// How often the dashboard collects metrics.
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    scrape_interval: Duration,
+    /// Requests per second the traffic generator sends to hello (0: none).
+    #[arg(long, default_value_t = 20.0)]
+    rps: f64,
+    /// Fraction of world's answers that fail with 500, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    world_failure_rate: f64,
+    /// Added latency of world: `50ms` for every instance, `node-2=50ms` for one node's.
+    #[arg(long)]
+    world_latency: Vec<Latency>,
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.world_failure_rate),
+        "--world-failure-rate must be between 0 and 1"
+    );
+    let mut ips = args.node_ips.clone();
+    if ips.is_empty() {
+        ips = (0..args.nodes)
+            .map(|i| IpAddr::from([127, 0, 0, 2 + i.min(250) as u8]))
+            .collect();
+    }
+    ips.truncate(args.nodes);
+    anyhow::ensure!(
+        ips.len() == args.nodes,
+        "--node-ips names {} addresses for {} nodes",
+        ips.len(),
+        args.nodes
+    );
+    let config = DemoConfig {
+        node_ips: ips,
+        outbound_port: args.outbound_port,
+        inbound_port: args.inbound_port,
+        admin_port: args.admin_port,
+        hello_port: args.hello_port,
+        world_port: args.world_port,
+        hello_instances: args.hello_instances.max(1),
+        world_instances: args.world_instances.max(1),
+        dashboard: args.dashboard,
+        scrape_interval: args.scrape_interval,
+        rps: args.rps,
+        world_failure_rate: args.world_failure_rate,
+        world_latency: args.world_latency,
+    };
+    run_until_signal(
+        |stop| async move { weft_demo::demo::run(config, stop).await.map_err(Into::into) },
+    )
+}
+
+#[derive(Args)]
+pub struct HelloWorldArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "0.0.0.0:7777")]
+    addr: SocketAddr,
+    /// What this app calls itself: Hello, world …
+    #[arg(long, default_value = "Hello")]
+    text: String,
+    /// A service to call for each request, through the proxy.
+    #[arg(long)]
+    target: Option<String>,
+    /// The proxy to call through [default: from http_proxy].
+    #[arg(long)]
+    proxy: Option<SocketAddr>,
+    /// Added latency per request, e.g. 50ms.
+    #[arg(long, default_value = "0ms", value_parser = duration::parse)]
+    latency: Duration,
+    /// Fraction of requests answered with 500, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    failure_rate: f64,
+}
+
+/// `http_proxy=node:4140` or `http://node:4140/` → the proxy's address.
+fn proxy_from_env() -> Option<SocketAddr> {
+    let v = std::env::var("http_proxy")
+        .or_else(|_| std::env::var("HTTP_PROXY"))
+        .ok()?;
+    let v = v.trim().trim_start_matches("http://").trim_end_matches('/');
+    use std::net::ToSocketAddrs;
+    v.to_socket_addrs().ok()?.next()
+}
+
+pub fn hello_world(args: HelloWorldArgs) -> anyhow::Result<()> {
+    let proxy = args.proxy.or_else(proxy_from_env);
+    if args.target.is_some() && proxy.is_none() {
+        anyhow::bail!("--target needs a proxy: pass --proxy ADDR or set http_proxy");
+    }
+    let config = AppConfig {
+        text: args.text,
+        target: args.target,
+        proxy,
+        latency: args.latency,
+        failure_rate: args.failure_rate.clamp(0.0, 1.0),
+    };
+    let addr = args.addr;
+    run_until_signal(|stop| async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(%addr, "hello-world listening");
+        weft_demo::app::serve(listener, config, stop).await;
+        Ok(())
+    })
+}
+
+#[derive(Args)]
+pub struct DashboardArgs {
+    /// Where the dashboard listens.
+    #[arg(long, default_value = weft_dashboard::DEFAULT_LISTEN)]
+    addr: SocketAddr,
+    /// A proxy's admin address to collect from (repeat for each).
+    #[arg(long = "proxy")]
+    proxies: Vec<String>,
+    /// Collect from every node named in this discovery file (at --admin-port).
+    #[arg(long)]
+    discovery_file: Option<PathBuf>,
+    /// The admin port of the proxies named by --discovery-file.
+    #[arg(long, default_value_t = 9990)]
+    admin_port: u16,
+    /// Query this Prometheus instead of the proxies, e.g. http://127.0.0.1:9090.
+    #[arg(long)]
+    prometheus: Option<String>,
+    /// The Prometheus job that scrapes the proxies.
+    #[arg(long, default_value = "weft-proxies")]
+    prometheus_job: String,
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    interval: Duration,
+    /// History kept in memory.
+    #[arg(long, default_value = "15m", value_parser = duration::parse)]
+    history: Duration,
+}
+
+pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
+    let source = match args.prometheus {
+        Some(url) => Source::Prometheus {
+            url,
+            job: args.prometheus_job,
+        },
+        None => {
+            let mut targets = args.proxies;
+            if let Some(file) = &args.discovery_file {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let table = weft_discovery::Table::parse(file, &text)?;
+                let mut nodes: Vec<String> = table
+                    .services
+                    .values()
+                    .flat_map(|eps| eps.iter().filter_map(|e| e.node_proxy))
+                    .map(|n| SocketAddr::new(n.ip(), args.admin_port).to_string())
+                    .collect();
+                nodes.sort();
+                nodes.dedup();
+                targets.extend(nodes);
+            }
+            anyhow::ensure!(
+                !targets.is_empty(),
+                "no proxies to collect from: pass --proxy, --discovery-file or --prometheus"
+            );
+            Source::Proxies(targets)
+        }
+    };
+    let config = weft_dashboard::DashboardConfig {
+        listen: args.addr,
+        source,
+        interval: args.interval,
+        history: args.history,
+    };
+    run_until_signal(|stop| async move {
+        let handle = weft_dashboard::start(config, stop).await?;
+        println!("weft dashboard: http://{}", handle.addr);
+        for t in handle.tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` on a runtime; SIGTERM or Ctrl-C turn its stop signal true.
+fn run_until_signal<F, Fut>(f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let (tx, rx) = watch::channel(false);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tx.send_replace(true);
+        });
+        f(rx).await
+    })
+}

@@ -1,0 +1,164 @@
+//! `weft stat`: a terminal table of success rate, request volume and latency, per service
+//! or per instance, read from the dashboard's API (as `linkerd viz stat` reads its own).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum By {
+    Service,
+    Instance,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct StatArgs {
+    /// Only this service.
+    service: Option<String>,
+    /// Rows per service, or per instance (node proxies and endpoints).
+    #[arg(long, value_enum, default_value = "service")]
+    by: By,
+    /// The window the figures cover: 30s, 1m, 5m, 15m.
+    #[arg(long, default_value = "1m")]
+    window: String,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: Output,
+    /// The dashboard to ask.
+    #[arg(long, env = "WEFT_DASHBOARD", default_value = "http://127.0.0.1:8084")]
+    dashboard: String,
+}
+
+pub fn stat(args: StatArgs) -> anyhow::Result<()> {
+    let window = weft_dashboard::api::parse_seconds(&args.window)
+        .with_context(|| format!("invalid --window {:?}", args.window))?;
+    let base = args.dashboard.trim_end_matches('/');
+    let service = args
+        .service
+        .as_deref()
+        .map(|s| format!("&service={}", weft_dashboard::fetch::encode_query(s)))
+        .unwrap_or_default();
+    let path = match args.by {
+        By::Service => "services",
+        By::Instance => "instances",
+    };
+    let url = format!("{base}/api/{path}?window={window}{service}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = runtime
+        .block_on(weft_dashboard::fetch::get(&url, Duration::from_secs(5)))
+        .with_context(|| {
+            format!("asking the dashboard at {base} (is `weft demo` or `weft dashboard` running?)")
+        })?;
+    let v: Value = serde_json::from_slice(&body).context("the dashboard's answer is not JSON")?;
+    let rows = rows(&v, args.by);
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&Value::Array(rows))?),
+        Output::Table => print!("{}", table(&rows, args.by)),
+    }
+    Ok(())
+}
+
+/// Flattens the API's answer into one JSON object per row, with the window's figures.
+fn rows(v: &Value, by: By) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut push = |name: Value, kind: &str, stats: &Value, extra: Value| {
+        let mut row = serde_json::json!({
+            "name": name,
+            "kind": kind,
+            "success_rate": stats["success_rate"],
+            "rps": stats["rps"],
+            "latency_p50_ms": stats["p50_ms"],
+            "latency_p95_ms": stats["p95_ms"],
+            "latency_p99_ms": stats["p99_ms"],
+            "requests": stats["requests"],
+        });
+        if let (Some(r), Some(e)) = (row.as_object_mut(), extra.as_object()) {
+            r.extend(e.clone());
+        }
+        out.push(row);
+    };
+    match by {
+        By::Service => {
+            for s in v["services"].as_array().into_iter().flatten() {
+                push(s["service"].clone(), "service", &s["stats"], Value::Null);
+            }
+        }
+        By::Instance => {
+            for n in v["nodes"].as_array().into_iter().flatten() {
+                let extra = serde_json::json!({ "up": n["up"], "proxy": n["target"] });
+                push(n["node"].clone(), "node", &n["stats"], extra);
+            }
+            for e in v["endpoints"].as_array().into_iter().flatten() {
+                let extra = serde_json::json!({ "service": e["service"], "node": e["node"] });
+                push(e["endpoint"].clone(), "endpoint", &e["stats"], extra);
+            }
+        }
+    }
+    out
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64()
+        .map_or("-".into(), |f| format!("{:.2}%", f * 100.0))
+}
+
+fn ms(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |f| format!("{f:.0}ms"))
+}
+
+fn table(rows: &[Value], by: By) -> String {
+    let first = match by {
+        By::Service => "SERVICE",
+        By::Instance => "INSTANCE",
+    };
+    let mut lines = vec![vec![
+        first.to_string(),
+        "SUCCESS".into(),
+        "RPS".into(),
+        "LATENCY_P50".into(),
+        "LATENCY_P95".into(),
+        "LATENCY_P99".into(),
+    ]];
+    for r in rows {
+        let mut name = r["name"].as_str().unwrap_or("").to_string();
+        if r["kind"] == "endpoint" {
+            name = format!("{} ({})", name, r["service"].as_str().unwrap_or(""));
+        }
+        if r["kind"] == "node" && r["up"] == Value::Bool(false) {
+            name.push_str(" (down)");
+        }
+        lines.push(vec![
+            name,
+            pct(&r["success_rate"]),
+            r["rps"]
+                .as_f64()
+                .map_or("-".into(), |f| format!("{f:.1}rps")),
+            ms(&r["latency_p50_ms"]),
+            ms(&r["latency_p95_ms"]),
+            ms(&r["latency_p99_ms"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for l in lines {
+        let cells: Vec<String> = l
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
