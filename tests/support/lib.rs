@@ -5,12 +5,16 @@
 //! - [`backend`]: an HTTP/1.1 + h2c backend with echo, status, streaming and slow routes.
 //! - [`discovery`]: write discovery files the proxies watch.
 //! - [`client`]: `curl` and a hyper HTTP/2 client.
+//! - [`demo`]: a running `weft demo` and its dashboard API.
+//! - [`webdriver`]: headless Chromium through chromedriver.
 
 pub mod backend;
 pub mod client;
+pub mod demo;
 pub mod discovery;
 pub mod mesh;
 pub mod proxy;
+pub mod webdriver;
 
 use std::time::{Duration, Instant};
 
