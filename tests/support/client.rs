@@ -28,7 +28,9 @@ impl Reply {
 }
 
 /// One HTTP/1.1 GET on a fresh connection.
-pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, hyper::Error> {
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, Error> {
     let req = Request::get(path)
         .header("host", host)
         .body(Full::new(Bytes::new()))
@@ -36,12 +38,12 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, hype
     send_h1(addr, req).await
 }
 
-pub async fn send_h1(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Reply, hyper::Error> {
-    let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
+pub async fn send_h1(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Reply, Error> {
+    let io = TokioIo::new(TcpStream::connect(addr).await?);
     let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
     let rsp = tx.send_request(req).await?;
-    collect(rsp).await
+    Ok(collect(rsp).await?)
 }
 
 pub async fn collect(rsp: http::Response<hyper::body::Incoming>) -> Result<Reply, hyper::Error> {

@@ -10,7 +10,7 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecb";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     _driver: Child,
@@ -102,7 +102,10 @@ impl Browser {
                 Some(json!({ "using": "css selector", "value": css })),
             )
             .await;
-        let id = el[ELEMENT].as_str().expect("element id").to_string();
+        let id = el[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {el}"))
+            .to_string();
         self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
             .await;
     }

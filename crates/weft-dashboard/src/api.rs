@@ -82,7 +82,7 @@ impl Params {
     }
 
     fn step(&self, interval: f64) -> Result<f64, AppError> {
-        Ok(Self::seconds(&self.step, 10.0)?.max(interval))
+        Ok(Self::seconds(&self.step, 5.0)?.max(interval))
     }
 
     fn wants(filter: &Option<String>, value: &str) -> bool {

@@ -49,6 +49,17 @@ impl Counts {
         }
     }
 
+    fn scale(&mut self, f: f64) {
+        self.requests *= f;
+        self.success *= f;
+        self.failure *= f;
+        self.c4xx *= f;
+        self.c5xx *= f;
+        for b in &mut self.buckets {
+            *b *= f;
+        }
+    }
+
     pub fn success_rate(&self) -> Option<f64> {
         let all = self.success + self.failure;
         (all > 0.0).then(|| self.success / all)
@@ -126,6 +137,10 @@ pub struct History {
     /// Which node each endpoint lives on, learnt from inbound metrics.
     endpoint_nodes: HashMap<String, String>,
     last_t: Option<f64>,
+    /// When each target's samples were last taken, where the source says (Prometheus).
+    last_at: HashMap<String, f64>,
+    /// Each dated target's per-second counts since its last scrape.
+    rates: HashMap<String, HashMap<Key, Counts>>,
 }
 
 fn stats_of(c: &Counts, seconds: f64) -> Stats {
@@ -153,6 +168,8 @@ impl History {
             proxies: Vec::new(),
             endpoint_nodes: HashMap::new(),
             last_t: None,
+            last_at: HashMap::new(),
+            rates: HashMap::new(),
         }
     }
 
@@ -160,8 +177,6 @@ impl History {
     pub fn ingest(&mut self, t: f64, scrapes: &[Scrape]) {
         let dt = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
         self.last_t = Some(t);
-        let mut round: HashMap<Key, Counts> = HashMap::new();
-        round.entry(Key::Cluster).or_default();
         self.proxies = scrapes
             .iter()
             .map(|s| ProxyStatus {
@@ -170,69 +185,37 @@ impl History {
                 up: s.up,
             })
             .collect();
+        let mut round: HashMap<Key, Counts> = HashMap::new();
+        round.entry(Key::Cluster).or_default();
         for scrape in scrapes.iter().filter(|s| s.up) {
-            let node = scrape.node.clone().unwrap_or_else(|| scrape.target.clone());
-            let first = !self.last.contains_key(&scrape.target);
-            let last = self.last.entry(scrape.target.clone()).or_default();
-            for s in &scrape.samples {
-                let direction = s.label("direction").unwrap_or("");
-                if direction == "inbound" && s.name == "weft_requests_total" && s.value > 0.0 {
-                    if let Some(ep) = s.label("endpoint").filter(|e| !e.is_empty()) {
-                        self.endpoint_nodes.insert(ep.to_string(), node.clone());
-                    }
-                }
-                if direction != "outbound" {
-                    continue;
-                }
-                let id = raw_id(s);
-                let prev = last.insert(id, s.value);
-                let delta = match prev {
-                    Some(p) if s.value >= p => s.value - p,
-                    Some(_) => s.value, // the proxy restarted; its counters began again
-                    None if first => 0.0, // a baseline, not traffic
-                    None => s.value,    // a series born since the last scrape
-                };
-                if delta == 0.0 {
-                    continue;
-                }
-                let mut c = Counts::default();
-                match s.name.as_str() {
-                    "weft_requests_total" => c.requests = delta,
-                    "weft_responses_total" => {
-                        match s.label("classification") {
-                            Some("success") => c.success = delta,
-                            _ => c.failure = delta,
-                        }
-                        match s.label("status_code").and_then(|v| v.as_bytes().first()) {
-                            Some(b'4') => c.c4xx = delta,
-                            Some(b'5') => c.c5xx = delta,
-                            _ => {}
-                        }
-                    }
-                    "weft_response_latency_seconds_bucket" => {
-                        let Some(i) = s.label("le").and_then(bucket_index) else {
-                            continue;
-                        };
-                        c.buckets = vec![0.0; LATENCY_BUCKETS.len() + 1];
-                        c.buckets[i] = delta;
-                    }
-                    _ => continue,
-                }
-                let service = s.label("service").unwrap_or("");
-                let endpoint = s.label("endpoint").unwrap_or("");
-                let mut keys = vec![Key::Cluster, Key::Node(node.clone())];
-                if !service.is_empty() && service != UNKNOWN {
-                    keys.push(Key::Service(service.to_string()));
-                    if !endpoint.is_empty() {
-                        keys.push(Key::Endpoint {
-                            service: service.to_string(),
-                            endpoint: endpoint.to_string(),
-                        });
-                    }
-                }
-                for k in keys {
+            let deltas = self.deltas(scrape);
+            let Some(at) = scrape.at else {
+                for (k, c) in deltas {
                     round.entry(k).or_default().add(&c);
                 }
+                continue;
+            };
+            // A dated source (Prometheus) refreshes each target on its own schedule: hold
+            // each target's rate between its scrapes, as Prometheus' rate() would, and
+            // spread it over our rounds.
+            match self.last_at.insert(scrape.target.clone(), at) {
+                Some(prev) if at > prev => {
+                    let per_s = 1.0 / (at - prev);
+                    let rates = deltas
+                        .into_iter()
+                        .map(|(k, mut c)| {
+                            c.scale(per_s);
+                            (k, c)
+                        })
+                        .collect();
+                    self.rates.insert(scrape.target.clone(), rates);
+                }
+                _ => {}
+            }
+            for (k, rate) in self.rates.get(&scrape.target).into_iter().flatten() {
+                let mut c = rate.clone();
+                c.scale(dt);
+                round.entry(k.clone()).or_default().add(&c);
             }
         }
         if dt == 0.0 {
@@ -245,6 +228,76 @@ impl History {
                 ring.pop_front();
             }
         }
+    }
+
+    /// What one target counted since its previous samples, per key.
+    fn deltas(&mut self, scrape: &Scrape) -> HashMap<Key, Counts> {
+        let mut out: HashMap<Key, Counts> = HashMap::new();
+        let node = scrape.node.clone().unwrap_or_else(|| scrape.target.clone());
+        // The first samples a target gives are a baseline, not traffic.
+        let first = self.last.get(&scrape.target).is_none_or(HashMap::is_empty);
+        let last = self.last.entry(scrape.target.clone()).or_default();
+        for s in &scrape.samples {
+            let direction = s.label("direction").unwrap_or("");
+            if direction == "inbound" && s.name == "weft_requests_total" && s.value > 0.0 {
+                if let Some(ep) = s.label("endpoint").filter(|e| !e.is_empty()) {
+                    self.endpoint_nodes.insert(ep.to_string(), node.clone());
+                }
+            }
+            if direction != "outbound" {
+                continue;
+            }
+            let id = raw_id(s);
+            let prev = last.insert(id, s.value);
+            let delta = match prev {
+                Some(p) if s.value >= p => s.value - p,
+                Some(_) => s.value, // the proxy restarted; its counters began again
+                None if first => 0.0, // a baseline, not traffic
+                None => s.value,    // a series born since the last scrape
+            };
+            if delta == 0.0 {
+                continue;
+            }
+            let mut c = Counts::default();
+            match s.name.as_str() {
+                "weft_requests_total" => c.requests = delta,
+                "weft_responses_total" => {
+                    match s.label("classification") {
+                        Some("success") => c.success = delta,
+                        _ => c.failure = delta,
+                    }
+                    match s.label("status_code").and_then(|v| v.as_bytes().first()) {
+                        Some(b'4') => c.c4xx = delta,
+                        Some(b'5') => c.c5xx = delta,
+                        _ => {}
+                    }
+                }
+                "weft_response_latency_seconds_bucket" => {
+                    let Some(i) = s.label("le").and_then(bucket_index) else {
+                        continue;
+                    };
+                    c.buckets = vec![0.0; LATENCY_BUCKETS.len() + 1];
+                    c.buckets[i] = delta;
+                }
+                _ => continue,
+            }
+            let service = s.label("service").unwrap_or("");
+            let endpoint = s.label("endpoint").unwrap_or("");
+            let mut keys = vec![Key::Cluster, Key::Node(node.clone())];
+            if !service.is_empty() && service != UNKNOWN {
+                keys.push(Key::Service(service.to_string()));
+                if !endpoint.is_empty() {
+                    keys.push(Key::Endpoint {
+                        service: service.to_string(),
+                        endpoint: endpoint.to_string(),
+                    });
+                }
+            }
+            for k in keys {
+                out.entry(k).or_default().add(&c);
+            }
+        }
+        out
     }
 
     pub fn proxies(&self) -> &[ProxyStatus] {
@@ -311,9 +364,12 @@ impl History {
     }
 }
 
+/// A series' identity; labels sorted, since sources (Prometheus' JSON) do not fix their order.
 fn raw_id(s: &weft_metrics::parse::Sample) -> String {
+    let mut labels: Vec<_> = s.labels.iter().collect();
+    labels.sort();
     let mut id = s.name.clone();
-    for (k, v) in &s.labels {
+    for (k, v) in labels {
         id.push('\u{1}');
         id.push_str(k);
         id.push('=');
@@ -360,6 +416,7 @@ mod tests {
             target: "p1".into(),
             node: Some("node-1".into()),
             up: true,
+            at: None,
             samples: vec![
                 sample("weft_requests_total", &l, requests),
                 sample("weft_responses_total", &ok_l, ok),
@@ -404,5 +461,46 @@ mod tests {
             h.ingest(i as f64, &[scrape(i as f64 * 10.0, 0.0, 0.0)]);
         }
         assert_eq!(h.series[&Key::Cluster].len(), 5);
+    }
+}
+
+#[cfg(test)]
+mod dated_tests {
+    use super::*;
+
+    /// Two targets scraped (by Prometheus) every 5 s at different phases, polled every 1 s:
+    /// the rates still add up to what the targets saw.
+    #[test]
+    fn dated_targets_keep_their_rates_between_scrapes() {
+        let mut h = History::new(1000);
+        let sample = |v: f64| weft_metrics::parse::Sample {
+            name: "weft_requests_total".into(),
+            labels: vec![
+                ("direction".into(), "outbound".into()),
+                ("service".into(), "world".into()),
+                ("endpoint".into(), "e".into()),
+            ],
+            value: v,
+        };
+        for poll in 0..120 {
+            let t = poll as f64;
+            let scrapes: Vec<Scrape> = [("a", 0.0), ("b", 2.0)]
+                .iter()
+                .map(|(name, phase)| {
+                    // 10 requests a second, seen at the last scrape before `t`.
+                    let at = ((t - phase) / 5.0).floor() * 5.0 + phase;
+                    Scrape {
+                        target: name.to_string(),
+                        node: Some(name.to_string()),
+                        up: true,
+                        samples: vec![sample(at * 10.0)],
+                        at: Some(at),
+                    }
+                })
+                .collect();
+            h.ingest(t, &scrapes);
+        }
+        let rps = h.stats(&Key::Service("world".into()), 60.0).rps;
+        assert!((rps - 20.0).abs() < 0.5, "{rps}");
     }
 }

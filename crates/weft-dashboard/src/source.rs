@@ -32,6 +32,9 @@ pub struct Scrape {
     pub node: Option<String>,
     pub up: bool,
     pub samples: Vec<Sample>,
+    /// When the samples were taken (unix seconds), if the source knows it: Prometheus
+    /// answers with its last scrape, which may be older than this query.
+    pub at: Option<f64>,
 }
 
 impl Source {
@@ -85,6 +88,7 @@ fn finish(target: String, up: bool, samples: Vec<Sample>) -> Scrape {
         node,
         up,
         samples,
+        at: None,
     }
 }
 
@@ -125,6 +129,12 @@ async fn instant_query(base: &str, query: &str) -> Result<Vec<PromSeries>, Strin
 /// The latest value of every weft series, grouped by the proxy (`instance`) it came from.
 async fn query_prometheus(base: &str, job: &str) -> Result<Vec<Scrape>, String> {
     let up = instant_query(base, &format!("up{{job=\"{job}\"}}")).await?;
+    let scraped: HashMap<String, f64> =
+        instant_query(base, &format!("timestamp(up{{job=\"{job}\"}})"))
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.metric.get("instance")?.clone(), s.value.1.parse().ok()?)))
+            .collect();
     let series =
         instant_query(base, &format!("{{__name__=~\"{FAMILIES}\",job=\"{job}\"}}")).await?;
     let mut by_target: HashMap<String, Vec<Sample>> = HashMap::new();
@@ -157,7 +167,11 @@ async fn query_prometheus(base: &str, job: &str) -> Result<Vec<Scrape>, String> 
             } else {
                 Vec::new()
             };
-            Some(finish(target, is_up, samples))
+            let at = scraped.get(&target).copied();
+            Some(Scrape {
+                at,
+                ..finish(target, is_up, samples)
+            })
         })
         .collect())
 }

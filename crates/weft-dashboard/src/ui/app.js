@@ -72,6 +72,11 @@ function drawChart(container, lines, opts) {
       pen = true;
     }
     el("path", { d, fill: "none", stroke: line.color, "stroke-width": 2, "data-name": line.name }, svg);
+    // A young series has few points: mark them, so one point is not an invisible line.
+    const pts = line.points.filter(p => p[1] != null);
+    if (pts.length < 30) {
+      for (const [t, v] of pts) el("circle", { cx: x(t), cy: y(Math.min(Math.max(v, ymin), ymax)), r: 2.5, fill: line.color }, svg);
+    }
     el("rect", { x: lx, y: 6, width: 10, height: 10, fill: line.color }, legend);
     const label = el("text", { x: lx + 14, y: 15 }, legend);
     label.textContent = line.name;
