@@ -174,7 +174,8 @@ async fn demo_numbers_match_what_the_test_counted() {
             assert!(p95 < 42.5, "fast instance {} p95 {p95}", ep["endpoint"]);
         }
         let in_stat = row(&stat_inst, "name", ep["endpoint"].as_str().unwrap());
-        assert_eq!(in_stat["latency_p95_ms"], ep["stats"]["p95_ms"]);
+        let stat_p95 = in_stat["latency_p95_ms"].as_f64().unwrap();
+        assert!((stat_p95 - p95).abs() <= p95 * 0.1 + 0.5, "stat {stat_p95} vs API {p95}");
     }
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");
