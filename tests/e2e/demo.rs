@@ -145,11 +145,12 @@ async fn demo_numbers_match_what_the_test_counted() {
         "world rps {world_rps}"
     );
 
-    // weft stat says the same.
+    // weft stat says the same (read a scrape or so later, so allow that much drift).
     let stat_world = row(&stat, "name", "world");
-    assert_eq!(
-        stat_world["success_rate"], world["success_rate"],
-        "{stat_world}"
+    let stat_sr = stat_world["success_rate"].as_f64().unwrap();
+    assert!(
+        (stat_sr - world_sr).abs() < 0.01,
+        "{stat_world} vs {world_sr}"
     );
     assert!((stat_world["rps"].as_f64().unwrap() - world_rps).abs() < rps * 0.05);
 
@@ -175,7 +176,10 @@ async fn demo_numbers_match_what_the_test_counted() {
         }
         let in_stat = row(&stat_inst, "name", ep["endpoint"].as_str().unwrap());
         let stat_p95 = in_stat["latency_p95_ms"].as_f64().unwrap();
-        assert!((stat_p95 - p95).abs() <= p95 * 0.1 + 0.5, "stat {stat_p95} vs API {p95}");
+        assert!(
+            (stat_p95 - p95).abs() <= p95 * 0.1 + 0.5,
+            "stat {stat_p95} vs API {p95}"
+        );
     }
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");

@@ -37,6 +37,7 @@ async fn metrics_count_a_known_mix_exactly() {
         let rsp = curl(&["-x", &proxy, "http://dead/"]).await;
         assert_eq!(rsp.status, 502);
     }
+    // The dead endpoint is tried 3 times per request (connect failures always retry).
     curl(&["-x", &proxy, "http://stranger/"]).await;
 
     let out = mesh.a.metrics().await;
@@ -75,17 +76,33 @@ async fn metrics_count_a_known_mix_exactly() {
     );
     assert!(!out.contains("stranger"));
 
-    // The inbound side on node B saw the same requests, per local instance.
+    // What was sent: each 500 on a GET was retried twice (the default), within budget.
+    let attempts = |class: &str| {
+        series(&format!(
+            "weft_attempts_total{{{route},classification=\"{class}\"}}"
+        ))
+    };
+    assert_eq!(attempts("failure"), 6.0);
+    assert_eq!(attempts("success"), 8.0);
+    assert_eq!(
+        series("weft_retries_total{direction=\"outbound\",service=\"world\"}"),
+        4.0
+    );
+    // A dead endpoint is tried again too: connect failures are always safe to retry.
+    let dead_attempts = format!("weft_attempts_total{{{dead_route},classification=\"failure\"}}");
+    assert_eq!(series(&dead_attempts), 6.0);
+
+    // The inbound side on node B saw every attempt, per local instance.
     let inb = mesh.b.metrics().await;
     let inroute = format!("direction=\"inbound\",service=\"world\",endpoint=\"{ep}\"");
     assert_eq!(
         metric(&inb, &format!("weft_requests_total{{{inroute}}}")),
-        Some(10.0),
+        Some(14.0),
         "{inb}"
     );
     assert_eq!(
         metric(&inb, &format!("weft_responses_total{{{inroute},status_code=\"500\",classification=\"failure\",error=\"\"}}")),
-        Some(2.0)
+        Some(6.0)
     );
 
     assert!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::name::NameRules;
+use crate::policy::{Policies, Policy, PolicyOverrides};
 use crate::source::SourceError;
 
 pub const DEFAULT_OUTBOUND: &str = "0.0.0.0:4140";
@@ -38,6 +39,13 @@ pub struct ProxyConfig {
     pub discovery: DiscoveryConfig,
     pub names: NamesConfig,
     pub http: HttpConfig,
+    /// Resilience defaults for every service (reloadable).
+    pub resilience: PolicyOverrides,
+    /// Per-service resilience, over the defaults (reloadable).
+    pub services: std::collections::BTreeMap<String, PolicyOverrides>,
+    /// The file this config came from, watched for resilience changes.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +111,9 @@ impl Default for ProxyConfig {
             discovery: DiscoveryConfig::default(),
             names: NamesConfig::default(),
             http: HttpConfig::default(),
+            resilience: PolicyOverrides::default(),
+            services: Default::default(),
+            source: None,
         }
     }
 }
@@ -152,6 +163,7 @@ impl ProxyConfig {
                 config.discovery.file = Some(dir.join(file));
             }
         }
+        config.source = Some(path.to_path_buf());
         config.validate(path)?;
         Ok(config)
     }
@@ -174,7 +186,21 @@ impl ProxyConfig {
         if self.node.is_empty() {
             return Err(invalid("node must not be empty".into()));
         }
+        self.policies().map_err(invalid)?;
         Ok(())
+    }
+
+    /// Resolves the resilience sections: defaults, then `[resilience]`, then each service's.
+    pub fn policies(&self) -> Result<Policies, String> {
+        let default = self.resilience.apply(&Policy::default());
+        default.validate().map_err(|e| format!("resilience.{e}"))?;
+        let mut services = std::collections::BTreeMap::new();
+        for (name, o) in &self.services {
+            let p = o.apply(&default);
+            p.validate().map_err(|e| format!("services.{name}.{e}"))?;
+            services.insert(name.to_ascii_lowercase(), p);
+        }
+        Ok(Policies { default, services })
     }
 
     /// The address peers use for this proxy's inbound listener.

@@ -42,19 +42,37 @@ pub enum ProxyError {
     },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    #[error("the client went away before sending its whole request")]
+    ClientAborted,
+    #[error("every endpoint of {service} is failing; circuit open")]
+    CircuitOpen { service: ServiceName },
+    #[error("the caller's deadline passed")]
+    DeadlineExceeded,
+    #[error("no response within {timeout:?}")]
+    Timeout { timeout: Duration },
+    #[error("attempt to {endpoint} got no response within {timeout:?}")]
+    AttemptTimeout {
+        endpoint: SocketAddr,
+        timeout: Duration,
+    },
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingAuthority | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MissingAuthority | Self::BadRequest(_) | Self::ClientAborted => {
+                StatusCode::BAD_REQUEST
+            }
             Self::NotLocal { .. } => StatusCode::FORBIDDEN,
             Self::UnknownService(_)
             | Self::ConnectRefused { .. }
             | Self::ConnectFailed { .. }
             | Self::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
-            Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::NoEndpoints { .. } | Self::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ConnectTimeout { .. }
+            | Self::DeadlineExceeded
+            | Self::Timeout { .. }
+            | Self::AttemptTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -71,15 +89,25 @@ impl ProxyError {
             Self::UpstreamReset { .. } => "upstream reset",
             Self::NotLocal { .. } => "endpoint not on this node",
             Self::BadRequest(_) => "bad request",
+            Self::CircuitOpen { .. } => "circuit open",
+            Self::ClientAborted => "client aborted",
+            Self::DeadlineExceeded => "deadline exceeded",
+            Self::Timeout { .. } => "timeout",
+            Self::AttemptTimeout { .. } => "attempt timeout",
         }
     }
 
     pub fn side(&self) -> Side {
         match self {
-            Self::MissingAuthority | Self::BadRequest(_) | Self::NotLocal { .. } => {
-                Side::Downstream
-            }
-            Self::UnknownService(_) | Self::NoEndpoints { .. } => Side::Proxy,
+            Self::MissingAuthority
+            | Self::BadRequest(_)
+            | Self::NotLocal { .. }
+            | Self::ClientAborted => Side::Downstream,
+            Self::UnknownService(_)
+            | Self::NoEndpoints { .. }
+            | Self::CircuitOpen { .. }
+            | Self::DeadlineExceeded
+            | Self::Timeout { .. } => Side::Proxy,
             _ => Side::Upstream,
         }
     }

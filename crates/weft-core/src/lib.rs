@@ -4,6 +4,7 @@
 //! - [`name`]: service names and how a request's authority maps onto one.
 //! - [`endpoint`]: an endpoint (one instance of a service) and the set discovery hands out.
 //! - [`config`]: the proxy's configuration model, with file/line errors.
+//! - [`policy`]: resilience policy (balancing, accrual, retries, timeouts), per service.
 //! - [`source`]: locating a parse error in the text it came from.
 //! - [`error`]: errors the proxy itself answers with, and their HTTP mapping.
 //! - [`headers`]: the header names weft reads and writes.
@@ -14,6 +15,7 @@ pub mod endpoint;
 pub mod error;
 pub mod headers;
 pub mod name;
+pub mod policy;
 pub mod source;
 
 pub use endpoint::{Endpoint, EndpointSet, Protocol};

@@ -50,6 +50,9 @@ pub struct DemoConfig {
     pub rps: f64,
     pub world_failure_rate: f64,
     pub world_latency: Vec<Latency>,
+    /// Whether proxies retry failed requests (off by default here, so the failures the
+    /// flags inject show on the dashboard as they happen).
+    pub retries: bool,
 }
 
 /// `--world-latency 50ms` (every world instance) or `node-2=50ms` (those on node 2).
@@ -150,6 +153,9 @@ async fn run_in(
         pc.admin.listen = SocketAddr::new(*ip, config.admin_port);
         pc.discovery.file = Some(discovery.clone());
         pc.http.shutdown_grace = Duration::from_secs(2);
+        if !config.retries {
+            pc.resilience.retry.max_retries = Some(0);
+        }
         let proxy = Proxy::start(pc).await.map_err(|e| match e {
             StartError::Bind {
                 listener,
@@ -327,6 +333,15 @@ fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String 
         b,
         "\n  traffic:   {} requests/s to hello, spread over the nodes' proxies",
         config.rps
+    );
+    let _ = writeln!(
+        b,
+        "  retries:   {}",
+        if config.retries {
+            "on (hello's success rate recovers from world's failures)"
+        } else {
+            "off (--retries turns them on)"
+        }
     );
     let _ = writeln!(b, "  dashboard: http://{dashboard}");
     let first = nodes

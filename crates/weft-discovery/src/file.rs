@@ -1,22 +1,15 @@
-//! Discovery from a TOML file. The folder is watched, not the file, because Kubernetes
-//! ConfigMaps change by swapping a symlink beside it; a slow poll backs up missed events.
-//! A bad edit is logged with file and line, counted, and the last good table stays.
+//! Discovery from a TOML file, watched ([`crate::filewatch`]). A bad edit is logged with file and
+//! line, counted, and the last good table stays.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use weft_core::{EndpointSet, ServiceName};
 
+use crate::filewatch::{watch_file, Change};
 use crate::registry::Registry;
 use crate::{Discover, DiscoveryError, Resolution, Table};
-
-/// Events arriving within this window are applied as one reload.
-const SETTLE: Duration = Duration::from_millis(50);
-/// Re-read even without events, in case the platform dropped some.
-const POLL: Duration = Duration::from_secs(2);
 
 pub type ErrorHook = Arc<dyn Fn(&DiscoveryError) + Send + Sync>;
 
@@ -45,80 +38,31 @@ impl FileDiscovery {
     /// Watches the file until the returned task is aborted. The watch is in place when this
     /// returns, and any change since [`FileDiscovery::load`] is applied at once.
     pub fn spawn_watch(self: &Arc<Self>, on_error: ErrorHook) -> tokio::task::JoinHandle<()> {
-        let (tx, rx) = mpsc::channel::<()>(1);
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        let watcher = notify::recommended_watcher(move |_event| {
-            let _ = tx.try_send(());
-        })
-        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-        let watcher = match watcher {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch discovery folder; polling only");
-                None
-            }
-        };
+        let seen = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).take();
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.watch_loop(watcher, rx, on_error).await })
-    }
-
-    async fn watch_loop(
-        self: Arc<Self>,
-        _watcher: Option<notify::RecommendedWatcher>,
-        mut rx: mpsc::Receiver<()>,
-        on_error: ErrorHook,
-    ) {
-        let mut last = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut first = true;
-        loop {
-            if !std::mem::take(&mut first) {
-                tokio::select! {
-                    got = rx.recv() => {
-                        if got.is_none() { return; }
-                        tokio::time::sleep(SETTLE).await;
-                        while rx.try_recv().is_ok() {}
+        watch_file(&self.path, seen, move |change| match change {
+            Change::Changed(bytes) => {
+                let text = String::from_utf8_lossy(bytes);
+                match Table::parse(&this.path, &text) {
+                    Ok(table) => {
+                        tracing::info!(file = %this.path.display(), services = table.services.len(), "discovery updated");
+                        this.registry.publish(table);
                     }
-                    _ = tokio::time::sleep(POLL) => {}
-                }
-            }
-            let bytes = match std::fs::read(&self.path) {
-                Ok(b) => b,
-                Err(e) => {
-                    // Mid-swap a ConfigMap's file can be missing for an instant; a later
-                    // event or poll picks up the new one.
-                    if last.is_some() {
-                        let err = DiscoveryError::Io {
-                            path: self.path.clone(),
-                            source: e,
-                        };
-                        tracing::warn!(error = %err, "discovery file unreadable; keeping last good state");
+                    Err(err) => {
+                        tracing::error!(error = %err, "invalid discovery file; keeping last good state");
                         on_error(&err);
-                        last = None;
                     }
-                    continue;
-                }
-            };
-            if last.as_deref() == Some(&bytes[..]) {
-                continue;
-            }
-            let text = String::from_utf8_lossy(&bytes);
-            match Table::parse(&self.path, &text) {
-                Ok(table) => {
-                    tracing::info!(file = %self.path.display(), services = table.services.len(), "discovery updated");
-                    self.registry.publish(table);
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "invalid discovery file; keeping last good state");
-                    on_error(&err);
                 }
             }
-            last = Some(bytes);
-        }
+            Change::Unreadable(source) => {
+                let err = DiscoveryError::Io {
+                    path: this.path.clone(),
+                    source,
+                };
+                tracing::warn!(error = %err, "discovery file unreadable; keeping last good state");
+                on_error(&err);
+            }
+        })
     }
 }
 
@@ -145,6 +89,7 @@ impl Discover for FileDiscovery {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     fn doc(port: u16) -> String {
         format!("[[services.world.endpoints]]\naddr = \"127.0.0.1:{port}\"\n")

@@ -5,10 +5,12 @@
 //! - [`table`]: the parsed form of a discovery document, shared by file and static sources.
 //! - [`file`]: a TOML file, watched through its folder so symlink swaps (ConfigMaps) count.
 //! - [`static_source`]: a fixed table.
+//! - [`filewatch`]: watching one file through its folder, for discovery and config reloads.
 //! - [`registry`]: the per-service watch senders a table-shaped source publishes into.
 #![forbid(unsafe_code)]
 
 pub mod file;
+pub mod filewatch;
 pub mod registry;
 pub mod static_source;
 pub mod table;

@@ -83,6 +83,20 @@ pub struct ResponseLabels {
     pub error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub direction: Direction,
+    pub service: String,
+    pub endpoint: String,
+    pub classification: Classification,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub direction: Direction,
+    pub service: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS.iter().copied())
 }
@@ -92,6 +106,18 @@ pub struct HttpMetrics {
     requests: Family<RouteLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    attempts: Family<AttemptLabels, Counter>,
+    retries: Family<ServiceLabels, Counter>,
+    budget_exhausted: Family<ServiceLabels, Counter>,
+}
+
+/// A service's retry counters.
+#[derive(Clone)]
+pub struct ServiceCounters {
+    /// Attempts made beyond each request's first.
+    pub retries: Counter,
+    /// Retries wanted but refused by the budget.
+    pub budget_exhausted: Counter,
 }
 
 impl HttpMetrics {
@@ -100,7 +126,25 @@ impl HttpMetrics {
             requests: Family::default(),
             responses: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            attempts: Family::default(),
+            retries: Family::default(),
+            budget_exhausted: Family::default(),
         };
+        registry.register(
+            "attempts",
+            "Attempts sent to each endpoint, retries included, by outcome (what was sent, where requests and responses count what clients saw)",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "retries",
+            "Attempts beyond a request's first, per service",
+            m.retries.clone(),
+        );
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries a service wanted but its retry budget refused",
+            m.budget_exhausted.clone(),
+        );
         registry.register(
             "requests",
             "Requests received, per direction, service and endpoint",
@@ -119,6 +163,17 @@ impl HttpMetrics {
         m
     }
 
+    pub fn service(&self, direction: Direction, service: &str) -> ServiceCounters {
+        let labels = ServiceLabels {
+            direction,
+            service: service.to_string(),
+        };
+        ServiceCounters {
+            retries: self.retries.get_or_create(&labels).clone(),
+            budget_exhausted: self.budget_exhausted.get_or_create(&labels).clone(),
+        }
+    }
+
     /// Handles for one (direction, service, endpoint); resolve once and keep.
     pub fn route(&self, direction: Direction, service: &str, endpoint: &str) -> RouteMetrics {
         let labels = RouteLabels {
@@ -126,7 +181,19 @@ impl HttpMetrics {
             service: service.to_string(),
             endpoint: endpoint.to_string(),
         };
+        let attempt = |classification| {
+            self.attempts
+                .get_or_create(&AttemptLabels {
+                    direction,
+                    service: service.to_string(),
+                    endpoint: endpoint.to_string(),
+                    classification,
+                })
+                .clone()
+        };
         RouteMetrics(Arc::new(RouteInner {
+            attempt_ok: attempt(Classification::Success),
+            attempt_failed: attempt(Classification::Failure),
             requests: self.requests.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
             responses: Mutex::new(Vec::new()),
@@ -143,6 +210,8 @@ pub struct RouteMetrics(Arc<RouteInner>);
 
 struct RouteInner {
     labels: RouteLabels,
+    attempt_ok: Counter,
+    attempt_failed: Counter,
     requests: Counter,
     latency: Histogram,
     responses: Mutex<Vec<(ResponseKey, Counter)>>,
@@ -154,6 +223,13 @@ type ResponseKey = (u16, Classification, &'static str);
 impl RouteMetrics {
     pub fn request(&self) {
         self.0.requests.inc();
+    }
+
+    pub fn attempt(&self, class: Classification) {
+        match class {
+            Classification::Success => self.0.attempt_ok.inc(),
+            Classification::Failure => self.0.attempt_failed.inc(),
+        };
     }
 
     pub fn latency(&self, elapsed: Duration) {

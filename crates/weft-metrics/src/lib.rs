@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics};
+pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics, ServiceCounters};
 pub use crate::tcp::TcpMetrics;
 
 /// Every metric one proxy exports.
@@ -28,6 +28,8 @@ pub struct Metrics {
     pub tcp: TcpMetrics,
     /// Discovery updates rejected (bad file edits and the like).
     pub discovery_errors: Counter,
+    /// Config reloads rejected; the running config stays.
+    pub config_errors: Counter,
 }
 
 impl Metrics {
@@ -50,11 +52,18 @@ impl Metrics {
             "Discovery updates rejected as invalid; the last good state stays in force",
             discovery_errors.clone(),
         );
+        let config_errors = Counter::default();
+        registry.register(
+            "config_errors",
+            "Config file reloads rejected as invalid; the running config stays in force",
+            config_errors.clone(),
+        );
         Self {
             registry,
             http,
             tcp,
             discovery_errors,
+            config_errors,
         }
     }
 

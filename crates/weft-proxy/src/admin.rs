@@ -15,6 +15,7 @@ use weft_metrics::Metrics;
 
 use crate::body::ProxyBody;
 use crate::lifecycle::Shared;
+use crate::resilience::accrual::Shown;
 
 pub struct Admin {
     pub shared: Arc<Shared>,
@@ -62,7 +63,14 @@ impl Admin {
                 rsp
             }
             (&Method::GET, "/config") => {
-                json_response(&serde_json::to_value(&self.shared.config).unwrap_or_default())
+                let mut config = serde_json::to_value(&self.shared.config).unwrap_or_default();
+                // The policies in force: defaults, the file, and its last good reload.
+                let policies =
+                    serde_json::to_value(&self.shared.policies.load().source).unwrap_or_default();
+                if let Some(obj) = config.as_object_mut() {
+                    obj.insert("policies".into(), policies);
+                }
+                json_response(&config)
             }
             (&Method::GET, "/endpoints") => json_response(&self.endpoints()),
             (&Method::POST, "/shutdown") => {
@@ -101,10 +109,25 @@ impl Admin {
             let eps: Vec<_> = set
                 .iter()
                 .map(|ep| {
-                    let outstanding = states
+                    let state = states
                         .as_ref()
-                        .and_then(|st| st.list.iter().find(|s| s.endpoint.addr == ep.addr))
-                        .map_or(0, |s| s.outstanding());
+                        .and_then(|st| st.list.iter().find(|s| s.endpoint.addr == ep.addr));
+                    let outstanding = state.map_or(0, |s| s.outstanding());
+                    let shown = state.map_or("ready", |s| match s.accrual.shown() {
+                        Shown::Ready => "ready",
+                        Shown::Open => "open",
+                        Shown::Probing => "probing",
+                    });
+                    let decay = self
+                        .shared
+                        .policies
+                        .load()
+                        .get(name.as_str())
+                        .policy
+                        .balancer
+                        .decay;
+                    let ewma_ms =
+                        state.map(|s| s.ewma.estimate(std::time::Instant::now(), decay) * 1000.0);
                     json!({
                         "addr": ep.addr.to_string(),
                         "node": ep.node_proxy.map(|a| a.to_string()),
@@ -112,8 +135,9 @@ impl Admin {
                         "protocol": ep.protocol,
                         "weight": ep.weight,
                         "labels": ep.labels,
-                        "state": "ready",
+                        "state": shown,
                         "outstanding": outstanding,
+                        "latency_ewma_ms": ewma_ms,
                     })
                 })
                 .collect();

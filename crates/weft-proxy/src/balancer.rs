@@ -1,11 +1,17 @@
-//! Picks an endpoint for a request: power of two choices over outstanding requests.
-//! The [`Balance`] trait is the seam where peak-EWMA and failure accrual plug in.
+//! Picks an endpoint for a request: power of two choices over peak-EWMA latency times load,
+//! weighted by each endpoint's configured weight, among endpoints failure accrual admits.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use weft_core::policy::BalancerPolicy;
 use weft_core::Endpoint;
 use weft_metrics::RouteMetrics;
+
+use crate::resilience::accrual::FailureAccrual;
+use crate::resilience::ewma::PeakEwma;
 
 /// One endpoint as the data plane tracks it; survives endpoint-set updates that keep it.
 pub struct EndpointState {
@@ -13,15 +19,19 @@ pub struct EndpointState {
     /// `ip:port`, the `endpoint` metric label and the `weft-dst-endpoint` value.
     pub label: String,
     pub metrics: RouteMetrics,
+    pub ewma: PeakEwma,
+    pub accrual: FailureAccrual,
     outstanding: AtomicUsize,
 }
 
 impl EndpointState {
-    pub fn new(endpoint: Endpoint, metrics: RouteMetrics) -> Self {
+    pub fn new(endpoint: Endpoint, metrics: RouteMetrics, default_rtt: Duration) -> Self {
         Self {
             label: endpoint.addr.to_string(),
             endpoint,
             metrics,
+            ewma: PeakEwma::new(default_rtt),
+            accrual: FailureAccrual::default(),
             outstanding: AtomicUsize::new(0),
         }
     }
@@ -35,6 +45,12 @@ impl EndpointState {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         LoadGuard(Arc::clone(self))
     }
+
+    /// Expected cost of one more request here: latency estimate × (load + 1) / weight.
+    pub fn cost(&self, now: Instant, policy: &BalancerPolicy) -> f64 {
+        let rtt = self.ewma.estimate(now, policy.decay);
+        rtt * (self.outstanding() + 1) as f64 / self.endpoint.weight.max(1) as f64
+    }
 }
 
 pub struct LoadGuard(Arc<EndpointState>);
@@ -45,67 +61,160 @@ impl Drop for LoadGuard {
     }
 }
 
-pub trait Balance: Send + Sync {
-    fn pick<'a>(&self, endpoints: &'a [Arc<EndpointState>]) -> Option<&'a Arc<EndpointState>>;
+pub enum Pick<'a> {
+    Endpoint(&'a Arc<EndpointState>),
+    /// The service has endpoints, but failure accrual has ejected every one.
+    AllEjected,
+    /// The service has no endpoints.
+    Empty,
 }
 
-/// Two random endpoints, the less loaded one wins: near-best choice without global state.
-#[derive(Default)]
-pub struct PowerOfTwo;
+pub trait Balance: Send + Sync {
+    /// Picks an endpoint, preferring ones not in `avoid` (those a retry already tried).
+    fn pick<'a>(
+        &self,
+        endpoints: &'a [Arc<EndpointState>],
+        avoid: &[SocketAddr],
+        policy: &BalancerPolicy,
+    ) -> Pick<'a>;
+}
 
-impl Balance for PowerOfTwo {
-    fn pick<'a>(&self, endpoints: &'a [Arc<EndpointState>]) -> Option<&'a Arc<EndpointState>> {
-        match endpoints.len() {
-            0 => None,
-            1 => endpoints.first(),
-            n => {
-                let a = fastrand::usize(..n);
-                let mut b = fastrand::usize(..n - 1);
-                if b >= a {
-                    b += 1;
-                }
-                let (ea, eb) = (&endpoints[a], &endpoints[b]);
-                Some(if eb.outstanding() < ea.outstanding() {
+/// Two endpoints drawn at random by weight; the cheaper one wins.
+#[derive(Default)]
+pub struct PeakEwmaP2c;
+
+impl Balance for PeakEwmaP2c {
+    fn pick<'a>(
+        &self,
+        endpoints: &'a [Arc<EndpointState>],
+        avoid: &[SocketAddr],
+        policy: &BalancerPolicy,
+    ) -> Pick<'a> {
+        if endpoints.is_empty() {
+            return Pick::Empty;
+        }
+        let now = Instant::now();
+        let admitted = |e: &&Arc<EndpointState>| e.accrual.eligible(now);
+        let mut candidates: Vec<&Arc<EndpointState>> = endpoints
+            .iter()
+            .filter(admitted)
+            .filter(|e| !avoid.contains(&e.endpoint.addr))
+            .collect();
+        if candidates.is_empty() {
+            // Retrying where it failed beats not retrying at all.
+            candidates = endpoints.iter().filter(admitted).collect();
+        }
+        let chosen = match candidates.len() {
+            0 => return Pick::AllEjected,
+            1 => candidates[0],
+            _ => {
+                let a = weighted(&candidates, None);
+                let b = weighted(&candidates, Some(a));
+                let (ea, eb) = (candidates[a], candidates[b]);
+                if eb.cost(now, policy) < ea.cost(now, policy) {
                     eb
                 } else {
                     ea
-                })
+                }
             }
-        }
+        };
+        chosen.accrual.picked(now);
+        Pick::Endpoint(chosen)
     }
+}
+
+/// An index drawn with probability proportional to weight, never `except`.
+fn weighted(c: &[&Arc<EndpointState>], except: Option<usize>) -> usize {
+    let w = |i: usize| {
+        if Some(i) == except {
+            0
+        } else {
+            c[i].endpoint.weight.max(1) as u64
+        }
+    };
+    let total: u64 = (0..c.len()).map(w).sum();
+    let mut r = fastrand::u64(..total.max(1));
+    for i in 0..c.len() {
+        let wi = w(i);
+        if r < wi {
+            return i;
+        }
+        r -= wi;
+    }
+    (0..c.len()).find(|&i| Some(i) != except).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn state(port: u16) -> Arc<EndpointState> {
+    fn state(port: u16, weight: u32) -> Arc<EndpointState> {
         let ep = Endpoint {
             addr: ([127, 0, 0, 1], port).into(),
             node_proxy: None,
             protocol: Default::default(),
-            weight: 1,
+            weight,
             labels: Default::default(),
         };
         let m = weft_metrics::Metrics::new("t");
         let route = m
             .http
             .route(weft_metrics::Direction::Outbound, "s", &ep.addr.to_string());
-        Arc::new(EndpointState::new(ep, route))
+        Arc::new(EndpointState::new(ep, route, Duration::from_millis(30)))
+    }
+
+    fn policy() -> BalancerPolicy {
+        weft_core::policy::Policy::default().balancer
+    }
+
+    fn port(p: Pick<'_>) -> u16 {
+        match p {
+            Pick::Endpoint(e) => e.endpoint.addr.port(),
+            _ => 0,
+        }
     }
 
     #[test]
-    fn the_less_loaded_of_two_wins() {
-        let eps = vec![state(1), state(2)];
-        let _busy: Vec<_> = (0..5).map(|_| eps[0].start()).collect();
+    fn the_slow_endpoint_loses() {
+        let eps = vec![state(1, 1), state(2, 1)];
+        let now = Instant::now();
+        eps[0]
+            .ewma
+            .observe(Duration::from_millis(80), now, policy().decay);
+        eps[1]
+            .ewma
+            .observe(Duration::from_millis(2), now, policy().decay);
+        eps[1].ewma.observe(
+            Duration::from_millis(2),
+            now + Duration::from_secs(60),
+            policy().decay,
+        );
         for _ in 0..100 {
-            assert_eq!(PowerOfTwo.pick(&eps).unwrap().endpoint.addr.port(), 2);
+            assert_eq!(port(PeakEwmaP2c.pick(&eps, &[], &policy())), 2);
+        }
+    }
+
+    #[test]
+    fn weights_shape_the_share() {
+        let eps = vec![state(1, 1), state(2, 1), state(3, 8)];
+        let heavy = (0..3000)
+            .filter(|_| port(PeakEwmaP2c.pick(&eps, &[], &policy())) == 3)
+            .count();
+        assert!(heavy > 1500, "weight 8 of 10 got {heavy} of 3000");
+    }
+
+    #[test]
+    fn a_retry_avoids_the_endpoint_that_failed() {
+        let eps = vec![state(1, 1), state(2, 1)];
+        let avoid = [eps[0].endpoint.addr];
+        for _ in 0..50 {
+            assert_eq!(port(PeakEwmaP2c.pick(&eps, &avoid, &policy())), 2);
         }
     }
 
     #[test]
     fn load_is_released_when_the_guard_drops() {
-        let e = state(1);
+        let e = state(1, 1);
         drop(e.start());
         assert_eq!(e.outstanding(), 0);
     }

@@ -3,6 +3,8 @@
 //! because the client went away — its [`Completion`] records the response exactly once.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -111,6 +113,97 @@ impl Drop for ProxyBody {
         // A client that leaves mid-body still gets its response counted; the upstream
         // connection is not reused since its response was not read to the end.
         self.finish(None, false);
+    }
+}
+
+/// A request body on its way upstream: streamed from the client, or buffered so that a
+/// retry can send it again.
+pub enum RequestBody {
+    /// The client's body, streamed; `aborted` turns true if the client fails it midway.
+    Streaming {
+        body: Incoming,
+        aborted: Arc<AtomicBool>,
+    },
+    Buffered {
+        data: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
+}
+
+impl RequestBody {
+    pub fn streaming(body: Incoming) -> Self {
+        Self::Streaming {
+            body,
+            aborted: Arc::default(),
+        }
+    }
+
+    /// Turns true if the client breaks off the body; `None` for buffered bodies.
+    pub fn abort_flag(&self) -> Option<Arc<AtomicBool>> {
+        match self {
+            Self::Streaming { aborted, .. } => Some(Arc::clone(aborted)),
+            Self::Buffered { .. } => None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self::Buffered {
+            data: None,
+            trailers: None,
+        }
+    }
+
+    /// A copy to send again, if this body is buffered.
+    pub fn replay(&self) -> Option<Self> {
+        match self {
+            Self::Streaming { .. } => None,
+            Self::Buffered { data, trailers } => Some(Self::Buffered {
+                data: data.clone(),
+                trailers: trailers.clone(),
+            }),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut *self {
+            Self::Streaming { body, aborted } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Err(_))) = &polled {
+                    aborted.store(true, Ordering::Relaxed);
+                }
+                polled.map_err(Into::into)
+            }
+            Self::Buffered { data, trailers } => {
+                if let Some(d) = data.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Streaming { body, .. } => body.is_end_stream(),
+            Self::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Streaming { body, .. } => body.size_hint(),
+            Self::Buffered { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
     }
 }
 

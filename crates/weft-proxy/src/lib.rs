@@ -5,13 +5,16 @@
 //! - [`lifecycle`]: outbound and inbound handlers, one step per line of the request's way.
 //! - [`server`]: accepts connections, serves HTTP/1.1 and h2c on one port, drains on shutdown.
 //! - [`services`]: per-service state built once from discovery and cached: endpoints, metrics.
-//! - [`balancer`]: picks an endpoint (power of two choices).
+//! - [`balancer`]: picks an endpoint (power of two choices over peak-EWMA, by weight).
+//! - [`resilience`]: peak-EWMA, failure accrual, retry budget, deadlines, compiled policy.
+//! - [`retry`]: bodies kept for replay, attempts rebuilt, backoff.
 //! - [`client`]: upstream connections: a lean HTTP/1.1 pool and one shared HTTP/2 connection
 //!   per peer; the TLS connector slot goes in [`client::connect`].
 //! - [`headers`]: hop-by-hop stripping, authority and request-shape checks.
 //! - [`body`]: the response body that streams through and records completion.
 //! - [`respond`]: the one place that turns errors into responses.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/shutdown`.
+//! - [`reload`]: reloads resilience policy when the config file changes.
 //! - [`proxy`]: wires it all together and runs until drained.
 #![forbid(unsafe_code)]
 
@@ -22,7 +25,10 @@ pub mod client;
 pub mod headers;
 pub mod lifecycle;
 pub mod proxy;
+pub mod reload;
+pub mod resilience;
 pub mod respond;
+pub mod retry;
 pub mod server;
 pub mod services;
 

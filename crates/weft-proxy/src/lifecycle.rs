@@ -3,33 +3,42 @@
 //!
 //! Outbound (an app's request to a service):
 //!   accept ([`crate::server`]) → screen framing ([`headers::check_framing`]) → name the
-//!   service ([`weft_core::NameRules`]) → resolve ([`Services::get`]) → balance
-//!   ([`Balance::pick`]) → forward over the peer's shared HTTP/2 hop, or straight to the
-//!   endpoint ([`crate::client`]) → respond and record ([`forwarded`], [`crate::body`]).
+//!   service ([`weft_core::NameRules`]) → resolve ([`Services::get`]) → its policy
+//!   ([`crate::resilience::policy`]) → deadline ([`Deadline`]) → keep a small body for replay
+//!   ([`retry::buffer`]) → attempts, each: balance ([`Balance::pick`]) → forward over the
+//!   peer's shared HTTP/2 hop, or straight to the endpoint ([`crate::client`]) → judge
+//!   (accrual, EWMA, retry?) → respond and record ([`forwarded`], [`crate::body`]).
 //!
 //! Inbound (a peer proxy's request for an instance on this node):
 //!   accept → screen → name the service and endpoint the peer chose → refuse anything not on
-//!   this node → deliver in the instance's protocol → respond and record.
+//!   this node → enforce the deadline → deliver in the instance's protocol → respond, record.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use weft_core::config::ProxyConfig;
+use weft_core::error::Side;
 use weft_core::headers::{WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
 use weft_core::{NameRules, Protocol, ProxyError, ServiceName};
 use weft_metrics::{Classification, RouteMetrics};
 
-use crate::balancer::{Balance, EndpointState, LoadGuard};
-use crate::body::{classify, Completion, ProxyBody};
+use crate::balancer::{Balance, EndpointState, LoadGuard, Pick};
+use crate::body::{classify, Completion, ProxyBody, RequestBody};
 use crate::client::h1::{H1Pool, PoolReturn};
 use crate::client::h2::H2Pool;
+use crate::client::SendError;
 use crate::headers;
+use crate::resilience::deadline::Deadline;
+use crate::resilience::policy::{Compiled, Table as PolicyTable};
 use crate::respond::error_response;
-use crate::services::Services;
+use crate::retry;
+use crate::services::{Service, Services};
 
 /// Everything the handlers share; built once by [`crate::proxy`].
 pub struct Shared {
@@ -42,40 +51,48 @@ pub struct Shared {
     pub h2: Arc<H2Pool>,
     /// This node's inbound address as peers know it; marks which endpoints are local.
     pub advertise: SocketAddr,
+    /// Per-service resilience, swapped whole when the config file changes.
+    pub policies: Arc<ArcSwap<PolicyTable>>,
 }
 
 /// One request's state as it moves through the steps.
 struct Ctx {
     start: Instant,
-    /// Where errors are counted until an endpoint is picked.
+    /// Where the client's view is counted until an endpoint answers.
     route: RouteMetrics,
     endpoint: Option<Arc<EndpointState>>,
 }
 
 impl Ctx {
+    fn new(route: &RouteMetrics) -> Self {
+        Self {
+            start: Instant::now(),
+            route: route.clone(),
+            endpoint: None,
+        }
+    }
+
     fn fail(&self, err: ProxyError) -> Response<ProxyBody> {
         tracing::debug!(error = %err, "request failed");
         let route = self.endpoint.as_ref().map_or(&self.route, |e| &e.metrics);
+        route.request();
         route.latency(self.start.elapsed());
         route.response(err.status().as_u16(), Classification::Failure, err.kind());
         error_response(&err)
     }
 }
 
+/// One attempt's outcome: a response (with its pooled connection), or an error.
+type Sent = Result<(Response<Incoming>, Option<PoolReturn>), SendError>;
+
 pub async fn outbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<ProxyBody> {
-    let mut ctx = Ctx {
-        start: Instant::now(),
-        route: shared.outbound.unknown_metrics().clone(),
-        endpoint: None,
-    };
+    let mut ctx = Ctx::new(shared.outbound.unknown_metrics());
     // Ambiguous framing is refused before anything else reads the request.
     if let Err(why) = headers::check_framing(&req) {
-        ctx.route.request();
         return ctx.fail(ProxyError::BadRequest(why));
     }
     // The service is named by the authority: absolute-form URI, :authority, or Host.
     let Some(authority) = headers::authority(&req).map(str::to_owned) else {
-        ctx.route.request();
         return ctx.fail(ProxyError::MissingAuthority);
     };
     let Some(service) = shared
@@ -83,78 +100,223 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
         .service_name(&authority)
         .and_then(|name| shared.outbound.get(&name))
     else {
-        ctx.route.request();
         return ctx.fail(ProxyError::UnknownService(authority));
     };
     ctx.route = service.metrics.clone();
-    // Balance over the service's current endpoints.
-    let picked = shared.balancer.pick(&service.endpoints().list).cloned();
-    let Some(endpoint) = picked else {
-        ctx.route.request();
-        return ctx.fail(ProxyError::NoEndpoints {
-            service: service.name.clone(),
-        });
-    };
-    endpoint.metrics.request();
-    let load = endpoint.start();
-    ctx.endpoint = Some(Arc::clone(&endpoint));
+    // The service's policy, and the deadline it and the caller allow.
+    let policy = shared.policies.load().get(service.name.as_str());
+    let deadline = Deadline::effective(req.headers(), policy.policy.timeout.total, ctx.start);
+    if deadline.is_some_and(|d| d.expired(ctx.start)) {
+        return ctx.fail(ProxyError::DeadlineExceeded);
+    }
     // Only the mesh may set routing headers; hop-by-hop headers die here.
-    let upgrade = headers::is_upgrade(&req);
+    let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     headers::strip_mesh_headers(req.headers_mut());
-    headers::strip_hop_by_hop(req.headers_mut(), upgrade);
+    headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
+    let work = attempts(
+        &shared, &mut ctx, &service, &policy, req, &authority, deadline, upgrade,
+    );
+    let result = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.at.into(), work).await {
+            Ok(r) => r,
+            // Dropping the attempt cancels it upstream (h2 reset, or the connection closed).
+            Err(_) if d.from_caller => Err(ProxyError::DeadlineExceeded),
+            Err(_) => Err(ProxyError::Timeout {
+                timeout: policy.policy.timeout.total,
+            }),
+        },
+        None => work.await,
+    };
+    match result {
+        Ok(rsp) => rsp,
+        Err(e) => ctx.fail(e),
+    }
+}
+
+/// Sends the request until an attempt's answer is final: balance, forward, judge, and retry
+/// what the policy, the budget and the body allow.
+#[allow(clippy::too_many_arguments)]
+async fn attempts(
+    shared: &Shared,
+    ctx: &mut Ctx,
+    service: &Arc<Service>,
+    policy: &Compiled,
+    req: Request<Incoming>,
+    authority: &str,
+    deadline: Option<Deadline>,
+    mut upgrade: Option<OnUpgrade>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let rules = &policy.policy;
+    let (parts, body) = req.into_parts();
+    // Small bodies are kept so a retry can send them again.
+    let (body, replayable) = if upgrade.is_some() {
+        (RequestBody::streaming(body), false)
+    } else {
+        retry::buffer(body, &parts.headers, rules.retry.buffer_limit).await?
+    };
+    let mut body = Some(body);
+    service.budget.deposit(Instant::now());
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut retries = 0u32;
+    loop {
+        let endpoint = {
+            let endpoints = service.endpoints();
+            match shared
+                .balancer
+                .pick(&endpoints.list, &tried, &rules.balancer)
+            {
+                Pick::Endpoint(e) => Arc::clone(e),
+                Pick::AllEjected => {
+                    return Err(ProxyError::CircuitOpen {
+                        service: service.name.clone(),
+                    })
+                }
+                Pick::Empty => {
+                    return Err(ProxyError::NoEndpoints {
+                        service: service.name.clone(),
+                    })
+                }
+            }
+        };
+        ctx.endpoint = Some(Arc::clone(&endpoint));
+        let this_body = match body.as_ref().and_then(RequestBody::replay) {
+            Some(copy) => copy,
+            None => body.take().unwrap_or_else(RequestBody::empty),
+        };
+        let aborted = this_body.abort_flag();
+        let mut attempt_req = retry::rebuild(&parts, this_body);
+        if let Some(d) = deadline {
+            d.propagate(attempt_req.headers_mut());
+        }
+        let load = endpoint.start();
+        let sent_at = Instant::now();
+        let sent = send_one(
+            shared,
+            &endpoint,
+            &service.name,
+            attempt_req,
+            authority,
+            upgrade.take(),
+            rules.timeout.per_attempt,
+        )
+        .await;
+        let now = Instant::now();
+        endpoint
+            .ewma
+            .observe(now - sent_at, now, rules.balancer.decay);
+        let mut sent = sent;
+        if let Err(e) = &mut sent {
+            if aborted.is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed)) {
+                e.error = ProxyError::ClientAborted;
+            }
+        }
+        let (retryable, success) = match &sent {
+            Ok((rsp, _)) => (
+                policy.retryable_response(&parts.method, rsp.status(), rsp.headers()),
+                classify(rsp.status(), rsp.headers()) == Classification::Success,
+            ),
+            Err(e) => (policy.retryable_error(&parts.method, &e.error), false),
+        };
+        // A client that went away says nothing about the endpoint.
+        let blame_endpoint = !matches!(&sent, Err(e) if e.error.side() == Side::Downstream);
+        if blame_endpoint {
+            endpoint.accrual.record(success, now, &rules.accrual);
+        }
+        endpoint.metrics.attempt(if success {
+            Classification::Success
+        } else {
+            Classification::Failure
+        });
+        // A connect failure hands the request back, so even a streamed body can go again.
+        if let Err(SendError {
+            request: Some(r), ..
+        }) = &mut sent
+        {
+            if body.is_none() {
+                let unsent = std::mem::replace(r.body_mut(), RequestBody::empty());
+                body = Some(unsent);
+            }
+        }
+        let can_resend = replayable || body.is_some();
+        let time_left = deadline.is_none_or(|d| d.at > now + Duration::from_millis(1));
+        if retryable && can_resend && retries < rules.retry.max_retries && time_left {
+            if service.budget.try_withdraw(now, &rules.retry) {
+                retries += 1;
+                service.counters.retries.inc();
+                tried.push(endpoint.endpoint.addr);
+                drop(sent);
+                drop(load);
+                tokio::time::sleep(retry::backoff(
+                    retries,
+                    rules.retry.backoff,
+                    rules.retry.backoff_max,
+                ))
+                .await;
+                continue;
+            }
+            service.counters.budget_exhausted.inc();
+        }
+        return match sent {
+            Ok((rsp, pool)) => Ok(forwarded(ctx, &endpoint, rsp, load, pool)),
+            Err(e) => Err(e.error),
+        };
+    }
+}
+
+/// One attempt to one endpoint: through the peer proxy on its node (the shared HTTP/2 hop),
+/// or straight to it; bounded by the per-attempt timeout.
+async fn send_one(
+    shared: &Shared,
+    endpoint: &EndpointState,
+    service: &ServiceName,
+    mut req: Request<RequestBody>,
+    authority: &str,
+    upgrade: Option<OnUpgrade>,
+    per_attempt: Duration,
+) -> Sent {
     let orig = req.version();
-    // Forward: through the peer proxy on the endpoint's node, or straight to the endpoint.
-    let sent = match endpoint.endpoint.node_proxy {
-        Some(peer) => {
-            let h = req.headers_mut();
-            h.insert(WEFT_DST_SERVICE, header_value(service.name.as_str()));
-            h.insert(WEFT_DST_ENDPOINT, header_value(&endpoint.label));
-            if upgrade {
-                send_upgrade(&shared.h1, peer, req, &authority, orig).await
-            } else {
+    let work = async {
+        match endpoint.endpoint.node_proxy {
+            Some(peer) => {
+                let h = req.headers_mut();
+                h.insert(WEFT_DST_SERVICE, header_value(service.as_str()));
+                h.insert(WEFT_DST_ENDPOINT, header_value(&endpoint.label));
+                if let Some(downstream) = upgrade {
+                    return send_upgrade(&shared.h1, peer, req, downstream, authority, orig).await;
+                }
                 // The hop is HTTP/2 whatever the client spoke; the far side restores it.
                 if orig != Version::HTTP_2 {
                     req.headers_mut()
                         .insert(WEFT_ORIG_PROTO, HeaderValue::from_static(proto_name(orig)));
                 }
-                match to_h2(&mut req, &authority) {
-                    Ok(()) => shared.h2.send(peer, req).await.map(|r| (r, None)),
-                    Err(e) => Err(e),
-                }
+                to_h2(&mut req, authority)?;
+                shared.h2.send(peer, req).await.map(|r| (r, None))
+            }
+            None => {
+                let ep = &endpoint.endpoint;
+                deliver(shared, ep.addr, ep.protocol, req, authority, orig, upgrade).await
             }
         }
-        None => {
-            let ep = &endpoint.endpoint;
-            deliver(
-                &shared,
-                ep.addr,
-                ep.protocol,
-                req,
-                &authority,
-                orig,
-                upgrade,
-            )
-            .await
-        }
     };
-    match sent {
-        Ok((rsp, pool)) => forwarded(&ctx, &endpoint, rsp, load, pool),
-        Err(e) => ctx.fail(e),
+    if per_attempt.is_zero() {
+        return work.await;
+    }
+    match tokio::time::timeout(per_attempt, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ProxyError::AttemptTimeout {
+            endpoint: endpoint.endpoint.addr,
+            timeout: per_attempt,
+        }
+        .into()),
     }
 }
 
 pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<ProxyBody> {
-    let mut ctx = Ctx {
-        start: Instant::now(),
-        route: shared.inbound.unknown_metrics().clone(),
-        endpoint: None,
-    };
+    let mut ctx = Ctx::new(shared.inbound.unknown_metrics());
     if let Err(why) = headers::check_framing(&req) {
-        ctx.route.request();
         return ctx.fail(ProxyError::BadRequest(why));
     }
     let Some(authority) = headers::authority(&req).map(str::to_owned) else {
-        ctx.route.request();
         return ctx.fail(ProxyError::MissingAuthority);
     };
     // The peer names the service and endpoint it chose; a client outside the mesh names
@@ -164,42 +326,46 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
         None => shared.names.service_name(&authority),
     };
     let Some(service) = named.as_ref().and_then(|n| shared.inbound.get(n)) else {
-        ctx.route.request();
         let name = named.map_or(authority.clone(), |n| n.to_string());
         return ctx.fail(ProxyError::UnknownService(name));
     };
     ctx.route = service.metrics.clone();
+    // A request whose caller has given up is not delivered.
+    let deadline = Deadline::effective(req.headers(), Duration::ZERO, ctx.start);
+    if deadline.is_some_and(|d| d.expired(ctx.start)) {
+        return ctx.fail(ProxyError::DeadlineExceeded);
+    }
     // Not an open relay: the inbound side knows only endpoints on this node.
-    let endpoints = service.endpoints();
-    let picked = match req.headers().get(WEFT_DST_ENDPOINT) {
-        Some(wanted) => match endpoints
-            .list
-            .iter()
-            .find(|e| e.label.as_bytes() == wanted.as_bytes())
-        {
-            Some(e) => Ok(Arc::clone(e)),
-            None => Err(ProxyError::NotLocal {
-                service: service.name.clone(),
-                endpoint: String::from_utf8_lossy(wanted.as_bytes()).into_owned(),
-            }),
-        },
-        None => shared
-            .balancer
-            .pick(&endpoints.list)
-            .cloned()
-            .ok_or_else(|| ProxyError::NoEndpoints {
-                service: service.name.clone(),
-            }),
-    };
-    drop(endpoints);
-    let endpoint = match picked {
-        Ok(e) => e,
-        Err(e) => {
-            ctx.route.request();
-            return ctx.fail(e);
+    let picked = {
+        let endpoints = service.endpoints();
+        match req.headers().get(WEFT_DST_ENDPOINT) {
+            Some(wanted) => endpoints
+                .list
+                .iter()
+                .find(|e| e.label.as_bytes() == wanted.as_bytes())
+                .cloned()
+                .ok_or_else(|| ProxyError::NotLocal {
+                    service: service.name.clone(),
+                    endpoint: String::from_utf8_lossy(wanted.as_bytes()).into_owned(),
+                }),
+            None => {
+                let policy = shared.policies.load().get(service.name.as_str());
+                match shared
+                    .balancer
+                    .pick(&endpoints.list, &[], &policy.policy.balancer)
+                {
+                    Pick::Endpoint(e) => Ok(Arc::clone(e)),
+                    _ => Err(ProxyError::NoEndpoints {
+                        service: service.name.clone(),
+                    }),
+                }
+            }
         }
     };
-    endpoint.metrics.request();
+    let endpoint = match picked {
+        Ok(e) => e,
+        Err(e) => return ctx.fail(e),
+    };
     let load = endpoint.start();
     ctx.endpoint = Some(Arc::clone(&endpoint));
     // Restore what the client spoke before the hop upgraded it.
@@ -212,12 +378,13 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
         Some(b"HTTP/1.1") => Version::HTTP_11,
         _ => req.version(),
     };
-    let upgrade = headers::is_upgrade(&req);
+    let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     headers::strip_mesh_headers(req.headers_mut());
-    headers::strip_hop_by_hop(req.headers_mut(), upgrade);
-    // Deliver in the protocol the instance speaks.
+    headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
+    // Deliver in the protocol the instance speaks, no later than the deadline.
     let ep = &endpoint.endpoint;
-    let sent = deliver(
+    let req = req.map(RequestBody::streaming);
+    let work = deliver(
         &shared,
         ep.addr,
         ep.protocol,
@@ -225,11 +392,24 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
         &authority,
         orig,
         upgrade,
-    )
-    .await;
+    );
+    let sent = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.at.into(), work).await {
+            Ok(r) => r,
+            Err(_) => Err(ProxyError::DeadlineExceeded.into()),
+        },
+        None => work.await,
+    };
     match sent {
-        Ok((rsp, pool)) => forwarded(&ctx, &endpoint, rsp, load, pool),
-        Err(e) => ctx.fail(e),
+        Ok((rsp, pool)) => {
+            let class = classify(rsp.status(), rsp.headers());
+            endpoint.metrics.attempt(class);
+            forwarded(&ctx, &endpoint, rsp, load, pool)
+        }
+        Err(e) => {
+            endpoint.metrics.attempt(Classification::Failure);
+            ctx.fail(e.error)
+        }
     }
 }
 
@@ -239,13 +419,13 @@ async fn deliver(
     shared: &Shared,
     addr: SocketAddr,
     protocol: Protocol,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     authority: &str,
     orig: Version,
-    upgrade: bool,
-) -> Result<(Response<Incoming>, Option<PoolReturn>), ProxyError> {
-    if upgrade {
-        return send_upgrade(&shared.h1, addr, req, authority, orig).await;
+    upgrade: Option<OnUpgrade>,
+) -> Sent {
+    if let Some(downstream) = upgrade {
+        return send_upgrade(&shared.h1, addr, req, downstream, authority, orig).await;
     }
     match protocol {
         Protocol::Http1 => {
@@ -265,11 +445,11 @@ async fn deliver(
 async fn send_upgrade(
     h1: &H1Pool,
     addr: SocketAddr,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
+    downstream: OnUpgrade,
     authority: &str,
     orig: Version,
-) -> Result<(Response<Incoming>, Option<PoolReturn>), ProxyError> {
-    let downstream = hyper::upgrade::on(&mut req);
+) -> Sent {
     to_h1(&mut req, authority, orig)?;
     let mut rsp = h1.send_upgrade(addr, req).await?;
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -289,7 +469,8 @@ async fn send_upgrade(
     Ok((rsp, None))
 }
 
-/// Records the response's headers and hands its body on; the body records its end.
+/// Records the client's view at the response headers and hands the body on; the body
+/// records its end.
 fn forwarded(
     ctx: &Ctx,
     endpoint: &Arc<EndpointState>,
@@ -297,6 +478,7 @@ fn forwarded(
     load: LoadGuard,
     pool: Option<PoolReturn>,
 ) -> Response<ProxyBody> {
+    endpoint.metrics.request();
     endpoint.metrics.latency(ctx.start.elapsed());
     let status = rsp.status();
     let class = classify(status, rsp.headers());

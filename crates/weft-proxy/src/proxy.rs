@@ -14,11 +14,12 @@ use weft_discovery::{Discover, DiscoveryError, FileDiscovery, StaticDiscovery, T
 use weft_metrics::{Direction, Metrics};
 
 use crate::admin::Admin;
-use crate::balancer::PowerOfTwo;
+use crate::balancer::PeakEwmaP2c;
 use crate::client::connect::Connector;
 use crate::client::h1::H1Pool;
 use crate::client::h2::H2Pool;
 use crate::lifecycle::{self, Shared};
+use crate::resilience::policy::Table as PolicyTable;
 use crate::server;
 use crate::services::Services;
 
@@ -32,6 +33,8 @@ pub enum StartError {
     },
     #[error("discovery: {0}")]
     Discovery(#[from] DiscoveryError),
+    #[error("resilience policy: {0}")]
+    Policy(String),
 }
 
 pub struct Proxy;
@@ -86,6 +89,19 @@ impl Proxy {
         let http = config.http.clone();
         // A port-0 listener advertises the port it really got.
         let advertise = config.inbound.advertise.unwrap_or(inbound);
+        let policies = Arc::new(arc_swap::ArcSwap::from_pointee(PolicyTable::new(
+            config.policies().map_err(StartError::Policy)?,
+        )));
+        if let Some(path) = config.source.clone() {
+            let task = crate::reload::watch_config(
+                path,
+                Arc::clone(&policies),
+                metrics.config_errors.clone(),
+            );
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+        }
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
             outbound: Services::new(
@@ -93,14 +109,17 @@ impl Proxy {
                 None,
                 discovery.clone(),
                 metrics.http.clone(),
+                Arc::clone(&policies),
             ),
             inbound: Services::new(
                 Direction::Inbound,
                 Some(advertise),
                 discovery.clone(),
                 metrics.http.clone(),
+                Arc::clone(&policies),
             ),
-            balancer: Box::new(PowerOfTwo),
+            balancer: Box::new(PeakEwmaP2c),
+            policies,
             h1: H1Pool::new(
                 connector.clone(),
                 http.pool_idle_timeout,

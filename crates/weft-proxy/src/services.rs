@@ -9,9 +9,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use weft_core::ServiceName;
 use weft_discovery::{Discover, Resolution};
-use weft_metrics::{Direction, HttpMetrics, RouteMetrics};
+use weft_metrics::{Direction, HttpMetrics, RouteMetrics, ServiceCounters};
 
 use crate::balancer::EndpointState;
+use crate::resilience::budget::RetryBudget;
+use crate::resilience::policy::Table as PolicyTable;
 
 /// The `service` label value for requests that name no known service, so a client sending
 /// arbitrary authorities cannot grow the series count.
@@ -21,6 +23,8 @@ pub struct Service {
     pub name: ServiceName,
     /// Counts errors that happen before an endpoint is picked (`endpoint=""`).
     pub metrics: RouteMetrics,
+    pub counters: ServiceCounters,
+    pub budget: RetryBudget,
     endpoints: ArcSwap<Endpoints>,
 }
 
@@ -46,6 +50,7 @@ pub struct Services {
     metrics: HttpMetrics,
     map: RwLock<HashMap<ServiceName, Arc<Service>>>,
     unknown: RouteMetrics,
+    policies: Arc<ArcSwap<PolicyTable>>,
 }
 
 impl Services {
@@ -54,6 +59,7 @@ impl Services {
         local: Option<std::net::SocketAddr>,
         discovery: Arc<dyn Discover>,
         metrics: HttpMetrics,
+        policies: Arc<ArcSwap<PolicyTable>>,
     ) -> Arc<Self> {
         let unknown = metrics.route(direction, UNKNOWN_SERVICE, "");
         Arc::new(Self {
@@ -63,6 +69,7 @@ impl Services {
             metrics,
             map: RwLock::new(HashMap::new()),
             unknown,
+            policies,
         })
     }
 
@@ -88,6 +95,8 @@ impl Services {
         let service = Arc::new(Service {
             name: name.clone(),
             metrics: self.metrics.route(self.direction, name.as_str(), ""),
+            counters: self.metrics.service(self.direction, name.as_str()),
+            budget: RetryBudget::default(),
             endpoints: ArcSwap::from_pointee(Endpoints::default()),
         });
         self.apply(&service, &rx.borrow());
@@ -121,6 +130,13 @@ impl Services {
             Resolution::DoesNotExist => Endpoints::default(),
             Resolution::Endpoints(set) => {
                 let current = service.endpoints.load();
+                let rtt = self
+                    .policies
+                    .load()
+                    .get(service.name.as_str())
+                    .policy
+                    .balancer
+                    .default_rtt;
                 let list = set
                     .iter()
                     .filter(|ep| self.local.is_none() || ep.node_proxy == self.local)
@@ -138,7 +154,7 @@ impl Services {
                                     service.name.as_str(),
                                     &label,
                                 );
-                                Arc::new(EndpointState::new(ep.clone(), m))
+                                Arc::new(EndpointState::new(ep.clone(), m, rtt))
                             })
                     })
                     .collect();

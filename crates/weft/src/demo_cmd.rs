@@ -51,6 +51,9 @@ pub struct DemoArgs {
     /// Added latency of world: `50ms` for every instance, `node-2=50ms` for one node's.
     #[arg(long)]
     world_latency: Vec<Latency>,
+    /// Let the proxies retry failed requests within their retry budget.
+    #[arg(long)]
+    retries: bool,
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -86,6 +89,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         rps: args.rps,
         world_failure_rate: args.world_failure_rate,
         world_latency: args.world_latency,
+        retries: args.retries,
     };
     run_until_signal(
         |stop| async move { weft_demo::demo::run(config, stop).await.map_err(Into::into) },

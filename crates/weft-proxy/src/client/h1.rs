@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+
+use crate::body::RequestBody;
 use hyper::client::conn::http1::{self, SendRequest};
 use weft_core::ProxyError;
 
 use super::connect::Connector;
+use super::SendError;
 
 /// Waiting this long for a just-returned connection to become ready is cheaper than a new one.
 const READY_WAIT: Duration = Duration::from_millis(200);
@@ -24,7 +27,7 @@ pub struct H1Pool {
 }
 
 struct Idle {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -32,7 +35,7 @@ struct Idle {
 pub struct PoolReturn {
     pool: Weak<H1Pool>,
     endpoint: SocketAddr,
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
 }
 
 impl PoolReturn {
@@ -68,23 +71,39 @@ impl H1Pool {
     pub async fn send(
         self: &Arc<Self>,
         endpoint: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, PoolReturn), ProxyError> {
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, PoolReturn), SendError> {
         let (mut sender, pooled) = match self.checkout(endpoint).await {
             Some(s) => (s, true),
-            None => (self.connect(endpoint).await?, false),
+            None => match self.connect(endpoint).await {
+                Ok(s) => (s, false),
+                Err(error) => {
+                    return Err(SendError {
+                        error,
+                        request: Some(req),
+                    })
+                }
+            },
         };
         let req = match sender.try_send_request(req).await {
             Ok(rsp) => return Ok((rsp, self.returner(endpoint, sender))),
             Err(mut e) => match e.take_message() {
                 Some(req) if pooled => req,
-                _ => return Err(super::upstream_error(endpoint, e.error())),
+                _ => return Err(super::upstream_error(endpoint, e.error()).into()),
             },
         };
-        let mut sender = self.connect(endpoint).await?;
+        let mut sender = match self.connect(endpoint).await {
+            Ok(s) => s,
+            Err(error) => {
+                return Err(SendError {
+                    error,
+                    request: Some(req),
+                })
+            }
+        };
         match sender.send_request(req).await {
             Ok(rsp) => Ok((rsp, self.returner(endpoint, sender))),
-            Err(e) => Err(super::upstream_error(endpoint, &e)),
+            Err(e) => Err(super::upstream_error(endpoint, &e).into()),
         }
     }
 
@@ -92,7 +111,7 @@ impl H1Pool {
     pub async fn send_upgrade(
         &self,
         endpoint: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let io = self.connector.connect(endpoint).await?;
         let (mut sender, conn) = http1::handshake(io)
@@ -112,7 +131,7 @@ impl H1Pool {
     fn returner(
         self: &Arc<Self>,
         endpoint: SocketAddr,
-        sender: SendRequest<Incoming>,
+        sender: SendRequest<RequestBody>,
     ) -> PoolReturn {
         PoolReturn {
             pool: Arc::downgrade(self),
@@ -121,7 +140,7 @@ impl H1Pool {
         }
     }
 
-    async fn checkout(&self, endpoint: SocketAddr) -> Option<SendRequest<Incoming>> {
+    async fn checkout(&self, endpoint: SocketAddr) -> Option<SendRequest<RequestBody>> {
         loop {
             let mut sender = {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -144,7 +163,7 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self, endpoint: SocketAddr) -> Result<SendRequest<Incoming>, ProxyError> {
+    async fn connect(&self, endpoint: SocketAddr) -> Result<SendRequest<RequestBody>, ProxyError> {
         let io = self.connector.connect(endpoint).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
@@ -158,7 +177,7 @@ impl H1Pool {
         Ok(sender)
     }
 
-    fn put(&self, endpoint: SocketAddr, sender: SendRequest<Incoming>) {
+    fn put(&self, endpoint: SocketAddr, sender: SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }

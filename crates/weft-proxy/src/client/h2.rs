@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
 use hyper::body::Incoming;
+
+use crate::body::RequestBody;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use weft_core::ProxyError;
 
 use super::connect::Connector;
+use super::SendError;
 
 pub struct H2Pool {
     connector: Connector,
@@ -26,7 +29,7 @@ pub struct H2Pool {
 
 #[derive(Default)]
 struct Slot {
-    current: ArcSwapOption<SendRequest<Incoming>>,
+    current: ArcSwapOption<SendRequest<RequestBody>>,
     connecting: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
 }
@@ -54,20 +57,27 @@ impl H2Pool {
     pub async fn send(
         &self,
         endpoint: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
         let slot = self.slot(endpoint);
         slot.last_used_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let mut sender = self.sender(&slot, endpoint).await?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| super::upstream_error(endpoint, &e))?;
+        let mut sender = match self.sender(&slot, endpoint).await {
+            Ok(s) => s,
+            Err(error) => {
+                return Err(SendError {
+                    error,
+                    request: Some(req),
+                })
+            }
+        };
+        if let Err(e) = sender.ready().await {
+            return Err(super::upstream_error(endpoint, &e).into());
+        }
         sender
             .send_request(req)
             .await
-            .map_err(|e| super::upstream_error(endpoint, &e))
+            .map_err(|e| super::upstream_error(endpoint, &e).into())
     }
 
     fn slot(&self, endpoint: SocketAddr) -> Arc<Slot> {
@@ -79,7 +89,7 @@ impl H2Pool {
         &self,
         slot: &Slot,
         endpoint: SocketAddr,
-    ) -> Result<SendRequest<Incoming>, ProxyError> {
+    ) -> Result<SendRequest<RequestBody>, ProxyError> {
         if let Some(s) = live(slot) {
             return Ok(s);
         }
@@ -120,7 +130,7 @@ impl H2Pool {
     }
 }
 
-fn live(slot: &Slot) -> Option<SendRequest<Incoming>> {
+fn live(slot: &Slot) -> Option<SendRequest<RequestBody>> {
     let guard = slot.current.load();
     let s = guard.as_ref()?;
     if s.is_closed() {

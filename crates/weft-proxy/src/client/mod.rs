@@ -16,8 +16,28 @@ pub fn reap_interval(idle_timeout: Duration) -> Duration {
     (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 
+/// A request that failed; `request` is handed back when it never left (connect failed), so
+/// it can be sent elsewhere whatever its body.
+pub struct SendError {
+    pub error: weft_core::ProxyError,
+    pub request: Option<http::Request<crate::body::RequestBody>>,
+}
+
+impl From<weft_core::ProxyError> for SendError {
+    fn from(error: weft_core::ProxyError) -> Self {
+        Self {
+            error,
+            request: None,
+        }
+    }
+}
+
 /// Maps a failed exchange on an established connection to the error the client sees.
+/// A failure of the request body we were sending is the client's doing, not the endpoint's.
 pub fn upstream_error(endpoint: std::net::SocketAddr, e: &hyper::Error) -> weft_core::ProxyError {
+    if e.is_user() {
+        return weft_core::ProxyError::ClientAborted;
+    }
     weft_core::ProxyError::UpstreamReset {
         endpoint,
         cause: e.to_string(),
