@@ -8,4 +8,5 @@ mod grpc;
 mod http;
 mod lifecycle;
 mod metrics;
+mod resilience;
 mod websocket;

@@ -40,8 +40,19 @@ pub fn channel_body() -> (mpsc::Sender<Frame<Bytes>>, ChannelBody) {
     (tx, ChannelBody(rx))
 }
 
+/// Behaviour a test can change while the backend runs.
+#[derive(Default)]
+pub struct Controls {
+    /// Answer every request with 500.
+    pub failing: std::sync::atomic::AtomicBool,
+    /// Delay every answer by this many milliseconds.
+    pub latency_ms: std::sync::atomic::AtomicU64,
+}
+
 pub struct Backend {
     pub addr: SocketAddr,
+    pub controls: Arc<Controls>,
+    stop: tokio::sync::watch::Sender<bool>,
     pub requests: Arc<AtomicUsize>,
     pub connections: Arc<AtomicUsize>,
     /// Requests whose handler was dropped before it finished (the client or proxy cancelled).
@@ -51,6 +62,8 @@ pub struct Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        // Like a killed process: the listener and every open connection go at once.
+        self.stop.send_replace(true);
         self.task.abort();
     }
 }
@@ -68,32 +81,50 @@ impl Backend {
         let requests = Arc::new(AtomicUsize::new(0));
         let cancelled = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
+        let controls = Arc::new(Controls::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let (r, c, n) = (requests.clone(), cancelled.clone(), connections.clone());
+        let ctl = controls.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 n.fetch_add(1, Ordering::SeqCst);
-                let (r, c) = (r.clone(), c.clone());
+                let (r, c, ctl) = (r.clone(), c.clone(), ctl.clone());
+                let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         r.fetch_add(1, Ordering::SeqCst);
                         let guard = CancelGuard(Some(c.clone()));
+                        let ctl = ctl.clone();
                         async move {
-                            let rsp = route(addr, req).await;
+                            let delay = ctl.latency_ms.load(Ordering::SeqCst);
+                            if delay > 0 {
+                                tokio::time::sleep(Duration::from_millis(delay)).await;
+                            }
+                            let rsp = if ctl.failing.load(Ordering::SeqCst) {
+                                failure()
+                            } else {
+                                route(addr, req).await
+                            };
                             guard.done();
                             Ok::<_, Infallible>(rsp)
                         }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
                 });
             }
         });
         Self {
             addr,
+            controls,
+            stop,
             requests,
             connections,
             cancelled,
@@ -119,6 +150,24 @@ impl Drop for CancelGuard {
         if let Some(c) = self.0.take() {
             c.fetch_add(1, Ordering::SeqCst);
         }
+    }
+}
+
+fn failure() -> Response<ChannelBody> {
+    let (tx, body) = channel_body();
+    let _ = tx.try_send(Frame::data(Bytes::from_static(b"failing on purpose\n")));
+    let mut rsp = Response::new(body);
+    *rsp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    rsp
+}
+
+impl Backend {
+    pub fn set_failing(&self, failing: bool) {
+        self.controls.failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub fn set_latency(&self, ms: u64) {
+        self.controls.latency_ms.store(ms, Ordering::SeqCst);
     }
 }
 

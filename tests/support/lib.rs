@@ -4,6 +4,7 @@
 //! - [`proxy`]: start a `weft proxy` on a loopback "node", read its ports, drive its admin.
 //! - [`backend`]: an HTTP/1.1 + h2c backend with echo, status, streaming and slow routes.
 //! - [`discovery`]: write discovery files the proxies watch.
+//! - [`load`]: steady open-loop load that keeps every outcome with its time.
 //! - [`client`]: `curl` and a hyper HTTP/2 client.
 //! - [`demo`]: a running `weft demo` and its dashboard API.
 //! - [`webdriver`]: headless Chromium through chromedriver.
@@ -12,6 +13,7 @@ pub mod backend;
 pub mod client;
 pub mod demo;
 pub mod discovery;
+pub mod load;
 pub mod mesh;
 pub mod proxy;
 pub mod webdriver;

@@ -130,13 +130,28 @@ impl Services {
             Resolution::DoesNotExist => Endpoints::default(),
             Resolution::Endpoints(set) => {
                 let current = service.endpoints.load();
-                let rtt = self
+                let balancer = self
                     .policies
                     .load()
                     .get(service.name.as_str())
                     .policy
                     .balancer
-                    .default_rtt;
+                    .clone();
+                // A new endpoint starts at its peers' average latency, so it is neither
+                // starved (a high guess) nor flooded (a low one); default_rtt only without peers.
+                let now = std::time::Instant::now();
+                let known: Vec<f64> = current
+                    .list
+                    .iter()
+                    .map(|e| e.ewma.estimate(now, balancer.decay))
+                    .collect();
+                let rtt = if known.is_empty() {
+                    balancer.default_rtt
+                } else {
+                    std::time::Duration::from_secs_f64(
+                        known.iter().sum::<f64>() / known.len() as f64,
+                    )
+                };
                 let list = set
                     .iter()
                     .filter(|ep| self.local.is_none() || ep.node_proxy == self.local)

@@ -145,7 +145,8 @@ pub fn hello_world(args: HelloWorldArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!(%addr, "hello-world listening");
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %bound, "hello-world listening");
         weft_demo::app::serve(listener, config, stop).await;
         Ok(())
     })

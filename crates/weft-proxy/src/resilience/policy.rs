@@ -8,6 +8,16 @@ use http::{HeaderMap, Method, StatusCode};
 use weft_core::policy::{parse_status_pattern, Policies, Policy};
 use weft_core::ProxyError;
 
+/// `weft-error` values that mean the request never reached an app.
+const NOT_DELIVERED: &[&str] = &[
+    "endpoint not on this node",
+    "unknown service",
+    "no endpoints",
+    "connect refused",
+    "connect timeout",
+    "connect failed",
+];
+
 pub struct Compiled {
     pub policy: Policy,
     statuses: Vec<(u16, u16)>,
@@ -43,6 +53,13 @@ impl Compiled {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> bool {
+        // The peer proxy answered without reaching the app (its discovery lags ours, its
+        // instance refused a connection): safe to send elsewhere, whatever the method.
+        if let Some(e) = headers.get(weft_core::headers::WEFT_ERROR) {
+            if NOT_DELIVERED.iter().any(|k| e.as_bytes() == k.as_bytes()) {
+                return true;
+            }
+        }
         if let Some(code) = headers
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
