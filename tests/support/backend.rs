@@ -187,7 +187,11 @@ async fn route(me: SocketAddr, req: Request<Incoming>) -> Response<ChannelBody> 
         .insert("x-backend", me.to_string().parse().unwrap());
     if let Some(code) = path.strip_prefix("/status/") {
         *rsp.status_mut() = http::StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
-        let _ = tx.try_send(Frame::data(Bytes::from(format!("status {code}\n"))));
+        // A sized body, as most servers send: the proxy must see its end without an EOF.
+        let body = Bytes::from(format!("status {code}\n"));
+        rsp.headers_mut()
+            .insert("content-length", body.len().into());
+        let _ = tx.try_send(Frame::data(body));
         return rsp;
     }
     match path.as_str() {

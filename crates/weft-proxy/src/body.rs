@@ -68,7 +68,7 @@ impl Body for ProxyBody {
         let this = &mut *self;
         match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+            Kind::Upstream(body) => match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(None) => {
                     this.finish(None, true);
@@ -77,6 +77,10 @@ impl Body for ProxyBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(trailers) = frame.trailers_ref() {
                         this.finish(Some(trailers), true);
+                    } else if body.is_end_stream() {
+                        // A sized body ends with its last byte; the server will not poll
+                        // again to see the end, so the connection is released here.
+                        this.finish(None, true);
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }

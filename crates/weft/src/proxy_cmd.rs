@@ -50,6 +50,9 @@ pub struct ProxyArgs {
     /// [default: .default.svc.cluster.local,.default.svc,.default].
     #[arg(long, env = "WEFT_NAME_SUFFIXES", value_delimiter = ',')]
     name_suffixes: Option<Vec<String>>,
+    /// Runtime worker threads [default: one per CPU].
+    #[arg(long, env = "WEFT_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     /// Idle upstream connections close after this long [default: 60s].
     #[arg(long, env = "WEFT_POOL_IDLE_TIMEOUT", value_parser = duration::parse)]
     pool_idle_timeout: Option<std::time::Duration>,
@@ -91,11 +94,22 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let threads = args.worker_threads;
     let config = args.config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = match threads {
+        // One thread: no work stealing, no cross-thread wake-ups.
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("starting the runtime")?;
     runtime.block_on(async move {
         let handle = Proxy::start(config).await?;
         let mut draining = handle.draining();

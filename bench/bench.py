@@ -1,0 +1,348 @@
+"""Side-by-side proxy benchmark: direct, HAProxy, nginx, weft one hop, weft mesh path.
+
+Each configuration runs under wrk (HTTP/1.1, 50 connections, closed loop), h2load
+(HTTP/2, 10 connections x 10 streams) and a paced wrk (fixed offered rate, for added
+latency). CPU time per request comes from each proxy process's own accounting
+(/proc/PID/stat), split into user and kernel; peak RSS from VmHWM. Three interleaved
+repetitions; the median is reported, with the ratio to HAProxy.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEFT = os.path.join(ROOT, "target", "release", "weft")
+PROXY_CPU, LOAD_CPU = "0", "1"
+DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+TICK = os.sysconf("SC_CLK_TCK")
+BODY = "hello world\n"  # 12 bytes
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def pinned(cpu, argv, **kw):
+    return subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, **kw)
+
+
+def cpu_ticks(pids):
+    user = system = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        user += int(fields[11])
+        system += int(fields[12])
+    return user, system
+
+
+def peak_rss_kib(pids):
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total
+
+
+def children(pid):
+    """The process and its descendants (nginx workers, haproxy's worker)."""
+    out = [pid]
+    try:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        kids = []
+    for k in kids:
+        out += children(int(k))
+    return out
+
+
+class Setup:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = []
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs = []
+
+
+def nginx_conf(tmp, name, body):
+    path = os.path.join(tmp, f"{name}.conf")
+    prefix = os.path.join(tmp, name)
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log crit;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  keepalive_requests 1000000;
+  {body}
+}}
+""")
+    return path, prefix
+
+
+def start_backend(tmp, port):
+    conf, prefix = nginx_conf(tmp, "backend", f"""server {{
+    listen 127.0.0.1:{port};
+    location / {{ return 200 "{BODY.strip()}\\n"; }}
+  }}""")
+    p = pinned(LOAD_CPU, ["nginx", "-c", conf, "-p", prefix])
+    wait_port(port)
+    return p
+
+
+def start_haproxy(tmp, port, h2port, backend):
+    conf = os.path.join(tmp, "haproxy.cfg")
+    with open(conf, "w") as f:
+        f.write(f"""global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend h1
+  bind 127.0.0.1:{port}
+  default_backend be
+frontend h2
+  bind 127.0.0.1:{h2port} proto h2
+  default_backend be
+backend be
+  server s1 127.0.0.1:{backend}
+""")
+    p = pinned(PROXY_CPU, ["haproxy", "-f", conf])
+    wait_port(port)
+    return [p]
+
+
+def start_nginx_proxy(tmp, port, h2port, backend):
+    conf, prefix = nginx_conf(tmp, "proxy", f"""upstream be {{ server 127.0.0.1:{backend}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{h2port} http2;
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}""")
+    p = pinned(PROXY_CPU, ["nginx", "-c", conf, "-p", prefix])
+    wait_port(port)
+    return [p]
+
+
+def start_weft(tmp, backend, mesh):
+    disc = os.path.join(tmp, "discovery.toml")
+    inbound_b = free_port()
+    node = f'node = "127.0.0.1:{inbound_b}"\n' if mesh else ""
+    with open(disc, "w") as f:
+        f.write(f'[[services.bench.endpoints]]\naddr = "127.0.0.1:{backend}"\n{node}')
+    env = dict(os.environ, WEFT_LOG="warn")
+    # Retries off: the backend never fails, and the others do not retry either.
+    cfg = os.path.join(tmp, "weft.toml")
+    with open(cfg, "w") as f:
+        f.write("[resilience.retry]\nmax_retries = 0\n")
+    out = free_port()
+    procs = [pinned(PROXY_CPU, [WEFT, "proxy", "--config", cfg, "--worker-threads", "1",
+                                "--outbound", f"127.0.0.1:{out}", "--inbound", f"127.0.0.1:{free_port()}",
+                                "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc], env=env)]
+    if mesh:
+        procs.append(pinned(PROXY_CPU, [WEFT, "proxy", "--config", cfg, "--worker-threads", "1",
+                                        "--outbound", f"127.0.0.1:{free_port()}", "--inbound", f"127.0.0.1:{inbound_b}",
+                                        "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc], env=env))
+        wait_port(inbound_b)
+    wait_port(out)
+    return procs, out
+
+
+WRK_PACED = """
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "10")
+function delay() return delay_ms end
+function done(summary, latency, requests)
+  io.write(string.format("PCT %d %d %d\\n", latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
+
+def run_wrk(port, host, paced, tmp):
+    script = os.path.join(tmp, "paced.lua")
+    with open(script, "w") as f:
+        f.write(WRK_PACED)
+    conns = "10" if paced else "50"
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{DURATION}s", "-H", f"Host: {host}", "-s", script,
+            f"http://127.0.0.1:{port}/"]
+    env = dict(os.environ, WRK_DELAY_MS="10" if paced else "0")
+    out = subprocess.run(["taskset", "-c", LOAD_CPU] + argv, capture_output=True, text=True, env=env).stdout
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50, p99, p999 = (int(x) for x in re.search(r"PCT (\d+) (\d+) (\d+)", out).groups())
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests": reqs, "rps": rps, "p50_us": p50, "p99_us": p99, "p999_us": p999,
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+def run_h2load(port, host):
+    argv = ["h2load", "-c10", "-m10", "-D", str(DURATION), "-H", f":authority: {host}",
+            f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(["taskset", "-c", LOAD_CPU] + argv, capture_output=True, text=True).stdout
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    lat = re.search(r"time for request:\s+([\d.]+)(\w+)\s+([\d.]+)(\w+)\s+([\d.]+)(\w+)", out)
+    return {"requests": int(m.group(3)), "rps": rps, "errors": int(m.group(2)) - int(m.group(3))}
+
+
+def measure(pids, fn):
+    pids = [p for pid in pids for p in children(pid)]
+    u0, s0 = cpu_ticks(pids)
+    r = fn()
+    u1, s1 = cpu_ticks(pids)
+    n = max(r["requests"], 1)
+    r["user_us"] = (u1 - u0) / TICK * 1e6 / n
+    r["sys_us"] = (s1 - s0) / TICK * 1e6 / n
+    r["cpu_us"] = r["user_us"] + r["sys_us"]
+    r["rss_mib"] = peak_rss_kib(pids) / 1024
+    return r
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="weft-bench-")
+    backend = free_port()
+    backend_proc = start_backend(tmp, backend)
+    configs = ["direct", "haproxy", "nginx", "weft 1 hop", "weft mesh"]
+    results = {(c, k): [] for c in configs for k in ("h1", "h2", "paced")}
+    try:
+        for rep in range(REPS):
+            for c in configs:
+                setup = Setup(tmp)
+                host = "bench"
+                if c == "direct":
+                    port, h2port, pids = backend, None, []
+                elif c == "haproxy":
+                    port, h2port = free_port(), free_port()
+                    setup.procs = start_haproxy(tmp, port, h2port, backend)
+                    pids = [p.pid for p in setup.procs]
+                elif c == "nginx":
+                    port, h2port = free_port(), free_port()
+                    setup.procs = start_nginx_proxy(tmp, port, h2port, backend)
+                    pids = [p.pid for p in setup.procs]
+                else:
+                    setup.procs, port = start_weft(tmp, backend, mesh=(c == "weft mesh"))
+                    h2port = port
+                    pids = [p.pid for p in setup.procs]
+                time.sleep(0.3)
+                run_wrk(port, host, False, tmp)  # warm pools
+                results[(c, "h1")].append(measure(pids, lambda: run_wrk(port, host, False, tmp)))
+                if h2port:
+                    results[(c, "h2")].append(measure(pids, lambda: run_h2load(h2port, host)))
+                results[(c, "paced")].append(measure(pids, lambda: run_wrk(port, host, True, tmp)))
+                setup.stop()
+                print(f"rep {rep + 1}/{REPS}: {c} done", file=sys.stderr)
+    finally:
+        backend_proc.send_signal(signal.SIGTERM)
+        backend_proc.wait(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, configs)
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if key in r]
+    return statistics.median(vals) if vals else None
+
+
+def report(results, configs):
+    lines = []
+    direct_p50 = med(results[("direct", "paced")], "p50_us")
+    direct_p99 = med(results[("direct", "paced")], "p99_us")
+    direct_p999 = med(results[("direct", "paced")], "p999_us")
+    ha = {k: {m: med(results[("haproxy", k)], m) for m in ("cpu_us", "rps", "rss_mib")} for k in ("h1", "h2")}
+
+    def ratio(v, base):
+        return f"{v / base:.2f}" if v is not None and base else "–"
+
+    lines.append("| config | proto | req/s | × HAProxy | CPU µs/req (user+sys) | × HAProxy | peak RSS MiB |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    for c in configs:
+        for k in ("h1", "h2"):
+            rows = results[(c, k)]
+            if not rows:
+                continue
+            rps, cpu = med(rows, "rps"), med(rows, "cpu_us")
+            user, sys_ = med(rows, "user_us"), med(rows, "sys_us")
+            rss = med(rows, "rss_mib")
+            cpu_txt = "–" if c == "direct" else f"{cpu:.1f} ({user:.1f}+{sys_:.1f})"
+            lines.append(f"| {c} | {k} | {rps:,.0f} | {ratio(rps, ha[k]['rps'])} | {cpu_txt} | "
+                         f"{'–' if c == 'direct' else ratio(cpu, ha[k]['cpu_us'])} | {'–' if c == 'direct' else f'{rss:.1f}'} |")
+    lines.append("")
+    lines.append("Added latency at a fixed offered rate (~1 000 req/s: 10 connections, 10 ms think time), over direct:")
+    lines.append("")
+    lines.append("| config | p50 µs | p99 µs | p99.9 µs | CPU µs/req |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for c in configs:
+        rows = results[(c, "paced")]
+        p50, p99, p999 = med(rows, "p50_us"), med(rows, "p99_us"), med(rows, "p999_us")
+        if c == "direct":
+            lines.append(f"| direct (absolute) | {p50:.0f} | {p99:.0f} | {p999:.0f} | – |")
+        else:
+            lines.append(f"| {c} | +{p50 - direct_p50:.0f} | +{p99 - direct_p99:.0f} | +{p999 - direct_p999:.0f} | {med(rows, 'cpu_us'):.1f} |")
+    errors = sum(r.get("errors", 0) for rows in results.values() for r in rows)
+    table = "\n".join(lines)
+    print(table)
+    versions = {
+        "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "weft": subprocess.run([WEFT, "--version"], capture_output=True, text=True).stdout.strip(),
+        "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
+        "kernel": platform.release(),
+    }
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
+        f.write("# Benchmark results\n\n")
+        f.write(f"`bench/run` on {time.strftime('%Y-%m-%d')}: {versions['cpu']}, {os.cpu_count()} CPUs, Linux {versions['kernel']}; "
+                f"{versions['haproxy']}; {versions['nginx']}; {versions['weft']}. Proxies pinned to CPU 0, load and "
+                f"backend (nginx, 12-byte body) to CPU 1; {DURATION} s per run, median of {REPS} interleaved repetitions; "
+                f"{errors} error responses in all runs.\n\n")
+        f.write(table + "\n")
+    print(f"\n{errors} error responses; written to bench/RESULTS.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
