@@ -378,3 +378,70 @@ async fn replacing_every_instance_under_load_fails_no_request() {
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(served.len(), 6, "old and new instances all served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_endpoint_is_ejected_the_proxy_fails_fast_with_circuit_open() {
+    let mesh = Mesh::start().await;
+    let backends = worlds(&mesh, 2).await;
+    for b in &backends {
+        b.set_failing(true);
+    }
+    let proxy = mesh.proxy_flag();
+    let rsp = weft_tests::eventually(
+        "every endpoint ejected",
+        Duration::from_secs(10),
+        || async {
+            let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/echo"]).await;
+            (rsp.header("weft-error") == Some("circuit open")).then_some(rsp)
+        },
+    )
+    .await;
+    assert_eq!(rsp.status, 503);
+    // Failing fast: no instance is asked while the circuit is open.
+    let asked: usize = backends.iter().map(Backend::count).sum();
+    let start = Instant::now();
+    let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/echo"]).await;
+    assert_eq!(rsp.header("weft-error"), Some("circuit open"));
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert_eq!(backends.iter().map(Backend::count).sum::<usize>(), asked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_edits_apply_without_a_restart_and_bad_edits_keep_the_running_policy() {
+    let dir = TempDir::new("reload");
+    let cfg = dir.path("proxy.toml");
+    std::fs::write(&cfg, "[services.world.timeout]\ntotal = \"5s\"\n").unwrap();
+    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let proxy = mesh.proxy_flag();
+    let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/slow?ms=400"]).await;
+    assert_eq!(rsp.status, 200);
+
+    // Tighten the timeout in the file: it applies to the next request.
+    weft_tests::discovery::write_raw(&cfg, "[services.world.timeout]\ntotal = \"150ms\"\n");
+    weft_tests::eventually(
+        "the new timeout in /config",
+        Duration::from_secs(5),
+        || async {
+            let (_, c) = mesh.a.admin_get("/config").await;
+            let c: serde_json::Value = serde_json::from_str(&c).ok()?;
+            (c["policies"]["services"]["world"]["timeout"]["total"] == "150ms").then_some(())
+        },
+    )
+    .await;
+    let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/slow?ms=400"]).await;
+    assert_eq!(rsp.status, 504);
+    assert_eq!(rsp.header("weft-error"), Some("timeout"));
+
+    // A broken edit is refused, counted and logged with its line; the policy stays.
+    weft_tests::discovery::write_raw(
+        &cfg,
+        "[services.world.timeout]\ntotal = \"150ms\"\nbogus = 1\n",
+    );
+    weft_tests::eventually("the bad edit counted", Duration::from_secs(5), || async {
+        (mesh.a.sample("weft_config_errors_total").await == Some(1.0)).then_some(())
+    })
+    .await;
+    assert!(mesh.a.log().contains("proxy.toml:3:"), "{}", mesh.a.log());
+    let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/slow?ms=400"]).await;
+    assert_eq!(rsp.status, 504, "the running policy stays");
+}
