@@ -54,15 +54,7 @@ impl H1Pool {
             max_idle,
             idle: Mutex::new(HashMap::new()),
         });
-        let weak = Arc::downgrade(&pool);
-        tokio::spawn(async move {
-            let every = super::reap_interval(idle_timeout);
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(pool) = weak.upgrade() else { return };
-                pool.reap();
-            }
-        });
+        super::spawn_reaper(&pool, idle_timeout, Self::reap);
         pool
     }
 

@@ -9,11 +9,20 @@ pub mod connect;
 pub mod h1;
 pub mod h2;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How often idle connections are looked for and closed.
-pub fn reap_interval(idle_timeout: Duration) -> Duration {
-    (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10))
+/// Closes a pool's idle connections now and then, until the pool itself is gone.
+fn spawn_reaper<P: Send + Sync + 'static>(pool: &Arc<P>, idle_timeout: Duration, reap: fn(&P)) {
+    let weak = Arc::downgrade(pool);
+    let every = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(pool) = weak.upgrade() else { return };
+            reap(&pool);
+        }
+    });
 }
 
 /// A request that failed; `request` is handed back when it never left (connect failed), so
