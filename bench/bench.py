@@ -22,7 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEFT = os.path.join(ROOT, "target", "release", "weft")
 PROXY_CPU, LOAD_CPU = "0", "1"
-DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 TICK = os.sysconf("SC_CLK_TCK")
 BODY = "hello world\n"  # 12 bytes
@@ -204,12 +204,12 @@ end
 """
 
 
-def run_wrk(port, host, paced, tmp):
+def run_wrk(port, host, paced, tmp, seconds=None):
     script = os.path.join(tmp, "paced.lua")
     with open(script, "w") as f:
         f.write(WRK_PACED)
     conns = "10" if paced else "50"
-    argv = ["wrk", "-t1", f"-c{conns}", f"-d{DURATION}s", "-H", f"Host: {host}", "-s", script,
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds or DURATION}s", "-H", f"Host: {host}", "-s", script,
             f"http://127.0.0.1:{port}/"]
     env = dict(os.environ, WRK_DELAY_MS="10" if paced else "0")
     out = subprocess.run(["taskset", "-c", LOAD_CPU] + argv, capture_output=True, text=True, env=env).stdout
@@ -270,7 +270,7 @@ def main():
                     h2port = port
                     pids = [p.pid for p in setup.procs]
                 time.sleep(0.3)
-                run_wrk(port, host, False, tmp)  # warm pools
+                run_wrk(port, host, False, tmp, seconds=2)  # warm pools
                 results[(c, "h1")].append(measure(pids, lambda: run_wrk(port, host, False, tmp)))
                 if h2port:
                     results[(c, "h2")].append(measure(pids, lambda: run_h2load(h2port, host)))

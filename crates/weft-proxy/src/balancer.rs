@@ -94,23 +94,20 @@ impl Balance for PeakEwmaP2c {
             return Pick::Empty;
         }
         let now = Instant::now();
-        let admitted = |e: &&Arc<EndpointState>| e.accrual.eligible(now);
-        let mut candidates: Vec<&Arc<EndpointState>> = endpoints
-            .iter()
-            .filter(admitted)
-            .filter(|e| !avoid.contains(&e.endpoint.addr))
-            .collect();
-        if candidates.is_empty() {
-            // Retrying where it failed beats not retrying at all.
-            candidates = endpoints.iter().filter(admitted).collect();
-        }
-        let chosen = match candidates.len() {
-            0 => return Pick::AllEjected,
-            1 => candidates[0],
-            _ => {
-                let a = weighted(&candidates, None);
-                let b = weighted(&candidates, Some(a));
-                let (ea, eb) = (candidates[a], candidates[b]);
+        let fresh =
+            |e: &Arc<EndpointState>| e.accrual.eligible(now) && !avoid.contains(&e.endpoint.addr);
+        let admitted = |e: &Arc<EndpointState>| e.accrual.eligible(now);
+        // Prefer endpoints a retry has not tried; retrying where it failed beats not at all.
+        let a = draw(endpoints, &fresh, None)
+            .map(|a| (a, draw(endpoints, &fresh, Some(a))))
+            .or_else(|| {
+                draw(endpoints, &admitted, None).map(|a| (a, draw(endpoints, &admitted, Some(a))))
+            });
+        let chosen = match a {
+            None => return Pick::AllEjected,
+            Some((a, None)) => &endpoints[a],
+            Some((a, Some(b))) => {
+                let (ea, eb) = (&endpoints[a], &endpoints[b]);
                 if eb.cost(now, policy) < ea.cost(now, policy) {
                     eb
                 } else {
@@ -123,25 +120,42 @@ impl Balance for PeakEwmaP2c {
     }
 }
 
-/// An index drawn with probability proportional to weight, never `except`.
-fn weighted(c: &[&Arc<EndpointState>], except: Option<usize>) -> usize {
-    let w = |i: usize| {
-        if Some(i) == except {
+/// An index among those `ok` admits, drawn with probability proportional to weight, never
+/// `except`. Two passes over the slice instead of collecting: no allocation per request.
+fn draw(
+    endpoints: &[Arc<EndpointState>],
+    ok: &dyn Fn(&Arc<EndpointState>) -> bool,
+    except: Option<usize>,
+) -> Option<usize> {
+    let weight = |i: usize, e: &Arc<EndpointState>| -> u64 {
+        if Some(i) == except || !ok(e) {
             0
         } else {
-            c[i].endpoint.weight.max(1) as u64
+            e.endpoint.weight.max(1) as u64
         }
     };
-    let total: u64 = (0..c.len()).map(w).sum();
-    let mut r = fastrand::u64(..total.max(1));
-    for i in 0..c.len() {
-        let wi = w(i);
-        if r < wi {
-            return i;
-        }
-        r -= wi;
+    let total: u64 = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| weight(i, e))
+        .sum();
+    if total == 0 {
+        return None;
     }
-    (0..c.len()).find(|&i| Some(i) != except).unwrap_or(0)
+    let mut r = fastrand::u64(..total);
+    let mut last = None;
+    for (i, e) in endpoints.iter().enumerate() {
+        let w = weight(i, e);
+        if r < w {
+            return Some(i);
+        }
+        r = r.saturating_sub(w);
+        if w > 0 {
+            last = Some(i);
+        }
+    }
+    // Accrual state may change between the two passes; any admitted endpoint will do.
+    last
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! A good probe readmits it; a bad one doubles the wait.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,9 @@ enum State {
 }
 
 pub struct FailureAccrual {
+    /// True while the circuit is closed: the balancer's check on every request reads this
+    /// instead of taking the lock.
+    closed: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -41,6 +45,7 @@ pub enum Shown {
 impl Default for FailureAccrual {
     fn default() -> Self {
         Self {
+            closed: AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 state: State::Closed,
                 consecutive: 0,
@@ -57,6 +62,9 @@ impl FailureAccrual {
 
     /// Whether the balancer may send here now (a due probe counts).
     pub fn eligible(&self, now: Instant) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
         match self.lock().state {
             State::Closed => true,
             State::Open { until, .. } => now >= until,
@@ -66,6 +74,9 @@ impl FailureAccrual {
 
     /// Called when the balancer picks this endpoint: a due probe is claimed by this request.
     pub fn picked(&self, now: Instant) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let mut s = self.lock();
         match s.state {
             State::Open { until, backoff } if now >= until => {
@@ -88,6 +99,12 @@ impl FailureAccrual {
 
     pub fn record(&self, success: bool, now: Instant, policy: &AccrualPolicy) {
         let mut s = self.lock();
+        self.transition(&mut s, success, now, policy);
+        self.closed
+            .store(s.state == State::Closed, Ordering::Release);
+    }
+
+    fn transition(&self, s: &mut Inner, success: bool, now: Instant, policy: &AccrualPolicy) {
         match s.state {
             State::Probing { backoff, .. } => {
                 if success {
