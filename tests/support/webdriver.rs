@@ -130,7 +130,18 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Best effort: chromedriver (killed on drop) takes Chromium with it.
+        // Ending the session makes chromedriver quit Chromium; killing chromedriver alone
+        // would leave Chromium running. Plain blocking I/O: Drop cannot await.
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(self.addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let req = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.session, self.addr
+            );
+            let _ = s.write_all(req.as_bytes());
+            let _ = s.read_to_end(&mut Vec::new());
+        }
     }
 }
 

@@ -142,7 +142,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             pool_idle_timeout: Duration::from_secs(60),
-            pool_max_idle: 64,
+            pool_max_idle: 256,
             shutdown_grace: Duration::from_secs(30),
         }
     }

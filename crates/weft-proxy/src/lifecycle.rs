@@ -113,9 +113,11 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
     let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     headers::strip_mesh_headers(req.headers_mut());
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
-    let work = attempts(
+    // Boxed: the attempt machinery is kilobytes of state, and the handler's future is moved
+    // (into a task, into hyper's dispatcher) several times per request.
+    let work = Box::pin(attempts(
         &shared, &mut ctx, &service, &policy, req, &authority, deadline, upgrade,
-    );
+    ));
     let result = match deadline {
         Some(d) => match tokio::time::timeout_at(d.at.into(), work).await {
             Ok(r) => r,
@@ -384,7 +386,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
     // Deliver in the protocol the instance speaks, no later than the deadline.
     let ep = &endpoint.endpoint;
     let req = req.map(RequestBody::streaming);
-    let work = deliver(
+    let work = Box::pin(deliver(
         &shared,
         ep.addr,
         ep.protocol,
@@ -392,7 +394,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
         &authority,
         orig,
         upgrade,
-    );
+    ));
     let sent = match deadline {
         Some(d) => match tokio::time::timeout_at(d.at.into(), work).await {
             Ok(r) => r,

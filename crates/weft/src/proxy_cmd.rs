@@ -43,7 +43,7 @@ pub struct ProxyArgs {
     /// Grace period for in-flight requests on shutdown [default: 30s].
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE", value_parser = duration::parse)]
     shutdown_grace: Option<std::time::Duration>,
-    /// Most idle HTTP/1.1 connections kept per endpoint [default: 64].
+    /// Most idle HTTP/1.1 connections kept per endpoint [default: 256].
     #[arg(long, env = "WEFT_POOL_MAX_IDLE")]
     pool_max_idle: Option<usize>,
     /// Domain suffixes stripped to find a service name, comma-separated
