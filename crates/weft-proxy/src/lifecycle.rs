@@ -284,7 +284,10 @@ async fn send_one(
                 h.insert(WEFT_DST_SERVICE, header_value(service.as_str()));
                 h.insert(WEFT_DST_ENDPOINT, header_value(&endpoint.label));
                 if let Some(downstream) = upgrade {
-                    return send_upgrade(&shared.h1, peer, req, downstream, authority, orig).await;
+                    return Box::pin(send_upgrade(
+                        &shared.h1, peer, req, downstream, authority, orig,
+                    ))
+                    .await;
                 }
                 // The hop is HTTP/2 whatever the client spoke; the far side restores it.
                 if orig != Version::HTTP_2 {
@@ -427,7 +430,10 @@ async fn deliver(
     upgrade: Option<OnUpgrade>,
 ) -> Sent {
     if let Some(downstream) = upgrade {
-        return send_upgrade(&shared.h1, addr, req, downstream, authority, orig).await;
+        return Box::pin(send_upgrade(
+            &shared.h1, addr, req, downstream, authority, orig,
+        ))
+        .await;
     }
     match protocol {
         Protocol::Http1 => {

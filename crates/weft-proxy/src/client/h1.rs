@@ -67,7 +67,7 @@ impl H1Pool {
     ) -> Result<(Response<Incoming>, PoolReturn), SendError> {
         let (mut sender, pooled) = match self.checkout(endpoint).await {
             Some(s) => (s, true),
-            None => match self.connect(endpoint).await {
+            None => match Box::pin(self.connect(endpoint)).await {
                 Ok(s) => (s, false),
                 Err(error) => {
                     return Err(SendError {
@@ -84,7 +84,7 @@ impl H1Pool {
                 _ => return Err(super::upstream_error(endpoint, e.error()).into()),
             },
         };
-        let mut sender = match self.connect(endpoint).await {
+        let mut sender = match Box::pin(self.connect(endpoint)).await {
             Ok(s) => s,
             Err(error) => {
                 return Err(SendError {

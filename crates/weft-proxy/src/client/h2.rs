@@ -89,20 +89,26 @@ impl H2Pool {
         if let Some(s) = live(slot) {
             return Ok(s);
         }
-        let io = self.connector.connect(endpoint).await?;
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .adaptive_window(true)
-            .keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .handshake(io)
-            .await
-            .map_err(|e| super::upstream_error(endpoint, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%endpoint, error = %e, "h2 connection ended");
-            }
-        });
+        // The connecting path is boxed: it is rare, and its state would otherwise enlarge
+        // every request's future.
+        let sender = Box::pin(async {
+            let io = self.connector.connect(endpoint).await?;
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .adaptive_window(true)
+                .keep_alive_interval(Duration::from_secs(20))
+                .keep_alive_timeout(Duration::from_secs(10))
+                .handshake(io)
+                .await
+                .map_err(|e| super::upstream_error(endpoint, &e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%endpoint, error = %e, "h2 connection ended");
+                }
+            });
+            Ok::<_, ProxyError>(sender)
+        })
+        .await?;
         slot.current.store(Some(Arc::new(sender.clone())));
         Ok(sender)
     }
