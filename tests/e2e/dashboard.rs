@@ -213,10 +213,7 @@ async fn start_prometheus(
     }
     let path = dir.path("prometheus.yml");
     std::fs::write(&path, &config).unwrap();
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let addr = weft_tests::free_addr("127.0.0.1");
     let child = tokio::process::Command::new("prometheus")
         .arg(format!("--config.file={}", path.display()))
         .arg(format!(

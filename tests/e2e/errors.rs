@@ -27,23 +27,18 @@ async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn unused_port(ip: &str) -> SocketAddr {
-    let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
-    l.local_addr().unwrap()
-}
-
 #[tokio::test]
 async fn proxy_made_errors_carry_status_and_weft_error() {
     let mesh = Mesh::start().await;
     let (rude_addr, _rude) = rude(NODE_B).await;
-    let dead = unused_port(NODE_B);
+    let dead = weft_tests::free_addr(NODE_B);
     mesh.publish(&[
         ("world", vec![mesh.on_b(mesh.world.addr)]),
         ("empty", vec![]),
         ("refused", vec![Ep::direct(dead)]),
         (
             "deadnode",
-            vec![Ep::on(mesh.world.addr, unused_port(NODE_B))],
+            vec![Ep::on(mesh.world.addr, weft_tests::free_addr(NODE_B))],
         ),
         ("rude", vec![mesh.on_b(rude_addr)]),
     ])

@@ -12,10 +12,7 @@ use weft_tests::proxy::metric;
 #[tokio::test]
 async fn metrics_count_a_known_mix_exactly() {
     let mesh = Mesh::start().await;
-    let dead: SocketAddr = {
-        let l = std::net::TcpListener::bind(format!("{NODE_B}:0")).unwrap();
-        l.local_addr().unwrap()
-    };
+    let dead: SocketAddr = weft_tests::free_addr(NODE_B);
     let second = Backend::start(NODE_B).await;
     mesh.publish(&[
         ("world", vec![mesh.on_b(mesh.world.addr)]),

@@ -69,3 +69,10 @@ pub fn artifacts_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("create artifacts dir");
     dir
 }
+
+/// An address on `ip` with a port nothing listens on (for a moment: a server given it
+/// binds right away, and tests that need no server use it to be refused).
+pub fn free_addr(ip: &str) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind(format!("{ip}:0")).expect("bind an ephemeral port");
+    l.local_addr().expect("bound address")
+}

@@ -21,10 +21,7 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Self {
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let addr = crate::free_addr("127.0.0.1");
         let driver = Command::new("chromedriver")
             .arg(format!("--port={}", addr.port()))
             .stdout(Stdio::null())

@@ -85,6 +85,11 @@ impl Params {
         Ok(Self::seconds(&self.step, 5.0)?.max(interval))
     }
 
+    /// The window figures cover and the step series use, in seconds.
+    fn spans(&self, interval: f64) -> Result<(f64, f64), AppError> {
+        Ok((self.window()?, self.step(interval)?))
+    }
+
     fn wants(filter: &Option<String>, value: &str) -> bool {
         filter.as_deref().is_none_or(|f| f.is_empty() || f == value)
     }
@@ -111,12 +116,21 @@ struct Row<T: Serialize> {
     series: Vec<SeriesPoint>,
 }
 
+impl<T: Serialize> Row<T> {
+    fn of(id: T, h: &crate::history::History, key: &Key, window: f64, step: f64) -> Self {
+        Self {
+            id,
+            stats: h.stats(key, window),
+            series: h.series(key, SERIES_SPAN, step),
+        }
+    }
+}
+
 async fn summary(
     State(shared): State<Arc<Shared>>,
     Query(p): Query<Params>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let window = p.window()?;
-    let step = p.step(shared.interval.as_secs_f64())?;
+    let (window, step) = p.spans(shared.interval.as_secs_f64())?;
     let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
     let services = h
         .keys()
@@ -139,18 +153,15 @@ async fn services(
     State(shared): State<Arc<Shared>>,
     Query(p): Query<Params>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let window = p.window()?;
-    let step = p.step(shared.interval.as_secs_f64())?;
+    let (window, step) = p.spans(shared.interval.as_secs_f64())?;
     let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
     let rows: Vec<_> = h
         .keys()
         .into_iter()
         .filter_map(|k| match &k {
-            Key::Service(name) if Params::wants(&p.service, name) => Some(Row {
-                id: json!({ "service": name }),
-                stats: h.stats(&k, window),
-                series: h.series(&k, SERIES_SPAN, step),
-            }),
+            Key::Service(name) if Params::wants(&p.service, name) => {
+                Some(Row::of(json!({ "service": name }), &h, &k, window, step))
+            }
             _ => None,
         })
         .collect();
@@ -161,20 +172,15 @@ async fn instances(
     State(shared): State<Arc<Shared>>,
     Query(p): Query<Params>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let window = p.window()?;
-    let step = p.step(shared.interval.as_secs_f64())?;
+    let (window, step) = p.spans(shared.interval.as_secs_f64())?;
     let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
     let nodes: Vec<_> = h
         .proxies()
         .iter()
         .filter(|px| Params::wants(&p.instance, &px.node))
         .map(|px| {
-            let k = Key::Node(px.node.clone());
-            Row {
-                id: json!({ "node": px.node, "target": px.target, "up": px.up }),
-                stats: h.stats(&k, window),
-                series: h.series(&k, SERIES_SPAN, step),
-            }
+            let id = json!({ "node": px.node, "target": px.target, "up": px.up });
+            Row::of(id, &h, &Key::Node(px.node.clone()), window, step)
         })
         .collect();
     let endpoints: Vec<_> = h
@@ -184,15 +190,12 @@ async fn instances(
             Key::Endpoint { service, endpoint }
                 if Params::wants(&p.service, service) && Params::wants(&p.instance, endpoint) =>
             {
-                Some(Row {
-                    id: json!({
-                        "service": service,
-                        "endpoint": endpoint,
-                        "node": h.endpoint_node(endpoint),
-                    }),
-                    stats: h.stats(&k, window),
-                    series: h.series(&k, SERIES_SPAN, step),
-                })
+                let id = json!({
+                    "service": service,
+                    "endpoint": endpoint,
+                    "node": h.endpoint_node(endpoint),
+                });
+                Some(Row::of(id, &h, &k, window, step))
             }
             _ => None,
         })
