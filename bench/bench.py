@@ -244,6 +244,61 @@ def measure(pids, fn):
     return r
 
 
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(tmp, backend):
+    """weft's memory: idle; then 1 000 services in discovery, 10 000 open keep-alive client
+    connections (each has made one request), and wrk load on top."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    rows = []
+    procs, port = start_weft(tmp, backend, mesh=False)
+    time.sleep(1)
+    rows.append(("idle, 1 service", rss_kib(procs[0].pid) / 1024))
+    for p in procs:
+        p.terminate()
+        p.wait()
+    disc = os.path.join(tmp, "discovery.toml")
+    with open(disc, "w") as f:
+        f.write(f'[[services.bench.endpoints]]\naddr = "127.0.0.1:{backend}"\n')
+        for i in range(1000):
+            f.write(f'[[services.svc-{i}.endpoints]]\naddr = "127.0.0.1:{backend}"\n')
+    out = free_port()
+    weft = pinned(PROXY_CPU, [WEFT, "proxy", "--worker-threads", "1", "--header-read-timeout", "120s",
+                              "--outbound", f"127.0.0.1:{out}", "--inbound", f"127.0.0.1:{free_port()}",
+                              "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc],
+                  env=dict(os.environ, WEFT_LOG="warn"))
+    wait_port(out)
+    time.sleep(0.5)
+    rows.append(("idle, 1 000 services", rss_kib(weft.pid) / 1024))
+    socks = []
+    for i in range(10_000):
+        c = socket.create_connection(("127.0.0.1", out))
+        c.sendall(f"GET / HTTP/1.1\r\nHost: svc-{i % 1000}\r\n\r\n".encode())
+        socks.append(c)
+    for c in socks:
+        c.settimeout(5)
+        try:
+            c.recv(4096)
+        except OSError:
+            pass
+    time.sleep(0.5)
+    rows.append(("10 000 idle keep-alive clients, 1 000 services", rss_kib(weft.pid) / 1024))
+    run_wrk(out, "bench", False, tmp, seconds=4)
+    rows.append(("same, with wrk load (peak)", peak_rss_kib([weft.pid]) / 1024))
+    for c in socks:
+        c.close()
+    weft.terminate()
+    weft.wait()
+    return rows
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="weft-bench-")
     backend = free_port()
@@ -277,11 +332,12 @@ def main():
                 results[(c, "paced")].append(measure(pids, lambda: run_wrk(port, host, True, tmp)))
                 setup.stop()
                 print(f"rep {rep + 1}/{REPS}: {c} done", file=sys.stderr)
+        mem = memory(tmp, backend)
     finally:
         backend_proc.send_signal(signal.SIGTERM)
         backend_proc.wait(5)
         shutil.rmtree(tmp, ignore_errors=True)
-    report(results, configs)
+    report(results, configs, mem)
 
 
 def med(rows, key):
@@ -289,7 +345,7 @@ def med(rows, key):
     return statistics.median(vals) if vals else None
 
 
-def report(results, configs):
+def report(results, configs, mem):
     lines = []
     direct_p50 = med(results[("direct", "paced")], "p50_us")
     direct_p99 = med(results[("direct", "paced")], "p99_us")
@@ -324,6 +380,13 @@ def report(results, configs):
             lines.append(f"| direct (absolute) | {p50:.0f} | {p99:.0f} | {p999:.0f} | – |")
         else:
             lines.append(f"| {c} | +{p50 - direct_p50:.0f} | +{p99 - direct_p99:.0f} | +{p999 - direct_p999:.0f} | {med(rows, 'cpu_us'):.1f} |")
+    lines.append("")
+    lines.append("weft's memory (one worker thread; targets: idle ≤ 10 MiB, under load ≤ 30 MiB, 10 000 idle connections ≤ 64 MiB):")
+    lines.append("")
+    lines.append("| state | RSS MiB |")
+    lines.append("|---|---:|")
+    for name, mib in mem:
+        lines.append(f"| {name} | {mib:.1f} |")
     errors = sum(r.get("errors", 0) for rows in results.values() for r in rows)
     table = "\n".join(lines)
     print(table)
