@@ -169,6 +169,11 @@ async fn malformed_and_smuggling_requests_are_refused() {
         ),
         ("absolute-form to an unknown host", b"GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_vec(), "502"),
         ("no host", b"GET / HTTP/1.0\r\n\r\n".to_vec(), "400"),
+        (
+            "a deadline centuries away (capped, not a panic)",
+            b"GET /echo HTTP/1.1\r\nHost: world\r\nweft-ctx-deadline: 18446744073709551615\r\nConnection: close\r\n\r\n".to_vec(),
+            "200",
+        ),
     ];
     let n = cases.len();
     for (what, bytes, status) in cases {
@@ -182,8 +187,8 @@ async fn malformed_and_smuggling_requests_are_refused() {
     }
     assert_eq!(
         mesh.world.count(),
-        n,
-        "only the still-serving checks reach the instance"
+        n + 1,
+        "only the still-serving checks and the far-deadline request reach the instance"
     );
 }
 

@@ -250,6 +250,19 @@ impl Policy {
                 ));
             }
         }
+        let day = Duration::from_secs(24 * 3600);
+        let durations = [
+            ("balancer.default_rtt", self.balancer.default_rtt),
+            ("balancer.decay", self.balancer.decay),
+            ("failure_accrual.window", self.accrual.window),
+            ("failure_accrual.backoff_max", self.accrual.backoff_max),
+            ("retry.backoff_max", self.retry.backoff_max),
+            ("timeout.total", self.timeout.total),
+            ("timeout.per_attempt", self.timeout.per_attempt),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| *d > day) {
+            return Err(format!("{name} must be at most 24h"));
+        }
         if self.balancer.decay.is_zero() || self.balancer.default_rtt.is_zero() {
             return Err("balancer.decay and balancer.default_rtt must be above zero".into());
         }

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderValue};
 use weft_core::headers::WEFT_CTX_DEADLINE;
 
+/// The longest any deadline may reach into the future.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// When a request must be answered by, and whether the caller (not our timeout) set it.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
@@ -19,18 +22,21 @@ impl Deadline {
     /// The tighter of the caller's deadline (if any) and `now + timeout` (if non-zero).
     pub fn effective(headers: &HeaderMap, timeout: Duration, now: Instant) -> Option<Self> {
         let wall_now = SystemTime::now();
+        // Whatever a caller or a config says, nothing waits longer than this (and no
+        // arithmetic on clocks can overflow).
+        let within = |d: Duration| d.min(MAX_WAIT);
         let ours = (!timeout.is_zero()).then(|| Self {
-            at: now + timeout,
+            at: now + within(timeout),
             from_caller: false,
-            wall: wall_now + timeout,
+            wall: wall_now + within(timeout),
         });
-        let theirs = incoming(headers).map(|wall| Self {
-            at: match wall.duration_since(wall_now) {
-                Ok(left) => now + left,
-                Err(_) => now,
-            },
-            from_caller: true,
-            wall,
+        let theirs = incoming(headers).map(|wall| {
+            let left = within(wall.duration_since(wall_now).unwrap_or(Duration::ZERO));
+            Self {
+                at: now + left,
+                from_caller: true,
+                wall: wall_now + left,
+            }
         });
         match (ours, theirs) {
             (Some(a), Some(b)) => Some(if b.at <= a.at { b } else { a }),
@@ -84,6 +90,20 @@ mod tests {
         assert!(diff < Duration::from_millis(5), "{diff:?}");
         let tighter = Deadline::effective(&h, Duration::from_millis(10), now).unwrap();
         assert!(!tighter.from_caller);
+    }
+
+    #[test]
+    fn an_absurd_deadline_is_capped_not_a_panic() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            WEFT_CTX_DEADLINE,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        let now = Instant::now();
+        let d = Deadline::effective(&h, Duration::ZERO, now).unwrap();
+        assert!(d.at <= now + MAX_WAIT);
+        let huge = Deadline::effective(&HeaderMap::new(), Duration::MAX, now).unwrap();
+        assert!(huge.at <= now + MAX_WAIT);
     }
 
     #[test]
