@@ -430,7 +430,13 @@ async fn policy_edits_apply_without_a_restart_and_bad_edits_keep_the_running_pol
     .await;
     let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/slow?ms=400"]).await;
     assert_eq!(rsp.status, 504);
-    assert_eq!(rsp.header("weft-error"), Some("timeout"));
+    // The peer's inbound side holds the same (propagated) deadline; whichever proxy's timer
+    // fires first names it.
+    let error = rsp.header("weft-error");
+    assert!(
+        matches!(error, Some("timeout" | "deadline exceeded")),
+        "{error:?}"
+    );
 
     // A broken edit is refused, counted and logged with its line; the policy stays.
     weft_tests::discovery::write_raw(
