@@ -12,6 +12,16 @@ use weft_tests::proxy::weft_bin;
 use weft_tests::webdriver::Browser;
 use weft_tests::{artifacts_dir, TempDir};
 
+/// A demo whose world fails 10 % of the time, scraped every second.
+const FAILING_DEMO: &[&str] = &[
+    "--rps",
+    "20",
+    "--world-failure-rate",
+    "0.1",
+    "--scrape-interval",
+    "1s",
+];
+
 fn repo_file(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -27,18 +37,7 @@ fn pct(text: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_every_section_service_and_instance_and_its_selectors_filter() {
-    let demo = Demo::start(
-        11,
-        &[
-            "--rps",
-            "20",
-            "--world-failure-rate",
-            "0.1",
-            "--scrape-interval",
-            "1s",
-        ],
-    )
-    .await;
+    let demo = Demo::start(11, FAILING_DEMO).await;
     weft_tests::eventually(
         "both services on the API",
         Duration::from_secs(20),
@@ -238,18 +237,7 @@ async fn start_prometheus(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_reads_the_same_numbers_from_a_real_prometheus() {
-    let demo = Demo::start(
-        12,
-        &[
-            "--rps",
-            "20",
-            "--world-failure-rate",
-            "0.1",
-            "--scrape-interval",
-            "1s",
-        ],
-    )
-    .await;
+    let demo = Demo::start(12, FAILING_DEMO).await;
     let dir = TempDir::new("prometheus");
     let targets: Vec<String> = demo.nodes.iter().map(|n| n.admin.to_string()).collect();
     let (_prom, prom) = start_prometheus(&targets, &dir).await;

@@ -16,6 +16,26 @@ pub enum Side {
     Upstream,
 }
 
+/// The `weft-error` phrases that other code matches on, named once.
+pub mod kind {
+    pub const UNKNOWN_SERVICE: &str = "unknown service";
+    pub const NO_ENDPOINTS: &str = "no endpoints";
+    pub const CONNECT_REFUSED: &str = "connect refused";
+    pub const CONNECT_TIMEOUT: &str = "connect timeout";
+    pub const CONNECT_FAILED: &str = "connect failed";
+    pub const NOT_LOCAL: &str = "endpoint not on this node";
+
+    /// Errors a proxy answers before any app saw the request: resending it is safe.
+    pub const NOT_DELIVERED: &[&str] = &[
+        NOT_LOCAL,
+        UNKNOWN_SERVICE,
+        NO_ENDPOINTS,
+        CONNECT_REFUSED,
+        CONNECT_TIMEOUT,
+        CONNECT_FAILED,
+    ];
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("request names no service (no Host or :authority)")]
@@ -81,13 +101,13 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::MissingAuthority => "missing authority",
-            Self::UnknownService(_) => "unknown service",
-            Self::NoEndpoints { .. } => "no endpoints",
-            Self::ConnectRefused { .. } => "connect refused",
-            Self::ConnectTimeout { .. } => "connect timeout",
-            Self::ConnectFailed { .. } => "connect failed",
+            Self::UnknownService(_) => kind::UNKNOWN_SERVICE,
+            Self::NoEndpoints { .. } => kind::NO_ENDPOINTS,
+            Self::ConnectRefused { .. } => kind::CONNECT_REFUSED,
+            Self::ConnectTimeout { .. } => kind::CONNECT_TIMEOUT,
+            Self::ConnectFailed { .. } => kind::CONNECT_FAILED,
             Self::UpstreamReset { .. } => "upstream reset",
-            Self::NotLocal { .. } => "endpoint not on this node",
+            Self::NotLocal { .. } => kind::NOT_LOCAL,
             Self::BadRequest(_) => "bad request",
             Self::CircuitOpen { .. } => "circuit open",
             Self::ClientAborted => "client aborted",

@@ -8,16 +8,6 @@ use http::{HeaderMap, Method, StatusCode};
 use weft_core::policy::{parse_status_pattern, Policies, Policy};
 use weft_core::ProxyError;
 
-/// `weft-error` values that mean the request never reached an app.
-const NOT_DELIVERED: &[&str] = &[
-    "endpoint not on this node",
-    "unknown service",
-    "no endpoints",
-    "connect refused",
-    "connect timeout",
-    "connect failed",
-];
-
 pub struct Compiled {
     pub policy: Policy,
     statuses: Vec<(u16, u16)>,
@@ -56,7 +46,10 @@ impl Compiled {
         // The peer proxy answered without reaching the app (its discovery lags ours, its
         // instance refused a connection): safe to send elsewhere, whatever the method.
         if let Some(e) = headers.get(weft_core::headers::WEFT_ERROR) {
-            if NOT_DELIVERED.iter().any(|k| e.as_bytes() == k.as_bytes()) {
+            if weft_core::error::kind::NOT_DELIVERED
+                .iter()
+                .any(|k| e.as_bytes() == k.as_bytes())
+            {
                 return true;
             }
         }
