@@ -1,6 +1,7 @@
 //! The `weft` binary: command-line parsing and wiring only; the work lives in the crates.
 #![forbid(unsafe_code)]
 
+mod control_cmd;
 mod demo_cmd;
 mod proxy_cmd;
 mod stat_cmd;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the node proxy: outbound (:4140), inbound (:4141) and admin (:9990) listeners.
     Proxy(proxy_cmd::ProxyArgs),
+    /// Run the control plane: watch Kubernetes, serve the Destination API (:8086).
+    Control(control_cmd::ControlArgs),
     /// Run the whole mesh on this machine: proxies on loopback nodes, hello/world, traffic,
     /// and the dashboard.
     Demo(demo_cmd::DemoArgs),
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Proxy(args) => proxy_cmd::run(args),
+        Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
         Command::Dashboard(args) => demo_cmd::dashboard(args),
         Command::Stat(args) => stat_cmd::stat(args),

@@ -1,0 +1,13 @@
+//! Compiles proto/ with protox (pure Rust), so no machine needs `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
+    let file = "weft/destination/v1/destination.proto";
+    println!("cargo:rerun-if-changed={root}/{file}");
+    let fds = protox::compile([file], [root])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The Destination API (proto/weft/destination/v1) as Rust: the generated messages and
+//! gRPC stubs, and the mapping between its `Endpoint` and weft-core's.
+#![forbid(unsafe_code)]
+
+pub mod destination {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("weft.destination.v1");
+}
+
+use std::net::SocketAddr;
+
+use weft_core::{Endpoint, Protocol};
+
+pub use destination::destination_client::DestinationClient;
+pub use destination::destination_server::{Destination, DestinationServer};
+pub use destination::{update::Kind, GetDestination, Update};
+
+/// Why an endpoint from the wire was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadEndpoint(pub String);
+
+impl std::fmt::Display for BadEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad endpoint from the control plane: {}", self.0)
+    }
+}
+
+impl std::error::Error for BadEndpoint {}
+
+pub fn to_wire(ep: &Endpoint) -> destination::Endpoint {
+    destination::Endpoint {
+        addr: ep.addr.to_string(),
+        node_proxy: ep.node_proxy.map(|a| a.to_string()).unwrap_or_default(),
+        protocol: match ep.protocol {
+            Protocol::Http1 => destination::Protocol::Http1,
+            Protocol::Http2 => destination::Protocol::Http2,
+        } as i32,
+        weight: ep.weight,
+        labels: ep
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+pub fn from_wire(ep: destination::Endpoint) -> Result<Endpoint, BadEndpoint> {
+    let addr: SocketAddr = ep
+        .addr
+        .parse()
+        .map_err(|_| BadEndpoint(format!("address {:?}", ep.addr)))?;
+    let node_proxy = if ep.node_proxy.is_empty() {
+        None
+    } else {
+        Some(
+            ep.node_proxy
+                .parse()
+                .map_err(|_| BadEndpoint(format!("node proxy {:?}", ep.node_proxy)))?,
+        )
+    };
+    let protocol = match destination::Protocol::try_from(ep.protocol) {
+        Ok(destination::Protocol::Http2) => Protocol::Http2,
+        _ => Protocol::Http1,
+    };
+    Ok(Endpoint {
+        addr,
+        node_proxy,
+        protocol,
+        weight: ep.weight.max(1),
+        labels: ep.labels.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_survives_the_wire() {
+        let ep = Endpoint {
+            addr: "10.0.0.7:8080".parse().unwrap(),
+            node_proxy: Some("192.168.1.2:4141".parse().unwrap()),
+            protocol: Protocol::Http2,
+            weight: 3,
+            labels: [("version".to_string(), "v2".to_string())].into(),
+        };
+        assert_eq!(from_wire(to_wire(&ep)).unwrap(), ep);
+    }
+
+    #[test]
+    fn a_garbled_address_is_refused_not_guessed() {
+        let mut wire = to_wire(&Endpoint {
+            addr: "10.0.0.7:8080".parse().unwrap(),
+            node_proxy: None,
+            protocol: Protocol::Http1,
+            weight: 1,
+            labels: Default::default(),
+        });
+        wire.addr = "10.0.0.7".into();
+        assert!(from_wire(wire).is_err());
+    }
+}

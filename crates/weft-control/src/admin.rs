@@ -1,0 +1,47 @@
+//! The control plane's admin listener: /live, /ready (every resource listed) and /metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::index::Index;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+struct Admin {
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+}
+
+pub fn router(index: Arc<Index>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .with_state(Admin { index, metrics })
+}
+
+async fn ready(State(a): State<Admin>) -> impl IntoResponse {
+    if a.index.is_synced() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: kubernetes state not listed yet\n",
+        )
+    }
+}
+
+async fn metrics_text(State(a): State<Admin>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        a.metrics.render(&a.index),
+    )
+}

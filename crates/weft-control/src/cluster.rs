@@ -1,0 +1,464 @@
+//! What the control plane knows of the cluster, kept as small records rather than whole
+//! Kubernetes objects, and how a service's endpoint set is derived from them.
+//!
+//! An endpoint enters a service's set when its EndpointSlice says it is ready and not
+//! terminating, and its node (when named) still exists. Its `node_proxy` is the inbound
+//! listener of the ready weft proxy pod on that node, if there is one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_core::{Endpoint, Protocol};
+
+/// The label that marks weft's own proxy pods (the DaemonSet's).
+pub const PROXY_LABEL: (&str, &str) = ("app.kubernetes.io/name", "weft-proxy");
+/// The container port name of the proxy's inbound listener.
+pub const INBOUND_PORT_NAME: &str = "inbound";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// `namespace/name` of a namespaced object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    fn of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Self> {
+        Some(Self::new(
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name.as_deref()?,
+        ))
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceRecord {
+    pub ports: Vec<PortRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortRecord {
+    pub name: String,
+    pub port: u16,
+    pub app_protocol: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceRecord {
+    pub service: Key,
+    pub ports: Vec<PortRecord>,
+    pub endpoints: Vec<SliceEndpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceEndpoint {
+    pub addresses: Vec<IpAddr>,
+    pub usable: bool,
+    pub node: Option<String>,
+    pub zone: Option<String>,
+    pub pod: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodRecord {
+    pub labels: BTreeMap<String, String>,
+    pub node: Option<String>,
+    /// Set for a ready weft proxy pod: where peers reach its inbound listener.
+    pub proxy_inbound: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRecord {
+    pub zone: Option<String>,
+}
+
+impl ServiceRecord {
+    pub fn from_k8s(svc: &Service) -> Option<(Key, Self)> {
+        let key = Key::of(&svc.metadata)?;
+        let ports = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| {
+                        Some(PortRecord {
+                            name: p.name.clone().unwrap_or_default(),
+                            port: u16::try_from(p.port).ok()?,
+                            app_protocol: p.app_protocol.clone(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((key, Self { ports }))
+    }
+}
+
+impl SliceRecord {
+    pub fn from_k8s(slice: &EndpointSlice) -> Option<(Key, Self)> {
+        let key = Key::of(&slice.metadata)?;
+        // A slice that names no service is kept (so its deletion is seen) but serves none.
+        let service_name = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .map(String::as_str)
+            .unwrap_or("");
+        let ports = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                Some(PortRecord {
+                    name: p.name.clone().unwrap_or_default(),
+                    port: u16::try_from(p.port?).ok()?,
+                    app_protocol: p.app_protocol.clone(),
+                })
+            })
+            .collect();
+        let endpoints = slice
+            .endpoints
+            .iter()
+            .flatten()
+            .map(|ep| {
+                let c = ep.conditions.as_ref();
+                // Kubernetes: an unset `ready` means ready; `terminating` unset means not.
+                let ready = c.and_then(|c| c.ready).unwrap_or(true);
+                let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+                SliceEndpoint {
+                    addresses: ep.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                    usable: ready && !terminating,
+                    node: ep.node_name.clone(),
+                    zone: ep.zone.clone(),
+                    pod: ep
+                        .target_ref
+                        .as_ref()
+                        .filter(|r| r.kind.as_deref() == Some("Pod"))
+                        .and_then(|r| r.name.clone()),
+                }
+            })
+            .collect();
+        Some((
+            key.clone(),
+            Self {
+                service: Key::new(&key.namespace, service_name),
+                ports,
+                endpoints,
+            },
+        ))
+    }
+}
+
+impl PodRecord {
+    pub fn from_k8s(pod: &Pod) -> Option<(Key, Self)> {
+        let key = Key::of(&pod.metadata)?;
+        let labels: BTreeMap<String, String> = pod.metadata.labels.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        let is_proxy = labels.get(PROXY_LABEL.0).map(String::as_str) == Some(PROXY_LABEL.1);
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let proxy_inbound = if is_proxy && ready && pod.metadata.deletion_timestamp.is_none() {
+            spec.and_then(|spec| {
+                let port = spec
+                    .containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .find(|p| p.name.as_deref() == Some(INBOUND_PORT_NAME))?;
+                // A hostPort is reached on the node's address; otherwise on the pod's.
+                let (ip, port) = match port.host_port {
+                    Some(hp) => (status?.host_ip.as_deref()?, hp),
+                    None => (status?.pod_ip.as_deref()?, port.container_port),
+                };
+                Some(SocketAddr::new(ip.parse().ok()?, u16::try_from(port).ok()?))
+            })
+        } else {
+            None
+        };
+        Some((
+            key,
+            Self {
+                labels,
+                node: spec.and_then(|s| s.node_name.clone()),
+                proxy_inbound,
+            },
+        ))
+    }
+}
+
+impl NodeRecord {
+    pub fn from_k8s(node: &Node) -> Option<(String, Self)> {
+        let name = node.metadata.name.clone()?;
+        let zone = node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ZONE_LABEL))
+            .cloned();
+        Some((name, Self { zone }))
+    }
+}
+
+/// The cluster as far as routing cares.
+#[derive(Default)]
+pub struct Cluster {
+    pub services: HashMap<Key, ServiceRecord>,
+    pub slices: HashMap<Key, SliceRecord>,
+    pub pods: HashMap<Key, PodRecord>,
+    pub nodes: HashMap<String, NodeRecord>,
+}
+
+impl Cluster {
+    /// The ready endpoints of `service` on `port` (0: the first port), sorted by address;
+    /// `None` when there is no such service.
+    pub fn resolve(&self, service: &Key, port: u16) -> Option<Vec<Endpoint>> {
+        let svc = self.services.get(service)?;
+        let Some(svc_port) = svc
+            .ports
+            .iter()
+            .find(|p| port == 0 || p.port == port)
+            .or_else(|| svc.ports.first())
+        else {
+            return Some(Vec::new());
+        };
+        let proxies = self.proxies();
+        let mut out: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
+        for slice in self.slices.values().filter(|s| s.service == *service) {
+            // A slice's port names match the service's port names.
+            let Some(slice_port) = slice.ports.iter().find(|p| p.name == svc_port.name) else {
+                continue;
+            };
+            let protocol = protocol_of(slice_port, svc_port);
+            for ep in slice.endpoints.iter().filter(|e| e.usable) {
+                if let Some(node) = &ep.node {
+                    if !self.nodes.contains_key(node) {
+                        continue; // the node is gone; its endpoints with it
+                    }
+                }
+                let pod = ep
+                    .pod
+                    .as_ref()
+                    .and_then(|p| self.pods.get(&Key::new(&service.namespace, p)));
+                let mut labels = BTreeMap::new();
+                if let Some(p) = &ep.pod {
+                    labels.insert("pod".to_string(), p.clone());
+                }
+                if let Some(n) = &ep.node {
+                    labels.insert("node".to_string(), n.clone());
+                }
+                let zone = ep.zone.clone().or_else(|| {
+                    ep.node
+                        .as_ref()
+                        .and_then(|n| self.nodes.get(n))
+                        .and_then(|n| n.zone.clone())
+                });
+                if let Some(z) = zone {
+                    labels.insert("zone".to_string(), z);
+                }
+                if let Some(v) = pod.and_then(|p| {
+                    p.labels
+                        .get("version")
+                        .or_else(|| p.labels.get("app.kubernetes.io/version"))
+                }) {
+                    labels.insert("version".to_string(), v.clone());
+                }
+                if !slice_port.name.is_empty() {
+                    labels.insert("port".to_string(), slice_port.name.clone());
+                }
+                let node_proxy = ep
+                    .node
+                    .as_ref()
+                    .and_then(|n| proxies.get(n.as_str()).copied());
+                for ip in &ep.addresses {
+                    let addr = SocketAddr::new(*ip, slice_port.port);
+                    out.insert(
+                        addr,
+                        Endpoint {
+                            addr,
+                            node_proxy,
+                            protocol,
+                            weight: 1,
+                            labels: labels.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        Some(out.into_values().collect())
+    }
+
+    /// Node name → its ready proxy's inbound address (the first, should a rollout run two).
+    fn proxies(&self) -> HashMap<&str, SocketAddr> {
+        let mut m = HashMap::new();
+        for pod in self.pods.values() {
+            if let (Some(node), Some(addr)) = (&pod.node, pod.proxy_inbound) {
+                m.entry(node.as_str()).or_insert(addr);
+            }
+        }
+        m
+    }
+}
+
+/// HTTP/2 for ports that declare it (`appProtocol` h2c / grpc, or Istio-style names).
+fn protocol_of(slice_port: &PortRecord, svc_port: &PortRecord) -> Protocol {
+    let declared = slice_port
+        .app_protocol
+        .as_deref()
+        .or(svc_port.app_protocol.as_deref())
+        .unwrap_or("");
+    let h2 = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        s == "kubernetes.io/h2c" || s == "h2c" || s == "grpc" || s == "http2"
+    };
+    let named = |n: &str| {
+        let n = n.to_ascii_lowercase();
+        n == "grpc" || n.starts_with("grpc-") || n == "h2c" || n.starts_with("h2c-")
+    };
+    if h2(declared) || (declared.is_empty() && named(&svc_port.name)) {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    }
+}
+
+/// Turns a name a proxy asks for into a service key: `world` (in `default_ns`),
+/// `world.prod`, `world.prod.svc`, `world.prod.svc.<cluster_domain>`, with or without port.
+pub fn parse_name(name: &str, default_ns: &str, cluster_domain: &str) -> Option<Key> {
+    let host = name.trim().trim_end_matches('.');
+    let host = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let lower = host.to_ascii_lowercase();
+    let suffix = format!(".svc.{}", cluster_domain.trim_matches('.'));
+    let short = lower
+        .strip_suffix(suffix.as_str())
+        .or_else(|| lower.strip_suffix(".svc"))
+        .unwrap_or(&lower);
+    let valid = |s: &str| {
+        !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let key = match short.split_once('.') {
+        None => Key::new(default_ns, short),
+        Some((name, ns)) => Key::new(ns, name),
+    };
+    (valid(&key.name) && valid(&key.namespace)).then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::default();
+        let port = |name: &str, port| PortRecord {
+            name: name.into(),
+            port,
+            app_protocol: None,
+        };
+        c.services.insert(
+            Key::new("default", "world"),
+            ServiceRecord {
+                ports: vec![port("http", 80)],
+            },
+        );
+        c.nodes.insert(
+            "n1".into(),
+            NodeRecord {
+                zone: Some("z1".into()),
+            },
+        );
+        c.pods.insert(
+            Key::new("weft", "proxy-n1"),
+            PodRecord {
+                labels: Default::default(),
+                node: Some("n1".into()),
+                proxy_inbound: Some("10.1.0.1:4141".parse().unwrap()),
+            },
+        );
+        c.pods.insert(
+            Key::new("default", "world-a"),
+            PodRecord {
+                labels: [("version".to_string(), "v2".to_string())].into(),
+                node: Some("n1".into()),
+                proxy_inbound: None,
+            },
+        );
+        let ep = |ip: &str, usable, node: &str, pod: &str| SliceEndpoint {
+            addresses: vec![ip.parse().unwrap()],
+            usable,
+            node: Some(node.into()),
+            zone: None,
+            pod: Some(pod.into()),
+        };
+        c.slices.insert(
+            Key::new("default", "world-abc"),
+            SliceRecord {
+                service: Key::new("default", "world"),
+                ports: vec![port("http", 8080)],
+                endpoints: vec![
+                    ep("10.0.0.1", true, "n1", "world-a"),
+                    ep("10.0.0.2", false, "n1", "world-b"),
+                    ep("10.0.0.3", true, "gone", "world-c"),
+                ],
+            },
+        );
+        c
+    }
+
+    #[test]
+    fn only_ready_endpoints_on_live_nodes_are_served_with_their_node_proxy() {
+        let eps = cluster().resolve(&Key::new("default", "world"), 0).unwrap();
+        assert_eq!(eps.len(), 1, "{eps:?}");
+        let ep = &eps[0];
+        assert_eq!(ep.addr, "10.0.0.1:8080".parse().unwrap());
+        assert_eq!(ep.node_proxy, Some("10.1.0.1:4141".parse().unwrap()));
+        assert_eq!(ep.labels["version"], "v2");
+        assert_eq!(ep.labels["zone"], "z1");
+        assert_eq!(ep.labels["pod"], "world-a");
+        assert_eq!(ep.protocol, Protocol::Http1);
+    }
+
+    #[test]
+    fn a_missing_service_does_not_exist_and_an_empty_one_has_no_endpoints() {
+        let mut c = cluster();
+        assert!(c.resolve(&Key::new("default", "nope"), 0).is_none());
+        c.slices.clear();
+        assert_eq!(c.resolve(&Key::new("default", "world"), 0), Some(vec![]));
+    }
+
+    #[test]
+    fn names_resolve_in_the_default_namespace_unless_they_name_one() {
+        let p = |n| parse_name(n, "default", "cluster.local");
+        assert_eq!(p("world"), Some(Key::new("default", "world")));
+        assert_eq!(p("World.prod:80"), Some(Key::new("prod", "world")));
+        assert_eq!(
+            p("world.prod.svc.cluster.local."),
+            Some(Key::new("prod", "world"))
+        );
+        assert_eq!(p("a.b.c"), None);
+        assert_eq!(p(""), None);
+        assert_eq!(p("bad_name"), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The Destination API server: one task per stream, following the service's answer in the
+//! index and sending a snapshot first, then only what changed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use weft_api::destination::{DoesNotExist, EndpointSet, NoEndpoints};
+use weft_api::{to_wire, Destination, GetDestination, Kind, Update};
+use weft_core::Endpoint;
+
+use crate::cluster::{parse_name, Key};
+use crate::index::{Answer, Index};
+use crate::metrics::Metrics;
+
+pub struct DestinationService {
+    pub index: Arc<Index>,
+    pub metrics: Arc<Metrics>,
+    pub default_namespace: String,
+    pub cluster_domain: String,
+}
+
+#[tonic::async_trait]
+impl Destination for DestinationService {
+    type GetStream = ReceiverStream<Result<Update, Status>>;
+
+    async fn get(
+        &self,
+        request: Request<GetDestination>,
+    ) -> Result<Response<Self::GetStream>, Status> {
+        let req = request.into_inner();
+        let key = parse_name(&req.name, &self.default_namespace, &self.cluster_domain).ok_or_else(
+            || Status::invalid_argument(format!("{:?} is not a service name", req.name)),
+        )?;
+        let port = u16::try_from(req.port)
+            .map_err(|_| Status::invalid_argument(format!("port {} out of range", req.port)))?;
+        tracing::debug!(service = %key, port, node = %req.node, "destination stream opened");
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(follow(
+            Arc::clone(&self.index),
+            Arc::clone(&self.metrics),
+            key,
+            port,
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn follow(
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    key: Key,
+    port: u16,
+    tx: mpsc::Sender<Result<Update, Status>>,
+) {
+    let mut synced = index.synced();
+    tokio::select! {
+        r = synced.wait_for(|s| *s) => if r.is_err() { return },
+        _ = tx.closed() => return,
+    }
+    let mut answers = index.subscribe(&key, port);
+    metrics.streams.inc();
+    let _open = scopeguard(|| {
+        metrics.streams.dec();
+    });
+    let mut last: Option<Answer> = None;
+    loop {
+        let next = answers.borrow_and_update().clone();
+        for (kind, update) in diff(last.as_ref(), &next) {
+            if tx.send(Ok(update)).await.is_err() {
+                return;
+            }
+            metrics.updates.get_or_create(&vec![("kind", kind)]).inc();
+        }
+        last = Some(next);
+        tokio::select! {
+            r = answers.changed() => if r.is_err() { return },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// The updates that take a subscriber from `prev` (nothing yet: `None`) to `next`.
+pub fn diff(prev: Option<&Answer>, next: &Answer) -> Vec<(&'static str, Update)> {
+    let msg = |kind| Update { kind: Some(kind) };
+    let set = |eps: &mut dyn Iterator<Item = &Endpoint>| EndpointSet {
+        endpoints: eps.map(to_wire).collect(),
+    };
+    match (prev, next) {
+        (Some(Answer::DoesNotExist), Answer::DoesNotExist) => vec![],
+        (_, Answer::DoesNotExist) => {
+            vec![("does_not_exist", msg(Kind::DoesNotExist(DoesNotExist {})))]
+        }
+        (Some(Answer::Endpoints(p)), Answer::Endpoints(n)) if n.is_empty() && p.is_empty() => {
+            vec![]
+        }
+        (_, Answer::Endpoints(n)) if n.is_empty() => {
+            vec![("no_endpoints", msg(Kind::NoEndpoints(NoEndpoints {})))]
+        }
+        (Some(Answer::Endpoints(p)), Answer::Endpoints(n)) if !p.is_empty() => {
+            let mut out = Vec::new();
+            // Added first, so the set never dips below its final size in between.
+            let added: Vec<&Endpoint> = n.iter().filter(|e| !p.contains(e)).collect();
+            if !added.is_empty() {
+                out.push(("add", msg(Kind::Add(set(&mut added.into_iter())))));
+            }
+            let kept: HashSet<_> = n.iter().map(|e| e.addr).collect();
+            let removed: Vec<&Endpoint> = p.iter().filter(|e| !kept.contains(&e.addr)).collect();
+            if !removed.is_empty() {
+                out.push(("remove", msg(Kind::Remove(set(&mut removed.into_iter())))));
+            }
+            out
+        }
+        (_, Answer::Endpoints(n)) => vec![("snapshot", msg(Kind::Snapshot(set(&mut n.iter()))))],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            addr: std::net::SocketAddr::from(([10, 0, 0, 1], port)),
+            node_proxy: None,
+            protocol: Default::default(),
+            weight: 1,
+            labels: Default::default(),
+        }
+    }
+
+    fn kinds(v: Vec<(&'static str, Update)>) -> Vec<&'static str> {
+        v.into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn a_stream_starts_whole_then_sends_only_changes() {
+        let a = Answer::Endpoints(vec![ep(1), ep(2)].into());
+        let b = Answer::Endpoints(vec![ep(2), ep(3)].into());
+        assert_eq!(kinds(diff(None, &a)), ["snapshot"]);
+        assert_eq!(kinds(diff(Some(&a), &b)), ["add", "remove"]);
+        assert_eq!(kinds(diff(Some(&b), &b)), Vec::<&str>::new());
+        let empty = Answer::Endpoints(vec![].into());
+        assert_eq!(kinds(diff(Some(&b), &empty)), ["no_endpoints"]);
+        assert_eq!(kinds(diff(Some(&empty), &a)), ["snapshot"]);
+        assert_eq!(
+            kinds(diff(Some(&a), &Answer::DoesNotExist)),
+            ["does_not_exist"]
+        );
+        assert_eq!(kinds(diff(Some(&Answer::DoesNotExist), &a)), ["snapshot"]);
+    }
+}
