@@ -4,15 +4,21 @@
 //! - [`proxy`]: start a `weft proxy` on a loopback "node", read its ports, drive its admin.
 //! - [`backend`]: an HTTP/1.1 + h2c backend with echo, status, streaming and slow routes.
 //! - [`discovery`]: write discovery files the proxies watch.
+//! - [`fake_kube`], [`kube_objects`]: a fake Kubernetes API server and the objects it serves.
 //! - [`load`]: steady open-loop load that keeps every outcome with its time.
 //! - [`client`]: `curl` and a hyper HTTP/2 client.
+//! - [`control`]: a `weft control` process.
 //! - [`demo`]: a running `weft demo` and its dashboard API.
 //! - [`webdriver`]: headless Chromium through chromedriver.
 
 pub mod backend;
 pub mod client;
+pub mod control;
 pub mod demo;
 pub mod discovery;
+pub mod fake_kube;
+pub mod kube_mesh;
+pub mod kube_objects;
 pub mod load;
 pub mod mesh;
 pub mod proxy;

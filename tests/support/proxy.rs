@@ -44,14 +44,25 @@ impl WeftProxy {
     }
 
     pub async fn start_with(ip: &str, discovery: &Path, extra: &[&str]) -> Self {
+        let source = ["--discovery-file".as_ref(), discovery.as_os_str()];
+        Self::start_source(ip, &source, extra).await
+    }
+
+    /// Starts a proxy that learns endpoints from `weft control` at `control`.
+    pub async fn start_control(ip: &str, control: SocketAddr, extra: &[&str]) -> Self {
+        let control = control.to_string();
+        let source = ["--control-plane".as_ref(), control.as_ref()];
+        Self::start_source(ip, &source, extra).await
+    }
+
+    async fn start_source(ip: &str, source: &[&std::ffi::OsStr], extra: &[&str]) -> Self {
         let mut cmd = Command::new(weft_bin());
         cmd.arg("proxy")
             .args(["--node", ip])
             .args(["--outbound", &format!("{ip}:0")])
             .args(["--inbound", &format!("{ip}:0")])
             .args(["--admin", &format!("{ip}:0")])
-            .arg("--discovery-file")
-            .arg(discovery)
+            .args(source)
             .args(extra)
             .env("WEFT_LOG", "info,weft_proxy=debug")
             .stdin(Stdio::null())

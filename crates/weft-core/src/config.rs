@@ -68,6 +68,8 @@ pub struct InboundConfig {
 pub struct DiscoveryConfig {
     /// A TOML file of services and endpoints, watched for changes.
     pub file: Option<PathBuf>,
+    /// `weft control`'s Destination API (`host:port`); used instead of `file` when set.
+    pub control_plane: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,11 +24,13 @@ pub mod kind {
     pub const CONNECT_TIMEOUT: &str = "connect timeout";
     pub const CONNECT_FAILED: &str = "connect failed";
     pub const NOT_LOCAL: &str = "endpoint not on this node";
+    pub const DISCOVERY_UNAVAILABLE: &str = "discovery unavailable";
 
     /// Errors a proxy answers before any app saw the request: resending it is safe.
     pub const NOT_DELIVERED: &[&str] = &[
         NOT_LOCAL,
         UNKNOWN_SERVICE,
+        DISCOVERY_UNAVAILABLE,
         NO_ENDPOINTS,
         CONNECT_REFUSED,
         CONNECT_TIMEOUT,
@@ -42,6 +44,8 @@ pub enum ProxyError {
     MissingAuthority,
     #[error("unknown service {0:?}")]
     UnknownService(String),
+    #[error("discovery has not answered for {service}")]
+    DiscoveryUnavailable { service: ServiceName },
     #[error("service {service} has no endpoints")]
     NoEndpoints { service: ServiceName },
     #[error("connection refused by {endpoint}")]
@@ -88,7 +92,9 @@ impl ProxyError {
             | Self::ConnectRefused { .. }
             | Self::ConnectFailed { .. }
             | Self::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
-            Self::NoEndpoints { .. } | Self::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoEndpoints { .. }
+            | Self::CircuitOpen { .. }
+            | Self::DiscoveryUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ConnectTimeout { .. }
             | Self::DeadlineExceeded
             | Self::Timeout { .. }
@@ -103,6 +109,7 @@ impl ProxyError {
             Self::MissingAuthority => "missing authority",
             Self::UnknownService(_) => kind::UNKNOWN_SERVICE,
             Self::NoEndpoints { .. } => kind::NO_ENDPOINTS,
+            Self::DiscoveryUnavailable { .. } => kind::DISCOVERY_UNAVAILABLE,
             Self::ConnectRefused { .. } => kind::CONNECT_REFUSED,
             Self::ConnectTimeout { .. } => kind::CONNECT_TIMEOUT,
             Self::ConnectFailed { .. } => kind::CONNECT_FAILED,
@@ -125,6 +132,7 @@ impl ProxyError {
             | Self::ClientAborted => Side::Downstream,
             Self::UnknownService(_)
             | Self::NoEndpoints { .. }
+            | Self::DiscoveryUnavailable { .. }
             | Self::CircuitOpen { .. }
             | Self::DeadlineExceeded
             | Self::Timeout { .. } => Side::Proxy,

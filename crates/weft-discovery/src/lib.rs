@@ -5,10 +5,12 @@
 //! - [`table`]: the parsed form of a discovery document, shared by file and static sources.
 //! - [`file`]: a TOML file, watched through its folder so symlink swaps (ConfigMaps) count.
 //! - [`static_source`]: a fixed table.
+//! - [`control`]: `weft control`'s Destination API, one gRPC stream per service.
 //! - [`filewatch`]: watching one file through its folder, for discovery and config reloads.
 //! - [`registry`]: the per-service watch senders a table-shaped source publishes into.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod file;
 pub mod filewatch;
 pub mod registry;
@@ -18,6 +20,7 @@ pub mod table;
 use tokio::sync::watch;
 use weft_core::{EndpointSet, ServiceName};
 
+pub use control::ControlPlaneDiscovery;
 pub use file::FileDiscovery;
 pub use static_source::StaticDiscovery;
 pub use table::{DiscoveryError, Table};
@@ -29,6 +32,8 @@ pub enum Resolution {
     Endpoints(EndpointSet),
     /// The service was removed (or never existed) after the watch began.
     DoesNotExist,
+    /// The source has not answered yet (a remote source's first lookup).
+    Pending,
 }
 
 /// A discovery source: a stream of endpoint-set updates per service name.

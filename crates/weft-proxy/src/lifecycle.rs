@@ -38,7 +38,7 @@ use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::{Compiled, Table as PolicyTable};
 use crate::respond::error_response;
 use crate::retry;
-use crate::services::{Service, Services};
+use crate::services::{Lookup, Service, Services};
 
 /// Everything the handlers share; built once by [`crate::proxy`].
 pub struct Shared {
@@ -95,12 +95,15 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
     let Some(authority) = headers::authority(&req).map(str::to_owned) else {
         return ctx.fail(ProxyError::MissingAuthority);
     };
-    let Some(service) = shared
-        .names
-        .service_name(&authority)
-        .and_then(|name| shared.outbound.get(&name))
-    else {
+    let Some(name) = shared.names.service_name(&authority) else {
         return ctx.fail(ProxyError::UnknownService(authority));
+    };
+    let service = match shared.outbound.get(&name).await {
+        Ok(s) => s,
+        Err(Lookup::Unknown) => return ctx.fail(ProxyError::UnknownService(authority)),
+        Err(Lookup::Unavailable) => {
+            return ctx.fail(ProxyError::DiscoveryUnavailable { service: name })
+        }
     };
     ctx.route = service.metrics.clone();
     // The service's policy, and the deadline it and the caller allow.
@@ -330,9 +333,15 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
         Some(v) => v.to_str().ok().map(ServiceName::new),
         None => shared.names.service_name(&authority),
     };
-    let Some(service) = named.as_ref().and_then(|n| shared.inbound.get(n)) else {
-        let name = named.map_or(authority.clone(), |n| n.to_string());
-        return ctx.fail(ProxyError::UnknownService(name));
+    let Some(name) = named else {
+        return ctx.fail(ProxyError::UnknownService(authority));
+    };
+    let service = match shared.inbound.get(&name).await {
+        Ok(s) => s,
+        Err(Lookup::Unknown) => return ctx.fail(ProxyError::UnknownService(name.to_string())),
+        Err(Lookup::Unavailable) => {
+            return ctx.fail(ProxyError::DiscoveryUnavailable { service: name })
+        }
     };
     ctx.route = service.metrics.clone();
     // A request whose caller has given up is not delivered.

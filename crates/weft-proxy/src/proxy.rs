@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weft_core::config::ProxyConfig;
 use weft_core::NameRules;
-use weft_discovery::{Discover, DiscoveryError, FileDiscovery, StaticDiscovery, Table};
+use weft_discovery::{
+    ControlPlaneDiscovery, Discover, DiscoveryError, FileDiscovery, StaticDiscovery, Table,
+};
 use weft_metrics::{Direction, Metrics};
 
 use crate::admin::Admin;
@@ -33,6 +35,8 @@ pub enum StartError {
     },
     #[error("discovery: {0}")]
     Discovery(#[from] DiscoveryError),
+    #[error("{0}")]
+    ControlPlane(String),
     #[error("resilience policy: {0}")]
     Policy(String),
 }
@@ -54,6 +58,22 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new(&config.node));
         let mut tasks = JoinSet::new();
         let discovery: Arc<dyn Discover> = match &config.discovery.file {
+            _ if config.discovery.control_plane.is_some() => {
+                let addr = config
+                    .discovery
+                    .control_plane
+                    .as_deref()
+                    .unwrap_or_default();
+                let errors = metrics.discovery_errors.clone();
+                ControlPlaneDiscovery::new(
+                    addr,
+                    &config.node,
+                    Arc::new(move || {
+                        errors.inc();
+                    }),
+                )
+                .map_err(|e| StartError::ControlPlane(e.to_string()))?
+            }
             Some(path) => {
                 let file = FileDiscovery::load(path)?;
                 let errors = metrics.discovery_errors.clone();

@@ -41,6 +41,18 @@ impl Service {
     }
 }
 
+/// How long a request waits for a remote discovery source's first answer about a service.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Why a service could not be looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Discovery says there is no such service.
+    Unknown,
+    /// Discovery did not answer in time.
+    Unavailable,
+}
+
 pub struct Services {
     direction: Direction,
     /// Inbound only: keep just the endpoints on this node (the inbound address peers use),
@@ -78,18 +90,32 @@ impl Services {
         &self.unknown
     }
 
-    /// The service's state, or `None` when discovery knows no such service.
-    pub fn get(self: &Arc<Self>, name: &ServiceName) -> Option<Arc<Service>> {
+    /// The service's state. A remote source's first answer for a name is awaited, up to
+    /// [`LOOKUP_TIMEOUT`]; after that every lookup is answered from memory.
+    pub async fn get(self: &Arc<Self>, name: &ServiceName) -> Result<Arc<Service>, Lookup> {
         if let Some(s) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(name) {
             if s.endpoints.load().exists {
-                return Some(Arc::clone(s));
+                return Ok(Arc::clone(s));
             }
         }
-        let rx = self.discovery.watch(name)?;
+        let mut rx = self.discovery.watch(name).ok_or(Lookup::Unknown)?;
+        if matches!(*rx.borrow(), Resolution::Pending) {
+            let answered = tokio::time::timeout(
+                LOOKUP_TIMEOUT,
+                rx.wait_for(|r| !matches!(r, Resolution::Pending)),
+            )
+            .await;
+            if !matches!(answered, Ok(Ok(_))) {
+                return Err(Lookup::Unavailable);
+            }
+        }
+        if matches!(*rx.borrow(), Resolution::DoesNotExist) {
+            return Err(Lookup::Unknown);
+        }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = map.get(name) {
             if s.endpoints.load().exists {
-                return Some(Arc::clone(s));
+                return Ok(Arc::clone(s));
             }
         }
         let service = Arc::new(Service {
@@ -103,7 +129,7 @@ impl Services {
         map.insert(name.clone(), Arc::clone(&service));
         drop(map);
         tokio::spawn(Arc::clone(self).follow(Arc::clone(&service), rx));
-        Some(service)
+        Ok(service)
     }
 
     async fn follow(self: Arc<Self>, service: Arc<Service>, mut rx: watch::Receiver<Resolution>) {
@@ -128,6 +154,8 @@ impl Services {
     fn apply(&self, service: &Service, resolution: &Resolution) {
         let next = match resolution {
             Resolution::DoesNotExist => Endpoints::default(),
+            // Only a source's first state is pending, and `get` waits that out.
+            Resolution::Pending => return,
             Resolution::Endpoints(set) => {
                 let current = service.endpoints.load();
                 let balancer = self

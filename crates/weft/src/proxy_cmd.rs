@@ -31,6 +31,9 @@ pub struct ProxyArgs {
     /// Discovery file (TOML), watched for changes.
     #[arg(long, env = "WEFT_DISCOVERY_FILE")]
     discovery_file: Option<PathBuf>,
+    /// Learn endpoints from `weft control` at this address (host:port) instead of a file.
+    #[arg(long, env = "WEFT_CONTROL_PLANE", conflicts_with = "discovery_file")]
+    control_plane: Option<String>,
     /// Upstream connect timeout, e.g. 1s or 250ms [default: 1s].
     #[arg(long, env = "WEFT_CONNECT_TIMEOUT", value_parser = duration::parse)]
     connect_timeout: Option<std::time::Duration>,
@@ -73,6 +76,9 @@ impl ProxyArgs {
         set(&mut c.admin.listen, self.admin);
         if self.discovery_file.is_some() {
             c.discovery.file = self.discovery_file;
+        }
+        if self.control_plane.is_some() {
+            c.discovery.control_plane = self.control_plane;
         }
         set(&mut c.http.connect_timeout, self.connect_timeout);
         set(&mut c.http.header_read_timeout, self.header_read_timeout);

@@ -1,0 +1,230 @@
+//! The control-plane source: each service a proxy routes to is one Destination API stream
+//! from `weft control`, all multiplexed on one HTTP/2 connection.
+//!
+//! A proxy keeps routing on its last known endpoints while the control plane is away; the
+//! stream is reopened with jittered backoff, and the snapshot that opens every stream
+//! replaces the old state in one step, so there is no gap and no stale leftover.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
+use weft_api::{from_wire, DestinationClient, GetDestination, Kind};
+use weft_core::{Endpoint, EndpointSet, ServiceName};
+
+use crate::{Discover, Resolution};
+
+/// How long an unwatched service's stream stays open, so a name asked for again soon (an
+/// unknown one, say) does not reopen a stream per request.
+const LINGER: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub type ErrorHook = Arc<dyn Fn() + Send + Sync>;
+
+pub struct ControlPlaneDiscovery {
+    channel: Channel,
+    node: String,
+    subs: Arc<Mutex<HashMap<ServiceName, watch::Sender<Resolution>>>>,
+    on_error: ErrorHook,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("control plane address {addr:?}: {message}")]
+pub struct BadAddress {
+    addr: String,
+    message: String,
+}
+
+impl ControlPlaneDiscovery {
+    /// `addr` is `host:port` (or a `http://` URI); nothing connects until a service is asked for.
+    pub fn new(addr: &str, node: &str, on_error: ErrorHook) -> Result<Arc<Self>, BadAddress> {
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let bad = |message: String| BadAddress {
+            addr: addr.to_string(),
+            message,
+        };
+        let endpoint = GrpcEndpoint::from_shared(uri)
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        Ok(Arc::new(Self {
+            channel: endpoint.connect_lazy(),
+            node: node.to_string(),
+            subs: Default::default(),
+            on_error,
+        }))
+    }
+}
+
+impl Discover for ControlPlaneDiscovery {
+    fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>> {
+        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = subs.get(service) {
+            return Some(tx.subscribe());
+        }
+        let (tx, rx) = watch::channel(Resolution::Pending);
+        subs.insert(service.clone(), tx.clone());
+        tokio::spawn(follow(
+            self.channel.clone(),
+            GetDestination {
+                name: service.to_string(),
+                port: 0,
+                node: self.node.clone(),
+            },
+            service.clone(),
+            tx,
+            Arc::clone(&self.subs),
+            Arc::clone(&self.on_error),
+        ));
+        Some(rx)
+    }
+
+    fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)> {
+        let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = subs
+            .iter()
+            .filter_map(|(name, tx)| match &*tx.borrow() {
+                Resolution::Endpoints(set) => Some((name.clone(), set.clone())),
+                _ => None,
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// Keeps one service's stream open while anyone watches it.
+async fn follow(
+    channel: Channel,
+    request: GetDestination,
+    name: ServiceName,
+    tx: watch::Sender<Resolution>,
+    subs: Arc<Mutex<HashMap<ServiceName, watch::Sender<Resolution>>>>,
+    on_error: ErrorHook,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let outcome = tokio::select! {
+            r = stream(channel.clone(), request.clone(), &tx, &mut backoff) => Some(r),
+            _ = unwatched(&tx, &name, &subs) => None,
+        };
+        let Some(outcome) = outcome else { return };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(service = %name, "control plane closed the destination stream; reopening")
+            }
+            Err(e) => {
+                on_error();
+                tracing::warn!(service = %name, error = %e, retry_in = ?backoff, "destination stream failed; keeping last known endpoints");
+            }
+        }
+        // Full jitter keeps a fleet of proxies from reconnecting in step.
+        let pause = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = unwatched(&tx, &name, &subs) => return,
+        }
+    }
+}
+
+/// Resolves once nobody has watched the service for [`LINGER`], having removed it.
+async fn unwatched(
+    tx: &watch::Sender<Resolution>,
+    name: &ServiceName,
+    subs: &Mutex<HashMap<ServiceName, watch::Sender<Resolution>>>,
+) {
+    loop {
+        tx.closed().await;
+        tokio::time::sleep(LINGER).await;
+        let mut subs = subs.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the lock no new watcher can appear between the check and the removal.
+        if tx.receiver_count() == 0 {
+            subs.remove(name);
+            return;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("{0}")]
+    Status(#[from] tonic::Status),
+    #[error("{0}")]
+    Wire(#[from] weft_api::BadEndpoint),
+}
+
+/// One stream's life: applies updates until it ends or fails.
+async fn stream(
+    channel: Channel,
+    request: GetDestination,
+    tx: &watch::Sender<Resolution>,
+    backoff: &mut Duration,
+) -> Result<(), StreamError> {
+    let mut client = DestinationClient::new(channel);
+    let mut updates = match client.get(request).await {
+        Ok(r) => r.into_inner(),
+        // The control plane will never know a name it calls malformed.
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            tx.send_replace(Resolution::DoesNotExist);
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Err(s) => return Err(s.into()),
+    };
+    let mut set: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
+    while let Some(update) = updates.message().await? {
+        *backoff = BACKOFF_MIN;
+        let next = match update.kind {
+            Some(Kind::Snapshot(s)) => {
+                set.clear();
+                for ep in s.endpoints {
+                    let ep = from_wire(ep)?;
+                    set.insert(ep.addr, ep);
+                }
+                Resolution::Endpoints(set.values().cloned().collect())
+            }
+            Some(Kind::Add(s)) => {
+                for ep in s.endpoints {
+                    let ep = from_wire(ep)?;
+                    set.insert(ep.addr, ep);
+                }
+                Resolution::Endpoints(set.values().cloned().collect())
+            }
+            Some(Kind::Remove(s)) => {
+                for ep in s.endpoints {
+                    set.remove(&from_wire(ep)?.addr);
+                }
+                Resolution::Endpoints(set.values().cloned().collect())
+            }
+            Some(Kind::NoEndpoints(_)) => {
+                set.clear();
+                Resolution::Endpoints(Arc::from([]))
+            }
+            Some(Kind::DoesNotExist(_)) => {
+                set.clear();
+                Resolution::DoesNotExist
+            }
+            None => continue,
+        };
+        tx.send_if_modified(|cur| {
+            let changed = *cur != next;
+            if changed {
+                *cur = next;
+            }
+            changed
+        });
+    }
+    Ok(())
+}

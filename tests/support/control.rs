@@ -1,0 +1,113 @@
+//! A real `weft control` process pointed at a kubeconfig (the fake API server's), on
+//! loopback ports read back from its start-up line; it can be killed and started again on
+//! the same ports, as a rolled control-plane pod would be.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::client;
+use crate::proxy::weft_bin;
+
+pub struct WeftControl {
+    child: Child,
+    pub destination: SocketAddr,
+    pub admin: SocketAddr,
+    kubeconfig: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl WeftControl {
+    /// Starts on `ip` with ephemeral ports.
+    pub async fn start(ip: &str, kubeconfig: &Path) -> Self {
+        let any = |ip: &str| format!("{ip}:0").parse().unwrap();
+        Self::start_on(any(ip), any(ip), kubeconfig).await
+    }
+
+    pub async fn start_on(destination: SocketAddr, admin: SocketAddr, kubeconfig: &Path) -> Self {
+        let mut child = Command::new(weft_bin())
+            .arg("control")
+            .args(["--listen", &destination.to_string()])
+            .args(["--admin", &admin.to_string()])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env("WEFT_LOG", "info,weft_control=debug,kube_runtime=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn weft control");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = oneshot::channel();
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("weft control listening") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(line.clone());
+                    }
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let line = match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(line)) => line,
+            _ => panic!("weft control did not start:\n{}", log.lock().unwrap()),
+        };
+        let field = |name: &str| -> SocketAddr {
+            let key = format!("{name}=");
+            let start = line.find(&key).expect("address in start-up line") + key.len();
+            line[start..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        Self {
+            destination: field("destination"),
+            admin: field("admin"),
+            child,
+            kubeconfig: kubeconfig.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        match client::get(self.admin, "admin", path).await {
+            Ok(rsp) => (rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Waits for /ready: every Kubernetes resource listed.
+    pub async fn wait_ready(&self) {
+        crate::eventually("weft control ready", Duration::from_secs(15), || async {
+            (self.admin_get("/ready").await.0 == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// Kills the process (no goodbye to its streams) and starts a new one on the same ports.
+    pub async fn restart(&mut self) {
+        self.child.kill().await.expect("kill weft control");
+        let next = Self::start_on(self.destination, self.admin, &self.kubeconfig.clone()).await;
+        *self = next;
+    }
+}

@@ -1,0 +1,105 @@
+//! A mesh run the Kubernetes way, with no Kubernetes: a fake API server holding two nodes
+//! and their weft proxy pods, a real `weft control` watching it, and two real proxies
+//! subscribed to the control plane. Instances are real backends that tests add as pods and
+//! EndpointSlices of the `world` service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::backend::Backend;
+use crate::control::WeftControl;
+use crate::fake_kube::FakeKube;
+use crate::kube_objects::{self as k8s, Ep};
+use crate::mesh::{NODE_A, NODE_B};
+use crate::proxy::WeftProxy;
+use crate::TempDir;
+
+pub const NODES: [(&str, &str); 2] = [("node-a", NODE_A), ("node-b", NODE_B)];
+
+pub struct KubeMesh {
+    pub kube: Arc<FakeKube>,
+    pub control: WeftControl,
+    pub a: WeftProxy,
+    pub b: WeftProxy,
+    pub dir: TempDir,
+}
+
+impl KubeMesh {
+    /// Nodes, proxy pods, a ready control plane and the `world` service (no instances yet).
+    pub async fn start() -> Self {
+        let kube = FakeKube::new();
+        let addr = kube.serve("127.0.0.1:0".parse().unwrap()).await;
+        let dir = TempDir::new("kube");
+        let kubeconfig = dir.path("kubeconfig");
+        kube.kubeconfig(addr, &kubeconfig);
+        for (name, ip) in NODES {
+            kube.apply("nodes", k8s::node(name, ip, &format!("zone-{name}")));
+        }
+        kube.apply("services", k8s::service("default", "world", 80));
+        let control = WeftControl::start("127.0.0.1", &kubeconfig).await;
+        control.wait_ready().await;
+        let a = WeftProxy::start_control(NODE_A, control.destination, &[]).await;
+        let b = WeftProxy::start_control(NODE_B, control.destination, &[]).await;
+        kube.apply("pods", k8s::proxy_pod("node-a", a.inbound, true));
+        kube.apply("pods", k8s::proxy_pod("node-b", b.inbound, true));
+        Self {
+            kube,
+            control,
+            a,
+            b,
+            dir,
+        }
+    }
+
+    pub fn proxy_flag(&self) -> String {
+        format!("http://{}", self.a.outbound)
+    }
+
+    /// The pod and the EndpointSlice (named after the pod) of one `world` instance.
+    pub fn add_instance(&self, backend: &Backend, node: &str, pod: &str, version: &str) {
+        let ip = backend.addr.ip().to_string();
+        self.kube
+            .apply("pods", k8s::app_pod("default", pod, node, &ip, version));
+        self.set_instance(backend.addr, node, pod, true, false);
+    }
+
+    /// Rewrites the instance's slice with the given conditions.
+    pub fn set_instance(
+        &self,
+        addr: SocketAddr,
+        node: &str,
+        pod: &str,
+        ready: bool,
+        terminating: bool,
+    ) {
+        let ip = addr.ip().to_string();
+        let ep = Ep {
+            ip: &ip,
+            node,
+            pod,
+            ready,
+            terminating,
+        };
+        self.kube.apply(
+            "endpointslices",
+            k8s::slice("default", pod, "world", addr.port(), &[ep]),
+        );
+    }
+
+    pub fn remove_instance(&self, pod: &str) {
+        self.kube.delete("endpointslices", "default", pod);
+        self.kube.delete("pods", "default", pod);
+    }
+
+    /// What proxy A's admin API lists for `world`, as JSON endpoints.
+    pub async fn endpoints_at_a(&self) -> Vec<Value> {
+        let (_, body) = self.a.admin_get("/endpoints").await;
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        v["services"]["world"]["endpoints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,184 @@
+//! Kubernetes objects for the fake API server, built from k8s-openapi's types so their JSON
+//! is exactly what a real API server sends.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, Node, NodeAddress, NodeStatus, Pod, PodCondition, PodSpec, PodStatus,
+    Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+fn meta(namespace: Option<&str>, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        uid: Some(format!("uid-{}-{name}", namespace.unwrap_or("cluster"))),
+        labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn json<T: serde::Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("k8s-openapi types serialise")
+}
+
+pub fn node(name: &str, ip: &str, zone: &str) -> Value {
+    json(Node {
+        metadata: meta(None, name, &[("topology.kubernetes.io/zone", zone)]),
+        status: Some(NodeStatus {
+            addresses: Some(vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: ip.into(),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn ready_condition(ready: bool) -> Option<Vec<PodCondition>> {
+    Some(vec![PodCondition {
+        type_: "Ready".into(),
+        status: if ready { "True" } else { "False" }.into(),
+        ..Default::default()
+    }])
+}
+
+/// A weft proxy pod of the DaemonSet, its inbound listener on the node at `inbound`.
+pub fn proxy_pod(node: &str, inbound: std::net::SocketAddr, ready: bool) -> Value {
+    json(Pod {
+        metadata: meta(
+            Some("weft"),
+            &format!("weft-proxy-{node}"),
+            &[("app.kubernetes.io/name", "weft-proxy")],
+        ),
+        spec: Some(PodSpec {
+            node_name: Some(node.into()),
+            containers: vec![Container {
+                name: "proxy".into(),
+                ports: Some(vec![ContainerPort {
+                    name: Some("inbound".into()),
+                    container_port: 4141,
+                    host_port: Some(i32::from(inbound.port())),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            host_ip: Some(inbound.ip().to_string()),
+            pod_ip: Some("10.244.0.2".into()),
+            conditions: ready_condition(ready),
+            ..Default::default()
+        }),
+    })
+}
+
+pub fn app_pod(namespace: &str, name: &str, node: &str, ip: &str, version: &str) -> Value {
+    json(Pod {
+        metadata: meta(
+            Some(namespace),
+            name,
+            &[("app", "world"), ("version", version)],
+        ),
+        spec: Some(PodSpec {
+            node_name: Some(node.into()),
+            containers: vec![Container {
+                name: "app".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            pod_ip: Some(ip.into()),
+            conditions: ready_condition(true),
+            ..Default::default()
+        }),
+    })
+}
+
+pub fn service(namespace: &str, name: &str, port: u16) -> Value {
+    json(Service {
+        metadata: meta(Some(namespace), name, &[]),
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: i32::from(port),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// One endpoint of a slice: its address, node, pod, and conditions.
+pub struct Ep<'a> {
+    pub ip: &'a str,
+    pub node: &'a str,
+    pub pod: &'a str,
+    pub ready: bool,
+    pub terminating: bool,
+}
+
+/// An EndpointSlice of `service` with one `http` port (each test backend has its own port,
+/// so a test gives each instance its own slice, as Kubernetes may).
+pub fn slice(namespace: &str, name: &str, service: &str, port: u16, eps: &[Ep]) -> Value {
+    json(EndpointSlice {
+        metadata: meta(
+            Some(namespace),
+            name,
+            &[("kubernetes.io/service-name", service)],
+        ),
+        address_type: "IPv4".into(),
+        endpoints: Some(
+            eps.iter()
+                .map(|e| Endpoint {
+                    addresses: vec![e.ip.into()],
+                    conditions: Some(EndpointConditions {
+                        ready: Some(e.ready),
+                        serving: Some(e.ready || e.terminating),
+                        terminating: Some(e.terminating),
+                    }),
+                    node_name: Some(e.node.into()),
+                    target_ref: Some(k8s_openapi::api::core::v1::ObjectReference {
+                        kind: Some("Pod".into()),
+                        name: Some(e.pod.into()),
+                        namespace: Some(namespace.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(i32::from(port)),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+    })
+}
+
+pub fn deployment(namespace: &str, name: &str, replicas: i32, ready: i32) -> Value {
+    json(Deployment {
+        metadata: meta(Some(namespace), name, &[("app.kubernetes.io/name", name)]),
+        status: Some(DeploymentStatus {
+            replicas: Some(replicas),
+            ready_replicas: Some(ready),
+            available_replicas: Some(ready),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
