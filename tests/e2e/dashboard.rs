@@ -360,3 +360,39 @@ async fn the_grafana_dashboard_is_valid_and_uses_only_exported_metrics() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_finds_proxies_through_a_dns_name() {
+    // On Kubernetes the name is the proxies' headless Service; here, `localhost`.
+    let dir = TempDir::new("dash-dns");
+    let discovery = dir.path("discovery.toml");
+    weft_tests::discovery::write(&discovery, &[]);
+    let proxy = weft_tests::proxy::WeftProxy::start("127.0.0.1", &discovery).await;
+    let name = format!("localhost:{}", proxy.admin.port());
+    let mut dash = tokio::process::Command::new(weft_bin())
+        .args(["dashboard", "--addr", "127.0.0.1:0", "--interval", "1s"])
+        .args(["--proxies-dns", &name])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(dash.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("weft dashboard: http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let summary =
+        weft_tests::eventually("proxy found by name", Duration::from_secs(10), || async {
+            let s = api(addr, "/api/summary").await;
+            (s["proxies_up"] == 1).then_some(s)
+        })
+        .await;
+    println!("{summary}");
+}

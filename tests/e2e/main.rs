@@ -6,6 +6,7 @@ mod demo;
 mod errors;
 mod grpc;
 mod http;
+mod install;
 mod kubernetes;
 mod lifecycle;
 mod metrics;

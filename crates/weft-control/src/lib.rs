@@ -7,11 +7,13 @@
 //! - [`index`]: per-service answers that streams follow.
 //! - [`server`]: the Destination gRPC service.
 //! - [`admin`], [`metrics`]: /live, /ready, /metrics.
+//! - [`install`]: the manifests `weft install` prints.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cluster;
 pub mod index;
+pub mod install;
 pub mod kube_watch;
 pub mod metrics;
 pub mod server;

@@ -19,6 +19,9 @@ pub const FAMILIES: &str =
 pub enum Source {
     /// Admin addresses (`host:port`) of every proxy.
     Proxies(Vec<String>),
+    /// A DNS name (`host:port`) resolved at every scrape to all proxies' admin addresses:
+    /// on Kubernetes, the headless Service of the proxy DaemonSet.
+    ProxiesDns(String),
     /// A Prometheus base URL, and the job its proxies are scraped under.
     Prometheus { url: String, job: String },
 }
@@ -40,32 +43,19 @@ pub struct Scrape {
 impl Source {
     pub async fn scrape(&self) -> Vec<Scrape> {
         match self {
-            Self::Proxies(targets) => {
-                let mut tasks = Vec::new();
-                for t in targets {
-                    let url = format!("http://{t}/metrics");
-                    let t = t.clone();
-                    tasks.push(tokio::spawn(async move {
-                        match fetch::get(&url, SCRAPE_TIMEOUT).await {
-                            Ok(body) => {
-                                let samples = parse(&String::from_utf8_lossy(&body));
-                                finish(t, true, samples)
-                            }
-                            Err(e) => {
-                                tracing::debug!(error = %e, "scrape failed");
-                                finish(t, false, Vec::new())
-                            }
-                        }
-                    }));
+            Self::Proxies(targets) => scrape_all(targets).await,
+            Self::ProxiesDns(name) => match tokio::net::lookup_host(name.as_str()).await {
+                Ok(addrs) => {
+                    let mut targets: Vec<String> = addrs.map(|a| a.to_string()).collect();
+                    targets.sort();
+                    targets.dedup();
+                    scrape_all(&targets).await
                 }
-                let mut out = Vec::new();
-                for t in tasks {
-                    if let Ok(s) = t.await {
-                        out.push(s);
-                    }
+                Err(e) => {
+                    tracing::warn!(name = %name, error = %e, "resolving the proxies failed");
+                    Vec::new()
                 }
-                out
-            }
+            },
             Self::Prometheus { url, job } => match query_prometheus(url, job).await {
                 Ok(v) => v,
                 Err(e) => {
@@ -75,6 +65,33 @@ impl Source {
             },
         }
     }
+}
+
+async fn scrape_all(targets: &[String]) -> Vec<Scrape> {
+    let mut tasks = Vec::new();
+    for t in targets {
+        let url = format!("http://{t}/metrics");
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            match fetch::get(&url, SCRAPE_TIMEOUT).await {
+                Ok(body) => {
+                    let samples = parse(&String::from_utf8_lossy(&body));
+                    finish(t, true, samples)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "scrape failed");
+                    finish(t, false, Vec::new())
+                }
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            out.push(s);
+        }
+    }
+    out
 }
 
 fn finish(target: String, up: bool, samples: Vec<Sample>) -> Scrape {

@@ -160,6 +160,10 @@ pub struct DashboardArgs {
     /// A proxy's admin address to collect from (repeat for each).
     #[arg(long = "proxy")]
     proxies: Vec<String>,
+    /// Collect from every address this DNS name (`host:port`) resolves to, at each scrape:
+    /// on Kubernetes, the proxies' headless Service.
+    #[arg(long, conflicts_with_all = ["proxies", "discovery_file"])]
+    proxies_dns: Option<String>,
     /// Collect from every node named in this discovery file (at --admin-port).
     #[arg(long)]
     discovery_file: Option<PathBuf>,
@@ -185,6 +189,9 @@ pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
             url,
             job: args.prometheus_job,
         },
+        None if args.proxies_dns.is_some() => {
+            Source::ProxiesDns(args.proxies_dns.unwrap_or_default())
+        }
         None => {
             let mut targets = args.proxies;
             if let Some(file) = &args.discovery_file {

@@ -3,6 +3,7 @@
 
 mod control_cmd;
 mod demo_cmd;
+mod install_cmd;
 mod proxy_cmd;
 mod stat_cmd;
 
@@ -27,6 +28,8 @@ enum Command {
     Demo(demo_cmd::DemoArgs),
     /// Serve the dashboard: collect metrics from proxies (or Prometheus), show them.
     Dashboard(demo_cmd::DashboardArgs),
+    /// Print the Kubernetes manifests that install the mesh (pipe to `kubectl apply -f -`).
+    Install(install_cmd::InstallArgs),
     /// Show success rate, request volume and latency per service or instance.
     Stat(stat_cmd::StatArgs),
     /// The demo app: answers "Hello (IP) world (IP)!!" by calling its target.
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
         Command::Dashboard(args) => demo_cmd::dashboard(args),
+        Command::Install(args) => install_cmd::run(args),
         Command::Stat(args) => stat_cmd::stat(args),
         Command::HelloWorld(args) => demo_cmd::hello_world(args),
     };
