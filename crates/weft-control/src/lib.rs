@@ -7,10 +7,11 @@
 //! - [`index`]: per-service answers that streams follow.
 //! - [`server`]: the Destination gRPC service.
 //! - [`admin`], [`metrics`]: /live, /ready, /metrics.
-//! - [`install`]: the manifests `weft install` prints.
+//! - [`install`]: the manifests `weft install` prints; [`check`]: `weft check`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod check;
 pub mod cluster;
 pub mod index;
 pub mod install;
@@ -61,7 +62,15 @@ pub enum ControlError {
 pub async fn kube_client(
     kubeconfig: Option<&std::path::Path>,
 ) -> Result<kube::Client, ControlError> {
-    let config = match kubeconfig {
+    let config = kube_config(kubeconfig).await?;
+    kube::Client::try_from(config).map_err(|e| ControlError::Client(e.to_string()))
+}
+
+/// The client configuration: a kubeconfig file, or the environment when `None`.
+pub async fn kube_config(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Config, ControlError> {
+    Ok(match kubeconfig {
         Some(path) => {
             let err = |e: &dyn std::fmt::Display| ControlError::Kubeconfig {
                 path: path.display().to_string(),
@@ -75,8 +84,7 @@ pub async fn kube_client(
         None => kube::Config::infer()
             .await
             .map_err(|e| ControlError::Client(e.to_string()))?,
-    };
-    kube::Client::try_from(config).map_err(|e| ControlError::Client(e.to_string()))
+    })
 }
 
 /// Runs the control plane until `shutdown` resolves.

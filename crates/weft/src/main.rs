@@ -1,6 +1,7 @@
 //! The `weft` binary: command-line parsing and wiring only; the work lives in the crates.
 #![forbid(unsafe_code)]
 
+mod check_cmd;
 mod control_cmd;
 mod demo_cmd;
 mod install_cmd;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the node proxy: outbound (:4140), inbound (:4141) and admin (:9990) listeners.
     Proxy(proxy_cmd::ProxyArgs),
+    /// Check the mesh on a Kubernetes cluster: control plane, every node's proxy, dashboard.
+    Check(check_cmd::CheckArgs),
     /// Run the control plane: watch Kubernetes, serve the Destination API (:8086).
     Control(control_cmd::ControlArgs),
     /// Run the whole mesh on this machine: proxies on loopback nodes, hello/world, traffic,
@@ -46,7 +49,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Command::Check(args) = cli.command {
+        return check_cmd::run(args).unwrap_or_else(|e| {
+            eprintln!("weft: {e:#}");
+            std::process::ExitCode::FAILURE
+        });
+    }
     let result = match cli.command {
+        Command::Check(_) => unreachable!("handled above"),
         Command::Proxy(args) => proxy_cmd::run(args),
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),

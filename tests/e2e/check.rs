@@ -1,0 +1,113 @@
+//! `weft check` against the fake Kubernetes API server: a healthy mesh, then one with a
+//! missing proxy, an unready proxy and a dashboard down, then no API server at all.
+
+use std::process::Command;
+
+use weft_tests::fake_kube::FakeKube;
+use weft_tests::kube_objects as k8s;
+use weft_tests::proxy::weft_bin;
+
+fn check(kubeconfig: &std::path::Path) -> (bool, String) {
+    let out = Command::new(weft_bin())
+        .arg("check")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .output()
+        .expect("run weft check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn check_says_what_is_up_and_names_each_failure() {
+    let kube = FakeKube::new();
+    let addr = kube.serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = weft_tests::TempDir::new("check");
+    let kubeconfig = dir.path("kubeconfig");
+    kube.kubeconfig(addr, &kubeconfig);
+    for (node, ip) in [("node-a", "127.0.0.2"), ("node-b", "127.0.0.3")] {
+        kube.apply("nodes", k8s::node(node, ip, "z"));
+        let inbound = format!("{ip}:4141").parse().unwrap();
+        kube.apply("pods", k8s::proxy_pod(node, inbound, true));
+    }
+    kube.apply("deployments", k8s::deployment("weft", "weft-control", 1, 1));
+    kube.apply(
+        "deployments",
+        k8s::deployment("weft", "weft-dashboard", 1, 1),
+    );
+
+    let text = tokio::task::spawn_blocking({
+        let k = kubeconfig.clone();
+        move || check(&k)
+    })
+    .await
+    .unwrap();
+    println!("{}", text.1);
+    assert!(text.0, "healthy mesh reported as failing:\n{}", text.1);
+    for line in [
+        "[ok  ] kubernetes API: reachable, 2 node(s)",
+        "[ok  ] control plane: 1/1 replica(s) of deployment weft/weft-control ready",
+        "[ok  ] proxy on node-a: weft-proxy-node-a ready",
+        "[ok  ] proxy on node-b: weft-proxy-node-b ready",
+        "[ok  ] dashboard: 1/1 replica(s) of deployment weft/weft-dashboard ready",
+        "weft is up",
+    ] {
+        assert!(text.1.contains(line), "missing {line:?} in:\n{}", text.1);
+    }
+
+    // A third node without a proxy, node-b's proxy unready, the dashboard down.
+    kube.apply("nodes", k8s::node("node-c", "127.0.0.4", "z"));
+    kube.apply(
+        "pods",
+        k8s::proxy_pod("node-b", "127.0.0.3:4141".parse().unwrap(), false),
+    );
+    kube.apply(
+        "deployments",
+        k8s::deployment("weft", "weft-dashboard", 1, 0),
+    );
+    let (ok, text) = tokio::task::spawn_blocking({
+        let k = kubeconfig.clone();
+        move || check(&k)
+    })
+    .await
+    .unwrap();
+    println!("{text}");
+    assert!(!ok, "failures must fail the command:\n{text}");
+    for line in [
+        "[ok  ] proxy on node-a: weft-proxy-node-a ready",
+        "[FAIL] proxy on node-b: weft-proxy-node-b not ready",
+        "[FAIL] proxy on node-c: no weft-proxy pod on this node",
+        "[FAIL] dashboard: 0/1 replica(s) of deployment weft/weft-dashboard ready",
+        "3 problem(s) found",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+
+    // The control plane deleted; then the API server itself gone.
+    kube.delete("deployments", "weft", "weft-control");
+    let (ok, text) = tokio::task::spawn_blocking({
+        let k = kubeconfig.clone();
+        move || check(&k)
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        text.contains("[FAIL] control plane: deployment weft/weft-control not found"),
+        "{text}"
+    );
+    kube.stop();
+    let (ok, text) = tokio::task::spawn_blocking(move || check(&kubeconfig))
+        .await
+        .unwrap();
+    println!("{text}");
+    assert!(!ok);
+    assert!(
+        text.contains("[FAIL] kubernetes API: unreachable"),
+        "{text}"
+    );
+}
