@@ -233,7 +233,42 @@ impl Cluster {
     /// The ready endpoints of `service` on `port` (0: the first port), sorted by address;
     /// `None` when there is no such service.
     pub fn resolve(&self, service: &Key, port: u16) -> Option<Vec<Endpoint>> {
-        let svc = self.services.get(service)?;
+        self.view().resolve(service, port)
+    }
+
+    /// Lookups built once per batch of changes, so answering every subscribed service costs
+    /// one pass over pods and slices, not one per service.
+    pub fn view(&self) -> View<'_> {
+        let mut proxies = HashMap::new();
+        for pod in self.pods.values() {
+            if let (Some(node), Some(addr)) = (&pod.node, pod.proxy_inbound) {
+                // The first ready one, should a rollout briefly run two on a node.
+                proxies.entry(node.as_str()).or_insert(addr);
+            }
+        }
+        let mut slices: HashMap<&Key, Vec<&SliceRecord>> = HashMap::new();
+        for slice in self.slices.values() {
+            slices.entry(&slice.service).or_default().push(slice);
+        }
+        View {
+            cluster: self,
+            proxies,
+            slices,
+        }
+    }
+}
+
+pub struct View<'a> {
+    cluster: &'a Cluster,
+    /// Node name → its ready proxy's inbound address.
+    proxies: HashMap<&'a str, SocketAddr>,
+    slices: HashMap<&'a Key, Vec<&'a SliceRecord>>,
+}
+
+impl View<'_> {
+    /// See [`Cluster::resolve`].
+    pub fn resolve(&self, service: &Key, port: u16) -> Option<Vec<Endpoint>> {
+        let svc = self.cluster.services.get(service)?;
         let Some(svc_port) = svc
             .ports
             .iter()
@@ -242,9 +277,8 @@ impl Cluster {
         else {
             return Some(Vec::new());
         };
-        let proxies = self.proxies();
         let mut out: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
-        for slice in self.slices.values().filter(|s| s.service == *service) {
+        for slice in self.slices.get(service).into_iter().flatten() {
             // A slice's port names match the service's port names.
             let Some(slice_port) = slice.ports.iter().find(|p| p.name == svc_port.name) else {
                 continue;
@@ -252,14 +286,14 @@ impl Cluster {
             let protocol = protocol_of(slice_port, svc_port);
             for ep in slice.endpoints.iter().filter(|e| e.usable) {
                 if let Some(node) = &ep.node {
-                    if !self.nodes.contains_key(node) {
+                    if !self.cluster.nodes.contains_key(node) {
                         continue; // the node is gone; its endpoints with it
                     }
                 }
                 let pod = ep
                     .pod
                     .as_ref()
-                    .and_then(|p| self.pods.get(&Key::new(&service.namespace, p)));
+                    .and_then(|p| self.cluster.pods.get(&Key::new(&service.namespace, p)));
                 let mut labels = BTreeMap::new();
                 if let Some(p) = &ep.pod {
                     labels.insert("pod".to_string(), p.clone());
@@ -270,7 +304,7 @@ impl Cluster {
                 let zone = ep.zone.clone().or_else(|| {
                     ep.node
                         .as_ref()
-                        .and_then(|n| self.nodes.get(n))
+                        .and_then(|n| self.cluster.nodes.get(n))
                         .and_then(|n| n.zone.clone())
                 });
                 if let Some(z) = zone {
@@ -289,7 +323,7 @@ impl Cluster {
                 let node_proxy = ep
                     .node
                     .as_ref()
-                    .and_then(|n| proxies.get(n.as_str()).copied());
+                    .and_then(|n| self.proxies.get(n.as_str()).copied());
                 for ip in &ep.addresses {
                     let addr = SocketAddr::new(*ip, slice_port.port);
                     out.insert(
@@ -306,17 +340,6 @@ impl Cluster {
             }
         }
         Some(out.into_values().collect())
-    }
-
-    /// Node name → its ready proxy's inbound address (the first, should a rollout run two).
-    fn proxies(&self) -> HashMap<&str, SocketAddr> {
-        let mut m = HashMap::new();
-        for pod in self.pods.values() {
-            if let (Some(node), Some(addr)) = (&pod.node, pod.proxy_inbound) {
-                m.entry(node.as_str()).or_insert(addr);
-            }
-        }
-        m
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use weft_core::Endpoint;
 
-use crate::cluster::{Cluster, Key};
+use crate::cluster::{Cluster, Key, View};
 
 /// What a subscriber is told of one service.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,7 +55,7 @@ impl Index {
         if let Some(tx) = state.senders.get(&id) {
             return tx.subscribe();
         }
-        let (tx, rx) = watch::channel(answer(&state.cluster, key, port));
+        let (tx, rx) = watch::channel(answer(&state.cluster.view(), key, port));
         state.senders.insert(id, tx);
         rx
     }
@@ -65,11 +65,12 @@ impl Index {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut state.cluster);
         let State { cluster, senders } = &mut *state;
+        let view = cluster.view();
         senders.retain(|(key, port), tx| {
             if tx.receiver_count() == 0 {
                 return false;
             }
-            let next = answer(cluster, key, *port);
+            let next = answer(&view, key, *port);
             tx.send_if_modified(|cur| {
                 let changed = *cur != next;
                 if changed {
@@ -93,8 +94,8 @@ impl Index {
     }
 }
 
-fn answer(cluster: &Cluster, key: &Key, port: u16) -> Answer {
-    match cluster.resolve(key, port) {
+fn answer(view: &View<'_>, key: &Key, port: u16) -> Answer {
+    match view.resolve(key, port) {
         None => Answer::DoesNotExist,
         Some(eps) => Answer::Endpoints(eps.into()),
     }
