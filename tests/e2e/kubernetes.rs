@@ -367,3 +367,74 @@ async fn restarting_the_control_plane_under_load_fails_no_request() {
     let hit: BTreeSet<_> = outcomes.iter().filter_map(|o| o.backend.clone()).collect();
     assert!(hit.contains(&third.addr.to_string()), "{hit:?}");
 }
+
+#[tokio::test]
+async fn many_proxies_and_services_share_one_watch_per_resource() {
+    const SERVICES: usize = 300;
+    const ROUTED: usize = 100;
+    let mesh = KubeMesh::start().await;
+    let backend = Backend::start(NODE_B).await;
+    let ip = backend.addr.ip().to_string();
+    for i in 0..SERVICES {
+        let name = format!("svc-{i}");
+        let pod = format!("{name}-0");
+        mesh.kube
+            .apply("services", k8s::service("default", &name, 80));
+        mesh.kube
+            .apply("pods", k8s::app_pod("default", &pod, "node-b", &ip, "v1"));
+        let ep = k8s::Ep {
+            ip: &ip,
+            node: "node-b",
+            pod: &pod,
+            ready: true,
+            terminating: false,
+        };
+        let slice = k8s::slice("default", &name, &name, backend.addr.port(), &[ep]);
+        mesh.kube.apply("endpointslices", slice);
+    }
+    weft_tests::eventually("last service known", Duration::from_secs(10), || async {
+        let (_, m) = mesh.control.admin_get("/metrics").await;
+        m.contains(&format!("weft_control_services {}", SERVICES + 1))
+            .then_some(())
+    })
+    .await;
+
+    let started = Instant::now();
+    for proxy in [&mesh.a, &mesh.b] {
+        for i in 0..ROUTED {
+            let rsp = weft_tests::client::get(proxy.outbound, &format!("svc-{i}"), "/echo")
+                .await
+                .expect("request through the proxy");
+            assert_eq!(rsp.status, 200, "svc-{i}: {}", rsp.text());
+        }
+    }
+    println!(
+        "{} first requests (each opening a destination stream) in {:?}",
+        2 * ROUTED,
+        started.elapsed()
+    );
+    let (_, metrics) = mesh.control.admin_get("/metrics").await;
+    let streams = weft_tests::proxy::metric(&metrics, "weft_control_destination_streams").unwrap();
+    assert!(streams >= (2 * ROUTED) as f64, "{streams} streams");
+    assert_eq!(mesh.kube.count("watch"), 4, "still one watch per resource");
+    assert_eq!(mesh.kube.count("list"), 4);
+
+    // One service scales up: both subscribed proxies see it within a second.
+    let extra = Backend::start(NODE_A).await;
+    let changed = Instant::now();
+    mesh.add_instance_of(&extra, "svc-7", "node-a", "svc-7-extra");
+    for proxy in [&mesh.a, &mesh.b] {
+        weft_tests::eventually("svc-7 scaled up", Duration::from_secs(5), || async {
+            let (_, body) = proxy.admin_get("/endpoints").await;
+            body.contains(&extra.addr.to_string()).then_some(())
+        })
+        .await;
+    }
+    let took = changed.elapsed();
+    println!(
+        "{SERVICES} services, {streams} streams: a change reached both proxies in {took:?}; \
+         control plane RSS {} KiB",
+        mesh.control.rss_kib()
+    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}

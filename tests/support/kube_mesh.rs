@@ -65,6 +65,24 @@ impl KubeMesh {
         self.set_instance(backend.addr, node, pod, true, false);
     }
 
+    /// One more instance of another service: its pod and a slice of its own.
+    pub fn add_instance_of(&self, backend: &Backend, service: &str, node: &str, pod: &str) {
+        let ip = backend.addr.ip().to_string();
+        self.kube
+            .apply("pods", k8s::app_pod("default", pod, node, &ip, "v1"));
+        let ep = Ep {
+            ip: &ip,
+            node,
+            pod,
+            ready: true,
+            terminating: false,
+        };
+        self.kube.apply(
+            "endpointslices",
+            k8s::slice("default", pod, service, backend.addr.port(), &[ep]),
+        );
+    }
+
     /// Rewrites the instance's slice with the given conditions.
     pub fn set_instance(
         &self,

@@ -87,6 +87,18 @@ pub async fn kube_config(
     })
 }
 
+/// Accepted connections with Nagle off: updates are small and must not wait for an ACK.
+fn incoming(
+    listener: TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures_util::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
     config: ControlConfig,
@@ -135,7 +147,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(DestinationServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown)
+        .serve_with_incoming_shutdown(incoming(grpc), shutdown)
         .await;
     watch.abort();
     admin_task.abort();
