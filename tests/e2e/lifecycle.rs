@@ -137,3 +137,23 @@ async fn admin_shutdown_drains_and_exits_zero() {
     let status = mesh.b.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn an_idle_proxy_does_not_keep_rereading_its_files() {
+    // Reading a watched file raises inotify open/access events in its folder; a watcher
+    // that reacted to them re-read both files every 50 ms forever, on the request thread.
+    let dir = weft_tests::TempDir::new("idle-reads");
+    let discovery = dir.path("discovery.toml");
+    discovery::write(&discovery, &[]);
+    let config = dir.path("weft.toml");
+    std::fs::write(&config, "[resilience.retry]\nmax_retries = 1\n").unwrap();
+    let config_flag = config.display().to_string();
+    let proxy = WeftProxy::start_with("127.0.0.2", &discovery, &["--config", &config_flag]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = proxy.read_syscalls();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reads = proxy.read_syscalls() - before;
+    println!("read syscalls in 3 s idle: {reads}");
+    // The slow safety poll (every 2 s per file) is all that should remain.
+    assert!(reads <= 24, "{reads} reads in 3 s of idling");
+}

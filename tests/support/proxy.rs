@@ -115,6 +115,16 @@ impl WeftProxy {
         self.log.lock().unwrap().clone()
     }
 
+    /// Read syscalls the process has made so far (`syscr` in /proc/PID/io).
+    pub fn read_syscalls(&self) -> u64 {
+        let pid = self.child.id().expect("running proxy has a pid");
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("read /proc/PID/io");
+        io.lines()
+            .find_map(|l| l.strip_prefix("syscr: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("syscr in /proc/PID/io")
+    }
+
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         let rsp = client::get(self.admin, "admin", path)
             .await

@@ -13,6 +13,22 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// Re-read even without events, in case the platform dropped some.
 const POLL: Duration = Duration::from_secs(2);
 
+/// Whether an event in the folder may have changed the file: a write, create, rename or
+/// removal of it, or of a ConfigMap's `..data` links. Opens and reads are not (our own
+/// read of the file raises them: reacting would re-read it forever), nor are other files.
+fn touches(event: &notify::Event, name: Option<&std::ffi::OsStr>) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.is_empty()
+        || event.paths.iter().any(|p| {
+            let file = p.file_name();
+            file.is_none()
+                || file == name
+                || file.is_some_and(|f| f.as_encoded_bytes().starts_with(b".."))
+        })
+}
+
 /// What became of a read of the watched file.
 pub enum Change<'a> {
     Changed(&'a [u8]),
@@ -36,8 +52,15 @@ where
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let watcher = notify::recommended_watcher(move |_event| {
-        let _ = tx.try_send(());
+    let name = path.file_name().map(|n| n.to_os_string());
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(e) => touches(e, name.as_deref()),
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = tx.try_send(());
+        }
     })
     .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
     let watcher = match watcher {
