@@ -36,6 +36,7 @@ use crate::client::SendError;
 use crate::headers;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::{Compiled, Table as PolicyTable};
+use crate::resilience::timeout::maybe_timeout;
 use crate::respond::error_response;
 use crate::retry;
 use crate::services::{Lookup, Service, Services};
@@ -153,12 +154,16 @@ async fn attempts(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let rules = &policy.policy;
     let (parts, body) = req.into_parts();
-    // Small bodies are kept so a retry can send them again.
-    let (body, replayable) = if upgrade.is_some() {
+    let method = parts.method.clone();
+    // Small bodies are kept so a retry can send them again (none is, with retries off).
+    let (body, replayable) = if upgrade.is_some() || rules.retry.max_retries == 0 {
         (RequestBody::streaming(body), false)
     } else {
         retry::buffer(body, &parts.headers, rules.retry.buffer_limit).await?
     };
+    // Without retries the one attempt takes the request's parts as they are; a copy of the
+    // headers per attempt is only worth making when a second attempt can happen.
+    let mut parts = Some(parts);
     let mut body = Some(body);
     service.budget.deposit(Instant::now());
     let mut tried: Vec<SocketAddr> = Vec::new();
@@ -189,7 +194,13 @@ async fn attempts(
             None => body.take().unwrap_or_else(RequestBody::empty),
         };
         let aborted = this_body.abort_flag();
-        let mut attempt_req = retry::rebuild(&parts, this_body);
+        let mut attempt_req = match parts.as_ref() {
+            Some(p) if rules.retry.max_retries > 0 => retry::rebuild(p, this_body),
+            _ => match parts.take() {
+                Some(p) => Request::from_parts(p, this_body),
+                None => unreachable!("without retries there is one attempt"),
+            },
+        };
         if let Some(d) = deadline {
             d.propagate(attempt_req.headers_mut());
         }
@@ -217,10 +228,10 @@ async fn attempts(
         }
         let (retryable, success) = match &sent {
             Ok((rsp, _)) => (
-                policy.retryable_response(&parts.method, rsp.status(), rsp.headers()),
+                policy.retryable_response(&method, rsp.status(), rsp.headers()),
                 classify(rsp.status(), rsp.headers()) == Classification::Success,
             ),
-            Err(e) => (policy.retryable_error(&parts.method, &e.error), false),
+            Err(e) => (policy.retryable_error(&method, &e.error), false),
         };
         // A client that went away says nothing about the endpoint.
         let blame_endpoint = !matches!(&sent, Err(e) if e.error.side() == Side::Downstream);
@@ -280,7 +291,9 @@ async fn send_one(
     per_attempt: Duration,
 ) -> Sent {
     let orig = req.version();
-    let work = async {
+    let limit = (!per_attempt.is_zero()).then(|| tokio::time::Instant::now() + per_attempt);
+    // Built in place: a `let` binding would keep room for it twice in this future.
+    let sent = maybe_timeout(limit, async {
         match endpoint.endpoint.node_proxy {
             Some(peer) => {
                 let h = req.headers_mut();
@@ -305,13 +318,11 @@ async fn send_one(
                 deliver(shared, ep.addr, ep.protocol, req, authority, orig, upgrade).await
             }
         }
-    };
-    if per_attempt.is_zero() {
-        return work.await;
-    }
-    match tokio::time::timeout(per_attempt, work).await {
+    })
+    .await;
+    match sent {
         Ok(r) => r,
-        Err(_) => Err(ProxyError::AttemptTimeout {
+        Err(()) => Err(ProxyError::AttemptTimeout {
             endpoint: endpoint.endpoint.addr,
             timeout: per_attempt,
         }
