@@ -251,6 +251,14 @@ def rss_kib(pid):
     return 0
 
 
+def anon_kib(pid):
+    """Anonymous memory (heap, stacks): RSS without the binary's and libraries' file pages."""
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Anonymous:"):
+            return int(line.split()[1])
+    return 0
+
+
 def memory(tmp, backend):
     """weft's memory: idle; then 1 000 services in discovery, 10 000 open keep-alive client
     connections (each has made one request), and wrk load on top."""
@@ -260,7 +268,7 @@ def memory(tmp, backend):
     rows = []
     procs, port = start_weft(tmp, backend, mesh=False)
     time.sleep(1)
-    rows.append(("idle, 1 service", rss_kib(procs[0].pid) / 1024))
+    rows.append(("idle, 1 service", rss_kib(procs[0].pid) / 1024, anon_kib(procs[0].pid) / 1024))
     for p in procs:
         p.terminate()
         p.wait()
@@ -276,7 +284,7 @@ def memory(tmp, backend):
                   env=dict(os.environ, WEFT_LOG="warn"))
     wait_port(out)
     time.sleep(0.5)
-    rows.append(("idle, 1 000 services", rss_kib(weft.pid) / 1024))
+    rows.append(("idle, 1 000 services", rss_kib(weft.pid) / 1024, anon_kib(weft.pid) / 1024))
     socks = []
     for i in range(10_000):
         c = socket.create_connection(("127.0.0.1", out))
@@ -289,9 +297,10 @@ def memory(tmp, backend):
         except OSError:
             pass
     time.sleep(0.5)
-    rows.append(("10 000 idle keep-alive clients, 1 000 services", rss_kib(weft.pid) / 1024))
+    rows.append(("10 000 idle keep-alive clients, 1 000 services", rss_kib(weft.pid) / 1024,
+                 anon_kib(weft.pid) / 1024))
     run_wrk(out, "bench", False, tmp, seconds=4)
-    rows.append(("same, with wrk load (peak)", peak_rss_kib([weft.pid]) / 1024))
+    rows.append(("same, with wrk load (peak)", peak_rss_kib([weft.pid]) / 1024, None))
     for c in socks:
         c.close()
     weft.terminate()
@@ -383,10 +392,10 @@ def report(results, configs, mem):
     lines.append("")
     lines.append("weft's memory (one worker thread; targets: idle ≤ 10 MiB, under load ≤ 30 MiB, 10 000 idle connections ≤ 64 MiB):")
     lines.append("")
-    lines.append("| state | RSS MiB |")
-    lines.append("|---|---:|")
-    for name, mib in mem:
-        lines.append(f"| {name} | {mib:.1f} |")
+    lines.append("| state | RSS MiB | of it anonymous MiB |")
+    lines.append("|---|---:|---:|")
+    for name, mib, anon in mem:
+        lines.append(f"| {name} | {mib:.1f} | {'–' if anon is None else f'{anon:.1f}'} |")
     errors = sum(r.get("errors", 0) for rows in results.values() for r in rows)
     table = "\n".join(lines)
     print(table)
