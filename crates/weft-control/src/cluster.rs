@@ -18,6 +18,8 @@ pub const PROXY_LABEL: (&str, &str) = ("app.kubernetes.io/name", "weft-proxy");
 pub const INBOUND_PORT_NAME: &str = "inbound";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Where a pod's version is read from, in order.
+const VERSION_LABELS: [&str; 2] = ["version", "app.kubernetes.io/version"];
 
 /// `namespace/name` of a namespaced object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -172,10 +174,19 @@ impl SliceRecord {
 impl PodRecord {
     pub fn from_k8s(pod: &Pod) -> Option<(Key, Self)> {
         let key = Key::of(&pod.metadata)?;
-        let labels: BTreeMap<String, String> = pod.metadata.labels.clone().unwrap_or_default();
+        let all = pod.metadata.labels.as_ref();
+        let is_proxy = all
+            .and_then(|l| l.get(PROXY_LABEL.0))
+            .is_some_and(|v| v == PROXY_LABEL.1);
+        // Only the labels endpoints carry are kept: a cluster has many pods with many labels.
+        let labels: BTreeMap<String, String> = all
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| VERSION_LABELS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
-        let is_proxy = labels.get(PROXY_LABEL.0).map(String::as_str) == Some(PROXY_LABEL.1);
         let ready = status
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
@@ -310,11 +321,9 @@ impl View<'_> {
                 if let Some(z) = zone {
                     labels.insert("zone".to_string(), z);
                 }
-                if let Some(v) = pod.and_then(|p| {
-                    p.labels
-                        .get("version")
-                        .or_else(|| p.labels.get("app.kubernetes.io/version"))
-                }) {
+                if let Some(v) =
+                    pod.and_then(|p| VERSION_LABELS.iter().find_map(|k| p.labels.get(*k)))
+                {
                     labels.insert("version".to_string(), v.clone());
                 }
                 if !slice_port.name.is_empty() {
@@ -469,6 +478,58 @@ mod tests {
         assert!(c.resolve(&Key::new("default", "nope"), 0).is_none());
         c.slices.clear();
         assert_eq!(c.resolve(&Key::new("default", "world"), 0), Some(vec![]));
+    }
+
+    #[test]
+    fn a_ready_proxy_pod_is_found_by_label_and_inbound_port_and_labels_are_trimmed() {
+        use k8s_openapi::api::core::v1::{
+            Container, ContainerPort, PodCondition, PodSpec, PodStatus,
+        };
+        let mut pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("weft-proxy-x".into()),
+                namespace: Some("weft".into()),
+                labels: Some(
+                    [
+                        (PROXY_LABEL.0.to_string(), PROXY_LABEL.1.to_string()),
+                        ("version".to_string(), "v3".to_string()),
+                        ("team".to_string(), "payments".to_string()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some("n1".into()),
+                containers: vec![Container {
+                    name: "proxy".into(),
+                    ports: Some(vec![ContainerPort {
+                        name: Some(INBOUND_PORT_NAME.into()),
+                        container_port: 4141,
+                        host_port: Some(4141),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                host_ip: Some("192.168.0.9".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        };
+        let (_, rec) = PodRecord::from_k8s(&pod).unwrap();
+        assert_eq!(rec.proxy_inbound, Some("192.168.0.9:4141".parse().unwrap()));
+        assert_eq!(rec.labels.len(), 1, "{:?}", rec.labels);
+        assert_eq!(rec.labels["version"], "v3");
+        // Not ready: not a proxy anyone should send through.
+        pod.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
+        assert_eq!(PodRecord::from_k8s(&pod).unwrap().1.proxy_inbound, None);
     }
 
     #[test]
