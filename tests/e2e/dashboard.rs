@@ -241,25 +241,7 @@ async fn the_dashboard_reads_the_same_numbers_from_a_real_prometheus() {
     let dir = TempDir::new("prometheus");
     let targets: Vec<String> = demo.nodes.iter().map(|n| n.admin.to_string()).collect();
     let (_prom, prom) = start_prometheus(&targets, &dir).await;
-    let mut dash = tokio::process::Command::new(weft_bin())
-        .args(["dashboard", "--addr", "127.0.0.1:0", "--interval", "1s"])
-        .args(["--prometheus", &format!("http://{prom}")])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(dash.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let via_prom: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("weft dashboard: http://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_dash, via_prom) = start_dashboard(&["--prometheus", &format!("http://{prom}")]).await;
 
     tokio::time::sleep(Duration::from_secs(70)).await;
     let direct = demo.api("/api/services?window=60").await;
@@ -369,9 +351,22 @@ async fn the_dashboard_finds_proxies_through_a_dns_name() {
     weft_tests::discovery::write(&discovery, &[]);
     let proxy = weft_tests::proxy::WeftProxy::start("127.0.0.1", &discovery).await;
     let name = format!("localhost:{}", proxy.admin.port());
+    let (_dash, addr) = start_dashboard(&["--proxies-dns", &name]).await;
+    let summary =
+        weft_tests::eventually("proxy found by name", Duration::from_secs(10), || async {
+            let s = api(addr, "/api/summary").await;
+            (s["proxies_up"] == 1).then_some(s)
+        })
+        .await;
+    println!("{summary}");
+}
+
+/// A `weft dashboard` process collecting every second from `source`, and where it listens
+/// (read from its first stdout line).
+async fn start_dashboard(source: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
     let mut dash = tokio::process::Command::new(weft_bin())
         .args(["dashboard", "--addr", "127.0.0.1:0", "--interval", "1s"])
-        .args(["--proxies-dns", &name])
+        .args(source)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -382,17 +377,11 @@ async fn the_dashboard_finds_proxies_through_a_dns_name() {
         .unwrap()
         .unwrap()
         .unwrap();
-    let addr: std::net::SocketAddr = line
+    let addr = line
         .trim()
         .strip_prefix("weft dashboard: http://")
         .unwrap()
         .parse()
         .unwrap();
-    let summary =
-        weft_tests::eventually("proxy found by name", Duration::from_secs(10), || async {
-            let s = api(addr, "/api/summary").await;
-            (s["proxies_up"] == 1).then_some(s)
-        })
-        .await;
-    println!("{summary}");
+    (dash, addr)
 }

@@ -4,15 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 
 use crate::client;
+use crate::process::spawn_until;
 use crate::proxy::weft_bin;
 
 pub struct WeftControl {
@@ -31,57 +29,20 @@ impl WeftControl {
     }
 
     pub async fn start_on(destination: SocketAddr, admin: SocketAddr, kubeconfig: &Path) -> Self {
-        let mut child = Command::new(weft_bin())
-            .arg("control")
+        let mut cmd = Command::new(weft_bin());
+        cmd.arg("control")
             .args(["--listen", &destination.to_string()])
             .args(["--admin", &admin.to_string()])
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .env("WEFT_LOG", "info,weft_control=debug,kube_runtime=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn weft control");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = oneshot::channel();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("weft control listening") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line.clone());
-                    }
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let line = match tokio::time::timeout(Duration::from_secs(10), rx).await {
-            Ok(Ok(line)) => line,
-            _ => panic!("weft control did not start:\n{}", log.lock().unwrap()),
-        };
-        let field = |name: &str| -> SocketAddr {
-            let key = format!("{name}=");
-            let start = line.find(&key).expect("address in start-up line") + key.len();
-            line[start..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
+            .env("WEFT_LOG", "info,weft_control=debug,kube_runtime=debug");
+        let started = spawn_until(cmd, "weft control listening").await;
         Self {
-            destination: field("destination"),
-            admin: field("admin"),
-            child,
+            destination: started.addr("destination"),
+            admin: started.addr("admin"),
+            child: started.child,
             kubeconfig: kubeconfig.to_path_buf(),
-            log,
+            log: started.log,
         }
     }
 

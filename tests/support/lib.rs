@@ -21,6 +21,7 @@ pub mod kube_mesh;
 pub mod kube_objects;
 pub mod load;
 pub mod mesh;
+pub mod process;
 pub mod proxy;
 pub mod webdriver;
 

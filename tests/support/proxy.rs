@@ -3,15 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 
 use crate::client;
+use crate::process::spawn_until;
 
 /// The `weft` binary built beside this test (`cargo build -p weft` first), or `$WEFT_BIN`.
 pub fn weft_bin() -> PathBuf {
@@ -64,50 +62,14 @@ impl WeftProxy {
             .args(["--admin", &format!("{ip}:0")])
             .args(source)
             .args(extra)
-            .env("WEFT_LOG", "info,weft_proxy=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn weft proxy");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = oneshot::channel();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("weft proxy listening") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line.clone());
-                    }
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let line = match tokio::time::timeout(Duration::from_secs(10), rx).await {
-            Ok(Ok(line)) => line,
-            _ => panic!("weft proxy did not start:\n{}", log.lock().unwrap()),
-        };
-        let field = |name: &str| -> SocketAddr {
-            let key = format!("{name}=");
-            let start = line.find(&key).expect("address in start-up line") + key.len();
-            line[start..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
+            .env("WEFT_LOG", "info,weft_proxy=debug");
+        let started = spawn_until(cmd, "weft proxy listening").await;
         Self {
-            outbound: field("outbound"),
-            inbound: field("inbound"),
-            admin: field("admin"),
-            child,
-            log,
+            outbound: started.addr("outbound"),
+            inbound: started.addr("inbound"),
+            admin: started.addr("admin"),
+            child: started.child,
+            log: started.log,
         }
     }
 
