@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::name::NameRules;
-use crate::policy::{Policies, Policy, PolicyOverrides};
+use crate::policy::{check_max_durations, Policies, Policy, PolicyOverrides};
 use crate::source::SourceError;
 
 pub const DEFAULT_OUTBOUND: &str = "0.0.0.0:4140";
@@ -182,16 +182,13 @@ impl ProxyConfig {
                 self.http.max_header_bytes
             )));
         }
-        let day = Duration::from_secs(24 * 3600);
-        let durations = [
+        check_max_durations(&[
             ("http.connect_timeout", self.http.connect_timeout),
             ("http.header_read_timeout", self.http.header_read_timeout),
             ("http.pool_idle_timeout", self.http.pool_idle_timeout),
             ("http.shutdown_grace", self.http.shutdown_grace),
-        ];
-        if let Some((name, _)) = durations.iter().find(|(_, d)| *d > day) {
-            return Err(invalid(format!("{name} must be at most 24h")));
-        }
+        ])
+        .map_err(invalid)?;
         if self.http.connect_timeout.is_zero() {
             return Err(invalid("http.connect_timeout must be above zero".into()));
         }

@@ -9,6 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::duration;
 
+/// The longest any configured duration, or any deadline, may reach: beyond it `Instant`
+/// arithmetic can overflow, and no request waits a day.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The error for the first of `durations` (named by their config keys) over [`MAX_DURATION`].
+pub fn check_max_durations(durations: &[(&str, Duration)]) -> Result<(), String> {
+    match durations.iter().find(|(_, d)| *d > MAX_DURATION) {
+        Some((name, _)) => Err(format!("{name} must be at most 24h")),
+        None => Ok(()),
+    }
+}
+
 /// The policy one service runs with, every value resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Policy {
@@ -250,8 +262,7 @@ impl Policy {
                 ));
             }
         }
-        let day = Duration::from_secs(24 * 3600);
-        let durations = [
+        check_max_durations(&[
             ("balancer.default_rtt", self.balancer.default_rtt),
             ("balancer.decay", self.balancer.decay),
             ("failure_accrual.window", self.accrual.window),
@@ -259,10 +270,7 @@ impl Policy {
             ("retry.backoff_max", self.retry.backoff_max),
             ("timeout.total", self.timeout.total),
             ("timeout.per_attempt", self.timeout.per_attempt),
-        ];
-        if let Some((name, _)) = durations.iter().find(|(_, d)| *d > day) {
-            return Err(format!("{name} must be at most 24h"));
-        }
+        ])?;
         if self.balancer.decay.is_zero() || self.balancer.default_rtt.is_zero() {
             return Err("balancer.decay and balancer.default_rtt must be above zero".into());
         }

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue};
 use weft_core::headers::WEFT_CTX_DEADLINE;
 
 /// The longest any deadline may reach into the future.
-const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+const MAX_WAIT: Duration = weft_core::policy::MAX_DURATION;
 
 /// When a request must be answered by, and whether the caller (not our timeout) set it.
 #[derive(Debug, Clone, Copy)]
