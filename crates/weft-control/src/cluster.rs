@@ -241,12 +241,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The ready endpoints of `service` on `port` (0: the first port), sorted by address;
-    /// `None` when there is no such service.
-    pub fn resolve(&self, service: &Key, port: u16) -> Option<Vec<Endpoint>> {
-        self.view().resolve(service, port)
-    }
-
     /// Lookups built once per batch of changes, so answering every subscribed service costs
     /// one pass over pods and slices, not one per service.
     pub fn view(&self) -> View<'_> {
@@ -277,7 +271,8 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    /// See [`Cluster::resolve`].
+    /// The ready endpoints of `service` on `port` (0: the first port), sorted by address;
+    /// `None` when there is no such service.
     pub fn resolve(&self, service: &Key, port: u16) -> Option<Vec<Endpoint>> {
         let svc = self.cluster.services.get(service)?;
         let Some(svc_port) = svc
@@ -461,7 +456,10 @@ mod tests {
 
     #[test]
     fn only_ready_endpoints_on_live_nodes_are_served_with_their_node_proxy() {
-        let eps = cluster().resolve(&Key::new("default", "world"), 0).unwrap();
+        let eps = cluster()
+            .view()
+            .resolve(&Key::new("default", "world"), 0)
+            .unwrap();
         assert_eq!(eps.len(), 1, "{eps:?}");
         let ep = &eps[0];
         assert_eq!(ep.addr, "10.0.0.1:8080".parse().unwrap());
@@ -475,9 +473,12 @@ mod tests {
     #[test]
     fn a_missing_service_does_not_exist_and_an_empty_one_has_no_endpoints() {
         let mut c = cluster();
-        assert!(c.resolve(&Key::new("default", "nope"), 0).is_none());
+        assert!(c.view().resolve(&Key::new("default", "nope"), 0).is_none());
         c.slices.clear();
-        assert_eq!(c.resolve(&Key::new("default", "world"), 0), Some(vec![]));
+        assert_eq!(
+            c.view().resolve(&Key::new("default", "world"), 0),
+            Some(vec![])
+        );
     }
 
     #[test]

@@ -153,37 +153,37 @@ pub async fn run(client: kube::Client, index: Arc<Index>, metrics: Arc<Metrics>)
 }
 
 fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change) {
-    match change {
-        Change::Service(e) => {
-            if step(
+    // Indices as in RESOURCES.
+    let (resource, listed) = match change {
+        Change::Service(e) => (
+            0,
+            step(
                 &mut cluster.services,
                 &mut r.services,
                 *e,
                 ServiceRecord::from_k8s,
-            ) {
-                r.listed[0] = true;
-            }
-        }
-        Change::Slice(e) => {
-            if step(
+            ),
+        ),
+        Change::Slice(e) => (
+            1,
+            step(
                 &mut cluster.slices,
                 &mut r.slices,
                 *e,
                 SliceRecord::from_k8s,
-            ) {
-                r.listed[1] = true;
-            }
-        }
-        Change::Pod(e) => {
-            if step(&mut cluster.pods, &mut r.pods, *e, PodRecord::from_k8s) {
-                r.listed[2] = true;
-            }
-        }
-        Change::Node(e) => {
-            if step(&mut cluster.nodes, &mut r.nodes, *e, NodeRecord::from_k8s) {
-                r.listed[3] = true;
-            }
-        }
+            ),
+        ),
+        Change::Pod(e) => (
+            2,
+            step(&mut cluster.pods, &mut r.pods, *e, PodRecord::from_k8s),
+        ),
+        Change::Node(e) => (
+            3,
+            step(&mut cluster.nodes, &mut r.nodes, *e, NodeRecord::from_k8s),
+        ),
+    };
+    if listed {
+        r.listed[resource] = true;
     }
 }
 

@@ -62,10 +62,7 @@ async fn follow(
         _ = tx.closed() => return,
     }
     let mut answers = index.subscribe(&key, port);
-    metrics.streams.inc();
-    let _open = scopeguard(|| {
-        metrics.streams.dec();
-    });
+    let _open = OpenStream::new(&metrics.streams);
     let mut last: Option<Answer> = None;
     loop {
         let next = answers.borrow_and_update().clone();
@@ -83,17 +80,20 @@ async fn follow(
     }
 }
 
-/// Runs `f` when dropped.
-fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
+/// Counts a stream in the open-streams gauge for as long as it lives.
+struct OpenStream(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenStream {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
     }
-    Guard(Some(f))
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The updates that take a subscriber from `prev` (nothing yet: `None`) to `next`.

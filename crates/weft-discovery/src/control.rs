@@ -121,7 +121,9 @@ async fn follow(
         };
         let Some(outcome) = outcome else { return };
         match outcome {
-            Ok(()) => {
+            // Nothing to retry: the answer (does not exist) stands until nobody asks.
+            Ok(Ended::Refused) => return unwatched(&tx, &name, &subs).await,
+            Ok(Ended::Closed) => {
                 tracing::info!(service = %name, "control plane closed the destination stream; reopening")
             }
             Err(e) => {
@@ -157,6 +159,14 @@ async fn unwatched(
     }
 }
 
+/// How a stream that did not fail ended.
+enum Ended {
+    /// The control plane closed it (restarting, say): reopen.
+    Closed,
+    /// The control plane refused the name as malformed: it will never know it.
+    Refused,
+}
+
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
     #[error("{0}")]
@@ -171,15 +181,13 @@ async fn stream(
     request: GetDestination,
     tx: &watch::Sender<Resolution>,
     backoff: &mut Duration,
-) -> Result<(), StreamError> {
+) -> Result<Ended, StreamError> {
     let mut client = DestinationClient::new(channel);
     let mut updates = match client.get(request).await {
         Ok(r) => r.into_inner(),
-        // The control plane will never know a name it calls malformed.
         Err(s) if s.code() == tonic::Code::InvalidArgument => {
             tx.send_replace(Resolution::DoesNotExist);
-            std::future::pending::<()>().await;
-            unreachable!()
+            return Ok(Ended::Refused);
         }
         Err(s) => return Err(s.into()),
     };
@@ -226,5 +234,5 @@ async fn stream(
             changed
         });
     }
-    Ok(())
+    Ok(Ended::Closed)
 }

@@ -57,36 +57,32 @@ impl Proxy {
     pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, StartError> {
         let metrics = Arc::new(Metrics::new(&config.node));
         let mut tasks = JoinSet::new();
-        let discovery: Arc<dyn Discover> = match &config.discovery.file {
-            _ if config.discovery.control_plane.is_some() => {
-                let addr = config
-                    .discovery
-                    .control_plane
-                    .as_deref()
-                    .unwrap_or_default();
-                let errors = metrics.discovery_errors.clone();
-                ControlPlaneDiscovery::new(
-                    addr,
-                    &config.node,
-                    Arc::new(move || {
+        let discovery: Arc<dyn Discover> =
+            match (&config.discovery.control_plane, &config.discovery.file) {
+                (Some(addr), _) => {
+                    let errors = metrics.discovery_errors.clone();
+                    ControlPlaneDiscovery::new(
+                        addr,
+                        &config.node,
+                        Arc::new(move || {
+                            errors.inc();
+                        }),
+                    )
+                    .map_err(|e| StartError::ControlPlane(e.to_string()))?
+                }
+                (None, Some(path)) => {
+                    let file = FileDiscovery::load(path)?;
+                    let errors = metrics.discovery_errors.clone();
+                    let watch = file.spawn_watch(Arc::new(move |_| {
                         errors.inc();
-                    }),
-                )
-                .map_err(|e| StartError::ControlPlane(e.to_string()))?
-            }
-            Some(path) => {
-                let file = FileDiscovery::load(path)?;
-                let errors = metrics.discovery_errors.clone();
-                let watch = file.spawn_watch(Arc::new(move |_| {
-                    errors.inc();
-                }));
-                tasks.spawn(async move {
-                    let _ = watch.await;
-                });
-                file
-            }
-            None => Arc::new(StaticDiscovery::new(Table::default())),
-        };
+                    }));
+                    tasks.spawn(async move {
+                        let _ = watch.await;
+                    });
+                    file
+                }
+                (None, None) => Arc::new(StaticDiscovery::new(Table::default())),
+            };
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)

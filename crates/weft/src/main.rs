@@ -8,6 +8,8 @@ mod install_cmd;
 mod proxy_cmd;
 mod stat_cmd;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// weft: a service mesh. Top-line metrics, resilience and routing for every HTTP call.
@@ -39,7 +41,7 @@ enum Command {
     HelloWorld(demo_cmd::HelloWorldArgs),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -49,14 +51,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Command::Check(args) = cli.command {
-        return check_cmd::run(args).unwrap_or_else(|e| {
-            eprintln!("weft: {e:#}");
-            std::process::ExitCode::FAILURE
-        });
-    }
     let result = match cli.command {
-        Command::Check(_) => unreachable!("handled above"),
+        // Exits 1 for problems it found in the cluster, which are not errors of its own.
+        Command::Check(args) => return exit(check_cmd::run(args)),
         Command::Proxy(args) => proxy_cmd::run(args),
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
@@ -65,11 +62,12 @@ fn main() -> std::process::ExitCode {
         Command::Stat(args) => stat_cmd::stat(args),
         Command::HelloWorld(args) => demo_cmd::hello_world(args),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("weft: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    exit(result.map(|()| ExitCode::SUCCESS))
+}
+
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("weft: {e:#}");
+        ExitCode::FAILURE
+    })
 }
