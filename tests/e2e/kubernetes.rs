@@ -374,23 +374,11 @@ async fn many_proxies_and_services_share_one_watch_per_resource() {
     const ROUTED: usize = 100;
     let mesh = KubeMesh::start().await;
     let backend = Backend::start(NODE_B).await;
-    let ip = backend.addr.ip().to_string();
     for i in 0..SERVICES {
         let name = format!("svc-{i}");
-        let pod = format!("{name}-0");
         mesh.kube
             .apply("services", k8s::service("default", &name, 80));
-        mesh.kube
-            .apply("pods", k8s::app_pod("default", &pod, "node-b", &ip, "v1"));
-        let ep = k8s::Ep {
-            ip: &ip,
-            node: "node-b",
-            pod: &pod,
-            ready: true,
-            terminating: false,
-        };
-        let slice = k8s::slice("default", &name, &name, backend.addr.port(), &[ep]);
-        mesh.kube.apply("endpointslices", slice);
+        mesh.add_instance_of(&backend, &name, "node-b", &format!("{name}-0"), "v1");
     }
     weft_tests::eventually("last service known", Duration::from_secs(10), || async {
         let (_, m) = mesh.control.admin_get("/metrics").await;
@@ -422,7 +410,7 @@ async fn many_proxies_and_services_share_one_watch_per_resource() {
     // One service scales up: both subscribed proxies see it within a second.
     let extra = Backend::start(NODE_A).await;
     let changed = Instant::now();
-    mesh.add_instance_of(&extra, "svc-7", "node-a", "svc-7-extra");
+    mesh.add_instance_of(&extra, "svc-7", "node-a", "svc-7-extra", "v1");
     for proxy in [&mesh.a, &mesh.b] {
         weft_tests::eventually("svc-7 scaled up", Duration::from_secs(5), || async {
             let (_, body) = proxy.admin_get("/endpoints").await;

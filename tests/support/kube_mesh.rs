@@ -59,33 +59,39 @@ impl KubeMesh {
 
     /// The pod and the EndpointSlice (named after the pod) of one `world` instance.
     pub fn add_instance(&self, backend: &Backend, node: &str, pod: &str, version: &str) {
+        self.add_instance_of(backend, "world", node, pod, version);
+    }
+
+    /// One instance of `service`: its pod and a ready slice of its own.
+    pub fn add_instance_of(
+        &self,
+        backend: &Backend,
+        service: &str,
+        node: &str,
+        pod: &str,
+        version: &str,
+    ) {
         let ip = backend.addr.ip().to_string();
         self.kube
             .apply("pods", k8s::app_pod("default", pod, node, &ip, version));
-        self.set_instance(backend.addr, node, pod, true, false);
+        self.apply_slice(service, backend.addr, node, pod, true, false);
     }
 
-    /// One more instance of another service: its pod and a slice of its own.
-    pub fn add_instance_of(&self, backend: &Backend, service: &str, node: &str, pod: &str) {
-        let ip = backend.addr.ip().to_string();
-        self.kube
-            .apply("pods", k8s::app_pod("default", pod, node, &ip, "v1"));
-        let ep = Ep {
-            ip: &ip,
-            node,
-            pod,
-            ready: true,
-            terminating: false,
-        };
-        self.kube.apply(
-            "endpointslices",
-            k8s::slice("default", pod, service, backend.addr.port(), &[ep]),
-        );
-    }
-
-    /// Rewrites the instance's slice with the given conditions.
+    /// Rewrites a `world` instance's slice with the given conditions.
     pub fn set_instance(
         &self,
+        addr: SocketAddr,
+        node: &str,
+        pod: &str,
+        ready: bool,
+        terminating: bool,
+    ) {
+        self.apply_slice("world", addr, node, pod, ready, terminating);
+    }
+
+    fn apply_slice(
+        &self,
+        service: &str,
         addr: SocketAddr,
         node: &str,
         pod: &str,
@@ -100,10 +106,8 @@ impl KubeMesh {
             ready,
             terminating,
         };
-        self.kube.apply(
-            "endpointslices",
-            k8s::slice("default", pod, "world", addr.port(), &[ep]),
-        );
+        let slice = k8s::slice("default", pod, service, addr.port(), &[ep]);
+        self.kube.apply("endpointslices", slice);
     }
 
     pub fn remove_instance(&self, pod: &str) {
