@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 use tokio::sync::watch;
 use weft_discovery::Discover;
 use weft_metrics::Metrics;
 
-use crate::body::ProxyBody;
+use crate::body::{ClientBody, ProxyBody};
 use crate::lifecycle::Shared;
 use crate::resilience::accrual::Shown;
 
@@ -29,7 +28,7 @@ impl Admin {
     pub async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
     ) -> Response<ProxyBody> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),

@@ -120,12 +120,47 @@ impl Drop for ProxyBody {
     }
 }
 
+/// A request body as the client sends it: off weft's own HTTP/1 connection, or an h2 stream.
+pub enum ClientBody {
+    H1(crate::h1::body::RecvBody),
+    H2(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::H1(b) => Pin::new(b).poll_frame(cx),
+            Self::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::H1(b) => b.is_end_stream(),
+            Self::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::H1(b) => b.size_hint(),
+            Self::H2(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A request body on its way upstream: streamed from the client, or buffered so that a
 /// retry can send it again.
 pub enum RequestBody {
     /// The client's body, streamed; `aborted` turns true if the client fails it midway.
     Streaming {
-        body: Incoming,
+        body: ClientBody,
         aborted: Arc<AtomicBool>,
     },
     Buffered {
@@ -135,7 +170,7 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    pub fn streaming(body: Incoming) -> Self {
+    pub fn streaming(body: ClientBody) -> Self {
         Self::Streaming {
             body,
             aborted: Arc::default(),
@@ -183,7 +218,7 @@ impl Body for RequestBody {
                 if let Poll::Ready(Some(Err(_))) = &polled {
                     aborted.store(true, Ordering::Relaxed);
                 }
-                polled.map_err(Into::into)
+                polled
             }
             Self::Buffered { data, trailers } => {
                 if let Some(d) = data.take() {

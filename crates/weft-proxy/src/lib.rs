@@ -22,6 +22,7 @@ pub mod admin;
 pub mod balancer;
 pub mod body;
 pub mod client;
+pub mod h1;
 pub mod headers;
 pub mod lifecycle;
 pub mod proxy;

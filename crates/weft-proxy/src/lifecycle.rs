@@ -21,7 +21,6 @@ use arc_swap::ArcSwap;
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use weft_core::config::ProxyConfig;
 use weft_core::error::Side;
 use weft_core::headers::{WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
@@ -29,10 +28,11 @@ use weft_core::{NameRules, Protocol, ProxyError, ServiceName};
 use weft_metrics::{Classification, RouteMetrics};
 
 use crate::balancer::{Balance, EndpointState, LoadGuard, Pick};
-use crate::body::{classify, Completion, ProxyBody, RequestBody};
+use crate::body::{classify, ClientBody, Completion, ProxyBody, RequestBody};
 use crate::client::h1::{H1Pool, PoolReturn};
 use crate::client::h2::H2Pool;
 use crate::client::SendError;
+use crate::h1::OnUpgrade;
 use crate::headers;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::{Compiled, Table as PolicyTable};
@@ -86,7 +86,7 @@ impl Ctx {
 /// One attempt's outcome: a response (with its pooled connection), or an error.
 type Sent = Result<(Response<Incoming>, Option<PoolReturn>), SendError>;
 
-pub async fn outbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Response<ProxyBody> {
     let mut ctx = Ctx::new(shared.outbound.unknown_metrics());
     // Ambiguous framing is refused before anything else reads the request.
     if let Err(why) = headers::check_framing(&req) {
@@ -114,7 +114,7 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
     // Only the mesh may set routing headers; hop-by-hop headers die here.
-    let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let upgrade = take_upgrade(&mut req);
     headers::strip_mesh_headers(req.headers_mut());
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
     // Boxed: the attempt machinery is kilobytes of state, and the handler's future is moved
@@ -147,7 +147,7 @@ async fn attempts(
     ctx: &mut Ctx,
     service: &Arc<Service>,
     policy: &Compiled,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     authority: &str,
     deadline: Option<Deadline>,
     mut upgrade: Option<OnUpgrade>,
@@ -330,7 +330,7 @@ async fn send_one(
     }
 }
 
-pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Response<ProxyBody> {
     let mut ctx = Ctx::new(shared.inbound.unknown_metrics());
     if let Err(why) = headers::check_framing(&req) {
         return ctx.fail(ProxyError::BadRequest(why));
@@ -403,7 +403,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respons
         Some(b"HTTP/1.1") => Version::HTTP_11,
         _ => req.version(),
     };
-    let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let upgrade = take_upgrade(&mut req);
     headers::strip_mesh_headers(req.headers_mut());
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
     // Deliver in the protocol the instance speaks, no later than the deadline.
@@ -483,11 +483,10 @@ async fn send_upgrade(
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut rsp);
         tokio::spawn(async move {
-            let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
+            let (Ok(mut down), Ok(up)) = (downstream.get().await, upstream.await) else {
                 tracing::debug!("upgrade did not complete on both sides");
                 return;
             };
-            let mut down = hyper_util::rt::TokioIo::new(down);
             let mut up = hyper_util::rt::TokioIo::new(up);
             if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
                 tracing::debug!(error = %e, "upgraded connection ended");
@@ -551,6 +550,14 @@ fn to_h1<B>(req: &mut Request<B>, authority: &str, orig: Version) -> Result<(), 
         .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
     req.headers_mut().insert(HOST, host);
     Ok(())
+}
+
+/// The client's side of a WebSocket (or other) upgrade, when it asks for one.
+fn take_upgrade(req: &mut Request<ClientBody>) -> Option<OnUpgrade> {
+    if !headers::is_upgrade(req) {
+        return None;
+    }
+    req.extensions_mut().remove::<OnUpgrade>()
 }
 
 fn proto_name(v: Version) -> &'static str {

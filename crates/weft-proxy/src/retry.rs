@@ -7,15 +7,14 @@ use http::request::Parts;
 use http::{HeaderMap, Request};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use weft_core::ProxyError;
 
-use crate::body::RequestBody;
+use crate::body::{ClientBody, RequestBody};
 
 /// Keeps a small body whole so it can be sent again; a large or unsized one streams and
 /// its request is not retried (after bytes left). Returns the body and whether it replays.
 pub async fn buffer(
-    body: Incoming,
+    body: ClientBody,
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<(RequestBody, bool), ProxyError> {

@@ -1,0 +1,373 @@
+//! HTTP/1.x message heads: a request head parsed from the connection's buffer (header values
+//! stay slices of one shared allocation), and a response head written out.
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+
+/// Most headers a request head may carry, as hyper allows.
+const MAX_HEADERS: usize = 100;
+
+/// How the request's body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head and what it means for the connection.
+pub struct Head {
+    pub request: Request<()>,
+    pub framing: Framing,
+    /// The client lets the connection stay open after the response.
+    pub keep_alive: bool,
+    /// The framing was ambiguous (Content-Length beside Transfer-Encoding): whatever the
+    /// handler answers, the connection closes after it, so no second request is read.
+    pub close_after: bool,
+    pub expect_continue: bool,
+    pub upgrade: bool,
+}
+
+/// Why a request head was refused; each becomes a status and a `weft-error` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooLarge,
+    Malformed(&'static str),
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TooLarge => "request head too large",
+            Self::Malformed(why) => why,
+        }
+    }
+}
+
+/// Parses one request head from the front of `buf`, taking its bytes out of it.
+/// `Ok(None)`: the head is not complete yet.
+pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max => len,
+        Ok(httparse::Status::Complete(_)) => return Err(Refusal::TooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= max => return Err(Refusal::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
+        Err(_) => return Err(Refusal::Malformed("malformed request head")),
+    };
+    // Offsets first: the header slices borrow `buf`, which is about to be split.
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+        .map_err(|_| Refusal::Malformed("bad method"))?;
+    let path = at(parsed.path.unwrap_or("").as_bytes());
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        *span = (at(h.name.as_bytes()), at(h.value));
+    }
+    let head = buf.split_to(len).freeze();
+    let slice = |(off, n): (usize, usize)| head.slice(off..off + n);
+
+    let uri = Uri::from_maybe_shared(slice(path)).map_err(|_| Refusal::Malformed("bad URI"))?;
+    let mut map = HeaderMap::with_capacity(count);
+    for &(name, value) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name.0..name.0 + name.1])
+            .map_err(|_| Refusal::Malformed("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(value))
+            .map_err(|_| Refusal::Malformed("bad header value"))?;
+        map.append(name, value);
+    }
+    let (framing, close_after) = framing(&map, version)?;
+    let connection = tokens(&map, header::CONNECTION);
+    let keep_alive = match version {
+        Version::HTTP_10 => connection.keep_alive,
+        _ => !connection.close,
+    };
+    let expect_continue = version == Version::HTTP_11
+        && map
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let upgrade =
+        version == Version::HTTP_11 && connection.upgrade && map.contains_key(header::UPGRADE);
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = map;
+    Ok(Some(Head {
+        request,
+        framing,
+        keep_alive,
+        close_after,
+        expect_continue,
+        upgrade,
+    }))
+}
+
+/// The body's framing (RFC 9112 §6.3): Transfer-Encoding wins over Content-Length, and
+/// then the connection cannot be trusted for another request.
+fn framing(map: &HeaderMap, version: Version) -> Result<(Framing, bool), Refusal> {
+    if let Some(te) = map.get_all(header::TRANSFER_ENCODING).iter().next_back() {
+        let last = te.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
+        if version == Version::HTTP_10 || !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err(Refusal::Malformed("unsupported transfer-encoding"));
+        }
+        return Ok((Framing::Chunked, map.contains_key(header::CONTENT_LENGTH)));
+    }
+    let mut length = None;
+    for v in map.get_all(header::CONTENT_LENGTH) {
+        let n = std::str::from_utf8(v.as_bytes())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(Refusal::Malformed("bad content-length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(Refusal::Malformed("conflicting content-length"));
+        }
+        length = Some(n);
+    }
+    Ok((Framing::Length(length.unwrap_or(0)), false))
+}
+
+#[derive(Default)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+}
+
+fn tokens(map: &HeaderMap, name: HeaderName) -> ConnectionTokens {
+    let mut t = ConnectionTokens::default();
+    for v in map.get_all(name) {
+        for token in v.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            t.close |= token.eq_ignore_ascii_case(b"close");
+            t.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            t.upgrade |= token.eq_ignore_ascii_case(b"upgrade");
+        }
+    }
+    t
+}
+
+/// How the response body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body at all (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client and no known length).
+    Close,
+}
+
+/// Writes the response head into `out` and says how its body is framed. Connection-level
+/// headers the response carries are replaced by the ones this connection needs.
+pub fn encode_response<B>(
+    rsp: &Response<B>,
+    exact_len: Option<u64>,
+    request_method: &Method,
+    request_version: Version,
+    keep_alive: &mut bool,
+    out: &mut Vec<u8>,
+) -> BodyFraming {
+    let status = rsp.status();
+    let headers = rsp.headers();
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let framing = if request_method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        BodyFraming::None
+    } else if let Some(n) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(|s| s.parse().ok())
+    {
+        BodyFraming::Length(n)
+    } else if let Some(n) = exact_len {
+        BodyFraming::Length(n)
+    } else if request_version == Version::HTTP_11 {
+        BodyFraming::Chunked
+    } else {
+        *keep_alive = false;
+        BodyFraming::Close
+    };
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if *name == header::TRANSFER_ENCODING || (*name == header::CONNECTION && !switching) {
+            continue;
+        }
+        if *name == header::CONTENT_LENGTH && !matches!(framing, BodyFraming::Length(_)) {
+            // A HEAD or 304 answer keeps the length the full response would have had.
+            if framing != BodyFraming::None {
+                continue;
+            }
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        BodyFraming::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    if !switching {
+        if !*keep_alive {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if request_version == Version::HTTP_10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+/// A bare answer for a request the proxy could not even parse.
+pub fn refusal(refusal: Refusal) -> Vec<u8> {
+    let status = refusal.status();
+    let body = refusal.reason();
+    format!(
+        "HTTP/1.1 {} {}\r\n{}: {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        weft_core::headers::WEFT_ERROR.as_str(),
+        body,
+        body.len() + 1,
+        body
+    )
+    .into_bytes()
+}
+
+/// What an HTTP/2 client with prior knowledge sends first.
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether `buf` could be the start of the HTTP/2 preface (h2c on the same port).
+pub fn is_h2_preface_start(buf: &[u8]) -> bool {
+    let n = buf.len().min(H2_PREFACE.len());
+    buf[..n] == H2_PREFACE[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<Head>, Refusal> {
+        parse(&mut BytesMut::from(raw), 8192)
+    }
+
+    #[test]
+    fn a_head_parses_with_its_framing_and_leaves_the_body() {
+        let mut buf = BytesMut::from(
+            "POST /a?b=1 HTTP/1.1\r\nHost: world\r\nContent-Length: 3\r\nX-Y: z\r\n\r\nabc",
+        );
+        let h = parse(&mut buf, 8192).unwrap().unwrap();
+        assert_eq!(h.request.method(), Method::POST);
+        assert_eq!(h.request.uri(), "/a?b=1");
+        assert_eq!(h.request.headers()["x-y"], "z");
+        assert_eq!(h.framing, Framing::Length(3));
+        assert!(h.keep_alive && !h.close_after);
+        assert_eq!(&buf[..], b"abc");
+    }
+
+    #[test]
+    fn partial_oversized_and_malformed_heads() {
+        assert!(head("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(9000));
+        assert_eq!(head(&big).err(), Some(Refusal::TooLarge));
+        assert!(matches!(
+            head("GARBAGE\r\n\r\n"),
+            Err(Refusal::Malformed(_))
+        ));
+        assert!(matches!(
+            head("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            Err(Refusal::Malformed(_))
+        ));
+        assert!(matches!(
+            head("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(Refusal::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn transfer_encoding_beside_content_length_closes_the_connection() {
+        let h = head("POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.close_after);
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version() {
+        assert!(!head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        let h = head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert!(h.unwrap().keep_alive);
+        let h = head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(!h.unwrap().keep_alive);
+    }
+
+    #[test]
+    fn response_heads_frame_their_bodies() {
+        let rsp = Response::builder().status(200).body(()).unwrap();
+        let mut out = Vec::new();
+        let mut ka = true;
+        let f = encode_response(
+            &rsp,
+            None,
+            &Method::GET,
+            Version::HTTP_11,
+            &mut ka,
+            &mut out,
+        );
+        assert_eq!(f, BodyFraming::Chunked);
+        assert!(String::from_utf8_lossy(&out).contains("transfer-encoding: chunked\r\n"));
+        out.clear();
+        let f = encode_response(
+            &rsp,
+            None,
+            &Method::GET,
+            Version::HTTP_10,
+            &mut ka,
+            &mut out,
+        );
+        assert_eq!(f, BodyFraming::Close);
+        assert!(!ka);
+        out.clear();
+        let mut ka = true;
+        let f = encode_response(
+            &rsp,
+            Some(5),
+            &Method::HEAD,
+            Version::HTTP_11,
+            &mut ka,
+            &mut out,
+        );
+        assert_eq!(f, BodyFraming::None);
+        assert_eq!(String::from_utf8_lossy(&out), "HTTP/1.1 200 OK\r\n\r\n");
+    }
+}
