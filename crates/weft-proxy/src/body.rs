@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use weft_metrics::{Classification, RouteMetrics};
 
 use crate::balancer::LoadGuard;
-use crate::client::h1::PoolReturn;
+use crate::client::h1::ResponseBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,7 +24,7 @@ pub struct ProxyBody {
 }
 
 enum Kind {
-    Upstream(Incoming),
+    Upstream(ResponseBody),
     Full(Option<Bytes>),
 }
 
@@ -43,16 +43,16 @@ impl ProxyBody {
         }
     }
 
-    pub fn upstream(body: Incoming, completion: Completion) -> Self {
+    pub fn upstream(body: ResponseBody, completion: Completion) -> Self {
         Self {
             kind: Kind::Upstream(body),
             completion: Some(completion),
         }
     }
 
-    fn finish(&mut self, trailers: Option<&HeaderMap>, clean: bool) {
+    fn finish(&mut self, trailers: Option<&HeaderMap>) {
         if let Some(c) = self.completion.take() {
-            c.finish(trailers, clean);
+            c.finish(trailers);
         }
     }
 }
@@ -71,16 +71,16 @@ impl Body for ProxyBody {
             Kind::Upstream(body) => match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(None) => {
-                    this.finish(None, true);
+                    this.finish(None);
                     Poll::Ready(None)
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(trailers) = frame.trailers_ref() {
-                        this.finish(Some(trailers), true);
+                        this.finish(Some(trailers));
                     } else if body.is_end_stream() {
-                        // A sized body ends with its last byte; the server will not poll
-                        // again to see the end, so the connection is released here.
-                        this.finish(None, true);
+                        // A sized body ends with its last byte; the server may not poll
+                        // again to see the end, so the response is recorded here.
+                        this.finish(None);
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -89,8 +89,8 @@ impl Body for ProxyBody {
                         c.class = Classification::Failure;
                         c.error = "upstream reset";
                     }
-                    this.finish(None, false);
-                    Poll::Ready(Some(Err(e.into())))
+                    this.finish(None);
+                    Poll::Ready(Some(Err(e)))
                 }
             },
         }
@@ -116,7 +116,7 @@ impl Drop for ProxyBody {
     fn drop(&mut self) {
         // A client that leaves mid-body still gets its response counted; the upstream
         // connection is not reused since its response was not read to the end.
-        self.finish(None, false);
+        self.finish(None);
     }
 }
 
@@ -253,22 +253,17 @@ pub struct Completion {
     pub class: Classification,
     pub error: &'static str,
     pub load: Option<LoadGuard>,
-    pub pool: Option<PoolReturn>,
 }
 
 impl Completion {
-    fn finish(mut self, trailers: Option<&HeaderMap>, clean: bool) {
-        if let Some(t) = trailers {
-            if grpc_failed(t) {
-                self.class = Classification::Failure;
-            }
-        }
-        self.route.response(self.status, self.class, self.error);
-        if clean {
-            if let Some(pool) = self.pool.take() {
-                pool.give_back();
-            }
-        }
+    fn finish(self, trailers: Option<&HeaderMap>) {
+        let failed = trailers.is_some_and(grpc_failed);
+        let class = if failed {
+            Classification::Failure
+        } else {
+            self.class
+        };
+        self.route.response(self.status, class, self.error);
     }
 }
 

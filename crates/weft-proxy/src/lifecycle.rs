@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use weft_core::config::ProxyConfig;
 use weft_core::error::Side;
 use weft_core::headers::{WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
@@ -29,7 +28,7 @@ use weft_metrics::{Classification, RouteMetrics};
 
 use crate::balancer::{Balance, EndpointState, LoadGuard, Pick};
 use crate::body::{classify, ClientBody, Completion, ProxyBody, RequestBody};
-use crate::client::h1::{H1Pool, PoolReturn};
+use crate::client::h1::{H1Pool, ResponseBody};
 use crate::client::h2::H2Pool;
 use crate::client::SendError;
 use crate::h1::OnUpgrade;
@@ -83,8 +82,8 @@ impl Ctx {
     }
 }
 
-/// One attempt's outcome: a response (with its pooled connection), or an error.
-type Sent = Result<(Response<Incoming>, Option<PoolReturn>), SendError>;
+/// One attempt's outcome: a response, or an error.
+type Sent = Result<Response<ResponseBody>, SendError>;
 
 pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Response<ProxyBody> {
     let mut ctx = Ctx::new(shared.outbound.unknown_metrics());
@@ -227,7 +226,7 @@ async fn attempts(
             }
         }
         let (retryable, success) = match &sent {
-            Ok((rsp, _)) => (
+            Ok(rsp) => (
                 policy.retryable_response(&method, rsp.status(), rsp.headers()),
                 classify(rsp.status(), rsp.headers()) == Classification::Success,
             ),
@@ -273,7 +272,7 @@ async fn attempts(
             service.counters.budget_exhausted.inc();
         }
         return match sent {
-            Ok((rsp, pool)) => Ok(forwarded(ctx, &endpoint, rsp, load, pool)),
+            Ok(rsp) => Ok(forwarded(ctx, &endpoint, rsp, load)),
             Err(e) => Err(e.error),
         };
     }
@@ -311,7 +310,8 @@ async fn send_one(
                         .insert(WEFT_ORIG_PROTO, HeaderValue::from_static(proto_name(orig)));
                 }
                 to_h2(&mut req, authority)?;
-                shared.h2.send(peer, req).await.map(|r| (r, None))
+                let rsp = shared.h2.send(peer, req).await?;
+                Ok(rsp.map(ResponseBody::Hyper))
             }
             None => {
                 let ep = &endpoint.endpoint;
@@ -426,10 +426,10 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
         None => work.await,
     };
     match sent {
-        Ok((rsp, pool)) => {
+        Ok(rsp) => {
             let class = classify(rsp.status(), rsp.headers());
             endpoint.metrics.attempt(class);
-            forwarded(&ctx, &endpoint, rsp, load, pool)
+            forwarded(&ctx, &endpoint, rsp, load)
         }
         Err(e) => {
             endpoint.metrics.attempt(Classification::Failure);
@@ -458,12 +458,11 @@ async fn deliver(
     match protocol {
         Protocol::Http1 => {
             to_h1(&mut req, authority, orig)?;
-            let (rsp, pool) = shared.h1.send(addr, req).await?;
-            Ok((rsp, Some(pool)))
+            shared.h1.send(addr, req).await
         }
         Protocol::Http2 => {
             to_h2(&mut req, authority)?;
-            Ok((shared.h2.send(addr, req).await?, None))
+            Ok(shared.h2.send(addr, req).await?.map(ResponseBody::Hyper))
         }
     }
 }
@@ -493,7 +492,7 @@ async fn send_upgrade(
             }
         });
     }
-    Ok((rsp, None))
+    Ok(rsp.map(ResponseBody::Hyper))
 }
 
 /// Records the client's view at the response headers and hands the body on; the body
@@ -501,9 +500,8 @@ async fn send_upgrade(
 fn forwarded(
     ctx: &Ctx,
     endpoint: &Arc<EndpointState>,
-    mut rsp: Response<Incoming>,
+    mut rsp: Response<ResponseBody>,
     load: LoadGuard,
-    pool: Option<PoolReturn>,
 ) -> Response<ProxyBody> {
     endpoint.metrics.request();
     endpoint.metrics.latency(ctx.start.elapsed());
@@ -516,7 +514,6 @@ fn forwarded(
         class,
         error: "",
         load: Some(load),
-        pool,
     };
     rsp.map(|body| ProxyBody::upstream(body, completion))
 }

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use weft_core::ProxyError;
 
@@ -14,7 +13,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub async fn connect(&self, endpoint: SocketAddr) -> Result<TokioIo<TcpStream>, ProxyError> {
+    pub async fn connect(&self, endpoint: SocketAddr) -> Result<TcpStream, ProxyError> {
         let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(endpoint)).await {
             Err(_) => {
                 return Err(ProxyError::ConnectTimeout {
@@ -35,6 +34,6 @@ impl Connector {
         };
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 }

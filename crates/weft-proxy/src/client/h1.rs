@@ -1,23 +1,34 @@
-//! A lean HTTP/1.1 pool: idle connections per endpoint, newest first, reaped when idle too
-//! long. A connection returns to the pool only when its response body was read to the end.
+//! A lean HTTP/1.1 client and pool: idle connections per endpoint, newest first, reaped when
+//! idle too long. A request is written and its response read by the task that forwards it —
+//! no connection task, no channel — and the response body reads the instance's socket
+//! directly; a connection returns to the pool when that body has been read to its end.
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-
-use crate::body::RequestBody;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use weft_core::ProxyError;
 
 use super::connect::Connector;
 use super::SendError;
+use crate::body::{BoxError, RequestBody};
+use crate::h1::decode::{Decoder, Step};
+use crate::h1::head;
+use crate::h1::io::{self, ReadSide, WriteSide};
+use crate::h1::write;
 
-/// Waiting this long for a just-returned connection to become ready is cheaper than a new one.
-const READY_WAIT: Duration = Duration::from_millis(200);
+/// First read buffer for a response; grows as the response needs.
+const READ_SIZE: usize = 8 * 1024;
 
 pub struct H1Pool {
     connector: Connector,
@@ -27,23 +38,23 @@ pub struct H1Pool {
 }
 
 struct Idle {
-    sender: SendRequest<RequestBody>,
+    conn: Conn,
     since: Instant,
 }
 
-/// Gives a connection back to its pool when the response that used it ends cleanly.
-pub struct PoolReturn {
-    pool: Weak<H1Pool>,
-    endpoint: SocketAddr,
-    sender: SendRequest<RequestBody>,
+/// One connection to an instance, owned by whoever is using it.
+struct Conn {
+    rd: ReadSide,
+    wr: WriteSide,
+    buf: BytesMut,
 }
 
-impl PoolReturn {
-    pub fn give_back(self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.put(self.endpoint, self.sender);
-        }
-    }
+/// Why an exchange failed, and whether the request can still go elsewhere.
+enum Failed {
+    /// The connection was found closed before anything was read back, and the request can
+    /// be sent again as it is (its body was never polled).
+    Stale(RequestBody),
+    Broken(String),
 }
 
 impl H1Pool {
@@ -58,45 +69,118 @@ impl H1Pool {
         pool
     }
 
-    /// Sends a request on a pooled connection (or a new one). A request that never left
-    /// because a pooled connection had just closed is resent once on a fresh connection.
+    /// Sends a request on a pooled connection (or a new one). A request that found its pooled
+    /// connection closed under it is sent once more on a fresh connection.
     pub async fn send(
         self: &Arc<Self>,
         endpoint: SocketAddr,
         req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, PoolReturn), SendError> {
-        let (mut sender, pooled) = match self.checkout(endpoint).await {
-            Some(s) => (s, true),
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let (parts, body) = req.into_parts();
+        let (conn, pooled) = match self.checkout(endpoint) {
+            Some(c) => (c, true),
             None => match Box::pin(self.connect(endpoint)).await {
-                Ok(s) => (s, false),
+                Ok(c) => (c, false),
                 Err(error) => {
                     return Err(SendError {
                         error,
-                        request: Some(req),
+                        request: Some(Request::from_parts(parts, body)),
                     })
                 }
             },
         };
-        let req = match sender.try_send_request(req).await {
-            Ok(rsp) => return Ok((rsp, self.returner(endpoint, sender))),
-            Err(mut e) => match e.take_message() {
-                Some(req) if pooled => req,
-                _ => return Err(super::upstream_error(endpoint, e.error()).into()),
-            },
+        let body = match self.exchange(endpoint, conn, &parts, body).await {
+            Ok(rsp) => return Ok(rsp),
+            Err(Failed::Stale(body)) if pooled => body,
+            Err(Failed::Stale(_)) => return Err(reset(endpoint, "connection closed").into()),
+            Err(Failed::Broken(cause)) => return Err(reset(endpoint, &cause).into()),
         };
-        let mut sender = match Box::pin(self.connect(endpoint)).await {
-            Ok(s) => s,
+        let conn = match Box::pin(self.connect(endpoint)).await {
+            Ok(c) => c,
             Err(error) => {
                 return Err(SendError {
                     error,
-                    request: Some(req),
+                    request: Some(Request::from_parts(parts, body)),
                 })
             }
         };
-        match sender.send_request(req).await {
-            Ok(rsp) => Ok((rsp, self.returner(endpoint, sender))),
-            Err(e) => Err(super::upstream_error(endpoint, &e).into()),
+        match self.exchange(endpoint, conn, &parts, body).await {
+            Ok(rsp) => Ok(rsp),
+            Err(Failed::Stale(_)) => Err(reset(endpoint, "connection closed").into()),
+            Err(Failed::Broken(cause)) => Err(reset(endpoint, &cause).into()),
         }
+    }
+
+    /// Writes the request, then reads the response head. If the instance answers before the
+    /// request body is all sent, sending stops and the connection is not reused.
+    async fn exchange(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        mut conn: Conn,
+        parts: &http::request::Parts,
+        mut body: RequestBody,
+    ) -> Result<Response<ResponseBody>, Failed> {
+        let mut out = Vec::with_capacity(512);
+        let empty = body.is_end_stream();
+        let framing = head::encode_request(parts, empty, body.size_hint().exact(), &mut out);
+        let mut reusable = true;
+        if empty {
+            if conn.wr.write_all(&mut [IoSlice::new(&out)]).await.is_err() {
+                return Err(Failed::Stale(body));
+            }
+        } else {
+            let sent = {
+                let sending = write::body(&conn.wr, &mut body, framing, out);
+                let answered = conn.rd.readable();
+                tokio::pin!(sending);
+                tokio::select! {
+                    sent = &mut sending => Some(sent),
+                    _ = answered => None,
+                }
+            };
+            match sent {
+                Some(true) => {}
+                Some(false) => return Err(Failed::Broken("request body failed".into())),
+                // An early answer (say, 413): take it; the rest of the body stays unsent.
+                None => reusable = false,
+            }
+        }
+        drop(body);
+        let head = loop {
+            match head::parse_response(&mut conn.buf, &parts.method) {
+                Ok(Some(h)) if h.response.status().is_informational() => continue,
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(why) => return Err(Failed::Broken(why.into())),
+            }
+            if conn.buf.capacity() - conn.buf.len() < READ_SIZE / 4 {
+                conn.buf.reserve(READ_SIZE);
+            }
+            match conn.rd.read_buf(&mut conn.buf).await {
+                Ok(0) if conn.buf.is_empty() && empty => {
+                    return Err(Failed::Stale(RequestBody::empty()))
+                }
+                Ok(0) => {
+                    return Err(Failed::Broken(
+                        "connection closed before the response".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Failed::Broken(e.to_string())),
+            }
+        };
+        let (response, ()) = head.response.into_parts();
+        let mut body = UpstreamBody {
+            conn: Some(conn),
+            decoder: Decoder::new(head.framing),
+            pool: Arc::downgrade(self),
+            endpoint,
+            reusable: reusable && head.keep_alive,
+        };
+        if body.decoder.is_done() {
+            body.release();
+        }
+        Ok(Response::from_parts(response, ResponseBody::H1(body)))
     }
 
     /// A dedicated connection for an upgrade (WebSocket); never pooled.
@@ -105,7 +189,7 @@ impl H1Pool {
         endpoint: SocketAddr,
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let io = self.connector.connect(endpoint).await?;
+        let io = TokioIo::new(self.connector.connect(endpoint).await?);
         let (mut sender, conn) = http1::handshake(io)
             .await
             .map_err(|e| super::upstream_error(endpoint, &e))?;
@@ -120,64 +204,36 @@ impl H1Pool {
             .map_err(|e| super::upstream_error(endpoint, &e))
     }
 
-    fn returner(
-        self: &Arc<Self>,
-        endpoint: SocketAddr,
-        sender: SendRequest<RequestBody>,
-    ) -> PoolReturn {
-        PoolReturn {
-            pool: Arc::downgrade(self),
-            endpoint,
-            sender,
-        }
-    }
-
-    async fn checkout(&self, endpoint: SocketAddr) -> Option<SendRequest<RequestBody>> {
-        loop {
-            let mut sender = {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let list = idle.get_mut(&endpoint)?;
-                let entry = list.pop()?;
-                if list.is_empty() {
-                    idle.remove(&endpoint);
-                }
-                entry.sender
-            };
-            if sender.is_closed() {
-                continue;
-            }
-            if sender.is_ready() {
-                return Some(sender);
-            }
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
-                return Some(sender);
+    /// The newest idle connection that has heard nothing since it was put back (a pooled
+    /// connection that has, was closed by the instance or is out of step).
+    fn checkout(&self, endpoint: SocketAddr) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(&endpoint)?;
+        while let Some(entry) = list.pop() {
+            if !entry.conn.rd.has_news() {
+                return Some(entry.conn);
             }
         }
+        idle.remove(&endpoint);
+        None
     }
 
-    async fn connect(&self, endpoint: SocketAddr) -> Result<SendRequest<RequestBody>, ProxyError> {
-        let io = self.connector.connect(endpoint).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| super::upstream_error(endpoint, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%endpoint, error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+    async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, ProxyError> {
+        let stream = self.connector.connect(endpoint).await?;
+        let (rd, wr) = io::halves(stream);
+        Ok(Conn {
+            rd,
+            wr,
+            buf: BytesMut::new(),
+        })
     }
 
-    fn put(&self, endpoint: SocketAddr, sender: SendRequest<RequestBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put(&self, endpoint: SocketAddr, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(endpoint).or_default();
         if list.len() < self.max_idle {
             list.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -187,7 +243,7 @@ impl H1Pool {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|_, list| {
-            list.retain(|i| !i.sender.is_closed() && now - i.since < self.idle_timeout);
+            list.retain(|i| !i.conn.rd.has_news() && now - i.since < self.idle_timeout);
             !list.is_empty()
         });
     }
@@ -196,5 +252,126 @@ impl H1Pool {
     pub fn idle_count(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.values().map(Vec::len).sum()
+    }
+}
+
+fn reset(endpoint: SocketAddr, cause: &str) -> ProxyError {
+    ProxyError::UpstreamReset {
+        endpoint,
+        cause: cause.to_owned(),
+    }
+}
+
+/// A response body as an upstream sends it: read straight off an HTTP/1 instance's
+/// connection, or from hyper (HTTP/2 streams, upgrade handshakes).
+pub enum ResponseBody {
+    H1(UpstreamBody),
+    Hyper(Incoming),
+}
+
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    decoder: Decoder,
+    pool: Weak<H1Pool>,
+    endpoint: SocketAddr,
+    reusable: bool,
+}
+
+impl UpstreamBody {
+    /// The body has been read to its end: its connection goes back to the pool, unless
+    /// something about the exchange said it must not.
+    fn release(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if self.reusable && conn.buf.is_empty() {
+            if let Some(pool) = self.pool.upgrade() {
+                pool.put(self.endpoint, conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.decoder = Decoder::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(std::io::Error::other(why).into())))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.decoder.decode(&mut conn.buf) {
+                Ok(Step::Frame(frame)) => {
+                    if this.decoder.is_done() {
+                        this.release();
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Ok(Step::End) => {
+                    this.release();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::More) => {}
+                Err(why) => return this.fail(why),
+            }
+            if conn.buf.capacity() - conn.buf.len() < READ_SIZE / 4 {
+                conn.buf.reserve(READ_SIZE);
+            }
+            match ready!(conn.rd.poll_read_buf(cx, &mut conn.buf)) {
+                Ok(0) => {
+                    if let Err(why) = this.decoder.eof() {
+                        return this.fail(why);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return this.fail("the instance's connection failed"),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.decoder.size_hint()
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::H1(b) => Pin::new(b).poll_frame(cx),
+            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::H1(b) => b.is_end_stream(),
+            Self::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::H1(b) => b.size_hint(),
+            Self::Hyper(b) => b.size_hint(),
+        }
     }
 }

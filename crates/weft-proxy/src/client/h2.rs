@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use crate::body::RequestBody;
 use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use weft_core::ProxyError;
 
 use super::connect::Connector;
@@ -92,7 +92,7 @@ impl H2Pool {
         // The connecting path is boxed: it is rare, and its state would otherwise enlarge
         // every request's future.
         let sender = Box::pin(async {
-            let io = self.connector.connect(endpoint).await?;
+            let io = TokioIo::new(self.connector.connect(endpoint).await?);
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .adaptive_window(true)

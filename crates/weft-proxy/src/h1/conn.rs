@@ -5,31 +5,26 @@
 //! no buffer (it waits for readability, then allocates) and the handler's future is boxed
 //! only while a request is in flight.
 
-use std::future::{poll_fn, Future};
-use std::io::{IoSlice, Write as _};
+use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request, Response};
+use bytes::BytesMut;
+use http::{Request, Response};
 use http_body::Body;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::body::RecvBody;
-use super::head::{self, BodyFraming, Framing, Head};
-use super::io::{Rewind, Socket};
-use super::OnUpgrade;
-use crate::body::{BoxError, ClientBody};
+use super::head::{self, Framing, Head};
+use super::io::{ReadSide, Rewind, Socket, WriteSide};
+use super::{write, OnUpgrade};
+use crate::body::ClientBody;
 
 /// First read buffer of a request; grows up to the head limit.
 const HEAD_BUF: usize = 4096;
-/// Bodies frames up to this size are copied beside their head or chunk line: one write.
-const COALESCE: usize = 16 * 1024;
 /// How long a closing connection waits for the client to finish sending, so the response
 /// is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(1);
@@ -58,20 +53,23 @@ where
     H: Fn(SocketAddr, Request<ClientBody>) -> F,
     F: Future<Output = Response<crate::body::ProxyBody>> + Send + 'static,
 {
-    let io = Arc::new(io);
+    let (rd, wr) = io.split();
+    let mut rd = Some(rd);
+    let wr = Arc::new(wr);
     let mut buf = BytesMut::new();
     let mut first = true;
     loop {
-        let head = match read_head(&io, &mut buf, limits, &mut shutdown, first).await {
+        let reader = rd.as_mut()?;
+        let head = match read_head(reader, &mut buf, limits, &mut shutdown, first).await {
             Read::Head(h) => h,
             Read::H2 => {
-                let io = Arc::try_unwrap(io).ok()?;
+                let io = Socket::reunite(rd?, Arc::try_unwrap(wr).ok()?)?;
                 return Some(Handoff::H2(Rewind::new(buf, io)));
             }
             Read::Refused(r) => {
                 let answer = head::refusal(r);
-                let _ = io.write_all(&mut [IoSlice::new(&answer)]).await;
-                close(io, true).await;
+                let _ = wr.write_all(&mut [IoSlice::new(&answer)]).await;
+                close(rd, wr).await;
                 return None;
             }
             Read::Closed => return None,
@@ -96,8 +94,9 @@ where
             _ => {
                 let (tx, rx) = oneshot::channel();
                 lent = Some(rx);
-                let rest = std::mem::take(&mut buf);
-                RecvBody::new(Arc::clone(&io), rest, framing, expect_continue, tx)
+                let lend = (rd.take()?, std::mem::take(&mut buf));
+                let owed = expect_continue.then(|| Arc::clone(&wr));
+                RecvBody::new(lend, framing, owed, tx)
             }
         };
         let mut switch = None;
@@ -113,26 +112,20 @@ where
 
         // While the handler works, a client that hangs up cancels it (when its body is not
         // being read by the handler, the socket is watched here).
-        let mut rsp = if lent.is_some() {
-            (&mut work).await
-        } else {
-            let mut watching = true;
-            loop {
-                tokio::select! {
-                    rsp = &mut work => break rsp,
-                    ready = io.readable(), if watching => {
-                        if ready.is_err() {
-                            return None;
-                        }
-                        if buf.capacity() - buf.len() < 1024 {
-                            buf.reserve(HEAD_BUF);
-                        }
-                        match io.try_read_buf(&mut buf) {
-                            Ok(0) => return None,
+        let mut rsp = match rd.as_mut() {
+            None => (&mut work).await,
+            Some(reader) => {
+                let mut watching = true;
+                loop {
+                    if buf.capacity() - buf.len() < 1024 {
+                        buf.reserve(HEAD_BUF);
+                    }
+                    tokio::select! {
+                        rsp = &mut work => break rsp,
+                        read = reader.read_buf(&mut buf), if watching => match read {
+                            Ok(0) | Err(_) => return None,
                             Ok(_) => watching = buf.len() < limits.max_header_bytes,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                            Err(_) => return None,
-                        }
+                        },
                     }
                 }
             }
@@ -150,29 +143,31 @@ where
             head::encode_response(&rsp, exact, &method, version, &mut keep_alive, &mut out);
         if switching {
             if let Some(tx) = switch.take() {
-                if io.write_all(&mut [IoSlice::new(&out)]).await.is_err() {
+                if wr.write_all(&mut [IoSlice::new(&out)]).await.is_err() {
                     return None;
                 }
                 drop(rsp);
-                if let Ok(io) = Arc::try_unwrap(io) {
-                    let _ = tx.send(Rewind::new(buf, io));
-                }
+                let io = Socket::reunite(rd?, Arc::try_unwrap(wr).ok()?)?;
+                let _ = tx.send(Rewind::new(buf, io));
                 return None;
             }
         }
         drop(switch);
         let body = rsp.body_mut();
-        let clean = write_body(&io, body, framing, out).await;
+        let clean = write::body(&wr, body, framing, out).await;
         drop(rsp);
         // The next request can be read only once this one's body has been read through.
         if let Some(mut rx) = lent {
             match rx.try_recv() {
-                Ok(rest) => buf = rest,
+                Ok((r, rest)) => {
+                    rd = Some(r);
+                    buf = rest;
+                }
                 Err(_) => keep_alive = false,
             }
         }
         if !clean || !keep_alive {
-            close(io, true).await;
+            close(rd, wr).await;
             return None;
         }
         if buf.is_empty() {
@@ -192,7 +187,7 @@ enum Read {
 }
 
 async fn read_head(
-    io: &Socket,
+    rd: &mut ReadSide,
     buf: &mut BytesMut,
     limits: &Limits,
     shutdown: &mut watch::Receiver<bool>,
@@ -214,152 +209,49 @@ async fn read_head(
                 }
             }
         }
-        tokio::select! {
-            ready = io.readable() => {
-                if ready.is_err() {
+        if buf.capacity() == 0 {
+            // Idle: no buffer until the client sends something.
+            tokio::select! {
+                ready = rd.readable() => if ready.is_err() {
                     return Read::Closed;
-                }
+                },
+                _ = &mut timer => return Read::Closed,
+                _ = shutdown.wait_for(|stop| *stop) => return Read::Closed,
             }
-            _ = &mut timer => return Read::Closed,
-            _ = shutdown.wait_for(|stop| *stop), if buf.is_empty() => return Read::Closed,
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(HEAD_BUF);
         }
-        match io.try_read_buf(buf) {
-            Ok(0) => return Read::Closed,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return Read::Closed,
-        }
-    }
-}
-
-/// Writes the head in `out` and the body after it, framed; false when the response could
-/// not be written whole (the connection must close).
-async fn write_body<B>(io: &Socket, body: &mut B, framing: BodyFraming, mut out: Vec<u8>) -> bool
-where
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
-{
-    let mut left = match framing {
-        BodyFraming::None | BodyFraming::Length(0) => {
-            if body.is_end_stream() {
-                // Lets a finished upstream body record itself and release its connection.
-                let _ = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
-            }
-            return io.write_all(&mut [IoSlice::new(&out)]).await.is_ok();
-        }
-        BodyFraming::Length(n) => Some(n),
-        BodyFraming::Chunked | BodyFraming::Close => None,
-    };
-    // A sized body is almost always right behind its head: wait for it and write both at
-    // once. A streamed one goes out as it is produced, so its head goes now if no data is.
-    let mut next = if left.is_some() {
-        Some(poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await)
-    } else {
-        match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
-            Poll::Ready(frame) => Some(frame),
-            Poll::Pending => None,
-        }
-    };
-    loop {
-        let frame = match next.take() {
-            Some(frame) => frame,
-            None => {
-                if !out.is_empty() {
-                    if io.write_all(&mut [IoSlice::new(&out)]).await.is_err() {
-                        return false;
-                    }
-                    out.clear();
-                }
-                poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
-            }
-        };
-        let (mut data, trailers, mut end) = match frame {
-            None => (Bytes::new(), None, true),
-            Some(Err(_)) => {
-                // The upstream failed midway: the client must not take this for a whole body.
-                let _ = io.write_all(&mut [IoSlice::new(&out)]).await;
-                return false;
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => (data, None, body.is_end_stream()),
-                Err(frame) => (Bytes::new(), frame.into_trailers().ok(), true),
+        tokio::select! {
+            read = rd.read_buf(buf) => match read {
+                Ok(0) | Err(_) => return Read::Closed,
+                Ok(_) => {}
             },
-        };
-        if let Some(n) = left.as_mut() {
-            data.truncate(usize::try_from(*n).unwrap_or(usize::MAX));
-            *n -= data.len() as u64;
-            if *n == 0 && !end {
-                let _ = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
-                end = true;
-            }
+            _ = &mut timer => return Read::Closed,
+            _ = shutdown.wait_for(|stop| *stop), if buf.is_empty() => return Read::Closed,
         }
-        let mut tail: Vec<u8> = Vec::new();
-        if framing == BodyFraming::Chunked {
-            if !data.is_empty() {
-                let _ = write!(out, "{:x}\r\n", data.len());
-                tail.extend_from_slice(b"\r\n");
-            }
-            if end {
-                tail.extend_from_slice(b"0\r\n");
-                if let Some(t) = &trailers {
-                    encode_trailers(t, &mut tail);
-                }
-                tail.extend_from_slice(b"\r\n");
-            }
-        }
-        let written = if data.len() <= COALESCE {
-            out.extend_from_slice(&data);
-            out.extend_from_slice(&tail);
-            io.write_all(&mut [IoSlice::new(&out)]).await
-        } else {
-            let mut parts = [IoSlice::new(&out), IoSlice::new(&data), IoSlice::new(&tail)];
-            io.write_all(&mut parts).await
-        };
-        if written.is_err() {
-            return false;
-        }
-        out.clear();
-        if end {
-            // A sized body that ended short leaves the client waiting: close it.
-            return left.is_none_or(|n| n == 0) && framing != BodyFraming::Close;
-        }
-    }
-}
-
-fn encode_trailers(trailers: &HeaderMap, out: &mut Vec<u8>) {
-    for (name, value) in trailers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
 }
 
 /// Ends the connection: the write side first, then, when the client may still be sending,
 /// what it sends is read and dropped for a moment so a reset does not destroy the answer.
-async fn close(io: Arc<Socket>, linger: bool) {
-    let Ok(mut io) = Arc::try_unwrap(io) else {
+async fn close(rd: Option<ReadSide>, wr: Arc<WriteSide>) {
+    let Ok(mut wr) = Arc::try_unwrap(wr) else {
         return;
     };
-    let _ = io.shutdown().await;
-    if linger {
-        let drain = async {
-            let mut sink = BytesMut::with_capacity(4096);
-            loop {
-                if io.readable().await.is_err() {
-                    return;
-                }
-                sink.clear();
-                match io.try_read_buf(&mut sink) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
+    wr.shutdown().await;
+    let Some(mut rd) = rd else {
+        return;
+    };
+    let drain = async {
+        let mut sink = BytesMut::with_capacity(4096);
+        loop {
+            sink.clear();
+            match rd.read_buf(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
             }
-        };
-        let _ = tokio::time::timeout(LINGER, drain).await;
-    }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }

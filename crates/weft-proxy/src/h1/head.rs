@@ -13,6 +13,8 @@ const MAX_HEADERS: usize = 100;
 pub enum Framing {
     Length(u64),
     Chunked,
+    /// Until the connection closes (responses only).
+    UntilClose,
 }
 
 /// A parsed request head and what it means for the connection.
@@ -229,9 +231,7 @@ pub fn encode_response<B>(
     }
     match framing {
         BodyFraming::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            write_length(n, out);
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
@@ -245,6 +245,158 @@ pub fn encode_response<B>(
     }
     out.extend_from_slice(b"\r\n");
     framing
+}
+
+/// Largest response head accepted from an instance.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A parsed response head and how its body is framed.
+pub struct ResponseHead {
+    pub response: Response<()>,
+    pub framing: Framing,
+    /// The instance lets the connection be used again after this response.
+    pub keep_alive: bool,
+}
+
+/// Parses one response head from the front of `buf`, taking its bytes out of it; `Ok(None)`
+/// until it is complete. `method` is the request's: a HEAD response has no body.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
+            return Err("response head too large")
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("malformed response head"),
+    };
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let status = StatusCode::from_u16(parsed.code.unwrap_or(0)).map_err(|_| "bad status")?;
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        *span = (at(h.name.as_bytes()), at(h.value));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut map = HeaderMap::with_capacity(count);
+    for &(name, value) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name.0..name.0 + name.1])
+            .map_err(|_| "bad header name")?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.0 + value.1))
+            .map_err(|_| "bad header value")?;
+        map.append(name, value);
+    }
+    let connection = tokens(&map, header::CONNECTION);
+    let mut keep_alive = match version {
+        Version::HTTP_10 => connection.keep_alive,
+        _ => !connection.close,
+    };
+    let framing = if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Length(0)
+    } else if let Some(te) = map.get_all(header::TRANSFER_ENCODING).iter().next_back() {
+        let last = te.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
+        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match framing(&map, version) {
+            Ok((Framing::Length(n), _)) if map.contains_key(header::CONTENT_LENGTH) => {
+                Framing::Length(n)
+            }
+            Ok(_) => Framing::UntilClose,
+            Err(_) => return Err("bad content-length"),
+        }
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = map;
+    Ok(Some(ResponseHead {
+        response,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Writes a request head for an instance into `out`, with the framing its body needs
+/// (`exact`: the body's known length). Framing headers the request carries are replaced.
+pub fn encode_request(
+    parts: &http::request::Parts,
+    body_empty: bool,
+    exact: Option<u64>,
+    out: &mut Vec<u8>,
+) -> BodyFraming {
+    let framing = if body_empty {
+        BodyFraming::None
+    } else if let Some(n) = exact {
+        BodyFraming::Length(n)
+    } else {
+        BodyFraming::Chunked
+    };
+    // HTTP/1.0 has no chunked framing: such a body goes as HTTP/1.1.
+    let v10 = parts.version == Version::HTTP_10 && framing != BodyFraming::Chunked;
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
+    out.extend_from_slice(if v10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    for (name, value) in &parts.headers {
+        if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if v10 && *name == header::CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        BodyFraming::Length(n) => write_length(n, out),
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::None if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) => {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        _ => {}
+    }
+    if v10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+fn write_length(n: u64, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(out, "content-length: {n}\r\n");
 }
 
 /// A bare answer for a request the proxy could not even parse.

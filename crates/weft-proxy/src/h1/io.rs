@@ -2,18 +2,30 @@
 //! the open-connections gauge held while it lives; and the same socket with bytes already
 //! read put back in front, for the HTTP/2 server and for upgraded (WebSocket) connections.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use weft_metrics::tcp::ListenerMetrics;
 
 pub struct Socket {
     stream: TcpStream,
     metrics: ListenerMetrics,
+    _open: Open,
+}
+
+/// Holds the listener's open-connections gauge up while the connection lives.
+struct Open(ListenerMetrics);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.dec();
+    }
 }
 
 impl Socket {
@@ -22,35 +34,111 @@ impl Socket {
         Self {
             stream,
             metrics: metrics.clone(),
+            _open: Open(metrics.clone()),
         }
     }
 
+    /// Separate halves, so a request body can read while the connection writes.
+    pub fn split(self) -> (ReadSide, WriteSide) {
+        let (rd, wr) = self.stream.into_split();
+        let read = ReadSide {
+            rd,
+            metrics: Some(self.metrics.clone()),
+        };
+        let write = WriteSide {
+            wr,
+            metrics: Some(self.metrics),
+            open: Some(self._open),
+        };
+        (read, write)
+    }
+
+    /// The halves made whole again (for HTTP/2 or an upgrade); `None` if they do not match.
+    pub fn reunite(read: ReadSide, write: WriteSide) -> Option<Self> {
+        let stream = read.rd.reunite(write.wr).ok()?;
+        Some(Self {
+            stream,
+            metrics: write.metrics?,
+            _open: write.open?,
+        })
+    }
+}
+
+/// Halves of an upstream connection, counted nowhere.
+pub fn halves(stream: TcpStream) -> (ReadSide, WriteSide) {
+    let (rd, wr) = stream.into_split();
+    let read = ReadSide { rd, metrics: None };
+    let write = WriteSide {
+        wr,
+        metrics: None,
+        open: None,
+    };
+    (read, write)
+}
+
+pub struct ReadSide {
+    rd: OwnedReadHalf,
+    metrics: Option<ListenerMetrics>,
+}
+
+impl ReadSide {
+    /// Reads into the spare capacity of `buf`; `Ok(0)` is the end of the stream. A read
+    /// that does not fill the space tells tokio the socket is drained, which spares the next
+    /// read's `EAGAIN`.
+    pub fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.rd),
+            cx,
+            buf
+        ))?;
+        if let Some(m) = &self.metrics {
+            m.read_bytes.inc_by(n as u64);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Whether the peer has sent anything (or closed) since the last read drained the socket:
+    /// for an idle pooled connection, that means it cannot be reused. Costs no syscall.
+    pub fn has_news(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut ready = std::pin::pin!(self.rd.readable());
+        ready.as_mut().poll(&mut cx).is_ready()
+    }
+
+    /// Waits until the socket has something to read, without a buffer.
     pub async fn readable(&self) -> io::Result<()> {
-        self.stream.readable().await
+        self.rd.readable().await
     }
 
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream.poll_read_ready(cx)
+    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_buf(cx, buf)).await
     }
+}
 
-    /// Reads what is there into `buf` without waiting; `Ok(0)` is the end of the stream.
-    pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let n = self.stream.try_read_buf(buf)?;
-        self.metrics.read_bytes.inc_by(n as u64);
-        Ok(n)
-    }
+pub struct WriteSide {
+    wr: OwnedWriteHalf,
+    metrics: Option<ListenerMetrics>,
+    open: Option<Open>,
+}
 
+impl WriteSide {
     /// Writes all of `parts`, gathered: one syscall for a head and its body when the
     /// socket takes them.
     pub async fn write_all(&self, parts: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut parts = parts;
         IoSlice::advance_slices(&mut parts, 0);
         while !parts.is_empty() {
-            self.stream.writable().await?;
-            match self.stream.try_write_vectored(parts) {
+            self.wr.writable().await?;
+            match self.wr.try_write_vectored(parts) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.metrics.write_bytes.inc_by(n as u64);
+                    if let Some(m) = &self.metrics {
+                        m.write_bytes.inc_by(n as u64);
+                    }
                     IoSlice::advance_slices(&mut parts, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -62,15 +150,16 @@ impl Socket {
 
     /// Writes without waiting; for the few bytes of a `100 Continue`.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        let n = self.stream.try_write(bytes)?;
-        self.metrics.write_bytes.inc_by(n as u64);
+        let n = self.wr.try_write(bytes)?;
+        if let Some(m) = &self.metrics {
+            m.write_bytes.inc_by(n as u64);
+        }
         Ok(n)
     }
-}
 
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.metrics.open.dec();
+    /// Sends FIN: the client reads the end of the response, then the end of the stream.
+    pub async fn shutdown(&mut self) {
+        let _ = self.wr.shutdown().await;
     }
 }
 

@@ -5,14 +5,18 @@
 //! and refusals that carry `weft-error`. HTTP/2 (h2c) on the same port goes to hyper.
 //!
 //! - [`head`]: request heads in, response heads out, framing rules (RFC 9112).
+//! - [`decode`]: body framing (Content-Length, chunked, until close), both directions.
 //! - [`body`]: the request body, read off the socket.
 //! - [`conn`]: the connection's loop.
+//! - [`write`]: message bodies written out, framed, in as few writes as possible.
 //! - [`io`]: the counted socket, and one with already-read bytes put back.
 
 pub mod body;
 pub mod conn;
+pub mod decode;
 pub mod head;
 pub mod io;
+pub mod write;
 
 use std::sync::{Arc, Mutex};
 

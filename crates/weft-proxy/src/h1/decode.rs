@@ -1,0 +1,197 @@
+//! HTTP/1 body framing, decoded from a buffer the caller fills: Content-Length, chunked (with
+//! trailers), or until the connection closes. Shared by request bodies read from clients and
+//! response bodies read from instances.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::{Frame, SizeHint};
+
+use super::head::Framing;
+
+/// Largest chunk-size line or trailer section accepted.
+const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers,
+    UntilClose,
+    Done,
+}
+
+/// What the buffer held.
+pub enum Step {
+    Frame(Frame<Bytes>),
+    End,
+    /// Read more, then decode again.
+    More,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Length(0) => Self::Done,
+            Framing::Length(n) => Self::Length(n),
+            Framing::Chunked => Self::ChunkSize,
+            Framing::UntilClose => Self::UntilClose,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        *self == Self::Done
+    }
+
+    pub fn size_hint(&self) -> SizeHint {
+        match *self {
+            Self::Length(n) => SizeHint::with_exact(n),
+            Self::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+
+    /// Takes the next frame out of `buf`. A body ends as soon as its last byte is taken.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, &'static str> {
+        loop {
+            match *self {
+                Self::Done => return Ok(Step::End),
+                Self::Length(_) | Self::ChunkData(_) | Self::UntilClose if !buf.is_empty() => {
+                    let left = match *self {
+                        Self::Length(left) | Self::ChunkData(left) => left,
+                        _ => u64::MAX,
+                    };
+                    let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let data = buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    *self = match *self {
+                        Self::Length(_) if left == 0 => Self::Done,
+                        Self::Length(_) => Self::Length(left),
+                        Self::ChunkData(_) if left == 0 => Self::ChunkEnd,
+                        Self::ChunkData(_) => Self::ChunkData(left),
+                        other => other,
+                    };
+                    return Ok(Step::Frame(Frame::data(data)));
+                }
+                Self::ChunkSize if !buf.is_empty() => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.advance(used);
+                        *self = if size == 0 {
+                            Self::Trailers
+                        } else {
+                            Self::ChunkData(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_LINE => return Ok(Step::More),
+                    _ => return Err("bad chunk size"),
+                },
+                Self::ChunkEnd if buf.len() >= 2 => {
+                    if &buf[..2] != b"\r\n" {
+                        return Err("bad chunk end");
+                    }
+                    buf.advance(2);
+                    *self = Self::ChunkSize;
+                }
+                Self::Trailers if buf.starts_with(b"\r\n") => {
+                    buf.advance(2);
+                    *self = Self::Done;
+                    return Ok(Step::End);
+                }
+                Self::Trailers if !buf.is_empty() => match trailers(buf)? {
+                    Some((used, map)) => {
+                        buf.advance(used);
+                        *self = Self::Done;
+                        return Ok(Step::Frame(Frame::trailers(map)));
+                    }
+                    None if buf.len() < MAX_LINE => return Ok(Step::More),
+                    None => return Err("trailers too large"),
+                },
+                _ => return Ok(Step::More),
+            }
+        }
+    }
+
+    /// The stream ended: the end of a body delimited by it, else a body cut short.
+    pub fn eof(&mut self) -> Result<(), &'static str> {
+        match *self {
+            Self::UntilClose | Self::Done => {
+                *self = Self::Done;
+                Ok(())
+            }
+            _ => Err("the body ended early"),
+        }
+    }
+}
+
+/// A trailer section, ended by an empty line; `None` until it is all there.
+fn trailers(buf: &[u8]) -> Result<Option<(usize, HeaderMap)>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    match httparse::parse_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete((used, parsed))) => {
+            let mut map = HeaderMap::with_capacity(parsed.len());
+            for h in parsed {
+                let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad trailer")?;
+                let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad trailer")?;
+                map.append(name, value);
+            }
+            Ok(Some((used, map)))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err("bad trailers"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(framing: Framing, wire: &[u8]) -> (Vec<u8>, Option<HeaderMap>, BytesMut) {
+        let mut d = Decoder::new(framing);
+        let mut buf = BytesMut::from(wire);
+        let (mut data, mut trailers) = (Vec::new(), None);
+        loop {
+            match d.decode(&mut buf).unwrap() {
+                Step::Frame(f) => match f.into_data() {
+                    Ok(b) => data.extend_from_slice(&b),
+                    Err(f) => trailers = f.into_trailers().ok(),
+                },
+                Step::End => return (data, trailers, buf),
+                Step::More => {
+                    d.eof().unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_with_trailers_stops_at_its_end() {
+        let (data, trailers, rest) = all(
+            Framing::Chunked,
+            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\ngrpc-status: 0\r\n\r\nNEXT",
+        );
+        assert_eq!(data, b"hello world");
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+        assert_eq!(&rest[..], b"NEXT");
+    }
+
+    #[test]
+    fn length_takes_exactly_its_bytes() {
+        let (data, _, rest) = all(Framing::Length(3), b"abcdef");
+        assert_eq!(data, b"abc");
+        assert_eq!(&rest[..], b"def");
+    }
+
+    #[test]
+    fn a_cut_body_is_an_error_unless_delimited_by_close() {
+        let mut d = Decoder::new(Framing::Length(10));
+        let mut buf = BytesMut::from(&b"abc"[..]);
+        assert!(matches!(d.decode(&mut buf), Ok(Step::Frame(_))));
+        assert!(matches!(d.decode(&mut buf), Ok(Step::More)));
+        assert!(d.eof().is_err());
+        let mut d = Decoder::new(Framing::UntilClose);
+        assert!(d.eof().is_ok());
+        let mut bad = BytesMut::from(&b"zz\r\n"[..]);
+        assert!(Decoder::new(Framing::Chunked).decode(&mut bad).is_err());
+    }
+}
