@@ -183,6 +183,12 @@ async fn malformed_and_smuggling_requests_are_refused() {
             line.contains(status),
             "{what}: expected {status}, got {answer:?}"
         );
+        if status != "200" {
+            assert!(
+                answer.to_ascii_lowercase().contains("\r\nweft-error: "),
+                "{what}: a refusal says why in weft-error: {answer:?}"
+            );
+        }
         assert_still_serving(&mesh).await;
     }
     assert_eq!(

@@ -7,6 +7,7 @@ mod demo;
 mod errors;
 mod grpc;
 mod http;
+mod http1;
 mod install;
 mod kubernetes;
 mod lifecycle;
