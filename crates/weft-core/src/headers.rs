@@ -12,3 +12,5 @@ pub const WEFT_DST_ENDPOINT: HeaderName = HeaderName::from_static("weft-dst-endp
 pub const WEFT_ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
 /// Remaining deadline, propagated hop to hop.
 pub const WEFT_CTX_DEADLINE: HeaderName = HeaderName::from_static("weft-ctx-deadline");
+/// gRPC's status, in trailers (or headers, for a trailers-only answer).
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");

@@ -278,6 +278,6 @@ pub fn classify(status: http::StatusCode, headers: &HeaderMap) -> Classification
 
 fn grpc_failed(headers: &HeaderMap) -> bool {
     headers
-        .get("grpc-status")
+        .get(weft_core::headers::GRPC_STATUS)
         .is_some_and(|v| v.as_bytes() != b"0")
 }

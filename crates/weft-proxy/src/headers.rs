@@ -20,15 +20,24 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// since gRPC needs it end to end. With `keep_upgrade`, `Upgrade` and `Connection: upgrade`
 /// stay, because a WebSocket handshake must reach the instance.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names says so, cheaper than a
+    // lookup per name.
+    let any = headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || k == header::TE || k == header::EXPECT);
+    if !any {
+        if keep_upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION).cloned() {
         if let Ok(list) = conn.to_str() {
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                 if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
                     continue;
                 }
-                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                    headers.remove(name);
-                }
+                headers.remove(name);
             }
         }
     }

@@ -39,7 +39,8 @@ pub async fn serve<H, F>(
     };
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
-        .adaptive_window(true)
+        .initial_stream_window_size(crate::client::h2::STREAM_WINDOW)
+        .initial_connection_window_size(crate::client::h2::CONNECTION_WINDOW)
         .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(20));
     // Every connection holds a receiver; the sender sees them all gone when the last ends.

@@ -20,6 +20,12 @@ use weft_core::ProxyError;
 use super::connect::Connector;
 use super::SendError;
 
+/// Flow-control windows of the HTTP/2 hop, fixed and generous (as Envoy's are): an adaptive
+/// window estimates bandwidth with a PING per burst of data, which costs a write and a
+/// wake-up on both proxies for every small response.
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
 pub struct H2Pool {
     connector: Connector,
     idle_timeout: Duration,
@@ -95,7 +101,8 @@ impl H2Pool {
             let io = TokioIo::new(self.connector.connect(endpoint).await?);
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
-                .adaptive_window(true)
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
                 .keep_alive_interval(Duration::from_secs(20))
                 .keep_alive_timeout(Duration::from_secs(10))
                 .handshake(io)

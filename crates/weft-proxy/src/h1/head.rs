@@ -1,7 +1,9 @@
 //! HTTP/1.x message heads: a request head parsed from the connection's buffer (header values
 //! stay slices of one shared allocation), and a response head written out.
 
-use bytes::BytesMut;
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 
@@ -56,9 +58,10 @@ impl Refusal {
 /// Parses one request head from the front of `buf`, taking its bytes out of it.
 /// `Ok(None)`: the head is not complete yet.
 pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let len = match parsed.parse(buf) {
+    // Uninitialised: zeroing a hundred headers cost more than parsing a typical head.
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) if len <= max => len,
         Ok(httparse::Status::Complete(_)) => return Err(Refusal::TooLarge),
         Ok(httparse::Status::Partial) if buf.len() >= max => return Err(Refusal::TooLarge),
@@ -76,23 +79,12 @@ pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *span = (at(h.name.as_bytes()), at(h.value));
-    }
+    let spans = Spans::of(parsed.headers, base);
     let head = buf.split_to(len).freeze();
-    let slice = |(off, n): (usize, usize)| head.slice(off..off + n);
-
-    let uri = Uri::from_maybe_shared(slice(path)).map_err(|_| Refusal::Malformed("bad URI"))?;
-    let mut map = HeaderMap::with_capacity(count);
-    for &(name, value) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name.0..name.0 + name.1])
-            .map_err(|_| Refusal::Malformed("bad header name"))?;
-        let value = HeaderValue::from_maybe_shared(slice(value))
-            .map_err(|_| Refusal::Malformed("bad header value"))?;
-        map.append(name, value);
-    }
+    let uri = Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1))
+        .map_err(|_| Refusal::Malformed("bad URI"))?;
+    // Room for the headers the proxy adds on the way (Host, deadline, mesh routing).
+    let map = spans.header_map(&head, 4).map_err(Refusal::Malformed)?;
     let (framing, close_after) = framing(&map, version)?;
     let connection = tokens(&map, header::CONNECTION);
     let keep_alive = match version {
@@ -118,6 +110,53 @@ pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
         expect_continue,
         upgrade,
     }))
+}
+
+/// Where each header's name and value sit in the head, so that once the head is split off
+/// the buffer they become slices of it instead of copies. Most heads fit inline.
+struct Spans {
+    inline: [(Span, Span); INLINE_SPANS],
+    heap: Vec<(Span, Span)>,
+    len: usize,
+}
+
+type Span = (usize, usize);
+const INLINE_SPANS: usize = 24;
+
+impl Spans {
+    fn of(headers: &[httparse::Header<'_>], base: usize) -> Self {
+        let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+        let mut spans = Self {
+            inline: [((0, 0), (0, 0)); INLINE_SPANS],
+            heap: Vec::new(),
+            len: headers.len(),
+        };
+        let pairs = headers.iter().map(|h| (at(h.name.as_bytes()), at(h.value)));
+        if headers.len() <= INLINE_SPANS {
+            for (slot, pair) in spans.inline.iter_mut().zip(pairs) {
+                *slot = pair;
+            }
+        } else {
+            spans.heap.extend(pairs);
+        }
+        spans
+    }
+
+    fn header_map(&self, head: &Bytes, room: usize) -> Result<HeaderMap, &'static str> {
+        let spans = if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap[..]
+        };
+        let mut map = HeaderMap::with_capacity(self.len + room);
+        for &((n, nl), (v, vl)) in spans {
+            let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "bad header name")?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+                .map_err(|_| "bad header value")?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
 }
 
 /// The body's framing (RFC 9112 §6.3): Transfer-Encoding wins over Content-Length, and
@@ -264,9 +303,14 @@ pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
 ) -> Result<Option<ResponseHead>, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let len = match parsed.parse(buf) {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut headers,
+    );
+    let len = match parsing {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
             return Err("response head too large")
@@ -275,26 +319,14 @@ pub fn parse_response(
         Err(_) => return Err("malformed response head"),
     };
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let status = StatusCode::from_u16(parsed.code.unwrap_or(0)).map_err(|_| "bad status")?;
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *span = (at(h.name.as_bytes()), at(h.value));
-    }
+    let spans = Spans::of(parsed.headers, base);
     let head = buf.split_to(len).freeze();
-    let mut map = HeaderMap::with_capacity(count);
-    for &(name, value) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name.0..name.0 + name.1])
-            .map_err(|_| "bad header name")?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.0 + value.1))
-            .map_err(|_| "bad header value")?;
-        map.append(name, value);
-    }
+    let map = spans.header_map(&head, 0)?;
     let connection = tokens(&map, header::CONNECTION);
     let mut keep_alive = match version {
         Version::HTTP_10 => connection.keep_alive,

@@ -55,9 +55,8 @@ impl Deadline {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros();
-        if let Ok(v) = HeaderValue::from_str(&micros.to_string()) {
-            headers.insert(WEFT_CTX_DEADLINE, v);
-        }
+        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+        headers.insert(WEFT_CTX_DEADLINE, HeaderValue::from(micros));
     }
 }
 

@@ -54,7 +54,7 @@ impl Compiled {
             }
         }
         if let Some(code) = headers
-            .get("grpc-status")
+            .get(weft_core::headers::GRPC_STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok())
         {
