@@ -134,6 +134,12 @@ def start_backend(tmp, port):
 
 
 def start_haproxy(tmp, port, h2port, backend):
+    p = pinned(PROXY_CPU, ["haproxy", "-f", haproxy_conf(tmp, port, h2port, backend)])
+    wait_port(port)
+    return [p]
+
+
+def haproxy_conf(tmp, port, h2port, backend):
     conf = os.path.join(tmp, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(f"""global
@@ -154,9 +160,7 @@ frontend h2
 backend be
   server s1 127.0.0.1:{backend}
 """)
-    p = pinned(PROXY_CPU, ["haproxy", "-f", conf])
-    wait_port(port)
-    return [p]
+    return conf
 
 
 def start_nginx_proxy(tmp, port, h2port, backend):

@@ -120,13 +120,20 @@ impl Drop for ProxyBody {
     }
 }
 
-/// A request body as the client sends it: off weft's own HTTP/1 connection, or an h2 stream.
-pub enum ClientBody {
-    H1(crate::h1::body::RecvBody),
-    H2(Incoming),
+/// A body read off one of weft's own HTTP/1 connections, or from hyper (HTTP/2 streams,
+/// upgrade handshakes).
+pub enum EitherBody<B> {
+    H1(B),
+    Hyper(Incoming),
 }
 
-impl Body for ClientBody {
+/// A request body as the client sends it.
+pub type ClientBody = EitherBody<crate::h1::body::RecvBody>;
+
+impl<B> Body for EitherBody<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -136,21 +143,21 @@ impl Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::H1(b) => Pin::new(b).poll_frame(cx),
-            Self::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::H1(b) => b.is_end_stream(),
-            Self::H2(b) => b.is_end_stream(),
+            Self::Hyper(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::H1(b) => b.size_hint(),
-            Self::H2(b) => b.size_hint(),
+            Self::Hyper(b) => b.size_hint(),
         }
     }
 }

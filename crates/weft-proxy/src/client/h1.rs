@@ -21,8 +21,8 @@ use weft_core::ProxyError;
 
 use super::connect::Connector;
 use super::SendError;
-use crate::body::{BoxError, RequestBody};
-use crate::h1::decode::{Decoder, Step};
+use crate::body::{BoxError, EitherBody, RequestBody};
+use crate::h1::decode::{self, Decoder};
 use crate::h1::head;
 use crate::h1::io::{self, ReadSide, WriteSide};
 use crate::h1::write;
@@ -153,10 +153,7 @@ impl H1Pool {
                 Ok(None) => {}
                 Err(why) => return Err(Failed::Broken(why.into())),
             }
-            if conn.buf.capacity() - conn.buf.len() < READ_SIZE / 4 {
-                conn.buf.reserve(READ_SIZE);
-            }
-            match conn.rd.read_buf(&mut conn.buf).await {
+            match conn.rd.read_buf(&mut conn.buf, READ_SIZE).await {
                 Ok(0) if conn.buf.is_empty() && empty => {
                     return Err(Failed::Stale(RequestBody::empty()))
                 }
@@ -264,10 +261,7 @@ fn reset(endpoint: SocketAddr, cause: &str) -> ProxyError {
 
 /// A response body as an upstream sends it: read straight off an HTTP/1 instance's
 /// connection, or from hyper (HTTP/2 streams, upgrade handshakes).
-pub enum ResponseBody {
-    H1(UpstreamBody),
-    Hyper(Incoming),
-}
+pub type ResponseBody = EitherBody<UpstreamBody>;
 
 pub struct UpstreamBody {
     conn: Option<Conn>,
@@ -305,36 +299,18 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        loop {
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match this.decoder.decode(&mut conn.buf) {
-                Ok(Step::Frame(frame)) => {
-                    if this.decoder.is_done() {
-                        this.release();
-                    }
-                    return Poll::Ready(Some(Ok(frame)));
-                }
-                Ok(Step::End) => {
+        let Some(Conn { rd, buf, .. }) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let fill = |buf: &mut BytesMut, cx: &mut Context<'_>| rd.poll_read_buf(cx, buf, READ_SIZE);
+        match ready!(decode::poll_frame(&mut this.decoder, buf, cx, fill)) {
+            Ok(frame) => {
+                if this.decoder.is_done() {
                     this.release();
-                    return Poll::Ready(None);
                 }
-                Ok(Step::More) => {}
-                Err(why) => return this.fail(why),
+                Poll::Ready(frame.map(Ok))
             }
-            if conn.buf.capacity() - conn.buf.len() < READ_SIZE / 4 {
-                conn.buf.reserve(READ_SIZE);
-            }
-            match ready!(conn.rd.poll_read_buf(cx, &mut conn.buf)) {
-                Ok(0) => {
-                    if let Err(why) = this.decoder.eof() {
-                        return this.fail(why);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return this.fail("the instance's connection failed"),
-            }
+            Err(why) => this.fail(why),
         }
     }
 
@@ -344,34 +320,5 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         self.decoder.size_hint()
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::H1(b) => Pin::new(b).poll_frame(cx),
-            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::H1(b) => b.is_end_stream(),
-            Self::Hyper(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::H1(b) => b.size_hint(),
-            Self::Hyper(b) => b.size_hint(),
-        }
     }
 }

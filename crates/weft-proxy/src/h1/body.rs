@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
-use super::decode::{Decoder, Step};
+use super::decode::{self, Decoder};
 use super::head::Framing;
 use super::io::{ReadSide, WriteSide};
 use crate::body::BoxError;
@@ -73,24 +73,6 @@ impl RecvBody {
             io::Error::new(io::ErrorKind::UnexpectedEof, why).into()
         )))
     }
-
-    /// Reads more from the socket; `Ok(false)` at the end of the stream.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        let Some(rd) = &mut self.rd else {
-            return Poll::Ready(Ok(false));
-        };
-        if let Some(wr) = self.send_continue.take() {
-            const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-            if wr.try_write(CONTINUE)? != CONTINUE.len() {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-        }
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            self.buf.reserve(READ_SIZE);
-        }
-        let n = ready!(rd.poll_read_buf(cx, &mut self.buf))?;
-        Poll::Ready(Ok(n > 0))
-    }
 }
 
 impl Body for RecvBody {
@@ -102,27 +84,33 @@ impl Body for RecvBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        loop {
-            match this.decoder.decode(&mut this.buf) {
-                Ok(Step::Frame(frame)) => {
-                    if this.decoder.is_done() {
-                        // The forwarder may stop polling at the last byte: hand back now.
-                        this.give_back();
-                    }
-                    return Poll::Ready(Some(Ok(frame)));
+        let (rd, owed) = (&mut this.rd, &mut this.send_continue);
+        let fill = |buf: &mut BytesMut, cx: &mut Context<'_>| {
+            let Some(rd) = rd.as_mut() else {
+                return Poll::Ready(Ok(0));
+            };
+            if let Some(wr) = owed.take() {
+                const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+                if wr.try_write(CONTINUE)? != CONTINUE.len() {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                Ok(Step::End) => {
+            }
+            rd.poll_read_buf(cx, buf, READ_SIZE)
+        };
+        match ready!(decode::poll_frame(
+            &mut this.decoder,
+            &mut this.buf,
+            cx,
+            fill
+        )) {
+            Ok(frame) => {
+                if this.decoder.is_done() {
+                    // The forwarder may stop polling at the last byte: hand back now.
                     this.give_back();
-                    return Poll::Ready(None);
                 }
-                Ok(Step::More) => {}
-                Err(why) => return this.fail(why),
+                Poll::Ready(frame.map(Ok))
             }
-            match ready!(this.poll_fill(cx)) {
-                Ok(true) => {}
-                Ok(false) => return this.fail("the client's body ended early"),
-                Err(_) => return this.fail("the client's connection failed"),
-            }
+            Err(why) => this.fail(why),
         }
     }
 

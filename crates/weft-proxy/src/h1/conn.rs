@@ -117,12 +117,9 @@ where
             Some(reader) => {
                 let mut watching = true;
                 loop {
-                    if buf.capacity() - buf.len() < 1024 {
-                        buf.reserve(HEAD_BUF);
-                    }
                     tokio::select! {
                         rsp = &mut work => break rsp,
-                        read = reader.read_buf(&mut buf), if watching => match read {
+                        read = reader.read_buf(&mut buf, HEAD_BUF), if watching => match read {
                             Ok(0) | Err(_) => return None,
                             Ok(_) => watching = buf.len() < limits.max_header_bytes,
                         },
@@ -219,11 +216,8 @@ async fn read_head(
                 _ = shutdown.wait_for(|stop| *stop) => return Read::Closed,
             }
         }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(HEAD_BUF);
-        }
         tokio::select! {
-            read = rd.read_buf(buf) => match read {
+            read = rd.read_buf(buf, HEAD_BUF) => match read {
                 Ok(0) | Err(_) => return Read::Closed,
                 Ok(_) => {}
             },
@@ -247,7 +241,7 @@ async fn close(rd: Option<ReadSide>, wr: Arc<WriteSide>) {
         let mut sink = BytesMut::with_capacity(4096);
         loop {
             sink.clear();
-            match rd.read_buf(&mut sink).await {
+            match rd.read_buf(&mut sink, 4096).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }

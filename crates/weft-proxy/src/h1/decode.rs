@@ -2,6 +2,9 @@
 //! trailers), or until the connection closes. Shared by request bodies read from clients and
 //! response bodies read from instances.
 
+use std::io;
+use std::task::{ready, Context, Poll};
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
@@ -120,6 +123,29 @@ impl Decoder {
                 Ok(())
             }
             _ => Err("the body ended early"),
+        }
+    }
+}
+
+/// The next frame of a body read off a socket: decoded from `buf`, which `fill` tops up
+/// (returning the bytes read, 0 at the end of the stream) whenever it runs dry.
+/// `Ok(None)` is the end of the body.
+pub fn poll_frame(
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+    mut fill: impl FnMut(&mut BytesMut, &mut Context<'_>) -> Poll<io::Result<usize>>,
+) -> Poll<Result<Option<Frame<Bytes>>, &'static str>> {
+    loop {
+        match decoder.decode(buf)? {
+            Step::Frame(frame) => return Poll::Ready(Ok(Some(frame))),
+            Step::End => return Poll::Ready(Ok(None)),
+            Step::More => {}
+        }
+        match ready!(fill(buf, cx)) {
+            Ok(0) => decoder.eof()?,
+            Ok(_) => {}
+            Err(_) => return Poll::Ready(Err("the connection failed")),
         }
     }
 }

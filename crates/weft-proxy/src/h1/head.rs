@@ -204,6 +204,14 @@ fn tokens(map: &HeaderMap, name: HeaderName) -> ConnectionTokens {
     t
 }
 
+/// Responses that never carry a body, whatever their headers say (RFC 9112 §6.3).
+fn bodiless(request_method: &Method, status: StatusCode) -> bool {
+    request_method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
 /// How the response body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
@@ -228,11 +236,7 @@ pub fn encode_response<B>(
     let status = rsp.status();
     let headers = rsp.headers();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let framing = if request_method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    let framing = if bodiless(request_method, status) {
         BodyFraming::None
     } else if let Some(n) = headers
         .get(header::CONTENT_LENGTH)
@@ -332,11 +336,7 @@ pub fn parse_response(
         Version::HTTP_10 => connection.keep_alive,
         _ => !connection.close,
     };
-    let framing = if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    let framing = if bodiless(method, status) {
         Framing::Length(0)
     } else if let Some(te) = map.get_all(header::TRANSFER_ENCODING).iter().next_back() {
         let last = te.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");

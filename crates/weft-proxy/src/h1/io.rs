@@ -82,14 +82,18 @@ pub struct ReadSide {
 }
 
 impl ReadSide {
-    /// Reads into the spare capacity of `buf`; `Ok(0)` is the end of the stream. A read
-    /// that does not fill the space tells tokio the socket is drained, which spares the next
-    /// read's `EAGAIN`.
+    /// Reads into `buf`, first making room for `chunk` bytes when less than a quarter of
+    /// that is free; `Ok(0)` is the end of the stream. A read that does not fill the space
+    /// tells tokio the socket is drained, which spares the next read's `EAGAIN`.
     pub fn poll_read_buf(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
+        chunk: usize,
     ) -> Poll<io::Result<usize>> {
+        if buf.capacity() - buf.len() < chunk / 4 {
+            buf.reserve(chunk);
+        }
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.rd),
             cx,
@@ -99,6 +103,10 @@ impl ReadSide {
             m.read_bytes.inc_by(n as u64);
         }
         Poll::Ready(Ok(n))
+    }
+
+    pub async fn read_buf(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_buf(cx, buf, chunk)).await
     }
 
     /// Whether the peer has sent anything (or closed) since the last read drained the socket:
@@ -112,10 +120,6 @@ impl ReadSide {
     /// Waits until the socket has something to read, without a buffer.
     pub async fn readable(&self) -> io::Result<()> {
         self.rd.readable().await
-    }
-
-    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_read_buf(cx, buf)).await
     }
 }
 

@@ -1,0 +1,117 @@
+"""User-space instructions per proxied request, counted by callgrind: a figure a noisy
+machine cannot move, for comparing proxies and changes where CPU time varies by 10 %.
+Each proxy runs under valgrind twice (few and many requests); the difference divided by
+the difference in requests leaves start-up out. Kernel work is not counted (see RESULTS.md
+for CPU time, which includes it)."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+FEW, MANY = 2_000, 12_000
+
+
+def under_callgrind(out, argv):
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + argv
+
+
+def total(path):
+    for line in open(path):
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def load(port, n, h2):
+    args = ["h2load", "-n", str(n), "-c", "10"]
+    args += ["-m", "10"] if h2 else ["--h1"]
+    args += ["-H", ":authority: bench", f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600).stdout
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    if not m or int(m.group(1)) != n:
+        raise RuntimeError(f"h2load did not finish cleanly: {out[-500:]}")
+
+
+def run(tmp, backend, config, n, h2):
+    """Instructions of all the config's proxies for `n` requests, start-up included."""
+    outs, procs = [], []
+    if config == "haproxy":
+        port, h2port = bench.free_port(), bench.free_port()
+        cfg = bench.haproxy_conf(tmp, port, h2port, backend)
+        out = os.path.join(tmp, f"cg-haproxy-{n}")
+        procs.append(subprocess.Popen(under_callgrind(out, ["haproxy", "-f", cfg]),
+                                      stderr=subprocess.DEVNULL))
+        outs.append(out)
+        port = h2port if h2 else port
+    else:
+        mesh = config == "weft mesh"
+        disc = os.path.join(tmp, "discovery.toml")
+        inbound_b = bench.free_port()
+        node = f'node = "127.0.0.1:{inbound_b}"\n' if mesh else ""
+        with open(disc, "w") as f:
+            f.write(f'[[services.bench.endpoints]]\naddr = "127.0.0.1:{backend}"\n{node}')
+        cfg = os.path.join(tmp, "weft.toml")
+        with open(cfg, "w") as f:
+            f.write("[resilience.retry]\nmax_retries = 0\n")
+        port = bench.free_port()
+        listeners = [(port, bench.free_port())]
+        if mesh:
+            listeners.append((bench.free_port(), inbound_b))
+        for i, (o, inb) in enumerate(listeners):
+            out = os.path.join(tmp, f"cg-weft-{i}-{n}")
+            procs.append(subprocess.Popen(under_callgrind(out, [
+                bench.WEFT, "proxy", "--config", cfg, "--worker-threads", "1",
+                "--outbound", f"127.0.0.1:{o}", "--inbound", f"127.0.0.1:{inb}",
+                "--admin", f"127.0.0.1:{bench.free_port()}", "--discovery-file", disc]),
+                env=dict(os.environ, WEFT_LOG="warn"), stderr=subprocess.DEVNULL))
+            outs.append(out)
+            bench.wait_port(inb, timeout=60)
+    bench.wait_port(port, timeout=60)
+    time.sleep(1)
+    load(port, n, h2)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=60)
+    return sum(total(o) for o in outs)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="weft-instr-")
+    backend = bench.free_port()
+    bp = bench.start_backend(tmp, backend)
+    rows = []
+    try:
+        for config in ["haproxy", "weft 1 hop", "weft mesh"]:
+            for h2 in (False, True):
+                few = run(tmp, backend, config, FEW, h2)
+                many = run(tmp, backend, config, MANY, h2)
+                per = (many - few) / (MANY - FEW)
+                rows.append((config, "h2" if h2 else "h1", per))
+                print(f"{config:10} {'h2' if h2 else 'h1'}: {per:,.0f} instructions/request", flush=True)
+    finally:
+        bp.terminate()
+        bp.wait()
+    base = {proto: per for config, proto, per in rows if config == "haproxy"}
+    lines = ["# User-space instructions per request", "",
+             "`bench/instructions` (callgrind; h2load, 10 connections, HTTP/1.1 or 10 streams each "
+             f"over HTTP/2; ({MANY:,} − {FEW:,} requests) apart, so start-up cancels out). "
+             "Kernel work is not in these figures.", "",
+             "| config | proto | instructions/request | × HAProxy |", "|---|---|---:|---:|"]
+    for config, proto, per in rows:
+        lines.append(f"| {config} | {proto} | {per:,.0f} | {per / base[proto]:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(bench.ROOT, "bench", "INSTRUCTIONS.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
