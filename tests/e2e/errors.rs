@@ -198,7 +198,7 @@ async fn malformed_and_smuggling_requests_are_refused() {
     );
 }
 
-/// Content-Length and Transfer-Encoding together: hyper frames by Transfer-Encoding, as RFC
+/// Content-Length and Transfer-Encoding together: weft frames by Transfer-Encoding, as RFC
 /// 9112 §6.3 says, and closes the connection after answering, so whatever the
 /// Content-Length view would have made a second request is never read as one.
 #[tokio::test]

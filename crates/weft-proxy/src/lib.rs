@@ -4,11 +4,14 @@
 //! Layout — read [`lifecycle`] first; it is the request's way, top to bottom:
 //! - [`lifecycle`]: outbound and inbound handlers, one step per line of the request's way.
 //! - [`server`]: accepts connections, serves HTTP/1.1 and h2c on one port, drains on shutdown.
+//! - [`h1`]: weft's own HTTP/1.x codec: client connections (heads, bodies, framing, idle
+//!   connections that hold no buffers) and the pieces the upstream HTTP/1.1 client reuses.
 //! - [`services`]: per-service state built once from discovery and cached: endpoints, metrics.
 //! - [`balancer`]: picks an endpoint (power of two choices over peak-EWMA, by weight).
 //! - [`resilience`]: peak-EWMA, failure accrual, retry budget, deadlines, compiled policy.
 //! - [`retry`]: bodies kept for replay, attempts rebuilt, backoff.
-//! - [`client`]: upstream connections: a lean HTTP/1.1 pool and one shared HTTP/2 connection
+//! - [`client`]: upstream connections: a lean HTTP/1.1 client and pool (the forwarding task
+//!   does the I/O itself) and one shared HTTP/2 connection
 //!   per peer; the TLS connector slot goes in [`client::connect`].
 //! - [`headers`]: hop-by-hop stripping, authority and request-shape checks.
 //! - [`body`]: the response body that streams through and records completion.

@@ -117,7 +117,7 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Resp
     headers::strip_mesh_headers(req.headers_mut());
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
     // Boxed: the attempt machinery is kilobytes of state, and the handler's future is moved
-    // (into a task, into hyper's dispatcher) several times per request.
+    // (into the connection's box, through the attempt's layers) several times per request.
     let work = Box::pin(attempts(
         &shared, &mut ctx, &service, &policy, req, &authority, deadline, upgrade,
     ));
