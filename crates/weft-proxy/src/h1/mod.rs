@@ -8,7 +8,7 @@
 //! - [`decode`]: body framing (Content-Length, chunked, until close), both directions.
 //! - [`body`]: the request body, read off the socket.
 //! - [`conn`]: the connection's loop.
-//! - [`write`]: message bodies written out, framed, in as few writes as possible.
+//! - [`write`](mod@write): message bodies written out, framed, in as few writes as possible.
 //! - [`io`]: the counted socket, and one with already-read bytes put back.
 
 pub mod body;
