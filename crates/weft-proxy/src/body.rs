@@ -120,19 +120,20 @@ impl Drop for ProxyBody {
     }
 }
 
-/// A body read off one of weft's own HTTP/1 connections, or from hyper (HTTP/2 streams,
-/// upgrade handshakes).
-pub enum EitherBody<B> {
-    H1(B),
-    Hyper(Incoming),
+/// A body read off an HTTP/1 connection, or off an HTTP/2 stream.
+pub enum EitherBody<A, B> {
+    H1(A),
+    H2(B),
 }
 
-/// A request body as the client sends it.
-pub type ClientBody = EitherBody<crate::h1::body::RecvBody>;
+/// A request body as the client sends it (HTTP/2 clients are served by hyper).
+pub type ClientBody = EitherBody<crate::h1::body::RecvBody, Incoming>;
 
-impl<B> Body for EitherBody<B>
+impl<A, B> Body for EitherBody<A, B>
 where
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    A: Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -143,21 +144,21 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::H1(b) => Pin::new(b).poll_frame(cx),
-            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::H1(b) => b.is_end_stream(),
-            Self::Hyper(b) => b.is_end_stream(),
+            Self::H2(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::H1(b) => b.size_hint(),
-            Self::Hyper(b) => b.size_hint(),
+            Self::H2(b) => b.size_hint(),
         }
     }
 }

@@ -28,7 +28,7 @@ use weft_metrics::{Classification, RouteMetrics};
 
 use crate::balancer::{Balance, EndpointState, LoadGuard, Pick};
 use crate::body::{classify, ClientBody, Completion, ProxyBody, RequestBody};
-use crate::client::h1::{H1Pool, ResponseBody};
+use crate::client::h1::{H1Pool, ResponseBody, UpstreamBody};
 use crate::client::h2::H2Pool;
 use crate::client::SendError;
 use crate::h1::OnUpgrade;
@@ -311,7 +311,7 @@ async fn send_one(
                 }
                 to_h2(&mut req, authority)?;
                 let rsp = shared.h2.send(peer, req).await?;
-                Ok(rsp.map(ResponseBody::Hyper))
+                Ok(rsp.map(ResponseBody::H2))
             }
             None => {
                 let ep = &endpoint.endpoint;
@@ -462,7 +462,7 @@ async fn deliver(
         }
         Protocol::Http2 => {
             to_h2(&mut req, authority)?;
-            Ok(shared.h2.send(addr, req).await?.map(ResponseBody::Hyper))
+            Ok(shared.h2.send(addr, req).await?.map(ResponseBody::H2))
         }
     }
 }
@@ -492,7 +492,8 @@ async fn send_upgrade(
             }
         });
     }
-    Ok(rsp.map(ResponseBody::Hyper))
+    // The 101 has no body; the upgraded connection carries on beside it.
+    Ok(rsp.map(|_| ResponseBody::H1(UpstreamBody::empty())))
 }
 
 /// Records the client's view at the response headers and hands the body on; the body

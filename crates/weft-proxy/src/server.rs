@@ -96,7 +96,7 @@ async fn serve_h2<H, F>(
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| {
-        let fut = handler(peer, req.map(ClientBody::Hyper));
+        let fut = handler(peer, req.map(ClientBody::H2));
         async move { Ok::<_, Infallible>(fut.await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), svc);

@@ -260,8 +260,8 @@ fn reset(endpoint: SocketAddr, cause: &str) -> ProxyError {
 }
 
 /// A response body as an upstream sends it: read straight off an HTTP/1 instance's
-/// connection, or from hyper (HTTP/2 streams, upgrade handshakes).
-pub type ResponseBody = EitherBody<UpstreamBody>;
+/// connection, or off an HTTP/2 stream.
+pub type ResponseBody = EitherBody<UpstreamBody, super::h2::H2Body>;
 
 pub struct UpstreamBody {
     conn: Option<Conn>,
@@ -272,6 +272,17 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// No body, and no connection behind it (an upgrade's `101`).
+    pub fn empty() -> Self {
+        Self {
+            conn: None,
+            decoder: Decoder::Done,
+            pool: Weak::new(),
+            endpoint: SocketAddr::from(([0, 0, 0, 0], 0)),
+            reusable: false,
+        }
+    }
+
     /// The body has been read to its end: its connection goes back to the pool, unless
     /// something about the exchange said it must not.
     fn release(&mut self) {

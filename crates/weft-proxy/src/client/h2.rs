@@ -1,30 +1,40 @@
 //! One shared HTTP/2 connection per upstream address, multiplexing every request to it.
 //! Requests find a live connection without locking; only (re)connecting takes a lock, so a
 //! burst to a new peer opens one connection, not one per request.
+//!
+//! It speaks through the `h2` crate directly: the forwarding task sends the request and
+//! awaits the response itself, and reads the response body off the stream — no task and no
+//! channel per request. Only a request body is piped by a task of its own, since it may
+//! stream while the response does (gRPC).
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use h2::client::SendRequest;
 use http::{Request, Response};
-use hyper::body::Incoming;
-
-use crate::body::RequestBody;
-use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http_body::{Body, Frame, SizeHint};
 use weft_core::ProxyError;
 
 use super::connect::Connector;
 use super::SendError;
+use crate::body::{BoxError, RequestBody};
 
 /// Flow-control windows of the HTTP/2 hop, fixed and generous (as Envoy's are): an adaptive
 /// window estimates bandwidth with a PING per burst of data, which costs a write and a
 /// wake-up on both proxies for every small response.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// A peer that does not answer a PING this long after one is sent is taken for dead.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct H2Pool {
     connector: Connector,
@@ -35,7 +45,7 @@ pub struct H2Pool {
 
 #[derive(Default)]
 struct Slot {
-    current: ArcSwapOption<SendRequest<RequestBody>>,
+    current: ArcSwapOption<SendRequest<Bytes>>,
     connecting: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
 }
@@ -56,11 +66,11 @@ impl H2Pool {
         &self,
         endpoint: SocketAddr,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<H2Body>, SendError> {
         let slot = self.slot(endpoint);
         slot.last_used_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let mut sender = match self.sender(&slot, endpoint).await {
+        let sender = match self.sender(&slot, endpoint).await {
             Ok(s) => s,
             Err(error) => {
                 return Err(SendError {
@@ -69,13 +79,31 @@ impl H2Pool {
                 })
             }
         };
-        if let Err(e) = sender.ready().await {
-            return Err(super::upstream_error(endpoint, &e).into());
+        let mut sender = match sender.ready().await {
+            Ok(s) => s,
+            Err(e) => {
+                // The connection died since it was stored: the request never left.
+                slot.current.store(None);
+                return Err(SendError {
+                    error: reset(endpoint, &e),
+                    request: Some(req),
+                });
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let eos = body.is_end_stream();
+        let (response, stream) = sender
+            .send_request(Request::from_parts(parts, ()), eos)
+            .map_err(|e| reset(endpoint, &e))?;
+        if !eos {
+            tokio::spawn(pipe(body, stream));
         }
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| super::upstream_error(endpoint, &e).into())
+        let response = response.await.map_err(|e| reset(endpoint, &e))?;
+        Ok(response.map(|recv| H2Body {
+            recv,
+            data_done: false,
+            done: false,
+        }))
     }
 
     fn slot(&self, endpoint: SocketAddr) -> Arc<Slot> {
@@ -85,9 +113,9 @@ impl H2Pool {
 
     async fn sender(
         &self,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         endpoint: SocketAddr,
-    ) -> Result<SendRequest<RequestBody>, ProxyError> {
+    ) -> Result<SendRequest<Bytes>, ProxyError> {
         if let Some(s) = live(slot) {
             return Ok(s);
         }
@@ -98,26 +126,42 @@ impl H2Pool {
         // The connecting path is boxed: it is rare, and its state would otherwise enlarge
         // every request's future.
         let sender = Box::pin(async {
-            let io = TokioIo::new(self.connector.connect(endpoint).await?);
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .initial_stream_window_size(STREAM_WINDOW)
+            let io = self.connector.connect(endpoint).await?;
+            let (sender, mut conn) = h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
-                .keep_alive_interval(Duration::from_secs(20))
-                .keep_alive_timeout(Duration::from_secs(10))
-                .handshake(io)
+                .enable_push(false)
+                .handshake::<_, Bytes>(io)
                 .await
-                .map_err(|e| super::upstream_error(endpoint, &e))?;
+                .map_err(|e| reset(endpoint, &e))?;
+            let pings = conn.ping_pong();
+            let sender = Arc::new(sender);
+            let weak = Arc::downgrade(slot);
+            let mine = Arc::clone(&sender);
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let ended = match pings {
+                    Some(pings) => {
+                        tokio::select! {
+                            ended = &mut conn => ended,
+                            () = keep_alive(pings) => Ok(()),
+                        }
+                    }
+                    None => conn.await,
+                };
+                if let Err(e) = ended {
                     tracing::debug!(%endpoint, error = %e, "h2 connection ended");
+                }
+                // Later requests connect afresh instead of finding a dead connection.
+                if let Some(slot) = weak.upgrade() {
+                    slot.current.compare_and_swap(&Some(mine), None);
                 }
             });
             Ok::<_, ProxyError>(sender)
         })
         .await?;
-        slot.current.store(Some(Arc::new(sender.clone())));
-        Ok(sender)
+        let ready = SendRequest::clone(&sender);
+        slot.current.store(Some(sender));
+        Ok(ready)
     }
 
     fn reap(&self) {
@@ -135,12 +179,124 @@ impl H2Pool {
     }
 }
 
-fn live(slot: &Slot) -> Option<SendRequest<RequestBody>> {
+fn live(slot: &Slot) -> Option<SendRequest<Bytes>> {
     let guard = slot.current.load();
-    let s = guard.as_ref()?;
-    if s.is_closed() {
-        None
-    } else {
-        Some(SendRequest::clone(s))
+    guard.as_ref().map(|s| SendRequest::clone(s))
+}
+
+fn reset(endpoint: SocketAddr, e: &h2::Error) -> ProxyError {
+    ProxyError::UpstreamReset {
+        endpoint,
+        cause: e.to_string(),
+    }
+}
+
+/// PINGs the peer now and then; returns when one goes unanswered (the peer is gone).
+async fn keep_alive(mut pings: h2::PingPong) {
+    loop {
+        tokio::time::sleep(PING_EVERY).await;
+        let answered = tokio::time::timeout(PING_TIMEOUT, pings.ping(h2::Ping::opaque())).await;
+        if !matches!(answered, Ok(Ok(_))) {
+            return;
+        }
+    }
+}
+
+/// Streams a request body onto its HTTP/2 stream as flow control allows; a peer that
+/// resets the stream, or a client body that fails, ends it.
+async fn pipe(mut body: RequestBody, mut tx: h2::SendStream<Bytes>) {
+    loop {
+        let frame = tokio::select! {
+            frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
+            _ = poll_fn(|cx| tx.poll_reset(cx)) => return,
+        };
+        let frame = match frame {
+            None => {
+                let _ = tx.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(_)) => {
+                tx.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = tx.send_trailers(trailers);
+                }
+                return;
+            }
+        };
+        let end = body.is_end_stream();
+        if data.is_empty() && end {
+            let _ = tx.send_data(data, true);
+            return;
+        }
+        while !data.is_empty() {
+            tx.reserve_capacity(data.len());
+            let granted = match poll_fn(|cx| tx.poll_capacity(cx)).await {
+                Some(Ok(n)) => n,
+                _ => return,
+            };
+            let chunk = data.split_to(granted.min(data.len()));
+            if tx.send_data(chunk, end && data.is_empty()).is_err() {
+                return;
+            }
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+/// A response body read off its HTTP/2 stream, giving flow-control credit back as it goes.
+pub struct H2Body {
+    recv: h2::RecvStream,
+    data_done: bool,
+    done: bool,
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                None => this.data_done = true,
+            }
+        }
+        this.done = true;
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e.into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
     }
 }
