@@ -130,3 +130,62 @@ async fn an_instance_that_closes_its_connections_costs_no_request() {
     );
     server.abort();
 }
+
+/// An instance that answers before it has read the request body (a 413, say) gets its answer
+/// through; the proxy stops sending the rest and does not reuse that connection.
+#[tokio::test]
+async fn an_answer_before_the_request_body_is_relayed() {
+    let mesh = Mesh::start().await;
+    let listener = TcpListener::bind(format!("{NODE_B}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => got.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbig\n")
+                    .await;
+                let _ = s.shutdown().await;
+                // Read and drop the rest for a while, as servers do before closing.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Ok(k) = s.read(&mut buf).await {
+                        if k == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            });
+        }
+    });
+    mesh.publish(&[
+        ("world", vec![mesh.on_b(mesh.world.addr)]),
+        ("early", vec![Ep::direct(addr)]),
+    ])
+    .await;
+    let mut s = TcpStream::connect(mesh.a.outbound).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: early\r\nContent-Length: 4000000\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&vec![b'x'; 64 * 1024]).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "no answer within 5 s");
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.ends_with("big\n"), "{answer}");
+    server.abort();
+    // The proxy still serves the instance's neighbours.
+    let rsp = weft_tests::client::curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+    assert_eq!(rsp.status, 200);
+}
