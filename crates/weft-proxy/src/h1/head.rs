@@ -261,16 +261,13 @@ pub fn encode_response<B>(
         if *name == header::TRANSFER_ENCODING || (*name == header::CONNECTION && !switching) {
             continue;
         }
-        if *name == header::CONTENT_LENGTH && !matches!(framing, BodyFraming::Length(_)) {
-            // A HEAD or 304 answer keeps the length the full response would have had.
-            if framing != BodyFraming::None {
-                continue;
-            }
+        // A HEAD or 304 answer keeps the length the full response would have had.
+        if *name == header::CONTENT_LENGTH
+            && !matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
+        {
+            continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_header(out, name, value);
     }
     match framing {
         BodyFraming::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
@@ -406,10 +403,7 @@ pub fn encode_request(
         if v10 && *name == header::CONNECTION {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_header(out, name, value);
     }
     match framing {
         BodyFraming::Length(n) => write_length(n, out),
@@ -424,6 +418,14 @@ pub fn encode_request(
     }
     out.extend_from_slice(b"\r\n");
     framing
+}
+
+/// One `name: value` line of a head or trailer section.
+pub fn write_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn write_length(n: u64, out: &mut Vec<u8>) {
