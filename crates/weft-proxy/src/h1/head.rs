@@ -429,8 +429,9 @@ pub fn write_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
 }
 
 fn write_length(n: u64, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    let _ = write!(out, "content-length: {n}\r\n");
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A bare answer for a request the proxy could not even parse.

@@ -56,7 +56,16 @@ impl Deadline {
             .unwrap_or_default()
             .as_micros();
         let micros = u64::try_from(micros).unwrap_or(u64::MAX);
-        headers.insert(WEFT_CTX_DEADLINE, HeaderValue::from(micros));
+        // `HeaderValue::from(u64)` grows a buffer from empty; digits on the stack are one
+        // exact allocation.
+        let mut digits = itoa::Buffer::new();
+        let Ok(mut value) = HeaderValue::from_str(digits.format(micros)) else {
+            return;
+        };
+        // Unique to each request: indexing it in HPACK's dynamic table would insert and
+        // evict an entry per request, and lengthen the chain every later lookup walks.
+        value.set_sensitive(true);
+        headers.insert(WEFT_CTX_DEADLINE, value);
     }
 }
 
