@@ -7,7 +7,8 @@ use weft_core::headers::{WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the ones
 /// proxies conventionally consume.
-const HOP_BY_HOP: [HeaderName; 6] = [
+static HOP_BY_HOP: [HeaderName; 6] = [
+    // First: `strip_hop_by_hop` reads its value.
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -20,52 +21,69 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// since gRPC needs it end to end. With `keep_upgrade`, `Upgrade` and `Connection: upgrade`
 /// stay, because a WebSocket handshake must reach the instance.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of them: one pass over the names says so, cheaper than a
-    // lookup per name.
-    let any = headers
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(k) || k == header::TE || k == header::EXPECT);
-    if !any {
-        if keep_upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    // One pass over the names says which are here: most messages carry none of them, or
+    // only `Connection`, and a removal costs a hashed lookup each.
+    let mut present = [false; 6];
+    let (mut te, mut expect) = (false, false);
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
         }
-        return;
+        te |= name == header::TE;
+        expect |= name == header::EXPECT;
     }
-    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
-        if let Ok(list) = conn.to_str() {
-            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                    continue;
-                }
+    let kept =
+        |name: &HeaderName| keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION);
+    // Headers the `Connection` value lists go too; the hop-by-hop ones among them (and the
+    // `close` option) are dealt with below, without a lookup each.
+    let connection = present[0];
+    if let Some(list) = connection
+        .then(|| headers.get(header::CONNECTION).cloned())
+        .flatten()
+    {
+        for name in list.to_str().unwrap_or("").split(',').map(str::trim) {
+            let known = name.is_empty()
+                || name.eq_ignore_ascii_case("close")
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h.as_str()));
+            if !known {
                 headers.remove(name);
             }
         }
     }
-    for name in &HOP_BY_HOP {
-        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
-            continue;
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
+        if !kept(name) {
+            headers.remove(name);
         }
-        headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let te_trailers = headers.get_all(header::TE).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
-    });
-    headers.remove(header::TE);
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if te {
+        let te_trailers = headers.get_all(header::TE).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
+        headers.remove(header::TE);
+        if te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
     // The proxy answers 100-continue itself as soon as it starts reading the body.
-    headers.remove(header::EXPECT);
+    if expect {
+        headers.remove(header::EXPECT);
+    }
 }
 
 /// Removes routing headers a client must not be able to set on the mesh's behalf.
 pub fn strip_mesh_headers(headers: &mut HeaderMap) {
+    // Apps send none of them: one pass over the names is cheaper than three lookups.
+    if !headers.keys().any(|k| k.as_str().starts_with("weft-")) {
+        return;
+    }
     headers.remove(WEFT_DST_SERVICE);
     headers.remove(WEFT_DST_ENDPOINT);
     headers.remove(WEFT_ORIG_PROTO);
