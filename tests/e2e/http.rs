@@ -63,6 +63,19 @@ async fn absolute_form_request_crosses_both_hops_intact() {
 }
 
 #[tokio::test]
+async fn each_client_version_reaches_the_instance_as_it_was_sent() {
+    // The hop between the proxies is HTTP/2 either way; only HTTP/1.0 is marked on it.
+    let mesh = Mesh::start().await;
+    for (flag, version) in [("--http1.0", "HTTP/1.0"), ("--http1.1", "HTTP/1.1")] {
+        let rsp = curl(&[flag, "-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+        assert_eq!(rsp.status, 200, "{flag}: {}", rsp.text());
+        let echo = json(&rsp.body);
+        assert_eq!(echo["version"], version, "{flag}: {echo}");
+        assert!(echo["headers"].get("weft-orig-proto").is_none(), "{echo}");
+    }
+}
+
+#[tokio::test]
 async fn every_kubernetes_spelling_of_the_host_reaches_the_service() {
     let mesh = Mesh::start().await;
     for host in [

@@ -8,7 +8,8 @@ pub const WEFT_ERROR: HeaderName = HeaderName::from_static("weft-error");
 pub const WEFT_DST_SERVICE: HeaderName = HeaderName::from_static("weft-dst-service");
 /// The endpoint (ip:port) the outbound proxy picked; the inbound side delivers only there.
 pub const WEFT_DST_ENDPOINT: HeaderName = HeaderName::from_static("weft-dst-endpoint");
-/// The protocol the client spoke before the proxy-to-proxy hop upgraded it to HTTP/2.
+/// `HTTP/1.0` when that is what the client spoke before the proxy-to-proxy hop upgraded it to
+/// HTTP/2; absent for HTTP/1.1 and HTTP/2.
 pub const WEFT_ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
 /// Remaining deadline, propagated hop to hop.
 pub const WEFT_CTX_DEADLINE: HeaderName = HeaderName::from_static("weft-ctx-deadline");

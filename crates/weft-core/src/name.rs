@@ -1,5 +1,6 @@
 //! Service names and the rules that turn a request's `Host` / `:authority` into one.
 
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,6 +15,13 @@ impl ServiceName {
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Maps keyed by name can be searched with a `&str`, so a request's lookup allocates nothing.
+impl Borrow<str> for ServiceName {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
@@ -67,6 +75,13 @@ impl NameRules {
     /// `world`, `world:7778`, `World.default.svc.cluster.local.` → `world`.
     /// Returns `None` for an authority that cannot name a service (empty, bad characters).
     pub fn service_name(&self, authority: &str) -> Option<ServiceName> {
+        self.service_key(authority)
+            .map(|name| ServiceName(Arc::from(name.as_ref())))
+    }
+
+    /// [`Self::service_name`] as text, borrowed from the authority when it is already
+    /// lower-case (as it nearly always is).
+    pub fn service_key<'a>(&self, authority: &'a str) -> Option<Cow<'a, str>> {
         let host = strip_port(authority.trim());
         let host = host.trim_end_matches('.');
         if host.is_empty() || host.len() > 253 {
@@ -78,16 +93,24 @@ impl NameRules {
         if !valid {
             return None;
         }
-        let lower = host.to_ascii_lowercase();
-        let name = self
+        let lower = match host.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(host.to_ascii_lowercase()),
+            false => Cow::Borrowed(host),
+        };
+        let cut = self
             .suffixes
             .iter()
             .find_map(|s| lower.strip_suffix(s.as_str()))
-            .unwrap_or(&lower);
-        if name.is_empty() {
-            return None;
-        }
-        Some(ServiceName(Arc::from(name)))
+            .map(str::len);
+        let name = match (lower, cut) {
+            (Cow::Borrowed(h), Some(n)) => Cow::Borrowed(&h[..n]),
+            (Cow::Owned(mut h), Some(n)) => {
+                h.truncate(n);
+                Cow::Owned(h)
+            }
+            (name, None) => name,
+        };
+        (!name.is_empty()).then_some(name)
     }
 }
 
@@ -125,6 +148,15 @@ mod tests {
         ] {
             assert_eq!(rules.service_name(a).unwrap().as_str(), "world", "{a}");
         }
+    }
+
+    #[test]
+    fn a_lower_case_authority_is_borrowed_not_copied() {
+        let rules = NameRules::default();
+        let key = rules.service_key("world.default.svc:80").unwrap();
+        assert!(matches!(key, Cow::Borrowed("world")), "{key:?}");
+        let key = rules.service_key("World.default").unwrap();
+        assert!(matches!(&key, Cow::Owned(k) if k == "world"), "{key:?}");
     }
 
     #[test]

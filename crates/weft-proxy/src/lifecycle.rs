@@ -13,6 +13,7 @@
 //!   accept → screen → name the service and endpoint the peer chose → refuse anything not on
 //!   this node → enforce the deadline → deliver in the instance's protocol → respond, record.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,14 +96,15 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Resp
     let Some(authority) = headers::authority(&req).map(str::to_owned) else {
         return ctx.fail(ProxyError::MissingAuthority);
     };
-    let Some(name) = shared.names.service_name(&authority) else {
+    let Some(name) = shared.names.service_key(&authority) else {
         return ctx.fail(ProxyError::UnknownService(authority));
     };
     let service = match shared.outbound.get(&name).await {
         Ok(s) => s,
         Err(Lookup::Unknown) => return ctx.fail(ProxyError::UnknownService(authority)),
         Err(Lookup::Unavailable) => {
-            return ctx.fail(ProxyError::DiscoveryUnavailable { service: name })
+            let service = ServiceName::new(&name);
+            return ctx.fail(ProxyError::DiscoveryUnavailable { service });
         }
     };
     ctx.route = service.metrics.clone();
@@ -225,23 +227,25 @@ async fn attempts(
                 e.error = ProxyError::ClientAborted;
             }
         }
-        let (retryable, success) = match &sent {
+        // Whether the answer is worth another attempt is only asked while one may follow.
+        let may_retry = retries < rules.retry.max_retries;
+        let (retryable, class) = match &sent {
             Ok(rsp) => (
-                policy.retryable_response(&method, rsp.status(), rsp.headers()),
-                classify(rsp.status(), rsp.headers()) == Classification::Success,
+                may_retry && policy.retryable_response(&method, rsp.status(), rsp.headers()),
+                classify(rsp.status(), rsp.headers()),
             ),
-            Err(e) => (policy.retryable_error(&method, &e.error), false),
+            Err(e) => (
+                may_retry && policy.retryable_error(&method, &e.error),
+                Classification::Failure,
+            ),
         };
+        let success = class == Classification::Success;
         // A client that went away says nothing about the endpoint.
         let blame_endpoint = !matches!(&sent, Err(e) if e.error.side() == Side::Downstream);
         if blame_endpoint {
             endpoint.accrual.record(success, now, &rules.accrual);
         }
-        endpoint.metrics.attempt(if success {
-            Classification::Success
-        } else {
-            Classification::Failure
-        });
+        endpoint.metrics.attempt(class);
         // A connect failure hands the request back, so even a streamed body can go again.
         if let Err(SendError {
             request: Some(r), ..
@@ -254,7 +258,7 @@ async fn attempts(
         }
         let can_resend = replayable || body.is_some();
         let time_left = deadline.is_none_or(|d| d.at > now + Duration::from_millis(1));
-        if retryable && can_resend && retries < rules.retry.max_retries && time_left {
+        if retryable && can_resend && time_left {
             if service.budget.try_withdraw(now, &rules.retry) {
                 retries += 1;
                 service.counters.retries.inc();
@@ -272,7 +276,7 @@ async fn attempts(
             service.counters.budget_exhausted.inc();
         }
         return match sent {
-            Ok(rsp) => Ok(forwarded(ctx, &endpoint, rsp, load)),
+            Ok(rsp) => Ok(forwarded(ctx, &endpoint, rsp, class, load)),
             Err(e) => Err(e.error),
         };
     }
@@ -304,10 +308,12 @@ async fn send_one(
                     ))
                     .await;
                 }
-                // The hop is HTTP/2 whatever the client spoke; the far side restores it.
-                if orig != Version::HTTP_2 {
+                // The hop is HTTP/2 whatever the client spoke; the far side restores it. Only
+                // HTTP/1.0 needs saying: without the header an instance gets HTTP/1.1 (or its
+                // own HTTP/2), and every header on the hop costs HPACK work at both ends.
+                if orig == Version::HTTP_10 {
                     req.headers_mut()
-                        .insert(WEFT_ORIG_PROTO, HeaderValue::from_static(proto_name(orig)));
+                        .insert(WEFT_ORIG_PROTO, HeaderValue::from_static("HTTP/1.0"));
                 }
                 to_h2(&mut req, authority)?;
                 let rsp = shared.h2.send(peer, req).await?;
@@ -341,8 +347,8 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
     // The peer names the service and endpoint it chose; a client outside the mesh names
     // only the service, and gets a local instance of it.
     let named = match req.headers().get(WEFT_DST_SERVICE) {
-        Some(v) => v.to_str().ok().map(ServiceName::new),
-        None => shared.names.service_name(&authority),
+        Some(v) => v.to_str().ok().map(Cow::Borrowed),
+        None => shared.names.service_key(&authority),
     };
     let Some(name) = named else {
         return ctx.fail(ProxyError::UnknownService(authority));
@@ -351,7 +357,8 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
         Ok(s) => s,
         Err(Lookup::Unknown) => return ctx.fail(ProxyError::UnknownService(name.to_string())),
         Err(Lookup::Unavailable) => {
-            return ctx.fail(ProxyError::DiscoveryUnavailable { service: name })
+            let service = ServiceName::new(&name);
+            return ctx.fail(ProxyError::DiscoveryUnavailable { service });
         }
     };
     ctx.route = service.metrics.clone();
@@ -429,7 +436,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
         Ok(rsp) => {
             let class = classify(rsp.status(), rsp.headers());
             endpoint.metrics.attempt(class);
-            forwarded(&ctx, &endpoint, rsp, load)
+            forwarded(&ctx, &endpoint, rsp, class, load)
         }
         Err(e) => {
             endpoint.metrics.attempt(Classification::Failure);
@@ -502,12 +509,12 @@ fn forwarded(
     ctx: &Ctx,
     endpoint: &Arc<EndpointState>,
     mut rsp: Response<ResponseBody>,
+    class: Classification,
     load: LoadGuard,
 ) -> Response<ProxyBody> {
     endpoint.metrics.request();
     endpoint.metrics.latency(ctx.start.elapsed());
     let status = rsp.status();
-    let class = classify(status, rsp.headers());
     headers::strip_hop_by_hop(rsp.headers_mut(), status == StatusCode::SWITCHING_PROTOCOLS);
     let completion = Completion {
         route: endpoint.metrics.clone(),
@@ -535,18 +542,24 @@ fn to_h2<B>(req: &mut Request<B>, authority: &str) -> Result<(), ProxyError> {
 
 /// HTTP/1.1 sends origin-form with `Host`; an absolute-form authority wins over `Host`.
 fn to_h1<B>(req: &mut Request<B>, authority: &str, orig: Version) -> Result<(), ProxyError> {
-    let pq: Uri = headers::path_and_query(req.uri())
-        .parse()
-        .map_err(|_| ProxyError::BadRequest("invalid path"))?;
-    *req.uri_mut() = pq;
+    // An HTTP/1 client's origin-form request (the usual case) is already in shape: no copy
+    // of its path, and its own `Host` when that names the same authority.
+    if req.uri().authority().is_some() || req.uri().path_and_query().is_none() {
+        let pq: Uri = headers::path_and_query(req.uri())
+            .parse()
+            .map_err(|_| ProxyError::BadRequest("invalid path"))?;
+        *req.uri_mut() = pq;
+    }
     *req.version_mut() = if orig == Version::HTTP_10 {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    let host = HeaderValue::from_str(authority)
-        .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
-    req.headers_mut().insert(HOST, host);
+    if req.headers().get(HOST).map(HeaderValue::as_bytes) != Some(authority.as_bytes()) {
+        let host = HeaderValue::from_str(authority)
+            .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+        req.headers_mut().insert(HOST, host);
+    }
     Ok(())
 }
 
@@ -556,13 +569,6 @@ fn take_upgrade(req: &mut Request<ClientBody>) -> Option<OnUpgrade> {
         return None;
     }
     req.extensions_mut().remove::<OnUpgrade>()
-}
-
-fn proto_name(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_10 => "HTTP/1.0",
-        _ => "HTTP/1.1",
-    }
 }
 
 fn header_value(s: &str) -> HeaderValue {

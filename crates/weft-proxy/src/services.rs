@@ -92,12 +92,13 @@ impl Services {
 
     /// The service's state. A remote source's first answer for a name is awaited, up to
     /// [`LOOKUP_TIMEOUT`]; after that every lookup is answered from memory.
-    pub async fn get(self: &Arc<Self>, name: &ServiceName) -> Result<Arc<Service>, Lookup> {
+    pub async fn get(self: &Arc<Self>, name: &str) -> Result<Arc<Service>, Lookup> {
         if let Some(s) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(name) {
             if s.endpoints.load().exists {
                 return Ok(Arc::clone(s));
             }
         }
+        let name = &ServiceName::new(name);
         let mut rx = self.discovery.watch(name).ok_or(Lookup::Unknown)?;
         if matches!(*rx.borrow(), Resolution::Pending) {
             let answered = tokio::time::timeout(
