@@ -96,7 +96,9 @@ async fn serve_h2<H, F>(
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| {
-        let fut = handler(peer, req.map(ClientBody::H2));
+        // Boxed: hyper spawns a task per stream around this future, and moves it whole a few
+        // times on the way; a pointer is cheaper to move than the handler's kilobytes.
+        let fut = Box::pin(handler(peer, req.map(ClientBody::H2)));
         async move { Ok::<_, Infallible>(fut.await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), svc);
