@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::body::RecvBody;
 use super::head::{self, Framing, Head};
 use super::io::{ReadSide, Rewind, Socket, WriteSide};
-use super::{write, OnUpgrade};
+use super::{spare, write, OnUpgrade};
 use crate::body::ClientBody;
 
 /// First read buffer of a request; grows up to the head limit.
@@ -168,8 +168,8 @@ where
             return None;
         }
         if buf.is_empty() {
-            // Idle clients hold no buffer.
-            buf = BytesMut::new();
+            // Idle clients hold no buffer; the next request to arrive on any takes it.
+            spare::give(std::mem::take(&mut buf), HEAD_BUF);
         }
     }
 }
@@ -215,6 +215,7 @@ async fn read_head(
                 _ = &mut timer => return Read::Closed,
                 _ = shutdown.wait_for(|stop| *stop) => return Read::Closed,
             }
+            *buf = spare::take(HEAD_BUF);
         }
         tokio::select! {
             read = rd.read_buf(buf, HEAD_BUF) => match read {

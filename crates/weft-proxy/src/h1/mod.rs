@@ -10,12 +10,14 @@
 //! - [`conn`]: the connection's loop.
 //! - [`write`](mod@write): message bodies written out, framed, in as few writes as possible.
 //! - [`io`]: the counted socket, and one with already-read bytes put back.
+//! - [`spare`]: read buffers idle connections hand back for the next request.
 
 pub mod body;
 pub mod conn;
 pub mod decode;
 pub mod head;
 pub mod io;
+pub mod spare;
 pub mod write;
 
 use std::sync::{Arc, Mutex};
