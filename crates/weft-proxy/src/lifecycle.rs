@@ -565,7 +565,9 @@ fn to_h1<B>(req: &mut Request<B>, authority: &str, orig: Version) -> Result<(), 
 
 /// The client's side of a WebSocket (or other) upgrade, when it asks for one.
 fn take_upgrade(req: &mut Request<ClientBody>) -> Option<OnUpgrade> {
-    if !headers::is_upgrade(req) {
+    // The HTTP/1 listener attaches a handle only to heads that ask to upgrade: without one
+    // (nearly always) there are no headers to look up.
+    if req.extensions().get::<OnUpgrade>().is_none() || !headers::is_upgrade(req) {
         return None;
     }
     req.extensions_mut().remove::<OnUpgrade>()

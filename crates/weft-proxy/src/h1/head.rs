@@ -84,14 +84,15 @@ pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
     let uri = Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1))
         .map_err(|_| Refusal::Malformed("bad URI"))?;
     // Room for the headers the proxy adds on the way (Host, deadline, mesh routing).
-    let map = spans.header_map(&head, 4).map_err(Refusal::Malformed)?;
-    let (framing, close_after) = framing(&map, version)?;
-    let connection = tokens(&map, header::CONNECTION);
+    let (map, seen) = spans.header_map(&head, 4).map_err(Refusal::Malformed)?;
+    let (framing, close_after) = framing(&map, seen, version)?;
+    let connection = connection_tokens(&map, seen);
     let keep_alive = match version {
         Version::HTTP_10 => connection.keep_alive,
         _ => !connection.close,
     };
     let expect_continue = version == Version::HTTP_11
+        && seen.expect
         && map
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -142,32 +143,55 @@ impl Spans {
         spans
     }
 
-    fn header_map(&self, head: &Bytes, room: usize) -> Result<HeaderMap, &'static str> {
+    fn header_map(&self, head: &Bytes, room: usize) -> Result<(HeaderMap, Seen), &'static str> {
         let spans = if self.heap.is_empty() {
             &self.inline[..self.len]
         } else {
             &self.heap[..]
         };
         let mut map = HeaderMap::with_capacity(self.len + room);
+        let mut seen = Seen::default();
         for &((n, nl), (v, vl)) in spans {
             let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "bad header name")?;
             let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
                 .map_err(|_| "bad header value")?;
+            seen.note(&name);
             map.append(name, value);
         }
-        Ok(map)
+        Ok((map, seen))
+    }
+}
+
+/// Which of the headers that shape the message a head carries, noted while the map is
+/// built: most heads carry few of them, and a lookup that misses still hashes the name.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    transfer_encoding: bool,
+    content_length: bool,
+    connection: bool,
+    expect: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        self.transfer_encoding |= name == header::TRANSFER_ENCODING;
+        self.content_length |= name == header::CONTENT_LENGTH;
+        self.connection |= name == header::CONNECTION;
+        self.expect |= name == header::EXPECT;
     }
 }
 
 /// The body's framing (RFC 9112 §6.3): Transfer-Encoding wins over Content-Length, and
 /// then the connection cannot be trusted for another request.
-fn framing(map: &HeaderMap, version: Version) -> Result<(Framing, bool), Refusal> {
-    if let Some(te) = map.get_all(header::TRANSFER_ENCODING).iter().next_back() {
-        let last = te.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
-        if version == Version::HTTP_10 || !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+fn framing(map: &HeaderMap, seen: Seen, version: Version) -> Result<(Framing, bool), Refusal> {
+    if let Some(te) = last_transfer_coding(map, seen) {
+        if version == Version::HTTP_10 || !te.eq_ignore_ascii_case(b"chunked") {
             return Err(Refusal::Malformed("unsupported transfer-encoding"));
         }
-        return Ok((Framing::Chunked, map.contains_key(header::CONTENT_LENGTH)));
+        return Ok((Framing::Chunked, seen.content_length));
+    }
+    if !seen.content_length {
+        return Ok((Framing::Length(0), false));
     }
     let mut length = None;
     for v in map.get_all(header::CONTENT_LENGTH) {
@@ -191,9 +215,27 @@ struct ConnectionTokens {
     upgrade: bool,
 }
 
-fn tokens(map: &HeaderMap, name: HeaderName) -> ConnectionTokens {
+/// The last coding `Transfer-Encoding` names, when the head has one.
+fn last_transfer_coding(map: &HeaderMap, seen: Seen) -> Option<&[u8]> {
+    if !seen.transfer_encoding {
+        return None;
+    }
+    let te = map.get_all(header::TRANSFER_ENCODING).iter().next_back()?;
+    Some(
+        te.as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii(),
+    )
+}
+
+fn connection_tokens(map: &HeaderMap, seen: Seen) -> ConnectionTokens {
     let mut t = ConnectionTokens::default();
-    for v in map.get_all(name) {
+    if !seen.connection {
+        return t;
+    }
+    for v in map.get_all(header::CONNECTION) {
         for token in v.as_bytes().split(|&b| b == b',') {
             let token = token.trim_ascii();
             t.close |= token.eq_ignore_ascii_case(b"close");
@@ -327,26 +369,23 @@ pub fn parse_response(
     };
     let spans = Spans::of(parsed.headers, base);
     let head = buf.split_to(len).freeze();
-    let map = spans.header_map(&head, 0)?;
-    let connection = tokens(&map, header::CONNECTION);
+    let (map, seen) = spans.header_map(&head, 0)?;
+    let connection = connection_tokens(&map, seen);
     let mut keep_alive = match version {
         Version::HTTP_10 => connection.keep_alive,
         _ => !connection.close,
     };
     let framing = if bodiless(method, status) {
         Framing::Length(0)
-    } else if let Some(te) = map.get_all(header::TRANSFER_ENCODING).iter().next_back() {
-        let last = te.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
-        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+    } else if let Some(te) = last_transfer_coding(&map, seen) {
+        if te.eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
         } else {
             Framing::UntilClose
         }
     } else {
-        match framing(&map, version) {
-            Ok((Framing::Length(n), _)) if map.contains_key(header::CONTENT_LENGTH) => {
-                Framing::Length(n)
-            }
+        match framing(&map, seen, version) {
+            Ok((Framing::Length(n), _)) if seen.content_length => Framing::Length(n),
             Ok(_) => Framing::UntilClose,
             Err(_) => return Err("bad content-length"),
         }
