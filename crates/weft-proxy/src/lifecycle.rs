@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{HeaderValue, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use weft_core::config::ProxyConfig;
 use weft_core::error::Side;
@@ -528,13 +529,18 @@ fn forwarded(
 
 /// HTTP/2 carries the authority in the URI (`:authority`), not in `Host`.
 fn to_h2<B>(req: &mut Request<B>, authority: &str) -> Result<(), ProxyError> {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(authority)
-        .path_and_query(headers::path_and_query(req.uri()))
-        .build()
-        .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
-    *req.uri_mut() = uri;
+    // The path is kept as it is (a shared slice, not a copy); only the authority is new.
+    let mut uri = std::mem::take(req.uri_mut()).into_parts();
+    uri.scheme = Some(Scheme::HTTP);
+    if uri.authority.as_ref().map(Authority::as_str) != Some(authority) {
+        let parsed = Authority::try_from(authority)
+            .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+        uri.authority = Some(parsed);
+    }
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid URI"))?;
     *req.version_mut() = Version::HTTP_2;
     req.headers_mut().remove(HOST);
     Ok(())
