@@ -1,14 +1,15 @@
-# The one image every weft component runs: `weft proxy`, `weft control`, `weft dashboard`
-# and the demo app `weft hello-world`. Build: docker build -t weft:0.1.0 .
+# The one image every weft component runs: `weft-proxy` (the node proxy alone),
+# `weft control`, `weft dashboard` and the demo app `weft hello-world`.
+# Build: docker build -t weft:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p weft \
-    && cp target/release/weft /weft
+    && cp target/release/weft target/release/weft-proxy /
 
 # distroless/cc: glibc and libgcc only; runs as uid 65532 like the manifests ask.
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /weft /usr/local/bin/weft
+COPY --from=build /weft /weft-proxy /usr/local/bin/
 USER 65532:65532
 EXPOSE 4140 4141 8084 8086 9990
 ENTRYPOINT ["/usr/local/bin/weft"]

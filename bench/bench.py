@@ -21,6 +21,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEFT = os.path.join(ROOT, "target", "release", "weft")
+# The node proxy as the DaemonSet runs it (same code as `weft proxy`, less resident text).
+WEFT_PROXY = os.path.join(ROOT, "target", "release", "weft-proxy")
 PROXY_CPU, LOAD_CPU = "0", "1"
 DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -187,11 +189,11 @@ def start_weft(tmp, backend, mesh):
     with open(cfg, "w") as f:
         f.write("[resilience.retry]\nmax_retries = 0\n")
     out = free_port()
-    procs = [pinned(PROXY_CPU, [WEFT, "proxy", "--config", cfg, "--worker-threads", "1",
+    procs = [pinned(PROXY_CPU, [WEFT_PROXY, "--config", cfg, "--worker-threads", "1",
                                 "--outbound", f"127.0.0.1:{out}", "--inbound", f"127.0.0.1:{free_port()}",
                                 "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc], env=env)]
     if mesh:
-        procs.append(pinned(PROXY_CPU, [WEFT, "proxy", "--config", cfg, "--worker-threads", "1",
+        procs.append(pinned(PROXY_CPU, [WEFT_PROXY, "--config", cfg, "--worker-threads", "1",
                                         "--outbound", f"127.0.0.1:{free_port()}", "--inbound", f"127.0.0.1:{inbound_b}",
                                         "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc], env=env))
         wait_port(inbound_b)
@@ -282,7 +284,7 @@ def memory(tmp, backend):
         for i in range(1000):
             f.write(f'[[services.svc-{i}.endpoints]]\naddr = "127.0.0.1:{backend}"\n')
     out = free_port()
-    weft = pinned(PROXY_CPU, [WEFT, "proxy", "--worker-threads", "1", "--header-read-timeout", "120s",
+    weft = pinned(PROXY_CPU, [WEFT_PROXY, "--worker-threads", "1", "--header-read-timeout", "120s",
                               "--outbound", f"127.0.0.1:{out}", "--inbound", f"127.0.0.1:{free_port()}",
                               "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc],
                   env=dict(os.environ, WEFT_LOG="warn"))

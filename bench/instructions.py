@@ -67,7 +67,7 @@ def run(tmp, backend, config, n, h2):
         for i, (o, inb) in enumerate(listeners):
             out = os.path.join(tmp, f"cg-weft-{i}-{n}")
             procs.append(subprocess.Popen(under_callgrind(out, [
-                bench.WEFT, "proxy", "--config", cfg, "--worker-threads", "1",
+                bench.WEFT_PROXY, "--config", cfg, "--worker-threads", "1",
                 "--outbound", f"127.0.0.1:{o}", "--inbound", f"127.0.0.1:{inb}",
                 "--admin", f"127.0.0.1:{bench.free_port()}", "--discovery-file", disc]),
                 env=dict(os.environ, WEFT_LOG="warn"), stderr=subprocess.DEVNULL))

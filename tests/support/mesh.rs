@@ -31,8 +31,10 @@ impl Mesh {
         let discovery = dir.path("discovery.toml");
         discovery::write_raw(&discovery, "");
         let world = Backend::start(NODE_B).await;
+        // Node a runs `weft proxy`, node b the standalone `weft-proxy` (as the DaemonSet
+        // does): every mesh test covers both binaries.
         let a = WeftProxy::start_with(NODE_A, &discovery, extra).await;
-        let b = WeftProxy::start_with(NODE_B, &discovery, extra).await;
+        let b = WeftProxy::start_standalone_with(NODE_B, &discovery, extra).await;
         let mesh = Self {
             dir,
             discovery,

@@ -27,6 +27,18 @@ pub fn weft_bin() -> PathBuf {
     bin
 }
 
+/// The standalone node proxy built beside [`weft_bin`]: what the DaemonSet runs.
+pub fn weft_proxy_bin() -> PathBuf {
+    weft_bin().with_file_name("weft-proxy")
+}
+
+/// `weft proxy`, to which the flags are added.
+fn subcommand() -> Command {
+    let mut cmd = Command::new(weft_bin());
+    cmd.arg("proxy");
+    cmd
+}
+
 pub struct WeftProxy {
     child: Child,
     pub outbound: SocketAddr,
@@ -43,20 +55,29 @@ impl WeftProxy {
 
     pub async fn start_with(ip: &str, discovery: &Path, extra: &[&str]) -> Self {
         let source = ["--discovery-file".as_ref(), discovery.as_os_str()];
-        Self::start_source(ip, &source, extra).await
+        Self::start_source(subcommand(), ip, &source, extra).await
+    }
+
+    /// As [`Self::start_with`], with the standalone `weft-proxy` binary.
+    pub async fn start_standalone_with(ip: &str, discovery: &Path, extra: &[&str]) -> Self {
+        let source = ["--discovery-file".as_ref(), discovery.as_os_str()];
+        Self::start_source(Command::new(weft_proxy_bin()), ip, &source, extra).await
     }
 
     /// Starts a proxy that learns endpoints from `weft control` at `control`.
     pub async fn start_control(ip: &str, control: SocketAddr, extra: &[&str]) -> Self {
         let control = control.to_string();
         let source = ["--control-plane".as_ref(), control.as_ref()];
-        Self::start_source(ip, &source, extra).await
+        Self::start_source(subcommand(), ip, &source, extra).await
     }
 
-    async fn start_source(ip: &str, source: &[&std::ffi::OsStr], extra: &[&str]) -> Self {
-        let mut cmd = Command::new(weft_bin());
-        cmd.arg("proxy")
-            .args(["--node", ip])
+    async fn start_source(
+        mut cmd: Command,
+        ip: &str,
+        source: &[&std::ffi::OsStr],
+        extra: &[&str],
+    ) -> Self {
+        cmd.args(["--node", ip])
             .args(["--outbound", &format!("{ip}:0")])
             .args(["--inbound", &format!("{ip}:0")])
             .args(["--admin", &format!("{ip}:0")])

@@ -5,16 +5,16 @@ mod check_cmd;
 mod control_cmd;
 mod demo_cmd;
 mod install_cmd;
-mod proxy_cmd;
 mod stat_cmd;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use weft_cli::proxy;
 
 /// weft: a service mesh. Top-line metrics, resilience and routing for every HTTP call.
 #[derive(Parser)]
-#[command(name = "weft", version, about)]
+#[command(name = "weft", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node proxy: outbound (:4140), inbound (:4141) and admin (:9990) listeners.
-    Proxy(proxy_cmd::ProxyArgs),
+    Proxy(proxy::ProxyArgs),
     /// Check the mesh on a Kubernetes cluster: control plane, every node's proxy, dashboard.
     Check(check_cmd::CheckArgs),
     /// Run the control plane: watch Kubernetes, serve the Destination API (:8086).
@@ -43,18 +43,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    weft_cli::init_logging();
     let result = match cli.command {
         // Exits 1 for problems it found in the cluster, which are not errors of its own.
         Command::Check(args) => return exit(check_cmd::run(args)),
-        Command::Proxy(args) => proxy_cmd::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
         Command::Dashboard(args) => demo_cmd::dashboard(args),

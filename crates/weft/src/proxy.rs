@@ -1,4 +1,5 @@
-//! `weft proxy`: config from a file, every setting overridable by a flag or `WEFT_*` variable.
+//! `weft proxy` and `weft-proxy`: config from a file, every setting overridable by a flag or
+//! `WEFT_*` variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
