@@ -6,6 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Per request the proxy allocates and frees buffers and futures larger than glibc's
+// per-thread cache holds; mimalloc serves those from thread-local pages. Transparent huge
+// pages stay off (`no_thp`): with them an idle proxy's heap grows by megabytes.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// weft's node proxy: outbound (:4140), inbound (:4141) and admin (:9990) listeners.
 #[derive(Parser)]
 #[command(name = "weft-proxy", version)]
