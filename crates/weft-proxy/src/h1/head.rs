@@ -174,10 +174,13 @@ struct Seen {
 
 impl Seen {
     fn note(&mut self, name: &HeaderName) {
-        self.transfer_encoding |= name == header::TRANSFER_ENCODING;
-        self.content_length |= name == header::CONTENT_LENGTH;
-        self.connection |= name == header::CONNECTION;
-        self.expect |= name == header::EXPECT;
+        match name.as_str() {
+            "transfer-encoding" => self.transfer_encoding = true,
+            "content-length" => self.content_length = true,
+            "connection" => self.connection = true,
+            "expect" => self.expect = true,
+            _ => {}
+        }
     }
 }
 
