@@ -240,6 +240,42 @@ async fn slow_clients_are_cut_off_and_vanishing_clients_leak_nothing() {
         "{:?}",
         start.elapsed()
     );
+    // The timer starts again with each request on a kept-alive connection: a second
+    // request 350 ms after the first answer (650 ms after connecting) is served, and silence
+    // after it is cut off.
+    let mut s = TcpStream::connect(out).await.unwrap();
+    let mut seen = String::new();
+    for (wait, status) in [(300, "201"), (350, "202")] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let ask = format!("GET /status/{status} HTTP/1.1\r\nHost: world\r\n\r\n");
+        s.write_all(ask.as_bytes()).await.unwrap();
+        let body = format!("status {status}\n");
+        let answered = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut chunk = [0u8; 1024];
+            while !seen.contains(&body) {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                }
+            }
+        })
+        .await;
+        assert!(
+            answered.is_ok() && seen.contains(&body),
+            "{status}: {seen:?}"
+        );
+    }
+    let idle = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        n.is_ok(),
+        "idle keep-alive client still connected after 5 s"
+    );
+    assert!(
+        idle.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        idle.elapsed()
+    );
     // Clients that promise a body and vanish halfway.
     for _ in 0..20 {
         let mut s = TcpStream::connect(out).await.unwrap();

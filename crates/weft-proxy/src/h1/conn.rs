@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use bytes::BytesMut;
 use http::{Request, Response};
 use http_body::Body;
 use tokio::sync::{oneshot, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::body::RecvBody;
 use super::head::{self, Framing, Head};
@@ -58,9 +59,28 @@ where
     let wr = Arc::new(wr);
     let mut buf = BytesMut::new();
     let mut first = true;
+    // One header-read timer for the connection, moved later for each request: pushing a
+    // registered timer back is one atomic store, a new timer per request was a timer-wheel
+    // insertion and removal.
+    let timer = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(timer);
     loop {
         let reader = rd.as_mut()?;
-        let head = match read_head(reader, &mut buf, limits, &mut shutdown, first).await {
+        if !first {
+            timer
+                .as_mut()
+                .reset(Instant::now() + limits.header_read_timeout);
+        }
+        let head = match read_head(
+            reader,
+            &mut buf,
+            limits,
+            timer.as_mut(),
+            &mut shutdown,
+            first,
+        )
+        .await
+        {
             Read::Head(h) => h,
             Read::H2 => {
                 let io = Socket::reunite(rd?, Arc::try_unwrap(wr).ok()?)?;
@@ -187,11 +207,10 @@ async fn read_head(
     rd: &mut ReadSide,
     buf: &mut BytesMut,
     limits: &Limits,
+    mut timer: Pin<&mut Sleep>,
     shutdown: &mut watch::Receiver<bool>,
     first: bool,
 ) -> Read {
-    let timer = tokio::time::sleep_until(Instant::now() + limits.header_read_timeout);
-    tokio::pin!(timer);
     loop {
         if !buf.is_empty() {
             if first && head::is_h2_preface_start(buf) {
@@ -212,7 +231,7 @@ async fn read_head(
                 ready = rd.readable() => if ready.is_err() {
                     return Read::Closed;
                 },
-                _ = &mut timer => return Read::Closed,
+                _ = timer.as_mut() => return Read::Closed,
                 _ = shutdown.wait_for(|stop| *stop) => return Read::Closed,
             }
             *buf = spare::take(HEAD_BUF);
@@ -222,7 +241,7 @@ async fn read_head(
                 Ok(0) | Err(_) => return Read::Closed,
                 Ok(_) => {}
             },
-            _ = &mut timer => return Read::Closed,
+            _ = timer.as_mut() => return Read::Closed,
             _ = shutdown.wait_for(|stop| *stop), if buf.is_empty() => return Read::Closed,
         }
     }
