@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use weft_core::ProxyError;
 
 use super::connect::Connector;
-use super::SendError;
+use super::{reset, SendError};
 use crate::body::{BoxError, EitherBody, RequestBody};
 use crate::h1::decode::{self, Decoder};
 use crate::h1::head;
@@ -249,13 +249,6 @@ impl H1Pool {
     pub fn idle_count(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.values().map(Vec::len).sum()
-    }
-}
-
-fn reset(endpoint: SocketAddr, cause: &str) -> ProxyError {
-    ProxyError::UpstreamReset {
-        endpoint,
-        cause: cause.to_owned(),
     }
 }
 

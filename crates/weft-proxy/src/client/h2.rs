@@ -24,7 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use weft_core::ProxyError;
 
 use super::connect::Connector;
-use super::SendError;
+use super::{reset, SendError};
 use crate::body::{BoxError, RequestBody};
 
 /// Flow-control windows of the HTTP/2 hop, fixed and generous (as Envoy's are): an adaptive
@@ -182,13 +182,6 @@ impl H2Pool {
 fn live(slot: &Slot) -> Option<SendRequest<Bytes>> {
     let guard = slot.current.load();
     guard.as_ref().map(|s| SendRequest::clone(s))
-}
-
-fn reset(endpoint: SocketAddr, e: &h2::Error) -> ProxyError {
-    ProxyError::UpstreamReset {
-        endpoint,
-        cause: e.to_string(),
-    }
 }
 
 /// PINGs the peer now and then; returns when one goes unanswered (the peer is gone).

@@ -47,8 +47,13 @@ pub fn upstream_error(endpoint: std::net::SocketAddr, e: &hyper::Error) -> weft_
     if e.is_user() {
         return weft_core::ProxyError::ClientAborted;
     }
+    reset(endpoint, e)
+}
+
+/// An established connection to `endpoint` failed mid-exchange, for `cause`.
+fn reset(endpoint: std::net::SocketAddr, cause: impl std::fmt::Display) -> weft_core::ProxyError {
     weft_core::ProxyError::UpstreamReset {
         endpoint,
-        cause: e.to_string(),
+        cause: cause.to_string(),
     }
 }
