@@ -74,14 +74,9 @@ impl NameRules {
 
     /// `world`, `world:7778`, `World.default.svc.cluster.local.` → `world`.
     /// Returns `None` for an authority that cannot name a service (empty, bad characters).
-    pub fn service_name(&self, authority: &str) -> Option<ServiceName> {
-        self.service_key(authority)
-            .map(|name| ServiceName(Arc::from(name.as_ref())))
-    }
-
-    /// [`Self::service_name`] as text, borrowed from the authority when it is already
-    /// lower-case (as it nearly always is).
-    pub fn service_key<'a>(&self, authority: &'a str) -> Option<Cow<'a, str>> {
+    /// The name is borrowed from the authority when that is already lower-case (as it nearly
+    /// always is), so naming a request's service allocates nothing.
+    pub fn service_name<'a>(&self, authority: &'a str) -> Option<Cow<'a, str>> {
         let host = strip_port(authority.trim());
         let host = host.trim_end_matches('.');
         if host.is_empty() || host.len() > 253 {
@@ -146,16 +141,16 @@ mod tests {
             "world.default.svc.cluster.local",
             "world.default.svc.cluster.local.:80",
         ] {
-            assert_eq!(rules.service_name(a).unwrap().as_str(), "world", "{a}");
+            assert_eq!(rules.service_name(a).as_deref(), Some("world"), "{a}");
         }
     }
 
     #[test]
     fn a_lower_case_authority_is_borrowed_not_copied() {
         let rules = NameRules::default();
-        let key = rules.service_key("world.default.svc:80").unwrap();
+        let key = rules.service_name("world.default.svc:80").unwrap();
         assert!(matches!(key, Cow::Borrowed("world")), "{key:?}");
-        let key = rules.service_key("World.default").unwrap();
+        let key = rules.service_name("World.default").unwrap();
         assert!(matches!(&key, Cow::Owned(k) if k == "world"), "{key:?}");
     }
 
@@ -165,9 +160,8 @@ mod tests {
         assert_eq!(
             rules
                 .service_name("world.prod.svc.cluster.local")
-                .unwrap()
-                .as_str(),
-            "world.prod.svc.cluster.local"
+                .as_deref(),
+            Some("world.prod.svc.cluster.local")
         );
     }
 

@@ -97,7 +97,7 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Resp
     let Some(authority) = headers::authority(&req).map(str::to_owned) else {
         return ctx.fail(ProxyError::MissingAuthority);
     };
-    let Some(name) = shared.names.service_key(&authority) else {
+    let Some(name) = shared.names.service_name(&authority) else {
         return ctx.fail(ProxyError::UnknownService(authority));
     };
     let service = match shared.outbound.get(&name).await {
@@ -349,7 +349,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
     // only the service, and gets a local instance of it.
     let named = match req.headers().get(WEFT_DST_SERVICE) {
         Some(v) => v.to_str().ok().map(Cow::Borrowed),
-        None => shared.names.service_key(&authority),
+        None => shared.names.service_name(&authority),
     };
     let Some(name) = named else {
         return ctx.fail(ProxyError::UnknownService(authority));
