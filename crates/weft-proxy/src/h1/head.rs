@@ -281,10 +281,10 @@ pub fn encode_response<B>(
     let status = rsp.status();
     let headers = rsp.headers();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let declared = headers.get(header::CONTENT_LENGTH);
     let framing = if bodiless(request_method, status) {
         BodyFraming::None
-    } else if let Some(n) = headers
-        .get(header::CONTENT_LENGTH)
+    } else if let Some(n) = declared
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .and_then(|s| s.parse().ok())
     {
@@ -315,7 +315,7 @@ pub fn encode_response<B>(
         write_header(out, name, value);
     }
     match framing {
-        BodyFraming::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
+        BodyFraming::Length(n) if declared.is_none() => {
             write_length(n, out);
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
