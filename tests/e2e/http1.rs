@@ -24,6 +24,19 @@ async fn exchange(mesh: &Mesh, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A test instance's side: reads until a request head has ended (with `buf` for each read);
+/// false when the connection ends first.
+async fn read_through_head(s: &mut TcpStream, buf: &mut [u8]) -> bool {
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    true
+}
+
 fn statuses(answer: &str) -> Vec<&str> {
     answer
         .match_indices("HTTP/1.1 ")
@@ -100,12 +113,8 @@ async fn an_instance_that_closes_its_connections_costs_no_request() {
             let linger = if n.is_multiple_of(2) { 20 } else { 0 };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => got.extend_from_slice(&buf[..k]),
-                    }
+                if !read_through_head(&mut s, &mut buf).await {
+                    return;
                 }
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
@@ -145,12 +154,8 @@ async fn an_answer_before_the_request_body_is_relayed() {
             };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => got.extend_from_slice(&buf[..k]),
-                    }
+                if !read_through_head(&mut s, &mut buf).await {
+                    return;
                 }
                 let _ = s
                     .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbig\n")
