@@ -244,12 +244,6 @@ impl H1Pool {
             !list.is_empty()
         });
     }
-
-    /// Idle connections currently held, for tests and the admin API.
-    pub fn idle_count(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.values().map(Vec::len).sum()
-    }
 }
 
 /// A response body as an upstream sends it: read straight off an HTTP/1 instance's

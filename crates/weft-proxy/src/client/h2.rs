@@ -171,12 +171,6 @@ impl H2Pool {
         // Dropping our sender lets the connection close once its in-flight streams finish.
         slots.retain(|_, s| now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) < limit);
     }
-
-    /// Addresses with a live shared connection.
-    pub fn connected(&self) -> usize {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.values().filter(|s| live(s).is_some()).count()
-    }
 }
 
 fn live(slot: &Slot) -> Option<SendRequest<Bytes>> {
