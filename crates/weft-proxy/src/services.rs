@@ -2,7 +2,6 @@
 //! task that follows discovery: its endpoints (with their load and metrics) and its own
 //! metrics handle for errors made before an endpoint is chosen.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
@@ -14,6 +13,7 @@ use weft_metrics::{Direction, HttpMetrics, RouteMetrics, ServiceCounters};
 use crate::balancer::EndpointState;
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::policy::Table as PolicyTable;
+use crate::FastMap;
 
 /// The `service` label value for requests that name no known service, so a client sending
 /// arbitrary authorities cannot grow the series count.
@@ -60,7 +60,7 @@ pub struct Services {
     local: Option<std::net::SocketAddr>,
     discovery: Arc<dyn Discover>,
     metrics: HttpMetrics,
-    map: RwLock<HashMap<ServiceName, Arc<Service>>>,
+    map: RwLock<FastMap<ServiceName, Arc<Service>>>,
     unknown: RouteMetrics,
     policies: Arc<ArcSwap<PolicyTable>>,
 }
@@ -79,7 +79,7 @@ impl Services {
             local,
             discovery,
             metrics,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(FastMap::default()),
             unknown,
             policies,
         })

@@ -7,7 +7,6 @@
 //! channel per request. Only a request body is piped by a task of its own, since it may
 //! stream while the response does (gRPC).
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,6 +25,7 @@ use weft_core::ProxyError;
 use super::connect::Connector;
 use super::{reset, SendError};
 use crate::body::{BoxError, RequestBody};
+use crate::FastMap;
 
 /// Flow-control windows of the HTTP/2 hop, fixed and generous (as Envoy's are): an adaptive
 /// window estimates bandwidth with a PING per burst of data, which costs a write and a
@@ -40,7 +40,7 @@ pub struct H2Pool {
     connector: Connector,
     idle_timeout: Duration,
     epoch: Instant,
-    slots: Mutex<HashMap<SocketAddr, Arc<Slot>>>,
+    slots: Mutex<FastMap<SocketAddr, Arc<Slot>>>,
 }
 
 #[derive(Default)]
@@ -56,7 +56,7 @@ impl H2Pool {
             connector,
             idle_timeout,
             epoch: Instant::now(),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(FastMap::default()),
         });
         super::spawn_reaper(&pool, idle_timeout, Self::reap);
         pool

@@ -1,12 +1,13 @@
 //! Policies compiled for the hot path: status patterns parsed and methods typed once per
 //! (re)load, and shared by `Arc` so a request's lookup allocates nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode};
 use weft_core::policy::{parse_status_pattern, Policies, Policy};
 use weft_core::ProxyError;
+
+use crate::FastMap;
 
 pub struct Compiled {
     pub policy: Policy,
@@ -86,7 +87,7 @@ impl Compiled {
 /// Every service's compiled policy; swapped whole on reload.
 pub struct Table {
     default: Arc<Compiled>,
-    services: HashMap<String, Arc<Compiled>>,
+    services: FastMap<String, Arc<Compiled>>,
     pub source: Policies,
 }
 
