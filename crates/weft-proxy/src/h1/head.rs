@@ -79,7 +79,8 @@ pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let spans = Spans::of(parsed.headers, base);
+    let mut spans = Spans::default();
+    spans.fill(parsed.headers, base);
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1))
         .map_err(|_| Refusal::Malformed("bad URI"))?;
@@ -115,6 +116,7 @@ pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
 
 /// Where each header's name and value sit in the head, so that once the head is split off
 /// the buffer they become slices of it instead of copies. Most heads fit inline.
+#[derive(Default)]
 struct Spans {
     inline: [(Span, Span); INLINE_SPANS],
     heap: Vec<(Span, Span)>,
@@ -125,22 +127,18 @@ type Span = (usize, usize);
 const INLINE_SPANS: usize = 24;
 
 impl Spans {
-    fn of(headers: &[httparse::Header<'_>], base: usize) -> Self {
+    /// Filled in place: built and returned by value, the inline array was copied whole.
+    fn fill(&mut self, headers: &[httparse::Header<'_>], base: usize) {
         let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-        let mut spans = Self {
-            inline: [((0, 0), (0, 0)); INLINE_SPANS],
-            heap: Vec::new(),
-            len: headers.len(),
-        };
+        self.len = headers.len();
         let pairs = headers.iter().map(|h| (at(h.name.as_bytes()), at(h.value)));
         if headers.len() <= INLINE_SPANS {
-            for (slot, pair) in spans.inline.iter_mut().zip(pairs) {
+            for (slot, pair) in self.inline.iter_mut().zip(pairs) {
                 *slot = pair;
             }
         } else {
-            spans.heap.extend(pairs);
+            self.heap.extend(pairs);
         }
-        spans
     }
 
     fn header_map(&self, head: &Bytes, room: usize) -> Result<(HeaderMap, Seen), &'static str> {
@@ -370,7 +368,8 @@ pub fn parse_response(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let spans = Spans::of(parsed.headers, base);
+    let mut spans = Spans::default();
+    spans.fill(parsed.headers, base);
     let head = buf.split_to(len).freeze();
     let (map, seen) = spans.header_map(&head, 0)?;
     let connection = connection_tokens(&map, seen);
