@@ -3,7 +3,6 @@
 //! no connection task, no channel — and the response body reads the instance's socket
 //! directly; a connection returns to the pool when that body has been read to its end.
 
-use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,6 +25,7 @@ use crate::h1::decode::{self, Decoder};
 use crate::h1::head;
 use crate::h1::io::{self, ReadSide, WriteSide};
 use crate::h1::write;
+use crate::FastMap;
 
 /// First read buffer for a response; grows as the response needs.
 const READ_SIZE: usize = 8 * 1024;
@@ -34,15 +34,16 @@ pub struct H1Pool {
     connector: Connector,
     idle_timeout: Duration,
     max_idle: usize,
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<FastMap<SocketAddr, Vec<Idle>>>,
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
-/// One connection to an instance, owned by whoever is using it.
+/// One connection to an instance, owned by whoever is using it. Boxed wherever it goes: the
+/// response body holds it, and a response is moved through every layer of the proxy.
 struct Conn {
     rd: ReadSide,
     wr: WriteSide,
@@ -63,7 +64,7 @@ impl H1Pool {
             connector,
             idle_timeout,
             max_idle,
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(FastMap::default()),
         });
         super::spawn_reaper(&pool, idle_timeout, Self::reap);
         pool
@@ -116,7 +117,7 @@ impl H1Pool {
     async fn exchange(
         self: &Arc<Self>,
         endpoint: SocketAddr,
-        mut conn: Conn,
+        mut conn: Box<Conn>,
         parts: &http::request::Parts,
         mut body: RequestBody,
     ) -> Result<Response<ResponseBody>, Failed> {
@@ -203,7 +204,7 @@ impl H1Pool {
 
     /// The newest idle connection that has heard nothing since it was put back (a pooled
     /// connection that has, was closed by the instance or is out of step).
-    fn checkout(&self, endpoint: SocketAddr) -> Option<Conn> {
+    fn checkout(&self, endpoint: SocketAddr) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&endpoint)?;
         while let Some(entry) = list.pop() {
@@ -215,17 +216,17 @@ impl H1Pool {
         None
     }
 
-    async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, ProxyError> {
+    async fn connect(&self, endpoint: SocketAddr) -> Result<Box<Conn>, ProxyError> {
         let stream = self.connector.connect(endpoint).await?;
         let (rd, wr) = io::halves(stream);
-        Ok(Conn {
+        Ok(Box::new(Conn {
             rd,
             wr,
             buf: BytesMut::new(),
-        })
+        }))
     }
 
-    fn put(&self, endpoint: SocketAddr, conn: Conn) {
+    fn put(&self, endpoint: SocketAddr, conn: Box<Conn>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(endpoint).or_default();
         if list.len() < self.max_idle {
@@ -251,7 +252,7 @@ impl H1Pool {
 pub type ResponseBody = EitherBody<UpstreamBody, super::h2::H2Body>;
 
 pub struct UpstreamBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     decoder: Decoder,
     pool: Weak<H1Pool>,
     endpoint: SocketAddr,
@@ -297,7 +298,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let Some(Conn { rd, buf, .. }) = this.conn.as_mut() else {
+        let Some(Conn { rd, buf, .. }) = this.conn.as_deref_mut() else {
             return Poll::Ready(None);
         };
         let fill = |buf: &mut BytesMut, cx: &mut Context<'_>| rd.poll_read_buf(cx, buf, READ_SIZE);
