@@ -85,7 +85,7 @@ impl H1Pool {
                 Err(error) => {
                     return Err(SendError {
                         error,
-                        request: Some(Request::from_parts(parts, body)),
+                        request: Some(Box::new(Request::from_parts(parts, body))),
                     })
                 }
             },
@@ -101,7 +101,7 @@ impl H1Pool {
             Err(error) => {
                 return Err(SendError {
                     error,
-                    request: Some(Request::from_parts(parts, body)),
+                    request: Some(Box::new(Request::from_parts(parts, body))),
                 })
             }
         };

@@ -75,7 +75,7 @@ impl H2Pool {
             Err(error) => {
                 return Err(SendError {
                     error,
-                    request: Some(req),
+                    request: Some(Box::new(req)),
                 })
             }
         };
@@ -86,7 +86,7 @@ impl H2Pool {
                 slot.current.store(None);
                 return Err(SendError {
                     error: reset(endpoint, &e),
-                    request: Some(req),
+                    request: Some(Box::new(req)),
                 });
             }
         };

@@ -26,10 +26,11 @@ fn spawn_reaper<P: Send + Sync + 'static>(pool: &Arc<P>, idle_timeout: Duration,
 }
 
 /// A request that failed; `request` is handed back when it never left (connect failed), so
-/// it can be sent elsewhere whatever its body.
+/// it can be sent elsewhere whatever its body. Boxed: it is rare, and every attempt's result
+/// has room for this error and is moved through several layers.
 pub struct SendError {
     pub error: weft_core::ProxyError,
-    pub request: Option<http::Request<crate::body::RequestBody>>,
+    pub request: Option<Box<http::Request<crate::body::RequestBody>>>,
 }
 
 impl From<weft_core::ProxyError> for SendError {
