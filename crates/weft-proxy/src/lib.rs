@@ -10,6 +10,7 @@
 //! - [`balancer`]: picks an endpoint (power of two choices over peak-EWMA, by weight).
 //! - [`resilience`]: peak-EWMA, failure accrual, retry budget, deadlines, compiled policy.
 //! - [`retry`]: bodies kept for replay, attempts rebuilt, backoff.
+//! - [`delivery`]: one attempt's exchange, an enum of the client futures.
 //! - [`client`]: upstream connections: a lean HTTP/1.1 client and pool (the forwarding task
 //!   does the I/O itself) and one shared HTTP/2 connection
 //!   per peer; the TLS connector slot goes in [`client::connect`].
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod balancer;
 pub mod body;
 pub mod client;
+pub mod delivery;
 pub mod h1;
 pub mod headers;
 pub mod lifecycle;

@@ -5,7 +5,7 @@
 //!   accept ([`crate::server`]) → screen framing ([`headers::check_framing`]) → name the
 //!   service ([`weft_core::NameRules`]) → resolve ([`Services::get`]) → its policy
 //!   ([`crate::resilience::policy`]) → deadline ([`Deadline`]) → keep a small body for replay
-//!   ([`retry::buffer`]) → attempts, each: balance ([`Balance::pick`]) → forward over the
+//!   ([`retry::keep`]) → attempts, each: balance ([`Balance::pick`]) → forward over the
 //!   peer's shared HTTP/2 hop, or straight to the endpoint ([`crate::client`]) → judge
 //!   (accrual, EWMA, retry?) → respond and record ([`forwarded`], [`crate::body`]).
 //!
@@ -14,6 +14,7 @@
 //!   this node → enforce the deadline → deliver in the instance's protocol → respond, record.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,13 +34,14 @@ use crate::body::{classify, ClientBody, Completion, ProxyBody, RequestBody};
 use crate::client::h1::{H1Pool, ResponseBody, UpstreamBody};
 use crate::client::h2::H2Pool;
 use crate::client::SendError;
+use crate::delivery::{Bounded, Delivery, H2Sent, Sent};
 use crate::h1::OnUpgrade;
 use crate::headers;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::{Compiled, Table as PolicyTable};
 use crate::resilience::timeout::maybe_timeout;
 use crate::respond::error_response;
-use crate::retry;
+use crate::retry::{self, Kept};
 use crate::services::{Lookup, Service, Services};
 
 /// Everything the handlers share; built once by [`crate::proxy`].
@@ -83,9 +85,6 @@ impl Ctx {
         error_response(&err)
     }
 }
-
-/// One attempt's outcome: a response, or an error.
-type Sent = Result<Response<ResponseBody>, SendError>;
 
 pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Response<ProxyBody> {
     let mut ctx = Ctx::new(shared.outbound.unknown_metrics());
@@ -144,196 +143,189 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Resp
 /// Sends the request until an attempt's answer is final: balance, forward, judge, and retry
 /// what the policy, the budget and the body allow.
 #[allow(clippy::too_many_arguments)]
-async fn attempts(
-    shared: &Shared,
-    ctx: &mut Ctx,
-    service: &Arc<Service>,
-    policy: &Compiled,
+fn attempts<'a>(
+    shared: &'a Shared,
+    ctx: &'a mut Ctx,
+    service: &'a Arc<Service>,
+    policy: &'a Compiled,
     req: Request<ClientBody>,
-    authority: &str,
+    authority: &'a str,
     deadline: Option<Deadline>,
     mut upgrade: Option<OnUpgrade>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let rules = &policy.policy;
+) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + 'a {
+    // Prepared before the future is made: an async fn keeps room for its arguments all its
+    // life, so the request would be held twice, and this future is copied whole when boxed.
     let (parts, body) = req.into_parts();
+    let rules = &policy.policy;
     let method = parts.method.clone();
     // Small bodies are kept so a retry can send them again (none is, with retries off).
-    let (body, replayable) = if upgrade.is_some() || rules.retry.max_retries == 0 {
-        (RequestBody::streaming(body), false)
+    let body = if upgrade.is_some() || rules.retry.max_retries == 0 {
+        Kept::Now(RequestBody::streaming(body), false)
     } else {
-        retry::buffer(body, &parts.headers, rules.retry.buffer_limit).await?
+        retry::keep(body, &parts.headers, rules.retry.buffer_limit)
     };
     // Without retries the one attempt takes the request's parts as they are; a copy of the
     // headers per attempt is only worth making when a second attempt can happen.
     let mut parts = Some(parts);
-    let mut body = Some(body);
-    service.budget.deposit(Instant::now());
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    let mut retries = 0u32;
-    loop {
-        let endpoint = {
-            let endpoints = service.endpoints();
-            match shared
-                .balancer
-                .pick(&endpoints.list, &tried, &rules.balancer)
+    async move {
+        let (body, replayable) = match body {
+            Kept::Now(body, replayable) => (body, replayable),
+            Kept::Reading(reading) => reading.await?,
+        };
+        let mut body = Some(body);
+        service.budget.deposit(Instant::now());
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut retries = 0u32;
+        loop {
+            let endpoint = {
+                let endpoints = service.endpoints();
+                match shared
+                    .balancer
+                    .pick(&endpoints.list, &tried, &rules.balancer)
+                {
+                    Pick::Endpoint(e) => Arc::clone(e),
+                    Pick::AllEjected => {
+                        return Err(ProxyError::CircuitOpen {
+                            service: service.name.clone(),
+                        })
+                    }
+                    Pick::Empty => {
+                        return Err(ProxyError::NoEndpoints {
+                            service: service.name.clone(),
+                        })
+                    }
+                }
+            };
+            ctx.endpoint = Some(Arc::clone(&endpoint));
+            let this_body = match body.as_ref().and_then(RequestBody::replay) {
+                Some(copy) => copy,
+                None => body.take().unwrap_or_else(RequestBody::empty),
+            };
+            let aborted = this_body.abort_flag();
+            let mut attempt_req = match parts.as_ref() {
+                Some(p) if rules.retry.max_retries > 0 => retry::rebuild(p, this_body),
+                _ => match parts.take() {
+                    Some(p) => Request::from_parts(p, this_body),
+                    None => unreachable!("without retries there is one attempt"),
+                },
+            };
+            if let Some(d) = deadline {
+                d.propagate(attempt_req.headers_mut());
+            }
+            let load = endpoint.start();
+            let sent_at = Instant::now();
+            let sent = send_one(
+                shared,
+                &endpoint,
+                &service.name,
+                attempt_req,
+                authority,
+                upgrade.take(),
+                rules.timeout.per_attempt,
+            )
+            .await;
+            let now = Instant::now();
+            endpoint
+                .ewma
+                .observe(now - sent_at, now, rules.balancer.decay);
+            let mut sent = sent;
+            if let Err(e) = &mut sent {
+                if aborted.is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed)) {
+                    e.error = ProxyError::ClientAborted;
+                }
+            }
+            // Whether the answer is worth another attempt is only asked while one may follow.
+            let may_retry = retries < rules.retry.max_retries;
+            let (retryable, class) = match &sent {
+                Ok(rsp) => (
+                    may_retry && policy.retryable_response(&method, rsp.status(), rsp.headers()),
+                    classify(rsp.status(), rsp.headers()),
+                ),
+                Err(e) => (
+                    may_retry && policy.retryable_error(&method, &e.error),
+                    Classification::Failure,
+                ),
+            };
+            let success = class == Classification::Success;
+            // A client that went away says nothing about the endpoint.
+            let blame_endpoint = !matches!(&sent, Err(e) if e.error.side() == Side::Downstream);
+            if blame_endpoint {
+                endpoint.accrual.record(success, now, &rules.accrual);
+            }
+            endpoint.metrics.attempt(class);
+            // A connect failure hands the request back, so even a streamed body can go again.
+            if let Err(SendError {
+                request: Some(r), ..
+            }) = &mut sent
             {
-                Pick::Endpoint(e) => Arc::clone(e),
-                Pick::AllEjected => {
-                    return Err(ProxyError::CircuitOpen {
-                        service: service.name.clone(),
-                    })
-                }
-                Pick::Empty => {
-                    return Err(ProxyError::NoEndpoints {
-                        service: service.name.clone(),
-                    })
+                if body.is_none() {
+                    let unsent = std::mem::replace(r.body_mut(), RequestBody::empty());
+                    body = Some(unsent);
                 }
             }
-        };
-        ctx.endpoint = Some(Arc::clone(&endpoint));
-        let this_body = match body.as_ref().and_then(RequestBody::replay) {
-            Some(copy) => copy,
-            None => body.take().unwrap_or_else(RequestBody::empty),
-        };
-        let aborted = this_body.abort_flag();
-        let mut attempt_req = match parts.as_ref() {
-            Some(p) if rules.retry.max_retries > 0 => retry::rebuild(p, this_body),
-            _ => match parts.take() {
-                Some(p) => Request::from_parts(p, this_body),
-                None => unreachable!("without retries there is one attempt"),
-            },
-        };
-        if let Some(d) = deadline {
-            d.propagate(attempt_req.headers_mut());
-        }
-        let load = endpoint.start();
-        let sent_at = Instant::now();
-        let sent = send_one(
-            shared,
-            &endpoint,
-            &service.name,
-            attempt_req,
-            authority,
-            upgrade.take(),
-            rules.timeout.per_attempt,
-        )
-        .await;
-        let now = Instant::now();
-        endpoint
-            .ewma
-            .observe(now - sent_at, now, rules.balancer.decay);
-        let mut sent = sent;
-        if let Err(e) = &mut sent {
-            if aborted.is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed)) {
-                e.error = ProxyError::ClientAborted;
+            let can_resend = replayable || body.is_some();
+            let time_left = deadline.is_none_or(|d| d.at > now + Duration::from_millis(1));
+            if retryable && can_resend && time_left {
+                if service.budget.try_withdraw(now, &rules.retry) {
+                    retries += 1;
+                    service.counters.retries.inc();
+                    tried.push(endpoint.endpoint.addr);
+                    drop(sent);
+                    drop(load);
+                    // Boxed, like the body's collection: a timer is large, and retries are rare.
+                    Box::pin(tokio::time::sleep(retry::backoff(
+                        retries,
+                        rules.retry.backoff,
+                        rules.retry.backoff_max,
+                    )))
+                    .await;
+                    continue;
+                }
+                service.counters.budget_exhausted.inc();
             }
+            return match sent {
+                Ok(rsp) => Ok(forwarded(ctx, &endpoint, rsp, class, load)),
+                Err(e) => Err(e.error),
+            };
         }
-        // Whether the answer is worth another attempt is only asked while one may follow.
-        let may_retry = retries < rules.retry.max_retries;
-        let (retryable, class) = match &sent {
-            Ok(rsp) => (
-                may_retry && policy.retryable_response(&method, rsp.status(), rsp.headers()),
-                classify(rsp.status(), rsp.headers()),
-            ),
-            Err(e) => (
-                may_retry && policy.retryable_error(&method, &e.error),
-                Classification::Failure,
-            ),
-        };
-        let success = class == Classification::Success;
-        // A client that went away says nothing about the endpoint.
-        let blame_endpoint = !matches!(&sent, Err(e) if e.error.side() == Side::Downstream);
-        if blame_endpoint {
-            endpoint.accrual.record(success, now, &rules.accrual);
-        }
-        endpoint.metrics.attempt(class);
-        // A connect failure hands the request back, so even a streamed body can go again.
-        if let Err(SendError {
-            request: Some(r), ..
-        }) = &mut sent
-        {
-            if body.is_none() {
-                let unsent = std::mem::replace(r.body_mut(), RequestBody::empty());
-                body = Some(unsent);
-            }
-        }
-        let can_resend = replayable || body.is_some();
-        let time_left = deadline.is_none_or(|d| d.at > now + Duration::from_millis(1));
-        if retryable && can_resend && time_left {
-            if service.budget.try_withdraw(now, &rules.retry) {
-                retries += 1;
-                service.counters.retries.inc();
-                tried.push(endpoint.endpoint.addr);
-                drop(sent);
-                drop(load);
-                tokio::time::sleep(retry::backoff(
-                    retries,
-                    rules.retry.backoff,
-                    rules.retry.backoff_max,
-                ))
-                .await;
-                continue;
-            }
-            service.counters.budget_exhausted.inc();
-        }
-        return match sent {
-            Ok(rsp) => Ok(forwarded(ctx, &endpoint, rsp, class, load)),
-            Err(e) => Err(e.error),
-        };
     }
 }
 
 /// One attempt to one endpoint: through the peer proxy on its node (the shared HTTP/2 hop),
-/// or straight to it; bounded by the per-attempt timeout.
-async fn send_one(
-    shared: &Shared,
+/// or straight to it; bounded by the per-attempt timeout. The exchange is prepared here and
+/// the future returned only waits for it.
+fn send_one<'a>(
+    shared: &'a Shared,
     endpoint: &EndpointState,
     service: &ServiceName,
     mut req: Request<RequestBody>,
-    authority: &str,
+    authority: &'a str,
     upgrade: Option<OnUpgrade>,
     per_attempt: Duration,
-) -> Sent {
+) -> impl Future<Output = Sent> + 'a {
     let orig = req.version();
     let limit = (!per_attempt.is_zero()).then(|| tokio::time::Instant::now() + per_attempt);
-    // Built in place: a `let` binding would keep room for it twice in this future.
-    let sent = maybe_timeout(limit, async {
-        match endpoint.endpoint.node_proxy {
-            Some(peer) => {
-                let h = req.headers_mut();
-                h.insert(WEFT_DST_SERVICE, header_value(service.as_str()));
-                h.insert(WEFT_DST_ENDPOINT, header_value(&endpoint.label));
-                if let Some(downstream) = upgrade {
-                    return Box::pin(send_upgrade(
-                        &shared.h1, peer, req, downstream, authority, orig,
-                    ))
-                    .await;
-                }
-                // The hop is HTTP/2 whatever the client spoke; the far side restores it. Only
-                // HTTP/1.0 needs saying: without the header an instance gets HTTP/1.1 (or its
-                // own HTTP/2), and every header on the hop costs HPACK work at both ends.
-                if orig == Version::HTTP_10 {
-                    req.headers_mut()
-                        .insert(WEFT_ORIG_PROTO, HeaderValue::from_static("HTTP/1.0"));
-                }
-                to_h2(&mut req, authority)?;
-                let rsp = shared.h2.send(peer, req).await?;
-                Ok(rsp.map(ResponseBody::H2))
+    let ep = &endpoint.endpoint;
+    let delivery = match ep.node_proxy {
+        Some(peer) => {
+            let h = req.headers_mut();
+            h.insert(WEFT_DST_SERVICE, header_value(service.as_str()));
+            h.insert(WEFT_DST_ENDPOINT, header_value(&endpoint.label));
+            // The hop is HTTP/2 whatever the client spoke; the far side restores it. Only
+            // HTTP/1.0 needs saying: without the header an instance gets HTTP/1.1 (or its
+            // own HTTP/2), and every header on the hop costs HPACK work at both ends. An
+            // upgrade crosses as HTTP/1.1 on a connection of its own.
+            if upgrade.is_none() && orig == Version::HTTP_10 {
+                h.insert(WEFT_ORIG_PROTO, HeaderValue::from_static("HTTP/1.0"));
             }
-            None => {
-                let ep = &endpoint.endpoint;
-                deliver(shared, ep.addr, ep.protocol, req, authority, orig, upgrade).await
-            }
+            deliver(shared, peer, Protocol::Http2, req, authority, orig, upgrade)
         }
-    })
-    .await;
-    match sent {
-        Ok(r) => r,
-        Err(()) => Err(ProxyError::AttemptTimeout {
-            endpoint: endpoint.endpoint.addr,
-            timeout: per_attempt,
-        }
-        .into()),
+        None => deliver(shared, ep.addr, ep.protocol, req, authority, orig, upgrade),
+    };
+    Bounded {
+        inner: maybe_timeout(limit, delivery),
+        endpoint: ep.addr,
+        timeout: per_attempt,
     }
 }
 
@@ -448,30 +440,33 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
 
 /// Sends to an instance in its own protocol: pooled HTTP/1.1, a dedicated connection for an
 /// upgrade, or the shared HTTP/2 connection.
-async fn deliver(
-    shared: &Shared,
+fn deliver<'a>(
+    shared: &'a Shared,
     addr: SocketAddr,
     protocol: Protocol,
     mut req: Request<RequestBody>,
-    authority: &str,
+    authority: &'a str,
     orig: Version,
     upgrade: Option<OnUpgrade>,
-) -> Sent {
+) -> Delivery<'a, impl Future<Output = Sent> + 'a, impl Future<Output = H2Sent> + 'a> {
     if let Some(downstream) = upgrade {
-        return Box::pin(send_upgrade(
-            &shared.h1, addr, req, downstream, authority, orig,
-        ))
-        .await;
+        let send = send_upgrade(&shared.h1, addr, req, downstream, authority, orig);
+        return Delivery::Boxed {
+            send: Box::pin(send),
+        };
     }
-    match protocol {
-        Protocol::Http1 => {
-            to_h1(&mut req, authority, orig)?;
-            shared.h1.send(addr, req).await
-        }
-        Protocol::Http2 => {
-            to_h2(&mut req, authority)?;
-            Ok(shared.h2.send(addr, req).await?.map(ResponseBody::H2))
-        }
+    let prepared = match protocol {
+        Protocol::Http1 => to_h1(&mut req, authority, orig),
+        Protocol::Http2 => to_h2(&mut req, authority),
+    };
+    match (prepared, protocol) {
+        (Err(e), _) => Delivery::Failed { error: Some(e) },
+        (Ok(()), Protocol::Http1) => Delivery::H1 {
+            send: shared.h1.send(addr, req),
+        },
+        (Ok(()), Protocol::Http2) => Delivery::H2 {
+            send: shared.h2.send(addr, req),
+        },
     }
 }
 

@@ -1,6 +1,8 @@
 //! What a retry needs besides the policy: request bodies kept for replay (up to a cap), a
 //! request rebuilt for each attempt, and jittered backoff between attempts.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use http::request::Parts;
@@ -11,38 +13,48 @@ use weft_core::ProxyError;
 
 use crate::body::{ClientBody, RequestBody};
 
+/// A request body as a retry can use it: ready now, or being read whole first.
+pub enum Kept {
+    /// The body, and whether it can be sent again.
+    Now(RequestBody, bool),
+    /// A small sized body being read whole. Boxed: most requests have no body, and the
+    /// reading state would enlarge every request's future.
+    Reading(Pin<Box<dyn Future<Output = Result<Replay, ProxyError>> + Send>>),
+}
+
+/// A body, and whether it can be sent again.
+pub type Replay = (RequestBody, bool);
+
 /// Keeps a small body whole so it can be sent again; a large or unsized one streams and
-/// its request is not retried (after bytes left). Returns the body and whether it replays.
-pub async fn buffer(
-    body: ClientBody,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<(RequestBody, bool), ProxyError> {
+/// its request is not retried (after bytes left).
+pub fn keep(body: ClientBody, headers: &HeaderMap, limit: usize) -> Kept {
     if body.is_end_stream() {
-        return Ok((RequestBody::empty(), true));
+        return Kept::Now(RequestBody::empty(), true);
     }
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(n) if n <= limit as u64 => {
-            let collected = body
-                .collect()
-                .await
-                .map_err(|_| ProxyError::BadRequest("the client's body ended early"))?;
-            let trailers = collected.trailers().cloned();
-            let data = collected.to_bytes();
-            Ok((
-                RequestBody::Buffered {
-                    data: (!data.is_empty()).then_some(data),
-                    trailers,
-                },
-                true,
-            ))
-        }
-        _ => Ok((RequestBody::streaming(body), false)),
+        Some(n) if n <= limit as u64 => Kept::Reading(Box::pin(read_whole(body))),
+        _ => Kept::Now(RequestBody::streaming(body), false),
     }
+}
+
+async fn read_whole(body: ClientBody) -> Result<Replay, ProxyError> {
+    let collected = body
+        .collect()
+        .await
+        .map_err(|_| ProxyError::BadRequest("the client's body ended early"))?;
+    let trailers = collected.trailers().cloned();
+    let data = collected.to_bytes();
+    Ok((
+        RequestBody::Buffered {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+        },
+        true,
+    ))
 }
 
 /// A new request for one attempt, from the original's parts and a body.

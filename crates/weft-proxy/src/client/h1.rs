@@ -3,6 +3,7 @@
 //! no connection task, no channel — and the response body reads the instance's socket
 //! directly; a connection returns to the pool when that body has been read to its end.
 
+use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -72,43 +73,47 @@ impl H1Pool {
 
     /// Sends a request on a pooled connection (or a new one). A request that found its pooled
     /// connection closed under it is sent once more on a fresh connection.
-    pub async fn send(
+    pub fn send(
         self: &Arc<Self>,
         endpoint: SocketAddr,
         req: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, SendError> {
+    ) -> impl Future<Output = Result<Response<ResponseBody>, SendError>> + '_ {
+        // Split before the future is made: an async fn keeps room for its arguments all its
+        // life, so the request would be held twice, and copied with the future each time.
         let (parts, body) = req.into_parts();
-        let (conn, pooled) = match self.checkout(endpoint) {
-            Some(c) => (c, true),
-            None => match Box::pin(self.connect(endpoint)).await {
-                Ok(c) => (c, false),
+        async move {
+            let (conn, pooled) = match self.checkout(endpoint) {
+                Some(c) => (c, true),
+                None => match Box::pin(self.connect(endpoint)).await {
+                    Ok(c) => (c, false),
+                    Err(error) => {
+                        return Err(SendError {
+                            error,
+                            request: Some(Box::new(Request::from_parts(parts, body))),
+                        })
+                    }
+                },
+            };
+            let body = match self.exchange(endpoint, conn, &parts, body).await {
+                Ok(rsp) => return Ok(rsp),
+                Err(Failed::Stale(body)) if pooled => body,
+                Err(Failed::Stale(_)) => return Err(reset(endpoint, "connection closed").into()),
+                Err(Failed::Broken(cause)) => return Err(reset(endpoint, &cause).into()),
+            };
+            let conn = match Box::pin(self.connect(endpoint)).await {
+                Ok(c) => c,
                 Err(error) => {
                     return Err(SendError {
                         error,
                         request: Some(Box::new(Request::from_parts(parts, body))),
                     })
                 }
-            },
-        };
-        let body = match self.exchange(endpoint, conn, &parts, body).await {
-            Ok(rsp) => return Ok(rsp),
-            Err(Failed::Stale(body)) if pooled => body,
-            Err(Failed::Stale(_)) => return Err(reset(endpoint, "connection closed").into()),
-            Err(Failed::Broken(cause)) => return Err(reset(endpoint, &cause).into()),
-        };
-        let conn = match Box::pin(self.connect(endpoint)).await {
-            Ok(c) => c,
-            Err(error) => {
-                return Err(SendError {
-                    error,
-                    request: Some(Box::new(Request::from_parts(parts, body))),
-                })
+            };
+            match self.exchange(endpoint, conn, &parts, body).await {
+                Ok(rsp) => Ok(rsp),
+                Err(Failed::Stale(_)) => Err(reset(endpoint, "connection closed").into()),
+                Err(Failed::Broken(cause)) => Err(reset(endpoint, &cause).into()),
             }
-        };
-        match self.exchange(endpoint, conn, &parts, body).await {
-            Ok(rsp) => Ok(rsp),
-            Err(Failed::Stale(_)) => Err(reset(endpoint, "connection closed").into()),
-            Err(Failed::Broken(cause)) => Err(reset(endpoint, &cause).into()),
         }
     }
 
@@ -131,11 +136,12 @@ impl H1Pool {
             }
         } else {
             let sent = {
-                let sending = write::body(&conn.wr, &mut body, framing, out);
+                // Boxed: most requests have no body, and this state would enlarge every
+                // request's future (which each layer above copies) by a kilobyte.
+                let sending = Box::pin(write::body(&conn.wr, &mut body, framing, out));
                 let answered = conn.rd.readable();
-                tokio::pin!(sending);
                 tokio::select! {
-                    sent = &mut sending => Some(sent),
+                    sent = sending => Some(sent),
                     _ = answered => None,
                 }
             };
