@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use weft_tests::backend::Backend;
+use weft_tests::backend::{fnv, pattern, Backend};
+use weft_tests::client::curl;
 use weft_tests::discovery::Ep;
 use weft_tests::load::{failures, Load, Outcome};
 use weft_tests::mesh::{Mesh, NODE_A, NODE_B};
@@ -226,6 +227,53 @@ async fn retries_stay_within_budget_when_all_endpoints_fail() {
     for e in eps["services"]["world"]["endpoints"].as_array().unwrap() {
         assert_eq!(e["outstanding"], 0, "{e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_sends_its_body_again_whole() {
+    // Accrual off, so the failing instance stays in rotation and keeps causing retries.
+    let dir = TempDir::new("replay");
+    let cfg = dir.path("proxy.toml");
+    std::fs::write(
+        &cfg,
+        "[services.world.failure_accrual]\nconsecutive_failures = 0\n",
+    )
+    .unwrap();
+    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let backends = worlds(&mesh, 2).await;
+    backends[0].set_failing(true);
+    let upload = pattern(5000);
+    let file = dir.path("upload.bin");
+    std::fs::write(&file, &upload).unwrap();
+    let data = format!("@{}", file.display());
+    let proxy = mesh.proxy_flag();
+    for i in 0..20 {
+        let rsp = curl(&[
+            "-x",
+            &proxy,
+            "-X",
+            "PUT",
+            "--data-binary",
+            &data,
+            "http://world/echo",
+        ])
+        .await;
+        assert_eq!(rsp.status, 200, "request {i}: {:?}", rsp.body);
+        let echo: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
+        assert_eq!(echo["body_len"], upload.len(), "request {i}");
+        assert_eq!(echo["body_hash"], fnv(&upload), "request {i}");
+    }
+    let failed = backends[0].count();
+    let retries = metric(
+        &mesh.a.metrics().await,
+        "weft_retries_total{direction=\"outbound\",service=\"world\"}",
+    )
+    .unwrap_or(0.0);
+    println!("20 PUTs with a 5000-byte body: {failed} went to the failing instance first, {retries} retries");
+    // Each visit to the failing instance was retried on the other, with the whole body.
+    assert!(failed > 0, "no request met the failing instance");
+    assert_eq!(retries, failed as f64);
+    assert_eq!(backends[1].count(), 20);
 }
 
 /// `weft hello-world` relaying to `target` through `proxy`; returns the process and address.
