@@ -71,11 +71,13 @@ pub enum Pick<'a> {
 
 pub trait Balance: Send + Sync {
     /// Picks an endpoint, preferring ones not in `avoid` (those a retry already tried).
+    /// `now` is the caller's clock reading, which it reuses as the attempt's start.
     fn pick<'a>(
         &self,
         endpoints: &'a [Arc<EndpointState>],
         avoid: &[SocketAddr],
         policy: &BalancerPolicy,
+        now: Instant,
     ) -> Pick<'a>;
 }
 
@@ -89,11 +91,11 @@ impl Balance for PeakEwmaP2c {
         endpoints: &'a [Arc<EndpointState>],
         avoid: &[SocketAddr],
         policy: &BalancerPolicy,
+        now: Instant,
     ) -> Pick<'a> {
         if endpoints.is_empty() {
             return Pick::Empty;
         }
-        let now = Instant::now();
         let fresh =
             |e: &Arc<EndpointState>| e.accrual.eligible(now) && !avoid.contains(&e.endpoint.addr);
         let admitted = |e: &Arc<EndpointState>| e.accrual.eligible(now);
@@ -204,7 +206,10 @@ mod tests {
             policy().decay,
         );
         for _ in 0..100 {
-            assert_eq!(port(PeakEwmaP2c.pick(&eps, &[], &policy())), 2);
+            assert_eq!(
+                port(PeakEwmaP2c.pick(&eps, &[], &policy(), Instant::now())),
+                2
+            );
         }
     }
 
@@ -212,7 +217,7 @@ mod tests {
     fn weights_shape_the_share() {
         let eps = vec![state(1, 1), state(2, 1), state(3, 8)];
         let heavy = (0..3000)
-            .filter(|_| port(PeakEwmaP2c.pick(&eps, &[], &policy())) == 3)
+            .filter(|_| port(PeakEwmaP2c.pick(&eps, &[], &policy(), Instant::now())) == 3)
             .count();
         assert!(heavy > 1500, "weight 8 of 10 got {heavy} of 3000");
     }
@@ -222,7 +227,10 @@ mod tests {
         let eps = vec![state(1, 1), state(2, 1)];
         let avoid = [eps[0].endpoint.addr];
         for _ in 0..50 {
-            assert_eq!(port(PeakEwmaP2c.pick(&eps, &avoid, &policy())), 2);
+            assert_eq!(
+                port(PeakEwmaP2c.pick(&eps, &avoid, &policy(), Instant::now())),
+                2
+            );
         }
     }
 

@@ -173,15 +173,18 @@ fn attempts<'a>(
             Kept::Reading(reading) => reading.await?,
         };
         let mut body = Some(body);
-        service.budget.deposit(Instant::now());
+        // The request's start stands in for now: the budget counts whole seconds.
+        service.budget.deposit(ctx.start);
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut retries = 0u32;
         loop {
+            // One clock reading serves the pick and the attempt's start.
+            let sent_at = Instant::now();
             let endpoint = {
                 let endpoints = service.endpoints();
                 match shared
                     .balancer
-                    .pick(&endpoints.list, &tried, &rules.balancer)
+                    .pick(&endpoints.list, &tried, &rules.balancer, sent_at)
                 {
                     Pick::Endpoint(e) => Arc::clone(e),
                     Pick::AllEjected => {
@@ -213,7 +216,6 @@ fn attempts<'a>(
                 d.propagate(attempt_req.headers_mut());
             }
             let load = endpoint.start();
-            let sent_at = Instant::now();
             let sent = send_one(
                 shared,
                 &endpoint,
@@ -284,7 +286,7 @@ fn attempts<'a>(
                 service.counters.budget_exhausted.inc();
             }
             return match sent {
-                Ok(rsp) => Ok(forwarded(ctx, &endpoint, rsp, class, load)),
+                Ok(rsp) => Ok(forwarded(ctx, &endpoint, rsp, class, load, now)),
                 Err(e) => Err(e.error),
             };
         }
@@ -375,10 +377,12 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
                 }),
             None => {
                 let policy = shared.policies.load().get(service.name.as_str());
-                match shared
-                    .balancer
-                    .pick(&endpoints.list, &[], &policy.policy.balancer)
-                {
+                match shared.balancer.pick(
+                    &endpoints.list,
+                    &[],
+                    &policy.policy.balancer,
+                    Instant::now(),
+                ) {
                     Pick::Endpoint(e) => Ok(Arc::clone(e)),
                     _ => Err(ProxyError::NoEndpoints {
                         service: service.name.clone(),
@@ -429,7 +433,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
         Ok(rsp) => {
             let class = classify(rsp.status(), rsp.headers());
             endpoint.metrics.attempt(class);
-            forwarded(&ctx, &endpoint, rsp, class, load)
+            forwarded(&ctx, &endpoint, rsp, class, load, Instant::now())
         }
         Err(e) => {
             endpoint.metrics.attempt(Classification::Failure);
@@ -499,17 +503,18 @@ async fn send_upgrade(
     Ok(rsp.map(|_| ResponseBody::H1(UpstreamBody::empty())))
 }
 
-/// Records the client's view at the response headers and hands the body on; the body
-/// records its end.
+/// Records the client's view at the response headers (`answered`: when they arrived) and
+/// hands the body on; the body records its end.
 fn forwarded(
     ctx: &Ctx,
     endpoint: &Arc<EndpointState>,
     mut rsp: Response<ResponseBody>,
     class: Classification,
     load: LoadGuard,
+    answered: Instant,
 ) -> Response<ProxyBody> {
     endpoint.metrics.request();
-    endpoint.metrics.latency(ctx.start.elapsed());
+    endpoint.metrics.latency(answered - ctx.start);
     let status = rsp.status();
     headers::strip_hop_by_hop(rsp.headers_mut(), status == StatusCode::SWITCHING_PROTOCOLS);
     let completion = Completion {
