@@ -90,13 +90,19 @@ impl Services {
         &self.unknown
     }
 
+    /// The service's state when it is already known: how nearly every lookup is answered.
+    pub fn cached(&self, name: &str) -> Option<Arc<Service>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name)
+            .filter(|s| s.endpoints.load().exists)
+            .map(Arc::clone)
+    }
+
     /// The service's state. A remote source's first answer for a name is awaited, up to
     /// [`LOOKUP_TIMEOUT`]; after that every lookup is answered from memory.
     pub async fn get(self: &Arc<Self>, name: &str) -> Result<Arc<Service>, Lookup> {
-        if let Some(s) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(name) {
-            if s.endpoints.load().exists {
-                return Ok(Arc::clone(s));
-            }
+        if let Some(s) = self.cached(name) {
+            return Ok(s);
         }
         let name = &ServiceName::new(name);
         let mut rx = self.discovery.watch(name).ok_or(Lookup::Unknown)?;
