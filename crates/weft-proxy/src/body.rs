@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use weft_metrics::{Classification, RouteMetrics};
 
 use crate::balancer::LoadGuard;
@@ -126,8 +125,8 @@ pub enum EitherBody<A, B> {
     H2(B),
 }
 
-/// A request body as the client sends it (HTTP/2 clients are served by hyper).
-pub type ClientBody = EitherBody<crate::h1::body::RecvBody, Incoming>;
+/// A request body as the client sends it.
+pub type ClientBody = EitherBody<crate::h1::body::RecvBody, crate::client::h2::H2Body>;
 
 impl<A, B> Body for EitherBody<A, B>
 where

@@ -4,6 +4,7 @@
 //! Layout — read [`lifecycle`] first; it is the request's way, top to bottom:
 //! - [`lifecycle`]: outbound and inbound handlers, one step per line of the request's way.
 //! - [`server`]: accepts connections, serves HTTP/1.1 and h2c on one port, drains on shutdown.
+//! - [`h2c`]: the listener's HTTP/2 side: streams accepted and answered on the h2 crate.
 //! - [`h1`]: weft's own HTTP/1.x codec: client connections (heads, bodies, framing, idle
 //!   connections that hold no buffers) and the pieces the upstream HTTP/1.1 client reuses.
 //! - [`services`]: per-service state built once from discovery and cached: endpoints, metrics.
@@ -28,6 +29,7 @@ pub mod body;
 pub mod client;
 pub mod delivery;
 pub mod h1;
+pub mod h2c;
 pub mod headers;
 pub mod lifecycle;
 pub mod proxy;

@@ -99,11 +99,7 @@ impl H2Pool {
             tokio::spawn(pipe(body, stream));
         }
         let response = response.await.map_err(|e| reset(endpoint, &e))?;
-        Ok(response.map(|recv| H2Body {
-            recv,
-            data_done: false,
-            done: false,
-        }))
+        Ok(response.map(|recv| H2Body::new(recv, None)))
     }
 
     fn slot(&self, endpoint: SocketAddr) -> Arc<Slot> {
@@ -179,7 +175,7 @@ fn live(slot: &Slot) -> Option<SendRequest<Bytes>> {
 }
 
 /// PINGs the peer now and then; returns when one goes unanswered (the peer is gone).
-async fn keep_alive(mut pings: h2::PingPong) {
+pub(crate) async fn keep_alive(mut pings: h2::PingPong) {
     loop {
         tokio::time::sleep(PING_EVERY).await;
         let answered = tokio::time::timeout(PING_TIMEOUT, pings.ping(h2::Ping::opaque())).await;
@@ -239,11 +235,26 @@ async fn pipe(mut body: RequestBody, mut tx: h2::SendStream<Bytes>) {
     }
 }
 
-/// A response body read off its HTTP/2 stream, giving flow-control credit back as it goes.
+/// A body read off an HTTP/2 stream (a response from upstream, or a request to the h2c
+/// listener), giving flow-control credit back as it goes.
 pub struct H2Body {
     recv: h2::RecvStream,
+    /// Bytes still to come, when the sender declared a length: an HTTP/1.1 hop then frames
+    /// the body with Content-Length, as the sender did, rather than chunked.
+    left: Option<u64>,
     data_done: bool,
     done: bool,
+}
+
+impl H2Body {
+    pub fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
+        Self {
+            recv,
+            left: length,
+            data_done: false,
+            done: false,
+        }
+    }
 }
 
 impl Body for H2Body {
@@ -262,6 +273,7 @@ impl Body for H2Body {
             match ready!(this.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     let _ = this.recv.flow_control().release_capacity(data.len());
+                    this.left = this.left.map(|n| n.saturating_sub(data.len() as u64));
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(Err(e)) => {
@@ -284,6 +296,9 @@ impl Body for H2Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        match self.left {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! mesh) opens to a listener. It exists for what a proxy in front of many clients needs and a
 //! general-purpose server does not give: idle connections that hold no buffers, a request
 //! head parsed in place, bodies read by whoever forwards them, one write per small response,
-//! and refusals that carry `weft-error`. HTTP/2 (h2c) on the same port goes to hyper.
+//! and refusals that carry `weft-error`. HTTP/2 (h2c) on the same port goes to [`crate::h2c`].
 //!
 //! - [`head`]: request heads in, response heads out, framing rules (RFC 9112).
 //! - [`decode`]: body framing (Content-Length, chunked, until close), both directions.

@@ -1,0 +1,251 @@
+//! The listener's HTTP/2 side (h2c with prior knowledge), on the `h2` crate directly: each
+//! stream's request goes to the handler in a task of its own, and its [`Answer`] sends the
+//! response back under flow control. hyper's server did this before, with work per stream
+//! the proxy does not need (about 1.4k instructions a request): connection headers looked up
+//! and removed though the proxy strips its own, a ping recorder, a body and a service layer.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, SendStream};
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::sync::watch;
+
+use crate::body::{ClientBody, ProxyBody};
+use crate::client::h2::{keep_alive, H2Body, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::h1::io::Rewind;
+
+/// Streams one connection may have open at once (hyper's default, kept).
+const MAX_STREAMS: u32 = 200;
+
+/// Serves one h2c connection until the client closes it, it breaks, its PINGs go
+/// unanswered, or the proxy drains (GOAWAY, then in-flight streams finish).
+pub async fn serve<H, F>(
+    io: Rewind,
+    peer: SocketAddr,
+    max_header_bytes: usize,
+    mut shutdown: watch::Receiver<bool>,
+    handler: H,
+) where
+    H: Fn(SocketAddr, Request<ClientBody>) -> F,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_STREAMS);
+    let mut conn = match builder.handshake::<_, Bytes>(io).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "h2 handshake failed");
+            return;
+        }
+    };
+    let pings = conn.ping_pong();
+    let mut unanswered = std::pin::pin!(async move {
+        match pings {
+            Some(pings) => keep_alive(pings).await,
+            None => std::future::pending().await,
+        }
+    });
+    let mut drain = std::pin::pin!(shutdown.wait_for(|stop| *stop));
+    let (mut draining, mut gone) = (false, false);
+    loop {
+        tokio::select! {
+            accepted = conn.accept() => match accepted {
+                Some(Ok((req, reply))) => {
+                    let (parts, recv) = req.into_parts();
+                    // A declared length travels on as the body's exact size (a GET's empty
+                    // stream needs no lookup).
+                    let length = if recv.is_end_stream() {
+                        Some(0)
+                    } else {
+                        declared_length(&parts.headers)
+                    };
+                    let body = ClientBody::H2(H2Body::new(recv, length));
+                    // Boxed: the handler's future is a kilobyte, and the task's future is
+                    // moved whole on its way into the runtime.
+                    let work = Box::pin(handler(peer, Request::from_parts(parts, body)));
+                    tokio::spawn(Answer::new(work, reply));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
+                    return;
+                }
+                None => return,
+            },
+            _ = &mut drain, if !draining => {
+                draining = true;
+                conn.graceful_shutdown();
+            }
+            () = &mut unanswered, if !gone => {
+                tracing::debug!(%peer, "h2 client stopped answering PINGs");
+                gone = true;
+                conn.abrupt_shutdown(Reason::NO_ERROR);
+            }
+        }
+    }
+}
+
+/// The request's Content-Length, when it has exactly one valid one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()?.parse().ok()
+}
+
+pin_project! {
+    /// One stream's answer: the handler's response, then its body as the peer's flow
+    /// control allows. A client that resets the stream first cancels the handler (and so
+    /// whatever it had sent upstream).
+    pub struct Answer<F> {
+        #[pin]
+        work: Option<F>,
+        reply: Option<SendResponse<Bytes>>,
+        sending: Option<(ProxyBody, SendStream<Bytes>)>,
+        // Data taken from the body, waiting for send capacity; and whether it ends it.
+        held: Option<(Bytes, bool)>,
+    }
+}
+
+impl<F> Answer<F> {
+    fn new(work: F, reply: SendResponse<Bytes>) -> Self {
+        Self {
+            work: Some(work),
+            reply: Some(reply),
+            sending: None,
+            held: None,
+        }
+    }
+}
+
+impl<F: Future<Output = Response<ProxyBody>>> Future for Answer<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if let Some(work) = this.work.as_mut().as_pin_mut() {
+            let Some(reply) = this.reply.as_mut() else {
+                return Poll::Ready(());
+            };
+            let rsp = match work.poll(cx) {
+                Poll::Ready(rsp) => rsp,
+                Poll::Pending => {
+                    if reply.poll_reset(cx).is_ready() {
+                        this.work.set(None);
+                        return Poll::Ready(());
+                    }
+                    return Poll::Pending;
+                }
+            };
+            this.work.set(None);
+            let (mut head, body) = rsp.into_parts();
+            // Connection-specific headers are not HTTP/2 (h2 refuses a response carrying
+            // them). A proxied response has had them stripped; a refusal may say `close`.
+            head.headers.remove(header::CONNECTION);
+            let end = body.is_end_stream();
+            if !end {
+                if let Some(n) = body.size_hint().exact() {
+                    if !head.headers.contains_key(header::CONTENT_LENGTH) {
+                        head.headers
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                    }
+                }
+            }
+            let Some(mut reply) = this.reply.take() else {
+                return Poll::Ready(());
+            };
+            match reply.send_response(Response::from_parts(head, ()), end) {
+                Ok(tx) if !end => *this.sending = Some((body, tx)),
+                Ok(_) => return Poll::Ready(()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "h2 response refused");
+                    reply.send_reset(Reason::INTERNAL_ERROR);
+                    return Poll::Ready(());
+                }
+            }
+        }
+        let Some((body, tx)) = this.sending.as_mut() else {
+            return Poll::Ready(());
+        };
+        send_body(body, tx, this.held, cx)
+    }
+}
+
+/// Sends `body` on `tx` until it ends, the client resets the stream, or the body fails.
+fn send_body(
+    body: &mut ProxyBody,
+    tx: &mut SendStream<Bytes>,
+    held: &mut Option<(Bytes, bool)>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    loop {
+        if tx.poll_reset(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if held.is_some() {
+            // Wait for some capacity, then hand h2 the whole chunk: it sends what the window
+            // allows and asks for the rest.
+            while tx.capacity() == 0 {
+                match ready!(tx.poll_capacity(cx)) {
+                    Some(Ok(0)) => {}
+                    Some(Ok(_)) => break,
+                    Some(Err(_)) | None => return Poll::Ready(()),
+                }
+            }
+            if let Some((data, end)) = held.take() {
+                if tx.send_data(data, end).is_err() || end {
+                    return Poll::Ready(());
+                }
+            }
+            continue;
+        }
+        match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            None => {
+                let _ = tx.send_data(Bytes::new(), true);
+                return Poll::Ready(());
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed midway");
+                tx.send_reset(Reason::INTERNAL_ERROR);
+                return Poll::Ready(());
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let end = body.is_end_stream();
+                    if data.is_empty() {
+                        if end {
+                            let _ = tx.send_data(data, true);
+                            return Poll::Ready(());
+                        }
+                        continue;
+                    }
+                    // A small claim, raised by h2 to the chunk's length once it is sent:
+                    // claiming it all now would pin window space while waiting.
+                    tx.reserve_capacity(1);
+                    *held = Some((data, end));
+                }
+                Err(frame) => {
+                    // No more data: any capacity asked for goes back.
+                    tx.reserve_capacity(0);
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = tx.send_trailers(trailers);
+                    }
+                    return Poll::Ready(());
+                }
+            },
+        }
+    }
+}
