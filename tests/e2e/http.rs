@@ -1,6 +1,7 @@
 //! Requests of every shape cross both hops intact: HTTP/1.1 (origin and absolute form),
 //! h2c, streaming bodies both ways, trailers, 100-continue, connection reuse.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use weft_tests::backend::{fnv, pattern};
 use weft_tests::client::{curl, h2_connect, send_h1};
 use weft_tests::discovery::Ep;
+use weft_tests::eventually;
 use weft_tests::mesh::Mesh;
 
 fn json(body: &[u8]) -> serde_json::Value {
@@ -135,6 +137,39 @@ async fn an_h2_client_multiplexes_many_requests_on_one_connection() {
         t.await.unwrap();
     }
     assert_eq!(mesh.world.count(), 50);
+}
+
+#[tokio::test]
+async fn an_h2_client_that_gives_up_cancels_the_request_on_the_instance() {
+    let mesh = Mesh::start().await;
+    let mut tx = h2_connect::<Empty<Bytes>>(mesh.a.outbound).await;
+    let mut waiting = tx.clone();
+    let pending = tokio::spawn(async move {
+        let req = http::Request::get("http://world/hang")
+            .body(Empty::new())
+            .unwrap();
+        waiting.send_request(req).await
+    });
+    let world = &mesh.world;
+    eventually(
+        "the instance to get the request",
+        Duration::from_secs(5),
+        || async { (world.count() == 1).then_some(()) },
+    )
+    .await;
+    // Dropping the response resets the stream; both proxies pass the cancel on.
+    pending.abort();
+    eventually(
+        "the instance to see its request cancelled",
+        Duration::from_secs(5),
+        || async { (world.cancelled.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    // The connection itself carries on.
+    let req = http::Request::get("http://world/echo")
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(tx.send_request(req).await.unwrap().status(), 200);
 }
 
 #[tokio::test]
