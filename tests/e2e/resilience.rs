@@ -36,6 +36,20 @@ fn share(outcomes: &[Outcome], backend: &Backend, from: Duration, to: Duration) 
     mine as f64 / window.len().max(1) as f64
 }
 
+/// A mesh whose outbound side never ejects an instance of `world`, so a failing one keeps
+/// taking requests. The folder holds its config; keep it as long as the mesh.
+async fn mesh_without_accrual(name: &str) -> (TempDir, Mesh) {
+    let dir = TempDir::new(name);
+    let cfg = dir.path("proxy.toml");
+    std::fs::write(
+        &cfg,
+        "[services.world.failure_accrual]\nconsecutive_failures = 0\n",
+    )
+    .unwrap();
+    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    (dir, mesh)
+}
+
 async fn endpoint_state(proxy: &WeftProxy, addr: std::net::SocketAddr) -> String {
     let (_, body) = proxy.admin_get("/endpoints").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -177,14 +191,7 @@ async fn a_slow_instance_loses_its_share_and_regains_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_stay_within_budget_when_all_endpoints_fail() {
     // Failure accrual off, so every request really reaches a failing instance.
-    let dir = TempDir::new("budget");
-    let cfg = dir.path("proxy.toml");
-    std::fs::write(
-        &cfg,
-        "[services.world.failure_accrual]\nconsecutive_failures = 0\n",
-    )
-    .unwrap();
-    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let (_dir, mesh) = mesh_without_accrual("budget").await;
     let backends = worlds(&mesh, 3).await;
     for b in &backends {
         b.set_failing(true);
@@ -232,14 +239,7 @@ async fn retries_stay_within_budget_when_all_endpoints_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_request_sends_its_body_again_whole() {
     // Accrual off, so the failing instance stays in rotation and keeps causing retries.
-    let dir = TempDir::new("replay");
-    let cfg = dir.path("proxy.toml");
-    std::fs::write(
-        &cfg,
-        "[services.world.failure_accrual]\nconsecutive_failures = 0\n",
-    )
-    .unwrap();
-    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let (dir, mesh) = mesh_without_accrual("replay").await;
     let backends = worlds(&mesh, 2).await;
     backends[0].set_failing(true);
     let upload = pattern(5000);
