@@ -153,8 +153,11 @@ impl<F: Future<Output = Response<ProxyBody>>> Future for Answer<F> {
             this.work.set(None);
             let (mut head, body) = rsp.into_parts();
             // Connection-specific headers are not HTTP/2 (h2 refuses a response carrying
-            // them). A proxied response has had them stripped; a refusal may say `close`.
-            head.headers.remove(header::CONNECTION);
+            // them). A proxied response has had them stripped; a refusal of a malformed
+            // request (a 4xx) may say `close`.
+            if head.status.is_client_error() {
+                head.headers.remove(header::CONNECTION);
+            }
             let end = body.is_end_stream();
             if !end {
                 if let Some(n) = body.size_hint().exact() {

@@ -85,7 +85,9 @@ pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Head>, Refusal> {
     let uri = Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1))
         .map_err(|_| Refusal::Malformed("bad URI"))?;
     // Room for the headers the proxy adds on the way (Host, deadline, mesh routing).
-    let (map, seen) = spans.header_map(&head, 4).map_err(Refusal::Malformed)?;
+    let (map, seen) = spans
+        .header_map(&head, 4, false)
+        .map_err(Refusal::Malformed)?;
     let (framing, close_after) = framing(&map, seen, version)?;
     let connection = connection_tokens(&map, seen);
     let keep_alive = match version {
@@ -141,7 +143,15 @@ impl Spans {
         }
     }
 
-    fn header_map(&self, head: &Bytes, room: usize) -> Result<(HeaderMap, Seen), &'static str> {
+    /// With `absorb_connection`, a `Connection` header naming only `close` or `keep-alive`
+    /// is read into [`Seen`] instead of the map (one that names other headers stays, so
+    /// they can be stripped).
+    fn header_map(
+        &self,
+        head: &Bytes,
+        room: usize,
+        absorb_connection: bool,
+    ) -> Result<(HeaderMap, Seen), &'static str> {
         let spans = if self.heap.is_empty() {
             &self.inline[..self.len]
         } else {
@@ -153,6 +163,12 @@ impl Spans {
             let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "bad header name")?;
             let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
                 .map_err(|_| "bad header value")?;
+            if absorb_connection && name == header::CONNECTION {
+                if let Some(options) = ConnectionTokens::plain(value.as_bytes()) {
+                    seen.absorbed.add(options);
+                    continue;
+                }
+            }
             seen.note(&name);
             map.append(name, value);
         }
@@ -166,8 +182,11 @@ impl Spans {
 struct Seen {
     transfer_encoding: bool,
     content_length: bool,
+    /// A `Connection` header is in the map.
     connection: bool,
     expect: bool,
+    /// Options of `Connection` headers read instead of kept.
+    absorbed: ConnectionTokens,
 }
 
 impl Seen {
@@ -209,11 +228,43 @@ fn framing(map: &HeaderMap, seen: Seen, version: Version) -> Result<(Framing, bo
     Ok((Framing::Length(length.unwrap_or(0)), false))
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct ConnectionTokens {
     close: bool,
     keep_alive: bool,
     upgrade: bool,
+}
+
+impl ConnectionTokens {
+    fn read(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            self.upgrade |= token.eq_ignore_ascii_case(b"upgrade");
+        }
+    }
+
+    /// The options of a value that names nothing but `close` and `keep-alive`.
+    fn plain(value: &[u8]) -> Option<Self> {
+        let plain = value.split(|&b| b == b',').all(|token| {
+            let token = token.trim_ascii();
+            token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
+        });
+        plain.then(|| {
+            let mut t = Self::default();
+            t.read(value);
+            t
+        })
+    }
+
+    fn add(&mut self, other: Self) {
+        self.close |= other.close;
+        self.keep_alive |= other.keep_alive;
+        self.upgrade |= other.upgrade;
+    }
 }
 
 /// The last coding `Transfer-Encoding` names, when the head has one.
@@ -232,17 +283,12 @@ fn last_transfer_coding(map: &HeaderMap, seen: Seen) -> Option<&[u8]> {
 }
 
 fn connection_tokens(map: &HeaderMap, seen: Seen) -> ConnectionTokens {
-    let mut t = ConnectionTokens::default();
+    let mut t = seen.absorbed;
     if !seen.connection {
         return t;
     }
     for v in map.get_all(header::CONNECTION) {
-        for token in v.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            t.close |= token.eq_ignore_ascii_case(b"close");
-            t.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            t.upgrade |= token.eq_ignore_ascii_case(b"upgrade");
-        }
+        t.read(v.as_bytes());
     }
     t
 }
@@ -371,7 +417,9 @@ pub fn parse_response(
     let mut spans = Spans::default();
     spans.fill(parsed.headers, base);
     let head = buf.split_to(len).freeze();
-    let (map, seen) = spans.header_map(&head, 0)?;
+    // Its `Connection` options are read here and the header left out: it concerns this
+    // connection only, and removing it later cost a lookup and a removal per response.
+    let (map, seen) = spans.header_map(&head, 0, true)?;
     let connection = connection_tokens(&map, seen);
     let mut keep_alive = match version {
         Version::HTTP_10 => connection.keep_alive,
@@ -557,6 +605,28 @@ mod tests {
         assert!(h.unwrap().keep_alive);
         let h = head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
         assert!(!h.unwrap().keep_alive);
+    }
+
+    #[test]
+    fn a_response_connection_header_is_read_and_left_out_unless_it_names_headers() {
+        let parse = |head: &str| {
+            let mut buf = BytesMut::from(head);
+            parse_response(&mut buf, &Method::GET).unwrap().unwrap()
+        };
+        let h = parse("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.keep_alive);
+        assert!(!h.response.headers().contains_key(header::CONNECTION));
+        let h = parse("HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.keep_alive);
+        assert!(!h.response.headers().contains_key(header::CONNECTION));
+        let h = parse("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.keep_alive);
+        // A header named in `Connection` must still be stripped later: the value stays.
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!h.keep_alive);
+        assert_eq!(h.response.headers()[header::CONNECTION], "close, x-hop");
     }
 
     #[test]
