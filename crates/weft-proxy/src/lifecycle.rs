@@ -99,13 +99,7 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Resp
     let Some(name) = shared.names.service_name(&authority) else {
         return ctx.fail(ProxyError::UnknownService(authority));
     };
-    // Known services are answered from memory; the first lookup of a name may wait for
-    // discovery, and is boxed so its state does not enlarge every request's future.
-    let looked_up = match shared.outbound.cached(&name) {
-        Some(s) => Ok(s),
-        None => Box::pin(shared.outbound.get(&name)).await,
-    };
-    let service = match looked_up {
+    let service = match shared.outbound.get(&name).await {
         Ok(s) => s,
         Err(Lookup::Unknown) => return ctx.fail(ProxyError::UnknownService(authority)),
         Err(Lookup::Unavailable) => {
@@ -354,13 +348,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
     let Some(name) = named else {
         return ctx.fail(ProxyError::UnknownService(authority));
     };
-    // Known services are answered from memory; the first lookup of a name may wait for
-    // discovery, and is boxed so its state does not enlarge every request's future.
-    let looked_up = match shared.inbound.cached(&name) {
-        Some(s) => Ok(s),
-        None => Box::pin(shared.inbound.get(&name)).await,
-    };
-    let service = match looked_up {
+    let service = match shared.inbound.get(&name).await {
         Ok(s) => s,
         Err(Lookup::Unknown) => return ctx.fail(ProxyError::UnknownService(name.to_string())),
         Err(Lookup::Unavailable) => {

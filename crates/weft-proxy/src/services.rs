@@ -2,6 +2,7 @@
 //! task that follows discovery: its endpoints (with their load and metrics) and its own
 //! metrics handle for errors made before an endpoint is chosen.
 
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
@@ -91,7 +92,7 @@ impl Services {
     }
 
     /// The service's state when it is already known: how nearly every lookup is answered.
-    pub fn cached(&self, name: &str) -> Option<Arc<Service>> {
+    fn cached(&self, name: &str) -> Option<Arc<Service>> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.get(name)
             .filter(|s| s.endpoints.load().exists)
@@ -99,11 +100,23 @@ impl Services {
     }
 
     /// The service's state. A remote source's first answer for a name is awaited, up to
-    /// [`LOOKUP_TIMEOUT`]; after that every lookup is answered from memory.
-    pub async fn get(self: &Arc<Self>, name: &str) -> Result<Arc<Service>, Lookup> {
-        if let Some(s) = self.cached(name) {
-            return Ok(s);
+    /// [`LOOKUP_TIMEOUT`]; after that every lookup is answered from memory. The wait is
+    /// boxed: the request's future holds this one, and the waiting state would enlarge it
+    /// for every request, though it is needed only for the first one to name a service.
+    pub fn get<'a>(
+        self: &'a Arc<Self>,
+        name: &'a str,
+    ) -> impl Future<Output = Result<Arc<Service>, Lookup>> + 'a {
+        let known = self.cached(name);
+        async move {
+            match known {
+                Some(s) => Ok(s),
+                None => Box::pin(self.resolve(name)).await,
+            }
         }
+    }
+
+    async fn resolve(self: &Arc<Self>, name: &str) -> Result<Arc<Service>, Lookup> {
         let name = &ServiceName::new(name);
         let mut rx = self.discovery.watch(name).ok_or(Lookup::Unknown)?;
         if matches!(*rx.borrow(), Resolution::Pending) {
