@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -19,7 +19,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::watch;
 
 use crate::body::{ClientBody, ProxyBody};
-use crate::client::h2::{keep_alive, H2Body, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::client::h2::{keep_alive, send_body, H2Body, CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::h1::io::Rewind;
 
 /// Streams one connection may have open at once (hyper's default, kept).
@@ -183,72 +183,6 @@ impl<F: Future<Output = Response<ProxyBody>>> Future for Answer<F> {
         let Some((body, tx)) = this.sending.as_mut() else {
             return Poll::Ready(());
         };
-        send_body(body, tx, this.held, cx)
-    }
-}
-
-/// Sends `body` on `tx` until it ends, the client resets the stream, or the body fails.
-fn send_body(
-    body: &mut ProxyBody,
-    tx: &mut SendStream<Bytes>,
-    held: &mut Option<(Bytes, bool)>,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    loop {
-        if tx.poll_reset(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        if held.is_some() {
-            // Wait for some capacity, then hand h2 the whole chunk: it sends what the window
-            // allows and asks for the rest.
-            while tx.capacity() == 0 {
-                match ready!(tx.poll_capacity(cx)) {
-                    Some(Ok(0)) => {}
-                    Some(Ok(_)) => break,
-                    Some(Err(_)) | None => return Poll::Ready(()),
-                }
-            }
-            if let Some((data, end)) = held.take() {
-                if tx.send_data(data, end).is_err() || end {
-                    return Poll::Ready(());
-                }
-            }
-            continue;
-        }
-        match ready!(Pin::new(&mut *body).poll_frame(cx)) {
-            None => {
-                let _ = tx.send_data(Bytes::new(), true);
-                return Poll::Ready(());
-            }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "response body failed midway");
-                tx.send_reset(Reason::INTERNAL_ERROR);
-                return Poll::Ready(());
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    let end = body.is_end_stream();
-                    if data.is_empty() {
-                        if end {
-                            let _ = tx.send_data(data, true);
-                            return Poll::Ready(());
-                        }
-                        continue;
-                    }
-                    // A small claim, raised by h2 to the chunk's length once it is sent:
-                    // claiming it all now would pin window space while waiting.
-                    tx.reserve_capacity(1);
-                    *held = Some((data, end));
-                }
-                Err(frame) => {
-                    // No more data: any capacity asked for goes back.
-                    tx.reserve_capacity(0);
-                    if let Ok(trailers) = frame.into_trailers() {
-                        let _ = tx.send_trailers(trailers);
-                    }
-                    return Poll::Ready(());
-                }
-            },
-        }
+        send_body(body, tx, this.held, Reason::INTERNAL_ERROR, cx)
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use h2::client::SendRequest;
+use h2::{Reason, SendStream};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use weft_core::ProxyError;
@@ -187,50 +188,80 @@ pub(crate) async fn keep_alive(mut pings: h2::PingPong) {
 
 /// Streams a request body onto its HTTP/2 stream as flow control allows; a peer that
 /// resets the stream, or a client body that fails, ends it.
-async fn pipe(mut body: RequestBody, mut tx: h2::SendStream<Bytes>) {
+async fn pipe(mut body: RequestBody, mut tx: SendStream<Bytes>) {
+    let mut held = None;
+    poll_fn(|cx| send_body(&mut body, &mut tx, &mut held, Reason::CANCEL, cx)).await;
+}
+
+/// Sends `body` on `tx` as flow control allows, until it ends, the peer resets the stream,
+/// or the body fails (the stream is then reset with `failed`). Both directions use it: a
+/// request body to an upstream, a response body to an h2c client. `held` keeps a chunk
+/// taken from the body while it waits for send capacity.
+pub(crate) fn send_body<B>(
+    body: &mut B,
+    tx: &mut SendStream<Bytes>,
+    held: &mut Option<(Bytes, bool)>,
+    failed: Reason,
+    cx: &mut Context<'_>,
+) -> Poll<()>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     loop {
-        let frame = tokio::select! {
-            frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
-            _ = poll_fn(|cx| tx.poll_reset(cx)) => return,
-        };
-        let frame = match frame {
+        if tx.poll_reset(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if held.is_some() {
+            // Wait for some capacity, then hand h2 the whole chunk: it sends what the window
+            // allows and asks for the rest.
+            while tx.capacity() == 0 {
+                match ready!(tx.poll_capacity(cx)) {
+                    Some(Ok(0)) => {}
+                    Some(Ok(_)) => break,
+                    Some(Err(_)) | None => return Poll::Ready(()),
+                }
+            }
+            if let Some((data, end)) = held.take() {
+                if tx.send_data(data, end).is_err() || end {
+                    return Poll::Ready(());
+                }
+            }
+            continue;
+        }
+        match ready!(Pin::new(&mut *body).poll_frame(cx)) {
             None => {
                 let _ = tx.send_data(Bytes::new(), true);
-                return;
+                return Poll::Ready(());
             }
-            Some(Err(_)) => {
-                tx.send_reset(h2::Reason::CANCEL);
-                return;
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "body failed midway");
+                tx.send_reset(failed);
+                return Poll::Ready(());
             }
-            Some(Ok(frame)) => frame,
-        };
-        let mut data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = tx.send_trailers(trailers);
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let end = body.is_end_stream();
+                    if data.is_empty() {
+                        if end {
+                            let _ = tx.send_data(data, true);
+                            return Poll::Ready(());
+                        }
+                        continue;
+                    }
+                    // A small claim, raised by h2 to the chunk's length once it is sent:
+                    // claiming it all now would pin window space while waiting.
+                    tx.reserve_capacity(1);
+                    *held = Some((data, end));
                 }
-                return;
-            }
-        };
-        let end = body.is_end_stream();
-        if data.is_empty() && end {
-            let _ = tx.send_data(data, true);
-            return;
-        }
-        while !data.is_empty() {
-            tx.reserve_capacity(data.len());
-            let granted = match poll_fn(|cx| tx.poll_capacity(cx)).await {
-                Some(Ok(n)) => n,
-                _ => return,
-            };
-            let chunk = data.split_to(granted.min(data.len()));
-            if tx.send_data(chunk, end && data.is_empty()).is_err() {
-                return;
-            }
-        }
-        if end {
-            return;
+                Err(frame) => {
+                    // No more data: any capacity asked for goes back.
+                    tx.reserve_capacity(0);
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = tx.send_trailers(trailers);
+                    }
+                    return Poll::Ready(());
+                }
+            },
         }
     }
 }
