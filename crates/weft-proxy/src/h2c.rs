@@ -96,11 +96,13 @@ pub async fn serve<H, F>(
     }
 }
 
-/// The request's Content-Length, when it has exactly one valid one.
+/// The request's Content-Length, when it declares a valid one. Repeats of the same value
+/// count as one, as hyper counted them; different values give none (and the handler's
+/// framing check refuses the request).
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     let first = values.next()?;
-    if values.next().is_some() {
+    if values.any(|v| v != first) {
         return None;
     }
     first.to_str().ok()?.parse().ok()
@@ -184,5 +186,26 @@ impl<F: Future<Output = Response<ProxyBody>>> Future for Answer<F> {
             return Poll::Ready(());
         };
         send_body(body, tx, this.held, Reason::INTERNAL_ERROR, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_length_is_one_value_however_often_it_is_repeated() {
+        let length = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(header::CONTENT_LENGTH, HeaderValue::from_str(v).unwrap());
+            }
+            declared_length(&h)
+        };
+        assert_eq!(length(&[]), None);
+        assert_eq!(length(&["5"]), Some(5));
+        assert_eq!(length(&["5", "5"]), Some(5));
+        assert_eq!(length(&["5", "6"]), None);
+        assert_eq!(length(&["five"]), None);
     }
 }

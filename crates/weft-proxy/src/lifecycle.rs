@@ -160,16 +160,16 @@ fn attempts<'a>(
     let method = parts.method.clone();
     // Small bodies are kept so a retry can send them again (none is, with retries off).
     let body = if upgrade.is_some() || rules.retry.max_retries == 0 {
-        Kept::Now(RequestBody::streaming(body), false)
+        Kept::Now((RequestBody::streaming(body), false))
     } else {
-        retry::keep(body, &parts.headers, rules.retry.buffer_limit)
+        retry::keep(body, rules.retry.buffer_limit)
     };
     // Without retries the one attempt takes the request's parts as they are; a copy of the
     // headers per attempt is only worth making when a second attempt can happen.
     let mut parts = Some(parts);
     async move {
         let (body, replayable) = match body {
-            Kept::Now(body, replayable) => (body, replayable),
+            Kept::Now(replay) => replay,
             Kept::Reading(reading) => reading.await?,
         };
         let mut body = Some(body);

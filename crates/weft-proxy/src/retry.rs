@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderMap, Request};
+use http::Request;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use weft_core::ProxyError;
@@ -15,8 +15,7 @@ use crate::body::{ClientBody, RequestBody};
 
 /// A request body as a retry can use it: ready now, or being read whole first.
 pub enum Kept {
-    /// The body, and whether it can be sent again.
-    Now(RequestBody, bool),
+    Now(Replay),
     /// A small sized body being read whole. Boxed: most requests have no body, and the
     /// reading state would enlarge every request's future.
     Reading(Pin<Box<dyn Future<Output = Result<Replay, ProxyError>> + Send>>),
@@ -26,18 +25,15 @@ pub enum Kept {
 pub type Replay = (RequestBody, bool);
 
 /// Keeps a small body whole so it can be sent again; a large or unsized one streams and
-/// its request is not retried (after bytes left).
-pub fn keep(body: ClientBody, headers: &HeaderMap, limit: usize) -> Kept {
+/// its request is not retried (after bytes left). A body's size is the length its request
+/// declared, which the listener read when it parsed the head.
+pub fn keep(body: ClientBody, limit: usize) -> Kept {
     if body.is_end_stream() {
-        return Kept::Now(RequestBody::empty(), true);
+        return Kept::Now((RequestBody::empty(), true));
     }
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match body.size_hint().exact() {
         Some(n) if n <= limit as u64 => Kept::Reading(Box::pin(read_whole(body))),
-        _ => Kept::Now(RequestBody::streaming(body), false),
+        _ => Kept::Now((RequestBody::streaming(body), false)),
     }
 }
 
