@@ -247,17 +247,17 @@ impl ConnectionTokens {
 
     /// The options of a value that names nothing but `close` and `keep-alive`.
     fn plain(value: &[u8]) -> Option<Self> {
-        let plain = value.split(|&b| b == b',').all(|token| {
-            let token = token.trim_ascii();
-            token.is_empty()
-                || token.eq_ignore_ascii_case(b"close")
-                || token.eq_ignore_ascii_case(b"keep-alive")
-        });
-        plain.then(|| {
-            let mut t = Self::default();
-            t.read(value);
-            t
-        })
+        let mut t = Self::default();
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                t.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                t.keep_alive = true;
+            } else if !token.is_empty() {
+                return None;
+            }
+        }
+        Some(t)
     }
 
     fn add(&mut self, other: Self) {
