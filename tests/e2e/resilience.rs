@@ -373,9 +373,29 @@ async fn a_deadline_binds_a_three_hop_chain_and_cancels_the_stalled_hop() {
     // The deadline travelled every hop: with the stall lifted, the last instance's echo of
     // its request shows the header the first proxy set, carried on by both apps.
     back.set_latency(0);
+    let unix_micros = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since.unwrap().as_micros() as u64
+    };
+    let sent = unix_micros();
     let rsp = weft_tests::client::curl(&["-x", &a.outbound.to_string(), "http://front/"]).await;
-    assert_eq!(rsp.status, 200, "{}", rsp.text());
-    assert!(rsp.text().contains("weft-ctx-deadline"), "{}", rsp.text());
+    let answered = unix_micros();
+    let text = rsp.text();
+    assert_eq!(rsp.status, 200, "{text}");
+    // Each app sees the first proxy's 100 ms as a time (Unix microseconds), never the time
+    // left that crosses each hop between proxies; every such hop may round off a millisecond.
+    assert!(!text.contains("weft-ctx-timeout"), "{text}");
+    let seen: u64 = text
+        .split("\"weft-ctx-deadline\":[\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no deadline in {text}"));
+    println!("deadline seen by the last instance: {seen} (request sent at {sent})");
+    assert!(
+        seen >= sent + 95_000 && seen <= answered + 100_000,
+        "{seen} not within 100 ms of {sent}..{answered}"
+    );
     back.set_latency(10_000);
     // A request whose deadline already passed is refused at once, without being sent.
     let before = back.count();

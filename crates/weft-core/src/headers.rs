@@ -11,7 +11,12 @@ pub const WEFT_DST_ENDPOINT: HeaderName = HeaderName::from_static("weft-dst-endp
 /// `HTTP/1.0` when that is what the client spoke before the proxy-to-proxy hop upgraded it to
 /// HTTP/2; absent for HTTP/1.1 and HTTP/2.
 pub const WEFT_ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");
-/// Remaining deadline, propagated hop to hop.
+/// The request's deadline as Unix time in microseconds: what apps receive, and may copy onto
+/// the calls they make for it.
 pub const WEFT_CTX_DEADLINE: HeaderName = HeaderName::from_static("weft-ctx-deadline");
+/// The time left until the deadline, in milliseconds: how the deadline crosses the
+/// proxy-to-proxy hop (no clock shared between nodes is needed, and a repeated value costs
+/// HPACK one byte).
+pub const WEFT_CTX_TIMEOUT: HeaderName = HeaderName::from_static("weft-ctx-timeout");
 /// gRPC's status, in trailers (or headers, for a trailers-only answer).
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");

@@ -3,7 +3,9 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri, Version};
-use weft_core::headers::{WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
+use weft_core::headers::{
+    WEFT_CTX_DEADLINE, WEFT_CTX_TIMEOUT, WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO,
+};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the ones
 /// proxies conventionally consume.
@@ -86,16 +88,29 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Removes routing headers a client must not be able to set on the mesh's behalf.
+/// Removes the mesh's own request headers: routing headers a client must not be able to set
+/// on the mesh's behalf, and the deadline's, which each hop has read and writes afresh.
 pub fn strip_mesh_headers(headers: &mut HeaderMap) {
-    // Apps send none of them: one pass over the names is cheaper than three lookups.
-    if !headers.keys().any(|k| k.as_str().starts_with("weft-")) {
-        return;
+    // One pass says which are here (apps send none, a peer two or three): a removal costs a
+    // hashed lookup each.
+    let mut present = [false; 5];
+    for name in headers.keys().filter(|k| k.as_str().starts_with("weft-")) {
+        if let Some(i) = MESH.iter().position(|m| m == name) {
+            present[i] = true;
+        }
     }
-    headers.remove(WEFT_DST_SERVICE);
-    headers.remove(WEFT_DST_ENDPOINT);
-    headers.remove(WEFT_ORIG_PROTO);
+    for (name, _) in MESH.iter().zip(present).filter(|(_, here)| *here) {
+        headers.remove(name);
+    }
 }
+
+static MESH: [HeaderName; 5] = [
+    WEFT_DST_SERVICE,
+    WEFT_DST_ENDPOINT,
+    WEFT_ORIG_PROTO,
+    WEFT_CTX_DEADLINE,
+    WEFT_CTX_TIMEOUT,
+];
 
 /// A WebSocket (or other) upgrade request: HTTP/1.1 with `Connection: upgrade`.
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {

@@ -213,7 +213,11 @@ fn attempts<'a>(
                 },
             };
             if let Some(d) = deadline {
-                d.propagate(attempt_req.headers_mut());
+                // A peer proxy is told the time left; an instance, the deadline itself.
+                match endpoint.endpoint.node_proxy {
+                    Some(_) => d.to_peer(attempt_req.headers_mut(), sent_at),
+                    None => d.to_instance(attempt_req.headers_mut(), sent_at),
+                }
             }
             let load = endpoint.start();
             let sent = send_one(
@@ -410,6 +414,9 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
     let upgrade = take_upgrade(&mut req);
     headers::strip_mesh_headers(req.headers_mut());
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
+    if let Some(d) = deadline {
+        d.to_instance(req.headers_mut(), ctx.start);
+    }
     // Deliver in the protocol the instance speaks, no later than the deadline.
     let ep = &endpoint.endpoint;
     let req = req.map(RequestBody::streaming);

@@ -1,11 +1,17 @@
-//! Deadlines travel with a request (`weft-ctx-deadline`, Unix time in microseconds) and
-//! bind every hop: a proxy never waits past the tightest of its own timeout and the
-//! caller's deadline, and refuses at once a request whose deadline has passed.
+//! Deadlines travel with a request and bind every hop: a proxy never waits past the
+//! tightest of its own timeout and the caller's deadline, and refuses at once a request
+//! whose deadline has passed.
+//!
+//! Apps see and send `weft-ctx-deadline` (Unix time in microseconds), which they can copy
+//! onto the calls a request makes. Between proxies the deadline travels as the time left
+//! (`weft-ctx-timeout`, milliseconds): the nodes' clocks need not agree, and while the
+//! proxy's own timeout sets it the value repeats, which HPACK sends as one byte instead of
+//! Huffman-coding a fresh timestamp at one end and decoding it at the other.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, HeaderValue};
-use weft_core::headers::WEFT_CTX_DEADLINE;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use weft_core::headers::{WEFT_CTX_DEADLINE, WEFT_CTX_TIMEOUT};
 
 /// The longest any deadline may reach into the future.
 const MAX_WAIT: Duration = weft_core::policy::MAX_DURATION;
@@ -15,28 +21,20 @@ const MAX_WAIT: Duration = weft_core::policy::MAX_DURATION;
 pub struct Deadline {
     pub at: Instant,
     pub from_caller: bool,
-    wall: SystemTime,
 }
 
 impl Deadline {
     /// The tighter of the caller's deadline (if any) and `now + timeout` (if non-zero).
     pub fn effective(headers: &HeaderMap, timeout: Duration, now: Instant) -> Option<Self> {
-        let wall_now = SystemTime::now();
         // Whatever a caller or a config says, nothing waits longer than this (and no
         // arithmetic on clocks can overflow).
-        let within = |d: Duration| d.min(MAX_WAIT);
         let ours = (!timeout.is_zero()).then(|| Self {
-            at: now + within(timeout),
+            at: now + timeout.min(MAX_WAIT),
             from_caller: false,
-            wall: wall_now + within(timeout),
         });
-        let theirs = incoming(headers).map(|wall| {
-            let left = within(wall.duration_since(wall_now).unwrap_or(Duration::ZERO));
-            Self {
-                at: now + left,
-                from_caller: true,
-                wall: wall_now + left,
-            }
+        let theirs = incoming(headers).map(|left| Self {
+            at: now + left.min(MAX_WAIT),
+            from_caller: true,
         });
         match (ours, theirs) {
             (Some(a), Some(b)) => Some(if b.at <= a.at { b } else { a }),
@@ -48,36 +46,64 @@ impl Deadline {
         now >= self.at
     }
 
-    /// Puts this deadline on a request to the next hop.
-    pub fn propagate(&self, headers: &mut HeaderMap) {
-        let micros = self
-            .wall
+    /// Puts this deadline on a request to a peer proxy, as of `now`.
+    pub fn to_peer(&self, headers: &mut HeaderMap, now: Instant) {
+        // Rounded down: the far side gives up no later than this one.
+        let left = self.at.saturating_duration_since(now).as_millis();
+        // A caller's deadline leaves a different time each request; ours repeats.
+        insert_number(headers, WEFT_CTX_TIMEOUT, left, self.from_caller);
+    }
+
+    /// Puts this deadline on a request to an instance, as of `now`.
+    pub fn to_instance(&self, headers: &mut HeaderMap, now: Instant) {
+        let wall = SystemTime::now() + self.at.saturating_duration_since(now);
+        let micros = wall
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros();
-        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
-        // `HeaderValue::from(u64)` grows a buffer from empty; digits on the stack are one
-        // exact allocation.
-        let mut digits = itoa::Buffer::new();
-        let Ok(mut value) = HeaderValue::from_str(digits.format(micros)) else {
-            return;
-        };
-        // Unique to each request: indexing it in HPACK's dynamic table would insert and
-        // evict an entry per request, and lengthen the chain every later lookup walks.
-        value.set_sensitive(true);
-        headers.insert(WEFT_CTX_DEADLINE, value);
+        insert_number(headers, WEFT_CTX_DEADLINE, micros, true);
     }
 }
 
-fn incoming(headers: &HeaderMap) -> Option<SystemTime> {
-    let micros: u64 = headers
-        .get(WEFT_CTX_DEADLINE)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    UNIX_EPOCH.checked_add(Duration::from_micros(micros))
+/// `unique`: the value is unlikely to repeat, so HPACK must not index it (that would insert
+/// and evict a table entry per request, and lengthen the chain every later lookup walks).
+fn insert_number(headers: &mut HeaderMap, name: HeaderName, n: u128, unique: bool) {
+    let n = u64::try_from(n).unwrap_or(u64::MAX);
+    // `HeaderValue::from(u64)` grows a buffer from empty; digits on the stack are one exact
+    // allocation.
+    let mut digits = itoa::Buffer::new();
+    let Ok(mut value) = HeaderValue::from_str(digits.format(n)) else {
+        return;
+    };
+    value.set_sensitive(unique);
+    headers.insert(name, value);
+}
+
+/// The time the caller leaves, from whichever form it sent (the tighter, given both).
+fn incoming(headers: &HeaderMap) -> Option<Duration> {
+    let number = |v: &HeaderValue| v.to_str().ok()?.trim().parse::<u64>().ok();
+    let mut left: Option<Duration> = None;
+    let mut tighten = |d: Duration| left = Some(left.map_or(d, |l| l.min(d)));
+    // One pass: most requests carry neither, and a lookup each would hash both names.
+    for (name, value) in headers {
+        if name == WEFT_CTX_TIMEOUT {
+            if let Some(ms) = number(value) {
+                tighten(Duration::from_millis(ms));
+            }
+        } else if name == WEFT_CTX_DEADLINE {
+            let Some(micros) = number(value) else {
+                continue;
+            };
+            let Some(wall) = UNIX_EPOCH.checked_add(Duration::from_micros(micros)) else {
+                continue;
+            };
+            tighten(
+                wall.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            );
+        }
+    }
+    left
 }
 
 #[cfg(test)]
@@ -85,19 +111,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_tighter_deadline_wins_and_round_trips() {
+    fn the_tighter_deadline_wins_and_round_trips_in_both_forms() {
         let now = Instant::now();
-        let mut h = HeaderMap::new();
-        let d = Deadline::effective(&h, Duration::from_millis(100), now).unwrap();
+        let d = Deadline::effective(&HeaderMap::new(), Duration::from_millis(100), now).unwrap();
         assert!(!d.from_caller);
-        d.propagate(&mut h);
-        let back = Deadline::effective(&h, Duration::from_secs(10), now).unwrap();
-        assert!(back.from_caller);
-        let diff =
-            back.at.saturating_duration_since(d.at) + d.at.saturating_duration_since(back.at);
-        assert!(diff < Duration::from_millis(5), "{diff:?}");
-        let tighter = Deadline::effective(&h, Duration::from_millis(10), now).unwrap();
-        assert!(!tighter.from_caller);
+        for put in [Deadline::to_peer, Deadline::to_instance] {
+            let mut h = HeaderMap::new();
+            put(&d, &mut h, now);
+            let back = Deadline::effective(&h, Duration::from_secs(10), now).unwrap();
+            assert!(back.from_caller);
+            let diff =
+                back.at.saturating_duration_since(d.at) + d.at.saturating_duration_since(back.at);
+            assert!(diff < Duration::from_millis(5), "{diff:?}");
+            let tighter = Deadline::effective(&h, Duration::from_millis(10), now).unwrap();
+            assert!(!tighter.from_caller);
+        }
+    }
+
+    #[test]
+    fn between_proxies_our_timeout_repeats_and_a_callers_deadline_is_never_indexed() {
+        let now = Instant::now();
+        let ours = Deadline::effective(&HeaderMap::new(), Duration::from_secs(30), now).unwrap();
+        let mut h = HeaderMap::new();
+        ours.to_peer(&mut h, now + Duration::from_micros(40));
+        assert_eq!(h[WEFT_CTX_TIMEOUT], "29999");
+        assert!(!h[WEFT_CTX_TIMEOUT].is_sensitive());
+        let theirs = Deadline::effective(&h, Duration::ZERO, now).unwrap();
+        theirs.to_peer(&mut h, now);
+        assert!(h[WEFT_CTX_TIMEOUT].is_sensitive());
+    }
+
+    #[test]
+    fn given_both_forms_the_tighter_counts() {
+        let now = Instant::now();
+        let far = Deadline::effective(&HeaderMap::new(), Duration::from_secs(60), now).unwrap();
+        let near = Deadline::effective(&HeaderMap::new(), Duration::from_secs(2), now).unwrap();
+        for (a, b) in [(far, near), (near, far)] {
+            let mut h = HeaderMap::new();
+            a.to_peer(&mut h, now);
+            b.to_instance(&mut h, now);
+            let got = Deadline::effective(&h, Duration::ZERO, now).unwrap();
+            assert!(got.at <= now + Duration::from_secs(2), "{a:?} {b:?}");
+            assert!(got.at > now + Duration::from_secs(1), "{a:?} {b:?}");
+        }
     }
 
     #[test]
