@@ -60,7 +60,9 @@ pub async fn serve<H, F>(
     let mut drain = std::pin::pin!(shutdown.wait_for(|stop| *stop));
     let (mut draining, mut gone) = (false, false);
     loop {
+        // Biased: streams first (the others are rare), and no random draw per poll.
         tokio::select! {
+            biased;
             accepted = conn.accept() => match accepted {
                 Some(Ok((req, reply))) => {
                     let (parts, recv) = req.into_parts();

@@ -139,6 +139,7 @@ impl H2Pool {
                 let ended = match pings {
                     Some(pings) => {
                         tokio::select! {
+                            biased;
                             ended = &mut conn => ended,
                             () = keep_alive(pings) => Ok(()),
                         }

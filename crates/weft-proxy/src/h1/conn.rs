@@ -47,7 +47,7 @@ pub async fn serve<H, F>(
     io: Socket,
     peer: SocketAddr,
     limits: &Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     handler: &H,
 ) -> Option<Handoff>
 where
@@ -64,6 +64,11 @@ where
     // insertion and removal.
     let timer = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(timer);
+    // One wait for the drain for the connection's life: made afresh for each request, it
+    // joined and left the watch's waiter list every time.
+    let mut stop_rx = shutdown.clone();
+    let stop = stop_rx.wait_for(|stop| *stop);
+    tokio::pin!(stop);
     loop {
         let reader = rd.as_mut()?;
         if !first {
@@ -76,7 +81,7 @@ where
             &mut buf,
             limits,
             timer.as_mut(),
-            &mut shutdown,
+            stop.as_mut(),
             first,
         )
         .await
@@ -138,6 +143,7 @@ where
                 let mut watching = true;
                 loop {
                     tokio::select! {
+                        biased;
                         rsp = &mut work => break rsp,
                         read = reader.read_buf(&mut buf, HEAD_BUF), if watching => match read {
                             Ok(0) | Err(_) => return None,
@@ -203,12 +209,12 @@ enum Read {
     Closed,
 }
 
-async fn read_head(
+async fn read_head<S: Future>(
     rd: &mut ReadSide,
     buf: &mut BytesMut,
     limits: &Limits,
     mut timer: Pin<&mut Sleep>,
-    shutdown: &mut watch::Receiver<bool>,
+    mut stop: Pin<&mut S>,
     first: bool,
 ) -> Read {
     loop {
@@ -227,22 +233,25 @@ async fn read_head(
         }
         if buf.capacity() == 0 {
             // Idle: no buffer until the client sends something.
+            // Biased: the socket is the likely one, and a random start costs a draw per poll.
             tokio::select! {
+                biased;
                 ready = rd.readable() => if ready.is_err() {
                     return Read::Closed;
                 },
                 _ = timer.as_mut() => return Read::Closed,
-                _ = shutdown.wait_for(|stop| *stop) => return Read::Closed,
+                _ = stop.as_mut() => return Read::Closed,
             }
             *buf = spare::take(HEAD_BUF);
         }
         tokio::select! {
+            biased;
             read = rd.read_buf(buf, HEAD_BUF) => match read {
                 Ok(0) | Err(_) => return Read::Closed,
                 Ok(_) => {}
             },
             _ = timer.as_mut() => return Read::Closed,
-            _ = shutdown.wait_for(|stop| *stop), if buf.is_empty() => return Read::Closed,
+            _ = stop.as_mut(), if buf.is_empty() => return Read::Closed,
         }
     }
 }
