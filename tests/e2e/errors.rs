@@ -111,9 +111,7 @@ async fn inbound_is_not_an_open_relay() {
         "-H",
         "Host: remote",
         "-H",
-        "weft-dst-service: remote",
-        "-H",
-        &format!("weft-dst-endpoint: {}", elsewhere.0.addr),
+        &format!("weft-dst-service: remote;endpoint={}", elsewhere.0.addr),
         &url,
     ])
     .await;
@@ -124,11 +122,22 @@ async fn inbound_is_not_an_open_relay() {
         "-H",
         "Host: world",
         "-H",
-        "weft-dst-endpoint: 127.0.0.1:22",
+        "weft-dst-service: world; endpoint=127.0.0.1:22",
         &url,
     ])
     .await;
     assert_eq!(rsp.status, 403);
+    // A route that names something else than an endpoint.
+    let rsp = curl(&[
+        "-H",
+        "Host: world",
+        "-H",
+        "weft-dst-service: world;node=b",
+        &url,
+    ])
+    .await;
+    assert_eq!(rsp.status, 400, "{}", rsp.text());
+    assert_eq!(rsp.header("weft-error"), Some("bad request"));
     // A host that is no service at all.
     let rsp = curl(&["-H", "Host: example.com", &url]).await;
     assert_eq!(rsp.status, 502);

@@ -32,7 +32,7 @@ async fn absolute_form_request_crosses_both_hops_intact() {
         "-H",
         "x-hop: dropped",
         "-H",
-        "weft-dst-endpoint: 127.0.0.9:1",
+        "weft-dst-service: world;endpoint=127.0.0.9:1",
         "--data-binary",
         "hello body",
         "http://world/some/path?q=1&x=y%20z",
@@ -53,9 +53,9 @@ async fn absolute_form_request_crosses_both_hops_intact() {
     for gone in [
         "x-hop",
         "proxy-connection",
-        "weft-dst-endpoint",
         "weft-dst-service",
         "weft-orig-proto",
+        "weft-ctx-timeout",
     ] {
         assert!(
             echo["headers"].get(gone).is_none(),

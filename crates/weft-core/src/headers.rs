@@ -4,10 +4,13 @@ use http::header::HeaderName;
 
 /// Set on every response the proxy makes itself; names the cause in a few words.
 pub const WEFT_ERROR: HeaderName = HeaderName::from_static("weft-error");
-/// The service an outbound proxy routed to; read by the peer's inbound listener.
+/// Where an outbound proxy routed a request, for the peer's inbound listener:
+/// `service;endpoint=ip:port` (the inbound side delivers only to that endpoint), or just
+/// `service` (it picks a local instance). One header, so the hop's HPACK and the inbound
+/// side's removal handle one name for both.
 pub const WEFT_DST_SERVICE: HeaderName = HeaderName::from_static("weft-dst-service");
-/// The endpoint (ip:port) the outbound proxy picked; the inbound side delivers only there.
-pub const WEFT_DST_ENDPOINT: HeaderName = HeaderName::from_static("weft-dst-endpoint");
+/// The parameter of `weft-dst-service` that names the endpoint.
+pub const ENDPOINT_PARAM: &str = "endpoint";
 /// `HTTP/1.0` when that is what the client spoke before the proxy-to-proxy hop upgraded it to
 /// HTTP/2; absent for HTTP/1.1 and HTTP/2.
 pub const WEFT_ORIG_PROTO: HeaderName = HeaderName::from_static("weft-orig-proto");

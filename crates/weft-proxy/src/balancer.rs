@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
+use weft_core::headers::ENDPOINT_PARAM;
 use weft_core::policy::BalancerPolicy;
-use weft_core::Endpoint;
+use weft_core::{Endpoint, ServiceName};
 use weft_metrics::RouteMetrics;
 
 use crate::resilience::accrual::FailureAccrual;
@@ -16,8 +18,11 @@ use crate::resilience::ewma::PeakEwma;
 /// One endpoint as the data plane tracks it; survives endpoint-set updates that keep it.
 pub struct EndpointState {
     pub endpoint: Endpoint,
-    /// `ip:port`, the `endpoint` metric label and the `weft-dst-endpoint` value.
+    /// `ip:port`, the `endpoint` metric label.
     pub label: String,
+    /// The `weft-dst-service` value that sends a request to this endpoint through its node's
+    /// proxy; made once, since every request to a peer carries it.
+    pub route: HeaderValue,
     pub metrics: RouteMetrics,
     pub ewma: PeakEwma,
     pub accrual: FailureAccrual,
@@ -25,9 +30,18 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
-    pub fn new(endpoint: Endpoint, metrics: RouteMetrics, default_rtt: Duration) -> Self {
+    pub fn new(
+        service: &ServiceName,
+        endpoint: Endpoint,
+        metrics: RouteMetrics,
+        default_rtt: Duration,
+    ) -> Self {
+        let label = endpoint.addr.to_string();
+        let route = format!("{service};{ENDPOINT_PARAM}={label}");
         Self {
-            label: endpoint.addr.to_string(),
+            // A service name is a DNS name and the label an address: both header-safe.
+            route: HeaderValue::from_str(&route).unwrap_or(HeaderValue::from_static("invalid")),
+            label,
             endpoint,
             metrics,
             ewma: PeakEwma::new(default_rtt),
@@ -176,7 +190,13 @@ mod tests {
         let route = m
             .http
             .route(weft_metrics::Direction::Outbound, "s", &ep.addr.to_string());
-        Arc::new(EndpointState::new(ep, route, Duration::from_millis(30)))
+        let service = ServiceName::new("s");
+        Arc::new(EndpointState::new(
+            &service,
+            ep,
+            route,
+            Duration::from_millis(30),
+        ))
     }
 
     fn policy() -> BalancerPolicy {

@@ -25,7 +25,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use weft_core::config::ProxyConfig;
 use weft_core::error::Side;
-use weft_core::headers::{WEFT_DST_ENDPOINT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
+use weft_core::headers::{WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
 use weft_core::{NameRules, Protocol, ProxyError, ServiceName};
 use weft_metrics::{Classification, RouteMetrics};
 
@@ -223,7 +223,6 @@ fn attempts<'a>(
             let sent = send_one(
                 shared,
                 &endpoint,
-                &service.name,
                 attempt_req,
                 authority,
                 upgrade.take(),
@@ -303,7 +302,6 @@ fn attempts<'a>(
 fn send_one<'a>(
     shared: &'a Shared,
     endpoint: &EndpointState,
-    service: &ServiceName,
     mut req: Request<RequestBody>,
     authority: &'a str,
     upgrade: Option<OnUpgrade>,
@@ -315,8 +313,7 @@ fn send_one<'a>(
     let delivery = match ep.node_proxy {
         Some(peer) => {
             let h = req.headers_mut();
-            h.insert(WEFT_DST_SERVICE, header_value(service.as_str()));
-            h.insert(WEFT_DST_ENDPOINT, header_value(&endpoint.label));
+            h.insert(WEFT_DST_SERVICE, endpoint.route.clone());
             // The hop is HTTP/2 whatever the client spoke; the far side restores it. Only
             // HTTP/1.0 needs saying: without the header an instance gets HTTP/1.1 (or its
             // own HTTP/2), and every header on the hop costs HPACK work at both ends. An
@@ -345,9 +342,12 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
     };
     // The peer names the service and endpoint it chose; a client outside the mesh names
     // only the service, and gets a local instance of it.
-    let named = match req.headers().get(WEFT_DST_SERVICE) {
-        Some(v) => v.to_str().ok().map(Cow::Borrowed),
-        None => shared.names.service_name(&authority),
+    let (named, wanted) = match req.headers().get(WEFT_DST_SERVICE) {
+        Some(v) => match v.to_str().ok().and_then(headers::dst_service) {
+            Some((service, endpoint)) => (Some(Cow::Borrowed(service)), endpoint),
+            None => return ctx.fail(ProxyError::BadRequest("malformed weft-dst-service")),
+        },
+        None => (shared.names.service_name(&authority), None),
     };
     let Some(name) = named else {
         return ctx.fail(ProxyError::UnknownService(authority));
@@ -369,15 +369,15 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
     // Not an open relay: the inbound side knows only endpoints on this node.
     let picked = {
         let endpoints = service.endpoints();
-        match req.headers().get(WEFT_DST_ENDPOINT) {
+        match wanted {
             Some(wanted) => endpoints
                 .list
                 .iter()
-                .find(|e| e.label.as_bytes() == wanted.as_bytes())
+                .find(|e| e.label == wanted)
                 .cloned()
                 .ok_or_else(|| ProxyError::NotLocal {
                     service: service.name.clone(),
-                    endpoint: String::from_utf8_lossy(wanted.as_bytes()).into_owned(),
+                    endpoint: wanted.to_owned(),
                 }),
             None => {
                 let policy = shared.policies.load().get(service.name.as_str());
@@ -584,8 +584,4 @@ fn take_upgrade(req: &mut Request<ClientBody>) -> Option<OnUpgrade> {
         return None;
     }
     req.extensions_mut().remove::<OnUpgrade>()
-}
-
-fn header_value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }

@@ -217,7 +217,8 @@ impl Services {
                                     service.name.as_str(),
                                     &label,
                                 );
-                                Arc::new(EndpointState::new(ep.clone(), m, rtt))
+                                let ep = ep.clone();
+                                Arc::new(EndpointState::new(&service.name, ep, m, rtt))
                             })
                     })
                     .collect();

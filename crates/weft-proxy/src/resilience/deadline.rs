@@ -85,12 +85,17 @@ fn incoming(headers: &HeaderMap) -> Option<Duration> {
     let mut left: Option<Duration> = None;
     let mut tighten = |d: Duration| left = Some(left.map_or(d, |l| l.min(d)));
     // One pass: most requests carry neither, and a lookup each would hash both names.
+    // Compared as strings: a length differs first, where `HeaderName`s call memcmp.
     for (name, value) in headers {
-        if name == WEFT_CTX_TIMEOUT {
+        let name = name.as_str();
+        if !name.starts_with("weft-ctx-") {
+            continue;
+        }
+        if name == WEFT_CTX_TIMEOUT.as_str() {
             if let Some(ms) = number(value) {
                 tighten(Duration::from_millis(ms));
             }
-        } else if name == WEFT_CTX_DEADLINE {
+        } else if name == WEFT_CTX_DEADLINE.as_str() {
             let Some(micros) = number(value) else {
                 continue;
             };
