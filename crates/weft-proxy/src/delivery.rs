@@ -6,17 +6,17 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use weft_core::ProxyError;
 
 use crate::client::h1::ResponseBody;
 use crate::client::h2::H2Body;
 use crate::client::SendError;
-use crate::resilience::timeout::MaybeTimeout;
 
 /// One attempt's outcome: a response, or an error.
 pub type Sent = Result<Response<ResponseBody>, SendError>;
@@ -60,11 +60,14 @@ where
 }
 
 pin_project! {
-    /// An attempt bounded by its per-attempt timeout. A struct, not an async block: the
-    /// block would hold the delivery twice, once as captured and once as awaited.
+    /// An attempt bounded by its per-attempt timeout (none, when `limit` is `None`). One
+    /// struct, built where it is returned: an async block would hold the delivery twice
+    /// (captured and awaited), and each wrapper layer copied the delivery (a kilobyte) in.
     pub struct Bounded<'a, H1, H2> {
         #[pin]
-        pub inner: MaybeTimeout<Delivery<'a, H1, H2>>,
+        pub inner: Delivery<'a, H1, H2>,
+        #[pin]
+        pub limit: Option<Sleep>,
         pub endpoint: SocketAddr,
         pub timeout: Duration,
     }
@@ -79,13 +82,59 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
         let this = self.project();
-        Poll::Ready(match ready!(this.inner.poll(cx)) {
-            Ok(sent) => sent,
-            Err(()) => Err(ProxyError::AttemptTimeout {
+        if let Poll::Ready(sent) = this.inner.poll(cx) {
+            return Poll::Ready(sent);
+        }
+        match this.limit.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(ProxyError::AttemptTimeout {
                 endpoint: *this.endpoint,
                 timeout: *this.timeout,
             }
-            .into()),
-        })
+            .into())),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::{pending, ready, Pending, Ready};
+    use tokio::time::Instant;
+
+    type Stalled = Delivery<'static, Pending<Sent>, Pending<H2Sent>>;
+
+    fn bounded<H1, H2>(
+        inner: Delivery<'static, H1, H2>,
+        limit: Option<Instant>,
+    ) -> Bounded<'static, H1, H2> {
+        Bounded {
+            inner,
+            limit: limit.map(tokio::time::sleep_until),
+            endpoint: ([127, 0, 0, 1], 1).into(),
+            timeout: Duration::from_millis(20),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_it_waits_and_with_one_it_gives_up() {
+        let answered: Delivery<'static, Ready<Sent>, Pending<H2Sent>> = Delivery::H1 {
+            send: ready(Ok(Response::new(ResponseBody::H1(
+                crate::client::h1::UpstreamBody::empty(),
+            )))),
+        };
+        assert!(bounded(answered, None).await.is_ok());
+        let stalled: Stalled = Delivery::H1 { send: pending() };
+        let started = Instant::now();
+        let at = started + Duration::from_millis(20);
+        let Err(err) = bounded(stalled, Some(at)).await else {
+            panic!("a stalled attempt answered");
+        };
+        assert!(
+            matches!(err.error, ProxyError::AttemptTimeout { .. }),
+            "{:?}",
+            err.error
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

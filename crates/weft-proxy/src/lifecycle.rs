@@ -39,7 +39,6 @@ use crate::h1::OnUpgrade;
 use crate::headers;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::{Compiled, Table as PolicyTable};
-use crate::resilience::timeout::maybe_timeout;
 use crate::respond::error_response;
 use crate::retry::{self, Kept};
 use crate::services::{Lookup, Service, Services};
@@ -308,9 +307,8 @@ fn send_one<'a>(
     per_attempt: Duration,
 ) -> impl Future<Output = Sent> + 'a {
     let orig = req.version();
-    let limit = (!per_attempt.is_zero()).then(|| tokio::time::Instant::now() + per_attempt);
     let ep = &endpoint.endpoint;
-    let delivery = match ep.node_proxy {
+    let (addr, protocol) = match ep.node_proxy {
         Some(peer) => {
             let h = req.headers_mut();
             h.insert(WEFT_DST_SERVICE, endpoint.route.clone());
@@ -321,12 +319,15 @@ fn send_one<'a>(
             if upgrade.is_none() && orig == Version::HTTP_10 {
                 h.insert(WEFT_ORIG_PROTO, HeaderValue::from_static("HTTP/1.0"));
             }
-            deliver(shared, peer, Protocol::Http2, req, authority, orig, upgrade)
+            (peer, Protocol::Http2)
         }
-        None => deliver(shared, ep.addr, ep.protocol, req, authority, orig, upgrade),
+        None => (ep.addr, ep.protocol),
     };
+    // The delivery is made in its place in the struct: made beside it, it was copied in.
     Bounded {
-        inner: maybe_timeout(limit, delivery),
+        inner: deliver(shared, addr, protocol, req, authority, orig, upgrade),
+        limit: (!per_attempt.is_zero())
+            .then(|| tokio::time::sleep_until(tokio::time::Instant::now() + per_attempt)),
         endpoint: ep.addr,
         timeout: per_attempt,
     }
