@@ -370,8 +370,15 @@ def report(results, configs, mem):
     def ratio(v, base):
         return f"{v / base:.2f}" if v is not None and base else "–"
 
-    lines.append("| config | proto | req/s | × HAProxy | CPU µs/req (user+sys) | × HAProxy | peak RSS MiB |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    def each_rep(c, k):
+        # The same repetition's HAProxy run is the nearest in time: on a noisy machine the
+        # spread of these ratios says how far one run's figure can be trusted.
+        pairs = zip(results[(c, k)], results[("haproxy", k)])
+        return " / ".join(f"{r['cpu_us'] / h['cpu_us']:.2f}" for r, h in pairs)
+
+    lines.append("| config | proto | req/s | × HAProxy | CPU µs/req (user+sys) | × HAProxy | "
+                 "CPU × HAProxy, each repetition | peak RSS MiB |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
     for c in configs:
         for k in ("h1", "h2"):
             rows = results[(c, k)]
@@ -381,8 +388,10 @@ def report(results, configs, mem):
             user, sys_ = med(rows, "user_us"), med(rows, "sys_us")
             rss = med(rows, "rss_mib")
             cpu_txt = "–" if c == "direct" else f"{cpu:.1f} ({user:.1f}+{sys_:.1f})"
+            proxied = c != "direct"
             lines.append(f"| {c} | {k} | {rps:,.0f} | {ratio(rps, ha[k]['rps'])} | {cpu_txt} | "
-                         f"{'–' if c == 'direct' else ratio(cpu, ha[k]['cpu_us'])} | {'–' if c == 'direct' else f'{rss:.1f}'} |")
+                         f"{ratio(cpu, ha[k]['cpu_us']) if proxied else '–'} | "
+                         f"{each_rep(c, k) if proxied else '–'} | {f'{rss:.1f}' if proxied else '–'} |")
     lines.append("")
     lines.append("Added latency at a fixed offered rate (~1 000 req/s: 10 connections, 10 ms think time), over direct:")
     lines.append("")
