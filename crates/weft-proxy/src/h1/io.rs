@@ -2,7 +2,6 @@
 //! the open-connections gauge held while it lives; and the same socket with bytes already
 //! read put back in front, for the HTTP/2 server and for upgraded (WebSocket) connections.
 
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -113,13 +112,15 @@ impl ReadSide {
     /// for an idle pooled connection, that means it cannot be reused. Costs no syscall.
     pub fn has_news(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut ready = std::pin::pin!(self.rd.readable());
-        ready.as_mut().poll(&mut cx).is_ready()
+        // The reader's waker slot rather than `readable()`'s waiter list: an idle pooled
+        // connection has no reader, and a waiter is linked and unlinked under a lock.
+        self.rd.as_ref().poll_read_ready(&mut cx).is_ready()
     }
 
-    /// Waits until the socket has something to read, without a buffer.
+    /// Waits until the socket has something to read, without a buffer. Only the one task
+    /// that reads this socket may wait (it takes the reader's waker slot).
     pub async fn readable(&self) -> io::Result<()> {
-        self.rd.readable().await
+        std::future::poll_fn(|cx| self.rd.as_ref().poll_read_ready(cx)).await
     }
 }
 
@@ -136,7 +137,8 @@ impl WriteSide {
         let mut parts = parts;
         IoSlice::advance_slices(&mut parts, 0);
         while !parts.is_empty() {
-            self.wr.writable().await?;
+            // Tried first, waited for only when the socket is full: nearly always it has
+            // room, and a `writable()` wait is a waiter made, polled and dropped per write.
             // One buffer goes by send(2): cheaper in the kernel than writev(2).
             let tried = match parts {
                 [one] => self.wr.try_write(one),
@@ -150,7 +152,7 @@ impl WriteSide {
                     }
                     IoSlice::advance_slices(&mut parts, n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wr.writable().await?,
                 Err(e) => return Err(e),
             }
         }
