@@ -160,7 +160,11 @@ impl Spans {
         let mut map = HeaderMap::with_capacity(self.len + room);
         let mut seen = Seen::default();
         for &((n, nl), (v, vl)) in spans {
-            let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "bad header name")?;
+            let raw = &head[n..n + nl];
+            let name = match common_name(raw) {
+                Some(name) => name,
+                None => HeaderName::from_bytes(raw).map_err(|_| "bad header name")?,
+            };
             let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
                 .map_err(|_| "bad header value")?;
             if absorb_connection && name == header::CONNECTION {
@@ -174,6 +178,29 @@ impl Spans {
         }
         Ok((map, seen))
     }
+}
+
+/// The standard names HTTP/1 peers send most, in the two spellings they use, matched as
+/// they come: `HeaderName::from_bytes` first lower-cases any name into a buffer and then
+/// looks it up, about 140 instructions a name.
+fn common_name(raw: &[u8]) -> Option<HeaderName> {
+    Some(match raw {
+        b"Host" | b"host" => header::HOST,
+        b"User-Agent" | b"user-agent" => header::USER_AGENT,
+        b"Accept" | b"accept" => header::ACCEPT,
+        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Accept-Ranges" | b"accept-ranges" => header::ACCEPT_RANGES,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        _ => return None,
+    })
 }
 
 /// Which of the headers that shape the message a head carries, noted while the map is
@@ -554,6 +581,59 @@ mod tests {
 
     fn head(raw: &str) -> Result<Option<Head>, Refusal> {
         parse(&mut BytesMut::from(raw), 8192)
+    }
+
+    #[test]
+    fn a_common_name_is_the_name_the_full_parse_gives() {
+        let spellings = [
+            "Host",
+            "host",
+            "User-Agent",
+            "user-agent",
+            "Accept",
+            "accept",
+            "Accept-Encoding",
+            "accept-encoding",
+            "Content-Length",
+            "content-length",
+            "Content-Type",
+            "content-type",
+            "Connection",
+            "connection",
+            "Date",
+            "date",
+            "Server",
+            "server",
+            "Last-Modified",
+            "last-modified",
+            "ETag",
+            "etag",
+            "Accept-Ranges",
+            "accept-ranges",
+            "Cache-Control",
+            "cache-control",
+            "Transfer-Encoding",
+            "transfer-encoding",
+        ];
+        for raw in spellings {
+            let fast = common_name(raw.as_bytes()).unwrap_or_else(|| panic!("{raw} missed"));
+            assert_eq!(
+                fast,
+                HeaderName::from_bytes(raw.as_bytes()).unwrap(),
+                "{raw}"
+            );
+        }
+        // Other spellings and other names take the full parse, and still parse the same.
+        for raw in ["HOST", "Content-length", "X-Host", "Hos", "hostt"] {
+            assert_eq!(common_name(raw.as_bytes()), None, "{raw}");
+        }
+        let h = head("GET / HTTP/1.1\r\nHOST: a\r\nContent-length: 0\r\nETag: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let headers = h.request.headers();
+        assert_eq!(headers[header::HOST], "a");
+        assert_eq!(headers[header::CONTENT_LENGTH], "0");
+        assert_eq!(headers[header::ETAG], "x");
     }
 
     #[test]
