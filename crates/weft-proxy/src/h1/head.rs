@@ -168,7 +168,7 @@ impl Spans {
             let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
                 .map_err(|_| "bad header value")?;
             if absorb_connection && name == header::CONNECTION {
-                if let Some(options) = ConnectionTokens::plain(value.as_bytes()) {
+                if let (options, false) = ConnectionTokens::scan(value.as_bytes()) {
                     seen.absorbed.add(options);
                     continue;
                 }
@@ -263,28 +263,22 @@ struct ConnectionTokens {
 }
 
 impl ConnectionTokens {
-    fn read(&mut self, value: &[u8]) {
-        for token in value.split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            self.close |= token.eq_ignore_ascii_case(b"close");
-            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            self.upgrade |= token.eq_ignore_ascii_case(b"upgrade");
-        }
-    }
-
-    /// The options of a value that names nothing but `close` and `keep-alive`.
-    fn plain(value: &[u8]) -> Option<Self> {
-        let mut t = Self::default();
+    /// The options a `Connection` value names, and whether it names anything else too (a
+    /// header, or `upgrade`): such a value must stay in the map.
+    fn scan(value: &[u8]) -> (Self, bool) {
+        let (mut t, mut other) = (Self::default(), false);
         for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if token.eq_ignore_ascii_case(b"close") {
                 t.close = true;
             } else if token.eq_ignore_ascii_case(b"keep-alive") {
                 t.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                (t.upgrade, other) = (true, true);
             } else if !token.is_empty() {
-                return None;
+                other = true;
             }
         }
-        Some(t)
+        (t, other)
     }
 
     fn add(&mut self, other: Self) {
@@ -315,7 +309,7 @@ fn connection_tokens(map: &HeaderMap, seen: Seen) -> ConnectionTokens {
         return t;
     }
     for v in map.get_all(header::CONNECTION) {
-        t.read(v.as_bytes());
+        t.add(ConnectionTokens::scan(v.as_bytes()).0);
     }
     t
 }
