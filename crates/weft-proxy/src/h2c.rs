@@ -50,13 +50,7 @@ pub async fn serve<H, F>(
             return;
         }
     };
-    let pings = conn.ping_pong();
-    let mut unanswered = std::pin::pin!(async move {
-        match pings {
-            Some(pings) => keep_alive(pings).await,
-            None => std::future::pending().await,
-        }
-    });
+    let mut unanswered = std::pin::pin!(keep_alive(conn.ping_pong()));
     let mut drain = std::pin::pin!(shutdown.wait_for(|stop| *stop));
     let (mut draining, mut gone) = (false, false);
     loop {

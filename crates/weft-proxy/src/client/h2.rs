@@ -136,15 +136,10 @@ impl H2Pool {
             let weak = Arc::downgrade(slot);
             let mine = Arc::clone(&sender);
             tokio::spawn(async move {
-                let ended = match pings {
-                    Some(pings) => {
-                        tokio::select! {
-                            biased;
-                            ended = &mut conn => ended,
-                            () = keep_alive(pings) => Ok(()),
-                        }
-                    }
-                    None => conn.await,
+                let ended = tokio::select! {
+                    biased;
+                    ended = &mut conn => ended,
+                    () = keep_alive(pings) => Ok(()),
                 };
                 if let Err(e) = ended {
                     tracing::debug!(%endpoint, error = %e, "h2 connection ended");
@@ -176,8 +171,12 @@ fn live(slot: &Slot) -> Option<SendRequest<Bytes>> {
     guard.as_ref().map(|s| SendRequest::clone(s))
 }
 
-/// PINGs the peer now and then; returns when one goes unanswered (the peer is gone).
-pub(crate) async fn keep_alive(mut pings: h2::PingPong) {
+/// PINGs the peer now and then; returns when one goes unanswered (the peer is gone). Without
+/// `pings` (h2 hands them out once per connection) it never returns.
+pub(crate) async fn keep_alive(pings: Option<h2::PingPong>) {
+    let Some(mut pings) = pings else {
+        return std::future::pending().await;
+    };
     loop {
         tokio::time::sleep(PING_EVERY).await;
         let answered = tokio::time::timeout(PING_TIMEOUT, pings.ping(h2::Ping::opaque())).await;
