@@ -204,20 +204,13 @@ fn attempts<'a>(
                 None => body.take().unwrap_or_else(RequestBody::empty),
             };
             let aborted = this_body.abort_flag();
-            let mut attempt_req = match parts.as_ref() {
+            let attempt_req = match parts.as_ref() {
                 Some(p) if rules.retry.max_retries > 0 => retry::rebuild(p, this_body),
                 _ => match parts.take() {
                     Some(p) => Request::from_parts(p, this_body),
                     None => unreachable!("without retries there is one attempt"),
                 },
             };
-            if let Some(d) = deadline {
-                // A peer proxy is told the time left; an instance, the deadline itself.
-                match endpoint.endpoint.node_proxy {
-                    Some(_) => d.to_peer(attempt_req.headers_mut(), sent_at),
-                    None => d.to_instance(attempt_req.headers_mut(), sent_at),
-                }
-            }
             let load = endpoint.start();
             let sent = send_one(
                 shared,
@@ -226,6 +219,8 @@ fn attempts<'a>(
                 authority,
                 upgrade.take(),
                 rules.timeout.per_attempt,
+                deadline,
+                sent_at,
             )
             .await;
             let now = Instant::now();
@@ -296,8 +291,9 @@ fn attempts<'a>(
 }
 
 /// One attempt to one endpoint: through the peer proxy on its node (the shared HTTP/2 hop),
-/// or straight to it; bounded by the per-attempt timeout. The exchange is prepared here and
-/// the future returned only waits for it.
+/// or straight to it; bounded by the per-attempt timeout, and carrying the deadline as of
+/// `now`. The exchange is prepared here and the future returned only waits for it.
+#[allow(clippy::too_many_arguments)]
 fn send_one<'a>(
     shared: &'a Shared,
     endpoint: &EndpointState,
@@ -305,6 +301,8 @@ fn send_one<'a>(
     authority: &'a str,
     upgrade: Option<OnUpgrade>,
     per_attempt: Duration,
+    deadline: Option<Deadline>,
+    now: Instant,
 ) -> impl Future<Output = Sent> + 'a {
     let orig = req.version();
     let ep = &endpoint.endpoint;
@@ -312,6 +310,10 @@ fn send_one<'a>(
         Some(peer) => {
             let h = req.headers_mut();
             h.insert(WEFT_DST_SERVICE, endpoint.route.clone());
+            // A peer proxy is told the time left; an instance (below), the deadline itself.
+            if let Some(d) = deadline {
+                d.to_peer(h, now);
+            }
             // The hop is HTTP/2 whatever the client spoke; the far side restores it. Only
             // HTTP/1.0 needs saying: without the header an instance gets HTTP/1.1 (or its
             // own HTTP/2), and every header on the hop costs HPACK work at both ends. An
@@ -321,7 +323,12 @@ fn send_one<'a>(
             }
             (peer, Protocol::Http2)
         }
-        None => (ep.addr, ep.protocol),
+        None => {
+            if let Some(d) = deadline {
+                d.to_instance(req.headers_mut(), now);
+            }
+            (ep.addr, ep.protocol)
+        }
     };
     // The delivery is made in its place in the struct: made beside it, it was copied in.
     Bounded {
