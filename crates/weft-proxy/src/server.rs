@@ -55,13 +55,19 @@ pub async fn serve<H, F>(
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         let alive = alive.subscribe();
-        let max_header_bytes = http.max_header_bytes;
         tokio::spawn(async move {
             let _alive = alive;
             if let Some(Handoff::H2(io)) =
                 conn::serve(io, peer, &limits, shutdown.clone(), &handler).await
             {
-                Box::pin(h2c::serve(io, peer, max_header_bytes, shutdown, handler)).await;
+                Box::pin(h2c::serve(
+                    io,
+                    peer,
+                    limits.max_header_bytes,
+                    shutdown,
+                    handler,
+                ))
+                .await;
             }
         });
     }
