@@ -30,13 +30,15 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
+    /// `label` is the endpoint's address as text, which the caller has already made for the
+    /// endpoint's metrics.
     pub fn new(
         service: &ServiceName,
         endpoint: Endpoint,
+        label: String,
         metrics: RouteMetrics,
         default_rtt: Duration,
     ) -> Self {
-        let label = endpoint.addr.to_string();
         let route = format!("{service};{ENDPOINT_PARAM}={label}");
         Self {
             // A service name is a DNS name and the label an address: both header-safe.
@@ -187,13 +189,13 @@ mod tests {
             labels: Default::default(),
         };
         let m = weft_metrics::Metrics::new("t");
-        let route = m
-            .http
-            .route(weft_metrics::Direction::Outbound, "s", &ep.addr.to_string());
+        let label = ep.addr.to_string();
+        let route = m.http.route(weft_metrics::Direction::Outbound, "s", &label);
         let service = ServiceName::new("s");
         Arc::new(EndpointState::new(
             &service,
             ep,
+            label,
             route,
             Duration::from_millis(30),
         ))

@@ -15,6 +15,7 @@ use crate::body::{ClientBody, RequestBody};
 
 /// A request body as a retry can use it: ready now, or being read whole first.
 pub enum Kept {
+    /// The body, and whether it can be sent again.
     Now(Replay),
     /// A small sized body being read whole. Boxed: most requests have no body, and the
     /// reading state would enlarge every request's future.

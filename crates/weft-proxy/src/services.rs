@@ -218,7 +218,8 @@ impl Services {
                                     &label,
                                 );
                                 let ep = ep.clone();
-                                Arc::new(EndpointState::new(&service.name, ep, m, rtt))
+                                let name = &service.name;
+                                Arc::new(EndpointState::new(name, ep, label, m, rtt))
                             })
                     })
                     .collect();
