@@ -4,8 +4,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p weft \
-    && cp target/release/weft target/release/weft-proxy /
+RUN cargo build --profile dist --locked -p weft \
+    && cp target/dist/weft target/dist/weft-proxy /
 
 # distroless/cc: glibc and libgcc only; runs as uid 65532 like the manifests ask.
 FROM gcr.io/distroless/cc-debian12:nonroot

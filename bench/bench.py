@@ -20,9 +20,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEFT = os.path.join(ROOT, "target", "release", "weft")
-# The node proxy as the DaemonSet runs it (same code as `weft proxy`, less resident text).
-WEFT_PROXY = os.path.join(ROOT, "target", "release", "weft-proxy")
+# The node proxy as the DaemonSet runs it (same code as `weft proxy`, less resident text),
+# built with the profile the image ships (`dist`).
+WEFT_PROXY = os.path.join(ROOT, "target", "dist", "weft-proxy")
 PROXY_CPU, LOAD_CPU = "0", "1"
 DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -417,7 +417,7 @@ def report(results, configs, mem):
     versions = {
         "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
-        "weft": subprocess.run([WEFT, "--version"], capture_output=True, text=True).stdout.strip(),
+        "weft": subprocess.run([WEFT_PROXY, "--version"], capture_output=True, text=True).stdout.strip(),
         "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
         "kernel": platform.release(),
     }
