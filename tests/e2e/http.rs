@@ -140,6 +140,44 @@ async fn an_h2_client_multiplexes_many_requests_on_one_connection() {
 }
 
 #[tokio::test]
+async fn an_h2_client_with_a_tiny_window_still_gets_whole_bodies() {
+    // A body's small last chunk is handed to h2 before the client's window has room for
+    // it; the rest must follow as the client opens its window, whatever the chunk's size.
+    let mesh = Mesh::start().await;
+    let io = hyper_util::rt::TokioIo::new(
+        tokio::net::TcpStream::connect(mesh.a.outbound)
+            .await
+            .unwrap(),
+    );
+    let (mut tx, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(100)
+            .initial_connection_window_size(300)
+            .handshake::<_, Empty<Bytes>>(io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // The backend repeats one 64 KiB block.
+    let block = pattern(64 * 1024);
+    for n in [99, 100, 101, 5_000, 16 * 1024, 16 * 1024 + 1, 200_000] {
+        let req = http::Request::get(format!("http://world/bytes?n={n}"))
+            .body(Empty::new())
+            .unwrap();
+        let rsp = tokio::time::timeout(Duration::from_secs(10), async {
+            tx.ready().await.unwrap();
+            let rsp = tx.send_request(req).await.unwrap();
+            assert_eq!(rsp.status(), 200);
+            rsp.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("a {n}-byte body stalled behind the client's window"));
+        let expected: Vec<u8> = block.iter().copied().cycle().take(n).collect();
+        assert_eq!(rsp.len(), n);
+        assert_eq!(fnv(&rsp), fnv(&expected), "{n} bytes");
+    }
+}
+
+#[tokio::test]
 async fn an_h2_client_that_gives_up_cancels_the_request_on_the_instance() {
     let mesh = Mesh::start().await;
     let mut tx = h2_connect::<Empty<Bytes>>(mesh.a.outbound).await;

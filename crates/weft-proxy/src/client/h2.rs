@@ -33,6 +33,9 @@ use crate::FastMap;
 /// wake-up on both proxies for every small response.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// The largest last chunk of a body sent without first claiming window for it: h2 holds
+/// what the window does not yet allow, so this bounds what a stream can hold that way.
+const UNCLAIMED_LAST_CHUNK: usize = 16 * 1024;
 /// A peer that does not answer a PING this long after one is sent is taken for dead.
 const PING_EVERY: Duration = Duration::from_secs(20);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -247,6 +250,14 @@ where
                             return Poll::Ready(());
                         }
                         continue;
+                    }
+                    // A small last chunk (most answers are one) goes without claiming
+                    // capacity first: h2 holds it until the window allows, and what it holds
+                    // is bounded by this size per stream. The claim and the wait for it took
+                    // four more turns of the streams' lock per body.
+                    if end && data.len() <= UNCLAIMED_LAST_CHUNK {
+                        let _ = tx.send_data(data, true);
+                        return Poll::Ready(());
                     }
                     // A small claim, raised by h2 to the chunk's length once it is sent:
                     // claiming it all now would pin window space while waiting.
