@@ -244,20 +244,16 @@ where
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     let end = body.is_end_stream();
-                    if data.is_empty() {
-                        if end {
-                            let _ = tx.send_data(data, true);
-                            return Poll::Ready(());
-                        }
-                        continue;
-                    }
-                    // A small last chunk (most answers are one) goes without claiming
-                    // capacity first: h2 holds it until the window allows, and what it holds
-                    // is bounded by this size per stream. The claim and the wait for it took
-                    // four more turns of the streams' lock per body.
+                    // A small last chunk (most answers are one; an empty one too) goes
+                    // without claiming capacity first: h2 holds it until the window allows,
+                    // and what it holds is bounded by this size per stream. The claim and the
+                    // wait for it took four more turns of the streams' lock per body.
                     if end && data.len() <= UNCLAIMED_LAST_CHUNK {
                         let _ = tx.send_data(data, true);
                         return Poll::Ready(());
+                    }
+                    if data.is_empty() {
+                        continue;
                     }
                     // A small claim, raised by h2 to the chunk's length once it is sent:
                     // claiming it all now would pin window space while waiting.
