@@ -387,8 +387,8 @@ def report(results, configs, mem):
             rps, cpu = med(rows, "rps"), med(rows, "cpu_us")
             user, sys_ = med(rows, "user_us"), med(rows, "sys_us")
             rss = med(rows, "rss_mib")
-            cpu_txt = "–" if c == "direct" else f"{cpu:.1f} ({user:.1f}+{sys_:.1f})"
             proxied = c != "direct"
+            cpu_txt = f"{cpu:.1f} ({user:.1f}+{sys_:.1f})" if proxied else "–"
             lines.append(f"| {c} | {k} | {rps:,.0f} | {ratio(rps, ha[k]['rps'])} | {cpu_txt} | "
                          f"{ratio(cpu, ha[k]['cpu_us']) if proxied else '–'} | "
                          f"{each_rep(c, k) if proxied else '–'} | {f'{rss:.1f}' if proxied else '–'} |")
