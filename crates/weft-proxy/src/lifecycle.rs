@@ -39,6 +39,7 @@ use crate::h1::OnUpgrade;
 use crate::headers;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::{Compiled, Table as PolicyTable};
+use crate::resilience::timers::Timers;
 use crate::respond::error_response;
 use crate::retry::{self, Kept};
 use crate::services::{Lookup, Service, Services};
@@ -56,6 +57,8 @@ pub struct Shared {
     pub advertise: SocketAddr,
     /// Per-service resilience, swapped whole when the config file changes.
     pub policies: Arc<ArcSwap<PolicyTable>>,
+    /// Deadline timers, kept between requests.
+    pub timers: Timers,
 }
 
 /// One request's state as it moves through the steps.
@@ -123,11 +126,11 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Resp
         &shared, &mut ctx, &service, &policy, req, &authority, deadline, upgrade,
     ));
     let result = match deadline {
-        Some(d) => match tokio::time::timeout_at(d.at.into(), work).await {
-            Ok(r) => r,
+        Some(d) => match shared.timers.bound(d.at, work).await {
+            Some(r) => r,
             // Dropping the attempt cancels it upstream (h2 reset, or the connection closed).
-            Err(_) if d.from_caller => Err(ProxyError::DeadlineExceeded),
-            Err(_) => Err(ProxyError::Timeout {
+            None if d.from_caller => Err(ProxyError::DeadlineExceeded),
+            None => Err(ProxyError::Timeout {
                 timeout: policy.policy.timeout.total,
             }),
         },
@@ -438,9 +441,9 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
         upgrade,
     ));
     let sent = match deadline {
-        Some(d) => match tokio::time::timeout_at(d.at.into(), work).await {
-            Ok(r) => r,
-            Err(_) => Err(ProxyError::DeadlineExceeded.into()),
+        Some(d) => match shared.timers.bound(d.at, work).await {
+            Some(r) => r,
+            None => Err(ProxyError::DeadlineExceeded.into()),
         },
         None => work.await,
     };

@@ -22,6 +22,7 @@ use crate::client::h1::H1Pool;
 use crate::client::h2::H2Pool;
 use crate::lifecycle::{self, Shared};
 use crate::resilience::policy::Table as PolicyTable;
+use crate::resilience::timers::Timers;
 use crate::server;
 use crate::services::Services;
 
@@ -144,6 +145,7 @@ impl Proxy {
             h2: H2Pool::new(connector, http.pool_idle_timeout),
             advertise,
             config,
+            timers: Timers::default(),
         });
         let (shutdown, _) = watch::channel(false);
 
