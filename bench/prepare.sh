@@ -1,0 +1,17 @@
+# Sourced by bench/run and bench/instructions: installs the commands a benchmark needs when
+# they are missing, and builds weft-proxy as the image ships it (the `dist` profile).
+# Usage: prepare COMMAND:PACKAGE...
+
+prepare() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  if ((${#missing[@]})); then
+    local sudo_cmd=""
+    [[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  cargo build --profile dist --quiet -p weft --bin weft-proxy
+}
