@@ -3,8 +3,9 @@
 Each configuration runs under wrk (HTTP/1.1, 50 connections, closed loop), h2load
 (HTTP/2, 10 connections x 10 streams) and a paced wrk (fixed offered rate, for added
 latency). CPU time per request comes from each proxy process's own accounting
-(/proc/PID/stat), split into user and kernel; peak RSS from VmHWM. Three interleaved
-repetitions; the median is reported, with the ratio to HAProxy.
+(/proc/PID/stat), split into user and kernel; peak RSS from VmHWM. Interleaved
+repetitions (five by default): the median is reported, and as the ratio to HAProxy the
+median of each repetition's ratio to HAProxy's run beside it.
 """
 import json
 import os
@@ -24,8 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # built with the profile the image ships (`dist`).
 WEFT_PROXY = os.path.join(ROOT, "target", "dist", "weft-proxy")
 PROXY_CPU, LOAD_CPU = "0", "1"
-DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
-REPS = int(os.environ.get("BENCH_REPS", "3"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "3"))
+REPS = int(os.environ.get("BENCH_REPS", "5"))
 TICK = os.sysconf("SC_CLK_TCK")
 BODY = "hello world\n"  # 12 bytes
 
@@ -178,6 +179,9 @@ def start_nginx_proxy(tmp, port, h2port, backend):
 
 
 def start_weft(tmp, backend, mesh):
+    # Files of its own: a proxy watches its discovery file, and another setup running
+    # beside it must not rewrite it.
+    tmp = tempfile.mkdtemp(prefix="mesh-" if mesh else "hop-", dir=tmp)
     disc = os.path.join(tmp, "discovery.toml")
     inbound_b = free_port()
     node = f'node = "127.0.0.1:{inbound_b}"\n' if mesh else ""
@@ -314,6 +318,23 @@ def memory(tmp, backend):
     return rows
 
 
+def start(tmp, c, backend):
+    """Starts configuration `c`; returns its Setup, HTTP/1.1 port, h2c port (or None), PIDs."""
+    setup = Setup(tmp)
+    if c == "direct":
+        return setup, backend, None, []
+    if c == "haproxy":
+        port, h2port = free_port(), free_port()
+        setup.procs = start_haproxy(tmp, port, h2port, backend)
+    elif c == "nginx":
+        port, h2port = free_port(), free_port()
+        setup.procs = start_nginx_proxy(tmp, port, h2port, backend)
+    else:
+        setup.procs, port = start_weft(tmp, backend, mesh=(c == "weft mesh"))
+        h2port = port
+    return setup, port, h2port, [p.pid for p in setup.procs]
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="weft-bench-")
     backend = free_port()
@@ -322,31 +343,32 @@ def main():
     results = {(c, k): [] for c in configs for k in ("h1", "h2", "paced")}
     try:
         for rep in range(REPS):
-            for c in configs:
-                setup = Setup(tmp)
-                host = "bench"
-                if c == "direct":
-                    port, h2port, pids = backend, None, []
-                elif c == "haproxy":
-                    port, h2port = free_port(), free_port()
-                    setup.procs = start_haproxy(tmp, port, h2port, backend)
-                    pids = [p.pid for p in setup.procs]
-                elif c == "nginx":
-                    port, h2port = free_port(), free_port()
-                    setup.procs = start_nginx_proxy(tmp, port, h2port, backend)
-                    pids = [p.pid for p in setup.procs]
-                else:
-                    setup.procs, port = start_weft(tmp, backend, mesh=(c == "weft mesh"))
-                    h2port = port
-                    pids = [p.pid for p in setup.procs]
+            # Every configuration is up for the whole repetition (idle ones cost nothing), so
+            # each load runs through all of them back to back: runs compared with each other
+            # are seconds apart, not a minute, on a machine whose speed drifts. The order
+            # turns each repetition, so no configuration always follows the same one.
+            order = configs[rep % len(configs):] + configs[:rep % len(configs)]
+            running = {c: start(tmp, c, backend) for c in order}
+            try:
                 time.sleep(0.3)
-                run_wrk(port, host, False, tmp, seconds=2)  # warm pools
-                results[(c, "h1")].append(measure(pids, lambda: run_wrk(port, host, False, tmp)))
-                if h2port:
-                    results[(c, "h2")].append(measure(pids, lambda: run_h2load(h2port, host)))
-                results[(c, "paced")].append(measure(pids, lambda: run_wrk(port, host, True, tmp)))
-                setup.stop()
-                print(f"rep {rep + 1}/{REPS}: {c} done", file=sys.stderr)
+                for c in order:
+                    run_wrk(running[c][1], "bench", False, tmp, seconds=1)  # warm pools
+                for kind in ("h1", "h2", "paced"):
+                    for c in order:
+                        _, port, h2port, pids = running[c]
+                        if kind == "h1":
+                            run = lambda: run_wrk(port, "bench", False, tmp)
+                        elif kind == "h2" and h2port:
+                            run = lambda: run_h2load(h2port, "bench")
+                        elif kind == "paced":
+                            run = lambda: run_wrk(port, "bench", True, tmp)
+                        else:
+                            continue
+                        results[(c, kind)].append(measure(pids, run))
+            finally:
+                for setup, *_ in running.values():
+                    setup.stop()
+            print(f"rep {rep + 1}/{REPS} done", file=sys.stderr)
         mem = memory(tmp, backend)
     finally:
         backend_proc.send_signal(signal.SIGTERM)
@@ -365,16 +387,18 @@ def report(results, configs, mem):
     direct_p50 = med(results[("direct", "paced")], "p50_us")
     direct_p99 = med(results[("direct", "paced")], "p99_us")
     direct_p999 = med(results[("direct", "paced")], "p999_us")
-    ha = {k: {m: med(results[("haproxy", k)], m) for m in ("cpu_us", "rps", "rss_mib")} for k in ("h1", "h2")}
 
-    def ratio(v, base):
-        return f"{v / base:.2f}" if v is not None and base else "–"
+    def paired(c, k, m):
+        # Each run against HAProxy's in the same repetition, the nearest in time: the median
+        # of these ratios follows the machine's drift less than a ratio of medians would.
+        return [r[m] / h[m] for r, h in zip(results[(c, k)], results[("haproxy", k)])]
 
     def each_rep(c, k):
-        # The same repetition's HAProxy run is the nearest in time: on a noisy machine the
-        # spread of these ratios says how far one run's figure can be trusted.
-        pairs = zip(results[(c, k)], results[("haproxy", k)])
-        return " / ".join(f"{r['cpu_us'] / h['cpu_us']:.2f}" for r, h in pairs)
+        # Their spread says how far one run's figure can be trusted.
+        return " / ".join(f"{x:.2f}" for x in paired(c, k, "cpu_us"))
+
+    def paired_median(c, k, m):
+        return f"{statistics.median(paired(c, k, m)):.2f}"
 
     lines.append("| config | proto | req/s | × HAProxy | CPU µs/req (user+sys) | × HAProxy | "
                  "CPU × HAProxy, each repetition | peak RSS MiB |")
@@ -389,8 +413,8 @@ def report(results, configs, mem):
             rss = med(rows, "rss_mib")
             proxied = c != "direct"
             cpu_txt = f"{cpu:.1f} ({user:.1f}+{sys_:.1f})" if proxied else "–"
-            lines.append(f"| {c} | {k} | {rps:,.0f} | {ratio(rps, ha[k]['rps'])} | {cpu_txt} | "
-                         f"{ratio(cpu, ha[k]['cpu_us']) if proxied else '–'} | "
+            lines.append(f"| {c} | {k} | {rps:,.0f} | {paired_median(c, k, 'rps')} | {cpu_txt} | "
+                         f"{paired_median(c, k, 'cpu_us') if proxied else '–'} | "
                          f"{each_rep(c, k) if proxied else '–'} | {f'{rss:.1f}' if proxied else '–'} |")
     lines.append("")
     lines.append("Added latency at a fixed offered rate (~1 000 req/s: 10 connections, 10 ms think time), over direct:")
@@ -425,7 +449,9 @@ def report(results, configs, mem):
         f.write("# Benchmark results\n\n")
         f.write(f"`bench/run` on {time.strftime('%Y-%m-%d')}: {versions['cpu']}, {os.cpu_count()} CPUs, Linux {versions['kernel']}; "
                 f"{versions['haproxy']}; {versions['nginx']}; {versions['weft']}. Proxies pinned to CPU 0, load and "
-                f"backend (nginx, 12-byte body) to CPU 1; {DURATION} s per run, median of {REPS} interleaved repetitions; "
+                f"backend (nginx, 12-byte body) to CPU 1; {DURATION} s per run, {REPS} interleaved repetitions (each load "
+                f"through every configuration back to back): medians, and as ratios to HAProxy the median of each "
+                f"repetition's ratio; "
                 f"{errors} error responses in all runs.\n\n")
         f.write(table + "\n")
     print(f"\n{errors} error responses; written to bench/RESULTS.md", file=sys.stderr)
