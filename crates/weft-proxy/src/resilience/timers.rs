@@ -27,8 +27,8 @@ pub struct Timers {
 
 impl Timers {
     /// `work`, bounded by `at`: it yields `None` if `at` passes first.
-    pub fn bound<F: Future>(&self, at: Instant, work: F) -> Bounded<'_, F> {
-        Bounded {
+    pub fn bound<F: Future>(&self, at: Instant, work: F) -> WithDeadline<'_, F> {
+        WithDeadline {
             work,
             at,
             timer: None,
@@ -60,7 +60,7 @@ pin_project! {
     /// A request's work and its deadline. The timer is taken at the first poll that finds
     /// the work waiting (most requests wait for their answer at least once), and given back
     /// when this is dropped.
-    pub struct Bounded<'a, F> {
+    pub struct WithDeadline<'a, F> {
         #[pin]
         work: F,
         at: Instant,
@@ -68,7 +68,7 @@ pin_project! {
         timers: &'a Timers,
     }
 
-    impl<'a, F> PinnedDrop for Bounded<'a, F> {
+    impl<'a, F> PinnedDrop for WithDeadline<'a, F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(timer) = this.timer.take() {
@@ -78,7 +78,7 @@ pin_project! {
     }
 }
 
-impl<F: Future> Future for Bounded<'_, F> {
+impl<F: Future> Future for WithDeadline<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
