@@ -314,6 +314,55 @@ async fn relay(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_attempt_gives_way_to_another_instance_at_the_per_attempt_timeout() {
+    let dir = TempDir::new("per-attempt");
+    let cfg = dir.path("proxy.toml");
+    std::fs::write(&cfg, "[services.world.timeout]\nper_attempt = \"200ms\"\n").unwrap();
+    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let backends = worlds(&mesh, 2).await;
+    backends[0].set_latency(10_000);
+    // At once, so the balancer's load term spreads them over both instances before either
+    // has a latency estimate: some first attempts go to the stalled one.
+    let proxy = mesh.a.outbound.to_string();
+    let requests = (0..10).map(|_| {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let rsp = curl(&["-x", &proxy, "http://world/echo"]).await;
+            (rsp, started.elapsed())
+        })
+    });
+    let mut slowest = Duration::ZERO;
+    for request in futures_util::future::join_all(requests).await {
+        let (rsp, took) = request.unwrap();
+        assert_eq!(rsp.status, 200, "{}", rsp.text());
+        slowest = slowest.max(took);
+    }
+    println!("10 requests, one of two instances stalled: all 200, slowest {slowest:?}");
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+    weft_tests::eventually(
+        "the stalled instance sees a timed-out attempt cancelled",
+        Duration::from_secs(5),
+        || async {
+            (backends[0]
+                .cancelled
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+    // With both stalled, every attempt runs out, retries too: a 504 that says which timeout.
+    backends[1].set_latency(10_000);
+    let started = Instant::now();
+    let rsp = curl(&["-x", &proxy, "http://world/echo"]).await;
+    println!("both stalled: {} after {:?}", rsp.status, started.elapsed());
+    assert_eq!(rsp.status, 504, "{}", rsp.text());
+    assert_eq!(rsp.header("weft-error"), Some("attempt timeout"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_binds_a_three_hop_chain_and_cancels_the_stalled_hop() {
     let dir = TempDir::new("deadline");
     let cfg = dir.path("proxy.toml");

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use weft_core::ProxyError;
 
 use crate::client::h1::ResponseBody;
 use crate::client::h2::H2Body;
 use crate::client::SendError;
+use crate::resilience::timers::WithDeadline;
 
 /// One attempt's outcome: a response, or an error.
 pub type Sent = Result<Response<ResponseBody>, SendError>;
@@ -60,14 +60,12 @@ where
 }
 
 pin_project! {
-    /// An attempt bounded by its per-attempt timeout (none, when `limit` is `None`). One
-    /// struct, built where it is returned: an async block would hold the delivery twice
+    /// An attempt bounded by its per-attempt timeout (none, when `limit` has no deadline).
+    /// One struct, built where it is returned: an async block would hold the delivery twice
     /// (captured and awaited), and each wrapper layer copied the delivery (a kilobyte) in.
     pub struct Bounded<'a, H1, H2> {
         #[pin]
-        pub inner: Delivery<'a, H1, H2>,
-        #[pin]
-        pub limit: Option<Sleep>,
+        pub limit: WithDeadline<'a, Delivery<'a, H1, H2>>,
         pub endpoint: SocketAddr,
         pub timeout: Duration,
     }
@@ -82,35 +80,37 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
         let this = self.project();
-        if let Poll::Ready(sent) = this.inner.poll(cx) {
-            return Poll::Ready(sent);
-        }
-        match this.limit.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(ProxyError::AttemptTimeout {
-                endpoint: *this.endpoint,
-                timeout: *this.timeout,
-            }
-            .into())),
-            _ => Poll::Pending,
-        }
+        this.limit.poll(cx).map(|sent| {
+            sent.unwrap_or_else(|| {
+                Err(ProxyError::AttemptTimeout {
+                    endpoint: *this.endpoint,
+                    timeout: *this.timeout,
+                }
+                .into())
+            })
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resilience::timers::Timers;
     use std::future::{pending, ready, Pending, Ready};
-    use tokio::time::Instant;
 
     type Stalled = Delivery<'static, Pending<Sent>, Pending<H2Sent>>;
 
-    fn bounded<H1, H2>(
-        inner: Delivery<'static, H1, H2>,
-        limit: Option<Instant>,
-    ) -> Bounded<'static, H1, H2> {
+    fn bounded<'a, H1, H2>(
+        timers: &'a Timers,
+        inner: Delivery<'a, H1, H2>,
+        limit: Option<std::time::Instant>,
+    ) -> Bounded<'a, H1, H2>
+    where
+        H1: Future<Output = Sent>,
+        H2: Future<Output = H2Sent>,
+    {
         Bounded {
-            inner,
-            limit: limit.map(tokio::time::sleep_until),
+            limit: timers.bound(limit, inner),
             endpoint: ([127, 0, 0, 1], 1).into(),
             timeout: Duration::from_millis(20),
         }
@@ -123,11 +123,12 @@ mod tests {
                 crate::client::h1::UpstreamBody::empty(),
             )))),
         };
-        assert!(bounded(answered, None).await.is_ok());
+        let timers = Timers::default();
+        assert!(bounded(&timers, answered, None).await.is_ok());
         let stalled: Stalled = Delivery::H1 { send: pending() };
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let at = started + Duration::from_millis(20);
-        let Err(err) = bounded(stalled, Some(at)).await else {
+        let Err(err) = bounded(&timers, stalled, Some(at)).await else {
             panic!("a stalled attempt answered");
         };
         assert!(

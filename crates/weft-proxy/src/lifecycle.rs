@@ -126,7 +126,7 @@ pub async fn outbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Resp
         &shared, &mut ctx, &service, &policy, req, &authority, deadline, upgrade,
     ));
     let result = match deadline {
-        Some(d) => match shared.timers.bound(d.at, work).await {
+        Some(d) => match shared.timers.bound(Some(d.at), work).await {
             Some(r) => r,
             // Dropping the attempt cancels it upstream (h2 reset, or the connection closed).
             None if d.from_caller => Err(ProxyError::DeadlineExceeded),
@@ -335,9 +335,10 @@ fn send_one<'a>(
     };
     // The delivery is made in its place in the struct: made beside it, it was copied in.
     Bounded {
-        inner: deliver(shared, addr, protocol, req, authority, orig, upgrade),
-        limit: (!per_attempt.is_zero())
-            .then(|| tokio::time::sleep_until(tokio::time::Instant::now() + per_attempt)),
+        limit: shared.timers.bound(
+            (!per_attempt.is_zero()).then(|| now + per_attempt),
+            deliver(shared, addr, protocol, req, authority, orig, upgrade),
+        ),
         endpoint: ep.addr,
         timeout: per_attempt,
     }
@@ -441,7 +442,7 @@ pub async fn inbound(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Respo
         upgrade,
     ));
     let sent = match deadline {
-        Some(d) => match shared.timers.bound(d.at, work).await {
+        Some(d) => match shared.timers.bound(Some(d.at), work).await {
             Some(r) => r,
             None => Err(ProxyError::DeadlineExceeded.into()),
         },

@@ -26,8 +26,8 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// `work`, bounded by `at`: it yields `None` if `at` passes first.
-    pub fn bound<F: Future>(&self, at: Instant, work: F) -> WithDeadline<'_, F> {
+    /// `work`, bounded by `at` (when there is one): it yields `None` if `at` passes first.
+    pub fn bound<F: Future>(&self, at: Option<Instant>, work: F) -> WithDeadline<'_, F> {
         WithDeadline {
             work,
             at,
@@ -63,7 +63,7 @@ pin_project! {
     pub struct WithDeadline<'a, F> {
         #[pin]
         work: F,
-        at: Instant,
+        at: Option<Instant>,
         timer: Option<Pin<Box<Sleep>>>,
         timers: &'a Timers,
     }
@@ -86,8 +86,10 @@ impl<F: Future> Future for WithDeadline<'_, F> {
         if let Poll::Ready(out) = this.work.poll(cx) {
             return Poll::Ready(Some(out));
         }
+        let Some(at) = *this.at else {
+            return Poll::Pending;
+        };
         let timers = *this.timers;
-        let at = *this.at;
         let timer = this.timer.get_or_insert_with(|| timers.take(at.into()));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(None),
@@ -106,7 +108,7 @@ mod tests {
     async fn stall(timers: &Timers, left: Duration) -> Duration {
         let started = Instant::now();
         let ended = timers
-            .bound(started + left, std::future::pending::<()>())
+            .bound(Some(started + left), std::future::pending::<()>())
             .await;
         assert_eq!(ended, None);
         started.elapsed()
@@ -117,7 +119,7 @@ mod tests {
         let timers = Timers::default();
         // A request answered in time leaves its timer, still set for 40 ms ahead.
         let answered = timers
-            .bound(Instant::now() + Duration::from_millis(40), async {
+            .bound(Some(Instant::now() + Duration::from_millis(40)), async {
                 tokio::task::yield_now().await;
                 7
             })
@@ -133,7 +135,7 @@ mod tests {
         // A nearer deadline than the kept timer's is kept too.
         let far = Instant::now() + Duration::from_secs(60);
         let answered = timers
-            .bound(far, async {
+            .bound(Some(far), async {
                 tokio::task::yield_now().await;
                 1
             })
@@ -152,7 +154,7 @@ mod tests {
         let timers = Timers::default();
         let far = Instant::now() + Duration::from_secs(60);
         let mut waiting: Vec<_> = (0..KEEP + 10)
-            .map(|_| Box::pin(timers.bound(far, std::future::pending::<()>())))
+            .map(|_| Box::pin(timers.bound(Some(far), std::future::pending::<()>())))
             .collect();
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
