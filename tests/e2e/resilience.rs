@@ -36,18 +36,21 @@ fn share(outcomes: &[Outcome], backend: &Backend, from: Duration, to: Duration) 
     mine as f64 / window.len().max(1) as f64
 }
 
-/// A mesh whose outbound side never ejects an instance of `world`, so a failing one keeps
-/// taking requests. The folder holds its config; keep it as long as the mesh.
-async fn mesh_without_accrual(name: &str) -> (TempDir, Mesh) {
+/// A mesh whose proxies read `config`. The folder holds it as `proxy.toml`; keep it as long
+/// as the mesh.
+async fn mesh_with_config(name: &str, config: &str) -> (TempDir, Mesh) {
     let dir = TempDir::new(name);
     let cfg = dir.path("proxy.toml");
-    std::fs::write(
-        &cfg,
-        "[services.world.failure_accrual]\nconsecutive_failures = 0\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, config).unwrap();
     let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
     (dir, mesh)
+}
+
+/// A mesh whose outbound side never ejects an instance of `world`, so a failing one keeps
+/// taking requests.
+async fn mesh_without_accrual(name: &str) -> (TempDir, Mesh) {
+    let config = "[services.world.failure_accrual]\nconsecutive_failures = 0\n";
+    mesh_with_config(name, config).await
 }
 
 async fn endpoint_state(proxy: &WeftProxy, addr: std::net::SocketAddr) -> String {
@@ -315,10 +318,8 @@ async fn relay(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_attempt_gives_way_to_another_instance_at_the_per_attempt_timeout() {
-    let dir = TempDir::new("per-attempt");
-    let cfg = dir.path("proxy.toml");
-    std::fs::write(&cfg, "[services.world.timeout]\nper_attempt = \"200ms\"\n").unwrap();
-    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let config = "[services.world.timeout]\nper_attempt = \"200ms\"\n";
+    let (_dir, mesh) = mesh_with_config("per-attempt", config).await;
     let backends = worlds(&mesh, 2).await;
     backends[0].set_latency(10_000);
     // At once, so the balancer's load term spreads them over both instances before either
@@ -526,10 +527,9 @@ async fn when_every_endpoint_is_ejected_the_proxy_fails_fast_with_circuit_open()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_edits_apply_without_a_restart_and_bad_edits_keep_the_running_policy() {
-    let dir = TempDir::new("reload");
+    let (dir, mesh) =
+        mesh_with_config("reload", "[services.world.timeout]\ntotal = \"5s\"\n").await;
     let cfg = dir.path("proxy.toml");
-    std::fs::write(&cfg, "[services.world.timeout]\ntotal = \"5s\"\n").unwrap();
-    let mesh = Mesh::start_with(&["--config", cfg.to_str().unwrap()]).await;
     let proxy = mesh.proxy_flag();
     let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/slow?ms=400"]).await;
     assert_eq!(rsp.status, 200);
