@@ -60,12 +60,12 @@ where
 }
 
 pin_project! {
-    /// An attempt bounded by its per-attempt timeout (none, when `limit` has no deadline).
+    /// An attempt bounded by its per-attempt timeout (none, when `attempt` has no deadline).
     /// One struct, built where it is returned: an async block would hold the delivery twice
     /// (captured and awaited), and each wrapper layer copied the delivery (a kilobyte) in.
     pub struct Bounded<'a, H1, H2> {
         #[pin]
-        pub limit: WithDeadline<'a, Delivery<'a, H1, H2>>,
+        pub attempt: WithDeadline<'a, Delivery<'a, H1, H2>>,
         pub endpoint: SocketAddr,
         pub timeout: Duration,
     }
@@ -80,7 +80,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
         let this = self.project();
-        this.limit.poll(cx).map(|sent| {
+        this.attempt.poll(cx).map(|sent| {
             sent.unwrap_or_else(|| {
                 Err(ProxyError::AttemptTimeout {
                     endpoint: *this.endpoint,
@@ -110,7 +110,7 @@ mod tests {
         H2: Future<Output = H2Sent>,
     {
         Bounded {
-            limit: timers.bound(limit, inner),
+            attempt: timers.bound(limit, inner),
             endpoint: ([127, 0, 0, 1], 1).into(),
             timeout: Duration::from_millis(20),
         }

@@ -335,7 +335,7 @@ fn send_one<'a>(
     };
     // The delivery is made in its place in the struct: made beside it, it was copied in.
     Bounded {
-        limit: shared.timers.bound(
+        attempt: shared.timers.bound(
             (!per_attempt.is_zero()).then(|| now + per_attempt),
             deliver(shared, addr, protocol, req, authority, orig, upgrade),
         ),
