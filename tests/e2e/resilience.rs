@@ -324,7 +324,7 @@ async fn a_stalled_attempt_gives_way_to_another_instance_at_the_per_attempt_time
     backends[0].set_latency(10_000);
     // At once, so the balancer's load term spreads them over both instances before either
     // has a latency estimate: some first attempts go to the stalled one.
-    let proxy = mesh.a.outbound.to_string();
+    let proxy = mesh.proxy_flag();
     let requests = (0..10).map(|_| {
         let proxy = proxy.clone();
         tokio::spawn(async move {
