@@ -1,4 +1,5 @@
-"""Side-by-side proxy benchmark: direct, HAProxy, nginx, weft one hop, weft mesh path.
+"""Side-by-side proxy benchmark: direct, HAProxy, nginx, weft one hop, weft mesh path, and
+HAProxy as a plain TCP relay, the floor no HTTP proxy can go below on this kernel.
 
 Each configuration runs under wrk (HTTP/1.1, 50 connections, closed loop), h2load
 (HTTP/2, 10 connections x 10 streams) and a paced wrk (fixed offered rate, for added
@@ -166,6 +167,31 @@ backend be
     return conf
 
 
+def start_haproxy_tcp(tmp, port, backend):
+    """HAProxy relaying bytes (mode tcp, no splice): four socket calls per request and no
+    HTTP work at all, so its CPU per request is the floor for any proxy on this kernel."""
+    conf = os.path.join(tmp, "haproxy-tcp.cfg")
+    with open(conf, "w") as f:
+        f.write(f"""global
+  nbthread 1
+  maxconn 8000
+  nosplice
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+frontend relay
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  server s1 127.0.0.1:{backend}
+""")
+    p = pinned(PROXY_CPU, ["haproxy", "-f", conf])
+    wait_port(port)
+    return [p]
+
+
 def start_nginx_proxy(tmp, port, h2port, backend):
     conf, prefix = nginx_conf(tmp, "proxy", f"""upstream be {{ server 127.0.0.1:{backend}; keepalive 64; }}
   server {{
@@ -326,6 +352,9 @@ def start(tmp, c, backend):
     if c == "haproxy":
         port, h2port = free_port(), free_port()
         setup.procs = start_haproxy(tmp, port, h2port, backend)
+    elif c == "haproxy tcp":
+        port, h2port = free_port(), None  # a byte relay cannot turn h2c into HTTP/1.1
+        setup.procs = start_haproxy_tcp(tmp, port, backend)
     elif c == "nginx":
         port, h2port = free_port(), free_port()
         setup.procs = start_nginx_proxy(tmp, port, h2port, backend)
@@ -339,7 +368,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="weft-bench-")
     backend = free_port()
     backend_proc = start_backend(tmp, backend)
-    configs = ["direct", "haproxy", "nginx", "weft 1 hop", "weft mesh"]
+    configs = ["direct", "haproxy", "haproxy tcp", "nginx", "weft 1 hop", "weft mesh"]
     results = {(c, k): [] for c in configs for k in ("h1", "h2", "paced")}
     try:
         for rep in range(REPS):
@@ -416,6 +445,10 @@ def report(results, configs, mem):
             lines.append(f"| {c} | {k} | {rps:,.0f} | {paired_median(c, k, 'rps')} | {cpu_txt} | "
                          f"{paired_median(c, k, 'cpu_us') if proxied else '–'} | "
                          f"{each_rep(c, k) if proxied else '–'} | {f'{rss:.1f}' if proxied else '–'} |")
+    lines.append("")
+    lines.append("`haproxy tcp` relays bytes (mode tcp, no splice; HTTP/1.1 only): the same four socket calls "
+                 "per request with no HTTP work at all, so its CPU per request is what any proxy pays the "
+                 "kernel here.")
     lines.append("")
     lines.append("Added latency at a fixed offered rate (~1 000 req/s: 10 connections, 10 ms think time), over direct:")
     lines.append("")
