@@ -138,55 +138,47 @@ def start_backend(tmp, port):
 
 
 def start_haproxy(tmp, port, h2port, backend):
-    p = pinned(PROXY_CPU, ["haproxy", "-f", haproxy_conf(tmp, port, h2port, backend)])
-    wait_port(port)
-    return [p]
+    return start_haproxy_with(haproxy_conf(tmp, port, h2port, backend), port)
 
 
 def haproxy_conf(tmp, port, h2port, backend):
-    conf = os.path.join(tmp, "haproxy.cfg")
-    with open(conf, "w") as f:
-        f.write(f"""global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend h1
+    return write_haproxy_conf(tmp, "haproxy.cfg", "http", "", "  http-reuse always\n", f"""frontend h1
   bind 127.0.0.1:{port}
   default_backend be
 frontend h2
   bind 127.0.0.1:{h2port} proto h2
   default_backend be
-backend be
-  server s1 127.0.0.1:{backend}
-""")
-    return conf
+""", backend)
 
 
 def start_haproxy_tcp(tmp, port, backend):
     """HAProxy relaying bytes (mode tcp, no splice): four socket calls per request and no
     HTTP work at all, so its CPU per request is the floor for any proxy on this kernel."""
-    conf = os.path.join(tmp, "haproxy-tcp.cfg")
+    conf = write_haproxy_conf(tmp, "haproxy-tcp.cfg", "tcp", "  nosplice\n", "", f"""frontend relay
+  bind 127.0.0.1:{port}
+  default_backend be
+""", backend)
+    return start_haproxy_with(conf, port)
+
+
+def write_haproxy_conf(tmp, name, mode, global_extra, defaults_extra, frontends, backend):
+    conf = os.path.join(tmp, name)
     with open(conf, "w") as f:
         f.write(f"""global
   nbthread 1
   maxconn 8000
-  nosplice
-defaults
-  mode tcp
+{global_extra}defaults
+  mode {mode}
   timeout connect 1s
   timeout client 30s
   timeout server 30s
-frontend relay
-  bind 127.0.0.1:{port}
-  default_backend be
-backend be
+{defaults_extra}{frontends}backend be
   server s1 127.0.0.1:{backend}
 """)
+    return conf
+
+
+def start_haproxy_with(conf, port):
     p = pinned(PROXY_CPU, ["haproxy", "-f", conf])
     wait_port(port)
     return [p]
