@@ -132,7 +132,7 @@ mod tests {
         // A timer that has gone off is set again.
         let took = stall(&timers, Duration::from_millis(30)).await;
         assert!(took >= Duration::from_millis(29), "{took:?}");
-        // A nearer deadline than the kept timer's is kept too.
+        // A timer kept while set far ahead still ends a nearer deadline on time.
         let far = Instant::now() + Duration::from_secs(60);
         let answered = timers
             .bound(Some(far), async {
