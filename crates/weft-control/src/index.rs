@@ -1,21 +1,14 @@
-//! The per-service answers the Destination API streams: one watch channel per service
-//! (and port) that some proxy subscribed to, recomputed from the cluster after each batch
-//! of Kubernetes events. Every subscriber shares the one Kubernetes watch per resource.
+//! The per-service answers the Destination API streams: one watch per service (and port)
+//! that some proxy subscribed to, resolved again from the cluster after each batch of
+//! Kubernetes events. Every subscriber shares the one Kubernetes watch per resource.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-use weft_core::Endpoint;
+use weft_core::watches::Watches;
+use weft_core::Resolution;
 
 use crate::cluster::{Cluster, Key, View};
-
-/// What a subscriber is told of one service.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Answer {
-    DoesNotExist,
-    Endpoints(Arc<[Endpoint]>),
-}
 
 #[derive(Default)]
 pub struct Index {
@@ -28,7 +21,7 @@ pub struct Index {
 #[derive(Default)]
 struct State {
     cluster: Cluster,
-    senders: HashMap<(Key, u16), watch::Sender<Answer>>,
+    watches: Watches<(Key, u16), Resolution>,
 }
 
 impl Index {
@@ -49,43 +42,25 @@ impl Index {
             .send_if_modified(|s| !std::mem::replace(s, true));
     }
 
-    pub fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Answer> {
+    pub fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Resolution> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let id = (key.clone(), port);
-        if let Some(tx) = state.senders.get(&id) {
-            return tx.subscribe();
-        }
-        let (tx, rx) = watch::channel(answer(&state.cluster.view(), key, port));
-        state.senders.insert(id, tx);
-        rx
+        let State { cluster, watches } = &mut *state;
+        watches.subscribe(&(key.clone(), port), || resolve(&cluster.view(), key, port))
     }
 
     /// Changes the cluster, then tells every subscribed service whose answer changed.
     pub fn update(&self, change: impl FnOnce(&mut Cluster)) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut state.cluster);
-        let State { cluster, senders } = &mut *state;
+        let State { cluster, watches } = &mut *state;
         let view = cluster.view();
-        senders.retain(|(key, port), tx| {
-            if tx.receiver_count() == 0 {
-                return false;
-            }
-            let next = answer(&view, key, *port);
-            tx.send_if_modified(|cur| {
-                let changed = *cur != next;
-                if changed {
-                    *cur = next;
-                }
-                changed
-            });
-            true
-        });
+        watches.publish(|(key, port)| resolve(&view, key, *port), |_| false);
     }
 
     /// Services subscribed to now, for metrics.
     pub fn subscribed(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.senders.len()
+        state.watches.len()
     }
 
     pub fn known_services(&self) -> usize {
@@ -94,9 +69,9 @@ impl Index {
     }
 }
 
-fn answer(view: &View<'_>, key: &Key, port: u16) -> Answer {
+fn resolve(view: &View<'_>, key: &Key, port: u16) -> Resolution {
     match view.resolve(key, port) {
-        None => Answer::DoesNotExist,
-        Some(eps) => Answer::Endpoints(eps.into()),
+        None => Resolution::DoesNotExist,
+        Some(eps) => Resolution::Endpoints(eps.into()),
     }
 }

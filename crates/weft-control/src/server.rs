@@ -9,10 +9,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_api::destination::{DoesNotExist, EndpointSet, NoEndpoints};
 use weft_api::{to_wire, Destination, GetDestination, Kind, Update};
-use weft_core::Endpoint;
+use weft_core::{Endpoint, Resolution};
 
 use crate::cluster::{parse_name, Key};
-use crate::index::{Answer, Index};
+use crate::index::Index;
 use crate::metrics::Metrics;
 
 pub struct DestinationService {
@@ -63,7 +63,7 @@ async fn follow(
     }
     let mut answers = index.subscribe(&key, port);
     let _open = OpenStream::new(&metrics.streams);
-    let mut last: Option<Answer> = None;
+    let mut last: Option<Resolution> = None;
     loop {
         let next = answers.borrow_and_update().clone();
         for (kind, update) in diff(last.as_ref(), &next) {
@@ -97,23 +97,27 @@ impl Drop for OpenStream {
 }
 
 /// The updates that take a subscriber from `prev` (nothing yet: `None`) to `next`.
-pub fn diff(prev: Option<&Answer>, next: &Answer) -> Vec<(&'static str, Update)> {
+pub fn diff(prev: Option<&Resolution>, next: &Resolution) -> Vec<(&'static str, Update)> {
     let msg = |kind| Update { kind: Some(kind) };
     let set = |eps: &mut dyn Iterator<Item = &Endpoint>| EndpointSet {
         endpoints: eps.map(to_wire).collect(),
     };
     match (prev, next) {
-        (Some(Answer::DoesNotExist), Answer::DoesNotExist) => vec![],
-        (_, Answer::DoesNotExist) => {
+        // The index answers only once it has synced; nothing is said until then.
+        (_, Resolution::Pending) => vec![],
+        (Some(Resolution::DoesNotExist), Resolution::DoesNotExist) => vec![],
+        (_, Resolution::DoesNotExist) => {
             vec![("does_not_exist", msg(Kind::DoesNotExist(DoesNotExist {})))]
         }
-        (Some(Answer::Endpoints(p)), Answer::Endpoints(n)) if n.is_empty() && p.is_empty() => {
+        (Some(Resolution::Endpoints(p)), Resolution::Endpoints(n))
+            if n.is_empty() && p.is_empty() =>
+        {
             vec![]
         }
-        (_, Answer::Endpoints(n)) if n.is_empty() => {
+        (_, Resolution::Endpoints(n)) if n.is_empty() => {
             vec![("no_endpoints", msg(Kind::NoEndpoints(NoEndpoints {})))]
         }
-        (Some(Answer::Endpoints(p)), Answer::Endpoints(n)) if !p.is_empty() => {
+        (Some(Resolution::Endpoints(p)), Resolution::Endpoints(n)) if !p.is_empty() => {
             let mut out = Vec::new();
             // Added first, so the set never dips below its final size in between.
             let added: Vec<&Endpoint> = n.iter().filter(|e| !p.contains(e)).collect();
@@ -127,7 +131,9 @@ pub fn diff(prev: Option<&Answer>, next: &Answer) -> Vec<(&'static str, Update)>
             }
             out
         }
-        (_, Answer::Endpoints(n)) => vec![("snapshot", msg(Kind::Snapshot(set(&mut n.iter()))))],
+        (_, Resolution::Endpoints(n)) => {
+            vec![("snapshot", msg(Kind::Snapshot(set(&mut n.iter()))))]
+        }
     }
 }
 
@@ -151,18 +157,21 @@ mod tests {
 
     #[test]
     fn a_stream_starts_whole_then_sends_only_changes() {
-        let a = Answer::Endpoints(vec![ep(1), ep(2)].into());
-        let b = Answer::Endpoints(vec![ep(2), ep(3)].into());
+        let a = Resolution::Endpoints(vec![ep(1), ep(2)].into());
+        let b = Resolution::Endpoints(vec![ep(2), ep(3)].into());
         assert_eq!(kinds(diff(None, &a)), ["snapshot"]);
         assert_eq!(kinds(diff(Some(&a), &b)), ["add", "remove"]);
         assert_eq!(kinds(diff(Some(&b), &b)), Vec::<&str>::new());
-        let empty = Answer::Endpoints(vec![].into());
+        let empty = Resolution::Endpoints(vec![].into());
         assert_eq!(kinds(diff(Some(&b), &empty)), ["no_endpoints"]);
         assert_eq!(kinds(diff(Some(&empty), &a)), ["snapshot"]);
         assert_eq!(
-            kinds(diff(Some(&a), &Answer::DoesNotExist)),
+            kinds(diff(Some(&a), &Resolution::DoesNotExist)),
             ["does_not_exist"]
         );
-        assert_eq!(kinds(diff(Some(&Answer::DoesNotExist), &a)), ["snapshot"]);
+        assert_eq!(
+            kinds(diff(Some(&Resolution::DoesNotExist), &a)),
+            ["snapshot"]
+        );
     }
 }

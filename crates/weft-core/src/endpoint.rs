@@ -1,4 +1,5 @@
-//! An endpoint is one instance of a service; an endpoint set is what discovery hands out.
+//! An endpoint is one instance of a service; an endpoint set is what discovery hands out,
+//! and a [`Resolution`] what a source knows of a service right now.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,3 +40,14 @@ fn default_weight() -> u32 {
 
 /// A service's endpoints at one moment; shared, never mutated.
 pub type EndpointSet = Arc<[Endpoint]>;
+
+/// What a source knows of one service right now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolution {
+    /// The service exists; the set may be empty.
+    Endpoints(EndpointSet),
+    /// The service was removed (or never existed) after the watch began.
+    DoesNotExist,
+    /// The source has not answered yet (a remote source's first lookup).
+    Pending,
+}

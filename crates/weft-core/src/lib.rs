@@ -1,9 +1,13 @@
-//! Names, endpoint sets, the config model and the errors shared by every weft component.
+//! What several weft components share: service names, endpoints, the names of weft's
+//! headers, the proxy's config and policy model, and its errors.
 //!
 //! Layout:
 //! - [`name`]: service names and how a request's authority maps onto one.
-//! - [`endpoint`]: an endpoint (one instance of a service) and the set discovery hands out.
+//! - [`endpoint`]: an endpoint (one instance of a service), the set discovery hands out,
+//!   and what a source knows of a service.
+//! - [`watches`]: one watch channel per key of a changing source, sent only what changed.
 //! - [`config`]: the proxy's configuration model, with file/line errors.
+//! - [`duration`]: durations as people write them (`250ms`, `2m`), for config and flags.
 //! - [`policy`]: resilience policy (balancing, accrual, retries, timeouts), per service.
 //! - [`source`]: locating a parse error in the text it came from.
 //! - [`error`]: errors the proxy itself answers with, and their HTTP mapping.
@@ -11,13 +15,15 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
 pub mod name;
 pub mod policy;
 pub mod source;
+pub mod watches;
 
-pub use endpoint::{Endpoint, EndpointSet, Protocol};
+pub use endpoint::{Endpoint, EndpointSet, Protocol, Resolution};
 pub use error::ProxyError;
 pub use name::{NameRules, ServiceName};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration;
+use crate::duration::{self, opt_duration};
 
 /// The longest any configured duration, or any deadline, may reach: beyond it `Instant`
 /// arithmetic can overflow, and no request waits a day.
@@ -299,26 +299,6 @@ pub struct Policies {
 impl Policies {
     pub fn for_service(&self, service: &str) -> &Policy {
         self.services.get(service).unwrap_or(&self.default)
-    }
-}
-
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(d)?;
-        super::duration::parse(&text)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use weft_core::config::{duration, ProxyConfig};
+use weft_core::config::ProxyConfig;
+use weft_core::duration;
 use weft_dashboard::source::Source;
 use weft_dashboard::DashboardConfig;
 use weft_proxy::proxy::StartError;

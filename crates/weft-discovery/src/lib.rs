@@ -18,23 +18,13 @@ pub mod static_source;
 pub mod table;
 
 use tokio::sync::watch;
+pub use weft_core::Resolution;
 use weft_core::{EndpointSet, ServiceName};
 
 pub use control::ControlPlaneDiscovery;
 pub use file::FileDiscovery;
 pub use static_source::StaticDiscovery;
 pub use table::{DiscoveryError, Table};
-
-/// What a source knows of one service right now.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Resolution {
-    /// The service exists; the set may be empty.
-    Endpoints(EndpointSet),
-    /// The service was removed (or never existed) after the watch began.
-    DoesNotExist,
-    /// The source has not answered yet (a remote source's first lookup).
-    Pending,
-}
 
 /// A discovery source: a stream of endpoint-set updates per service name.
 pub trait Discover: Send + Sync + 'static {

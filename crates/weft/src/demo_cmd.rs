@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::sync::watch;
-use weft_core::config::duration;
+use weft_core::duration;
 use weft_dashboard::source::Source;
 use weft_demo::app::AppConfig;
 use weft_demo::demo::{DemoConfig, Latency};

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use weft_core::config::{duration, ProxyConfig};
+use weft_core::config::ProxyConfig;
+use weft_core::duration;
 use weft_proxy::Proxy;
 
 #[derive(Args)]
