@@ -41,10 +41,37 @@ pub enum Change<'a> {
 pub fn watch_file<F>(
     path: &Path,
     seen: Option<Vec<u8>>,
-    mut on_change: F,
+    on_change: F,
 ) -> tokio::task::JoinHandle<()>
 where
     F: FnMut(Change<'_>) + Send + 'static,
+{
+    watch_file_with(path, seen, on_change, start_watcher, POLL)
+}
+
+/// The platform's folder watcher, calling `notify` on every event.
+fn start_watcher(dir: &Path, notify: Notify) -> notify::Result<Box<dyn Watcher + Send>> {
+    let mut w = notify::recommended_watcher(notify)?;
+    w.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok(Box::new(w))
+}
+
+/// What a folder watcher calls on each event.
+type Notify = Box<dyn FnMut(notify::Result<notify::Event>) + Send>;
+
+/// [`watch_file`] with the watcher's start and the poll interval given: a watcher that
+/// cannot start (inotify limits, a filesystem without events) leaves the poll alone to see
+/// changes, every `poll`.
+fn watch_file_with<F, S>(
+    path: &Path,
+    seen: Option<Vec<u8>>,
+    mut on_change: F,
+    start: S,
+    poll: Duration,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(Change<'_>) + Send + 'static,
+    S: FnOnce(&Path, Notify) -> notify::Result<Box<dyn Watcher + Send>>,
 {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let dir = path
@@ -53,7 +80,7 @@ where
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let name = path.file_name().map(|n| n.to_os_string());
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let notify: Notify = Box::new(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             Ok(e) => touches(e, name.as_deref()),
             Err(_) => true,
@@ -61,9 +88,8 @@ where
         if relevant {
             let _ = tx.try_send(());
         }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-    let watcher = match watcher {
+    });
+    let watcher = match start(&dir, notify) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder; polling only");
@@ -72,18 +98,23 @@ where
     };
     let path: PathBuf = path.to_path_buf();
     tokio::spawn(async move {
+        // Events arrive while the watcher lives; without one the channel is closed, and the
+        // poll alone finds changes.
+        let mut events = watcher.is_some();
         let _watcher = watcher;
         let mut last = seen;
         let mut first = true;
         loop {
             if !std::mem::take(&mut first) {
                 tokio::select! {
-                    got = rx.recv() => {
-                        if got.is_none() { return; }
-                        tokio::time::sleep(SETTLE).await;
-                        while rx.try_recv().is_ok() {}
-                    }
-                    _ = tokio::time::sleep(POLL) => {}
+                    got = rx.recv(), if events => match got {
+                        Some(()) => {
+                            tokio::time::sleep(SETTLE).await;
+                            while rx.try_recv().is_ok() {}
+                        }
+                        None => events = false,
+                    },
+                    _ = tokio::time::sleep(poll) => {}
                 }
             }
             match std::fs::read(&path) {
@@ -102,4 +133,55 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_watcher_the_poll_still_sees_every_change() {
+        let dir = std::env::temp_dir().join(format!("weft-filewatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("watched.toml");
+        std::fs::write(&path, "one").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let failing = |_: &Path, _: Notify| -> notify::Result<Box<dyn Watcher + Send>> {
+            Err(notify::Error::generic("no watches left"))
+        };
+        let task = watch_file_with(
+            &path,
+            Some(b"one".to_vec()),
+            move |change| {
+                if let Change::Changed(bytes) = change {
+                    log.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(bytes).into_owned());
+                }
+            },
+            failing,
+            Duration::from_millis(50),
+        );
+        for text in ["two", "three"] {
+            std::fs::write(&path, text).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !seen.lock().unwrap().iter().any(|t| t == text) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{text:?} was never seen: {:?}",
+                    seen.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert!(
+            !task.is_finished(),
+            "the watch ended when its watcher could not start"
+        );
+        task.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
