@@ -7,12 +7,13 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 use weft_metrics::http::LATENCY_BUCKETS;
+use weft_metrics::names::{label, sample};
+use weft_metrics::{Classification, Direction, UNKNOWN_SERVICE};
 
 use crate::source::Scrape;
 
 /// The `service` value of requests that named no known service; counted in the cluster's
 /// totals, not listed as a service.
-const UNKNOWN: &str = "_unknown";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
@@ -238,13 +239,16 @@ impl History {
         let first = self.last.get(&scrape.target).is_none_or(HashMap::is_empty);
         let last = self.last.entry(scrape.target.clone()).or_default();
         for s in &scrape.samples {
-            let direction = s.label("direction").unwrap_or("");
-            if direction == "inbound" && s.name == "weft_requests_total" && s.value > 0.0 {
-                if let Some(ep) = s.label("endpoint").filter(|e| !e.is_empty()) {
+            let direction = s.label(label::DIRECTION).unwrap_or("");
+            if direction == Direction::Inbound.as_str()
+                && s.name == sample::REQUESTS
+                && s.value > 0.0
+            {
+                if let Some(ep) = s.label(label::ENDPOINT).filter(|e| !e.is_empty()) {
                     self.endpoint_nodes.insert(ep.to_string(), node.clone());
                 }
             }
-            if direction != "outbound" {
+            if direction != Direction::Outbound.as_str() {
                 continue;
             }
             let id = raw_id(s);
@@ -260,20 +264,24 @@ impl History {
             }
             let mut c = Counts::default();
             match s.name.as_str() {
-                "weft_requests_total" => c.requests = delta,
-                "weft_responses_total" => {
-                    match s.label("classification") {
-                        Some("success") => c.success = delta,
-                        _ => c.failure = delta,
+                sample::REQUESTS => c.requests = delta,
+                sample::RESPONSES => {
+                    if s.label(label::CLASSIFICATION) == Some(Classification::Success.as_str()) {
+                        c.success = delta;
+                    } else {
+                        c.failure = delta;
                     }
-                    match s.label("status_code").and_then(|v| v.as_bytes().first()) {
+                    match s
+                        .label(label::STATUS_CODE)
+                        .and_then(|v| v.as_bytes().first())
+                    {
                         Some(b'4') => c.c4xx = delta,
                         Some(b'5') => c.c5xx = delta,
                         _ => {}
                     }
                 }
-                "weft_response_latency_seconds_bucket" => {
-                    let Some(i) = s.label("le").and_then(bucket_index) else {
+                sample::LATENCY_BUCKET => {
+                    let Some(i) = s.label(label::LE).and_then(bucket_index) else {
                         continue;
                     };
                     c.buckets = vec![0.0; LATENCY_BUCKETS.len() + 1];
@@ -281,10 +289,10 @@ impl History {
                 }
                 _ => continue,
             }
-            let service = s.label("service").unwrap_or("");
-            let endpoint = s.label("endpoint").unwrap_or("");
+            let service = s.label(label::SERVICE).unwrap_or("");
+            let endpoint = s.label(label::ENDPOINT).unwrap_or("");
             let mut keys = vec![Key::Cluster, Key::Node(node.clone())];
-            if !service.is_empty() && service != UNKNOWN {
+            if !service.is_empty() && service != UNKNOWN_SERVICE {
                 keys.push(Key::Service(service.to_string()));
                 if !endpoint.is_empty() {
                     keys.push(Key::Endpoint {
@@ -387,120 +395,4 @@ fn bucket_index(le: &str) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use weft_metrics::parse::Sample;
-
-    fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            value,
-        }
-    }
-
-    fn scrape(requests: f64, ok: f64, failed: f64) -> Scrape {
-        let l = [
-            ("direction", "outbound"),
-            ("service", "world"),
-            ("endpoint", "e1"),
-        ];
-        let mut ok_l = l.to_vec();
-        ok_l.extend([("status_code", "200"), ("classification", "success")]);
-        let mut bad_l = l.to_vec();
-        bad_l.extend([("status_code", "500"), ("classification", "failure")]);
-        Scrape {
-            target: "p1".into(),
-            node: Some("node-1".into()),
-            up: true,
-            at: None,
-            samples: vec![
-                sample("weft_requests_total", &l, requests),
-                sample("weft_responses_total", &ok_l, ok),
-                sample("weft_responses_total", &bad_l, failed),
-            ],
-        }
-    }
-
-    #[test]
-    fn counters_become_rates_and_success_rates() {
-        let mut h = History::new(100);
-        h.ingest(0.0, &[scrape(1000.0, 900.0, 100.0)]);
-        h.ingest(10.0, &[scrape(1200.0, 1080.0, 120.0)]);
-        h.ingest(20.0, &[scrape(1400.0, 1260.0, 140.0)]);
-        let s = h.stats(&Key::Service("world".into()), 60.0);
-        assert_eq!(s.rps, 20.0);
-        assert_eq!(s.success_rate, Some(0.9));
-        assert_eq!(s.rate_5xx, 2.0);
-        let n = h.stats(&Key::Node("node-1".into()), 60.0);
-        assert_eq!(n.requests, 400.0);
-    }
-
-    #[test]
-    fn quantiles_interpolate_within_buckets() {
-        let mut c = Counts {
-            buckets: vec![0.0; LATENCY_BUCKETS.len() + 1],
-            ..Default::default()
-        };
-        // 100 observations, all between 50 and 52 ms.
-        let i = LATENCY_BUCKETS.iter().position(|&b| b == 0.052).unwrap();
-        for b in &mut c.buckets[i..] {
-            *b = 100.0;
-        }
-        let p95 = c.quantile(0.95).unwrap();
-        assert!((p95 - 0.0519).abs() < 1e-6, "{p95}");
-    }
-
-    #[test]
-    fn history_is_bounded() {
-        let mut h = History::new(5);
-        for i in 0..50 {
-            h.ingest(i as f64, &[scrape(i as f64 * 10.0, 0.0, 0.0)]);
-        }
-        assert_eq!(h.series[&Key::Cluster].len(), 5);
-    }
-}
-
-#[cfg(test)]
-mod dated_tests {
-    use super::*;
-
-    /// Two targets scraped (by Prometheus) every 5 s at different phases, polled every 1 s:
-    /// the rates still add up to what the targets saw.
-    #[test]
-    fn dated_targets_keep_their_rates_between_scrapes() {
-        let mut h = History::new(1000);
-        let sample = |v: f64| weft_metrics::parse::Sample {
-            name: "weft_requests_total".into(),
-            labels: vec![
-                ("direction".into(), "outbound".into()),
-                ("service".into(), "world".into()),
-                ("endpoint".into(), "e".into()),
-            ],
-            value: v,
-        };
-        for poll in 0..120 {
-            let t = poll as f64;
-            let scrapes: Vec<Scrape> = [("a", 0.0), ("b", 2.0)]
-                .iter()
-                .map(|(name, phase)| {
-                    // 10 requests a second, seen at the last scrape before `t`.
-                    let at = ((t - phase) / 5.0).floor() * 5.0 + phase;
-                    Scrape {
-                        target: name.to_string(),
-                        node: Some(name.to_string()),
-                        up: true,
-                        samples: vec![sample(at * 10.0)],
-                        at: Some(at),
-                    }
-                })
-                .collect();
-            h.ingest(t, &scrapes);
-        }
-        let rps = h.stats(&Key::Service("world".into()), 60.0).rps;
-        assert!((rps - 20.0).abs() < 0.5, "{rps}");
-    }
-}
+mod tests;

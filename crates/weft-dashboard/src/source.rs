@@ -5,15 +5,23 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+use weft_metrics::names::{label, sample};
 use weft_metrics::parse::{parse, Sample};
 
 use crate::fetch::{self, encode_query};
 
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The weft families the dashboard reads.
-pub const FAMILIES: &str =
-    "weft_requests_total|weft_responses_total|weft_response_latency_seconds_bucket|weft_proxy_info";
+/// The weft samples the dashboard reads, as a PromQL name pattern.
+fn families() -> String {
+    [
+        sample::REQUESTS,
+        sample::RESPONSES,
+        sample::LATENCY_BUCKET,
+        sample::PROXY_INFO,
+    ]
+    .join("|")
+}
 
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -97,8 +105,8 @@ async fn scrape_all(targets: &[String]) -> Vec<Scrape> {
 fn finish(target: String, up: bool, samples: Vec<Sample>) -> Scrape {
     let node = samples
         .iter()
-        .find(|s| s.name == "weft_proxy_info")
-        .and_then(|s| s.label("node"))
+        .find(|s| s.name == sample::PROXY_INFO)
+        .and_then(|s| s.label(label::NODE))
         .map(str::to_string);
     Scrape {
         target,
@@ -152,8 +160,11 @@ async fn query_prometheus(base: &str, job: &str) -> Result<Vec<Scrape>, String> 
             .into_iter()
             .filter_map(|s| Some((s.metric.get("instance")?.clone(), s.value.1.parse().ok()?)))
             .collect();
-    let series =
-        instant_query(base, &format!("{{__name__=~\"{FAMILIES}\",job=\"{job}\"}}")).await?;
+    let series = instant_query(
+        base,
+        &format!("{{__name__=~\"{}\",job=\"{job}\"}}", families()),
+    )
+    .await?;
     let mut by_target: HashMap<String, Vec<Sample>> = HashMap::new();
     for s in series {
         let Some(target) = s.metric.get("instance").cloned() else {

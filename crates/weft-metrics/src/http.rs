@@ -13,6 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::names::family;
+
 /// Bucket bounds in seconds: about 10 % apart from 1 ms to 40 ms and 4 % from 40 ms to
 /// 60 ms (where a "50 ms" service's p95 should read within a few percent), coarser above.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -22,6 +24,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.090, 0.100, 0.125, 0.150, 0.200, 0.250, 0.300, 0.400, 0.500, 0.750, 1.0, 1.5, 2.0, 3.0, 5.0,
     10.0, 30.0, 60.0,
 ];
+
+/// The `service` label value of requests that name no known service, so a client sending
+/// arbitrary authorities cannot grow the series count.
+pub const UNKNOWN_SERVICE: &str = "_unknown";
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -132,32 +138,32 @@ impl HttpMetrics {
             budget_exhausted: Family::default(),
         };
         registry.register(
-            "attempts",
+            family::ATTEMPTS,
             "Attempts sent to each endpoint, retries included, by outcome (what was sent, where requests and responses count what clients saw)",
             m.attempts.clone(),
         );
         registry.register(
-            "retries",
+            family::RETRIES,
             "Attempts beyond a request's first, per service",
             m.retries.clone(),
         );
         registry.register(
-            "retry_budget_exhausted",
+            family::BUDGET_EXHAUSTED,
             "Retries a service wanted but its retry budget refused",
             m.budget_exhausted.clone(),
         );
         registry.register(
-            "requests",
+            family::REQUESTS,
             "Requests received, per direction, service and endpoint",
             m.requests.clone(),
         );
         registry.register(
-            "responses",
+            family::RESPONSES,
             "Responses completed, by status code and classification; error names what the proxy answered itself",
             m.responses.clone(),
         );
         registry.register(
-            "response_latency_seconds",
+            family::LATENCY,
             "Time from request received to response headers",
             m.latency.clone(),
         );

@@ -4,11 +4,13 @@
 //! - [`http`]: request, response and latency families for the outbound and inbound sides,
 //!   and per-route handles that the data plane resolves once, not per request.
 //! - [`tcp`]: open connections, accepted connections and bytes per listener.
+//! - [`names`]: family and label names, for the registry and for readers of the text.
 //! - [`parse`]: reads the text format back, for the dashboard.
 //! - [`Metrics`]: the registry that holds them all and renders `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod names;
 pub mod parse;
 pub mod tcp;
 
@@ -18,7 +20,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics, ServiceCounters};
+pub use crate::http::{
+    Classification, Direction, HttpMetrics, RouteMetrics, ServiceCounters, UNKNOWN_SERVICE,
+};
+use crate::names::{family, label};
 pub use crate::tcp::TcpMetrics;
 
 /// Every metric one proxy exports.
@@ -34,16 +39,19 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(node: &str) -> Self {
-        let mut registry = Registry::with_prefix("weft");
+        let mut registry = Registry::with_prefix(names::PREFIX);
         // A gauge, not an OpenMetrics info: Prometheus' own text parser (promtool) knows
         // no info type.
         let info = Family::<Vec<(String, String)>, Gauge>::default();
         info.get_or_create(&vec![
-            ("node".to_string(), node.to_string()),
-            ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            (label::NODE.to_string(), node.to_string()),
+            (
+                label::VERSION.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
         ])
         .set(1);
-        registry.register("proxy_info", "This proxy's node and version", info);
+        registry.register(family::PROXY_INFO, "This proxy's node and version", info);
         let http = HttpMetrics::register(&mut registry);
         let tcp = TcpMetrics::register(&mut registry);
         let discovery_errors = Counter::default();

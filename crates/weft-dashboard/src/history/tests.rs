@@ -1,0 +1,114 @@
+use super::*;
+use weft_metrics::parse::Sample;
+
+fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+    Sample {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        value,
+    }
+}
+
+fn scrape(requests: f64, ok: f64, failed: f64) -> Scrape {
+    let l = [
+        ("direction", "outbound"),
+        ("service", "world"),
+        ("endpoint", "e1"),
+    ];
+    let mut ok_l = l.to_vec();
+    ok_l.extend([("status_code", "200"), ("classification", "success")]);
+    let mut bad_l = l.to_vec();
+    bad_l.extend([("status_code", "500"), ("classification", "failure")]);
+    Scrape {
+        target: "p1".into(),
+        node: Some("node-1".into()),
+        up: true,
+        at: None,
+        samples: vec![
+            sample("weft_requests_total", &l, requests),
+            sample("weft_responses_total", &ok_l, ok),
+            sample("weft_responses_total", &bad_l, failed),
+        ],
+    }
+}
+
+#[test]
+fn counters_become_rates_and_success_rates() {
+    let mut h = History::new(100);
+    h.ingest(0.0, &[scrape(1000.0, 900.0, 100.0)]);
+    h.ingest(10.0, &[scrape(1200.0, 1080.0, 120.0)]);
+    h.ingest(20.0, &[scrape(1400.0, 1260.0, 140.0)]);
+    let s = h.stats(&Key::Service("world".into()), 60.0);
+    assert_eq!(s.rps, 20.0);
+    assert_eq!(s.success_rate, Some(0.9));
+    assert_eq!(s.rate_5xx, 2.0);
+    let n = h.stats(&Key::Node("node-1".into()), 60.0);
+    assert_eq!(n.requests, 400.0);
+}
+
+#[test]
+fn quantiles_interpolate_within_buckets() {
+    let mut c = Counts {
+        buckets: vec![0.0; LATENCY_BUCKETS.len() + 1],
+        ..Default::default()
+    };
+    // 100 observations, all between 50 and 52 ms.
+    let i = LATENCY_BUCKETS.iter().position(|&b| b == 0.052).unwrap();
+    for b in &mut c.buckets[i..] {
+        *b = 100.0;
+    }
+    let p95 = c.quantile(0.95).unwrap();
+    assert!((p95 - 0.0519).abs() < 1e-6, "{p95}");
+}
+
+#[test]
+fn history_is_bounded() {
+    let mut h = History::new(5);
+    for i in 0..50 {
+        h.ingest(i as f64, &[scrape(i as f64 * 10.0, 0.0, 0.0)]);
+    }
+    assert_eq!(h.series[&Key::Cluster].len(), 5);
+}
+
+mod dated_tests {
+    use super::super::*;
+
+    /// Two targets scraped (by Prometheus) every 5 s at different phases, polled every 1 s:
+    /// the rates still add up to what the targets saw.
+    #[test]
+    fn dated_targets_keep_their_rates_between_scrapes() {
+        let mut h = History::new(1000);
+        let sample = |v: f64| weft_metrics::parse::Sample {
+            name: "weft_requests_total".into(),
+            labels: vec![
+                ("direction".into(), "outbound".into()),
+                ("service".into(), "world".into()),
+                ("endpoint".into(), "e".into()),
+            ],
+            value: v,
+        };
+        for poll in 0..120 {
+            let t = poll as f64;
+            let scrapes: Vec<Scrape> = [("a", 0.0), ("b", 2.0)]
+                .iter()
+                .map(|(name, phase)| {
+                    // 10 requests a second, seen at the last scrape before `t`.
+                    let at = ((t - phase) / 5.0).floor() * 5.0 + phase;
+                    Scrape {
+                        target: name.to_string(),
+                        node: Some(name.to_string()),
+                        up: true,
+                        samples: vec![sample(at * 10.0)],
+                        at: Some(at),
+                    }
+                })
+                .collect();
+            h.ingest(t, &scrapes);
+        }
+        let rps = h.stats(&Key::Service("world".into()), 60.0).rps;
+        assert!((rps - 20.0).abs() < 0.5, "{rps}");
+    }
+}

@@ -1,0 +1,115 @@
+//! The names in a proxy's exposition, for the code that registers the families and the code
+//! that reads the text back (the dashboard): each family as registered and as its samples
+//! are named, and the label names. A test renders real metrics and finds every one, so the
+//! two sides cannot drift apart.
+
+/// Prefix of every family a proxy exports.
+pub const PREFIX: &str = "weft";
+
+/// Families as registered (the prefix is added by the registry).
+pub(crate) mod family {
+    pub const REQUESTS: &str = "requests";
+    pub const RESPONSES: &str = "responses";
+    pub const LATENCY: &str = "response_latency_seconds";
+    pub const ATTEMPTS: &str = "attempts";
+    pub const RETRIES: &str = "retries";
+    pub const BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
+    pub const PROXY_INFO: &str = "proxy_info";
+}
+
+/// Samples as the text format names them.
+pub mod sample {
+    pub const REQUESTS: &str = "weft_requests_total";
+    pub const RESPONSES: &str = "weft_responses_total";
+    pub const LATENCY_BUCKET: &str = "weft_response_latency_seconds_bucket";
+    pub const PROXY_INFO: &str = "weft_proxy_info";
+}
+
+/// Label names.
+pub mod label {
+    pub const DIRECTION: &str = "direction";
+    pub const SERVICE: &str = "service";
+    pub const ENDPOINT: &str = "endpoint";
+    pub const STATUS_CODE: &str = "status_code";
+    pub const CLASSIFICATION: &str = "classification";
+    pub const ERROR: &str = "error";
+    pub const NODE: &str = "node";
+    pub const VERSION: &str = "version";
+    /// A histogram bucket's upper bound.
+    pub const LE: &str = "le";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Classification, Direction, Metrics};
+
+    #[test]
+    fn every_name_is_in_the_exposition() {
+        let m = Metrics::new("n1");
+        let route = m.http.route(Direction::Outbound, "world", "10.0.0.1:80");
+        route.request();
+        route.latency(std::time::Duration::from_millis(3));
+        route.response(503, Classification::Failure, "no endpoints");
+        m.http.service(Direction::Outbound, "world").retries.inc();
+        let text = m.render_text();
+        let samples = crate::parse::parse(&text);
+        for name in [
+            sample::REQUESTS,
+            sample::RESPONSES,
+            sample::LATENCY_BUCKET,
+            sample::PROXY_INFO,
+        ] {
+            assert!(
+                samples.iter().any(|s| s.name == name),
+                "{name} missing:\n{text}"
+            );
+        }
+        let responses = samples
+            .iter()
+            .find(|s| s.name == sample::RESPONSES)
+            .unwrap();
+        for label in [
+            label::DIRECTION,
+            label::SERVICE,
+            label::ENDPOINT,
+            label::STATUS_CODE,
+            label::CLASSIFICATION,
+            label::ERROR,
+        ] {
+            assert!(
+                responses.label(label).is_some(),
+                "{label} missing: {responses:?}"
+            );
+        }
+        assert_eq!(
+            responses.label(label::DIRECTION),
+            Some(Direction::Outbound.as_str())
+        );
+        assert_eq!(
+            responses.label(label::CLASSIFICATION),
+            Some(Classification::Failure.as_str())
+        );
+        let info = samples
+            .iter()
+            .find(|s| s.name == sample::PROXY_INFO)
+            .unwrap();
+        assert_eq!(info.label(label::NODE), Some("n1"));
+        assert!(info.label(label::VERSION).is_some());
+        let bucket = samples
+            .iter()
+            .find(|s| s.name == sample::LATENCY_BUCKET)
+            .unwrap();
+        assert!(bucket.label(label::LE).is_some());
+        for family in [
+            family::REQUESTS,
+            family::ATTEMPTS,
+            family::RETRIES,
+            family::BUDGET_EXHAUSTED,
+            family::LATENCY,
+        ] {
+            let help = format!("# HELP {PREFIX}_{family}");
+            assert!(text.contains(&help), "{help} missing");
+        }
+    }
+}
