@@ -1,0 +1,149 @@
+use super::*;
+
+fn cluster() -> Cluster {
+    let mut c = Cluster::default();
+    let port = |name: &str, port| PortRecord {
+        name: name.into(),
+        port,
+        app_protocol: None,
+    };
+    c.services.insert(
+        Key::new("default", "world"),
+        ServiceRecord {
+            ports: vec![port("http", 80)],
+        },
+    );
+    c.nodes.insert(
+        "n1".into(),
+        NodeRecord {
+            zone: Some("z1".into()),
+        },
+    );
+    c.pods.insert(
+        Key::new("weft", "proxy-n1"),
+        PodRecord {
+            labels: Default::default(),
+            node: Some("n1".into()),
+            proxy_inbound: Some("10.1.0.1:4141".parse().unwrap()),
+        },
+    );
+    c.pods.insert(
+        Key::new("default", "world-a"),
+        PodRecord {
+            labels: [("version".to_string(), "v2".to_string())].into(),
+            node: Some("n1".into()),
+            proxy_inbound: None,
+        },
+    );
+    let ep = |ip: &str, usable, node: &str, pod: &str| SliceEndpoint {
+        addresses: vec![ip.parse().unwrap()],
+        usable,
+        node: Some(node.into()),
+        zone: None,
+        pod: Some(pod.into()),
+    };
+    c.slices.insert(
+        Key::new("default", "world-abc"),
+        SliceRecord {
+            service: Key::new("default", "world"),
+            ports: vec![port("http", 8080)],
+            endpoints: vec![
+                ep("10.0.0.1", true, "n1", "world-a"),
+                ep("10.0.0.2", false, "n1", "world-b"),
+                ep("10.0.0.3", true, "gone", "world-c"),
+            ],
+        },
+    );
+    c
+}
+
+#[test]
+fn only_ready_endpoints_on_live_nodes_are_served_with_their_node_proxy() {
+    let eps = cluster()
+        .view()
+        .resolve(&Key::new("default", "world"), 0)
+        .unwrap();
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    let ep = &eps[0];
+    assert_eq!(ep.addr, "10.0.0.1:8080".parse().unwrap());
+    assert_eq!(ep.node_proxy, Some("10.1.0.1:4141".parse().unwrap()));
+    assert_eq!(ep.labels["version"], "v2");
+    assert_eq!(ep.labels["zone"], "z1");
+    assert_eq!(ep.labels["pod"], "world-a");
+    assert_eq!(ep.protocol, Protocol::Http1);
+}
+
+#[test]
+fn a_missing_service_does_not_exist_and_an_empty_one_has_no_endpoints() {
+    let mut c = cluster();
+    assert!(c.view().resolve(&Key::new("default", "nope"), 0).is_none());
+    c.slices.clear();
+    assert_eq!(
+        c.view().resolve(&Key::new("default", "world"), 0),
+        Some(vec![])
+    );
+}
+
+#[test]
+fn a_ready_proxy_pod_is_found_by_label_and_inbound_port_and_labels_are_trimmed() {
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodSpec, PodStatus};
+    let mut pod = Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("weft-proxy-x".into()),
+            namespace: Some("weft".into()),
+            labels: Some(
+                [
+                    (PROXY_LABEL.0.to_string(), PROXY_LABEL.1.to_string()),
+                    ("version".to_string(), "v3".to_string()),
+                    ("team".to_string(), "payments".to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some("n1".into()),
+            containers: vec![Container {
+                name: "proxy".into(),
+                ports: Some(vec![ContainerPort {
+                    name: Some(INBOUND_PORT_NAME.into()),
+                    container_port: 4141,
+                    host_port: Some(4141),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            host_ip: Some("192.168.0.9".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    };
+    let (_, rec) = PodRecord::from_k8s(&pod).unwrap();
+    assert_eq!(rec.proxy_inbound, Some("192.168.0.9:4141".parse().unwrap()));
+    assert_eq!(rec.labels.len(), 1, "{:?}", rec.labels);
+    assert_eq!(rec.labels["version"], "v3");
+    // Not ready: not a proxy anyone should send through.
+    pod.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
+    assert_eq!(PodRecord::from_k8s(&pod).unwrap().1.proxy_inbound, None);
+}
+
+#[test]
+fn names_resolve_in_the_default_namespace_unless_they_name_one() {
+    let p = |n| parse_name(n, "default", "cluster.local");
+    assert_eq!(p("world"), Some(Key::new("default", "world")));
+    assert_eq!(p("World.prod:80"), Some(Key::new("prod", "world")));
+    assert_eq!(
+        p("world.prod.svc.cluster.local."),
+        Some(Key::new("prod", "world"))
+    );
+    assert_eq!(p("a.b.c"), None);
+    assert_eq!(p(""), None);
+    assert_eq!(p("bad_name"), None);
+}
