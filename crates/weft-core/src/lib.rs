@@ -1,5 +1,5 @@
 //! What several weft components share: service names, endpoints, the names of weft's
-//! headers, the proxy's config and policy model, and its errors.
+//! headers, and the proxy's config and policy model.
 //!
 //! Layout:
 //! - [`name`]: service names and how a request's authority maps onto one.
@@ -10,14 +10,12 @@
 //! - [`duration`]: durations as people write them (`250ms`, `2m`), for config and flags.
 //! - [`policy`]: resilience policy (balancing, accrual, retries, timeouts), per service.
 //! - [`source`]: locating a parse error in the text it came from.
-//! - [`error`]: errors the proxy itself answers with, and their HTTP mapping.
 //! - [`headers`]: the header names weft reads and writes.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod duration;
 pub mod endpoint;
-pub mod error;
 pub mod headers;
 pub mod name;
 pub mod policy;
@@ -25,5 +23,4 @@ pub mod source;
 pub mod watches;
 
 pub use endpoint::{Endpoint, EndpointSet, Protocol, Resolution};
-pub use error::ProxyError;
 pub use name::{NameRules, ServiceName};

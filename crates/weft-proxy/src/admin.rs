@@ -12,11 +12,13 @@ use tokio::sync::watch;
 use weft_discovery::Discover;
 use weft_metrics::Metrics;
 
-use crate::body::{ClientBody, ProxyBody};
-use crate::lifecycle::Shared;
-use crate::resilience::accrual::Shown;
+use weft_http::ClientBody;
 
-pub struct Admin {
+use crate::body::ProxyBody;
+use crate::resilience::accrual::Shown;
+use crate::shared::Shared;
+
+pub(crate) struct Admin {
     pub shared: Arc<Shared>,
     pub discovery: Arc<dyn Discover>,
     pub metrics: Arc<Metrics>,
@@ -25,7 +27,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
         req: Request<ClientBody>,

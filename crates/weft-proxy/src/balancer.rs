@@ -16,7 +16,7 @@ use crate::resilience::accrual::FailureAccrual;
 use crate::resilience::ewma::PeakEwma;
 
 /// One endpoint as the data plane tracks it; survives endpoint-set updates that keep it.
-pub struct EndpointState {
+pub(crate) struct EndpointState {
     pub endpoint: Endpoint,
     /// `ip:port`, the `endpoint` metric label.
     pub label: String,
@@ -32,7 +32,7 @@ pub struct EndpointState {
 impl EndpointState {
     /// `label` is the endpoint's address as text, which the caller has already made for the
     /// endpoint's metrics.
-    pub fn new(
+    pub(crate) fn new(
         service: &ServiceName,
         endpoint: Endpoint,
         label: String,
@@ -52,24 +52,24 @@ impl EndpointState {
         }
     }
 
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
     }
 
     /// Counts a request as outstanding until the guard drops (at the end of its response).
-    pub fn start(self: &Arc<Self>) -> LoadGuard {
+    pub(crate) fn start(self: &Arc<Self>) -> LoadGuard {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         LoadGuard(Arc::clone(self))
     }
 
     /// Expected cost of one more request here: latency estimate × (load + 1) / weight.
-    pub fn cost(&self, now: Instant, policy: &BalancerPolicy) -> f64 {
+    pub(crate) fn cost(&self, now: Instant, policy: &BalancerPolicy) -> f64 {
         let rtt = self.ewma.estimate(now, policy.decay);
         rtt * (self.outstanding() + 1) as f64 / self.endpoint.weight.max(1) as f64
     }
 }
 
-pub struct LoadGuard(Arc<EndpointState>);
+pub(crate) struct LoadGuard(Arc<EndpointState>);
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
@@ -77,7 +77,7 @@ impl Drop for LoadGuard {
     }
 }
 
-pub enum Pick<'a> {
+pub(crate) enum Pick<'a> {
     Endpoint(&'a Arc<EndpointState>),
     /// The service has endpoints, but failure accrual has ejected every one.
     AllEjected,
@@ -85,7 +85,7 @@ pub enum Pick<'a> {
     Empty,
 }
 
-pub trait Balance: Send + Sync {
+pub(crate) trait Balance: Send + Sync {
     /// Picks an endpoint, preferring ones not in `avoid` (those a retry already tried).
     /// `now` is the caller's clock reading, which it reuses as the attempt's start.
     fn pick<'a>(
@@ -99,7 +99,7 @@ pub trait Balance: Send + Sync {
 
 /// Two endpoints drawn at random by weight; the cheaper one wins.
 #[derive(Default)]
-pub struct PeakEwmaP2c;
+pub(crate) struct PeakEwmaP2c;
 
 impl Balance for PeakEwmaP2c {
     fn pick<'a>(

@@ -1,31 +1,178 @@
-//! One attempt's exchange with an instance or a peer proxy, chosen and prepared before it
-//! is first polled. An enum of the client futures rather than an async fn around them: each
-//! async layer kept its own copy of the request for its whole life, and every layer's
-//! future was copied whole when the layer above made it.
+//! One attempt's exchange with an instance or a peer proxy, over the transport's clients:
+//! the request put in the form the next hop speaks, sent, and bounded by the per-attempt
+//! timeout. The exchange is chosen and prepared before it is first polled, and its future is
+//! an enum of the clients' futures rather than an async fn around them, so no layer keeps a
+//! second copy of the request for its whole life.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http::Response;
+use http::header::HeaderValue;
+use http::{Request, Response, Version};
 use pin_project_lite::pin_project;
-use weft_core::ProxyError;
+use weft_core::headers::{WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
+use weft_core::Protocol;
+use weft_http::client::{upgrade, H1Pool, H2Pool};
+use weft_http::server::OnUpgrade;
+use weft_http::timers::{Timers, WithDeadline};
+use weft_http::H2Body;
+use weft_http::UpstreamBody;
+use weft_http::{forms, ResponseBody, SendError};
 
-use crate::client::h1::ResponseBody;
-use crate::client::h2::H2Body;
-use crate::client::SendError;
-use crate::resilience::timers::WithDeadline;
+use crate::balancer::EndpointState;
+use crate::context::Ctx;
+use crate::error::ProxyError;
+use crate::replay::RequestBody;
 
-/// One attempt's outcome: a response, or an error.
-pub type Sent = Result<Response<ResponseBody>, SendError>;
-/// The HTTP/2 client's outcome, before its body is made a [`ResponseBody`].
-pub type H2Sent = Result<Response<H2Body>, SendError>;
+/// The upstream side of the proxy: its clients, and the timers that bound their exchanges.
+pub(crate) struct Upstreams {
+    pub h1: Arc<H1Pool>,
+    pub h2: Arc<H2Pool>,
+    pub timers: Timers,
+}
+
+/// An attempt that failed; `request` is handed back when it never left, so it can be sent
+/// elsewhere whatever its body. Boxed: it is rare, and every attempt's result has room for it.
+pub(crate) struct Failed {
+    pub error: ProxyError,
+    pub request: Option<Box<Request<RequestBody>>>,
+}
+
+/// One attempt's outcome.
+pub(crate) type Sent = Result<Response<ResponseBody>, Failed>;
+
+type ClientSent<B> = Result<Response<B>, SendError<RequestBody>>;
+
+impl From<ProxyError> for Failed {
+    fn from(error: ProxyError) -> Self {
+        Self {
+            error,
+            request: None,
+        }
+    }
+}
+
+impl From<SendError<RequestBody>> for Failed {
+    fn from(e: SendError<RequestBody>) -> Self {
+        Self {
+            error: e.error.into(),
+            request: e.request,
+        }
+    }
+}
+
+/// One attempt to one endpoint: through the peer proxy on its node (the shared HTTP/2 hop),
+/// or straight to it; bounded by the per-attempt timeout, and carrying the deadline as of
+/// `now`.
+pub(crate) fn to_endpoint<'a>(
+    upstreams: &'a Upstreams,
+    ctx: &'a Ctx,
+    endpoint: &EndpointState,
+    mut req: Request<RequestBody>,
+    upgrade: Option<OnUpgrade>,
+    now: Instant,
+) -> Bounded<
+    'a,
+    impl Future<Output = ClientSent<UpstreamBody>> + 'a,
+    impl Future<Output = ClientSent<H2Body>> + 'a,
+> {
+    let orig = req.version();
+    let ep = &endpoint.endpoint;
+    let (addr, protocol) = match ep.node_proxy {
+        Some(peer) => {
+            let h = req.headers_mut();
+            h.insert(WEFT_DST_SERVICE, endpoint.route.clone());
+            // A peer proxy is told the time left; an instance (below), the deadline itself.
+            if let Some(d) = ctx.deadline {
+                d.to_peer(h, now);
+            }
+            // The hop is HTTP/2 whatever the client spoke; the far side restores it. Only
+            // HTTP/1.0 needs saying: without the header an instance gets HTTP/1.1 (or its
+            // own HTTP/2), and every header on the hop costs HPACK work at both ends. An
+            // upgrade crosses as HTTP/1.1 on a connection of its own.
+            if upgrade.is_none() && orig == Version::HTTP_10 {
+                h.insert(WEFT_ORIG_PROTO, HeaderValue::from_static("HTTP/1.0"));
+            }
+            (peer, Protocol::Http2)
+        }
+        None => {
+            if let Some(d) = ctx.deadline {
+                d.to_instance(req.headers_mut(), now);
+            }
+            (ep.addr, ep.protocol)
+        }
+    };
+    let per_attempt = ctx.policy.policy.timeout.per_attempt;
+    // Built in place: a delivery made beside the struct would be copied into it.
+    Bounded {
+        attempt: upstreams.timers.bound(
+            (!per_attempt.is_zero()).then(|| now + per_attempt),
+            deliver(
+                upstreams,
+                addr,
+                protocol,
+                req,
+                &ctx.authority,
+                orig,
+                upgrade,
+            ),
+        ),
+        endpoint: ep.addr,
+        timeout: per_attempt,
+    }
+}
+
+/// Sends to `addr` in `protocol`: pooled HTTP/1.1, the shared HTTP/2 connection, or a
+/// connection of its own for an upgrade.
+pub(crate) fn deliver<'a>(
+    upstreams: &'a Upstreams,
+    addr: SocketAddr,
+    protocol: Protocol,
+    mut req: Request<RequestBody>,
+    authority: &'a str,
+    orig: Version,
+    upgrade: Option<OnUpgrade>,
+) -> Delivery<
+    'a,
+    impl Future<Output = ClientSent<UpstreamBody>> + 'a,
+    impl Future<Output = ClientSent<H2Body>> + 'a,
+> {
+    if let Some(downstream) = upgrade {
+        let connector = upstreams.h1.connector();
+        return Delivery::Boxed {
+            send: Box::pin(async move {
+                forms::to_h1(&mut req, authority, orig).map_err(ProxyError::BadRequest)?;
+                let rsp = upgrade::send(connector, addr, req, downstream)
+                    .await
+                    .map_err(ProxyError::from)?;
+                Ok(rsp.map(ResponseBody::H1))
+            }),
+        };
+    }
+    let prepared = match protocol {
+        Protocol::Http1 => forms::to_h1(&mut req, authority, orig),
+        Protocol::Http2 => forms::to_h2(&mut req, authority),
+    };
+    match (prepared, protocol) {
+        (Err(why), _) => Delivery::Failed {
+            error: Some(ProxyError::BadRequest(why)),
+        },
+        (Ok(()), Protocol::Http1) => Delivery::H1 {
+            send: upstreams.h1.send(addr, req),
+        },
+        (Ok(()), Protocol::Http2) => Delivery::H2 {
+            send: upstreams.h2.send(addr, req),
+        },
+    }
+}
 
 pin_project! {
     #[project = Proj]
-    pub enum Delivery<'a, H1, H2> {
+    pub(crate) enum Delivery<'a, H1, H2> {
         /// The pooled HTTP/1.1 client.
         H1 { #[pin] send: H1 },
         /// The shared HTTP/2 connection (an instance's own, or the hop to a peer proxy).
@@ -39,17 +186,21 @@ pin_project! {
 
 impl<H1, H2> Future for Delivery<'_, H1, H2>
 where
-    H1: Future<Output = Sent>,
-    H2: Future<Output = H2Sent>,
+    H1: Future<Output = ClientSent<UpstreamBody>>,
+    H2: Future<Output = ClientSent<H2Body>>,
 {
     type Output = Sent;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
         match self.project() {
-            Proj::H1 { send } => send.poll(cx),
-            Proj::H2 { send } => send
-                .poll(cx)
-                .map(|sent| sent.map(|rsp| rsp.map(ResponseBody::H2))),
+            Proj::H1 { send } => send.poll(cx).map(|sent| {
+                sent.map(|rsp| rsp.map(ResponseBody::H1))
+                    .map_err(Failed::from)
+            }),
+            Proj::H2 { send } => send.poll(cx).map(|sent| {
+                sent.map(|rsp| rsp.map(ResponseBody::H2))
+                    .map_err(Failed::from)
+            }),
             Proj::Boxed { send } => send.as_mut().poll(cx),
             Proj::Failed { error } => match error.take() {
                 Some(e) => Poll::Ready(Err(e.into())),
@@ -61,20 +212,20 @@ where
 
 pin_project! {
     /// An attempt bounded by its per-attempt timeout (none, when `attempt` has no deadline).
-    /// One struct, built where it is returned: an async block would hold the delivery twice
-    /// (captured and awaited), and each wrapper layer copied the delivery (a kilobyte) in.
-    pub struct Bounded<'a, H1, H2> {
+    /// A struct built where it is returned: an async block would hold the delivery twice
+    /// (captured and awaited).
+    pub(crate) struct Bounded<'a, H1, H2> {
         #[pin]
-        pub attempt: WithDeadline<'a, Delivery<'a, H1, H2>>,
-        pub endpoint: SocketAddr,
-        pub timeout: Duration,
+        attempt: WithDeadline<'a, Delivery<'a, H1, H2>>,
+        endpoint: SocketAddr,
+        timeout: Duration,
     }
 }
 
 impl<H1, H2> Future for Bounded<'_, H1, H2>
 where
-    H1: Future<Output = Sent>,
-    H2: Future<Output = H2Sent>,
+    H1: Future<Output = ClientSent<UpstreamBody>>,
+    H2: Future<Output = ClientSent<H2Body>>,
 {
     type Output = Sent;
 
@@ -95,19 +246,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resilience::timers::Timers;
     use std::future::{pending, ready, Pending, Ready};
 
-    type Stalled = Delivery<'static, Pending<Sent>, Pending<H2Sent>>;
+    type Stalled =
+        Delivery<'static, Pending<ClientSent<UpstreamBody>>, Pending<ClientSent<H2Body>>>;
 
     fn bounded<'a, H1, H2>(
         timers: &'a Timers,
         inner: Delivery<'a, H1, H2>,
-        limit: Option<std::time::Instant>,
+        limit: Option<Instant>,
     ) -> Bounded<'a, H1, H2>
     where
-        H1: Future<Output = Sent>,
-        H2: Future<Output = H2Sent>,
+        H1: Future<Output = ClientSent<UpstreamBody>>,
+        H2: Future<Output = ClientSent<H2Body>>,
     {
         Bounded {
             attempt: timers.bound(limit, inner),
@@ -118,15 +269,17 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_limit_it_waits_and_with_one_it_gives_up() {
-        let answered: Delivery<'static, Ready<Sent>, Pending<H2Sent>> = Delivery::H1 {
-            send: ready(Ok(Response::new(ResponseBody::H1(
-                crate::client::h1::UpstreamBody::empty(),
-            )))),
+        let answered: Delivery<
+            'static,
+            Ready<ClientSent<UpstreamBody>>,
+            Pending<ClientSent<H2Body>>,
+        > = Delivery::H1 {
+            send: ready(Ok(Response::new(UpstreamBody::empty()))),
         };
         let timers = Timers::default();
         assert!(bounded(&timers, answered, None).await.is_ok());
         let stalled: Stalled = Delivery::H1 { send: pending() };
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let at = started + Duration::from_millis(20);
         let Err(err) = bounded(&timers, stalled, Some(at)).await else {
             panic!("a stalled attempt answered");

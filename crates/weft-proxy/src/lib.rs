@@ -1,48 +1,48 @@
-//! weft's data plane: the listeners, the request's way through the proxy, the balancer and
-//! the upstream connection pools.
+//! weft's data plane: the node proxy's policy on top of the HTTP transport (`weft-http`) —
+//! naming services, balancing, resilience, metrics — and its admin listener.
 //!
 //! Layout — read [`lifecycle`] first; it is the request's way, top to bottom:
-//! - [`lifecycle`]: outbound and inbound handlers, one step per line of the request's way.
-//! - [`server`]: accepts connections, serves HTTP/1.1 and h2c on one port, drains on shutdown.
-//! - [`h2c`]: the listener's HTTP/2 side: streams accepted and answered on the h2 crate.
-//! - [`h1`]: weft's own HTTP/1.x codec: client connections (heads, bodies, framing, idle
-//!   connections that hold no buffers) and the pieces the upstream HTTP/1.1 client reuses.
+//! - [`lifecycle`]: the outbound and inbound handlers, one step per line.
+//! - [`identify`]: screening a request, naming its service and looking it up.
+//! - [`context`]: one request's state, owned by its handler.
+//! - [`attempts`]: the outbound's attempts: pick, send, record, retry.
+//! - [`delivery`]: one attempt's exchange over the transport's clients.
+//! - [`record`]: the one place an attempt's outcome and the client's view are recorded.
 //! - [`services`]: per-service state built once from discovery and cached: endpoints, metrics.
 //! - [`balancer`]: picks an endpoint (power of two choices over peak-EWMA, by weight).
-//! - [`resilience`]: peak-EWMA, failure accrual, retry budget, deadlines, compiled policy.
-//! - [`retry`]: bodies kept for replay, attempts rebuilt, backoff.
-//! - [`delivery`]: one attempt's exchange, an enum of the client futures.
-//! - [`client`]: upstream connections: a lean HTTP/1.1 client and pool (the forwarding task
-//!   does the I/O itself) and one shared HTTP/2 connection
-//!   per peer; the TLS connector slot goes in [`client::connect`].
-//! - [`headers`]: hop-by-hop stripping, authority and request-shape checks.
-//! - [`body`]: the response body that streams through and records completion.
-//! - [`respond`]: the one place that turns errors into responses.
+//! - [`resilience`]: peak-EWMA, failure accrual, retry verdict and budget, deadlines, policy.
+//! - [`replay`]: the request as its attempts send it, small bodies kept for a retry.
+//! - [`body`]: the response body that streams through and records its end.
+//! - [`mesh`]: the mesh's own headers, stripped at the edges and read from peers.
+//! - [`error`] and [`respond`]: the errors the proxy answers with, and the one place that
+//!   turns them into responses.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/shutdown`.
 //! - [`reload`]: reloads resilience policy when the config file changes.
+//! - [`shared`]: what every handler shares, built once.
 //! - [`proxy`]: wires it all together and runs until drained.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod balancer;
-pub mod body;
-pub mod client;
-pub mod delivery;
-pub mod h1;
-pub mod h2c;
-pub mod headers;
-pub mod lifecycle;
+pub(crate) mod admin;
+pub(crate) mod attempts;
+pub(crate) mod balancer;
+pub(crate) mod body;
+pub(crate) mod context;
+pub(crate) mod delivery;
+pub(crate) mod error;
+pub(crate) mod identify;
+pub(crate) mod lifecycle;
+pub(crate) mod mesh;
 pub mod proxy;
-pub mod reload;
-pub mod resilience;
-pub mod respond;
-pub mod retry;
-pub mod server;
-pub mod services;
+pub(crate) mod record;
+pub(crate) mod reload;
+pub(crate) mod replay;
+pub(crate) mod resilience;
+pub(crate) mod respond;
+pub(crate) mod services;
+pub(crate) mod shared;
 
-pub use proxy::{Proxy, ProxyHandle};
+pub use proxy::{Proxy, ProxyHandle, StartError};
 
-/// The maps looked up on every request (services by name, pooled connections by address,
-/// policies by service). Their keys come from discovery and config, not from clients, so a
-/// fast seeded hash is enough; SipHash cost about 200 instructions per lookup.
+/// The maps looked up on every request (services by name, policies by service). Their keys
+/// come from discovery and config, not from clients, so a fast seeded hash is enough.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

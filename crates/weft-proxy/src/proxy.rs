@@ -1,30 +1,36 @@
-//! Wires a proxy together from its config — discovery, pools, the three listeners — and runs
-//! it until it is told to drain.
+//! Wires a proxy together from its config — discovery, policies, upstream clients, the three
+//! listeners — and runs it until it is told to drain.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use weft_core::config::ProxyConfig;
 use weft_core::NameRules;
 use weft_discovery::{
     ControlPlaneDiscovery, Discover, DiscoveryError, FileDiscovery, StaticDiscovery, Table,
 };
+use weft_http::client::{Connector, H1Pool, H2Pool};
+use weft_http::server::{self, Limits};
+use weft_http::timers::Timers;
+use weft_http::ConnStats;
+use weft_metrics::tcp::ListenerMetrics;
 use weft_metrics::{Direction, Metrics};
 
 use crate::admin::Admin;
 use crate::balancer::PeakEwmaP2c;
-use crate::client::connect::Connector;
-use crate::client::h1::H1Pool;
-use crate::client::h2::H2Pool;
-use crate::lifecycle::{self, Shared};
+use crate::delivery::Upstreams;
+use crate::lifecycle;
 use crate::resilience::policy::Table as PolicyTable;
-use crate::resilience::timers::Timers;
-use crate::server;
 use crate::services::Services;
+use crate::shared::Shared;
+
+/// The admin listener drains quickly whatever the data plane's grace: nothing on it is long.
+const ADMIN_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -50,40 +56,18 @@ pub struct ProxyHandle {
     pub inbound: SocketAddr,
     pub admin: SocketAddr,
     shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    /// The listeners: each ends on its own once drained.
+    listeners: JoinSet<()>,
+    /// Work that runs as long as the proxy does (watching files), stopped after the drain.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Proxy {
     /// Loads discovery, binds every listener (failing fast on a busy port) and starts serving.
     pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, StartError> {
         let metrics = Arc::new(Metrics::new(&config.node));
-        let mut tasks = JoinSet::new();
-        let discovery: Arc<dyn Discover> =
-            match (&config.discovery.control_plane, &config.discovery.file) {
-                (Some(addr), _) => {
-                    let errors = metrics.discovery_errors.clone();
-                    ControlPlaneDiscovery::new(
-                        addr,
-                        &config.node,
-                        Arc::new(move || {
-                            errors.inc();
-                        }),
-                    )
-                    .map_err(|e| StartError::ControlPlane(e.to_string()))?
-                }
-                (None, Some(path)) => {
-                    let file = FileDiscovery::load(path)?;
-                    let errors = metrics.discovery_errors.clone();
-                    let watch = file.spawn_watch(Arc::new(move |_| {
-                        errors.inc();
-                    }));
-                    tasks.spawn(async move {
-                        let _ = watch.await;
-                    });
-                    file
-                }
-                (None, None) => Arc::new(StaticDiscovery::new(Table::default())),
-            };
+        let mut background = Vec::new();
+        let discovery = discovery(&config, &metrics, &mut background)?;
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -100,68 +84,68 @@ impl Proxy {
         let local = |l: &TcpListener| l.local_addr().expect("bound listener has an address");
         let (outbound, inbound, admin) = (local(&outbound_l), local(&inbound_l), local(&admin_l));
 
-        let connector = Connector {
-            timeout: config.http.connect_timeout,
-        };
-        let http = config.http.clone();
         // A port-0 listener advertises the port it really got.
         let advertise = config.inbound.advertise.unwrap_or(inbound);
         let policies = Arc::new(arc_swap::ArcSwap::from_pointee(PolicyTable::new(
             config.policies().map_err(StartError::Policy)?,
         )));
         if let Some(path) = config.source.clone() {
-            let task = crate::reload::watch_config(
+            let errors = metrics.config_errors.clone();
+            background.push(crate::reload::watch_config(
                 path,
                 Arc::clone(&policies),
-                metrics.config_errors.clone(),
-            );
-            tasks.spawn(async move {
-                let _ = task.await;
-            });
+                errors,
+            ));
         }
+        let http = &config.http;
+        let connector = Connector {
+            timeout: http.connect_timeout,
+        };
+        let limits = Limits {
+            header_read_timeout: http.header_read_timeout,
+            max_header_bytes: http.max_header_bytes,
+            shutdown_grace: http.shutdown_grace,
+        };
+        let services = |direction, local| {
+            let (discovery, policies) = (Arc::clone(&discovery), Arc::clone(&policies));
+            Services::new(direction, local, discovery, metrics.http.clone(), policies)
+        };
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
-            outbound: Services::new(
-                Direction::Outbound,
-                None,
-                discovery.clone(),
-                metrics.http.clone(),
-                Arc::clone(&policies),
-            ),
-            inbound: Services::new(
-                Direction::Inbound,
-                Some(advertise),
-                discovery.clone(),
-                metrics.http.clone(),
-                Arc::clone(&policies),
-            ),
+            outbound: services(Direction::Outbound, None),
+            inbound: services(Direction::Inbound, Some(advertise)),
             balancer: Box::new(PeakEwmaP2c),
+            upstreams: Upstreams {
+                h1: H1Pool::new(
+                    connector.clone(),
+                    http.pool_idle_timeout,
+                    http.pool_max_idle,
+                ),
+                h2: H2Pool::new(connector, http.pool_idle_timeout),
+                timers: Timers::default(),
+            },
             policies,
-            h1: H1Pool::new(
-                connector.clone(),
-                http.pool_idle_timeout,
-                http.pool_max_idle,
-            ),
-            h2: H2Pool::new(connector, http.pool_idle_timeout),
             advertise,
             config,
-            timers: Timers::default(),
         });
         let (shutdown, _) = watch::channel(false);
+        let stats =
+            |direction| -> weft_http::Stats { Arc::new(Listener(metrics.tcp.listener(direction))) };
 
+        let mut listeners = JoinSet::new();
         let s = Arc::clone(&shared);
-        tasks.spawn(server::serve(
+        listeners.spawn(server::serve(
             outbound_l,
-            http.clone(),
-            metrics.tcp.listener(Direction::Outbound),
+            limits,
+            stats(Direction::Outbound),
             shutdown.subscribe(),
             move |_, req| lifecycle::outbound(Arc::clone(&s), req),
         ));
         let s = Arc::clone(&shared);
-        tasks.spawn(server::serve(
+        listeners.spawn(server::serve(
             inbound_l,
-            http.clone(),
-            metrics.tcp.listener(Direction::Inbound),
+            limits,
+            stats(Direction::Inbound),
             shutdown.subscribe(),
             move |_, req| lifecycle::inbound(Arc::clone(&s), req),
         ));
@@ -173,14 +157,14 @@ impl Proxy {
             shutdown: shutdown.clone(),
         });
         admin_state.ready.store(true, Ordering::Release);
-        let mut admin_http = http;
-        admin_http.shutdown_grace = admin_http
-            .shutdown_grace
-            .min(std::time::Duration::from_secs(1));
-        tasks.spawn(server::serve(
+        let admin_limits = Limits {
+            shutdown_grace: limits.shutdown_grace.min(ADMIN_GRACE),
+            ..limits
+        };
+        listeners.spawn(server::serve(
             admin_l,
-            admin_http,
-            metrics.tcp.listener(Direction::Admin),
+            admin_limits,
+            stats(Direction::Admin),
             shutdown.subscribe(),
             move |peer, req| Arc::clone(&admin_state).handle(peer, req),
         ));
@@ -190,8 +174,36 @@ impl Proxy {
             inbound,
             admin,
             shutdown,
-            tasks,
+            listeners,
+            background,
         })
+    }
+}
+
+/// The discovery source the config names: the control plane, a watched file, or none.
+fn discovery(
+    config: &ProxyConfig,
+    metrics: &Metrics,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Result<Arc<dyn Discover>, StartError> {
+    let errors = metrics.discovery_errors.clone();
+    match (&config.discovery.control_plane, &config.discovery.file) {
+        (Some(addr), _) => {
+            let on_error = Arc::new(move || {
+                errors.inc();
+            });
+            let control = ControlPlaneDiscovery::new(addr, &config.node, on_error)
+                .map_err(|e| StartError::ControlPlane(e.to_string()))?;
+            Ok(control)
+        }
+        (None, Some(path)) => {
+            let file = FileDiscovery::load(path)?;
+            background.push(file.spawn_watch(Arc::new(move |_| {
+                errors.inc();
+            })));
+            Ok(file)
+        }
+        (None, None) => Ok(Arc::new(StaticDiscovery::new(Table::default()))),
     }
 }
 
@@ -206,18 +218,36 @@ impl ProxyHandle {
         self.shutdown.subscribe()
     }
 
-    /// Waits for the listeners to drain. The discovery watcher is stopped with them.
+    /// Waits for a drain to begin and every listener to finish it, then stops the
+    /// background work.
     pub async fn wait(mut self) {
         let mut draining = self.shutdown.subscribe();
         let _ = draining.wait_for(|d| *d).await;
-        // Three listener tasks end on their own; the rest (discovery) is aborted.
-        let mut ended = 0;
-        while ended < 3 {
-            match self.tasks.join_next().await {
-                Some(_) => ended += 1,
-                None => break,
-            }
+        while self.listeners.join_next().await.is_some() {}
+        for task in self.background {
+            task.abort();
         }
-        self.tasks.abort_all();
+    }
+}
+
+/// A listener's connections, counted in its metrics.
+struct Listener(ListenerMetrics);
+
+impl ConnStats for Listener {
+    fn opened(&self) {
+        self.0.accepted.inc();
+        self.0.open.inc();
+    }
+
+    fn closed(&self) {
+        self.0.open.dec();
+    }
+
+    fn read(&self, bytes: usize) {
+        self.0.read_bytes.inc_by(bytes as u64);
+    }
+
+    fn written(&self, bytes: usize) {
+        self.0.write_bytes.inc_by(bytes as u64);
     }
 }

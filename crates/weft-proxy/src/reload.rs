@@ -12,7 +12,7 @@ use weft_discovery::filewatch::{watch_file, Change};
 
 use crate::resilience::policy::Table;
 
-pub fn watch_config(
+pub(crate) fn watch_config(
     path: PathBuf,
     policies: Arc<ArcSwap<Table>>,
     errors: Counter,

@@ -3,13 +3,12 @@
 
 use http::header::{self, HeaderValue};
 use http::Response;
-use weft_core::error::Side;
 use weft_core::headers::WEFT_ERROR;
-use weft_core::ProxyError;
 
 use crate::body::ProxyBody;
+use crate::error::{ProxyError, Side};
 
-pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+pub(crate) fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     let mut rsp = Response::new(ProxyBody::full(err.body()));
     *rsp.status_mut() = err.status();
     let h = rsp.headers_mut();

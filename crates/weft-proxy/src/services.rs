@@ -9,18 +9,14 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use weft_core::ServiceName;
 use weft_discovery::{Discover, Resolution};
-use weft_metrics::{Direction, HttpMetrics, RouteMetrics, ServiceCounters};
+use weft_metrics::{Direction, HttpMetrics, RouteMetrics, ServiceCounters, UNKNOWN_SERVICE};
 
 use crate::balancer::EndpointState;
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::FastMap;
 
-/// The `service` label value for requests that name no known service, so a client sending
-/// arbitrary authorities cannot grow the series count.
-pub const UNKNOWN_SERVICE: &str = "_unknown";
-
-pub struct Service {
+pub(crate) struct Service {
     pub name: ServiceName,
     /// Counts errors that happen before an endpoint is picked (`endpoint=""`).
     pub metrics: RouteMetrics,
@@ -31,30 +27,30 @@ pub struct Service {
 
 /// A service's endpoints at one moment; replaced whole when discovery changes.
 #[derive(Default)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     pub exists: bool,
     pub list: Vec<Arc<EndpointState>>,
 }
 
 impl Service {
-    pub fn endpoints(&self) -> arc_swap::Guard<Arc<Endpoints>> {
+    pub(crate) fn endpoints(&self) -> arc_swap::Guard<Arc<Endpoints>> {
         self.endpoints.load()
     }
 }
 
 /// How long a request waits for a remote discovery source's first answer about a service.
-pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Why a service could not be looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Discovery says there is no such service.
     Unknown,
     /// Discovery did not answer in time.
     Unavailable,
 }
 
-pub struct Services {
+pub(crate) struct Services {
     direction: Direction,
     /// Inbound only: keep just the endpoints on this node (the inbound address peers use),
     /// so nothing else can be reached, or even get a metrics series.
@@ -67,7 +63,7 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(
+    pub(crate) fn new(
         direction: Direction,
         local: Option<std::net::SocketAddr>,
         discovery: Arc<dyn Discover>,
@@ -87,7 +83,7 @@ impl Services {
     }
 
     /// Metrics for requests that could not be tied to a known service.
-    pub fn unknown_metrics(&self) -> &RouteMetrics {
+    pub(crate) fn unknown_metrics(&self) -> &RouteMetrics {
         &self.unknown
     }
 
@@ -103,7 +99,7 @@ impl Services {
     /// [`LOOKUP_TIMEOUT`]; after that every lookup is answered from memory. The wait is
     /// boxed: the request's future holds this one, and the waiting state would enlarge it
     /// for every request, though it is needed only for the first one to name a service.
-    pub fn get<'a>(
+    pub(crate) fn get<'a>(
         self: &'a Arc<Self>,
         name: &'a str,
     ) -> impl Future<Output = Result<Arc<Service>, Lookup>> + 'a {
@@ -230,7 +226,7 @@ impl Services {
     }
 
     /// Every service this side has routed to, for the admin API.
-    pub fn all(&self) -> Vec<Arc<Service>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Service>> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<_> = map.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));

@@ -21,7 +21,7 @@ enum State {
     Probing { since: Instant, backoff: Duration },
 }
 
-pub struct FailureAccrual {
+pub(crate) struct FailureAccrual {
     /// True while the circuit is closed: the balancer's check on every request reads this
     /// instead of taking the lock.
     closed: AtomicBool,
@@ -36,7 +36,7 @@ struct Inner {
 
 /// What the admin API shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shown {
+pub(crate) enum Shown {
     Ready,
     Open,
     Probing,
@@ -61,7 +61,7 @@ impl FailureAccrual {
     }
 
     /// Whether the balancer may send here now (a due probe counts).
-    pub fn eligible(&self, now: Instant) -> bool {
+    pub(crate) fn eligible(&self, now: Instant) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return true;
         }
@@ -73,7 +73,7 @@ impl FailureAccrual {
     }
 
     /// Called when the balancer picks this endpoint: a due probe is claimed by this request.
-    pub fn picked(&self, now: Instant) {
+    pub(crate) fn picked(&self, now: Instant) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
@@ -97,7 +97,7 @@ impl FailureAccrual {
         }
     }
 
-    pub fn record(&self, success: bool, now: Instant, policy: &AccrualPolicy) {
+    pub(crate) fn record(&self, success: bool, now: Instant, policy: &AccrualPolicy) {
         let mut s = self.lock();
         self.transition(&mut s, success, now, policy);
         self.closed
@@ -157,7 +157,7 @@ impl FailureAccrual {
         }
     }
 
-    pub fn shown(&self) -> Shown {
+    pub(crate) fn shown(&self) -> Shown {
         match self.lock().state {
             State::Closed => Shown::Ready,
             State::Open { .. } => Shown::Open,

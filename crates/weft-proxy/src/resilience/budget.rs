@@ -10,7 +10,7 @@ use weft_core::policy::RetryPolicy;
 /// One-second slots, at most this many (the longest allowed window).
 const SLOTS: usize = 60;
 
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     epoch: Instant,
     slots: Mutex<[(u64, u32, u32); SLOTS]>,
 }
@@ -38,14 +38,14 @@ impl RetryBudget {
     }
 
     /// Counts an original request.
-    pub fn deposit(&self, now: Instant) {
+    pub(crate) fn deposit(&self, now: Instant) {
         let sec = self.second(now);
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         Self::slot(&mut slots, sec).1 += 1;
     }
 
     /// Takes a retry from the budget if it has one.
-    pub fn try_withdraw(&self, now: Instant, policy: &RetryPolicy) -> bool {
+    pub(crate) fn try_withdraw(&self, now: Instant, policy: &RetryPolicy) -> bool {
         let sec = self.second(now);
         let ttl = policy.budget_ttl.as_secs().clamp(1, SLOTS as u64);
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());

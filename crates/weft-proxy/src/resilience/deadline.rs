@@ -18,14 +18,14 @@ const MAX_WAIT: Duration = weft_core::policy::MAX_DURATION;
 
 /// When a request must be answered by, and whether the caller (not our timeout) set it.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     pub at: Instant,
     pub from_caller: bool,
 }
 
 impl Deadline {
     /// The tighter of the caller's deadline (if any) and `now + timeout` (if non-zero).
-    pub fn effective(headers: &HeaderMap, timeout: Duration, now: Instant) -> Option<Self> {
+    pub(crate) fn effective(headers: &HeaderMap, timeout: Duration, now: Instant) -> Option<Self> {
         // Whatever a caller or a config says, nothing waits longer than this (and no
         // arithmetic on clocks can overflow).
         let ours = (!timeout.is_zero()).then(|| Self {
@@ -42,12 +42,12 @@ impl Deadline {
         }
     }
 
-    pub fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Instant) -> bool {
         now >= self.at
     }
 
     /// Puts this deadline on a request to a peer proxy, as of `now`.
-    pub fn to_peer(&self, headers: &mut HeaderMap, now: Instant) {
+    pub(crate) fn to_peer(self, headers: &mut HeaderMap, now: Instant) {
         // Rounded down: the far side gives up no later than this one.
         let left = self.at.saturating_duration_since(now).as_millis();
         // A caller's deadline leaves a different time each request; ours repeats.
@@ -55,7 +55,7 @@ impl Deadline {
     }
 
     /// Puts this deadline on a request to an instance, as of `now`.
-    pub fn to_instance(&self, headers: &mut HeaderMap, now: Instant) {
+    pub(crate) fn to_instance(self, headers: &mut HeaderMap, now: Instant) {
         let wall = SystemTime::now() + self.at.saturating_duration_since(now);
         let micros = wall
             .duration_since(UNIX_EPOCH)
@@ -122,7 +122,7 @@ mod tests {
         assert!(!d.from_caller);
         for put in [Deadline::to_peer, Deadline::to_instance] {
             let mut h = HeaderMap::new();
-            put(&d, &mut h, now);
+            put(d, &mut h, now);
             let back = Deadline::effective(&h, Duration::from_secs(10), now).unwrap();
             assert!(back.from_caller);
             let diff =

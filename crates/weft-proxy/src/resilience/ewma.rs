@@ -4,13 +4,13 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub struct PeakEwma {
+pub(crate) struct PeakEwma {
     /// (estimate in seconds, when it was last updated)
     state: Mutex<(f64, Instant)>,
 }
 
 impl PeakEwma {
-    pub fn new(default_rtt: Duration) -> Self {
+    pub(crate) fn new(default_rtt: Duration) -> Self {
         Self {
             state: Mutex::new((default_rtt.as_secs_f64(), Instant::now())),
         }
@@ -18,12 +18,12 @@ impl PeakEwma {
 
     /// The estimate now: decayed toward zero since the last observation, so an endpoint
     /// that got no traffic because it was slow is tried again in time.
-    pub fn estimate(&self, now: Instant, decay: Duration) -> f64 {
+    pub(crate) fn estimate(&self, now: Instant, decay: Duration) -> f64 {
         let (est, at) = *self.state.lock().unwrap_or_else(|e| e.into_inner());
         est * weight(now.saturating_duration_since(at), decay)
     }
 
-    pub fn observe(&self, rtt: Duration, now: Instant, decay: Duration) {
+    pub(crate) fn observe(&self, rtt: Duration, now: Instant, decay: Duration) {
         let rtt = rtt.as_secs_f64();
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (est, at) = *s;

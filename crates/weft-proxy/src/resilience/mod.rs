@@ -1,10 +1,10 @@
 //! Resilience, one concern per module: the balancer's latency estimate, failure accrual
-//! (circuit breaking), the retry budget, deadlines and the timers that enforce them, and
-//! the compiled per-service policy.
+//! (circuit breaking), the retry verdict and budget, deadlines, and the compiled
+//! per-service policy. Each is tested alone, with time passed in.
 
-pub mod accrual;
-pub mod budget;
-pub mod deadline;
-pub mod ewma;
-pub mod policy;
-pub mod timers;
+pub(crate) mod accrual;
+pub(crate) mod budget;
+pub(crate) mod deadline;
+pub(crate) mod ewma;
+pub(crate) mod policy;
+pub(crate) mod retry;

@@ -3,20 +3,20 @@
 
 use std::sync::Arc;
 
+use crate::error::{kind, ProxyError};
 use http::{HeaderMap, Method, StatusCode};
 use weft_core::policy::{parse_status_pattern, Policies, Policy};
-use weft_core::ProxyError;
 
 use crate::FastMap;
 
-pub struct Compiled {
+pub(crate) struct Compiled {
     pub policy: Policy,
     statuses: Vec<(u16, u16)>,
     methods: Vec<Method>,
 }
 
 impl Compiled {
-    pub fn new(policy: Policy) -> Self {
+    pub(crate) fn new(policy: Policy) -> Self {
         let statuses = policy
             .retry
             .statuses
@@ -38,7 +38,7 @@ impl Compiled {
 
     /// A response worth another attempt: a retryable gRPC status (whatever the method), or a
     /// retryable HTTP status on a method that may be sent twice.
-    pub fn retryable_response(
+    pub(crate) fn retryable_response(
         &self,
         method: &Method,
         status: StatusCode,
@@ -47,7 +47,7 @@ impl Compiled {
         // The peer proxy answered without reaching the app (its discovery lags ours, its
         // instance refused a connection): safe to send elsewhere, whatever the method.
         if let Some(e) = headers.get(weft_core::headers::WEFT_ERROR) {
-            if weft_core::error::kind::NOT_DELIVERED
+            if kind::NOT_DELIVERED
                 .iter()
                 .any(|k| e.as_bytes() == k.as_bytes())
             {
@@ -71,7 +71,7 @@ impl Compiled {
 
     /// A failure worth another attempt: nothing was sent (any method), or the connection
     /// broke on a method that may be sent twice.
-    pub fn retryable_error(&self, method: &Method, err: &ProxyError) -> bool {
+    pub(crate) fn retryable_error(&self, method: &Method, err: &ProxyError) -> bool {
         match err {
             ProxyError::ConnectRefused { .. }
             | ProxyError::ConnectTimeout { .. }
@@ -85,14 +85,14 @@ impl Compiled {
 }
 
 /// Every service's compiled policy; swapped whole on reload.
-pub struct Table {
+pub(crate) struct Table {
     default: Arc<Compiled>,
     services: FastMap<String, Arc<Compiled>>,
     pub source: Policies,
 }
 
 impl Table {
-    pub fn new(p: Policies) -> Self {
+    pub(crate) fn new(p: Policies) -> Self {
         Self {
             default: Arc::new(Compiled::new(p.default.clone())),
             services: p
@@ -104,7 +104,7 @@ impl Table {
         }
     }
 
-    pub fn get(&self, service: &str) -> Arc<Compiled> {
+    pub(crate) fn get(&self, service: &str) -> Arc<Compiled> {
         Arc::clone(self.services.get(service).unwrap_or(&self.default))
     }
 }

@@ -12,10 +12,10 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
-use super::decode::{self, Decoder};
-use super::head::Framing;
-use super::io::{ReadSide, WriteSide};
-use crate::body::BoxError;
+use crate::error::BoxError;
+use crate::h1::decode::{self, Decoder};
+use crate::h1::head::Framing;
+use crate::socket::{ReadSide, WriteSide};
 
 /// Most bytes read from the socket at once for a body.
 const READ_SIZE: usize = 16 * 1024;

@@ -1,9 +1,8 @@
 //! The timers that hold requests to their deadlines, kept for reuse. Nearly every request
-//! has a deadline (the default total timeout is 30 s) and nearly none reaches it: a fresh
-//! tokio timer per request was a locked timer-wheel insertion at its first poll and a
-//! removal at its drop, about 500 instructions. A kept timer is still registered; moving
-//! it to a later deadline is one atomic exchange, and the wheel re-files it only when its
-//! old deadline comes round.
+//! has a deadline and nearly none reaches it, and a fresh tokio timer is a locked
+//! timer-wheel insertion at its first poll and a removal at its drop. A kept timer is still
+//! registered: moving it to a later deadline is one atomic exchange, and the wheel re-files
+//! it only when its old deadline comes round.
 
 use std::future::Future;
 use std::pin::Pin;

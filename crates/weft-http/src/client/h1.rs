@@ -14,18 +14,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use weft_core::ProxyError;
 
 use super::connect::Connector;
-use super::{reset, SendError};
-use crate::body::{BoxError, EitherBody, RequestBody};
+use super::reap::spawn_reaper;
+use crate::error::{BoxError, Error, SendError};
 use crate::h1::decode::{self, Decoder};
-use crate::h1::head;
-use crate::h1::io::{self, ReadSide, WriteSide};
 use crate::h1::write;
+use crate::h1::{request, response};
+use crate::socket::{self, ReadSide, WriteSide};
 use crate::FastMap;
 
 /// First read buffer for a response; grows as the response needs.
@@ -52,10 +48,10 @@ struct Conn {
 }
 
 /// Why an exchange failed, and whether the request can still go elsewhere.
-enum Failed {
+enum Failed<B> {
     /// The connection was found closed before anything was read back, and the request can
     /// be sent again as it is (its body was never polled).
-    Stale(RequestBody),
+    Stale(B),
     Broken(String),
 }
 
@@ -67,17 +63,25 @@ impl H1Pool {
             max_idle,
             idle: Mutex::new(FastMap::default()),
         });
-        super::spawn_reaper(&pool, idle_timeout, Self::reap);
+        spawn_reaper(&pool, idle_timeout, Self::reap);
         pool
+    }
+
+    /// How the pool connects; an upgrade's own connection is made the same way.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
     /// Sends a request on a pooled connection (or a new one). A request that found its pooled
     /// connection closed under it is sent once more on a fresh connection.
-    pub fn send(
+    pub fn send<B>(
         self: &Arc<Self>,
         endpoint: SocketAddr,
-        req: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<ResponseBody>, SendError>> + '_ {
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError<B>>> + '_
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Unpin + Send + 'static,
+    {
         // Split before the future is made: an async fn keeps room for its arguments all its
         // life, so the request would be held twice, and copied with the future each time.
         let (parts, body) = req.into_parts();
@@ -97,8 +101,10 @@ impl H1Pool {
             let body = match self.exchange(endpoint, conn, &parts, body).await {
                 Ok(rsp) => return Ok(rsp),
                 Err(Failed::Stale(body)) if pooled => body,
-                Err(Failed::Stale(_)) => return Err(reset(endpoint, "connection closed").into()),
-                Err(Failed::Broken(cause)) => return Err(reset(endpoint, &cause).into()),
+                Err(Failed::Stale(_)) => {
+                    return Err(Error::reset(endpoint, "connection closed").into())
+                }
+                Err(Failed::Broken(cause)) => return Err(Error::reset(endpoint, cause).into()),
             };
             let conn = match Box::pin(self.connect(endpoint)).await {
                 Ok(c) => c,
@@ -111,24 +117,27 @@ impl H1Pool {
             };
             match self.exchange(endpoint, conn, &parts, body).await {
                 Ok(rsp) => Ok(rsp),
-                Err(Failed::Stale(_)) => Err(reset(endpoint, "connection closed").into()),
-                Err(Failed::Broken(cause)) => Err(reset(endpoint, &cause).into()),
+                Err(Failed::Stale(_)) => Err(Error::reset(endpoint, "connection closed").into()),
+                Err(Failed::Broken(cause)) => Err(Error::reset(endpoint, cause).into()),
             }
         }
     }
 
     /// Writes the request, then reads the response head. If the instance answers before the
     /// request body is all sent, sending stops and the connection is not reused.
-    async fn exchange(
+    async fn exchange<B>(
         self: &Arc<Self>,
         endpoint: SocketAddr,
         mut conn: Box<Conn>,
         parts: &http::request::Parts,
-        mut body: RequestBody,
-    ) -> Result<Response<ResponseBody>, Failed> {
+        mut body: B,
+    ) -> Result<Response<UpstreamBody>, Failed<B>>
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    {
         let mut out = Vec::with_capacity(512);
         let empty = body.is_end_stream();
-        let framing = head::encode_request(parts, empty, body.size_hint().exact(), &mut out);
+        let framing = request::encode(parts, empty, body.size_hint().exact(), &mut out);
         let mut reusable = true;
         if empty {
             if conn.wr.write_all(&mut [IoSlice::new(&out)]).await.is_err() {
@@ -152,22 +161,21 @@ impl H1Pool {
                 None => reusable = false,
             }
         }
-        drop(body);
+        // An empty body goes back with a stale connection, to be sent again as it is.
+        let mut unsent = empty.then_some(body);
         let head = loop {
-            match head::parse_response(&mut conn.buf, &parts.method) {
+            match response::parse(&mut conn.buf, &parts.method) {
                 Ok(Some(h)) if h.response.status().is_informational() => continue,
                 Ok(Some(h)) => break h,
                 Ok(None) => {}
                 Err(why) => return Err(Failed::Broken(why.into())),
             }
             match conn.rd.read_buf(&mut conn.buf, READ_SIZE).await {
-                Ok(0) if conn.buf.is_empty() && empty => {
-                    return Err(Failed::Stale(RequestBody::empty()))
-                }
                 Ok(0) => {
-                    return Err(Failed::Broken(
-                        "connection closed before the response".into(),
-                    ))
+                    return Err(match unsent.take() {
+                        Some(body) if conn.buf.is_empty() => Failed::Stale(body),
+                        _ => Failed::Broken("connection closed before the response".into()),
+                    })
                 }
                 Ok(_) => {}
                 Err(e) => return Err(Failed::Broken(e.to_string())),
@@ -184,28 +192,7 @@ impl H1Pool {
         if body.decoder.is_done() {
             body.release();
         }
-        Ok(Response::from_parts(response, ResponseBody::H1(body)))
-    }
-
-    /// A dedicated connection for an upgrade (WebSocket); never pooled.
-    pub async fn send_upgrade(
-        &self,
-        endpoint: SocketAddr,
-        req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let io = TokioIo::new(self.connector.connect(endpoint).await?);
-        let (mut sender, conn) = http1::handshake(io)
-            .await
-            .map_err(|e| super::upstream_error(endpoint, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(%endpoint, error = %e, "upgrade connection ended");
-            }
-        });
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| super::upstream_error(endpoint, &e))
+        Ok(Response::from_parts(response, body))
     }
 
     /// The newest idle connection that has heard nothing since it was put back (a pooled
@@ -222,9 +209,9 @@ impl H1Pool {
         None
     }
 
-    async fn connect(&self, endpoint: SocketAddr) -> Result<Box<Conn>, ProxyError> {
+    async fn connect(&self, endpoint: SocketAddr) -> Result<Box<Conn>, Error> {
         let stream = self.connector.connect(endpoint).await?;
-        let (rd, wr) = io::halves(stream);
+        let (rd, wr) = socket::halves(stream);
         Ok(Box::new(Conn {
             rd,
             wr,
@@ -253,10 +240,8 @@ impl H1Pool {
     }
 }
 
-/// A response body as an upstream sends it: read straight off an HTTP/1 instance's
-/// connection, or off an HTTP/2 stream.
-pub type ResponseBody = EitherBody<UpstreamBody, super::h2::H2Body>;
-
+/// A response body read straight off an instance's connection; the connection goes back to
+/// the pool when the body has been read to its end.
 pub struct UpstreamBody {
     conn: Option<Box<Conn>>,
     decoder: Decoder,

@@ -1,38 +1,36 @@
-//! Accepts connections and serves HTTP/1.x (weft's own [`crate::h1`]) and h2c with prior
-//! knowledge ([`crate::h2c`]) on the same port, with the limits that protect the proxy from its
-//! clients: header size, header read time. On shutdown it stops accepting, lets in-flight
-//! requests finish within the grace period, and closes idle connections.
+//! Accepts connections and serves HTTP/1.x ([`super::h1`]) and h2c with prior knowledge
+//! ([`super::h2`]) on the same port. On shutdown it stops accepting, lets in-flight requests
+//! finish within the grace period, and closes idle connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body::Body;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use weft_core::config::HttpConfig;
-use weft_metrics::tcp::ListenerMetrics;
 
-use crate::body::{ClientBody, ProxyBody};
-use crate::h1::conn::{self, Handoff, Limits};
-use crate::h1::io::Socket;
-use crate::h2c;
+use super::h1::{self, Handoff, Limits};
+use super::h2;
+use crate::body::ClientBody;
+use crate::error::BoxError;
+use crate::socket::{Socket, Stats};
 
-/// Serves `handler(peer, request)` on every connection `listener` accepts until `shutdown` turns true.
-pub async fn serve<H, F>(
+/// Serves `handler(peer, request)` on every connection `listener` accepts until `shutdown`
+/// turns true, then waits up to the grace period for the connections to finish.
+pub async fn serve<H, F, B>(
     listener: TcpListener,
-    http: HttpConfig,
-    metrics: ListenerMetrics,
+    limits: Limits,
+    stats: Stats,
     mut shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
     H: Fn(SocketAddr, Request<ClientBody>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
 {
-    let limits = Limits {
-        header_read_timeout: http.header_read_timeout,
-        max_header_bytes: http.max_header_bytes,
-    };
     // Every connection holds a receiver; the sender sees them all gone when the last ends.
     let (alive, _) = watch::channel(());
     loop {
@@ -50,17 +48,16 @@ pub async fn serve<H, F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        metrics.accepted.inc();
-        let io = Socket::new(stream, &metrics);
+        let io = Socket::new(stream, &stats);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         let alive = alive.subscribe();
         tokio::spawn(async move {
             let _alive = alive;
             if let Some(Handoff::H2(io)) =
-                conn::serve(io, peer, &limits, shutdown.clone(), &handler).await
+                h1::serve(io, peer, &limits, shutdown.clone(), &handler).await
             {
-                Box::pin(h2c::serve(
+                Box::pin(h2::serve(
                     io,
                     peer,
                     limits.max_header_bytes,
@@ -72,10 +69,10 @@ pub async fn serve<H, F>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(http.shutdown_grace, alive.closed())
+    if tokio::time::timeout(limits.shutdown_grace, alive.closed())
         .await
         .is_err()
     {
-        tracing::warn!(grace = ?http.shutdown_grace, "connections still open after the grace period");
+        tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period");
     }
 }

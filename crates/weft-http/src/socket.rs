@@ -1,39 +1,53 @@
-//! A client's socket as the listeners hold it: every byte counted in the listener's metrics,
-//! the open-connections gauge held while it lives; and the same socket with bytes already
-//! read put back in front, for the HTTP/2 server and for upgraded (WebSocket) connections.
+//! A client's socket as a listener holds it: every byte and the connection's life reported
+//! to the listener's [`ConnStats`]; and the same socket with bytes already read put back in
+//! front, for the HTTP/2 server and for upgraded (WebSocket) connections.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use weft_metrics::tcp::ListenerMetrics;
+
+/// What a listener counts of its client connections. The transport reports; whoever keeps
+/// the metrics implements it.
+pub trait ConnStats: Send + Sync + 'static {
+    /// A connection was accepted and is open.
+    fn opened(&self);
+    /// An accepted connection closed.
+    fn closed(&self);
+    fn read(&self, bytes: usize);
+    fn written(&self, bytes: usize);
+}
+
+/// Stats shared by a listener's connections.
+pub type Stats = Arc<dyn ConnStats>;
 
 pub struct Socket {
     stream: TcpStream,
-    metrics: ListenerMetrics,
+    stats: Stats,
     _open: Open,
 }
 
-/// Holds the listener's open-connections gauge up while the connection lives.
-struct Open(ListenerMetrics);
+/// Reports the connection closed when the last part of it goes.
+struct Open(Stats);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.open.dec();
+        self.0.closed();
     }
 }
 
 impl Socket {
-    pub fn new(stream: TcpStream, metrics: &ListenerMetrics) -> Self {
-        metrics.open.inc();
+    pub fn new(stream: TcpStream, stats: &Stats) -> Self {
+        stats.opened();
         Self {
             stream,
-            metrics: metrics.clone(),
-            _open: Open(metrics.clone()),
+            stats: Arc::clone(stats),
+            _open: Open(Arc::clone(stats)),
         }
     }
 
@@ -42,11 +56,11 @@ impl Socket {
         let (rd, wr) = self.stream.into_split();
         let read = ReadSide {
             rd,
-            metrics: Some(self.metrics.clone()),
+            stats: Some(Arc::clone(&self.stats)),
         };
         let write = WriteSide {
             wr,
-            metrics: Some(self.metrics),
+            stats: Some(self.stats),
             open: Some(self._open),
         };
         (read, write)
@@ -57,7 +71,7 @@ impl Socket {
         let stream = read.rd.reunite(write.wr).ok()?;
         Some(Self {
             stream,
-            metrics: write.metrics?,
+            stats: write.stats?,
             _open: write.open?,
         })
     }
@@ -66,10 +80,10 @@ impl Socket {
 /// Halves of an upstream connection, counted nowhere.
 pub fn halves(stream: TcpStream) -> (ReadSide, WriteSide) {
     let (rd, wr) = stream.into_split();
-    let read = ReadSide { rd, metrics: None };
+    let read = ReadSide { rd, stats: None };
     let write = WriteSide {
         wr,
-        metrics: None,
+        stats: None,
         open: None,
     };
     (read, write)
@@ -77,7 +91,7 @@ pub fn halves(stream: TcpStream) -> (ReadSide, WriteSide) {
 
 pub struct ReadSide {
     rd: OwnedReadHalf,
-    metrics: Option<ListenerMetrics>,
+    stats: Option<Stats>,
 }
 
 impl ReadSide {
@@ -98,8 +112,8 @@ impl ReadSide {
             cx,
             buf
         ))?;
-        if let Some(m) = &self.metrics {
-            m.read_bytes.inc_by(n as u64);
+        if let Some(s) = &self.stats {
+            s.read(n);
         }
         Poll::Ready(Ok(n))
     }
@@ -126,7 +140,7 @@ impl ReadSide {
 
 pub struct WriteSide {
     wr: OwnedWriteHalf,
-    metrics: Option<ListenerMetrics>,
+    stats: Option<Stats>,
     open: Option<Open>,
 }
 
@@ -147,8 +161,8 @@ impl WriteSide {
             match tried {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    if let Some(m) = &self.metrics {
-                        m.write_bytes.inc_by(n as u64);
+                    if let Some(s) = &self.stats {
+                        s.written(n);
                     }
                     IoSlice::advance_slices(&mut parts, n);
                 }
@@ -162,8 +176,8 @@ impl WriteSide {
     /// Writes without waiting; for the few bytes of a `100 Continue`.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
         let n = self.wr.try_write(bytes)?;
-        if let Some(m) = &self.metrics {
-            m.write_bytes.inc_by(n as u64);
+        if let Some(s) = &self.stats {
+            s.written(n);
         }
         Ok(n)
     }
@@ -183,7 +197,7 @@ impl AsyncRead for Socket {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.stream).poll_read(cx, buf);
         let n = buf.filled().len() - before;
-        self.metrics.read_bytes.inc_by(n as u64);
+        self.stats.read(n);
         res
     }
 }
@@ -196,7 +210,7 @@ impl AsyncWrite for Socket {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.stream).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
-            self.metrics.write_bytes.inc_by(n as u64);
+            self.stats.written(n);
         }
         res
     }
@@ -208,7 +222,7 @@ impl AsyncWrite for Socket {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
-            self.metrics.write_bytes.inc_by(n as u64);
+            self.stats.written(n);
         }
         res
     }

@@ -1,8 +1,6 @@
-//! The listener's HTTP/2 side (h2c with prior knowledge), on the `h2` crate directly: each
+//! One h2c connection (HTTP/2 with prior knowledge), on the `h2` crate directly: each
 //! stream's request goes to the handler in a task of its own, and its [`Answer`] sends the
-//! response back under flow control. hyper's server did this before, with work per stream
-//! the proxy does not need (about 1.4k instructions a request): connection headers looked up
-//! and removed though the proxy strips its own, a ping recorder, a body and a service layer.
+//! response back under flow control.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,16 +16,18 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
 
-use crate::body::{ClientBody, ProxyBody};
-use crate::client::h2::{keep_alive, send_body, H2Body, CONNECTION_WINDOW, STREAM_WINDOW};
-use crate::h1::io::Rewind;
+use crate::body::ClientBody;
+use crate::error::BoxError;
+use crate::h2::body::{send_body, H2Body};
+use crate::h2::{keep_alive, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::socket::Rewind;
 
 /// Streams one connection may have open at once (hyper's default, kept).
 const MAX_STREAMS: u32 = 200;
 
 /// Serves one h2c connection until the client closes it, it breaks, its PINGs go
 /// unanswered, or the proxy drains (GOAWAY, then in-flight streams finish).
-pub async fn serve<H, F>(
+pub async fn serve<H, F, B>(
     io: Rewind,
     peer: SocketAddr,
     max_header_bytes: usize,
@@ -35,7 +35,8 @@ pub async fn serve<H, F>(
     handler: H,
 ) where
     H: Fn(SocketAddr, Request<ClientBody>) -> F,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
 {
     let mut builder = h2::server::Builder::new();
     builder
@@ -71,7 +72,7 @@ pub async fn serve<H, F>(
                     // Boxed: the handler's future is a kilobyte, and the task's future is
                     // moved whole on its way into the runtime.
                     let work = Box::pin(handler(peer, Request::from_parts(parts, body)));
-                    tokio::spawn(Answer::new(work, reply));
+                    tokio::spawn(Answer::<_, B>::new(work, reply));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
@@ -108,17 +109,17 @@ pin_project! {
     /// One stream's answer: the handler's response, then its body as the peer's flow
     /// control allows. A client that resets the stream first cancels the handler (and so
     /// whatever it had sent upstream).
-    pub struct Answer<F> {
+    pub struct Answer<F, B> {
         #[pin]
         work: Option<F>,
         reply: Option<SendResponse<Bytes>>,
-        sending: Option<(ProxyBody, SendStream<Bytes>)>,
+        sending: Option<(B, SendStream<Bytes>)>,
         // Data taken from the body, waiting for send capacity; and whether it ends it.
         held: Option<(Bytes, bool)>,
     }
 }
 
-impl<F> Answer<F> {
+impl<F, B> Answer<F, B> {
     fn new(work: F, reply: SendResponse<Bytes>) -> Self {
         Self {
             work: Some(work),
@@ -129,7 +130,11 @@ impl<F> Answer<F> {
     }
 }
 
-impl<F: Future<Output = Response<ProxyBody>>> Future for Answer<F> {
+impl<F, B> Future for Answer<F, B>
+where
+    F: Future<Output = Response<B>>,
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

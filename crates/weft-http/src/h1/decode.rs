@@ -220,4 +220,78 @@ mod tests {
         let mut bad = BytesMut::from(&b"zz\r\n"[..]);
         assert!(Decoder::new(Framing::Chunked).decode(&mut bad).is_err());
     }
+
+    /// Feeds `wire` one byte at a time, as a slow peer would send it.
+    fn trickled(
+        framing: Framing,
+        wire: &[u8],
+    ) -> Result<(Vec<u8>, Option<HeaderMap>), &'static str> {
+        let mut d = Decoder::new(framing);
+        let mut buf = BytesMut::new();
+        let (mut data, mut trailers) = (Vec::new(), None);
+        let mut rest = wire.iter();
+        loop {
+            match d.decode(&mut buf)? {
+                Step::Frame(f) => match f.into_data() {
+                    Ok(b) => data.extend_from_slice(&b),
+                    Err(f) => trailers = f.into_trailers().ok(),
+                },
+                Step::End => return Ok((data, trailers)),
+                Step::More => match rest.next() {
+                    Some(b) => buf.extend_from_slice(&[*b]),
+                    None => {
+                        d.eof()?;
+                    }
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_decodes_the_same_however_it_arrives() {
+        let wire = b"4;name=value\r\nwiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nx-sum: 1\r\nx-more: 2\r\n\r\n";
+        let (data, trailers) = trickled(Framing::Chunked, wire).unwrap();
+        assert_eq!(data, b"wikipedia in\r\n\r\nchunks.");
+        let trailers = trailers.unwrap();
+        assert_eq!(trailers["x-sum"], "1");
+        assert_eq!(trailers["x-more"], "2");
+        let (whole, _, rest) = all(Framing::Chunked, wire);
+        assert_eq!(whole, data);
+        assert!(rest.is_empty());
+        // No trailers: the body ends at the empty line.
+        let (data, trailers) = trickled(Framing::Chunked, b"3\r\nabc\r\n0\r\n\r\n").unwrap();
+        assert_eq!((data.as_slice(), trailers), (&b"abc"[..], None));
+    }
+
+    #[test]
+    fn broken_chunked_framing_is_an_error_not_a_guess() {
+        let broken: [(&str, &[u8]); 7] = [
+            ("a size that is not hex", b"zz\r\n"),
+            ("a size past u64", b"fffffffffffffffffff\r\n"),
+            ("data longer than its size", b"3\r\nabcd\r\n0\r\n\r\n"),
+            ("a size line that never ends", &[b'1'; 17 * 1024]),
+            ("a malformed trailer", b"0\r\nno colon\r\n\r\n"),
+            ("a body cut short", b"5\r\nab"),
+            ("a size without data", b"5\r\n"),
+        ];
+        for (what, wire) in broken {
+            assert!(trickled(Framing::Chunked, wire).is_err(), "{what}");
+        }
+        let huge_trailers = format!("0\r\nx: {}\r\n", "a".repeat(20 * 1024));
+        assert!(trickled(Framing::Chunked, huge_trailers.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_sized_body_ends_at_its_length_and_reports_what_is_left() {
+        let mut d = Decoder::new(Framing::Length(5));
+        assert_eq!(d.size_hint().exact(), Some(5));
+        let mut buf = BytesMut::from(&b"ab"[..]);
+        assert!(matches!(d.decode(&mut buf), Ok(Step::Frame(_))));
+        assert_eq!(d.size_hint().exact(), Some(3));
+        assert!(Decoder::new(Framing::Length(0)).is_done());
+        assert_eq!(Decoder::new(Framing::Chunked).size_hint().exact(), None);
+        // Until close: everything up to the end of the stream is the body.
+        let (data, trailers) = trickled(Framing::UntilClose, b"all of it").unwrap();
+        assert_eq!((data.as_slice(), trailers), (&b"all of it"[..], None));
+    }
 }

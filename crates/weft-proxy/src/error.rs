@@ -1,23 +1,22 @@
 //! Errors the proxy answers with itself. One place maps each to a status and a `weft-error`
-//! value, so no layer invents its own mapping.
+//! value, so no layer invents its own mapping; [`crate::respond`] turns them into answers.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
-
-use crate::ServiceName;
+use weft_core::ServiceName;
 
 /// Who a failure is about: whether the client, the proxy or the upstream side caused it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Downstream,
     Proxy,
     Upstream,
 }
 
 /// The `weft-error` phrases that other code matches on, named once.
-pub mod kind {
+pub(crate) mod kind {
     pub const UNKNOWN_SERVICE: &str = "unknown service";
     pub const NO_ENDPOINTS: &str = "no endpoints";
     pub const CONNECT_REFUSED: &str = "connect refused";
@@ -39,7 +38,7 @@ pub mod kind {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("request names no service (no Host or :authority)")]
     MissingAuthority,
     #[error("unknown service {0:?}")]
@@ -81,8 +80,21 @@ pub enum ProxyError {
     },
 }
 
+impl From<weft_http::Error> for ProxyError {
+    fn from(e: weft_http::Error) -> Self {
+        use weft_http::Error as E;
+        match e {
+            E::ConnectRefused { endpoint } => Self::ConnectRefused { endpoint },
+            E::ConnectTimeout { endpoint, timeout } => Self::ConnectTimeout { endpoint, timeout },
+            E::ConnectFailed { endpoint, cause } => Self::ConnectFailed { endpoint, cause },
+            E::Reset { endpoint, cause } => Self::UpstreamReset { endpoint, cause },
+            E::BodyFailed => Self::ClientAborted,
+        }
+    }
+}
+
 impl ProxyError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::MissingAuthority | Self::BadRequest(_) | Self::ClientAborted => {
                 StatusCode::BAD_REQUEST
@@ -104,7 +116,7 @@ impl ProxyError {
 
     /// The `weft-error` header value: a short, fixed phrase (never client input),
     /// also used as the metrics `error` label, so it stays a bounded set.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::MissingAuthority => "missing authority",
             Self::UnknownService(_) => kind::UNKNOWN_SERVICE,
@@ -124,7 +136,7 @@ impl ProxyError {
         }
     }
 
-    pub fn side(&self) -> Side {
+    pub(crate) fn side(&self) -> Side {
         match self {
             Self::MissingAuthority
             | Self::BadRequest(_)
@@ -141,7 +153,7 @@ impl ProxyError {
     }
 
     /// The one-line body: the cause, with client-supplied names made printable and short.
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         let mut line: String = self
             .to_string()
             .chars()

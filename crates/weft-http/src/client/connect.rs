@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::error::Error;
 use tokio::net::TcpStream;
-use weft_core::ProxyError;
 
 #[derive(Clone, Debug)]
 pub struct Connector {
@@ -13,19 +13,19 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub async fn connect(&self, endpoint: SocketAddr) -> Result<TcpStream, ProxyError> {
+    pub async fn connect(&self, endpoint: SocketAddr) -> Result<TcpStream, Error> {
         let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(endpoint)).await {
             Err(_) => {
-                return Err(ProxyError::ConnectTimeout {
+                return Err(Error::ConnectTimeout {
                     endpoint,
                     timeout: self.timeout,
                 })
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(ProxyError::ConnectRefused { endpoint })
+                return Err(Error::ConnectRefused { endpoint })
             }
             Ok(Err(e)) => {
-                return Err(ProxyError::ConnectFailed {
+                return Err(Error::ConnectFailed {
                     endpoint,
                     cause: e.to_string(),
                 })

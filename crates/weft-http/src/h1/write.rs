@@ -12,8 +12,8 @@ use http::HeaderMap;
 use http_body::Body;
 
 use super::head::BodyFraming;
-use super::io::WriteSide;
-use crate::body::BoxError;
+use crate::error::BoxError;
+use crate::socket::WriteSide;
 
 /// Body frames up to this size are copied beside their head or chunk line: one write.
 const COALESCE: usize = 16 * 1024;
@@ -114,5 +114,107 @@ where
 fn encode_trailers(trailers: &HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in trailers {
         super::head::write_header(out, name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::Context;
+
+    use http_body::{Frame, SizeHint};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::socket;
+
+    /// A body of the frames given, each ready at once.
+    struct Frames(VecDeque<Frame<Bytes>>, Option<u64>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.1.map(SizeHint::with_exact).unwrap_or_default()
+        }
+    }
+
+    /// What a peer reads when `body` is written after `head` with `framing` on a real socket.
+    async fn on_the_wire(head: &str, mut body: Frames, framing: BodyFraming) -> (bool, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let (_rd, mut wr) = socket::halves(ours);
+        let whole = super::body(&wr, &mut body, framing, head.as_bytes().to_vec()).await;
+        wr.shutdown().await;
+        let mut peer = peer;
+        let mut got = String::new();
+        peer.read_to_string(&mut got).await.unwrap();
+        (whole, got)
+    }
+
+    fn frames(frames: Vec<Frame<Bytes>>, exact: Option<u64>) -> Frames {
+        Frames(frames.into(), exact)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_goes_out_with_its_trailers() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let body = frames(
+            vec![
+                Frame::data(Bytes::from_static(b"hello")),
+                Frame::data(Bytes::from_static(b" world")),
+                Frame::trailers(trailers),
+            ],
+            None,
+        );
+        let (whole, got) = on_the_wire("HEAD\r\n\r\n", body, BodyFraming::Chunked).await;
+        assert!(whole);
+        assert_eq!(
+            got,
+            "HEAD\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sized_body_is_cut_at_its_length_and_a_short_one_is_not_whole() {
+        let body = frames(vec![Frame::data(Bytes::from_static(b"abcdef"))], Some(6));
+        let (whole, got) = on_the_wire("H\r\n\r\n", body, BodyFraming::Length(3)).await;
+        assert!(whole);
+        assert_eq!(got, "H\r\n\r\nabc");
+        let body = frames(vec![Frame::data(Bytes::from_static(b"ab"))], None);
+        let (whole, got) = on_the_wire("H\r\n\r\n", body, BodyFraming::Length(3)).await;
+        assert!(!whole, "a body that ended short must close the connection");
+        assert_eq!(got, "H\r\n\r\nab");
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_goes_beside_its_chunk_line_not_copied() {
+        let big = Bytes::from(vec![b'x'; COALESCE + 1]);
+        let body = frames(vec![Frame::data(big)], None);
+        let (whole, got) = on_the_wire("H\r\n\r\n", body, BodyFraming::Chunked).await;
+        assert!(whole);
+        let expected = format!(
+            "H\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            COALESCE + 1,
+            "x".repeat(COALESCE + 1)
+        );
+        assert_eq!(got, expected);
     }
 }

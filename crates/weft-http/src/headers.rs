@@ -1,11 +1,8 @@
-//! Header rules at the proxy's edges: what is hop-by-hop, where the authority comes from,
+//! Header rules at a proxy's edges: what is hop-by-hop, where the authority comes from,
 //! and which request shapes are refused before anything is forwarded.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri, Version};
-use weft_core::headers::{
-    ENDPOINT_PARAM, WEFT_CTX_DEADLINE, WEFT_CTX_TIMEOUT, WEFT_DST_SERVICE, WEFT_ORIG_PROTO,
-};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the ones
 /// proxies conventionally consume.
@@ -86,48 +83,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if expect {
         headers.remove(header::EXPECT);
     }
-}
-
-/// Removes the mesh's own request headers: routing headers a client must not be able to set
-/// on the mesh's behalf, and the deadline's, which each hop has read and writes afresh.
-pub fn strip_mesh_headers(headers: &mut HeaderMap) {
-    // One pass says which are here (apps send none, a peer two or three): a removal costs a
-    // hashed lookup each.
-    let mut present = [false; 4];
-    for name in headers.keys() {
-        let name = name.as_str();
-        // Compared as strings: a length differs first, where `HeaderName`s call memcmp.
-        if name.starts_with("weft-") {
-            if let Some(i) = MESH.iter().position(|m| m.as_str() == name) {
-                present[i] = true;
-            }
-        }
-    }
-    for (name, _) in MESH.iter().zip(present).filter(|(_, here)| *here) {
-        headers.remove(name);
-    }
-}
-
-static MESH: [HeaderName; 4] = [
-    WEFT_DST_SERVICE,
-    WEFT_ORIG_PROTO,
-    WEFT_CTX_DEADLINE,
-    WEFT_CTX_TIMEOUT,
-];
-
-/// The service a `weft-dst-service` value names, and the endpoint when the peer chose one;
-/// `None` when it is malformed.
-pub fn dst_service(value: &str) -> Option<(&str, Option<&str>)> {
-    // Byte searches and ASCII trims: `split_once` and `trim` set up for any pattern and
-    // any Unicode space, which cost more than these few bytes.
-    let Some(semi) = value.bytes().position(|b| b == b';') else {
-        return Some((value.trim_ascii(), None));
-    };
-    let (service, param) = (&value[..semi], &value[semi + 1..]);
-    let eq = param.bytes().position(|b| b == b'=')?;
-    let (name, endpoint) = (&param[..eq], &param[eq + 1..]);
-    (name.trim_ascii() == ENDPOINT_PARAM)
-        .then_some((service.trim_ascii(), Some(endpoint.trim_ascii())))
 }
 
 /// A WebSocket (or other) upgrade request: HTTP/1.1 with `Connection: upgrade`.
@@ -221,21 +176,6 @@ mod tests {
             assert!(!h.contains_key(name), "{name} survived");
             assert!(h.contains_key("x-kept"), "{name}: took x-kept with it");
         }
-    }
-
-    #[test]
-    fn a_route_names_a_service_and_perhaps_an_endpoint() {
-        assert_eq!(dst_service("world"), Some(("world", None)));
-        assert_eq!(
-            dst_service("world;endpoint=127.0.0.2:80"),
-            Some(("world", Some("127.0.0.2:80")))
-        );
-        assert_eq!(
-            dst_service("world; endpoint = 127.0.0.2:80"),
-            Some(("world", Some("127.0.0.2:80")))
-        );
-        assert_eq!(dst_service("world;node=a"), None);
-        assert_eq!(dst_service("world;endpoint"), None);
     }
 
     #[test]

@@ -12,17 +12,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, Sleep};
 
-use super::body::RecvBody;
-use super::head::{self, Framing, Head};
-use super::io::{ReadSide, Rewind, Socket, WriteSide};
-use super::{spare, write, OnUpgrade};
+use super::recv::RecvBody;
+use super::spare;
+use super::upgrade::OnUpgrade;
 use crate::body::ClientBody;
+use crate::error::BoxError;
+use crate::h1::head::Framing;
+use crate::h1::request::{self, RequestHead};
+use crate::h1::response;
+use crate::h1::write;
+use crate::socket::{ReadSide, Rewind, Socket, WriteSide};
 
 /// First read buffer of a request; grows up to the head limit.
 const HEAD_BUF: usize = 4096;
@@ -30,10 +35,16 @@ const HEAD_BUF: usize = 4096;
 /// is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// What protects a listener from its clients.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Time a client has to send a request head, from the connection's start or the end
+    /// of its previous response.
     pub header_read_timeout: Duration,
+    /// Largest request head accepted (HTTP/2: the header list).
     pub max_header_bytes: usize,
+    /// How long a drain waits for in-flight requests before it gives up on them.
+    pub shutdown_grace: Duration,
 }
 
 /// How the connection ended, when it is not simply closed.
@@ -43,7 +54,7 @@ pub enum Handoff {
 }
 
 /// Serves requests on `io` until either side ends the connection or `shutdown` turns true.
-pub async fn serve<H, F>(
+pub async fn serve<H, F, B>(
     io: Socket,
     peer: SocketAddr,
     limits: &Limits,
@@ -52,7 +63,8 @@ pub async fn serve<H, F>(
 ) -> Option<Handoff>
 where
     H: Fn(SocketAddr, Request<ClientBody>) -> F,
-    F: Future<Output = Response<crate::body::ProxyBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
     let (rd, wr) = io.split();
     let mut rd = Some(rd);
@@ -60,12 +72,12 @@ where
     let mut buf = BytesMut::new();
     let mut first = true;
     // One header-read timer for the connection, moved later for each request: pushing a
-    // registered timer back is one atomic store, a new timer per request was a timer-wheel
-    // insertion and removal.
+    // registered timer back is one atomic store, where a timer per request would be a
+    // timer-wheel insertion and removal.
     let timer = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(timer);
-    // One wait for the drain for the connection's life: made afresh for each request, it
-    // joined and left the watch's waiter list every time.
+    // One wait for the drain for the connection's life: one made per request would join and
+    // leave the watch's waiter list every time.
     let mut stop_rx = shutdown.clone();
     let stop = stop_rx.wait_for(|stop| *stop);
     tokio::pin!(stop);
@@ -92,7 +104,7 @@ where
                 return Some(Handoff::H2(Rewind::new(buf, io)));
             }
             Read::Refused(r) => {
-                let answer = head::refusal(r);
+                let answer = request::refusal(r);
                 let _ = wr.write_all(&mut [IoSlice::new(&answer)]).await;
                 close(rd, wr).await;
                 return None;
@@ -100,7 +112,7 @@ where
             Read::Closed => return None,
         };
         first = false;
-        let Head {
+        let RequestHead {
             request,
             framing,
             mut keep_alive,
@@ -162,8 +174,7 @@ where
         let switching = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         let mut out = Vec::with_capacity(256);
         let exact = rsp.body().size_hint().exact();
-        let framing =
-            head::encode_response(&rsp, exact, &method, version, &mut keep_alive, &mut out);
+        let framing = response::encode(&rsp, exact, &method, version, &mut keep_alive, &mut out);
         if switching {
             if let Some(tx) = switch.take() {
                 if wr.write_all(&mut [IoSlice::new(&out)]).await.is_err() {
@@ -203,9 +214,9 @@ where
 // Moved once per request; boxing the head would cost an allocation instead.
 #[allow(clippy::large_enum_variant)]
 enum Read {
-    Head(Head),
+    Head(RequestHead),
     H2,
-    Refused(head::Refusal),
+    Refused(request::Refusal),
     Closed,
 }
 
@@ -219,12 +230,12 @@ async fn read_head<S: Future>(
 ) -> Read {
     loop {
         if !buf.is_empty() {
-            if first && head::is_h2_preface_start(buf) {
-                if buf.len() >= head::H2_PREFACE.len() {
+            if first && request::is_h2_preface_start(buf) {
+                if buf.len() >= request::H2_PREFACE.len() {
                     return Read::H2;
                 }
             } else {
-                match head::parse(buf, limits.max_header_bytes) {
+                match request::parse(buf, limits.max_header_bytes) {
                     Ok(Some(h)) => return Read::Head(h),
                     Ok(None) => {}
                     Err(r) => return Read::Refused(r),

@@ -1,0 +1,59 @@
+//! The bodies that cross the transport's edges, each read off an HTTP/1 connection or an
+//! HTTP/2 stream: a client's request ([`ClientBody`]) and an upstream's response
+//! ([`ResponseBody`]).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::client::h1::UpstreamBody;
+use crate::error::BoxError;
+use crate::h2::body::H2Body;
+use crate::server::recv::RecvBody;
+
+/// A body read off an HTTP/1 connection, or off an HTTP/2 stream.
+pub enum EitherBody<A, B> {
+    H1(A),
+    H2(B),
+}
+
+/// A request body as the client sends it.
+pub type ClientBody = EitherBody<RecvBody, H2Body>;
+
+/// A response body as an upstream sends it.
+pub type ResponseBody = EitherBody<UpstreamBody, H2Body>;
+
+impl<A, B> Body for EitherBody<A, B>
+where
+    A: Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::H1(b) => Pin::new(b).poll_frame(cx),
+            Self::H2(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::H1(b) => b.is_end_stream(),
+            Self::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::H1(b) => b.size_hint(),
+            Self::H2(b) => b.size_hint(),
+        }
+    }
+}

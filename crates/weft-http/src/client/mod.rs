@@ -1,0 +1,19 @@
+//! Upstream connections. HTTP/1.1 goes through a lean per-endpoint pool; HTTP/2 shares one
+//! multiplexed connection per address (the proxy-to-proxy hop and h2 instances alike); an
+//! upgrade (WebSocket) gets a connection of its own.
+//!
+//! - `connect`: TCP connect with a timeout and errors that name the endpoint (TLS slot).
+//! - `h1`: the HTTP/1.1 pool, and the response body read off a pooled connection.
+//! - `h2`: shared HTTP/2 connections.
+//! - [`upgrade`]: one-off connections for upgrades, spliced to the client's once both switch.
+//! - `reap`: closes a pool's idle connections now and then.
+
+pub(crate) mod connect;
+pub(crate) mod h1;
+pub(crate) mod h2;
+pub(crate) mod reap;
+pub mod upgrade;
+
+pub use connect::Connector;
+pub use h1::{H1Pool, UpstreamBody};
+pub use h2::H2Pool;

@@ -1,0 +1,78 @@
+//! One request's state from the moment its service is known: each part set once by the step
+//! that learns it, and read by the steps that enforce it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Response;
+use weft_http::server::OnUpgrade;
+
+use crate::balancer::EndpointState;
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::record;
+use crate::resilience::deadline::Deadline;
+use crate::resilience::policy::Compiled;
+use crate::respond::error_response;
+use crate::services::Service;
+
+pub(crate) struct Ctx {
+    /// When the request was received: latency and the deadline count from here.
+    pub start: Instant,
+    pub service: Arc<Service>,
+    /// The service's policy as it stood when the request arrived.
+    pub policy: Arc<Compiled>,
+    /// What the client addressed (`world`, `world.default:7778`); the request carries it
+    /// onward in whatever form the next hop's protocol wants.
+    pub authority: String,
+    /// The tighter of the caller's deadline and the policy's total timeout.
+    pub deadline: Option<Deadline>,
+    /// The client's side of an upgrade, when the request asks for one.
+    pub upgrade: Option<OnUpgrade>,
+    /// Endpoints earlier attempts went to, which a retry avoids.
+    pub tried: Vec<SocketAddr>,
+    /// Attempts made beyond the first.
+    pub retries: u32,
+    /// Where the latest attempt went: the client's view is recorded there.
+    pub endpoint: Option<Arc<EndpointState>>,
+}
+
+impl Ctx {
+    pub(crate) fn new(
+        start: Instant,
+        service: Arc<Service>,
+        policy: Arc<Compiled>,
+        authority: String,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        Self {
+            start,
+            service,
+            policy,
+            authority,
+            deadline,
+            upgrade: None,
+            tried: Vec::new(),
+            retries: 0,
+            endpoint: None,
+        }
+    }
+
+    /// Whether the deadline passed before the request could be sent anywhere.
+    pub(crate) fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| d.expired(self.start))
+    }
+
+    /// Answers with `err`, counted on the endpoint tried last, or on the service when none
+    /// was picked.
+    pub(crate) fn fail(&self, err: ProxyError) -> Response<ProxyBody> {
+        tracing::debug!(error = %err, service = %self.service.name, "request failed");
+        let route = self
+            .endpoint
+            .as_ref()
+            .map_or(&self.service.metrics, |e| &e.metrics);
+        record::failed(route, self.start, &err);
+        error_response(&err)
+    }
+}

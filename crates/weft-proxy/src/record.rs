@@ -1,0 +1,125 @@
+//! What the proxy records of each request, in one place: an attempt's outcome (into its
+//! endpoint's latency estimate, failure accrual and attempt count), and the client's view
+//! once per request (request, latency to the response headers, and the response when its
+//! body ends).
+
+use std::time::Instant;
+
+use http::{HeaderMap, StatusCode};
+use weft_core::headers::GRPC_STATUS;
+use weft_core::policy::Policy;
+use weft_metrics::{Classification, RouteMetrics};
+
+use crate::balancer::{EndpointState, LoadGuard};
+use crate::error::{ProxyError, Side};
+
+/// Success is a status below 500 and, for gRPC, `grpc-status` 0 or absent.
+pub(crate) fn classify(status: StatusCode, headers: &HeaderMap) -> Classification {
+    if status.is_server_error() || grpc_failed(headers) {
+        Classification::Failure
+    } else {
+        Classification::Success
+    }
+}
+
+fn grpc_failed(headers: &HeaderMap) -> bool {
+    headers
+        .get(GRPC_STATUS)
+        .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// An attempt's outcome as the balancer and failure accrual learn it: its latency from
+/// `sent_at` to `now`, and whether it succeeded. A failure the client caused says nothing
+/// of the endpoint and is not held against it.
+pub(crate) fn attempt(
+    endpoint: &EndpointState,
+    outcome: Result<(StatusCode, &HeaderMap), &ProxyError>,
+    sent_at: Instant,
+    now: Instant,
+    policy: &Policy,
+) -> Classification {
+    endpoint
+        .ewma
+        .observe(now - sent_at, now, policy.balancer.decay);
+    let class = match outcome {
+        Ok((status, headers)) => classify(status, headers),
+        Err(_) => Classification::Failure,
+    };
+    let clients_fault = matches!(outcome, Err(e) if e.side() == Side::Downstream);
+    if !clients_fault {
+        endpoint
+            .accrual
+            .record(class == Classification::Success, now, &policy.accrual);
+    }
+    endpoint.metrics.attempt(class);
+    class
+}
+
+/// An attempt counted, for a side that does not balance by its outcomes (the inbound, which
+/// delivers where the peer chose).
+pub(crate) fn attempt_counted(
+    endpoint: &EndpointState,
+    outcome: Result<(StatusCode, &HeaderMap), &ProxyError>,
+) -> Classification {
+    let class = match outcome {
+        Ok((status, headers)) => classify(status, headers),
+        Err(_) => Classification::Failure,
+    };
+    endpoint.metrics.attempt(class);
+    class
+}
+
+/// A request the proxy answered itself with `err`: counted whole, on `route`.
+pub(crate) fn failed(route: &RouteMetrics, start: Instant, err: &ProxyError) {
+    route.request();
+    route.latency(start.elapsed());
+    route.response(err.status().as_u16(), Classification::Failure, err.kind());
+}
+
+/// A response from `endpoint` whose headers arrived at `answered`: the request and its
+/// latency are counted now, the response when its body ends ([`Completion`]).
+pub(crate) fn answered(
+    endpoint: &EndpointState,
+    start: Instant,
+    answered: Instant,
+    status: StatusCode,
+    class: Classification,
+    load: LoadGuard,
+) -> Completion {
+    endpoint.metrics.request();
+    endpoint.metrics.latency(answered - start);
+    Completion {
+        route: endpoint.metrics.clone(),
+        status: status.as_u16(),
+        class,
+        error: "",
+        _load: load,
+    }
+}
+
+/// What to record when a streamed response ends; the endpoint's load is held until then.
+pub(crate) struct Completion {
+    route: RouteMetrics,
+    status: u16,
+    class: Classification,
+    error: &'static str,
+    _load: LoadGuard,
+}
+
+impl Completion {
+    /// The upstream broke off the body: whatever its status said, the client did not get it.
+    pub(crate) fn broken(&mut self) {
+        self.class = Classification::Failure;
+        self.error = "upstream reset";
+    }
+
+    /// The response has ended (with its trailers, when it had any): recorded once.
+    pub(crate) fn finish(self, trailers: Option<&HeaderMap>) {
+        let class = if trailers.is_some_and(grpc_failed) {
+            Classification::Failure
+        } else {
+            self.class
+        };
+        self.route.response(self.status, class, self.error);
+    }
+}

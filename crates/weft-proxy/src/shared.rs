@@ -1,0 +1,26 @@
+//! What every request's handler shares: built once when the proxy starts, never per request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use weft_core::config::ProxyConfig;
+use weft_core::NameRules;
+
+use crate::balancer::Balance;
+use crate::delivery::Upstreams;
+use crate::resilience::policy::Table as PolicyTable;
+use crate::services::Services;
+
+pub(crate) struct Shared {
+    pub config: ProxyConfig,
+    pub names: NameRules,
+    pub outbound: Arc<Services>,
+    pub inbound: Arc<Services>,
+    pub balancer: Box<dyn Balance>,
+    pub upstreams: Upstreams,
+    /// This node's inbound address as peers know it; marks which endpoints are local.
+    pub advertise: SocketAddr,
+    /// Per-service resilience, swapped whole when the config file changes.
+    pub policies: Arc<ArcSwap<PolicyTable>>,
+}
