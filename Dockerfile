@@ -4,7 +4,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --profile dist --locked -p weft \
+RUN cargo build --profile dist --locked -p weft -p weft-proxy \
     && cp target/dist/weft target/dist/weft-proxy /
 
 # distroless/cc: glibc and libgcc only; runs as uid 65532 like the manifests ask.

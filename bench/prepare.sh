@@ -13,5 +13,5 @@ prepare() {
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  cargo build --profile dist --quiet -p weft --bin weft-proxy
+  cargo build --profile dist --quiet -p weft-proxy --bin weft-proxy
 }

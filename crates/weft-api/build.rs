@@ -1,4 +1,5 @@
-//! Compiles proto/ with protox (pure Rust), so no machine needs `protoc`.
+//! Compiles proto/ with protox (pure Rust), so no machine needs `protoc`. Server code only
+//! with the `server` feature.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
@@ -7,7 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile([file], [root])?;
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(true)
+        .build_server(std::env::var_os("CARGO_FEATURE_SERVER").is_some())
         .compile_fds(fds)?;
     Ok(())
 }

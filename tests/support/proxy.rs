@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 use crate::client;
 use crate::process::spawn_until;
 
-/// The `weft` binary built beside this test (`cargo build -p weft` first), or `$WEFT_BIN`.
+/// The `weft` binary built beside this test (`cargo build --release` first), or `$WEFT_BIN`.
 pub fn weft_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("WEFT_BIN") {
         return p.into();
@@ -21,7 +21,7 @@ pub fn weft_bin() -> PathBuf {
     let bin = dir.join("weft");
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p weft` first",
+        "{} is missing: run `cargo build --release` first",
         bin.display()
     );
     bin

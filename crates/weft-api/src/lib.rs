@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use weft_core::{Endpoint, Protocol};
 
 pub use destination::destination_client::DestinationClient;
+#[cfg(feature = "server")]
 pub use destination::destination_server::{Destination, DestinationServer};
 pub use destination::{update::Kind, GetDestination, Update};
 

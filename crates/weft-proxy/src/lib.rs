@@ -20,12 +20,14 @@
 //! - [`reload`]: reloads resilience policy when the config file changes.
 //! - [`shared`]: what every handler shares, built once.
 //! - [`proxy`]: wires it all together and runs until drained.
+//! - [`cli`]: the command line `weft proxy` and `weft-proxy` share, and their one entry point.
 #![forbid(unsafe_code)]
 
 pub(crate) mod admin;
 pub(crate) mod attempts;
 pub(crate) mod balancer;
 pub(crate) mod body;
+pub mod cli;
 pub(crate) mod context;
 pub(crate) mod delivery;
 pub(crate) mod error;

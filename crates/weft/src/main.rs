@@ -10,7 +10,12 @@ mod stat_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weft_cli::proxy;
+use weft_proxy::cli as proxy;
+
+// The proxy's allocator, for every subcommand: `weft proxy` (which most end-to-end tests
+// run) is then the same program as the `weft-proxy` that ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// weft: a service mesh. Top-line metrics, resilience and routing for every HTTP call.
 #[derive(Parser)]
@@ -43,11 +48,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    weft_cli::init_logging();
+    proxy::init_logging();
     let result = match cli.command {
         // Exits 1 for problems it found in the cluster, which are not errors of its own.
         Command::Check(args) => return exit(check_cmd::run(args)),
-        Command::Proxy(args) => proxy::run(args),
+        Command::Proxy(args) => proxy::run(args).map_err(anyhow::Error::from),
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
         Command::Dashboard(args) => demo_cmd::dashboard(args),

@@ -1,14 +1,15 @@
-//! `weft-proxy`: the node proxy alone, as the DaemonSet runs it. Same flags and variables as
-//! `weft proxy`; none of the other subcommands' code is linked in.
+//! `weft-proxy`: the node proxy alone, as the DaemonSet runs it. The same flags, variables
+//! and entry point as `weft proxy`; none of the other subcommands' code is linked in.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use weft_proxy::cli;
 
 // Per request the proxy allocates and frees buffers and futures larger than glibc's
-// per-thread cache holds; mimalloc serves those from thread-local pages. Transparent huge
-// pages stay off (`no_thp`): with them an idle proxy's heap grows by megabytes.
+// per-thread cache holds; mimalloc serves those from thread-local pages. `weft` sets the
+// same allocator, so what the tests run is what ships.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -17,16 +18,16 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "weft-proxy", version)]
 struct Cli {
     #[command(flatten)]
-    args: weft_cli::proxy::ProxyArgs,
+    args: cli::ProxyArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    weft_cli::init_logging();
-    match weft_cli::proxy::run(cli.args) {
+    cli::init_logging();
+    match cli::run(cli.args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("weft-proxy: {e:#}");
+            eprintln!("weft-proxy: {e}");
             ExitCode::FAILURE
         }
     }
