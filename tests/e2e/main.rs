@@ -3,6 +3,7 @@
 
 mod check;
 mod dashboard;
+mod deadlines;
 mod demo;
 mod errors;
 mod grpc;

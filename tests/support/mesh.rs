@@ -18,6 +18,8 @@ pub struct Mesh {
     pub a: WeftProxy,
     pub b: WeftProxy,
     pub world: Backend,
+    /// The folder of the config file the proxies read, when they were given one.
+    config: Option<TempDir>,
 }
 
 impl Mesh {
@@ -41,10 +43,38 @@ impl Mesh {
             a,
             b,
             world,
+            config: None,
         };
         mesh.publish(&[("world", vec![mesh.on_b(mesh.world.addr)])])
             .await;
         mesh
+    }
+
+    /// A mesh whose proxies read `config`, kept in the mesh's folder as `proxy.toml`.
+    pub async fn with_config(config: &str) -> Self {
+        let dir = TempDir::new("mesh-config");
+        let cfg = dir.path("proxy.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut mesh = Self::start_with(&["--config", cfg.to_str().unwrap()]).await;
+        mesh.config = Some(dir);
+        mesh
+    }
+
+    /// The config file the proxies read, from [`Mesh::with_config`].
+    pub fn config_file(&self) -> PathBuf {
+        let dir = self.config.as_ref().expect("a mesh started with a config");
+        dir.path("proxy.toml")
+    }
+
+    /// `n` new instances of `world` on node B, published in place of the ones it had.
+    pub async fn worlds(&self, n: usize) -> Vec<Backend> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(Backend::start(NODE_B).await);
+        }
+        let eps = v.iter().map(|b| self.on_b(b.addr)).collect();
+        self.publish(&[("world", eps)]).await;
+        v
     }
 
     /// An HTTP/1.1 instance on node B.
