@@ -1,11 +1,12 @@
 //! Errors the proxy answers with itself. One place maps each to a status and a `weft-error`
-//! value, so no layer invents its own mapping; [`crate::respond`] turns them into answers.
+//! value, so no layer invents its own mapping; `respond` turns them into answers.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
 use weft_core::ServiceName;
+use weft_http::Error as Upstream;
 
 /// Who a failure is about: whether the client, the proxy or the upstream side caused it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,17 +48,10 @@ pub(crate) enum ProxyError {
     DiscoveryUnavailable { service: ServiceName },
     #[error("service {service} has no endpoints")]
     NoEndpoints { service: ServiceName },
-    #[error("connection refused by {endpoint}")]
-    ConnectRefused { endpoint: SocketAddr },
-    #[error("connect to {endpoint} timed out after {timeout:?}")]
-    ConnectTimeout {
-        endpoint: SocketAddr,
-        timeout: Duration,
-    },
-    #[error("connect to {endpoint} failed: {cause}")]
-    ConnectFailed { endpoint: SocketAddr, cause: String },
-    #[error("upstream {endpoint} reset the request: {cause}")]
-    UpstreamReset { endpoint: SocketAddr, cause: String },
+    /// The transport could not connect, or the exchange broke (never the client's body:
+    /// that is [`ProxyError::ClientAborted`]).
+    #[error(transparent)]
+    Upstream(Upstream),
     #[error("endpoint {endpoint} of {service} is not on this node")]
     NotLocal {
         service: ServiceName,
@@ -80,15 +74,11 @@ pub(crate) enum ProxyError {
     },
 }
 
-impl From<weft_http::Error> for ProxyError {
-    fn from(e: weft_http::Error) -> Self {
-        use weft_http::Error as E;
+impl From<Upstream> for ProxyError {
+    fn from(e: Upstream) -> Self {
         match e {
-            E::ConnectRefused { endpoint } => Self::ConnectRefused { endpoint },
-            E::ConnectTimeout { endpoint, timeout } => Self::ConnectTimeout { endpoint, timeout },
-            E::ConnectFailed { endpoint, cause } => Self::ConnectFailed { endpoint, cause },
-            E::Reset { endpoint, cause } => Self::UpstreamReset { endpoint, cause },
-            E::BodyFailed => Self::ClientAborted,
+            Upstream::BodyFailed => Self::ClientAborted,
+            e => Self::Upstream(e),
         }
     }
 }
@@ -100,17 +90,15 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             Self::NotLocal { .. } => StatusCode::FORBIDDEN,
-            Self::UnknownService(_)
-            | Self::ConnectRefused { .. }
-            | Self::ConnectFailed { .. }
-            | Self::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
+            Self::Upstream(Upstream::BodyFailed) => StatusCode::BAD_REQUEST,
+            Self::Upstream(Upstream::ConnectTimeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            Self::UnknownService(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::NoEndpoints { .. }
             | Self::CircuitOpen { .. }
             | Self::DiscoveryUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ConnectTimeout { .. }
-            | Self::DeadlineExceeded
-            | Self::Timeout { .. }
-            | Self::AttemptTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::DeadlineExceeded | Self::Timeout { .. } | Self::AttemptTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 
@@ -122,10 +110,11 @@ impl ProxyError {
             Self::UnknownService(_) => kind::UNKNOWN_SERVICE,
             Self::NoEndpoints { .. } => kind::NO_ENDPOINTS,
             Self::DiscoveryUnavailable { .. } => kind::DISCOVERY_UNAVAILABLE,
-            Self::ConnectRefused { .. } => kind::CONNECT_REFUSED,
-            Self::ConnectTimeout { .. } => kind::CONNECT_TIMEOUT,
-            Self::ConnectFailed { .. } => kind::CONNECT_FAILED,
-            Self::UpstreamReset { .. } => "upstream reset",
+            Self::Upstream(Upstream::ConnectRefused { .. }) => kind::CONNECT_REFUSED,
+            Self::Upstream(Upstream::ConnectTimeout { .. }) => kind::CONNECT_TIMEOUT,
+            Self::Upstream(Upstream::ConnectFailed { .. }) => kind::CONNECT_FAILED,
+            Self::Upstream(Upstream::Reset { .. }) => "upstream reset",
+            Self::Upstream(Upstream::BodyFailed) => "client aborted",
             Self::NotLocal { .. } => kind::NOT_LOCAL,
             Self::BadRequest(_) => "bad request",
             Self::CircuitOpen { .. } => "circuit open",
@@ -141,7 +130,8 @@ impl ProxyError {
             Self::MissingAuthority
             | Self::BadRequest(_)
             | Self::NotLocal { .. }
-            | Self::ClientAborted => Side::Downstream,
+            | Self::ClientAborted
+            | Self::Upstream(Upstream::BodyFailed) => Side::Downstream,
             Self::UnknownService(_)
             | Self::NoEndpoints { .. }
             | Self::DiscoveryUnavailable { .. }
@@ -176,5 +166,40 @@ mod tests {
         let body = e.body();
         assert_eq!(body.matches('\n').count(), 1);
         assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_transport_failure_is_answered_by_what_went_wrong() {
+        let endpoint = SocketAddr::from(([127, 0, 0, 1], 1));
+        let cases = [
+            (
+                Upstream::ConnectRefused { endpoint },
+                502,
+                "connect refused",
+            ),
+            (
+                Upstream::ConnectTimeout {
+                    endpoint,
+                    timeout: Duration::from_secs(1),
+                },
+                504,
+                "connect timeout",
+            ),
+            (
+                Upstream::Reset {
+                    endpoint,
+                    cause: "eof".into(),
+                },
+                502,
+                "upstream reset",
+            ),
+            // The client's own body failing is the client's doing, not the endpoint's.
+            (Upstream::BodyFailed, 400, "client aborted"),
+        ];
+        for (upstream, status, kind) in cases {
+            let e = ProxyError::from(upstream);
+            assert_eq!((e.status().as_u16(), e.kind()), (status, kind), "{e}");
+            assert_eq!(e.side() == Side::Downstream, status == 400, "{e}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use weft_http::Error as Upstream;
+
 use crate::error::{kind, ProxyError};
 use http::{HeaderMap, Method, StatusCode};
 use weft_core::policy::{parse_status_pattern, Policies, Policy};
@@ -73,10 +75,12 @@ impl Compiled {
     /// broke on a method that may be sent twice.
     pub(crate) fn retryable_error(&self, method: &Method, err: &ProxyError) -> bool {
         match err {
-            ProxyError::ConnectRefused { .. }
-            | ProxyError::ConnectTimeout { .. }
-            | ProxyError::ConnectFailed { .. } => true,
-            ProxyError::UpstreamReset { .. } | ProxyError::AttemptTimeout { .. } => {
+            ProxyError::Upstream(
+                Upstream::ConnectRefused { .. }
+                | Upstream::ConnectTimeout { .. }
+                | Upstream::ConnectFailed { .. },
+            ) => true,
+            ProxyError::Upstream(Upstream::Reset { .. }) | ProxyError::AttemptTimeout { .. } => {
                 self.methods.contains(method)
             }
             _ => false,

@@ -64,6 +64,7 @@ mod tests {
 
     use http::HeaderValue;
     use weft_core::policy::Policy;
+    use weft_http::Error as Upstream;
 
     use super::*;
 
@@ -87,7 +88,7 @@ mod tests {
 
     #[test]
     fn a_request_that_never_left_is_retried_whatever_its_method() {
-        let refused = ProxyError::ConnectRefused { endpoint: ENDPOINT };
+        let refused = ProxyError::Upstream(Upstream::ConnectRefused { endpoint: ENDPOINT });
         let p = policy(2);
         for method in [Method::GET, Method::POST, Method::PATCH] {
             assert!(worth_retrying(
@@ -101,10 +102,10 @@ mod tests {
 
     #[test]
     fn a_broken_exchange_is_retried_only_for_methods_that_may_be_sent_twice() {
-        let reset = ProxyError::UpstreamReset {
+        let reset = ProxyError::Upstream(Upstream::Reset {
             endpoint: ENDPOINT,
             cause: "gone".into(),
-        };
+        });
         let p = policy(2);
         assert!(worth_retrying(
             &p,
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn no_retry_past_the_limit_without_the_body_or_without_time() {
-        let refused = ProxyError::ConnectRefused { endpoint: ENDPOINT };
+        let refused = ProxyError::Upstream(Upstream::ConnectRefused { endpoint: ENDPOINT });
         let answer = Answer::Error(&refused);
         assert!(!worth_retrying(
             &policy(0),
