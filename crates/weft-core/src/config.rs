@@ -10,11 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 use crate::name::NameRules;
 use crate::policy::{check_max_durations, Policies, Policy, PolicyOverrides};
+use crate::ports;
 use crate::source::SourceError;
-
-pub const DEFAULT_OUTBOUND: &str = "0.0.0.0:4140";
-pub const DEFAULT_INBOUND: &str = "0.0.0.0:4141";
-pub const DEFAULT_ADMIN: &str = "127.0.0.1:9990";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -105,11 +102,11 @@ impl Default for ProxyConfig {
         Self {
             node: "local".into(),
             outbound: ListenerConfig {
-                listen: DEFAULT_OUTBOUND.parse().expect("constant address"),
+                listen: ports::any(ports::OUTBOUND),
             },
             inbound: InboundConfig::default(),
             admin: ListenerConfig {
-                listen: DEFAULT_ADMIN.parse().expect("constant address"),
+                listen: ports::loopback(ports::ADMIN),
             },
             discovery: DiscoveryConfig::default(),
             names: NamesConfig::default(),
@@ -124,7 +121,7 @@ impl Default for ProxyConfig {
 impl Default for InboundConfig {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_INBOUND.parse().expect("constant address"),
+            listen: ports::any(ports::INBOUND),
             advertise: None,
         }
     }

@@ -23,8 +23,6 @@ use tokio::sync::watch;
 use crate::history::History;
 use crate::source::Source;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8084";
-
 #[derive(Clone, Debug)]
 pub struct DashboardConfig {
     pub listen: SocketAddr,

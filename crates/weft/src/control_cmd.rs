@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use weft_control::ControlConfig;
+use weft_core::ports;
 
 #[derive(Args)]
 pub struct ControlArgs {
     /// Destination API (gRPC) listener.
-    #[arg(long, env = "WEFT_CONTROL_LISTEN", default_value = "0.0.0.0:8086")]
+    #[arg(long, env = "WEFT_CONTROL_LISTEN", default_value_t = ports::any(ports::CONTROL))]
     listen: SocketAddr,
     /// Admin listener: /live, /ready, /metrics.
-    #[arg(long, env = "WEFT_ADMIN", default_value = "0.0.0.0:9990")]
+    #[arg(long, env = "WEFT_ADMIN", default_value_t = ports::any(ports::ADMIN))]
     admin: SocketAddr,
     /// kubeconfig to use [default: in-cluster config, then $KUBECONFIG, then ~/.kube/config].
     #[arg(long, env = "WEFT_KUBECONFIG")]

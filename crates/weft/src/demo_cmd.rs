@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::sync::watch;
-use weft_core::duration;
+use weft_core::{duration, ports};
 use weft_dashboard::source::Source;
 use weft_demo::app::AppConfig;
 use weft_demo::demo::{DemoConfig, Latency};
@@ -21,11 +21,11 @@ pub struct DemoArgs {
     #[arg(long, value_delimiter = ',')]
     node_ips: Vec<IpAddr>,
     /// Ports on every node (0 picks free ones).
-    #[arg(long, default_value_t = 4140)]
+    #[arg(long, default_value_t = ports::OUTBOUND)]
     outbound_port: u16,
-    #[arg(long, default_value_t = 4141)]
+    #[arg(long, default_value_t = ports::INBOUND)]
     inbound_port: u16,
-    #[arg(long, default_value_t = 9990)]
+    #[arg(long, default_value_t = ports::ADMIN)]
     admin_port: u16,
     #[arg(long, default_value_t = 7777)]
     hello_port: u16,
@@ -37,7 +37,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 1)]
     world_instances: usize,
     /// Where the dashboard listens.
-    #[arg(long, default_value = weft_dashboard::DEFAULT_LISTEN)]
+    #[arg(long, default_value_t = ports::loopback(ports::DASHBOARD))]
     dashboard: SocketAddr,
     /// How often the dashboard collects metrics.
     #[arg(long, default_value = "2s", value_parser = duration::parse)]
@@ -155,7 +155,7 @@ pub fn hello_world(args: HelloWorldArgs) -> anyhow::Result<()> {
 #[derive(Args)]
 pub struct DashboardArgs {
     /// Where the dashboard listens.
-    #[arg(long, default_value = weft_dashboard::DEFAULT_LISTEN)]
+    #[arg(long, default_value_t = ports::loopback(ports::DASHBOARD))]
     addr: SocketAddr,
     /// A proxy's admin address to collect from (repeat for each).
     #[arg(long = "proxy")]
@@ -168,7 +168,7 @@ pub struct DashboardArgs {
     #[arg(long)]
     discovery_file: Option<PathBuf>,
     /// The admin port of the proxies named by --discovery-file.
-    #[arg(long, default_value_t = 9990)]
+    #[arg(long, default_value_t = ports::ADMIN)]
     admin_port: u16,
     /// Query this Prometheus instead of the proxies, e.g. http://127.0.0.1:9090.
     #[arg(long)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
+use weft_core::ports;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum By {
@@ -32,7 +33,7 @@ pub struct StatArgs {
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     output: Output,
     /// The dashboard to ask.
-    #[arg(long, env = "WEFT_DASHBOARD", default_value = "http://127.0.0.1:8084")]
+    #[arg(long, env = "WEFT_DASHBOARD", default_value_t = format!("http://{}", ports::loopback(ports::DASHBOARD)))]
     dashboard: String,
 }
 
