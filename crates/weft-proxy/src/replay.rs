@@ -52,8 +52,9 @@ pub(crate) struct Outgoing {
 
 impl Outgoing {
     /// Prepares `req` for attempts. With `retries` off there is one attempt, which takes the
-    /// request as it is; with them on, a body whose declared length is at most `keep` bytes
-    /// is read whole (an unsized or larger one streams, and is not sent twice).
+    /// request as it is. With them on, a body whose declared length is at most `keep` bytes
+    /// is kept whole for every attempt; an unsized or larger one streams with the first,
+    /// and `keep` 0 keeps none (an upgrade's: its connection is the client's own).
     pub(crate) fn prepare(req: Request<ClientBody>, retries: bool, keep: usize) -> Self {
         let (parts, body) = req.into_parts();
         let mut outgoing = Self {
@@ -64,13 +65,15 @@ impl Outgoing {
             replayable: false,
             reading: None,
         };
+        let kept = retries && keep > 0;
         if body.is_end_stream() {
+            // Nothing to read or stream: an empty body, every attempt's if kept.
             outgoing.body = Some(RequestBody::empty());
-            outgoing.replayable = true;
+            outgoing.replayable = kept;
             return outgoing;
         }
         match body.size_hint().exact() {
-            Some(n) if retries && n <= keep as u64 => {
+            Some(n) if kept && n <= keep as u64 => {
                 outgoing.reading = Some(Box::pin(read_whole(body)));
             }
             _ => outgoing.body = Some(RequestBody::streaming(body)),
@@ -91,15 +94,17 @@ impl Outgoing {
         &self.method
     }
 
-    /// Whether another attempt could send the request again.
+    /// Whether another attempt could send the request again: its body is kept, or came
+    /// back unsent, and its head is still here.
     pub(crate) fn can_resend(&self) -> bool {
-        self.replayable || self.body.is_some()
+        (self.replayable || self.body.is_some()) && (self.copies || self.parts.is_some())
     }
 
     /// The next attempt's request, and the flag that turns true if the client breaks off a
     /// streamed body midway.
     pub(crate) fn attempt(&mut self) -> (Request<RequestBody>, Option<Arc<AtomicBool>>) {
-        let body = match self.body.as_ref().and_then(RequestBody::replay) {
+        let kept = self.body.as_ref().filter(|_| self.replayable);
+        let body = match kept.and_then(RequestBody::replay) {
             Some(copy) => copy,
             None => self.body.take().unwrap_or_else(RequestBody::empty),
         };
@@ -108,8 +113,8 @@ impl Outgoing {
             (Some(parts), true) => rebuild(parts, body),
             _ => match self.parts.take() {
                 Some(parts) => Request::from_parts(parts, body),
-                // Without copies there is one attempt, and it took the head; should a
-                // second ever be asked for, it goes with an empty head, not a panic.
+                // Not reached: without copies the one attempt took the head, and
+                // `can_resend` says no from then on.
                 None => Request::new(body),
             },
         };
@@ -227,5 +232,49 @@ impl Body for RequestBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bodiless() -> Request<ClientBody> {
+        let body = ClientBody::H1(weft_http::RecvBody::empty());
+        Request::get("http://world/").body(body).unwrap()
+    }
+
+    #[test]
+    fn a_kept_body_goes_with_every_attempt_and_its_head_is_copied() {
+        let mut req = Outgoing::prepare(bodiless(), true, 64 * 1024);
+        for _ in 0..3 {
+            let (attempt, aborted) = req.attempt();
+            assert_eq!(attempt.uri(), "http://world/");
+            assert!(aborted.is_none());
+            assert!(req.can_resend());
+        }
+    }
+
+    #[test]
+    fn without_retries_or_for_an_upgrade_the_one_attempt_takes_the_request() {
+        for (retries, keep) in [(false, 64 * 1024), (true, 0)] {
+            let mut req = Outgoing::prepare(bodiless(), retries, keep);
+            let (attempt, _) = req.attempt();
+            assert_eq!(attempt.uri(), "http://world/");
+            assert!(!req.can_resend(), "retries {retries}, keep {keep}");
+        }
+    }
+
+    #[test]
+    fn a_request_that_never_left_can_go_again_only_while_its_head_is_kept() {
+        let mut req = Outgoing::prepare(bodiless(), true, 0);
+        let (mut attempt, _) = req.attempt();
+        assert!(!req.can_resend());
+        req.hand_back(&mut attempt);
+        assert!(req.can_resend());
+        let mut once = Outgoing::prepare(bodiless(), false, 0);
+        let (mut attempt, _) = once.attempt();
+        once.hand_back(&mut attempt);
+        assert!(!once.can_resend(), "the one attempt took the head");
     }
 }
