@@ -1,6 +1,6 @@
-//! The bodies that cross the transport's edges, each read off an HTTP/1 connection or an
-//! HTTP/2 stream: a client's request ([`ClientBody`]) and an upstream's response
-//! ([`ResponseBody`]).
+//! A body read off an HTTP/1 connection or an HTTP/2 stream, whichever the peer spoke: the
+//! shape of both a client's request ([`crate::ClientBody`]) and an upstream's response
+//! ([`crate::ResponseBody`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,22 +8,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::client::h1::UpstreamBody;
 use crate::error::BoxError;
-use crate::h2::body::H2Body;
-use crate::server::recv::RecvBody;
 
 /// A body read off an HTTP/1 connection, or off an HTTP/2 stream.
 pub enum EitherBody<A, B> {
     H1(A),
     H2(B),
 }
-
-/// A request body as the client sends it.
-pub type ClientBody = EitherBody<RecvBody, H2Body>;
-
-/// A response body as an upstream sends it.
-pub type ResponseBody = EitherBody<UpstreamBody, H2Body>;
 
 impl<A, B> Body for EitherBody<A, B>
 where

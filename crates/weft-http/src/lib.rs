@@ -10,8 +10,8 @@
 //! - `h1`: the HTTP/1 codec both sides use: heads, body framing, bodies written out.
 //! - `h2`: what the HTTP/2 server and client share: bodies read and sent under flow
 //!   control, windows, keep-alive PINGs.
-//! - [`body`]: the bodies that cross the transport's edges: a client's request, an
-//!   upstream's response.
+//! - [`body`]: a body read off an HTTP/1 connection or an HTTP/2 stream, the shape of a
+//!   client's request ([`ClientBody`]) and an upstream's response ([`ResponseBody`]).
 //! - `socket`: a client's socket, counted through [`ConnStats`]; halves; bytes put back.
 //! - [`headers`]: hop-by-hop stripping, the authority, request shapes refused as smuggling.
 //! - [`forms`]: a request put in the form HTTP/1.1 or HTTP/2 sends it in.
@@ -30,11 +30,11 @@ pub mod server;
 pub(crate) mod socket;
 pub mod timers;
 
-pub use body::{ClientBody, EitherBody, ResponseBody};
-pub use client::UpstreamBody;
+pub use body::EitherBody;
+pub use client::{ResponseBody, UpstreamBody};
 pub use error::{BoxError, Error, SendError};
 pub use h2::body::H2Body;
-pub use server::RecvBody;
+pub use server::{ClientBody, RecvBody};
 pub use socket::{ConnStats, Rewind, Stats};
 
 /// Maps keyed by upstream address, looked up on every request. Their keys come from the

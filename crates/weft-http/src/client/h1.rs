@@ -17,10 +17,12 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::connect::Connector;
 use super::reap::spawn_reaper;
+use crate::body::EitherBody;
 use crate::error::{BoxError, Error, SendError};
 use crate::h1::decode::{self, Decoder};
 use crate::h1::write;
 use crate::h1::{request, response};
+use crate::h2::body::H2Body;
 use crate::socket::{self, ReadSide, WriteSide};
 use crate::FastMap;
 
@@ -239,6 +241,10 @@ impl H1Pool {
         });
     }
 }
+
+/// A response body as an upstream sends it: over HTTP/1 (read off a pooled connection), or
+/// on an HTTP/2 stream.
+pub type ResponseBody = EitherBody<UpstreamBody, H2Body>;
 
 /// A response body read straight off an instance's connection; the connection goes back to
 /// the pool when the body has been read to its end.

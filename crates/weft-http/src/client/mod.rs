@@ -15,5 +15,5 @@ pub(crate) mod reap;
 pub mod upgrade;
 
 pub use connect::Connector;
-pub use h1::{H1Pool, UpstreamBody};
+pub use h1::{H1Pool, ResponseBody, UpstreamBody};
 pub use h2::H2Pool;

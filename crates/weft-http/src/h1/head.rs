@@ -209,21 +209,6 @@ impl ConnectionTokens {
     }
 }
 
-/// The last coding `Transfer-Encoding` names, when the head has one.
-pub(super) fn last_transfer_coding(map: &HeaderMap, seen: Seen) -> Option<&[u8]> {
-    if !seen.transfer_encoding {
-        return None;
-    }
-    let te = map.get_all(header::TRANSFER_ENCODING).iter().next_back()?;
-    Some(
-        te.as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .unwrap_or(b"")
-            .trim_ascii(),
-    )
-}
-
 pub(super) fn connection_tokens(map: &HeaderMap, seen: Seen) -> ConnectionTokens {
     let mut t = seen.absorbed;
     if !seen.connection {

@@ -55,7 +55,7 @@ impl Refusal {
 /// Parses one request head from the front of `buf`, taking its bytes out of it.
 /// `Ok(None)`: the head is not complete yet.
 pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<RequestHead>, Refusal> {
-    // Uninitialised: zeroing a hundred headers cost more than parsing a typical head.
+    // Uninitialised: zeroing a hundred headers would cost more than parsing a typical head.
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut headers) {

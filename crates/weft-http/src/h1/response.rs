@@ -8,8 +8,8 @@ use http::header;
 use http::{Method, Response, StatusCode, Version};
 
 use super::head::{
-    bodiless, connection_tokens, framing, last_transfer_coding, write_header, write_length,
-    BodyFraming, Framing, Spans, MAX_HEADERS,
+    bodiless, connection_tokens, framing, write_header, write_length, BodyFraming, Framing, Spans,
+    MAX_HEADERS,
 };
 
 /// Writes the response head into `out` and says how its body is framed. Connection-level
@@ -122,19 +122,15 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
         Version::HTTP_10 => connection.keep_alive,
         _ => !connection.close,
     };
+    // The request's rules (chunked alone, or one length), except that a response that
+    // declares neither ends with the connection. A coding other than chunked is refused:
+    // the client would get the body still coded, but no longer told so.
     let framing = if bodiless(method, status) {
         Framing::Length(0)
-    } else if let Some(te) = last_transfer_coding(&map, seen) {
-        if te.eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        }
     } else {
-        match framing(&map, seen, version) {
-            Ok((Framing::Length(n), _)) if seen.content_length => Framing::Length(n),
-            Ok(_) => Framing::UntilClose,
-            Err(_) => return Err("bad content-length"),
+        match framing(&map, seen, version)? {
+            (Framing::Length(0), _) if !seen.content_length => Framing::UntilClose,
+            (framing, _) => framing,
         }
     };
     if framing == Framing::UntilClose {
@@ -224,7 +220,7 @@ mod tests {
             parse(&mut buf, method).map(|h| h.map(|h| (h.framing, h.keep_alive)))
         };
         let get = &Method::GET;
-        let cases: [(&Method, &str, Framing, bool); 8] = [
+        let cases: [(&Method, &str, Framing, bool); 7] = [
             (
                 get,
                 "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
@@ -244,13 +240,7 @@ mod tests {
                 Framing::Chunked,
                 true,
             ),
-            // A final coding other than chunked, or no length at all: until the close.
-            (
-                get,
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Framing::UntilClose,
-                false,
-            ),
+            // No length at all: until the close.
             (get, "HTTP/1.1 200 OK\r\n\r\n", Framing::UntilClose, false),
             // No body whatever the headers say: HEAD, 204, 304.
             (
@@ -285,6 +275,13 @@ mod tests {
         )
         .is_err());
         assert!(framing(get, "HTTP/1.1 2000 OK\r\n\r\n").is_err());
+        // A coding the proxy cannot undo would reach the client undeclared.
+        assert!(framing(get, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
+        assert!(framing(
+            get,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        )
+        .is_err());
         assert_eq!(framing(get, "HTTP/1.1 200 OK\r\nContent-Len"), Ok(None));
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_RESPONSE_HEAD));
         assert!(framing(get, &huge).is_err());

@@ -18,10 +18,10 @@ use http_body::Body;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, Sleep};
 
+use super::recv::ClientBody;
 use super::recv::RecvBody;
 use super::spare;
 use super::upgrade::OnUpgrade;
-use crate::body::ClientBody;
 use crate::error::BoxError;
 use crate::h1::head::Framing;
 use crate::h1::request::{self, RequestHead};

@@ -16,7 +16,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
 
-use crate::body::ClientBody;
+use super::recv::ClientBody;
 use crate::error::BoxError;
 use crate::h2::body::{send_body, H2Body};
 use crate::h2::{keep_alive, CONNECTION_WINDOW, STREAM_WINDOW};

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::h1::{self, Handoff, Limits};
 use super::h2;
-use crate::body::ClientBody;
+use super::recv::ClientBody;
 use crate::error::BoxError;
 use crate::socket::{Socket, Stats};
 

@@ -1,6 +1,6 @@
 //! The listener's side: a client connection served as HTTP/1.x (weft's own codec) or, when
 //! it opens with the HTTP/2 preface, as h2c, on the same port. Each request goes to the
-//! caller's handler with a [`ClientBody`](crate::ClientBody) that streams the client's
+//! caller's handler with a [`ClientBody`] that streams the client's
 //! body; the handler's response is written back under the connection's rules.
 //!
 //! - `listener`: accepts, hands each connection its task, drains on shutdown.
@@ -19,5 +19,5 @@ pub(crate) mod upgrade;
 
 pub use h1::Limits;
 pub use listener::serve;
-pub use recv::RecvBody;
+pub use recv::{ClientBody, RecvBody};
 pub use upgrade::OnUpgrade;

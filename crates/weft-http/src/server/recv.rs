@@ -12,10 +12,15 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
+use crate::body::EitherBody;
 use crate::error::BoxError;
 use crate::h1::decode::{self, Decoder};
 use crate::h1::head::Framing;
+use crate::h2::body::H2Body;
 use crate::socket::{ReadSide, WriteSide};
+
+/// A request body as the client sends it: over HTTP/1, or on an HTTP/2 stream.
+pub type ClientBody = EitherBody<RecvBody, H2Body>;
 
 /// Most bytes read from the socket at once for a body.
 const READ_SIZE: usize = 16 * 1024;
