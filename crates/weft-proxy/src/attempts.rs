@@ -15,7 +15,7 @@ use crate::delivery::{self, Failed};
 use crate::error::ProxyError;
 use crate::record;
 use crate::replay::{self, Outgoing};
-use crate::resilience::retry::{self, Answer, Standing};
+use crate::resilience::retry::{self, Standing};
 use crate::shared::Shared;
 
 /// Sends the request until an attempt's answer is final. Not an async fn: the request is
@@ -60,15 +60,8 @@ pub(crate) fn attempts<'a>(
                 }
             }
             let policy = &ctx.policy;
-            let outcome = match &sent {
-                Ok(rsp) => Ok((rsp.status(), rsp.headers())),
-                Err(e) => Err(&e.error),
-            };
-            let class = record::attempt(&endpoint, outcome, sent_at, now, &policy.policy);
-            let answer = match outcome {
-                Ok((status, headers)) => Answer::Response(status, headers),
-                Err(e) => Answer::Error(e),
-            };
+            let answer = delivery::answer(&sent);
+            let class = record::attempt(&endpoint, answer, sent_at, now, &policy.policy);
             let standing = Standing {
                 retries: ctx.retries,
                 can_resend: req.can_resend(),

@@ -11,10 +11,9 @@ use weft_http::server::OnUpgrade;
 use crate::balancer::EndpointState;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::record;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::Compiled;
-use crate::respond::error_response;
+use crate::respond;
 use crate::services::Service;
 
 pub(crate) struct Ctx {
@@ -67,12 +66,10 @@ impl Ctx {
     /// Answers with `err`, counted on the endpoint tried last, or on the service when none
     /// was picked.
     pub(crate) fn fail(&self, err: ProxyError) -> Response<ProxyBody> {
-        tracing::debug!(error = %err, service = %self.service.name, "request failed");
         let route = self
             .endpoint
             .as_ref()
             .map_or(&self.service.metrics, |e| &e.metrics);
-        record::failed(route, self.start, &err);
-        error_response(&err)
+        respond::failed(route, self.start, &err)
     }
 }

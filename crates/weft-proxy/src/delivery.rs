@@ -27,6 +27,7 @@ use crate::balancer::EndpointState;
 use crate::context::Ctx;
 use crate::error::ProxyError;
 use crate::replay::RequestBody;
+use crate::resilience::retry::Answer;
 
 /// The upstream side of the proxy: its clients, and the timers that bound their exchanges.
 pub(crate) struct Upstreams {
@@ -44,6 +45,14 @@ pub(crate) struct Failed {
 
 /// One attempt's outcome.
 pub(crate) type Sent = Result<Response<ResponseBody>, Failed>;
+
+/// What an attempt came back with, as the verdict and the records read it.
+pub(crate) fn answer(sent: &Sent) -> Answer<'_> {
+    match sent {
+        Ok(rsp) => Answer::Response(rsp.status(), rsp.headers()),
+        Err(failed) => Answer::Error(&failed.error),
+    }
+}
 
 type ClientSent<B> = Result<Response<B>, SendError<RequestBody>>;
 

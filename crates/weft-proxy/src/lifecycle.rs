@@ -15,6 +15,7 @@
 //!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → deliver in
 //!   the instance's protocol ([`delivery::deliver`]) → respond, record.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use http::header::HeaderValue;
 use http::{Request, Response, Version};
 use weft_core::headers::WEFT_ORIG_PROTO;
 use weft_http::server::OnUpgrade;
+use weft_http::timers::Timers;
 use weft_http::{headers, ClientBody};
 
 use crate::attempts::attempts;
@@ -35,6 +37,8 @@ use crate::mesh;
 use crate::record;
 use crate::replay::RequestBody;
 use crate::resilience::deadline::Deadline;
+use crate::respond;
+use crate::services::Services;
 use crate::shared::Shared;
 
 pub(crate) async fn outbound(
@@ -62,15 +66,14 @@ pub(crate) async fn outbound(
     // machinery is kilobytes of state, and the handler's future is moved several times.
     let total = ctx.policy.policy.timeout.total;
     let work = Box::pin(attempts(&shared, &mut ctx, req));
-    let result = match deadline {
-        Some(d) => match shared.upstreams.timers.bound(Some(d.at), work).await {
-            Some(r) => r,
-            // Dropping the attempt cancels it upstream (h2 reset, or the connection closed).
-            None if d.from_caller => Err(ProxyError::DeadlineExceeded),
-            None => Err(ProxyError::Timeout { timeout: total }),
-        },
-        None => work.await,
-    };
+    let result = within(&shared.upstreams.timers, deadline, work, |d| {
+        if d.from_caller {
+            ProxyError::DeadlineExceeded
+        } else {
+            ProxyError::Timeout { timeout: total }
+        }
+    })
+    .await;
     match result {
         Ok(rsp) => rsp,
         Err(e) => ctx.fail(e),
@@ -128,18 +131,11 @@ pub(crate) async fn inbound(
         orig,
         upgrade,
     ));
-    let sent = match deadline {
-        Some(d) => match upstreams.timers.bound(Some(d.at), work).await {
-            Some(r) => r,
-            None => Err(ProxyError::DeadlineExceeded.into()),
-        },
-        None => work.await,
-    };
-    let outcome = match &sent {
-        Ok(rsp) => Ok((rsp.status(), rsp.headers())),
-        Err(e) => Err(&e.error),
-    };
-    let class = record::attempt_counted(&endpoint, outcome);
+    let sent = within(&upstreams.timers, deadline, work, |_| {
+        ProxyError::DeadlineExceeded.into()
+    })
+    .await;
+    let class = record::attempt_counted(&endpoint, delivery::answer(&sent));
     match sent {
         Ok(rsp) => {
             let completion =
@@ -151,14 +147,25 @@ pub(crate) async fn inbound(
 }
 
 /// A request refused before its service was known, counted under the unknown service.
-fn refused(
-    side: &crate::services::Services,
-    start: Instant,
-    err: ProxyError,
-) -> Response<ProxyBody> {
-    tracing::debug!(error = %err, "request refused");
-    record::failed(side.unknown_metrics(), start, &err);
-    crate::respond::error_response(&err)
+fn refused(side: &Services, start: Instant, err: ProxyError) -> Response<ProxyBody> {
+    respond::failed(side.unknown_metrics(), start, &err)
+}
+
+/// `work`, given up once `deadline` passes; dropping it cancels what it sent upstream (an
+/// h2 reset, or the connection closed). `expired` says what the client is told then.
+async fn within<T, E>(
+    timers: &Timers,
+    deadline: Option<Deadline>,
+    work: impl Future<Output = Result<T, E>>,
+    expired: impl FnOnce(Deadline) -> E,
+) -> Result<T, E> {
+    match deadline {
+        Some(d) => match timers.bound(Some(d.at), work).await {
+            Some(done) => done,
+            None => Err(expired(d)),
+        },
+        None => work.await,
+    }
 }
 
 /// The endpoint on this node that the peer chose, or, for a client outside the mesh, one the

@@ -12,6 +12,7 @@ use weft_metrics::{Classification, RouteMetrics};
 
 use crate::balancer::{EndpointState, LoadGuard};
 use crate::error::{ProxyError, Side};
+use crate::resilience::retry::Answer;
 
 /// Success is a status below 500 and, for gRPC, `grpc-status` 0 or absent.
 pub(crate) fn classify(status: StatusCode, headers: &HeaderMap) -> Classification {
@@ -33,7 +34,7 @@ fn grpc_failed(headers: &HeaderMap) -> bool {
 /// of the endpoint and is not held against it.
 pub(crate) fn attempt(
     endpoint: &EndpointState,
-    outcome: Result<(StatusCode, &HeaderMap), &ProxyError>,
+    answer: Answer<'_>,
     sent_at: Instant,
     now: Instant,
     policy: &Policy,
@@ -41,29 +42,22 @@ pub(crate) fn attempt(
     endpoint
         .ewma
         .observe(now - sent_at, now, policy.balancer.decay);
-    let class = match outcome {
-        Ok((status, headers)) => classify(status, headers),
-        Err(_) => Classification::Failure,
-    };
-    let clients_fault = matches!(outcome, Err(e) if e.side() == Side::Downstream);
+    let class = attempt_counted(endpoint, answer);
+    let clients_fault = matches!(answer, Answer::Error(e) if e.side() == Side::Downstream);
     if !clients_fault {
         endpoint
             .accrual
             .record(class == Classification::Success, now, &policy.accrual);
     }
-    endpoint.metrics.attempt(class);
     class
 }
 
-/// An attempt counted, for a side that does not balance by its outcomes (the inbound, which
-/// delivers where the peer chose).
-pub(crate) fn attempt_counted(
-    endpoint: &EndpointState,
-    outcome: Result<(StatusCode, &HeaderMap), &ProxyError>,
-) -> Classification {
-    let class = match outcome {
-        Ok((status, headers)) => classify(status, headers),
-        Err(_) => Classification::Failure,
+/// An attempt counted, and nothing more: for a side that does not balance by outcomes (the
+/// inbound, which delivers where the peer chose).
+pub(crate) fn attempt_counted(endpoint: &EndpointState, answer: Answer<'_>) -> Classification {
+    let class = match answer {
+        Answer::Response(status, headers) => classify(status, headers),
+        Answer::Error(_) => Classification::Failure,
     };
     endpoint.metrics.attempt(class);
     class

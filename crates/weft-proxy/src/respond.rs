@@ -1,12 +1,29 @@
 //! The one place that turns a [`ProxyError`] into a response: fitting status, a `weft-error`
-//! header naming the cause, and a one-line body.
+//! header naming the cause, and a one-line body; and a failed request's whole answer,
+//! counted and logged.
+
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::Response;
 use weft_core::headers::WEFT_ERROR;
+use weft_metrics::RouteMetrics;
 
 use crate::body::ProxyBody;
 use crate::error::{ProxyError, Side};
+use crate::record;
+
+/// A request the proxy answers itself with `err`: logged, counted whole on `route`, and
+/// answered.
+pub(crate) fn failed(
+    route: &RouteMetrics,
+    start: Instant,
+    err: &ProxyError,
+) -> Response<ProxyBody> {
+    tracing::debug!(error = %err, "request failed");
+    record::failed(route, start, err);
+    error_response(err)
+}
 
 pub(crate) fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     let mut rsp = Response::new(ProxyBody::full(err.body()));
