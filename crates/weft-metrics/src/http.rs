@@ -25,10 +25,6 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     10.0, 30.0, 60.0,
 ];
 
-/// The `service` label value of requests that name no known service, so a client sending
-/// arbitrary authorities cannot grow the series count.
-pub const UNKNOWN_SERVICE: &str = "_unknown";
-
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Direction {
     Outbound,

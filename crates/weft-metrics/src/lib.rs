@@ -20,9 +20,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-pub use crate::http::{
-    Classification, Direction, HttpMetrics, RouteMetrics, ServiceCounters, UNKNOWN_SERVICE,
-};
+pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics, ServiceCounters};
+pub use crate::names::UNKNOWN_SERVICE;
 use crate::names::{family, label};
 pub use crate::tcp::TcpMetrics;
 

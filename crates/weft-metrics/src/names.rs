@@ -25,6 +25,10 @@ pub mod sample {
     pub const PROXY_INFO: &str = "weft_proxy_info";
 }
 
+/// The `service` label value of requests that name no known service, so a client sending
+/// arbitrary authorities cannot grow the series count.
+pub const UNKNOWN_SERVICE: &str = "_unknown";
+
 /// Label names.
 pub mod label {
     pub const DIRECTION: &str = "direction";

@@ -48,8 +48,8 @@ pub(crate) enum ProxyError {
     DiscoveryUnavailable { service: ServiceName },
     #[error("service {service} has no endpoints")]
     NoEndpoints { service: ServiceName },
-    /// The transport could not connect, or the exchange broke (never the client's body:
-    /// that is [`ProxyError::ClientAborted`]).
+    /// The transport could not connect, or the exchange broke. A failure of the client's
+    /// own body becomes [`ProxyError::ClientAborted`] on the way in (`From`).
     #[error(transparent)]
     Upstream(Upstream),
     #[error("endpoint {endpoint} of {service} is not on this node")]
