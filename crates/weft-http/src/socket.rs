@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -242,16 +242,29 @@ impl AsyncWrite for Socket {
 
 /// A socket whose first bytes were already read: they are read again first.
 pub struct Rewind {
-    pre: Bytes,
+    pre: BytesMut,
     io: Socket,
 }
 
 impl Rewind {
     pub fn new(pre: BytesMut, io: Socket) -> Self {
-        Self {
-            pre: pre.freeze(),
-            io,
+        Self { pre, io }
+    }
+
+    /// The first `n` bytes still to be read (fewer if the peer ends the stream first),
+    /// reading as many as that takes; they stay to be read again.
+    pub async fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        while self.pre.len() < n {
+            self.pre.reserve(n - self.pre.len());
+            if self.io.read_buf(&mut self.pre).await? == 0 {
+                break;
+            }
         }
+        Ok(&self.pre[..self.pre.len().min(n)])
+    }
+
+    pub(crate) fn into_parts(self) -> (Socket, BytesMut) {
+        (self.io, self.pre)
     }
 }
 

@@ -5,6 +5,7 @@
 //! - `connect`: TCP connect with a timeout and errors that name the endpoint (TLS slot).
 //! - `h1`: the HTTP/1.1 pool, and the response body read off a pooled connection.
 //! - `h2`: shared HTTP/2 connections.
+//! - [`tunnel`]: a `CONNECT` tunnel through a peer proxy, on a connection of its own.
 //! - [`upgrade`]: one-off connections for upgrades, spliced to the client's once both switch.
 //! - `reap`: closes a pool's idle connections now and then.
 
@@ -12,6 +13,7 @@ pub(crate) mod connect;
 pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod reap;
+pub mod tunnel;
 pub mod upgrade;
 
 pub use connect::Connector;

@@ -226,6 +226,13 @@ pub(super) fn bodiless(request_method: &Method, status: StatusCode) -> bool {
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
+        || opens_tunnel(request_method, status)
+}
+
+/// A `2xx` answer to `CONNECT`: the connection is a tunnel from its last byte on (RFC 9110
+/// §9.3.6), with no body and no framing headers.
+pub fn opens_tunnel(request_method: &Method, status: StatusCode) -> bool {
+    request_method == Method::CONNECT && status.is_success()
 }
 
 /// How a body being sent goes on the wire.

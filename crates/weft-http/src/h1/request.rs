@@ -479,4 +479,18 @@ mod tests {
         assert!(is_h2_preface_start(H2_PREFACE));
         assert!(!is_h2_preface_start(b"POST / HTTP/1.1"));
     }
+
+    #[test]
+    fn a_connect_names_its_target_in_authority_form() {
+        let h = head("CONNECT world:7778 HTTP/1.1\r\nHost: world:7778\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.request.method(), Method::CONNECT);
+        assert_eq!(
+            h.request.uri().authority().map(|a| a.as_str()),
+            Some("world:7778")
+        );
+        assert_eq!(h.request.uri().path_and_query(), None);
+        assert_eq!(h.framing, Framing::Length(0));
+    }
 }

@@ -8,8 +8,8 @@ use http::header;
 use http::{Method, Response, StatusCode, Version};
 
 use super::head::{
-    bodiless, connection_tokens, framing, write_header, write_length, BodyFraming, Framing, Spans,
-    MAX_HEADERS,
+    bodiless, connection_tokens, framing, opens_tunnel, write_header, write_length, BodyFraming,
+    Framing, Spans, MAX_HEADERS,
 };
 
 /// Writes the response head into `out` and says how its body is framed. Connection-level
@@ -24,7 +24,9 @@ pub fn encode<B>(
 ) -> BodyFraming {
     let status = rsp.status();
     let headers = rsp.headers();
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    // The connection changes hands after this head: it says nothing of keeping it.
+    let switching =
+        status == StatusCode::SWITCHING_PROTOCOLS || opens_tunnel(request_method, status);
     let declared = headers.get(header::CONTENT_LENGTH);
     let framing = if bodiless(request_method, status) {
         BodyFraming::None
@@ -50,9 +52,11 @@ pub fn encode<B>(
         if *name == header::TRANSFER_ENCODING || (*name == header::CONNECTION && !switching) {
             continue;
         }
-        // A HEAD or 304 answer keeps the length the full response would have had.
+        // A HEAD or 304 answer keeps the length the full response would have had; a
+        // tunnel's answer has none.
         if *name == header::CONTENT_LENGTH
-            && !matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
+            && (!matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
+                || opens_tunnel(request_method, status))
         {
             continue;
         }
@@ -326,5 +330,38 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
         assert!(text.ends_with("connection: keep-alive\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn a_tunnels_answer_has_no_body_and_no_framing() {
+        let rsp = Response::builder()
+            .status(200)
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        let mut out = Vec::new();
+        let mut keep_alive = true;
+        let f = encode(
+            &rsp,
+            Some(0),
+            &Method::CONNECT,
+            Version::HTTP_11,
+            &mut keep_alive,
+            &mut out,
+        );
+        assert_eq!(f, BodyFraming::None);
+        assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 200 OK\r\n\r\n");
+        // A refused tunnel is an ordinary answer.
+        let rsp = Response::builder().status(403).body(()).unwrap();
+        let mut out = Vec::new();
+        let f = encode(
+            &rsp,
+            Some(4),
+            &Method::CONNECT,
+            Version::HTTP_11,
+            &mut keep_alive,
+            &mut out,
+        );
+        assert_eq!(f, BodyFraming::Length(4));
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, Sleep};
@@ -23,7 +23,7 @@ use super::recv::RecvBody;
 use super::spare;
 use super::upgrade::OnUpgrade;
 use crate::error::BoxError;
-use crate::h1::head::Framing;
+use crate::h1::head::{self, Framing};
 use crate::h1::request::{self, RequestHead};
 use crate::h1::response;
 use crate::h1::write;
@@ -54,8 +54,10 @@ pub enum Handoff {
 }
 
 /// Serves requests on `io` until either side ends the connection or `shutdown` turns true.
+/// `buf` holds what was read off the connection before (empty for a new one).
 pub async fn serve<H, F, B>(
     io: Socket,
+    mut buf: BytesMut,
     peer: SocketAddr,
     limits: &Limits,
     shutdown: watch::Receiver<bool>,
@@ -69,7 +71,6 @@ where
     let (rd, wr) = io.split();
     let mut rd = Some(rd);
     let wr = Arc::new(wr);
-    let mut buf = BytesMut::new();
     let mut first = true;
     // One header-read timer for the connection, moved later for each request: pushing a
     // registered timer back is one atomic store, where a timer per request would be a
@@ -136,8 +137,9 @@ where
                 RecvBody::new(lend, framing, owed, tx)
             }
         };
+        // An upgrade or a tunnel takes the connection over once the handler agrees.
         let mut switch = None;
-        if upgrade {
+        if upgrade || method == Method::CONNECT {
             let (tx, rx) = oneshot::channel();
             parts.extensions.insert(OnUpgrade::new(rx));
             switch = Some(tx);
@@ -171,7 +173,8 @@ where
         if close_after || draining {
             keep_alive = false;
         }
-        let switching = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        let switching = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            || head::opens_tunnel(&method, rsp.status());
         let mut out = Vec::with_capacity(256);
         let exact = rsp.body().size_hint().exact();
         let framing = response::encode(&rsp, exact, &method, version, &mut keep_alive, &mut out);

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body;
 use tokio::net::TcpListener;
@@ -16,7 +16,7 @@ use super::h1::{self, Handoff, Limits};
 use super::h2;
 use super::recv::ClientBody;
 use crate::error::BoxError;
-use crate::socket::{Socket, Stats};
+use crate::socket::{Rewind, Socket, Stats};
 
 /// Serves `handler(peer, request)` on every connection `listener` accepts until `shutdown`
 /// turns true, then waits up to the grace period for the connections to finish.
@@ -48,24 +48,13 @@ pub async fn serve<H, F, B>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = Socket::new(stream, &stats);
+        let io = Rewind::new(BytesMut::new(), Socket::new(stream, &stats));
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         let alive = alive.subscribe();
         tokio::spawn(async move {
             let _alive = alive;
-            if let Some(Handoff::H2(io)) =
-                h1::serve(io, peer, &limits, shutdown.clone(), &handler).await
-            {
-                Box::pin(h2::serve(
-                    io,
-                    peer,
-                    limits.max_header_bytes,
-                    shutdown,
-                    handler,
-                ))
-                .await;
-            }
+            serve_connection(io, peer, limits, shutdown, handler).await;
         });
     }
     drop(listener);
@@ -74,5 +63,35 @@ pub async fn serve<H, F, B>(
         .is_err()
     {
         tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period");
+    }
+}
+
+/// Serves one connection: HTTP/1.x, or h2c when it opens with the HTTP/2 preface. A
+/// listener's connections come here, and so does a tunnel's (whatever its client had sent
+/// before is in `io`, to be read first).
+pub async fn serve_connection<H, F, B>(
+    io: Rewind,
+    peer: SocketAddr,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+    handler: H,
+) where
+    H: Fn(SocketAddr, Request<ClientBody>) -> F,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+{
+    let (io, pre) = io.into_parts();
+    if let Some(Handoff::H2(io)) =
+        h1::serve(io, pre, peer, &limits, shutdown.clone(), &handler).await
+    {
+        // Boxed: the HTTP/2 state is large, and most connections never need it.
+        Box::pin(h2::serve(
+            io,
+            peer,
+            limits.max_header_bytes,
+            shutdown,
+            handler,
+        ))
+        .await;
     }
 }

@@ -18,6 +18,6 @@ pub(crate) mod spare;
 pub(crate) mod upgrade;
 
 pub use h1::Limits;
-pub use listener::serve;
+pub use listener::{serve, serve_connection};
 pub use recv::{ClientBody, RecvBody};
 pub use upgrade::OnUpgrade;
