@@ -4,6 +4,7 @@
 //! - [`http`]: request, response and latency families for the outbound and inbound sides,
 //!   and per-route handles that the data plane resolves once, not per request.
 //! - [`tcp`]: open connections, accepted connections and bytes per listener.
+//! - [`tunnel`]: `CONNECT` tunnels per service, and the relayed ones' bytes and duration.
 //! - [`names`]: family and label names, for the registry and for readers of the text.
 //! - [`parse`]: reads the text format back, for the dashboard.
 //! - [`Metrics`]: the registry that holds them all and renders `/metrics`.
@@ -13,6 +14,7 @@ pub mod http;
 pub mod names;
 pub mod parse;
 pub mod tcp;
+pub mod tunnel;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -24,12 +26,14 @@ pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics, Serv
 pub use crate::names::UNKNOWN_SERVICE;
 use crate::names::{family, label};
 pub use crate::tcp::TcpMetrics;
+pub use crate::tunnel::{Carried, Relay, TunnelMetrics};
 
 /// Every metric one proxy exports.
 pub struct Metrics {
     registry: Registry,
     pub http: HttpMetrics,
     pub tcp: TcpMetrics,
+    pub tunnels: TunnelMetrics,
     /// Discovery updates rejected (bad file edits and the like).
     pub discovery_errors: Counter,
     /// Config reloads rejected; the running config stays.
@@ -53,6 +57,7 @@ impl Metrics {
         registry.register(family::PROXY_INFO, "This proxy's node and version", info);
         let http = HttpMetrics::register(&mut registry);
         let tcp = TcpMetrics::register(&mut registry);
+        let tunnels = TunnelMetrics::register(&mut registry);
         let discovery_errors = Counter::default();
         registry.register(
             "discovery_errors",
@@ -69,6 +74,7 @@ impl Metrics {
             registry,
             http,
             tcp,
+            tunnels,
             discovery_errors,
             config_errors,
         }

@@ -15,6 +15,11 @@ pub(crate) mod family {
     pub const RETRIES: &str = "retries";
     pub const BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
     pub const PROXY_INFO: &str = "proxy_info";
+    pub const TUNNELS: &str = "tunnels";
+    pub const TUNNELS_OPEN: &str = "tunnels_open";
+    pub const TUNNEL_READ_BYTES: &str = "tunnel_read_bytes";
+    pub const TUNNEL_WRITE_BYTES: &str = "tunnel_write_bytes";
+    pub const TUNNEL_DURATION: &str = "tunnel_duration_seconds";
 }
 
 /// Samples as the text format names them.
@@ -39,6 +44,8 @@ pub mod label {
     pub const ERROR: &str = "error";
     pub const NODE: &str = "node";
     pub const VERSION: &str = "version";
+    /// What a tunnel carried: `http`, `tls` or `nothing`.
+    pub const CARRIED: &str = "carried";
     /// A histogram bucket's upper bound.
     pub const LE: &str = "le";
 }
