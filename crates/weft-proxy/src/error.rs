@@ -59,6 +59,15 @@ pub(crate) enum ProxyError {
     },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A `CONNECT` to a name that is no mesh service: tunnels reach the mesh only.
+    #[error("{target:?} is not a service in the mesh; CONNECT reaches mesh services only")]
+    NotInMesh { target: String },
+    /// A request inside a tunnel addressed to another service than the tunnel's.
+    #[error("this tunnel is for {service}, not {authority:?}")]
+    Misdirected {
+        service: ServiceName,
+        authority: String,
+    },
     #[error("the client went away before sending its whole request")]
     ClientAborted,
     #[error("every endpoint of {service} is failing; circuit open")]
@@ -89,7 +98,8 @@ impl ProxyError {
             Self::MissingAuthority | Self::BadRequest(_) | Self::ClientAborted => {
                 StatusCode::BAD_REQUEST
             }
-            Self::NotLocal { .. } => StatusCode::FORBIDDEN,
+            Self::NotLocal { .. } | Self::NotInMesh { .. } => StatusCode::FORBIDDEN,
+            Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Self::Upstream(Upstream::BodyFailed) => StatusCode::BAD_REQUEST,
             Self::Upstream(Upstream::ConnectTimeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::UnknownService(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -117,6 +127,8 @@ impl ProxyError {
             Self::Upstream(Upstream::BodyFailed) => "client aborted",
             Self::NotLocal { .. } => kind::NOT_LOCAL,
             Self::BadRequest(_) => "bad request",
+            Self::NotInMesh { .. } => "not a mesh service",
+            Self::Misdirected { .. } => "misdirected request",
             Self::CircuitOpen { .. } => "circuit open",
             Self::ClientAborted => "client aborted",
             Self::DeadlineExceeded => "deadline exceeded",
@@ -130,6 +142,8 @@ impl ProxyError {
             Self::MissingAuthority
             | Self::BadRequest(_)
             | Self::NotLocal { .. }
+            | Self::NotInMesh { .. }
+            | Self::Misdirected { .. }
             | Self::ClientAborted
             | Self::Upstream(Upstream::BodyFailed) => Side::Downstream,
             Self::UnknownService(_)

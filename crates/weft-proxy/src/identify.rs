@@ -1,17 +1,21 @@
 //! The first steps of every request, on either side: refuse a shape that could mean two
-//! things to two parsers, find the authority, name the service and look it up. Every
-//! failure here is counted under the unknown service, since no known one can be blamed.
+//! things to two parsers, find the authority, name the service and look it up; for a
+//! tunnel, its target. A failure here before a service is known is counted under the
+//! unknown service, since no known one can be blamed.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::Request;
 use weft_core::headers::WEFT_DST_SERVICE;
 use weft_core::{NameRules, ServiceName};
 use weft_http::headers;
 
+use crate::balancer::{Balance, EndpointState, Pick};
 use crate::error::ProxyError;
 use crate::mesh;
+use crate::resilience::policy::Compiled;
 use crate::services::{Lookup, Service, Services};
 
 /// Who a request is for.
@@ -68,6 +72,55 @@ pub(crate) async fn inbound<'r, B>(
     })
 }
 
+/// A `CONNECT`'s target, `host:port`, which must name a mesh service: a tunnel reaches
+/// nothing else.
+pub(crate) async fn tunnel<B>(
+    side: &Arc<Services>,
+    names: &NameRules,
+    req: &Request<B>,
+) -> Result<Target<'static>, ProxyError> {
+    let target = req
+        .uri()
+        .authority()
+        .filter(|a| a.port_u16().is_some() && req.uri().path_and_query().is_none())
+        .ok_or(ProxyError::BadRequest("malformed CONNECT target"))?;
+    let authority = target.as_str().to_owned();
+    let not_in_mesh = |authority: String| ProxyError::NotInMesh { target: authority };
+    let Some(name) = names.service_name(&authority) else {
+        return Err(not_in_mesh(authority));
+    };
+    let service = match lookup(side, &name, &authority).await {
+        Err(ProxyError::UnknownService(_)) => return Err(not_in_mesh(authority)),
+        found => found?,
+    };
+    Ok(Target {
+        service,
+        authority,
+        endpoint: None,
+    })
+}
+
+/// A request inside a tunnel to `service`: screened as any, and sent to that service only.
+/// The authority it goes with is its own, or the tunnel's (`tunnel`) when it names none.
+pub(crate) fn in_tunnel<B>(
+    names: &NameRules,
+    service: &Service,
+    tunnel: &str,
+    req: &Request<B>,
+) -> Result<String, ProxyError> {
+    headers::check_framing(req).map_err(ProxyError::BadRequest)?;
+    let Some(authority) = headers::authority(req) else {
+        return Ok(tunnel.to_owned());
+    };
+    match names.service_name(authority) {
+        Some(name) if name == service.name.as_str() => Ok(authority.to_owned()),
+        _ => Err(ProxyError::Misdirected {
+            service: service.name.clone(),
+            authority: authority.to_owned(),
+        }),
+    }
+}
+
 /// Refuses ambiguous framing before anything else reads the request, and returns the
 /// authority it is addressed to.
 fn screen<B>(req: &Request<B>) -> Result<String, ProxyError> {
@@ -85,5 +138,39 @@ async fn lookup(side: &Arc<Services>, name: &str, asked: &str) -> Result<Arc<Ser
         Err(Lookup::Unavailable) => Err(ProxyError::DiscoveryUnavailable {
             service: ServiceName::new(name),
         }),
+    }
+}
+
+/// The endpoint on this node that a peer chose (`wanted`), or, for a client outside the
+/// mesh, one the balancer picks among the service's local endpoints. The inbound knows only
+/// this node's endpoints: it is not an open relay.
+pub(crate) fn local(
+    balancer: &dyn Balance,
+    service: &Service,
+    policy: &Compiled,
+    wanted: Option<&str>,
+) -> Result<Arc<EndpointState>, ProxyError> {
+    let endpoints = service.endpoints();
+    match wanted {
+        Some(wanted) => endpoints
+            .list
+            .iter()
+            .find(|e| e.label == wanted)
+            .cloned()
+            .ok_or_else(|| ProxyError::NotLocal {
+                service: service.name.clone(),
+                endpoint: wanted.to_owned(),
+            }),
+        None => match balancer.pick(
+            &endpoints.list,
+            &[],
+            &policy.policy.balancer,
+            Instant::now(),
+        ) {
+            Pick::Endpoint(e) => Ok(Arc::clone(e)),
+            _ => Err(ProxyError::NoEndpoints {
+                service: service.name.clone(),
+            }),
+        },
     }
 }

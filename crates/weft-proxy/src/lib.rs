@@ -7,6 +7,7 @@
 //! - [`context`]: one request's state, owned by its handler.
 //! - [`attempts`]: the outbound's attempts: pick, send, record, retry.
 //! - [`delivery`]: one attempt's exchange over the transport's clients.
+//! - [`tunnel`]: `CONNECT` tunnels to mesh services: HTTP inside served, TLS relayed.
 //! - [`record`]: the one place an attempt's outcome and the client's view are recorded.
 //! - [`services`]: per-service state built once from discovery and cached: endpoints, metrics.
 //! - [`balancer`]: picks an endpoint (power of two choices over peak-EWMA, by weight).
@@ -42,6 +43,7 @@ pub(crate) mod resilience;
 pub(crate) mod respond;
 pub(crate) mod services;
 pub(crate) mod shared;
+pub(crate) mod tunnel;
 
 pub use proxy::{Proxy, ProxyHandle, StartError};
 

@@ -10,6 +10,9 @@
 //!   ([`record::attempt`]) → retry? ([`crate::resilience::retry`]) → respond, the body
 //!   recording its end ([`crate::body`]).
 //!
+//! A `CONNECT` opens a tunnel to a mesh service ([`tunnel`]); the requests inside take the
+//! outbound's way from its policy on ([`tunneled`]), and TLS inside is relayed whole.
+//!
 //! Inbound (a peer proxy's request for an instance on this node), [`inbound`]:
 //!   accept → screen, name the service and the endpoint the peer chose
 //!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → deliver in
@@ -20,14 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 use weft_core::headers::WEFT_ORIG_PROTO;
 use weft_http::server::OnUpgrade;
 use weft_http::timers::Timers;
 use weft_http::{headers, ClientBody};
 
 use crate::attempts::attempts;
-use crate::balancer::{EndpointState, Pick};
 use crate::body::{self, ProxyBody};
 use crate::context::Ctx;
 use crate::delivery::{self, Failed};
@@ -38,23 +40,52 @@ use crate::record;
 use crate::replay::RequestBody;
 use crate::resilience::deadline::Deadline;
 use crate::respond;
-use crate::services::Services;
+use crate::services::{Service, Services};
 use crate::shared::Shared;
+use crate::tunnel;
 
-pub(crate) async fn outbound(
-    shared: Arc<Shared>,
-    mut req: Request<ClientBody>,
-) -> Response<ProxyBody> {
+pub(crate) async fn outbound(shared: Arc<Shared>, req: Request<ClientBody>) -> Response<ProxyBody> {
+    // A tunnel to a mesh service, whose requests come back through `tunneled`.
+    if req.method() == Method::CONNECT {
+        return tunnel::open(shared, req).await;
+    }
     let start = Instant::now();
     // Refuse what cannot be forwarded safely; the service is the one the authority names.
     let target = match identify::outbound(&shared.outbound, &shared.names, &req).await {
         Ok(t) => t,
         Err(e) => return refused(&shared.outbound, start, e),
     };
+    forward(&shared, start, target.service, target.authority, req).await
+}
+
+/// A request an app sent inside a tunnel to `service` (opened for `tunnel`): as any of its
+/// requests, except that it may name no other service.
+pub(crate) async fn tunneled(
+    shared: Arc<Shared>,
+    service: Arc<Service>,
+    tunnel: Arc<str>,
+    req: Request<ClientBody>,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let authority = match identify::in_tunnel(&shared.names, &service, &tunnel, &req) {
+        Ok(a) => a,
+        Err(e) => return respond::failed(&service.metrics, start, &e),
+    };
+    forward(&shared, start, service, authority, req).await
+}
+
+/// The outbound's way once the service is known.
+async fn forward(
+    shared: &Shared,
+    start: Instant,
+    service: Arc<Service>,
+    authority: String,
+    mut req: Request<ClientBody>,
+) -> Response<ProxyBody> {
     // The service's policy, and the deadline it and the caller allow.
-    let policy = shared.policies.load().get(target.service.name.as_str());
+    let policy = shared.policies.load().get(service.name.as_str());
     let deadline = Deadline::effective(req.headers(), policy.policy.timeout.total, start);
-    let mut ctx = Ctx::new(start, target.service, policy, target.authority, deadline);
+    let mut ctx = Ctx::new(start, service, policy, authority, deadline);
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
@@ -65,7 +96,7 @@ pub(crate) async fn outbound(
     // Attempts until one's answer is final, all within the deadline. Boxed: the attempt
     // machinery is kilobytes of state, and the handler's future is moved several times.
     let total = ctx.policy.policy.timeout.total;
-    let work = Box::pin(attempts(&shared, &mut ctx, req));
+    let work = Box::pin(attempts(shared, &mut ctx, req));
     let result = within(&shared.upstreams.timers, deadline, work, |d| {
         if d.from_caller {
             ProxyError::DeadlineExceeded
@@ -84,6 +115,10 @@ pub(crate) async fn inbound(
     shared: Arc<Shared>,
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
+    // A peer proxy's tunnel to an endpoint on this node (an app's TLS, relayed).
+    if req.method() == Method::CONNECT {
+        return tunnel::accept(shared, req).await;
+    }
     let start = Instant::now();
     // The peer names the service and the endpoint it chose; a client outside the mesh
     // names only the service.
@@ -103,7 +138,7 @@ pub(crate) async fn inbound(
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
     // Not an open relay: the inbound side knows only endpoints on this node.
-    let endpoint = match local(&shared, &ctx, wanted) {
+    let endpoint = match identify::local(&*shared.balancer, &ctx.service, &ctx.policy, wanted) {
         Ok(e) => e,
         Err(e) => return ctx.fail(e),
     };
@@ -165,39 +200,6 @@ async fn within<T, E>(
             None => Err(expired(d)),
         },
         None => work.await,
-    }
-}
-
-/// The endpoint on this node that the peer chose, or, for a client outside the mesh, one the
-/// balancer picks among the service's local endpoints.
-fn local(
-    shared: &Shared,
-    ctx: &Ctx,
-    wanted: Option<&str>,
-) -> Result<Arc<EndpointState>, ProxyError> {
-    let endpoints = ctx.service.endpoints();
-    match wanted {
-        Some(wanted) => endpoints
-            .list
-            .iter()
-            .find(|e| e.label == wanted)
-            .cloned()
-            .ok_or_else(|| ProxyError::NotLocal {
-                service: ctx.service.name.clone(),
-                endpoint: wanted.to_owned(),
-            }),
-        None => {
-            let policy = &ctx.policy.policy.balancer;
-            match shared
-                .balancer
-                .pick(&endpoints.list, &[], policy, Instant::now())
-            {
-                Pick::Endpoint(e) => Ok(Arc::clone(e)),
-                _ => Err(ProxyError::NoEndpoints {
-                    service: ctx.service.name.clone(),
-                }),
-            }
-        }
     }
 }
 

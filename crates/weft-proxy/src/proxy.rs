@@ -106,6 +106,7 @@ impl Proxy {
             max_header_bytes: http.max_header_bytes,
             shutdown_grace: http.shutdown_grace,
         };
+        let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {
             let (discovery, policies) = (Arc::clone(&discovery), Arc::clone(&policies));
             Services::new(direction, local, discovery, metrics.http.clone(), policies)
@@ -126,9 +127,11 @@ impl Proxy {
             },
             policies,
             advertise,
+            limits,
+            draining: shutdown.subscribe(),
+            tunnels: metrics.tunnels.clone(),
             config,
         });
-        let (shutdown, _) = watch::channel(false);
         let stats =
             |direction| -> weft_http::Stats { Arc::new(Listener(metrics.tcp.listener(direction))) };
 

@@ -63,6 +63,25 @@ pub(crate) fn attempt_counted(endpoint: &EndpointState, answer: Answer<'_>) -> C
     class
 }
 
+/// A relay's connection to an endpoint, as failure accrual and the attempt count learn it:
+/// an endpoint that cannot be reached fails as a refused request does. (How long it took
+/// to connect says little of how fast it answers, so the latency estimate is left alone.)
+pub(crate) fn connected(
+    endpoint: &EndpointState,
+    failed: Option<&ProxyError>,
+    now: Instant,
+    policy: &Policy,
+) {
+    let class = match failed {
+        None => Classification::Success,
+        Some(_) => Classification::Failure,
+    };
+    endpoint
+        .accrual
+        .record(class == Classification::Success, now, &policy.accrual);
+    endpoint.metrics.attempt(class);
+}
+
 /// A request the proxy answered itself with `err`: counted whole, on `route`.
 pub(crate) fn failed(route: &RouteMetrics, start: Instant, err: &ProxyError) {
     route.request();

@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 use weft_core::config::ProxyConfig;
 use weft_core::NameRules;
+use weft_http::server::Limits;
+use weft_metrics::TunnelMetrics;
 
 use crate::balancer::Balance;
 use crate::delivery::Upstreams;
@@ -23,4 +26,9 @@ pub(crate) struct Shared {
     pub advertise: SocketAddr,
     /// Per-service resilience, swapped whole when the config file changes.
     pub policies: Arc<ArcSwap<PolicyTable>>,
+    /// The listeners' limits, which a tunnel's connection is served under too.
+    pub limits: Limits,
+    /// Turns true when the proxy drains; a tunnel's connection drains with the listeners'.
+    pub draining: watch::Receiver<bool>,
+    pub tunnels: TunnelMetrics,
 }
