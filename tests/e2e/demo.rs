@@ -100,6 +100,23 @@ async fn demo_numbers_match_what_the_test_counted() {
         && answer.contains(") world (127.0.10.")
         && answer.trim().ends_with(")!!");
     assert!(shape, "{answer:?}");
+    // And so does its tunnel command: the way gRPC and HTTPS clients behind http_proxy come.
+    assert!(demo
+        .banner
+        .contains(&format!("curl -p -x {} http://hello/", demo.curl_proxy)));
+    let tunnelled = weft_tests::eventually(
+        "a Hello through a tunnel",
+        Duration::from_secs(10),
+        || async {
+            let rsp = curl(&["-p", "-x", &demo.curl_proxy, "http://hello/"]).await;
+            (rsp.status == 200).then(|| rsp.text())
+        },
+    )
+    .await;
+    assert!(
+        tunnelled.trim().starts_with("Hello (127.0.10."),
+        "{tunnelled:?}"
+    );
 
     let rps = 40.0;
     let traffic = load(&demo, rps);

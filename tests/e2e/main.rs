@@ -14,4 +14,5 @@ mod kubernetes;
 mod lifecycle;
 mod metrics;
 mod resilience;
+mod tunnel;
 mod websocket;

@@ -4,7 +4,11 @@
   grpc_peer.py client TARGET AUTHORITY
                                calls Echo (unary), Chat (bidirectional) and Fail through
                                TARGET with :authority AUTHORITY; prints the results as JSON
+  grpc_peer.py proxied PROXY TARGET
+                               the same calls to TARGET as an app configured with only
+                               http_proxy=PROXY makes them (grpcio tunnels with CONNECT)
 """
+import os
 import json
 import queue
 import sys
@@ -48,7 +52,18 @@ def serve(host):
 
 def client(target, authority):
     options = [("grpc.default_authority", authority), ("grpc.enable_http_proxy", 0)]
-    with grpc.insecure_channel(target, options=options) as channel:
+    calls(grpc.insecure_channel(target, options=options))
+
+
+def proxied(proxy, target):
+    for name in ("no_proxy", "NO_PROXY", "no_grpc_proxy", "grpc_proxy", "https_proxy", "HTTPS_PROXY"):
+        os.environ.pop(name, None)
+    os.environ["http_proxy"] = f"http://{proxy}"
+    calls(grpc.insecure_channel(target))
+
+
+def calls(channel):
+    with channel:
         out = {}
         unary = channel.unary_unary("/weft.test.Echo/Echo", ident, ident)
         out["unary"] = unary(b"hi", timeout=10).decode()
@@ -83,5 +98,7 @@ def client(target, authority):
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2])
+    elif sys.argv[1] == "proxied":
+        proxied(sys.argv[2], sys.argv[3])
     else:
         client(sys.argv[2], sys.argv[3])

@@ -9,6 +9,7 @@
 //! - [`client`]: `curl` and a hyper HTTP/2 client.
 //! - [`control`]: a `weft control` process.
 //! - [`demo`]: a running `weft demo` and its dashboard API.
+//! - [`python`]: Python peers (`*.py` here): gRPC, TLS and WebSocket clients and servers.
 //! - [`webdriver`]: headless Chromium through chromedriver.
 
 pub mod backend;
@@ -23,6 +24,7 @@ pub mod load;
 pub mod mesh;
 pub mod process;
 pub mod proxy;
+pub mod python;
 pub mod webdriver;
 
 use std::time::{Duration, Instant};
