@@ -350,6 +350,10 @@ fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String 
         .map(|n| n.proxy.outbound.to_string())
         .unwrap_or_default();
     let _ = writeln!(b, "\ntry:\n  curl -x {first} http://hello/");
+    let _ = writeln!(
+        b,
+        "  curl -p -x {first} http://hello/     # through a tunnel, as gRPC and HTTPS apps behind http_proxy connect"
+    );
     let _ = writeln!(b, "  weft stat --dashboard http://{dashboard}");
     let _ = writeln!(b, "\nCtrl-C stops everything.");
     b
