@@ -19,10 +19,11 @@
 //!   the instance's protocol ([`delivery::deliver`]) → respond, record.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::HeaderValue;
+use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, Version};
 use weft_core::headers::WEFT_ORIG_PROTO;
 use weft_http::server::OnUpgrade;
@@ -44,10 +45,14 @@ use crate::services::{Service, Services};
 use crate::shared::Shared;
 use crate::tunnel;
 
-pub(crate) async fn outbound(shared: Arc<Shared>, req: Request<ClientBody>) -> Response<ProxyBody> {
-    // A tunnel to a mesh service, whose requests come back through `tunneled`.
+pub(crate) async fn outbound(
+    shared: Arc<Shared>,
+    mut req: Request<ClientBody>,
+) -> Response<ProxyBody> {
+    // A tunnel to a mesh service, whose requests come back through `tunneled`. Boxed: rare,
+    // and its state would enlarge every request's future.
     if req.method() == Method::CONNECT {
-        return tunnel::open(shared, req).await;
+        return Box::pin(tunnel::open(shared, req, tunneled)).await;
     }
     let start = Instant::now();
     // Refuse what cannot be forwarded safely; the service is the one the authority names.
@@ -55,37 +60,10 @@ pub(crate) async fn outbound(shared: Arc<Shared>, req: Request<ClientBody>) -> R
         Ok(t) => t,
         Err(e) => return refused(&shared.outbound, start, e),
     };
-    forward(&shared, start, target.service, target.authority, req).await
-}
-
-/// A request an app sent inside a tunnel to `service` (opened for `tunnel`): as any of its
-/// requests, except that it may name no other service.
-pub(crate) async fn tunneled(
-    shared: Arc<Shared>,
-    service: Arc<Service>,
-    tunnel: Arc<str>,
-    req: Request<ClientBody>,
-) -> Response<ProxyBody> {
-    let start = Instant::now();
-    let authority = match identify::in_tunnel(&shared.names, &service, &tunnel, &req) {
-        Ok(a) => a,
-        Err(e) => return respond::failed(&service.metrics, start, &e),
-    };
-    forward(&shared, start, service, authority, req).await
-}
-
-/// The outbound's way once the service is known.
-async fn forward(
-    shared: &Shared,
-    start: Instant,
-    service: Arc<Service>,
-    authority: String,
-    mut req: Request<ClientBody>,
-) -> Response<ProxyBody> {
     // The service's policy, and the deadline it and the caller allow.
-    let policy = shared.policies.load().get(service.name.as_str());
+    let policy = shared.policies.load().get(target.service.name.as_str());
     let deadline = Deadline::effective(req.headers(), policy.policy.timeout.total, start);
-    let mut ctx = Ctx::new(start, service, policy, authority, deadline);
+    let mut ctx = Ctx::new(start, target.service, policy, target.authority, deadline);
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
@@ -96,7 +74,7 @@ async fn forward(
     // Attempts until one's answer is final, all within the deadline. Boxed: the attempt
     // machinery is kilobytes of state, and the handler's future is moved several times.
     let total = ctx.policy.policy.timeout.total;
-    let work = Box::pin(attempts(shared, &mut ctx, req));
+    let work = Box::pin(attempts(&shared, &mut ctx, req));
     let result = within(&shared.upstreams.timers, deadline, work, |d| {
         if d.from_caller {
             ProxyError::DeadlineExceeded
@@ -111,13 +89,46 @@ async fn forward(
     }
 }
 
+/// A request an app sent inside a tunnel to `service` (opened for `tunnel`, its target):
+/// it may name no other service, and then takes the outbound's way like any other. Boxed
+/// behind a plain function: the outbound opened the tunnel this request came through.
+pub(crate) fn tunneled(
+    shared: Arc<Shared>,
+    service: &Service,
+    tunnel: &str,
+    mut req: Request<ClientBody>,
+) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> {
+    let start = Instant::now();
+    let checked = match req.method() {
+        &Method::CONNECT => Err(ProxyError::BadRequest("CONNECT inside a tunnel")),
+        _ => identify::in_tunnel(&shared.names, service, tunnel, &req),
+    };
+    match checked {
+        Ok(authority) => {
+            // A request that names nothing (HTTP/1.0 without Host) goes to the tunnel's.
+            if headers::authority(&req).is_none() {
+                if let Ok(host) = HeaderValue::from_str(&authority) {
+                    req.headers_mut().insert(HOST, host);
+                }
+            }
+            Box::pin(outbound(shared, req))
+        }
+        Err(e) => Box::pin(std::future::ready(respond::failed(
+            &service.metrics,
+            start,
+            &e,
+        ))),
+    }
+}
+
 pub(crate) async fn inbound(
     shared: Arc<Shared>,
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
-    // A peer proxy's tunnel to an endpoint on this node (an app's TLS, relayed).
+    // A peer proxy's tunnel to an endpoint on this node (an app's TLS, relayed). Boxed:
+    // rare, and its state would enlarge every request's future.
     if req.method() == Method::CONNECT {
-        return tunnel::accept(shared, req).await;
+        return Box::pin(tunnel::accept(shared, req)).await;
     }
     let start = Instant::now();
     // The peer names the service and the endpoint it chose; a client outside the mesh

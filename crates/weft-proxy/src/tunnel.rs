@@ -3,12 +3,14 @@
 //!
 //! The outbound answers a `CONNECT` to a mesh service with `200` and reads what the app
 //! sends first: HTTP (HTTP/1.x, or HTTP/2's preface) is served request by request, each
-//! taking the outbound's way to the tunnel's service ([`crate::lifecycle::tunneled`]); a TLS
+//! taking the outbound's way to the tunnel's service (`lifecycle::tunneled`); a TLS
 //! handshake (the app's own HTTPS) is relayed as opaque bytes to an endpoint of the
 //! service, through the proxy on its node, whose inbound ([`accept`]) connects it to the
 //! instance. A name that is no mesh service gets `403`; an instance never sees `CONNECT`.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,7 +27,6 @@ use crate::balancer::{EndpointState, Pick};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::identify;
-use crate::lifecycle;
 use crate::record;
 use crate::respond;
 use crate::services::{Service, Services};
@@ -34,8 +35,21 @@ use crate::shared::Shared;
 /// Endpoints a relay tries before it gives up: no byte has gone upstream until one answers.
 const RELAY_TRIES: usize = 3;
 
+/// What serves each request inside an HTTP tunnel: the outbound's way, handed in by the
+/// outbound, which is what opens tunnels.
+pub(crate) type Tunneled = fn(
+    Arc<Shared>,
+    &Service,
+    &str,
+    Request<ClientBody>,
+) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
+
 /// An app's `CONNECT` to a mesh service: answered `200`, then served or relayed.
-pub(crate) async fn open(shared: Arc<Shared>, mut req: Request<ClientBody>) -> Response<ProxyBody> {
+pub(crate) async fn open(
+    shared: Arc<Shared>,
+    mut req: Request<ClientBody>,
+    tunneled: Tunneled,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let Some(upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         return refused(
@@ -53,7 +67,7 @@ pub(crate) async fn open(shared: Arc<Shared>, mut req: Request<ClientBody>) -> R
     tokio::spawn(async move {
         // The client's side arrives once the `200` has been written.
         if let Ok(io) = upgrade.get().await {
-            serve(shared, service, authority, io).await;
+            serve(shared, service, authority, io, tunneled).await;
         }
     });
     Response::new(ProxyBody::full(""))
@@ -61,7 +75,13 @@ pub(crate) async fn open(shared: Arc<Shared>, mut req: Request<ClientBody>) -> R
 
 /// Serves a tunnel by what its client sends first, waiting for it no longer than for a
 /// request head.
-async fn serve(shared: Arc<Shared>, service: Arc<Service>, authority: Arc<str>, mut io: Rewind) {
+async fn serve(
+    shared: Arc<Shared>,
+    service: Arc<Service>,
+    authority: Arc<str>,
+    mut io: Rewind,
+    tunneled: Tunneled,
+) {
     let first = tokio::time::timeout(shared.limits.header_read_timeout, io.peek(3)).await;
     let carried = match &first {
         Ok(Ok(bytes)) if is_tls(bytes) => Carried::Tls,
@@ -75,10 +95,7 @@ async fn serve(shared: Arc<Shared>, service: Arc<Service>, authority: Arc<str>, 
         Carried::Http => {
             let handler = {
                 let shared = Arc::clone(&shared);
-                move |_, req| {
-                    let service = Arc::clone(&service);
-                    lifecycle::tunneled(Arc::clone(&shared), service, Arc::clone(&authority), req)
-                }
+                move |_, req| tunneled(Arc::clone(&shared), &service, &authority, req)
             };
             let (limits, draining) = (shared.limits, shared.draining.clone());
             // The tunnel's peer is the app, already counted by the listener it came through.
