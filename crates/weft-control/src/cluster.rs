@@ -271,6 +271,12 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
+    /// The ports `service` is reached on; `None` when there is no such service.
+    pub fn ports(&self, service: &Key) -> Option<Vec<u16>> {
+        let svc = self.cluster.services.get(service)?;
+        Some(svc.ports.iter().map(|p| p.port).collect())
+    }
+
     /// The ready endpoints of `service` on `port` (0: the first port), sorted by address;
     /// `None` when there is no such service.
     pub fn resolve(&self, service: &Key, port: u16) -> Option<Vec<Endpoint>> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use weft_core::watches::Watches;
-use weft_core::Resolution;
+use weft_core::{EndpointSet, Resolution};
 
 use crate::cluster::{Cluster, Key, View};
 
@@ -72,6 +72,9 @@ impl Index {
 fn resolve(view: &View<'_>, key: &Key, port: u16) -> Resolution {
     match view.resolve(key, port) {
         None => Resolution::DoesNotExist,
-        Some(eps) => Resolution::Endpoints(eps.into()),
+        Some(eps) => {
+            let ports = view.ports(key).unwrap_or_default();
+            Resolution::Endpoints(EndpointSet::new(eps, ports))
+        }
     }
 }

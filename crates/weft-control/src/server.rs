@@ -101,11 +101,24 @@ pub fn diff(prev: Option<&Resolution>, next: &Resolution) -> Vec<(&'static str, 
     let msg = |kind| Update { kind: Some(kind) };
     let set = |eps: &mut dyn Iterator<Item = &Endpoint>| EndpointSet {
         endpoints: eps.map(to_wire).collect(),
+        ports: Vec::new(),
+    };
+    let snapshot = |n: &weft_core::EndpointSet| {
+        let mut whole = set(&mut n.iter());
+        whole.ports = n.ports().iter().map(|&p| u32::from(p)).collect();
+        vec![("snapshot", msg(Kind::Snapshot(whole)))]
+    };
+    // Only a snapshot carries the ports: a stream that has none yet, or whose service's
+    // ports changed, is sent one.
+    let prev_ports = match prev {
+        Some(Resolution::Endpoints(p)) => p.ports(),
+        _ => &[],
     };
     match (prev, next) {
         // The index answers only once it has synced; nothing is said until then.
         (_, Resolution::Pending) => vec![],
         (Some(Resolution::DoesNotExist), Resolution::DoesNotExist) => vec![],
+        (_, Resolution::Endpoints(n)) if n.ports() != prev_ports => snapshot(n),
         (_, Resolution::DoesNotExist) => {
             vec![("does_not_exist", msg(Kind::DoesNotExist(DoesNotExist {})))]
         }
@@ -131,9 +144,7 @@ pub fn diff(prev: Option<&Resolution>, next: &Resolution) -> Vec<(&'static str, 
             }
             out
         }
-        (_, Resolution::Endpoints(n)) => {
-            vec![("snapshot", msg(Kind::Snapshot(set(&mut n.iter()))))]
-        }
+        (_, Resolution::Endpoints(n)) => snapshot(n),
     }
 }
 
@@ -173,5 +184,34 @@ mod tests {
             kinds(diff(Some(&Resolution::DoesNotExist), &a)),
             ["snapshot"]
         );
+    }
+
+    #[test]
+    fn the_services_ports_go_in_snapshots_and_a_change_of_them_sends_one() {
+        let with = |ports: Vec<u16>| {
+            Resolution::Endpoints(weft_core::EndpointSet::new(vec![ep(1)], ports))
+        };
+        let first = diff(None, &with(vec![80]));
+        assert_eq!(kinds(first.clone()), ["snapshot"]);
+        let Some(Kind::Snapshot(set)) = &first[0].1.kind else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(set.ports, [80]);
+        assert_eq!(
+            kinds(diff(Some(&with(vec![80])), &with(vec![80]))),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            kinds(diff(Some(&with(vec![80])), &with(vec![80, 443]))),
+            ["snapshot"]
+        );
+        // An empty service with ports still says them, and so does every later snapshot.
+        let empty = Resolution::Endpoints(weft_core::EndpointSet::new(vec![], vec![80]));
+        assert_eq!(kinds(diff(None, &empty)), ["snapshot"]);
+        let refilled = diff(Some(&empty), &with(vec![80]));
+        let Some(Kind::Snapshot(set)) = &refilled[0].1.kind else {
+            panic!("not a snapshot: {refilled:?}");
+        };
+        assert_eq!(set.ports, [80]);
     }
 }

@@ -38,8 +38,54 @@ fn default_weight() -> u32 {
     1
 }
 
-/// A service's endpoints at one moment; shared, never mutated.
-pub type EndpointSet = Arc<[Endpoint]>;
+/// A service's endpoints at one moment, and the ports the service is reached on when its
+/// source knows them (a Kubernetes Service's ports; a discovery file's `ports`). Shared,
+/// never mutated; it reads as the slice of its endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointSet {
+    endpoints: Arc<[Endpoint]>,
+    ports: Arc<[u16]>,
+}
+
+impl EndpointSet {
+    pub fn new(endpoints: impl Into<Arc<[Endpoint]>>, ports: impl Into<Arc<[u16]>>) -> Self {
+        Self {
+            endpoints: endpoints.into(),
+            ports: ports.into(),
+        }
+    }
+
+    /// The service's ports; empty when its source does not say.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Whether `port` is one the service is reached on: any is, when its ports are unknown.
+    pub fn has_port(&self, port: u16) -> bool {
+        self.ports.is_empty() || self.ports.contains(&port)
+    }
+}
+
+impl std::ops::Deref for EndpointSet {
+    type Target = [Endpoint];
+
+    fn deref(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+}
+
+/// Endpoints alone: a service whose ports its source does not say.
+impl From<Vec<Endpoint>> for EndpointSet {
+    fn from(endpoints: Vec<Endpoint>) -> Self {
+        Self::new(endpoints, Vec::new())
+    }
+}
+
+impl FromIterator<Endpoint> for EndpointSet {
+    fn from_iter<I: IntoIterator<Item = Endpoint>>(iter: I) -> Self {
+        Self::new(iter.into_iter().collect::<Vec<_>>(), Vec::new())
+    }
+}
 
 /// What a source knows of one service right now.
 #[derive(Clone, Debug, PartialEq)]

@@ -192,6 +192,12 @@ async fn stream(
         Err(s) => return Err(s.into()),
     };
     let mut set: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
+    // The service's ports, from the last snapshot (only snapshots carry them).
+    let mut ports: Arc<[u16]> = Arc::from([]);
+    let resolved = |set: &BTreeMap<SocketAddr, Endpoint>, ports: &Arc<[u16]>| {
+        let endpoints: Vec<Endpoint> = set.values().cloned().collect();
+        Resolution::Endpoints(EndpointSet::new(endpoints, Arc::clone(ports)))
+    };
     while let Some(update) = updates.message().await? {
         *backoff = BACKOFF_MIN;
         let next = match update.kind {
@@ -201,24 +207,29 @@ async fn stream(
                     let ep = from_wire(ep)?;
                     set.insert(ep.addr, ep);
                 }
-                Resolution::Endpoints(set.values().cloned().collect())
+                ports = s
+                    .ports
+                    .into_iter()
+                    .filter_map(|p| u16::try_from(p).ok())
+                    .collect();
+                resolved(&set, &ports)
             }
             Some(Kind::Add(s)) => {
                 for ep in s.endpoints {
                     let ep = from_wire(ep)?;
                     set.insert(ep.addr, ep);
                 }
-                Resolution::Endpoints(set.values().cloned().collect())
+                resolved(&set, &ports)
             }
             Some(Kind::Remove(s)) => {
                 for ep in s.endpoints {
                     set.remove(&from_wire(ep)?.addr);
                 }
-                Resolution::Endpoints(set.values().cloned().collect())
+                resolved(&set, &ports)
             }
             Some(Kind::NoEndpoints(_)) => {
                 set.clear();
-                Resolution::Endpoints(Arc::from([]))
+                resolved(&set, &ports)
             }
             Some(Kind::DoesNotExist(_)) => {
                 set.clear();

@@ -1,6 +1,9 @@
 //! A discovery document: services and their endpoints, parsed and checked with line numbers.
 //!
 //! ```toml
+//! [services.world]
+//! ports = [80, 7778]        # the ports the service is reached on; omit for any
+//!
 //! [[services.world.endpoints]]
 //! addr = "127.0.0.2:7778"
 //! node = "127.0.0.2:4141"   # the inbound proxy on that node; omit for no proxy
@@ -37,6 +40,8 @@ struct Document {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceEntry {
+    #[serde(default)]
+    ports: Option<toml::Spanned<Vec<u16>>>,
     #[serde(default)]
     endpoints: Vec<toml::Spanned<Endpoint>>,
 }
@@ -90,9 +95,16 @@ impl Table {
                 }
                 endpoints.push(ep);
             }
+            let ports = match entry.ports {
+                Some(ports) if ports.get_ref().contains(&0) => {
+                    return Err(at(ports.span().start, "port 0 is no port".to_string()));
+                }
+                Some(ports) => ports.into_inner(),
+                None => Vec::new(),
+            };
             services.insert(
                 ServiceName::new(name.get_ref()),
-                EndpointSet::from(endpoints),
+                EndpointSet::new(endpoints, ports),
             );
         }
         Ok(Self { services })
@@ -122,6 +134,25 @@ weight = 3
         assert_eq!(world[0].labels["version"], "v1");
         assert_eq!(world[1].weight, 3);
         assert!(world[1].node_proxy.is_none());
+    }
+
+    #[test]
+    fn a_service_may_say_its_ports() {
+        let text = "[services.world]\nports = [80, 7778]\n\n[[services.world.endpoints]]\naddr = \"127.0.0.2:7778\"\n\n[[services.hello.endpoints]]\naddr = \"127.0.0.2:7777\"\n";
+        let t = Table::parse(Path::new("d.toml"), text).unwrap();
+        let world = &t.services[&ServiceName::new("world")];
+        assert_eq!(world.ports(), [80, 7778]);
+        assert!(world.has_port(80) && !world.has_port(81));
+        // Ports left out: the service is reached on any.
+        assert!(t.services[&ServiceName::new("hello")].has_port(81));
+        let zero = "[services.world]\nports = [0]\n";
+        let err = Table::parse(Path::new("d.toml"), zero)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("d.toml:2:") && err.contains("port 0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -147,3 +147,11 @@ fn names_resolve_in_the_default_namespace_unless_they_name_one() {
     assert_eq!(p(""), None);
     assert_eq!(p("bad_name"), None);
 }
+
+#[test]
+fn a_services_ports_are_its_services_ports() {
+    let c = cluster();
+    let view = c.view();
+    assert_eq!(view.ports(&Key::new("default", "world")), Some(vec![80]));
+    assert_eq!(view.ports(&Key::new("default", "nosuch")), None);
+}
