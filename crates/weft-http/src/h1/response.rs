@@ -49,7 +49,18 @@ pub fn encode<B>(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        if *name == header::TRANSFER_ENCODING || (*name == header::CONNECTION && !switching) {
+        if *name == header::CONNECTION && !switching {
+            // An answer that asks for the connection to close after it gets its way.
+            let close = value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            if close {
+                *keep_alive = false;
+            }
+            continue;
+        }
+        if *name == header::TRANSFER_ENCODING {
             continue;
         }
         // A HEAD or 304 answer keeps the length the full response would have had; a
@@ -363,5 +374,27 @@ mod tests {
             &mut out,
         );
         assert_eq!(f, BodyFraming::Length(4));
+    }
+
+    #[test]
+    fn an_answer_that_says_close_closes_the_connection() {
+        let rsp = Response::builder()
+            .status(400)
+            .header("connection", "close")
+            .body(())
+            .unwrap();
+        let mut out = Vec::new();
+        let mut keep_alive = true;
+        encode(
+            &rsp,
+            Some(0),
+            &Method::GET,
+            Version::HTTP_11,
+            &mut keep_alive,
+            &mut out,
+        );
+        assert!(!keep_alive);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("connection: close").count(), 1, "{text}");
     }
 }
