@@ -142,7 +142,11 @@ impl Admin {
                     })
                 })
                 .collect();
-            services.insert(name.to_string(), json!({ "endpoints": eps }));
+            let ports = set.ports();
+            services.insert(
+                name.to_string(),
+                json!({ "ports": ports, "endpoints": eps }),
+            );
         }
         json!({ "services": services })
     }

@@ -62,6 +62,9 @@ pub(crate) enum ProxyError {
     /// A `CONNECT` to a name that is no mesh service: tunnels reach the mesh only.
     #[error("{target:?} is not a service in the mesh; CONNECT reaches mesh services only")]
     NotInMesh { target: String },
+    /// A `CONNECT` to a port its service is not reached on.
+    #[error("service {service} has no port {port}")]
+    NoSuchPort { service: ServiceName, port: u16 },
     /// A request inside a tunnel addressed to another service than the tunnel's.
     #[error("this tunnel is for {service}, not {authority:?}")]
     Misdirected {
@@ -98,7 +101,9 @@ impl ProxyError {
             Self::MissingAuthority | Self::BadRequest(_) | Self::ClientAborted => {
                 StatusCode::BAD_REQUEST
             }
-            Self::NotLocal { .. } | Self::NotInMesh { .. } => StatusCode::FORBIDDEN,
+            Self::NotLocal { .. } | Self::NotInMesh { .. } | Self::NoSuchPort { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Self::Upstream(Upstream::BodyFailed) => StatusCode::BAD_REQUEST,
             Self::Upstream(Upstream::ConnectTimeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
@@ -128,6 +133,7 @@ impl ProxyError {
             Self::NotLocal { .. } => kind::NOT_LOCAL,
             Self::BadRequest(_) => "bad request",
             Self::NotInMesh { .. } => "not a mesh service",
+            Self::NoSuchPort { .. } => "no such port",
             Self::Misdirected { .. } => "misdirected request",
             Self::CircuitOpen { .. } => "circuit open",
             Self::ClientAborted => "client aborted",
@@ -143,6 +149,7 @@ impl ProxyError {
             | Self::BadRequest(_)
             | Self::NotLocal { .. }
             | Self::NotInMesh { .. }
+            | Self::NoSuchPort { .. }
             | Self::Misdirected { .. }
             | Self::ClientAborted
             | Self::Upstream(Upstream::BodyFailed) => Side::Downstream,

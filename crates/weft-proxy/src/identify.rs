@@ -93,6 +93,13 @@ pub(crate) async fn tunnel<B>(
         Err(ProxyError::UnknownService(_)) => return Err(not_in_mesh(authority)),
         found => found?,
     };
+    let port = target.port_u16().unwrap_or(0);
+    if !service.endpoints().has_port(port) {
+        return Err(ProxyError::NoSuchPort {
+            service: service.name.clone(),
+            port,
+        });
+    }
     Ok(Target {
         service,
         authority,

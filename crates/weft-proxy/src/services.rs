@@ -30,6 +30,14 @@ pub(crate) struct Service {
 pub(crate) struct Endpoints {
     pub exists: bool,
     pub list: Vec<Arc<EndpointState>>,
+    /// The ports the service is reached on, when discovery says; empty: any.
+    pub ports: Vec<u16>,
+}
+
+impl Endpoints {
+    pub(crate) fn has_port(&self, port: u16) -> bool {
+        self.ports.is_empty() || self.ports.contains(&port)
+    }
 }
 
 impl Service {
@@ -219,7 +227,11 @@ impl Services {
                             })
                     })
                     .collect();
-                Endpoints { exists: true, list }
+                Endpoints {
+                    exists: true,
+                    list,
+                    ports: set.ports().to_vec(),
+                }
             }
         };
         service.endpoints.store(Arc::new(next));
