@@ -426,3 +426,39 @@ async fn many_proxies_and_services_share_one_watch_per_resource() {
     );
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+/// Through a tunnel, a Kubernetes service is reached on the ports its Service has, which
+/// the control plane sends with its endpoints.
+#[tokio::test]
+async fn a_tunnel_reaches_a_kubernetes_service_on_its_ports_only() {
+    let mesh = KubeMesh::start().await;
+    let on_b = Backend::start(NODE_B).await;
+    mesh.add_instance(&on_b, "node-b", "world-b", "v1");
+    routes(&mesh).await;
+    let rsp = curl(&["-p", "-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.raw_head);
+    let mut s = tokio::net::TcpStream::connect(mesh.a.outbound)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        b"CONNECT world:8080 HTTP/1.1\r\nHost: world:8080\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    let (_, endpoints) = mesh.a.admin_get("/endpoints").await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}\n{endpoints}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("weft-error: no such port"),
+        "{answer}"
+    );
+}

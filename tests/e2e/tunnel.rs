@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use weft_tests::client::curl;
+use weft_tests::discovery;
 use weft_tests::mesh::{Mesh, NODE_B};
 use weft_tests::proxy::metric;
 use weft_tests::{python, TempDir};
@@ -163,4 +164,38 @@ async fn tunnels_that_would_leave_the_mesh_or_misuse_it_are_refused() {
     assert_eq!(metric(&m, silent), Some(1.0), "{m}");
     let refused = "weft_responses_total{direction=\"outbound\",service=\"_unknown\",endpoint=\"\",status_code=\"403\",classification=\"failure\",error=\"not a mesh service\"}";
     assert_eq!(metric(&m, refused), Some(1.0), "{m}");
+}
+
+/// A service whose discovery says its ports is reached through a tunnel on those only.
+#[tokio::test]
+async fn a_tunnel_reaches_only_the_ports_its_service_has() {
+    let mesh = Mesh::start().await;
+    let text = discovery::render(&[("world", vec![mesh.on_b(mesh.world.addr)])]);
+    let text = text.replacen(
+        "[services.\"world\"]\n",
+        "[services.\"world\"]\nports = [80, 7778]\n",
+        1,
+    );
+    discovery::write_raw(&mesh.discovery, &text);
+    weft_tests::eventually("the ports in force", Duration::from_secs(5), || async {
+        let (_, body) = mesh.a.admin_get("/endpoints").await;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (v["services"]["world"]["ports"] == serde_json::json!([80, 7778])).then_some(())
+    })
+    .await;
+    let connect = b"CONNECT world:81 HTTP/1.1\r\nHost: world:81\r\n\r\n";
+    let refused = exchange(mesh.a.outbound, connect).await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(
+        refused
+            .to_ascii_lowercase()
+            .contains("weft-error: no such port"),
+        "{refused}"
+    );
+    for port in [80, 7778] {
+        let url = format!("http://world:{port}/echo");
+        let rsp = curl(&["-p", "-x", &mesh.proxy_flag(), &url]).await;
+        assert_eq!(rsp.status, 200, "port {port}: {}", rsp.raw_head);
+    }
+    assert_eq!(mesh.world.count(), 2);
 }
