@@ -117,6 +117,35 @@ async fn demo_numbers_match_what_the_test_counted() {
         tunnelled.trim().starts_with("Hello (127.0.10."),
         "{tunnelled:?}"
     );
+    // And its gRPC command, run as printed: a Greet call to world through a tunnel.
+    let greet: Vec<String> = demo
+        .banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("weft greet "))
+        .and_then(|l| l.split('#').next())
+        .unwrap_or_else(|| panic!("no greet command in {}", demo.banner))
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let greeted = weft_tests::eventually("a gRPC greeting", Duration::from_secs(10), || {
+        let greet = greet.clone();
+        async move {
+            let out = tokio::process::Command::new(weft_bin())
+                .arg("greet")
+                .args(&greet)
+                .output()
+                .await
+                .unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    })
+    .await;
+    assert!(
+        greeted.trim().starts_with("world (127.0.10."),
+        "{greeted:?}"
+    );
 
     let rps = 40.0;
     let traffic = load(&demo, rps);

@@ -1,6 +1,7 @@
 //! `weft hello-world`: the demo app. With `--target` it calls that service through its
-//! node's proxy and answers `Hello (IP) world (IP)!!`; without, it answers `world (IP)`.
-//! Latency and failure rate can be set at start and changed at run time.
+//! node's proxy and answers `Hello (IP) world (IP)!!`; without, it answers `world (IP)`,
+//! over HTTP/1.1 or HTTP/2, and as gRPC (`weft.demo.World/Greet`). Latency and failure
+//! rate can be set at start and changed at run time.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,14 +11,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::grpc;
 use crate::proxy_client::ProxyClient;
+
+type Body = BoxBody<Bytes, Infallible>;
 
 /// Headers a well-behaved meshed app copies from its request onto the calls it makes.
 const PROPAGATED_PREFIXES: &[&str] = &["weft-ctx-", "x-b3-"];
@@ -71,7 +77,8 @@ pub async fn serve(listener: TcpListener, config: AppConfig, mut stop: watch::Re
                 let app = Arc::clone(&app);
                 async move { Ok::<_, Infallible>(app.handle(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            // HTTP/1.1 or, for a client that opens with the preface, HTTP/2 (gRPC).
+            let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
@@ -90,8 +97,8 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)).boxed());
     *rsp.status_mut() = status;
     rsp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -101,8 +108,9 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 impl App {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         match (req.method(), req.uri().path()) {
+            (&Method::POST, grpc::GREET) if grpc::is_grpc(&req) => self.greet().await,
             (&Method::POST, "/set-latency") => match query(&req, "ms") {
                 Some(ms) if ms >= 0.0 => {
                     self.latency_ms.store(ms as u64, Ordering::Relaxed);
@@ -125,13 +133,27 @@ impl App {
         }
     }
 
-    async fn answer(&self, incoming: &HeaderMap) -> Response<Full<Bytes>> {
+    /// Waits out the latency set, and says whether this answer is to fail on purpose.
+    async fn latency_and_failure(&self) -> bool {
         let latency = self.latency_ms.load(Ordering::Relaxed);
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         let ppm = self.failure_ppm.load(Ordering::Relaxed);
-        if ppm > 0 && fastrand::u64(..1_000_000) < ppm {
+        ppm > 0 && fastrand::u64(..1_000_000) < ppm
+    }
+
+    /// The gRPC answer: `world (IP)`, or UNAVAILABLE when failing on purpose.
+    async fn greet(&self) -> Response<Body> {
+        let me = format!("{} ({})", self.config.text, self.ip);
+        if self.latency_and_failure().await {
+            return grpc::answer(&format!("{me} failed on purpose"), grpc::UNAVAILABLE);
+        }
+        grpc::answer(&me, 0)
+    }
+
+    async fn answer(&self, incoming: &HeaderMap) -> Response<Body> {
+        if self.latency_and_failure().await {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("{} ({}) failed on purpose\n", self.config.text, self.ip),

@@ -205,7 +205,7 @@ async fn run_in(
         nodes.push(node);
     }
 
-    write_discovery(discovery, &nodes)?;
+    write_discovery(discovery, config, &nodes)?;
     for n in &nodes {
         wait_for_services(n.proxy.admin).await;
     }
@@ -262,20 +262,33 @@ async fn run_in(
     Ok(())
 }
 
-fn write_discovery(path: &PathBuf, nodes: &[Node]) -> Result<(), std::io::Error> {
+fn write_discovery(
+    path: &PathBuf,
+    config: &DemoConfig,
+    nodes: &[Node],
+) -> Result<(), std::io::Error> {
     let mut out =
         String::from("# Written by `weft demo`: each app instance and the proxy on its node.\n");
-    for (service, pick) in [("hello", 0), ("world", 1)] {
+    for (service, pick, port) in [
+        ("hello", 0, config.hello_port),
+        ("world", 1, config.world_port),
+    ] {
+        // A tunnel may name the service on 80 (what `curl -p` asks for) or on its apps'
+        // own port; with ephemeral ports each instance has its own, so any port goes.
+        if port != 0 {
+            let _ = writeln!(out, "[services.{service}]\nports = [80, {port}]\n");
+        }
         for n in nodes {
-            let (addrs, labels) = if pick == 0 {
-                (&n.hello, "{ app = \"hello\" }")
+            // world speaks HTTP/2 too (its gRPC), so its node's proxy delivers to it in that.
+            let (addrs, labels, protocol) = if pick == 0 {
+                (&n.hello, "{ app = \"hello\" }", "http1")
             } else {
-                (&n.world, "{ app = \"world\", version = \"v1\" }")
+                (&n.world, "{ app = \"world\", version = \"v1\" }", "http2")
             };
             for a in addrs {
                 let _ = writeln!(
                     out,
-                    "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nlabels = {labels}\n",
+                    "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nprotocol = \"{protocol}\"\nlabels = {labels}\n",
                     n.proxy.inbound
                 );
             }
@@ -353,6 +366,16 @@ fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String 
     let _ = writeln!(
         b,
         "  curl -p -x {first} http://hello/     # through a tunnel, as gRPC and HTTPS apps behind http_proxy connect"
+    );
+    // With ephemeral ports any port names the service; 80 is the one that reads naturally.
+    let world_port = if config.world_port == 0 {
+        80
+    } else {
+        config.world_port
+    };
+    let _ = writeln!(
+        b,
+        "  weft greet world:{world_port} --proxy {first}   # a gRPC call to world, the same way"
     );
     let _ = writeln!(b, "  weft stat --dashboard http://{dashboard}");
     let _ = writeln!(b, "\nCtrl-C stops everything.");

@@ -118,6 +118,32 @@ pub struct HelloWorldArgs {
     failure_rate: f64,
 }
 
+#[derive(Args)]
+pub struct GreetArgs {
+    /// The service to call, `service:port`.
+    target: String,
+    /// The proxy to call through [default: from http_proxy].
+    #[arg(long)]
+    proxy: Option<SocketAddr>,
+}
+
+/// `weft greet`: one gRPC call to the demo's world, through a tunnel as gRPC apps make them.
+pub fn greet(args: GreetArgs) -> anyhow::Result<()> {
+    let proxy = args
+        .proxy
+        .or_else(proxy_from_env)
+        .context("no proxy: pass --proxy ADDR or set http_proxy")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reply = runtime.block_on(weft_demo::grpc::greet(proxy, &args.target))?;
+    if reply.status != 0 {
+        anyhow::bail!("grpc-status {}: {}", reply.status, reply.message);
+    }
+    println!("{}", reply.message);
+    Ok(())
+}
+
 /// `http_proxy=node:4140` or `http://node:4140/` → the proxy's address.
 fn proxy_from_env() -> Option<SocketAddr> {
     let v = std::env::var("http_proxy")

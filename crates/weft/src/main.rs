@@ -44,6 +44,9 @@ enum Command {
     Stat(stat_cmd::StatArgs),
     /// The demo app: answers "Hello (IP) world (IP)!!" by calling its target.
     HelloWorld(demo_cmd::HelloWorldArgs),
+    /// A gRPC call to the demo's world through a proxy, as a gRPC app with http_proxy makes
+    /// it (a CONNECT tunnel, HTTP/2 inside).
+    Greet(demo_cmd::GreetArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Install(args) => install_cmd::run(args),
         Command::Stat(args) => stat_cmd::stat(args),
         Command::HelloWorld(args) => demo_cmd::hello_world(args),
+        Command::Greet(args) => demo_cmd::greet(args),
     };
     exit(result.map(|()| ExitCode::SUCCESS))
 }
