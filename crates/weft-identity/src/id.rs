@@ -1,0 +1,142 @@
+//! Mesh identities as SPIFFE IDs. A node's proxy is named for its node, since every proxy
+//! runs under the one ServiceAccount: `spiffe://TRUST_DOMAIN/ns/NS/sa/SA/node/NODE`. The
+//! control plane and dashboard have workload identities without the node part.
+
+use std::fmt;
+
+use crate::error::IdentityError;
+
+/// A SPIFFE trust domain: lower-case DNS-like labels (`cluster.local`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TrustDomain(String);
+
+impl TrustDomain {
+    pub fn new(name: &str) -> Result<Self, IdentityError> {
+        let ok = !name.is_empty()
+            && name.len() <= 255
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+        if ok {
+            Ok(Self(name.to_string()))
+        } else {
+            Err(IdentityError::BadName(format!(
+                "{name:?} is no trust domain (lower-case letters, digits, '-', '.', '_')"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TrustDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A SPIFFE ID in the mesh's trust domain, as a certificate's URI SAN carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity(String);
+
+impl Identity {
+    /// The identity of the proxy on `node`, running as `sa` in `ns`.
+    pub fn node_proxy(
+        td: &TrustDomain,
+        ns: &str,
+        sa: &str,
+        node: &str,
+    ) -> Result<Self, IdentityError> {
+        Self::parse(&format!("spiffe://{td}/ns/{ns}/sa/{sa}/node/{node}"))
+    }
+
+    /// A workload's identity (the control plane, the dashboard).
+    pub fn workload(td: &TrustDomain, ns: &str, sa: &str) -> Result<Self, IdentityError> {
+        Self::parse(&format!("spiffe://{td}/ns/{ns}/sa/{sa}"))
+    }
+
+    /// Checks `uri` is a SPIFFE ID weft issues: a trust domain, then `ns/NS/sa/SA` and an
+    /// optional `node/NODE`, each segment non-empty and of path-safe characters.
+    pub fn parse(uri: &str) -> Result<Self, IdentityError> {
+        let bad = || IdentityError::BadName(format!("{uri:?} is no weft SPIFFE ID"));
+        let rest = uri.strip_prefix("spiffe://").ok_or_else(bad)?;
+        let (td, path) = rest.split_once('/').ok_or_else(bad)?;
+        TrustDomain::new(td).map_err(|_| bad())?;
+        let segments: Vec<&str> = path.split('/').collect();
+        let shape = matches!(
+            segments.as_slice(),
+            ["ns", _, "sa", _] | ["ns", _, "sa", _, "node", _]
+        );
+        let safe = segments.iter().all(|s| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && s.len() <= 253
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        });
+        if shape && safe && uri.len() <= 2048 {
+            Ok(Self(uri.to_string()))
+        } else {
+            Err(bad())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        let rest = &self.0["spiffe://".len()..];
+        rest.split_once('/').map_or(rest, |(td, _)| td)
+    }
+
+    /// The node a proxy's identity names; `None` for a workload's.
+    pub fn node(&self) -> Option<&str> {
+        let (_, node) = self.0.rsplit_once("/node/")?;
+        Some(node)
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_proxy_identity_names_its_node() {
+        let td = TrustDomain::new("cluster.local").unwrap();
+        let id = Identity::node_proxy(&td, "weft", "weft-proxy", "node-1").unwrap();
+        assert_eq!(
+            id.as_str(),
+            "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1"
+        );
+        assert_eq!(id.node(), Some("node-1"));
+        assert_eq!(id.trust_domain(), "cluster.local");
+        let control = Identity::workload(&td, "weft", "weft-control").unwrap();
+        assert_eq!(control.node(), None);
+    }
+
+    #[test]
+    fn what_is_not_a_weft_identity_is_refused() {
+        for bad in [
+            "https://cluster.local/ns/a/sa/b",
+            "spiffe://Cluster.Local/ns/a/sa/b",
+            "spiffe://cluster.local/ns/a/sa/b/extra",
+            "spiffe://cluster.local/ns/a/sa/",
+            "spiffe://cluster.local/ns/a/sa/b/node/x/y",
+            "spiffe://cluster.local/ns/a b/sa/c",
+            "spiffe://cluster.local/ns/../sa/c",
+            "spiffe://cluster.local/ns/a/sa/c/node/x%2f",
+        ] {
+            assert!(Identity::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

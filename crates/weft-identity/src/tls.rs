@@ -1,0 +1,52 @@
+//! rustls configurations for the proxy-to-proxy hop: TLS 1.3 on ring, both sides
+//! authenticated, ALPN `h2` for the shared connection and `http/1.1` for upgrades and
+//! tunnels.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::version::TLS13;
+use rustls::{ClientConfig, ServerConfig};
+
+use crate::credentials::Credentials;
+use crate::error::IdentityError;
+use crate::id::Identity;
+use crate::verify::{ClientVerifier, ServerVerifier, TrustBundle};
+
+pub const ALPN_H2: &[u8] = b"h2";
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// The one crypto provider weft uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What an inbound serves with: its credentials, and only peers the bundle trusts.
+pub fn server_config(
+    creds: Arc<Credentials>,
+    bundle: Arc<TrustBundle>,
+) -> Result<Arc<ServerConfig>, IdentityError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&TLS13])?
+        .with_client_cert_verifier(Arc::new(ClientVerifier::new(bundle)))
+        .with_cert_resolver(creds);
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What an outbound dials a peer with, speaking `alpn`; `expected` is the identity the
+/// peer must have when discovery says it.
+pub fn client_config(
+    creds: Arc<Credentials>,
+    bundle: Arc<TrustBundle>,
+    expected: Option<Identity>,
+    alpn: &[u8],
+) -> Result<Arc<ClientConfig>, IdentityError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier::new(bundle, expected)))
+        .with_client_cert_resolver(creds);
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}

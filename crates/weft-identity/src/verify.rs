@@ -1,0 +1,314 @@
+//! Whom a proxy accepts: a peer whose chain ends at one of the mesh's trust anchors and
+//! whose certificate names a weft identity in the mesh's trust domain — and, where the
+//! caller knows whom it dials, exactly that identity. Anchors can be replaced while
+//! connections run (rotation): each handshake reads the bundle as it is then.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use webpki::{EndEntityCert, KeyUsage};
+
+use crate::error::IdentityError;
+use crate::id::{Identity, TrustDomain};
+
+/// Why a peer was refused, as the log and the refusal counter name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Expired,
+    NotYetValid,
+    /// Its chain ends at no anchor of ours: another CA, or self-signed.
+    UnknownIssuer,
+    /// A valid chain, but not a weft identity of our trust domain.
+    WrongTrustDomain,
+    /// A mesh identity, but not the one dialled.
+    WrongIdentity,
+    NoCertificate,
+    Malformed,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::WrongTrustDomain => "wrong_trust_domain",
+            Self::WrongIdentity => "wrong_identity",
+            Self::NoCertificate => "no_certificate",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    fn error(self) -> rustls::Error {
+        rustls::Error::InvalidCertificate(match self {
+            Self::Expired => CertificateError::Expired,
+            Self::NotYetValid => CertificateError::NotValidYet,
+            Self::UnknownIssuer => CertificateError::UnknownIssuer,
+            Self::WrongTrustDomain | Self::WrongIdentity => CertificateError::NotValidForName,
+            Self::NoCertificate | Self::Malformed => CertificateError::BadEncoding,
+        })
+    }
+}
+
+/// Told of every refused peer: the proxy counts them.
+pub type OnRefused = Arc<dyn Fn(Refusal) + Send + Sync>;
+
+/// The anchors a proxy trusts, replaceable while it runs.
+pub struct TrustBundle {
+    td: TrustDomain,
+    anchors: ArcSwap<Vec<CertificateDer<'static>>>,
+    algs: WebPkiSupportedAlgorithms,
+    on_refused: OnRefused,
+}
+
+impl fmt::Debug for TrustBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustBundle")
+            .field("trust_domain", &self.td)
+            .field("anchors", &self.anchors.load().len())
+            .finish()
+    }
+}
+
+impl TrustBundle {
+    pub fn new(
+        td: TrustDomain,
+        anchors: Vec<CertificateDer<'static>>,
+        algs: WebPkiSupportedAlgorithms,
+        on_refused: OnRefused,
+    ) -> Result<Self, IdentityError> {
+        check_anchors(&anchors)?;
+        Ok(Self {
+            td,
+            anchors: ArcSwap::from_pointee(anchors),
+            algs,
+            on_refused,
+        })
+    }
+
+    /// Trusts `anchors` from the next handshake on.
+    pub fn replace(&self, anchors: Vec<CertificateDer<'static>>) -> Result<(), IdentityError> {
+        check_anchors(&anchors)?;
+        self.anchors.store(Arc::new(anchors));
+        Ok(())
+    }
+
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.td
+    }
+
+    /// The peer's identity when its chain and name are good.
+    pub fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: KeyUsage,
+        expected: Option<&Identity>,
+    ) -> Result<Identity, Refusal> {
+        let result = self.check(end_entity, intermediates, now, usage, expected);
+        if let Err(why) = result {
+            tracing::warn!(reason = why.as_str(), expected = ?expected.map(Identity::as_str), "refused a peer's certificate");
+            (self.on_refused)(why);
+        }
+        result
+    }
+
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: KeyUsage,
+        expected: Option<&Identity>,
+    ) -> Result<Identity, Refusal> {
+        let ders = self.anchors.load();
+        let anchors: Vec<_> = ders
+            .iter()
+            .filter_map(|a| webpki::anchor_from_trusted_cert(a).ok())
+            .collect();
+        let cert = EndEntityCert::try_from(end_entity).map_err(|_| Refusal::Malformed)?;
+        cert.verify_for_usage(
+            self.algs.all,
+            &anchors,
+            intermediates,
+            now,
+            usage,
+            None,
+            None,
+        )
+        .map_err(|e| match e {
+            webpki::Error::CertExpired { .. } => Refusal::Expired,
+            webpki::Error::CertNotValidYet { .. } => Refusal::NotYetValid,
+            // A chain whose names match our anchor but whose signatures do not is another
+            // CA's that took the same names (every weft CA names itself alike).
+            webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                Refusal::UnknownIssuer
+            }
+            _ => Refusal::Malformed,
+        })?;
+        let id = peer_identity(end_entity).ok_or(Refusal::WrongTrustDomain)?;
+        if id.trust_domain() != self.td.as_str() {
+            return Err(Refusal::WrongTrustDomain);
+        }
+        if expected.is_some_and(|e| *e != id) {
+            return Err(Refusal::WrongIdentity);
+        }
+        Ok(id)
+    }
+}
+
+fn check_anchors(anchors: &[CertificateDer<'_>]) -> Result<(), IdentityError> {
+    if anchors.is_empty() {
+        return Err(IdentityError::BadName(
+            "a trust bundle needs an anchor".into(),
+        ));
+    }
+    for a in anchors {
+        webpki::anchor_from_trusted_cert(a)
+            .map_err(|e| IdentityError::BadName(format!("a trust anchor does not parse: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The weft identity a certificate names in its one URI SAN.
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<Identity> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let san = parsed.subject_alternative_name().ok()??;
+    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+        _ => None,
+    });
+    let uri = uris.next()?;
+    if uris.next().is_some() {
+        return None;
+    }
+    Identity::parse(uri).ok()
+}
+
+/// The client side's check of the proxy it dialled (the server's name in TLS is ignored:
+/// mesh certificates carry no DNS name, the identity is what counts).
+#[derive(Debug)]
+pub struct ServerVerifier {
+    bundle: Arc<TrustBundle>,
+    expected: Option<Identity>,
+}
+
+impl ServerVerifier {
+    pub fn new(bundle: Arc<TrustBundle>, expected: Option<Identity>) -> Self {
+        Self { bundle, expected }
+    }
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.bundle
+            .verify(
+                end_entity,
+                intermediates,
+                now,
+                KeyUsage::server_auth(),
+                self.expected.as_ref(),
+            )
+            .map(|_| ServerCertVerified::assertion())
+            .map_err(Refusal::error)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // The mesh speaks TLS 1.3 only; rustls never gets here.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.bundle.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.bundle.algs.supported_schemes()
+    }
+}
+
+/// The server side's check of a connecting proxy: a certificate is required.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    bundle: Arc<TrustBundle>,
+}
+
+impl ClientVerifier {
+    pub fn new(bundle: Arc<TrustBundle>) -> Self {
+        Self { bundle }
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.bundle
+            .verify(
+                end_entity,
+                intermediates,
+                now,
+                KeyUsage::client_auth(),
+                None,
+            )
+            .map(|_| ClientCertVerified::assertion())
+            .map_err(Refusal::error)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.bundle.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.bundle.algs.supported_schemes()
+    }
+}

@@ -1,0 +1,262 @@
+//! Real TLS handshakes over loopback sockets between credentials the CA signed: who is
+//! let in, who is refused and why.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use weft_identity::{
+    tls, Ca, CertifyError, Credentials, Identity, Refusal, TrustBundle, TrustDomain,
+};
+
+struct Node {
+    creds: Arc<Credentials>,
+    bundle: Arc<TrustBundle>,
+    refused: Arc<Mutex<Vec<Refusal>>>,
+}
+
+fn td() -> TrustDomain {
+    TrustDomain::new("cluster.local").unwrap()
+}
+
+fn id(node: &str) -> Identity {
+    Identity::node_proxy(&td(), "weft", "weft-proxy", node).unwrap()
+}
+
+/// A proxy on `node` with a leaf from `ca`, trusting `trusts`' anchors.
+fn node(ca: &Ca, trusts: &Ca, node: &str) -> Node {
+    let creds = Credentials::generate(id(node), &tls::provider()).unwrap();
+    let leaf = ca.certify(&creds.csr().unwrap(), creds.identity()).unwrap();
+    creds.install(leaf).unwrap();
+    bundle_for(creds, trusts)
+}
+
+fn bundle_for(creds: Credentials, trusts: &Ca) -> Node {
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let r = Arc::clone(&refused);
+    let bundle = TrustBundle::new(
+        trusts.trust_domain().clone(),
+        trusts.bundle().to_vec(),
+        tls::provider().signature_verification_algorithms,
+        Arc::new(move |why| r.lock().unwrap().push(why)),
+    )
+    .unwrap();
+    Node {
+        creds: Arc::new(creds),
+        bundle: Arc::new(bundle),
+        refused,
+    }
+}
+
+fn ca() -> Ca {
+    Ca::ephemeral(td(), Duration::from_secs(3600)).unwrap()
+}
+
+/// Dials `server` from `client` expecting `expected`; the identities each side saw, or the
+/// client's error.
+async fn handshake(
+    client: &Node,
+    server: &Node,
+    expected: Option<Identity>,
+) -> Result<(Option<Identity>, Option<Identity>), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(
+        tls::server_config(Arc::clone(&server.creds), Arc::clone(&server.bundle)).unwrap(),
+    );
+    let served = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let seen = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| weft_identity::peer_identity(&c[0]));
+        tls.write_all(b"ok").await.map_err(|e| e.to_string())?;
+        tls.shutdown().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(seen)
+    });
+    let connector = TlsConnector::from(
+        tls::client_config(
+            Arc::clone(&client.creds),
+            Arc::clone(&client.bundle),
+            expected,
+            tls::ALPN_H2,
+        )
+        .unwrap(),
+    );
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("peer.weft").unwrap();
+    let result = async {
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let seen = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| weft_identity::peer_identity(&c[0]));
+        let mut buf = Vec::new();
+        // In TLS 1.3 the server checks the client's certificate after the client thinks it
+        // is done: a refused client learns it on its first read.
+        tls.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        assert_eq!(buf, b"ok");
+        Ok::<_, String>(seen)
+    }
+    .await;
+    let server_side = served.await.unwrap();
+    let client_saw = result?;
+    let server_saw = server_side?;
+    Ok((client_saw, server_saw))
+}
+
+#[tokio::test]
+async fn two_proxies_of_one_mesh_see_each_others_identity() {
+    let ca = ca();
+    let (a, b) = (node(&ca, &ca, "node-a"), node(&ca, &ca, "node-b"));
+    let (client_saw, server_saw) = handshake(&a, &b, Some(id("node-b"))).await.unwrap();
+    assert_eq!(client_saw, Some(id("node-b")));
+    assert_eq!(server_saw, Some(id("node-a")));
+    assert!(a.refused.lock().unwrap().is_empty() && b.refused.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_peer_with_another_nodes_identity_is_refused_by_whoever_dialled_it() {
+    let ca = ca();
+    let (a, b) = (node(&ca, &ca, "node-a"), node(&ca, &ca, "node-b"));
+    let err = handshake(&a, &b, Some(id("node-c"))).await.unwrap_err();
+    assert!(err.contains("NotValidForName"), "{err}");
+    assert_eq!(*a.refused.lock().unwrap(), [Refusal::WrongIdentity]);
+}
+
+#[tokio::test]
+async fn a_server_from_another_ca_is_refused() {
+    let (ours, theirs) = (ca(), ca());
+    let a = node(&ours, &ours, "node-a");
+    let intruder = node(&theirs, &ours, "node-b");
+    let err = handshake(&a, &intruder, None).await.unwrap_err();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert_eq!(*a.refused.lock().unwrap(), [Refusal::UnknownIssuer]);
+}
+
+#[tokio::test]
+async fn a_client_from_another_ca_is_refused() {
+    let (ours, theirs) = (ca(), ca());
+    let b = node(&ours, &ours, "node-b");
+    // The intruder trusts our anchor, so only the server's check can stop it.
+    let intruder = node(&theirs, &ours, "node-a");
+    assert!(handshake(&intruder, &b, None).await.is_err());
+    assert_eq!(*b.refused.lock().unwrap(), [Refusal::UnknownIssuer]);
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused() {
+    let ca = ca();
+    let b = node(&ca, &ca, "node-b");
+    let bare = bundle_for(
+        Credentials::generate(id("node-a"), &tls::provider()).unwrap(),
+        &ca,
+    );
+    let err = handshake(&bare, &b, None).await.unwrap_err();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_leaves_are_refused() {
+    let ca = ca();
+    let a = node(&ca, &ca, "node-a");
+    let hour = Duration::from_secs(3600);
+    let now = SystemTime::now();
+    for ((from, to), why) in [
+        ((now - 2 * hour, now - hour), Refusal::Expired),
+        ((now + hour, now + 2 * hour), Refusal::NotYetValid),
+    ] {
+        let creds = Credentials::generate(id("node-b"), &tls::provider()).unwrap();
+        let leaf = ca
+            .certify_between(&creds.csr().unwrap(), creds.identity(), from, to)
+            .unwrap();
+        creds.install(leaf).unwrap();
+        let b = bundle_for(creds, &ca);
+        assert!(handshake(&a, &b, None).await.is_err());
+        assert_eq!(a.refused.lock().unwrap().pop(), Some(why));
+    }
+}
+
+#[tokio::test]
+async fn the_ca_never_signs_a_name_of_another_trust_domain() {
+    let ca = ca();
+    let other = TrustDomain::new("other.example").unwrap();
+    let foreign = Identity::node_proxy(&other, "weft", "weft-proxy", "node-b").unwrap();
+    let creds = Credentials::generate(foreign.clone(), &tls::provider()).unwrap();
+    let err = ca.certify(&creds.csr().unwrap(), &foreign).unwrap_err();
+    assert!(matches!(err, CertifyError::WrongIdentity { .. }), "{err}");
+}
+
+#[test]
+fn the_ca_signs_only_what_was_proven_and_never_a_ca() {
+    let ca = ca();
+    let creds = Credentials::generate(id("node-a"), &tls::provider()).unwrap();
+    let csr = creds.csr().unwrap();
+    // Someone proving node-b asks with node-a's request.
+    let err = ca.certify(&csr, &id("node-b")).unwrap_err();
+    assert!(matches!(err, CertifyError::WrongIdentity { .. }), "{err}");
+    // A tampered request: its signature no longer matches.
+    let mut tampered = csr.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    assert_eq!(
+        ca.certify(&tampered, &id("node-a")).unwrap_err(),
+        CertifyError::Malformed
+    );
+    // Oversized, and garbage.
+    let big = vec![0u8; weft_identity::ca::MAX_CSR_BYTES + 1];
+    assert!(matches!(
+        ca.certify(&big, &id("node-a")),
+        Err(CertifyError::TooLarge(_))
+    ));
+    assert_eq!(
+        ca.certify(b"nonsense", &id("node-a")).unwrap_err(),
+        CertifyError::Malformed
+    );
+    // A request to be a CA.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        id("node-a").to_string().try_into().unwrap(),
+    )];
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_csr = params.serialize_request(&key).unwrap().der().to_vec();
+    assert_eq!(
+        ca.certify(&ca_csr, &id("node-a")).unwrap_err(),
+        CertifyError::AsksForCa
+    );
+    // And the good one: a leaf of that identity, then the issuer.
+    let leaf = ca.certify(&csr, &id("node-a")).unwrap();
+    assert_eq!(leaf.chain.len(), 2);
+    assert_eq!(
+        weft_identity::peer_identity(&leaf.chain[0]),
+        Some(id("node-a"))
+    );
+}
+
+#[tokio::test]
+async fn a_renewed_leaf_is_served_from_the_next_handshake_on() {
+    let ca = ca();
+    let a = node(&ca, &ca, "node-a");
+    let b = node(&ca, &ca, "node-b");
+    let first = b.creds.not_after().unwrap();
+    let leaf = ca
+        .certify(&b.creds.csr().unwrap(), b.creds.identity())
+        .unwrap();
+    b.creds.install(leaf).unwrap();
+    assert!(b.creds.not_after().unwrap() > first);
+    handshake(&a, &b, Some(id("node-b"))).await.unwrap();
+    // A leaf for another key is not installed.
+    let other = Credentials::generate(id("node-b"), &tls::provider()).unwrap();
+    let wrong = ca.certify(&other.csr().unwrap(), other.identity()).unwrap();
+    assert!(b.creds.install(wrong).is_err());
+}
