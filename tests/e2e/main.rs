@@ -13,6 +13,7 @@ mod install;
 mod kubernetes;
 mod lifecycle;
 mod metrics;
+mod mtls;
 mod resilience;
 mod tunnel;
 mod websocket;

@@ -54,6 +54,8 @@ pub struct DemoConfig {
     /// Whether proxies retry failed requests (off by default here, so the failures the
     /// flags inject show on the dashboard as they happen).
     pub retries: bool,
+    /// Whether the hop between proxies is plaintext (mutual TLS otherwise, the default).
+    pub plaintext: bool,
 }
 
 /// `--world-latency 50ms` (every world instance) or `node-2=50ms` (those on node 2).
@@ -143,8 +145,17 @@ async fn run_in(
     stop: watch::Receiver<bool>,
 ) -> Result<(), DemoError> {
     let mut nodes = Vec::new();
+    let ca = (!config.plaintext)
+        .then(crate::mesh_ca::MeshCa::new)
+        .transpose()
+        .map_err(|e| DemoError::Proxy(format!("the demo's certificate authority: {e}")))?;
     for (i, ip) in config.node_ips.iter().enumerate() {
         let name = format!("node-{}", i + 1);
+        let identity = ca
+            .as_ref()
+            .map(|ca| ca.certify(&name))
+            .transpose()
+            .map_err(|e| DemoError::Proxy(format!("{name}'s identity: {e}")))?;
         let mut pc = ProxyConfig {
             node: name.clone(),
             ..Default::default()
@@ -157,19 +168,21 @@ async fn run_in(
         if !config.retries {
             pc.resilience.retry.max_retries = Some(0);
         }
-        let proxy = Proxy::start(pc).await.map_err(|e| match e {
-            StartError::Bind {
-                listener,
-                addr,
-                source,
-            } => DemoError::Bind {
-                what: format!("{name} proxy {listener}"),
-                addr,
-                hint: hint(&source),
-                cause: source,
-            },
-            other => DemoError::Proxy(other.to_string()),
-        })?;
+        let proxy = Proxy::start_with_identity(pc, identity)
+            .await
+            .map_err(|e| match e {
+                StartError::Bind {
+                    listener,
+                    addr,
+                    source,
+                } => DemoError::Bind {
+                    what: format!("{name} proxy {listener}"),
+                    addr,
+                    hint: hint(&source),
+                    cause: source,
+                },
+                other => DemoError::Proxy(other.to_string()),
+            })?;
         let mut node = Node {
             name: name.clone(),
             hello: Vec::new(),
@@ -355,6 +368,15 @@ fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String 
             "on (hello's success rate recovers from world's failures)"
         } else {
             "off (--retries turns them on)"
+        }
+    );
+    let _ = writeln!(
+        b,
+        "  between nodes: {}",
+        if config.plaintext {
+            "plaintext HTTP/2 (--plaintext)"
+        } else {
+            "mutual TLS 1.3, each proxy with its node's identity from the demo's own CA (in memory)"
         }
     );
     let _ = writeln!(b, "  dashboard: http://{dashboard}");

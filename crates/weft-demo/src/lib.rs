@@ -5,6 +5,7 @@
 //! - [`app`]: `weft hello-world`, one app for both roles, with run-time latency and failures.
 //! - [`grpc`]: the world app's gRPC `Greet`, and `weft greet`, which calls it through a
 //!   tunnel as a gRPC app behind `http_proxy` does.
+//! - [`mesh_ca`]: the demo's own CA, which gives each node's proxy its identity.
 //! - [`proxy_client`]: how the app and the generator reach a node proxy (as `http_proxy`).
 //! - [`traffic`]: an open-loop generator at a fixed rate that keeps its own counts.
 //! - [`demo`]: starts every part, prints how to use it, stops every part on Ctrl-C.
@@ -13,5 +14,6 @@
 pub mod app;
 pub mod demo;
 pub mod grpc;
+pub mod mesh_ca;
 pub mod proxy_client;
 pub mod traffic;

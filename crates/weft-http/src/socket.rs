@@ -1,6 +1,7 @@
-//! A client's socket as a listener holds it: every byte and the connection's life reported
-//! to the listener's [`ConnStats`]; and the same socket with bytes already read put back in
-//! front, for the HTTP/2 server and for upgraded (WebSocket) connections.
+//! A client's socket as a listener holds it — plain TCP, or mutual TLS from a peer proxy:
+//! every byte and the connection's life reported to the listener's [`ConnStats`]; and the
+//! same socket with bytes already read put back in front, for the HTTP/2 server and for
+//! upgraded (WebSocket) connections.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -21,13 +22,28 @@ pub trait ConnStats: Send + Sync + 'static {
     fn closed(&self);
     fn read(&self, bytes: usize);
     fn written(&self, bytes: usize);
+    /// An accepted connection completed its mutual TLS handshake.
+    fn tls_accepted(&self) {}
+    /// A connection was turned away before it was served: `plaintext` where only TLS is
+    /// taken, `no_certificate`, or `handshake` (a failed one; a certificate found wanting
+    /// is the verifier's to count).
+    fn tls_refused(&self, _reason: &'static str) {}
 }
 
 /// Stats shared by a listener's connections.
 pub type Stats = Arc<dyn ConnStats>;
 
+/// A server connection's TLS side, as tokio-rustls hands it over.
+pub type TlsServerStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// A client's connection: plain TCP, or mutual TLS from a peer proxy.
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsServerStream>),
+}
+
 pub struct Socket {
-    stream: TcpStream,
+    stream: Stream,
     stats: Stats,
     _open: Open,
 }
@@ -42,7 +58,7 @@ impl Drop for Open {
 }
 
 impl Socket {
-    pub fn new(stream: TcpStream, stats: &Stats) -> Self {
+    pub fn new(stream: Stream, stats: &Stats) -> Self {
         stats.opened();
         Self {
             stream,
@@ -53,7 +69,16 @@ impl Socket {
 
     /// Separate halves, so a request body can read while the connection writes.
     pub fn split(self) -> (ReadSide, WriteSide) {
-        let (rd, wr) = self.stream.into_split();
+        let (rd, wr) = match self.stream {
+            Stream::Tcp(s) => {
+                let (rd, wr) = s.into_split();
+                (Rd::Tcp(rd), Wr::Tcp(wr))
+            }
+            Stream::Tls(s) => {
+                let (rd, wr) = tokio::io::split(*s);
+                (Rd::Tls(rd), Wr::Tls(tokio::sync::Mutex::new(wr)))
+            }
+        };
         let read = ReadSide {
             rd,
             stats: Some(Arc::clone(&self.stats)),
@@ -68,7 +93,17 @@ impl Socket {
 
     /// The halves made whole again (for HTTP/2 or an upgrade); `None` if they do not match.
     pub fn reunite(read: ReadSide, write: WriteSide) -> Option<Self> {
-        let stream = read.rd.reunite(write.wr).ok()?;
+        let stream = match (read.rd, write.wr) {
+            (Rd::Tcp(r), Wr::Tcp(w)) => Stream::Tcp(r.reunite(w).ok()?),
+            (Rd::Tls(r), Wr::Tls(w)) => {
+                let w = w.into_inner();
+                if !r.is_pair_of(&w) {
+                    return None;
+                }
+                Stream::Tls(Box::new(r.unsplit(w)))
+            }
+            _ => return None,
+        };
         Some(Self {
             stream,
             stats: write.stats?,
@@ -80,17 +115,31 @@ impl Socket {
 /// Halves of an upstream connection, counted nowhere.
 pub fn halves(stream: TcpStream) -> (ReadSide, WriteSide) {
     let (rd, wr) = stream.into_split();
-    let read = ReadSide { rd, stats: None };
+    let read = ReadSide {
+        rd: Rd::Tcp(rd),
+        stats: None,
+    };
     let write = WriteSide {
-        wr,
+        wr: Wr::Tcp(wr),
         stats: None,
         open: None,
     };
     (read, write)
 }
 
+enum Rd {
+    Tcp(OwnedReadHalf),
+    Tls(ReadHalf<TlsServerStream>),
+}
+
+/// TLS writes need the stream exclusively; the lock is uncontended but for a `100 Continue`.
+enum Wr {
+    Tcp(OwnedWriteHalf),
+    Tls(tokio::sync::Mutex<WriteHalf<TlsServerStream>>),
+}
+
 pub struct ReadSide {
-    rd: OwnedReadHalf,
+    rd: Rd,
     stats: Option<Stats>,
 }
 
@@ -107,11 +156,10 @@ impl ReadSide {
         if buf.capacity() - buf.len() < chunk / 4 {
             buf.reserve(chunk);
         }
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.rd),
-            cx,
-            buf
-        ))?;
+        let n = ready!(match &mut self.rd {
+            Rd::Tcp(rd) => tokio_util::io::poll_read_buf(Pin::new(rd), cx, buf),
+            Rd::Tls(rd) => tokio_util::io::poll_read_buf(Pin::new(rd), cx, buf),
+        })?;
         if let Some(s) = &self.stats {
             s.read(n);
         }
@@ -126,20 +174,28 @@ impl ReadSide {
     /// for an idle pooled connection, that means it cannot be reused. Costs no syscall.
     pub fn has_news(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        // The reader's waker slot rather than `readable()`'s waiter list: an idle pooled
-        // connection has no reader, and a waiter is linked and unlinked under a lock.
-        self.rd.as_ref().poll_read_ready(&mut cx).is_ready()
+        match &self.rd {
+            // The reader's waker slot rather than `readable()`'s waiter list: an idle pooled
+            // connection has no reader, and a waiter is linked and unlinked under a lock.
+            Rd::Tcp(rd) => rd.as_ref().poll_read_ready(&mut cx).is_ready(),
+            // Pooled connections are plain TCP; a TLS one is never asked.
+            Rd::Tls(_) => false,
+        }
     }
 
     /// Waits until the socket has something to read, without a buffer. Only the one task
     /// that reads this socket may wait (it takes the reader's waker slot).
     pub async fn readable(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.rd.as_ref().poll_read_ready(cx)).await
+        match &self.rd {
+            Rd::Tcp(rd) => std::future::poll_fn(|cx| rd.as_ref().poll_read_ready(cx)).await,
+            // TLS may hold decrypted bytes the socket no longer shows: go and read.
+            Rd::Tls(_) => Ok(()),
+        }
     }
 }
 
 pub struct WriteSide {
-    wr: OwnedWriteHalf,
+    wr: Wr,
     stats: Option<Stats>,
     open: Option<Open>,
 }
@@ -148,6 +204,10 @@ impl WriteSide {
     /// Writes all of `parts`, gathered: one syscall for a head and its body when the
     /// socket takes them.
     pub async fn write_all(&self, parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let wr = match &self.wr {
+            Wr::Tcp(wr) => wr,
+            Wr::Tls(wr) => return self.write_all_tls(wr, parts).await,
+        };
         let mut parts = parts;
         IoSlice::advance_slices(&mut parts, 0);
         while !parts.is_empty() {
@@ -155,8 +215,8 @@ impl WriteSide {
             // room, and a `writable()` wait is a waiter made, polled and dropped per write.
             // One buffer goes by send(2): cheaper in the kernel than writev(2).
             let tried = match parts {
-                [one] => self.wr.try_write(one),
-                _ => self.wr.try_write_vectored(parts),
+                [one] => wr.try_write(one),
+                _ => wr.try_write_vectored(parts),
             };
             match tried {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -166,25 +226,56 @@ impl WriteSide {
                     }
                     IoSlice::advance_slices(&mut parts, n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wr.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wr.writable().await?,
                 Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
+    async fn write_all_tls(
+        &self,
+        wr: &tokio::sync::Mutex<WriteHalf<TlsServerStream>>,
+        parts: &[IoSlice<'_>],
+    ) -> io::Result<()> {
+        let mut wr = wr.lock().await;
+        for part in parts {
+            wr.write_all(part).await?;
+            if let Some(s) = &self.stats {
+                s.written(part.len());
+            }
+        }
+        wr.flush().await
+    }
+
     /// Writes without waiting; for the few bytes of a `100 Continue`.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        let n = self.wr.try_write(bytes)?;
+        let n = match &self.wr {
+            Wr::Tcp(wr) => wr.try_write(bytes)?,
+            Wr::Tls(wr) => {
+                let mut wr = wr.try_lock().map_err(|_| io::ErrorKind::WouldBlock)?;
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let Poll::Ready(n) = Pin::new(&mut *wr).poll_write(&mut cx, bytes) else {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                };
+                // What rustls took is sent by the next write if the socket is full now.
+                let _ = Pin::new(&mut *wr).poll_flush(&mut cx);
+                n?
+            }
+        };
         if let Some(s) = &self.stats {
             s.written(n);
         }
         Ok(n)
     }
 
-    /// Sends FIN: the client reads the end of the response, then the end of the stream.
+    /// Sends FIN (after TLS's close_notify): the client reads the end of the response,
+    /// then the end of the stream.
     pub async fn shutdown(&mut self) {
-        let _ = self.wr.shutdown().await;
+        let _ = match &mut self.wr {
+            Wr::Tcp(wr) => wr.shutdown().await,
+            Wr::Tls(wr) => wr.get_mut().shutdown().await,
+        };
     }
 }
 
@@ -195,7 +286,10 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let res = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let res = match &mut self.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        };
         let n = buf.filled().len() - before;
         self.stats.read(n);
         res
@@ -208,7 +302,10 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.stream).poll_write(cx, buf);
+        let res = match &mut self.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        };
         if let Poll::Ready(Ok(n)) = res {
             self.stats.written(n);
         }
@@ -220,7 +317,10 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let res = match &mut self.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        };
         if let Poll::Ready(Ok(n)) = res {
             self.stats.written(n);
         }
@@ -232,11 +332,17 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match &mut self.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match &mut self.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! connections run (rotation): each handshake reads the bundle as it is then.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -22,8 +22,10 @@ use crate::id::{Identity, TrustDomain};
 pub enum Refusal {
     Expired,
     NotYetValid,
-    /// Its chain ends at no anchor of ours: another CA, or self-signed.
+    /// Its chain ends at no anchor of ours: another CA's.
     UnknownIssuer,
+    /// A certificate that vouches for itself.
+    SelfSigned,
     /// A valid chain, but not a weft identity of our trust domain.
     WrongTrustDomain,
     /// A mesh identity, but not the one dialled.
@@ -38,6 +40,7 @@ impl Refusal {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::UnknownIssuer => "unknown_issuer",
+            Self::SelfSigned => "self_signed",
             Self::WrongTrustDomain => "wrong_trust_domain",
             Self::WrongIdentity => "wrong_identity",
             Self::NoCertificate => "no_certificate",
@@ -49,7 +52,7 @@ impl Refusal {
         rustls::Error::InvalidCertificate(match self {
             Self::Expired => CertificateError::Expired,
             Self::NotYetValid => CertificateError::NotValidYet,
-            Self::UnknownIssuer => CertificateError::UnknownIssuer,
+            Self::UnknownIssuer | Self::SelfSigned => CertificateError::UnknownIssuer,
             Self::WrongTrustDomain | Self::WrongIdentity => CertificateError::NotValidForName,
             Self::NoCertificate | Self::Malformed => CertificateError::BadEncoding,
         })
@@ -64,7 +67,7 @@ pub struct TrustBundle {
     td: TrustDomain,
     anchors: ArcSwap<Vec<CertificateDer<'static>>>,
     algs: WebPkiSupportedAlgorithms,
-    on_refused: OnRefused,
+    on_refused: OnceLock<OnRefused>,
 }
 
 impl fmt::Debug for TrustBundle {
@@ -81,15 +84,19 @@ impl TrustBundle {
         td: TrustDomain,
         anchors: Vec<CertificateDer<'static>>,
         algs: WebPkiSupportedAlgorithms,
-        on_refused: OnRefused,
     ) -> Result<Self, IdentityError> {
         check_anchors(&anchors)?;
         Ok(Self {
             td,
             anchors: ArcSwap::from_pointee(anchors),
             algs,
-            on_refused,
+            on_refused: OnceLock::new(),
         })
+    }
+
+    /// Tells `f` of every refused peer from now on (the first caller's `f` stays).
+    pub fn on_refused(&self, f: OnRefused) {
+        let _ = self.on_refused.set(f);
     }
 
     /// Trusts `anchors` from the next handshake on.
@@ -115,7 +122,9 @@ impl TrustBundle {
         let result = self.check(end_entity, intermediates, now, usage, expected);
         if let Err(why) = result {
             tracing::warn!(reason = why.as_str(), expected = ?expected.map(Identity::as_str), "refused a peer's certificate");
-            (self.on_refused)(why);
+            if let Some(f) = self.on_refused.get() {
+                f(why);
+            }
         }
         result
     }
@@ -146,11 +155,12 @@ impl TrustBundle {
         .map_err(|e| match e {
             webpki::Error::CertExpired { .. } => Refusal::Expired,
             webpki::Error::CertNotValidYet { .. } => Refusal::NotYetValid,
+            _ if self_issued(end_entity) => Refusal::SelfSigned,
             // A chain whose names match our anchor but whose signatures do not is another
             // CA's that took the same names (every weft CA names itself alike).
-            webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
-                Refusal::UnknownIssuer
-            }
+            webpki::Error::UnknownIssuer
+            | webpki::Error::InvalidSignatureForPublicKey
+            | webpki::Error::CaUsedAsEndEntity => Refusal::UnknownIssuer,
             _ => Refusal::Malformed,
         })?;
         let id = peer_identity(end_entity).ok_or(Refusal::WrongTrustDomain)?;
@@ -175,6 +185,12 @@ fn check_anchors(anchors: &[CertificateDer<'_>]) -> Result<(), IdentityError> {
             .map_err(|e| IdentityError::BadName(format!("a trust anchor does not parse: {e}")))?;
     }
     Ok(())
+}
+
+/// Whether a certificate names itself as its issuer.
+fn self_issued(cert: &CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(cert)
+        .is_ok_and(|(_, c)| c.subject().as_raw() == c.issuer().as_raw())
 }
 
 /// The weft identity a certificate names in its one URI SAN.

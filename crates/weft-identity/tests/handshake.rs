@@ -41,9 +41,9 @@ fn bundle_for(creds: Credentials, trusts: &Ca) -> Node {
         trusts.trust_domain().clone(),
         trusts.bundle().to_vec(),
         tls::provider().signature_verification_algorithms,
-        Arc::new(move |why| r.lock().unwrap().push(why)),
     )
     .unwrap();
+    bundle.on_refused(Arc::new(move |why| r.lock().unwrap().push(why)));
     Node {
         creds: Arc::new(creds),
         bundle: Arc::new(bundle),
@@ -151,6 +151,48 @@ async fn a_client_from_another_ca_is_refused() {
     let intruder = node(&theirs, &ours, "node-a");
     assert!(handshake(&intruder, &b, None).await.is_err());
     assert_eq!(*b.refused.lock().unwrap(), [Refusal::UnknownIssuer]);
+}
+
+#[tokio::test]
+async fn a_self_signed_peer_is_refused_as_such() {
+    let ca = ca();
+    let a = node(&ca, &ca, "node-a");
+    // It names a node of ours and vouches for itself.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        id("node-b").to_string().try_into().unwrap(),
+    )];
+    let cert = params.self_signed(&key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = acceptor.accept(tcp).await;
+    });
+    let connector = TlsConnector::from(
+        tls::client_config(
+            Arc::clone(&a.creds),
+            Arc::clone(&a.bundle),
+            None,
+            tls::ALPN_H2,
+        )
+        .unwrap(),
+    );
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("peer.weft").unwrap();
+    assert!(connector.connect(name, tcp).await.is_err());
+    assert_eq!(*a.refused.lock().unwrap(), [Refusal::SelfSigned]);
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! Connection-level metrics per listener: what is open, what was accepted, bytes each way.
+//! Connection-level metrics per listener: what is open, what was accepted, bytes each way;
+//! and the mutual TLS between proxies: connections accepted in it, peers refused and why.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,12 +14,21 @@ pub struct ListenerLabels {
     pub direction: Direction,
 }
 
+/// Why a peer's connection was refused: a certificate check's reason, or the listener's
+/// (`plaintext`, `no_certificate`, `handshake`). Values come from a fixed list.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Default)]
 pub struct TcpMetrics {
     open: Family<ListenerLabels, Gauge>,
     accepted: Family<ListenerLabels, Counter>,
+    tls_accepted: Family<ListenerLabels, Counter>,
     read_bytes: Family<ListenerLabels, Counter>,
     write_bytes: Family<ListenerLabels, Counter>,
+    tls_refused: Family<RefusedLabels, Counter>,
 }
 
 /// Handles for one listener, resolved once at bind time.
@@ -26,6 +36,7 @@ pub struct TcpMetrics {
 pub struct ListenerMetrics {
     pub open: Gauge,
     pub accepted: Counter,
+    pub tls_accepted: Counter,
     pub read_bytes: Counter,
     pub write_bytes: Counter,
 }
@@ -42,6 +53,16 @@ impl TcpMetrics {
             "tcp_accepted_connections",
             "Client connections accepted, per listener",
             m.accepted.clone(),
+        );
+        registry.register(
+            "tcp_tls_accepted_connections",
+            "Client connections accepted in mutual TLS (peer proxies), per listener",
+            m.tls_accepted.clone(),
+        );
+        registry.register(
+            "tls_refused_connections",
+            "Peers refused in mutual TLS (either side of the hop), by reason",
+            m.tls_refused.clone(),
         );
         registry.register(
             "tcp_read_bytes",
@@ -61,8 +82,16 @@ impl TcpMetrics {
         ListenerMetrics {
             open: self.open.get_or_create(&labels).clone(),
             accepted: self.accepted.get_or_create(&labels).clone(),
+            tls_accepted: self.tls_accepted.get_or_create(&labels).clone(),
             read_bytes: self.read_bytes.get_or_create(&labels).clone(),
             write_bytes: self.write_bytes.get_or_create(&labels).clone(),
         }
+    }
+
+    /// Counts a peer refused for `reason`.
+    pub fn tls_refused(&self, reason: &'static str) {
+        self.tls_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
     }
 }

@@ -16,7 +16,7 @@ use http::{Request, Response, Version};
 use pin_project_lite::pin_project;
 use weft_core::headers::{WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
 use weft_core::Protocol;
-use weft_http::client::{upgrade, H1Pool, H2Pool};
+use weft_http::client::{upgrade, Connector, H1Pool, H2Pool};
 use weft_http::server::OnUpgrade;
 use weft_http::timers::{Timers, WithDeadline};
 use weft_http::H2Body;
@@ -31,9 +31,21 @@ use crate::resilience::retry::Answer;
 
 /// The upstream side of the proxy: its clients, and the timers that bound their exchanges.
 pub(crate) struct Upstreams {
+    /// To instances: pooled HTTP/1.1 and their own HTTP/2, in plaintext.
     pub h1: Arc<H1Pool>,
     pub h2: Arc<H2Pool>,
+    /// To peer proxies: the shared HTTP/2 hop, in mutual TLS when the mesh has identities.
+    pub peers: Arc<H2Pool>,
+    /// To peer proxies for upgrades and tunnels, a connection each.
+    pub peer_connector: Connector,
     pub timers: Timers,
+}
+
+/// Where an exchange goes: a peer proxy (over the mesh's hop) or an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hop {
+    Peer(SocketAddr),
+    Instance(SocketAddr),
 }
 
 /// An attempt that failed; `request` is handed back when it never left, so it can be sent
@@ -91,7 +103,7 @@ pub(crate) fn to_endpoint<'a>(
 > {
     let orig = req.version();
     let ep = &endpoint.endpoint;
-    let (addr, protocol) = match ep.node_proxy {
+    let (protocol, hop) = match ep.node_proxy {
         Some(peer) => {
             let h = req.headers_mut();
             h.insert(WEFT_DST_SERVICE, endpoint.route.clone());
@@ -106,13 +118,13 @@ pub(crate) fn to_endpoint<'a>(
             if upgrade.is_none() && orig == Version::HTTP_10 {
                 h.insert(WEFT_ORIG_PROTO, HeaderValue::from_static("HTTP/1.0"));
             }
-            (peer, Protocol::Http2)
+            (Protocol::Http2, Hop::Peer(peer))
         }
         None => {
             if let Some(d) = ctx.deadline {
                 d.to_instance(req.headers_mut(), now);
             }
-            (ep.addr, ep.protocol)
+            (ep.protocol, Hop::Instance(ep.addr))
         }
     };
     let per_attempt = ctx.policy.policy.timeout.per_attempt;
@@ -120,15 +132,7 @@ pub(crate) fn to_endpoint<'a>(
     Bounded {
         attempt: upstreams.timers.bound(
             (!per_attempt.is_zero()).then(|| now + per_attempt),
-            deliver(
-                upstreams,
-                addr,
-                protocol,
-                req,
-                &ctx.authority,
-                orig,
-                upgrade,
-            ),
+            deliver(upstreams, hop, protocol, req, &ctx.authority, orig, upgrade),
         ),
         endpoint: ep.addr,
         timeout: per_attempt,
@@ -139,7 +143,7 @@ pub(crate) fn to_endpoint<'a>(
 /// connection of its own for an upgrade.
 pub(crate) fn deliver<'a>(
     upstreams: &'a Upstreams,
-    addr: SocketAddr,
+    hop: Hop,
     protocol: Protocol,
     mut req: Request<RequestBody>,
     authority: &'a str,
@@ -150,8 +154,12 @@ pub(crate) fn deliver<'a>(
     impl Future<Output = ClientSent<UpstreamBody>> + 'a,
     impl Future<Output = ClientSent<H2Body>> + 'a,
 > {
+    let (Hop::Peer(addr) | Hop::Instance(addr)) = hop;
     if let Some(downstream) = upgrade {
-        let connector = upstreams.h1.connector();
+        let connector = match hop {
+            Hop::Peer(_) => &upstreams.peer_connector,
+            Hop::Instance(_) => upstreams.h1.connector(),
+        };
         return Delivery::Boxed {
             send: Box::pin(async move {
                 forms::to_h1(&mut req, authority, orig).map_err(ProxyError::BadRequest)?;
@@ -174,7 +182,10 @@ pub(crate) fn deliver<'a>(
             send: upstreams.h1.send(addr, req),
         },
         (Ok(()), Protocol::Http2) => Delivery::H2 {
-            send: upstreams.h2.send(addr, req),
+            send: match hop {
+                Hop::Peer(_) => upstreams.peers.send(addr, req),
+                Hop::Instance(_) => upstreams.h2.send(addr, req),
+            },
         },
     }
 }

@@ -20,6 +20,7 @@
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/shutdown`.
 //! - [`reload`]: reloads resilience policy when the config file changes.
 //! - [`shared`]: what every handler shares, built once.
+//! - [`identity`]: the mesh identity, as the TLS of the hop between proxies.
 //! - [`proxy`]: wires it all together and runs until drained.
 //! - [`cli`]: the command line `weft proxy` and `weft-proxy` share, and their one entry point.
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub(crate) mod context;
 pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod identify;
+pub mod identity;
 pub(crate) mod lifecycle;
 pub(crate) mod mesh;
 pub mod proxy;
@@ -45,6 +47,7 @@ pub(crate) mod services;
 pub(crate) mod shared;
 pub(crate) mod tunnel;
 
+pub use identity::MeshIdentity;
 pub use proxy::{Proxy, ProxyHandle, StartError};
 
 /// The maps looked up on every request (services by name, policies by service). Their keys

@@ -170,7 +170,7 @@ pub(crate) async fn inbound(
     let upstreams = &shared.upstreams;
     let work = Box::pin(delivery::deliver(
         upstreams,
-        ep.addr,
+        delivery::Hop::Instance(ep.addr),
         ep.protocol,
         req,
         &ctx.authority,

@@ -24,6 +24,7 @@ use weft_metrics::{Direction, Metrics};
 use crate::admin::Admin;
 use crate::balancer::PeakEwmaP2c;
 use crate::delivery::Upstreams;
+use crate::identity::MeshIdentity;
 use crate::lifecycle;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
@@ -46,6 +47,8 @@ pub enum StartError {
     ControlPlane(String),
     #[error("resilience policy: {0}")]
     Policy(String),
+    #[error("identity: {0}")]
+    Identity(#[from] weft_identity::IdentityError),
 }
 
 pub struct Proxy;
@@ -63,8 +66,17 @@ pub struct ProxyHandle {
 }
 
 impl Proxy {
-    /// Loads discovery, binds every listener (failing fast on a busy port) and starts serving.
+    /// Loads discovery, binds every listener (failing fast on a busy port) and starts serving,
+    /// in plaintext between proxies.
     pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, StartError> {
+        Self::start_with_identity(config, None).await
+    }
+
+    /// [`Proxy::start`], with mutual TLS between proxies when `identity` is given.
+    pub async fn start_with_identity(
+        config: ProxyConfig,
+        identity: Option<MeshIdentity>,
+    ) -> Result<ProxyHandle, StartError> {
         let metrics = Arc::new(Metrics::new(&config.node));
         let mut background = Vec::new();
         let discovery = discovery(&config, &metrics, &mut background)?;
@@ -98,9 +110,21 @@ impl Proxy {
             ));
         }
         let http = &config.http;
-        let connector = Connector {
+        let instances = Connector::plain(http.connect_timeout);
+        let peers = Connector {
             timeout: http.connect_timeout,
+            tls: identity.as_ref().map(MeshIdentity::client).transpose()?,
         };
+        if let Some(id) = &identity {
+            let tcp = metrics.tcp.clone();
+            id.bundle
+                .on_refused(Arc::new(move |why| tcp.tls_refused(why.as_str())));
+        }
+        let inbound_tls = identity
+            .as_ref()
+            .map(MeshIdentity::server)
+            .transpose()?
+            .map(Arc::new);
         let limits = Limits {
             header_read_timeout: http.header_read_timeout,
             max_header_bytes: http.max_header_bytes,
@@ -118,11 +142,13 @@ impl Proxy {
             balancer: Box::new(PeakEwmaP2c),
             upstreams: Upstreams {
                 h1: H1Pool::new(
-                    connector.clone(),
+                    instances.clone(),
                     http.pool_idle_timeout,
                     http.pool_max_idle,
                 ),
-                h2: H2Pool::new(connector, http.pool_idle_timeout),
+                h2: H2Pool::new(instances, http.pool_idle_timeout),
+                peers: H2Pool::new(peers.clone(), http.pool_idle_timeout),
+                peer_connector: peers,
                 timers: Timers::default(),
             },
             policies,
@@ -132,14 +158,19 @@ impl Proxy {
             tunnels: metrics.tunnels.clone(),
             config,
         });
-        let stats =
-            |direction| -> weft_http::Stats { Arc::new(Listener(metrics.tcp.listener(direction))) };
+        let stats = |direction| -> weft_http::Stats {
+            Arc::new(Listener(
+                metrics.tcp.listener(direction),
+                metrics.tcp.clone(),
+            ))
+        };
 
         let mut listeners = JoinSet::new();
         let s = Arc::clone(&shared);
         listeners.spawn(server::serve(
             outbound_l,
             limits,
+            None,
             stats(Direction::Outbound),
             shutdown.subscribe(),
             move |_, req| lifecycle::outbound(Arc::clone(&s), req),
@@ -148,6 +179,7 @@ impl Proxy {
         listeners.spawn(server::serve(
             inbound_l,
             limits,
+            inbound_tls,
             stats(Direction::Inbound),
             shutdown.subscribe(),
             move |_, req| lifecycle::inbound(Arc::clone(&s), req),
@@ -167,6 +199,7 @@ impl Proxy {
         listeners.spawn(server::serve(
             admin_l,
             admin_limits,
+            None,
             stats(Direction::Admin),
             shutdown.subscribe(),
             move |peer, req| Arc::clone(&admin_state).handle(peer, req),
@@ -234,7 +267,7 @@ impl ProxyHandle {
 }
 
 /// A listener's connections, counted in its metrics.
-struct Listener(ListenerMetrics);
+struct Listener(ListenerMetrics, weft_metrics::TcpMetrics);
 
 impl ConnStats for Listener {
     fn opened(&self) {
@@ -252,5 +285,13 @@ impl ConnStats for Listener {
 
     fn written(&self, bytes: usize) {
         self.0.write_bytes.inc_by(bytes as u64);
+    }
+
+    fn tls_accepted(&self) {
+        self.0.tls_accepted.inc();
+    }
+
+    fn tls_refused(&self, reason: &'static str) {
+        self.1.tls_refused(reason);
     }
 }

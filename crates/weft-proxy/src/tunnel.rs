@@ -133,17 +133,23 @@ async fn relay(shared: &Shared, service: &Arc<Service>, client: Rewind) {
         let counted = shared
             .tunnels
             .relay(Direction::Outbound, service.name.as_str());
-        let connector = shared.upstreams.h1.connector();
+        let upstreams = &shared.upstreams;
         let opened = match endpoint.endpoint.node_proxy {
             Some(peer) => {
                 let mut headers = HeaderMap::new();
                 headers.insert(WEFT_DST_SERVICE, endpoint.route.clone());
-                match tunnel::open(connector, peer, &endpoint.label, headers).await {
+                match tunnel::open(&upstreams.peer_connector, peer, &endpoint.label, headers).await
+                {
                     Ok(upstream) => Ok(Upstream::Peer(upstream)),
                     Err(e) => Err(ProxyError::from(e)),
                 }
             }
-            None => match connector.connect(endpoint.endpoint.addr).await {
+            None => match upstreams
+                .h1
+                .connector()
+                .connect(endpoint.endpoint.addr)
+                .await
+            {
                 Ok(upstream) => Ok(Upstream::Direct(upstream)),
                 Err(e) => Err(ProxyError::from(e)),
             },

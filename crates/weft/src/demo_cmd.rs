@@ -54,6 +54,9 @@ pub struct DemoArgs {
     /// Let the proxies retry failed requests within their retry budget.
     #[arg(long)]
     retries: bool,
+    /// Plaintext between the nodes' proxies instead of mutual TLS.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -90,6 +93,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         world_failure_rate: args.world_failure_rate,
         world_latency: args.world_latency,
         retries: args.retries,
+        plaintext: args.plaintext,
     };
     run_until_signal(
         |stop| async move { weft_demo::demo::run(config, stop).await.map_err(Into::into) },

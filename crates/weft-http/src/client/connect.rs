@@ -1,18 +1,57 @@
-//! Opens TCP connections upstream with a timeout. Where mutual TLS arrives, it wraps the
-//! stream here, so the pools above stay unaware of it.
+//! Opens connections upstream with a timeout. A connector to peer proxies carries the
+//! mesh's TLS client configuration and wraps each connection in mutual TLS; one to
+//! instances opens plain TCP. The pools above see a stream either way.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::error::Error;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::error::Error;
+
+/// TLS toward peer proxies: one configuration per protocol it offers by ALPN.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// For the shared HTTP/2 connection (ALPN `h2`).
+    pub h2: Arc<rustls::ClientConfig>,
+    /// For upgrades and tunnels (ALPN `http/1.1`).
+    pub http1: Arc<rustls::ClientConfig>,
+}
+
+/// What a connection will speak, which picks its ALPN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaks {
+    H2,
+    Http1,
+}
 
 #[derive(Clone, Debug)]
 pub struct Connector {
     pub timeout: Duration,
+    /// Present on the connector to peer proxies when the mesh has identities.
+    pub tls: Option<ClientTls>,
+}
+
+/// An upstream connection: plain, or mutual TLS to a peer.
+pub enum Conn {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Connector {
+    pub fn plain(timeout: Duration) -> Self {
+        Self { timeout, tls: None }
+    }
+
+    /// A TCP connection, never wrapped (pooled HTTP/1.1 to instances).
     pub async fn connect(&self, endpoint: SocketAddr) -> Result<TcpStream, Error> {
         let stream = match tokio::time::timeout(self.timeout, TcpStream::connect(endpoint)).await {
             Err(_) => {
@@ -21,7 +60,7 @@ impl Connector {
                     timeout: self.timeout,
                 })
             }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 return Err(Error::ConnectRefused { endpoint })
             }
             Ok(Err(e)) => {
@@ -35,5 +74,92 @@ impl Connector {
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         Ok(stream)
+    }
+
+    /// A connection that speaks `speaks`, in mutual TLS when this connector has it. The
+    /// handshake shares the connect timeout.
+    pub async fn open(&self, endpoint: SocketAddr, speaks: Speaks) -> Result<Conn, Error> {
+        let stream = self.connect(endpoint).await?;
+        let Some(tls) = &self.tls else {
+            return Ok(Conn::Tcp(stream));
+        };
+        let config = match speaks {
+            Speaks::H2 => Arc::clone(&tls.h2),
+            Speaks::Http1 => Arc::clone(&tls.http1),
+        };
+        // Mesh certificates name identities, not hosts: the name sent is only for SNI, and
+        // the verifier ignores it.
+        let name = ServerName::IpAddress(endpoint.ip().into());
+        let handshake = TlsConnector::from(config).connect(name, stream);
+        match tokio::time::timeout(self.timeout, handshake).await {
+            Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+            // The request never left: to the caller, a connection that failed.
+            Ok(Err(e)) => Err(Error::ConnectFailed {
+                endpoint,
+                cause: format!("TLS handshake: {e}"),
+            }),
+            Err(_) => Err(Error::ConnectTimeout {
+                endpoint,
+                timeout: self.timeout,
+            }),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Tcp(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

@@ -20,7 +20,7 @@ use h2::{Reason, SendStream};
 use http::{Request, Response};
 use http_body::Body;
 
-use super::connect::Connector;
+use super::connect::{Connector, Speaks};
 use super::reap::spawn_reaper;
 use crate::error::{BoxError, Error, SendError};
 use crate::h2::body::{send_body, H2Body};
@@ -117,7 +117,7 @@ impl H2Pool {
         // The connecting path is boxed: it is rare, and its state would otherwise enlarge
         // every request's future.
         let sender = Box::pin(async {
-            let io = self.connector.connect(endpoint).await?;
+            let io = self.connector.open(endpoint, Speaks::H2).await?;
             let (sender, mut conn) = h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 
 use weft_core::headers::WEFT_ERROR;
 
-use super::connect::Connector;
+use super::connect::{Connector, Speaks};
 use crate::error::Error;
 
 /// The tunnel's bytes, both ways.
@@ -27,7 +27,7 @@ pub async fn open(
     target: &str,
     headers: HeaderMap,
 ) -> Result<Tunnel, Error> {
-    let io = TokioIo::new(connector.connect(endpoint).await?);
+    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1).await?);
     let (mut sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| Error::from_hyper(endpoint, &e))?;

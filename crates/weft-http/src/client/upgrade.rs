@@ -10,7 +10,7 @@ use http_body::Body;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-use super::connect::Connector;
+use super::connect::{Connector, Speaks};
 use super::h1::UpstreamBody;
 use crate::error::{BoxError, Error};
 use crate::server::OnUpgrade;
@@ -27,7 +27,7 @@ pub async fn send<B>(
 where
     B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
 {
-    let io = TokioIo::new(connector.connect(endpoint).await?);
+    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1).await?);
     let (mut sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| Error::from_hyper(endpoint, &e))?;

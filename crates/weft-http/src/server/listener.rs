@@ -1,9 +1,11 @@
-//! Accepts connections and serves HTTP/1.x ([`super::h1`]) and h2c with prior knowledge
-//! ([`super::h2`]) on the same port. On shutdown it stops accepting, lets in-flight requests
+//! Accepts connections and serves HTTP/1.x ([`super::h1`]) and HTTP/2 with prior knowledge
+//! ([`super::h2`]) on the same port, in plaintext or, where configured, mutual TLS
+//! ([`super::tls`]). On shutdown it stops accepting, lets in-flight requests
 //! finish within the grace period, and closes idle connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,14 +17,16 @@ use tokio::sync::watch;
 use super::h1::{self, Handoff, Limits};
 use super::h2;
 use super::recv::ClientBody;
+use super::tls::{self, ServerTls};
 use crate::error::BoxError;
-use crate::socket::{Rewind, Socket, Stats};
+use crate::socket::{Rewind, Socket, Stats, Stream};
 
 /// Serves `handler(peer, request)` on every connection `listener` accepts until `shutdown`
 /// turns true, then waits up to the grace period for the connections to finish.
 pub async fn serve<H, F, B>(
     listener: TcpListener,
     limits: Limits,
+    tls: Option<Arc<ServerTls>>,
     stats: Stats,
     mut shutdown: watch::Receiver<bool>,
     handler: H,
@@ -48,12 +52,23 @@ pub async fn serve<H, F, B>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = Rewind::new(BytesMut::new(), Socket::new(stream, &stats));
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         let alive = alive.subscribe();
+        let (tls, stats) = (tls.clone(), Arc::clone(&stats));
         tokio::spawn(async move {
             let _alive = alive;
+            let stream = match tls {
+                None => Stream::Tcp(stream),
+                Some(tls) => {
+                    match tls::accept(stream, peer, &tls, limits.header_read_timeout, &stats).await
+                    {
+                        Some(s) => s,
+                        None => return,
+                    }
+                }
+            };
+            let io = Rewind::new(BytesMut::new(), Socket::new(stream, &stats));
             serve_connection(io, peer, limits, shutdown, handler).await;
         });
     }

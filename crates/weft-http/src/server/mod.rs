@@ -9,15 +9,18 @@
 //! - `h2`: one h2c connection: streams accepted, answered under flow control.
 //! - `upgrade`: the client's side of a WebSocket (or other) upgrade.
 //! - `spare`: read buffers idle connections hand back for the next request.
+//! - `tls`: mutual TLS for peer proxies, told from plaintext by the first byte.
 
 pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod listener;
 pub(crate) mod recv;
 pub(crate) mod spare;
+pub(crate) mod tls;
 pub(crate) mod upgrade;
 
 pub use h1::Limits;
 pub use listener::{serve, serve_connection};
 pub use recv::{ClientBody, RecvBody};
+pub use tls::ServerTls;
 pub use upgrade::OnUpgrade;

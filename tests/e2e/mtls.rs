@@ -1,0 +1,198 @@
+//! Mutual TLS between the nodes' proxies, as `weft demo` runs it by default: every kind of
+//! request crosses it, each proxy serves a leaf naming its node, and the inbound lets in no
+//! one without a certificate of the mesh — checked with openssl and curl as an intruder on
+//! the node network would try.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use weft_tests::client::curl;
+use weft_tests::demo::Demo;
+use weft_tests::proxy::weft_bin;
+use weft_tests::TempDir;
+
+/// Runs `openssl` with `args`, `input` on its stdin; what it printed, both streams.
+async fn openssl(args: &[&str], input: &[u8]) -> String {
+    let mut child = tokio::process::Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl runs (scripts/test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    // Left open a moment, so s_client reads what the server says before it quits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("openssl finishes")
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `openssl s_client` to `addr` sending one HTTP/1.1 request, with `extra` flags.
+async fn s_client(addr: SocketAddr, extra: &[&str]) -> String {
+    let connect = addr.to_string();
+    let mut args = vec!["s_client", "-connect", &connect, "-alpn", "http/1.1"];
+    args.extend_from_slice(extra);
+    openssl(&args, b"GET / HTTP/1.1\r\nhost: hello\r\n\r\n").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hop_between_nodes_is_mutual_tls_and_takes_only_mesh_peers() {
+    let demo = Demo::start(15, &["--rps", "0"]).await;
+    assert!(demo.banner.contains("mutual TLS 1.3"), "{}", demo.banner);
+    let (one, two) = (&demo.nodes[0], &demo.nodes[1]);
+
+    // HTTP/1.1 from node 1's apps reaches hello on the other nodes, and hello's call to
+    // world crosses nodes too: both hops over mutual TLS.
+    let mut crossed = false;
+    for _ in 0..60 {
+        let rsp = curl(&["-x", &demo.curl_proxy, "http://hello/"]).await;
+        assert_eq!(rsp.status, 200, "{}\n{}", rsp.text(), demo.stderr());
+        crossed |= !rsp
+            .text()
+            .starts_with(&format!("Hello ({})", one.outbound.ip()));
+        if crossed {
+            break;
+        }
+    }
+    assert!(crossed, "no answer came from another node");
+    // HTTP/2 from an app, and gRPC through a tunnel as http_proxy clients make one.
+    let h2 = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "host: world",
+        &format!("http://{}/", one.outbound),
+    ])
+    .await;
+    assert_eq!(h2.status, 200, "{}", h2.text());
+    let world = two.apps.iter().find(|(a, _)| a == "world").unwrap().1;
+    let greeted = tokio::process::Command::new(weft_bin())
+        .args(["greet", &format!("world:{}", world.port())])
+        .args(["--proxy", &one.outbound.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        greeted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&greeted.stderr)
+    );
+
+    // Each inbound serves a leaf that names its node in the mesh's trust domain.
+    let shown = s_client(two.inbound, &["-showcerts"]).await;
+    let pem_start = shown.find("-----BEGIN CERTIFICATE-----").expect(&shown);
+    let pem_end = shown.find("-----END CERTIFICATE-----").unwrap() + 25;
+    let san = openssl(
+        &["x509", "-noout", "-ext", "subjectAltName"],
+        &shown.as_bytes()[pem_start..pem_end],
+    )
+    .await;
+    assert!(
+        san.contains("URI:spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-2"),
+        "{san}"
+    );
+
+    // No client certificate: the handshake is refused, nothing is served.
+    let bare = s_client(two.inbound, &[]).await;
+    assert!(bare.contains("certificate required"), "{bare}");
+    assert!(!bare.contains("HTTP/1.1 "), "{bare}");
+
+    // A self-signed certificate, even one naming a node of ours.
+    let dir = TempDir::new("mtls");
+    let (cert, key) = (dir.path("c.pem"), dir.path("k.pem"));
+    let made = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=intruder",
+            "-addext",
+            "subjectAltName=URI:spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .await;
+    assert!(cert.exists(), "{made}");
+    let forged = s_client(
+        two.inbound,
+        &[
+            "-cert",
+            cert.to_str().unwrap(),
+            "-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(forged.contains("alert"), "{forged}");
+    assert!(!forged.contains("HTTP/1.1 "), "{forged}");
+    weft_tests::eventually("the refusal logged", Duration::from_secs(5), || async {
+        let log = demo.stderr();
+        (log.contains("refused a peer's certificate") && log.contains("self_signed")).then_some(())
+    })
+    .await;
+
+    // Plaintext, HTTP/1.1 or HTTP/2, is turned away at the inbound.
+    let plain = curl(&["-H", "host: hello", &format!("http://{}/", two.inbound)]).await;
+    assert_eq!(plain.status, 403);
+    assert_eq!(plain.header("weft-error"), Some("mutual TLS required"));
+    // An h2c client gets the same words, not an HTTP/2 connection, and then the end.
+    let mut h2c = tokio::net::TcpStream::connect(two.inbound).await.unwrap();
+    h2c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut h2c, &mut answer),
+    )
+    .await
+    .expect("the inbound closes a plaintext connection")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+
+    // Each refusal is counted by its reason, beside the connections let in.
+    let metrics = weft_tests::client::get(two.admin, "admin", "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let count = |sample: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in\n{metrics}"))
+    };
+    for reason in ["self_signed", "no_certificate", "plaintext"] {
+        let sample = format!("weft_tls_refused_connections_total{{reason=\"{reason}\"}}");
+        assert!(count(&sample) >= 1.0, "{sample}");
+    }
+    assert!(
+        count("weft_tcp_tls_accepted_connections_total{direction=\"inbound\"}") >= 1.0,
+        "{metrics}"
+    );
+
+    let status = demo.stop().await;
+    assert!(status.success(), "{status:?}");
+}
