@@ -196,3 +196,64 @@ async fn the_hop_between_nodes_is_mutual_tls_and_takes_only_mesh_peers() {
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");
 }
+
+/// Discovery says which node each endpoint's proxy is on; a proxy whose leaf names another
+/// node is refused by whoever dials it, and no request reaches its instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_whose_leaf_names_another_node_is_refused() {
+    let demo = Demo::start(16, &["--rps", "0"]).await;
+    let (one, three) = (&demo.nodes[0], &demo.nodes[2]);
+    let log = demo.stderr();
+    let file = log
+        .lines()
+        .find_map(|l| l.split("file=").nth(1)?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no discovery file in the log:\n{log}"))
+        .to_string();
+    // Before any request crosses: node 3's endpoints now claim to be on node-2.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("node = \"node-3\""), "{text}");
+    let tmp = format!("{file}.test");
+    std::fs::write(&tmp, text.replace("node = \"node-3\"", "node = \"node-2\"")).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let moved = format!("\"addr\": \"{}\"", three.apps[0].1);
+    weft_tests::eventually("the label change", Duration::from_secs(10), || async {
+        let rsp = weft_tests::client::get(one.admin, "admin", "/endpoints")
+            .await
+            .ok()?;
+        let text = rsp.text();
+        let at = text.find(&moved)?;
+        text[at..].contains("\"node\": \"node-2\"").then_some(())
+    })
+    .await;
+
+    let world_three = format!("world ({})", three.outbound.ip());
+    for _ in 0..30 {
+        let rsp = curl(&["-x", &one.outbound.to_string(), "http://world/"]).await;
+        assert!(
+            !rsp.text().contains(&world_three),
+            "reached node 3: {}",
+            rsp.text()
+        );
+    }
+    let metrics = weft_tests::client::get(one.admin, "admin", "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let refused = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("weft_tls_refused_connections_total{reason=\"wrong_identity\"}")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "{metrics}");
+    assert!(
+        demo.stderr().contains("it names another node"),
+        "{}",
+        demo.stderr()
+    );
+    let status = demo.stop().await;
+    assert!(status.success(), "{status:?}");
+}

@@ -294,15 +294,16 @@ fn write_discovery(
         for n in nodes {
             // world speaks HTTP/2 too (its gRPC), so its node's proxy delivers to it in that.
             let (addrs, labels, protocol) = if pick == 0 {
-                (&n.hello, "{ app = \"hello\" }", "http1")
+                (&n.hello, "app = \"hello\"", "http1")
             } else {
-                (&n.world, "{ app = \"world\", version = \"v1\" }", "http2")
+                (&n.world, "app = \"world\", version = \"v1\"", "http2")
             };
+            // The `node` label names the node whose proxy's identity the peers expect.
             for a in addrs {
                 let _ = writeln!(
                     out,
-                    "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nprotocol = \"{protocol}\"\nlabels = {labels}\n",
-                    n.proxy.inbound
+                    "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nprotocol = \"{protocol}\"\nlabels = {{ {labels}, node = \"{}\" }}\n",
+                    n.proxy.inbound, n.name
                 );
             }
         }

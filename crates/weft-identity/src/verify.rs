@@ -110,6 +110,12 @@ impl TrustBundle {
         &self.td
     }
 
+    fn refused(&self, why: Refusal) {
+        if let Some(f) = self.on_refused.get() {
+            f(why);
+        }
+    }
+
     /// The peer's identity when its chain and name are good.
     pub fn verify(
         &self,
@@ -122,9 +128,7 @@ impl TrustBundle {
         let result = self.check(end_entity, intermediates, now, usage, expected);
         if let Err(why) = result {
             tracing::warn!(reason = why.as_str(), expected = ?expected.map(Identity::as_str), "refused a peer's certificate");
-            if let Some(f) = self.on_refused.get() {
-                f(why);
-            }
+            self.refused(why);
         }
         result
     }
@@ -227,11 +231,12 @@ impl ServerCertVerifier for ServerVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.bundle
+        let id = self
+            .bundle
             .verify(
                 end_entity,
                 intermediates,
@@ -239,8 +244,21 @@ impl ServerCertVerifier for ServerVerifier {
                 KeyUsage::server_auth(),
                 self.expected.as_ref(),
             )
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(Refusal::error)
+            .map_err(Refusal::error)?;
+        // A DNS name is the node the caller dialled a proxy of: the identity must name it.
+        if let ServerName::DnsName(node) = server_name {
+            if id.node() != Some(node.as_ref()) {
+                tracing::warn!(
+                    reason = Refusal::WrongIdentity.as_str(),
+                    node = node.as_ref(),
+                    peer = id.as_str(),
+                    "refused a peer's certificate: it names another node"
+                );
+                self.bundle.refused(Refusal::WrongIdentity);
+                return Err(Refusal::WrongIdentity.error());
+            }
+        }
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -61,6 +61,7 @@ async fn handshake(
     client: &Node,
     server: &Node,
     expected: Option<Identity>,
+    node: Option<&str>,
 ) -> Result<(Option<Identity>, Option<Identity>), String> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -89,7 +90,11 @@ async fn handshake(
         .unwrap(),
     );
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("peer.weft").unwrap();
+    // The node dialled, as the proxy names it; or only the address.
+    let name = match node {
+        Some(n) => ServerName::try_from(n.to_string()).unwrap(),
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
     let result = async {
         let mut tls = connector
             .connect(name, tcp)
@@ -118,7 +123,7 @@ async fn handshake(
 async fn two_proxies_of_one_mesh_see_each_others_identity() {
     let ca = ca();
     let (a, b) = (node(&ca, &ca, "node-a"), node(&ca, &ca, "node-b"));
-    let (client_saw, server_saw) = handshake(&a, &b, Some(id("node-b"))).await.unwrap();
+    let (client_saw, server_saw) = handshake(&a, &b, Some(id("node-b")), None).await.unwrap();
     assert_eq!(client_saw, Some(id("node-b")));
     assert_eq!(server_saw, Some(id("node-a")));
     assert!(a.refused.lock().unwrap().is_empty() && b.refused.lock().unwrap().is_empty());
@@ -128,7 +133,20 @@ async fn two_proxies_of_one_mesh_see_each_others_identity() {
 async fn a_peer_with_another_nodes_identity_is_refused_by_whoever_dialled_it() {
     let ca = ca();
     let (a, b) = (node(&ca, &ca, "node-a"), node(&ca, &ca, "node-b"));
-    let err = handshake(&a, &b, Some(id("node-c"))).await.unwrap_err();
+    let err = handshake(&a, &b, Some(id("node-c")), None)
+        .await
+        .unwrap_err();
+    assert!(err.contains("NotValidForName"), "{err}");
+    assert_eq!(*a.refused.lock().unwrap(), [Refusal::WrongIdentity]);
+}
+
+#[tokio::test]
+async fn a_proxy_dialled_as_one_node_must_have_that_nodes_identity() {
+    let ca = ca();
+    let (a, b) = (node(&ca, &ca, "node-a"), node(&ca, &ca, "node-b"));
+    handshake(&a, &b, None, Some("node-b")).await.unwrap();
+    // Discovery says node-c's proxy is at b's address: b's leaf does not name node-c.
+    let err = handshake(&a, &b, None, Some("node-c")).await.unwrap_err();
     assert!(err.contains("NotValidForName"), "{err}");
     assert_eq!(*a.refused.lock().unwrap(), [Refusal::WrongIdentity]);
 }
@@ -138,7 +156,7 @@ async fn a_server_from_another_ca_is_refused() {
     let (ours, theirs) = (ca(), ca());
     let a = node(&ours, &ours, "node-a");
     let intruder = node(&theirs, &ours, "node-b");
-    let err = handshake(&a, &intruder, None).await.unwrap_err();
+    let err = handshake(&a, &intruder, None, None).await.unwrap_err();
     assert!(err.contains("UnknownIssuer"), "{err}");
     assert_eq!(*a.refused.lock().unwrap(), [Refusal::UnknownIssuer]);
 }
@@ -149,7 +167,7 @@ async fn a_client_from_another_ca_is_refused() {
     let b = node(&ours, &ours, "node-b");
     // The intruder trusts our anchor, so only the server's check can stop it.
     let intruder = node(&theirs, &ours, "node-a");
-    assert!(handshake(&intruder, &b, None).await.is_err());
+    assert!(handshake(&intruder, &b, None, None).await.is_err());
     assert_eq!(*b.refused.lock().unwrap(), [Refusal::UnknownIssuer]);
 }
 
@@ -190,7 +208,7 @@ async fn a_self_signed_peer_is_refused_as_such() {
         .unwrap(),
     );
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("peer.weft").unwrap();
+    let name = ServerName::IpAddress(addr.ip().into());
     assert!(connector.connect(name, tcp).await.is_err());
     assert_eq!(*a.refused.lock().unwrap(), [Refusal::SelfSigned]);
 }
@@ -203,7 +221,7 @@ async fn a_client_without_a_certificate_is_refused() {
         Credentials::generate(id("node-a"), &tls::provider()).unwrap(),
         &ca,
     );
-    let err = handshake(&bare, &b, None).await.unwrap_err();
+    let err = handshake(&bare, &b, None, None).await.unwrap_err();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
 
@@ -223,7 +241,7 @@ async fn expired_and_not_yet_valid_leaves_are_refused() {
             .unwrap();
         creds.install(leaf).unwrap();
         let b = bundle_for(creds, &ca);
-        assert!(handshake(&a, &b, None).await.is_err());
+        assert!(handshake(&a, &b, None, None).await.is_err());
         assert_eq!(a.refused.lock().unwrap().pop(), Some(why));
     }
 }
@@ -296,7 +314,7 @@ async fn a_renewed_leaf_is_served_from_the_next_handshake_on() {
         .unwrap();
     b.creds.install(leaf).unwrap();
     assert!(b.creds.not_after().unwrap() > first);
-    handshake(&a, &b, Some(id("node-b"))).await.unwrap();
+    handshake(&a, &b, Some(id("node-b")), None).await.unwrap();
     // A leaf for another key is not installed.
     let other = Credentials::generate(id("node-b"), &tls::provider()).unwrap();
     let wrong = ca.certify(&other.csr().unwrap(), other.identity()).unwrap();

@@ -16,6 +16,9 @@ use crate::resilience::accrual::FailureAccrual;
 use crate::resilience::ewma::PeakEwma;
 
 /// One endpoint as the data plane tracks it; survives endpoint-set updates that keep it.
+/// The label that names an endpoint's node (the control plane sets it; a discovery file may).
+const NODE_LABEL: &str = "node";
+
 pub(crate) struct EndpointState {
     pub endpoint: Endpoint,
     /// `ip:port`, the `endpoint` metric label.
@@ -23,6 +26,9 @@ pub(crate) struct EndpointState {
     /// The `weft-dst-service` value that sends a request to this endpoint through its node's
     /// proxy; made once, since every request to a peer carries it.
     pub route: HeaderValue,
+    /// The node of the instance's proxy (its `node` label), which that proxy's identity
+    /// must name.
+    pub node: Option<String>,
     pub metrics: RouteMetrics,
     pub ewma: PeakEwma,
     pub accrual: FailureAccrual,
@@ -43,6 +49,7 @@ impl EndpointState {
         Self {
             // A service name is a DNS name and the label an address: both header-safe.
             route: HeaderValue::from_str(&route).unwrap_or(HeaderValue::from_static("invalid")),
+            node: endpoint.labels.get(NODE_LABEL).cloned(),
             label,
             endpoint,
             metrics,

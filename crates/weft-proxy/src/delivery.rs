@@ -41,10 +41,11 @@ pub(crate) struct Upstreams {
     pub timers: Timers,
 }
 
-/// Where an exchange goes: a peer proxy (over the mesh's hop) or an instance.
+/// Where an exchange goes: a peer proxy (over the mesh's hop, on the node named when
+/// known) or an instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Hop {
-    Peer(SocketAddr),
+pub(crate) enum Hop<'a> {
+    Peer(SocketAddr, Option<&'a str>),
     Instance(SocketAddr),
 }
 
@@ -92,7 +93,7 @@ impl From<SendError<RequestBody>> for Failed {
 pub(crate) fn to_endpoint<'a>(
     upstreams: &'a Upstreams,
     ctx: &'a Ctx,
-    endpoint: &EndpointState,
+    endpoint: &'a EndpointState,
     mut req: Request<RequestBody>,
     upgrade: Option<OnUpgrade>,
     now: Instant,
@@ -118,7 +119,7 @@ pub(crate) fn to_endpoint<'a>(
             if upgrade.is_none() && orig == Version::HTTP_10 {
                 h.insert(WEFT_ORIG_PROTO, HeaderValue::from_static("HTTP/1.0"));
             }
-            (Protocol::Http2, Hop::Peer(peer))
+            (Protocol::Http2, Hop::Peer(peer, endpoint.node.as_deref()))
         }
         None => {
             if let Some(d) = ctx.deadline {
@@ -143,7 +144,7 @@ pub(crate) fn to_endpoint<'a>(
 /// connection of its own for an upgrade.
 pub(crate) fn deliver<'a>(
     upstreams: &'a Upstreams,
-    hop: Hop,
+    hop: Hop<'a>,
     protocol: Protocol,
     mut req: Request<RequestBody>,
     authority: &'a str,
@@ -154,16 +155,16 @@ pub(crate) fn deliver<'a>(
     impl Future<Output = ClientSent<UpstreamBody>> + 'a,
     impl Future<Output = ClientSent<H2Body>> + 'a,
 > {
-    let (Hop::Peer(addr) | Hop::Instance(addr)) = hop;
+    let (Hop::Peer(addr, _) | Hop::Instance(addr)) = hop;
     if let Some(downstream) = upgrade {
-        let connector = match hop {
-            Hop::Peer(_) => &upstreams.peer_connector,
-            Hop::Instance(_) => upstreams.h1.connector(),
+        let (connector, name) = match hop {
+            Hop::Peer(_, name) => (&upstreams.peer_connector, name),
+            Hop::Instance(_) => (upstreams.h1.connector(), None),
         };
         return Delivery::Boxed {
             send: Box::pin(async move {
                 forms::to_h1(&mut req, authority, orig).map_err(ProxyError::BadRequest)?;
-                let rsp = upgrade::send(connector, addr, req, downstream)
+                let rsp = upgrade::send(connector, addr, name, req, downstream)
                     .await
                     .map_err(ProxyError::from)?;
                 Ok(rsp.map(ResponseBody::H1))
@@ -183,8 +184,8 @@ pub(crate) fn deliver<'a>(
         },
         (Ok(()), Protocol::Http2) => Delivery::H2 {
             send: match hop {
-                Hop::Peer(_) => upstreams.peers.send(addr, req),
-                Hop::Instance(_) => upstreams.h2.send(addr, req),
+                Hop::Peer(_, name) => upstreams.peers.send_to(addr, name, req),
+                Hop::Instance(_) => upstreams.h2.send_to(addr, None, req),
             },
         },
     }

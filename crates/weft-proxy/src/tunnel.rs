@@ -138,7 +138,15 @@ async fn relay(shared: &Shared, service: &Arc<Service>, client: Rewind) {
             Some(peer) => {
                 let mut headers = HeaderMap::new();
                 headers.insert(WEFT_DST_SERVICE, endpoint.route.clone());
-                match tunnel::open(&upstreams.peer_connector, peer, &endpoint.label, headers).await
+                let node = endpoint.node.as_deref();
+                match tunnel::open(
+                    &upstreams.peer_connector,
+                    peer,
+                    node,
+                    &endpoint.label,
+                    headers,
+                )
+                .await
                 {
                     Ok(upstream) => Ok(Upstream::Peer(upstream)),
                     Err(e) => Err(ProxyError::from(e)),

@@ -76,9 +76,15 @@ impl Connector {
         Ok(stream)
     }
 
-    /// A connection that speaks `speaks`, in mutual TLS when this connector has it. The
-    /// handshake shares the connect timeout.
-    pub async fn open(&self, endpoint: SocketAddr, speaks: Speaks) -> Result<Conn, Error> {
+    /// A connection that speaks `speaks`, in mutual TLS when this connector has it. `name`
+    /// is the peer's node when discovery says it: sent as the server name, and the peer's
+    /// certificate must name that node. The handshake shares the connect timeout.
+    pub async fn open(
+        &self,
+        endpoint: SocketAddr,
+        speaks: Speaks,
+        name: Option<&str>,
+    ) -> Result<Conn, Error> {
         let stream = self.connect(endpoint).await?;
         let Some(tls) = &self.tls else {
             return Ok(Conn::Tcp(stream));
@@ -87,9 +93,11 @@ impl Connector {
             Speaks::H2 => Arc::clone(&tls.h2),
             Speaks::Http1 => Arc::clone(&tls.http1),
         };
-        // Mesh certificates name identities, not hosts: the name sent is only for SNI, and
-        // the verifier ignores it.
-        let name = ServerName::IpAddress(endpoint.ip().into());
+        // Mesh certificates name identities, not hosts: the verifier reads a DNS name as the
+        // node the peer's identity must name; an address asks only for a mesh identity.
+        let name = name
+            .and_then(|n| ServerName::try_from(n.to_string()).ok())
+            .unwrap_or(ServerName::IpAddress(endpoint.ip().into()));
         let handshake = TlsConnector::from(config).connect(name, stream);
         match tokio::time::timeout(self.timeout, handshake).await {
             Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),

@@ -62,10 +62,24 @@ impl H2Pool {
     where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
+        self.send_to(endpoint, None, req).await
+    }
+
+    /// [`H2Pool::send`] to a peer proxy whose node is `name`, which a new connection's TLS
+    /// checks the peer's identity against.
+    pub async fn send_to<B>(
+        &self,
+        endpoint: SocketAddr,
+        name: Option<&str>,
+        req: Request<B>,
+    ) -> Result<Response<H2Body>, SendError<B>>
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+    {
         let slot = self.slot(endpoint);
         slot.last_used_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let sender = match self.sender(&slot, endpoint).await {
+        let sender = match self.sender(&slot, endpoint, name).await {
             Ok(s) => s,
             Err(error) => {
                 return Err(SendError {
@@ -106,6 +120,7 @@ impl H2Pool {
         &self,
         slot: &Arc<Slot>,
         endpoint: SocketAddr,
+        name: Option<&str>,
     ) -> Result<SendRequest<Bytes>, Error> {
         if let Some(s) = live(slot) {
             return Ok(s);
@@ -117,7 +132,7 @@ impl H2Pool {
         // The connecting path is boxed: it is rare, and its state would otherwise enlarge
         // every request's future.
         let sender = Box::pin(async {
-            let io = self.connector.open(endpoint, Speaks::H2).await?;
+            let io = self.connector.open(endpoint, Speaks::H2, name).await?;
             let (sender, mut conn) = h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)

@@ -19,15 +19,16 @@ use crate::error::Error;
 /// The tunnel's bytes, both ways.
 pub type Tunnel = TokioIo<Upgraded>;
 
-/// Asks the proxy at `endpoint` to open a tunnel to `target` (`host:port`), with `headers`
+/// Asks the proxy at `endpoint` (on node `name`, when known) to open a tunnel to `target` (`host:port`), with `headers`
 /// beside the request (what the peer needs to know of it).
 pub async fn open(
     connector: &Connector,
     endpoint: SocketAddr,
+    name: Option<&str>,
     target: &str,
     headers: HeaderMap,
 ) -> Result<Tunnel, Error> {
-    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1).await?);
+    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1, name).await?);
     let (mut sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| Error::from_hyper(endpoint, &e))?;

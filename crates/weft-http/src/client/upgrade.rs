@@ -15,19 +15,21 @@ use super::h1::UpstreamBody;
 use crate::error::{BoxError, Error};
 use crate::server::OnUpgrade;
 
-/// Sends `req` (already in HTTP/1.1 form) to `endpoint`; if the answer is `101`, the client's
+/// Sends `req` (already in HTTP/1.1 form) to `endpoint` (a peer proxy on node `name`, when
+/// known); if the answer is `101`, the client's
 /// connection (`downstream`) and the instance's are spliced in a task of their own. The
 /// answer is handed back without a body: a `101` has none.
 pub async fn send<B>(
     connector: &Connector,
     endpoint: SocketAddr,
+    name: Option<&str>,
     req: Request<B>,
     downstream: OnUpgrade,
 ) -> Result<Response<UpstreamBody>, Error>
 where
     B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
 {
-    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1).await?);
+    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1, name).await?);
     let (mut sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| Error::from_hyper(endpoint, &e))?;
