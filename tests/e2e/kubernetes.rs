@@ -462,3 +462,36 @@ async fn a_tunnel_reaches_a_kubernetes_service_on_its_ports_only() {
         "{answer}"
     );
 }
+
+/// A tenant who can make pods — labelled like weft's proxies, with an `inbound` port and
+/// even an owner reference naming a `weft-proxy` DaemonSet — in their own namespace never
+/// has the mesh send a node's traffic to theirs; only weft's namespace counts.
+#[tokio::test]
+async fn a_tenant_pod_labelled_like_a_proxy_never_becomes_a_nodes_proxy() {
+    let mesh = KubeMesh::start().await;
+    let on_b = Backend::start(NODE_B).await;
+    // The tenant's "proxy" listens too, and would answer anything sent to it.
+    let trap = Backend::start(NODE_B).await;
+    // Named to sort first, so neither order nor name can pick it.
+    mesh.kube.apply(
+        "pods",
+        k8s::pod_like_a_proxy("tenant", "a-weft-proxy", "node-b", trap.addr, true),
+    );
+    mesh.add_instance(&on_b, "node-b", "world-b", "v1");
+    routes(&mesh).await;
+    reaches_a(&mesh, "the node-b instance", |got| *got == set(&[&on_b])).await;
+    let eps = mesh.endpoints_at_a().await;
+    assert_eq!(eps[0]["node"], mesh.b.inbound.to_string(), "{eps:?}");
+    assert_eq!(backends_hit(&mesh, 10).await, set(&[&on_b]));
+    // Still so after the node's real proxy is replaced and the tenant's is updated.
+    mesh.kube
+        .apply("pods", k8s::proxy_pod("node-b", mesh.b.inbound, true));
+    mesh.kube.apply(
+        "pods",
+        k8s::pod_like_a_proxy("tenant", "a-weft-proxy", "node-b", trap.addr, true),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let eps = mesh.endpoints_at_a().await;
+    assert_eq!(eps[0]["node"], mesh.b.inbound.to_string(), "{eps:?}");
+    assert_eq!(trap.count(), 0, "the tenant's pod got traffic");
+}

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 
 fn meta(namespace: Option<&str>, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
@@ -55,12 +55,33 @@ fn ready_condition(ready: bool) -> Option<Vec<PodCondition>> {
 
 /// A weft proxy pod of the DaemonSet, its inbound listener on the node at `inbound`.
 pub fn proxy_pod(node: &str, inbound: std::net::SocketAddr, ready: bool) -> Value {
+    pod_like_a_proxy("weft", &format!("weft-proxy-{node}"), node, inbound, ready)
+}
+
+/// A pod that looks like a weft proxy — labels, port, even an owner reference naming a
+/// `weft-proxy` DaemonSet — in `namespace`.
+pub fn pod_like_a_proxy(
+    namespace: &str,
+    name: &str,
+    node: &str,
+    inbound: std::net::SocketAddr,
+    ready: bool,
+) -> Value {
+    let mut metadata = meta(
+        Some(namespace),
+        name,
+        &[("app.kubernetes.io/name", "weft-proxy")],
+    );
+    metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "DaemonSet".into(),
+        name: "weft-proxy".into(),
+        uid: format!("uid-{namespace}-weft-proxy"),
+        controller: Some(true),
+        ..Default::default()
+    }]);
     json(Pod {
-        metadata: meta(
-            Some("weft"),
-            &format!("weft-proxy-{node}"),
-            &[("app.kubernetes.io/name", "weft-proxy")],
-        ),
+        metadata,
         spec: Some(PodSpec {
             node_name: Some(node.into()),
             containers: vec![Container {

@@ -3,7 +3,8 @@
 //!
 //! An endpoint enters a service's set when its EndpointSlice says it is ready and not
 //! terminating, and its node (when named) still exists. Its `node_proxy` is the inbound
-//! listener of the ready weft proxy pod on that node, if there is one.
+//! listener of the ready weft proxy pod on that node, if there is one: a pod of the
+//! `weft-proxy` DaemonSet in the install namespace, and no other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +15,8 @@ use weft_core::{Endpoint, Protocol};
 
 /// The label that marks weft's own proxy pods (the DaemonSet's).
 pub const PROXY_LABEL: (&str, &str) = ("app.kubernetes.io/name", "weft-proxy");
+/// The DaemonSet whose pods are the nodes' proxies (in the install namespace).
+pub const PROXY_DAEMONSET: &str = "weft-proxy";
 /// The container port name of the proxy's inbound listener.
 pub const INBOUND_PORT_NAME: &str = "inbound";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -175,9 +178,15 @@ impl PodRecord {
     pub fn from_k8s(pod: &Pod) -> Option<(Key, Self)> {
         let key = Key::of(&pod.metadata)?;
         let all = pod.metadata.labels.as_ref();
-        let is_proxy = all
-            .and_then(|l| l.get(PROXY_LABEL.0))
-            .is_some_and(|v| v == PROXY_LABEL.1);
+        // A label anyone can set; the controlling DaemonSet is what counts (its namespace is
+        // checked where proxies are chosen, in `Cluster::view`).
+        let owned = pod.metadata.owner_references.iter().flatten().any(|o| {
+            o.controller == Some(true) && o.kind == "DaemonSet" && o.name == PROXY_DAEMONSET
+        });
+        let is_proxy = owned
+            && all
+                .and_then(|l| l.get(PROXY_LABEL.0))
+                .is_some_and(|v| v == PROXY_LABEL.1);
         // Only the labels endpoints carry are kept: a cluster has many pods with many labels.
         let labels: BTreeMap<String, String> = all
             .into_iter()
@@ -238,19 +247,33 @@ pub struct Cluster {
     pub slices: HashMap<Key, SliceRecord>,
     pub pods: HashMap<Key, PodRecord>,
     pub nodes: HashMap<String, NodeRecord>,
+    /// Where weft is installed: only proxy pods here count as a node's proxy, so a tenant
+    /// who can make pods elsewhere cannot have the mesh send a node's traffic to theirs.
+    pub proxy_namespace: String,
 }
 
 impl Cluster {
     /// Lookups built once per batch of changes, so answering every subscribed service costs
     /// one pass over pods and slices, not one per service.
     pub fn view(&self) -> View<'_> {
-        let mut proxies = HashMap::new();
-        for pod in self.pods.values() {
+        let mut chosen: HashMap<&str, (&Key, SocketAddr)> = HashMap::new();
+        for (key, pod) in &self.pods {
+            if key.namespace != self.proxy_namespace {
+                continue;
+            }
             if let (Some(node), Some(addr)) = (&pod.node, pod.proxy_inbound) {
-                // The first ready one, should a rollout briefly run two on a node.
-                proxies.entry(node.as_str()).or_insert(addr);
+                // Should a rollout briefly run two on a node, the first by name, whatever
+                // order the pods were seen in: every replica of the control plane agrees.
+                let e = chosen.entry(node.as_str()).or_insert((key, addr));
+                if key < e.0 {
+                    *e = (key, addr);
+                }
             }
         }
+        let proxies = chosen
+            .into_iter()
+            .map(|(node, (_, addr))| (node, addr))
+            .collect();
         let mut slices: HashMap<&Key, Vec<&SliceRecord>> = HashMap::new();
         for slice in self.slices.values() {
             slices.entry(&slice.service).or_default().push(slice);

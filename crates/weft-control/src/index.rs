@@ -25,8 +25,16 @@ struct State {
 }
 
 impl Index {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// An index whose nodes' proxies are the pods of weft's DaemonSet in `proxy_namespace`.
+    pub fn new(proxy_namespace: &str) -> Arc<Self> {
+        let index = Self::default();
+        index
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cluster
+            .proxy_namespace = proxy_namespace.to_string();
+        Arc::new(index)
     }
 
     pub fn synced(&self) -> watch::Receiver<bool> {

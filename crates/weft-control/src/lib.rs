@@ -39,6 +39,8 @@ pub struct ControlConfig {
     pub kubeconfig: Option<PathBuf>,
     /// Where names without a namespace (`world`) are looked up.
     pub default_namespace: String,
+    /// Where weft is installed: only its DaemonSet's pods there are nodes' proxies.
+    pub proxy_namespace: String,
     pub cluster_domain: String,
 }
 
@@ -121,7 +123,7 @@ pub async fn run(
         admin.local_addr().expect("bound listener"),
     );
 
-    let index = index::Index::new();
+    let index = index::Index::new(&config.proxy_namespace);
     let metrics = Arc::new(metrics::Metrics::default());
     let watch = tokio::spawn(kube_watch::run(
         client,

@@ -24,6 +24,10 @@ pub struct ControlArgs {
     default_namespace: String,
     #[arg(long, env = "WEFT_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
+    /// Namespace weft is installed in: only the weft-proxy DaemonSet's pods there are taken
+    /// as nodes' proxies (the manifest sets it to the control plane's own).
+    #[arg(long, env = "WEFT_PROXY_NAMESPACE", default_value = weft_control::install::DEFAULT_NAMESPACE)]
+    proxy_namespace: String,
 }
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         admin: args.admin,
         kubeconfig: args.kubeconfig,
         default_namespace: args.default_namespace,
+        proxy_namespace: args.proxy_namespace,
         cluster_domain: args.cluster_domain,
     };
     tokio::runtime::Builder::new_multi_thread()

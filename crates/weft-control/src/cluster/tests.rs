@@ -1,7 +1,10 @@
 use super::*;
 
 fn cluster() -> Cluster {
-    let mut c = Cluster::default();
+    let mut c = Cluster {
+        proxy_namespace: "weft".into(),
+        ..Default::default()
+    };
     let port = |name: &str, port| PortRecord {
         name: name.into(),
         port,
@@ -125,6 +128,18 @@ fn a_ready_proxy_pod_is_found_by_label_and_inbound_port_and_labels_are_trimmed()
             ..Default::default()
         }),
     };
+    // Labelled like a proxy, but no DaemonSet controls it: not a proxy.
+    assert_eq!(PodRecord::from_k8s(&pod).unwrap().1.proxy_inbound, None);
+    pod.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "DaemonSet".into(),
+            name: PROXY_DAEMONSET.into(),
+            uid: "u".into(),
+            controller: Some(true),
+            ..Default::default()
+        },
+    ]);
     let (_, rec) = PodRecord::from_k8s(&pod).unwrap();
     assert_eq!(rec.proxy_inbound, Some("192.168.0.9:4141".parse().unwrap()));
     assert_eq!(rec.labels.len(), 1, "{:?}", rec.labels);
@@ -154,4 +169,43 @@ fn a_services_ports_are_its_services_ports() {
     let view = c.view();
     assert_eq!(view.ports(&Key::new("default", "world")), Some(vec![80]));
     assert_eq!(view.ports(&Key::new("default", "nosuch")), None);
+}
+
+#[test]
+fn a_pod_like_a_proxy_outside_the_install_namespace_never_becomes_a_nodes_proxy() {
+    let mut c = cluster();
+    let tenant = PodRecord {
+        labels: Default::default(),
+        node: Some("n1".into()),
+        proxy_inbound: Some("10.9.9.9:4141".parse().unwrap()),
+    };
+    // Sorted before weft's own by name, so only the namespace keeps it out.
+    c.pods.insert(Key::new("tenant", "a-proxy"), tenant);
+    let eps = c.view().resolve(&Key::new("default", "world"), 0).unwrap();
+    assert_eq!(eps[0].node_proxy, Some("10.1.0.1:4141".parse().unwrap()));
+}
+
+#[test]
+fn of_two_proxies_on_a_node_the_first_by_name_is_chosen_whatever_the_order_seen() {
+    for order in [["proxy-a", "proxy-b"], ["proxy-b", "proxy-a"]] {
+        let mut c = cluster();
+        c.pods.remove(&Key::new("weft", "proxy-n1"));
+        for name in order {
+            let addr = if name == "proxy-a" {
+                "10.1.0.1"
+            } else {
+                "10.1.0.2"
+            };
+            c.pods.insert(
+                Key::new("weft", name),
+                PodRecord {
+                    labels: Default::default(),
+                    node: Some("n1".into()),
+                    proxy_inbound: Some(format!("{addr}:4141").parse().unwrap()),
+                },
+            );
+        }
+        let eps = c.view().resolve(&Key::new("default", "world"), 0).unwrap();
+        assert_eq!(eps[0].node_proxy, Some("10.1.0.1:4141".parse().unwrap()));
+    }
 }
