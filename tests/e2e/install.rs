@@ -48,8 +48,8 @@ fn deploy_holds_exactly_what_weft_install_prints() {
 fn every_rendered_manifest_passes_kubernetes_validate_strict() {
     let dir = weft_tests::TempDir::new("install");
     let cases: [(&str, &[&str], usize); 3] = [
-        ("default.yaml", &[], 12),
-        ("demo.yaml", &["--with-demo"], 16),
+        ("default.yaml", &[], 14),
+        ("demo.yaml", &["--with-demo"], 18),
         (
             "custom.yaml",
             &[
@@ -59,7 +59,7 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
                 "registry.example/weft:1.2.3",
                 "--with-demo",
             ],
-            16,
+            18,
         ),
     ];
     for (file, args, resources) in cases {

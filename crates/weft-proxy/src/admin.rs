@@ -1,5 +1,5 @@
-//! The admin listener: health, metrics, the effective config, current endpoints, and a
-//! loopback-only shutdown. It is served by the same machinery as the data plane.
+//! The admin listener: health and metrics for the node network; the effective config,
+//! current endpoints and shutdown for loopback only. It is served by the same machinery as the data plane.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +32,12 @@ impl Admin {
         peer: SocketAddr,
         req: Request<ClientBody>,
     ) -> Response<ProxyBody> {
+        if !allowed(peer, req.uri().path()) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "this path is served to loopback only (kubectl port-forward reaches it)\n",
+            );
+        }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") => {
@@ -75,12 +81,6 @@ impl Admin {
             }
             (&Method::GET, "/endpoints") => json_response(&self.endpoints()),
             (&Method::POST, "/shutdown") => {
-                if !peer.ip().is_loopback() {
-                    return text(
-                        StatusCode::FORBIDDEN,
-                        "shutdown is accepted from loopback only\n",
-                    );
-                }
                 tracing::info!(%peer, "shutdown requested through the admin API");
                 self.shutdown.send_replace(true);
                 text(StatusCode::ACCEPTED, "draining\n")
@@ -170,4 +170,27 @@ fn json_response(v: &serde_json::Value) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     rsp
+}
+
+/// Probes and metrics are for the node network (kubelet, Prometheus); what reveals the
+/// mesh's layout or stops the proxy is for someone on the node itself.
+fn allowed(peer: SocketAddr, path: &str) -> bool {
+    peer.ip().is_loopback() || matches!(path, "/live" | "/ready" | "/metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_probes_and_metrics_are_served_beyond_loopback() {
+        let node: SocketAddr = "10.0.0.7:5000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        for path in ["/live", "/ready", "/metrics"] {
+            assert!(allowed(node, path) && allowed(local, path), "{path}");
+        }
+        for path in ["/config", "/endpoints", "/shutdown", "/nope"] {
+            assert!(!allowed(node, path) && allowed(local, path), "{path}");
+        }
+    }
 }
