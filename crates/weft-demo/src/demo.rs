@@ -148,7 +148,9 @@ async fn run_in(
     let ca = (!config.plaintext)
         .then(crate::mesh_ca::MeshCa::new)
         .transpose()
-        .map_err(|e| DemoError::Proxy(format!("the demo's certificate authority: {e}")))?;
+        .map_err(|e| DemoError::Proxy(format!("the demo's certificate authority: {e}")))?
+        .map(Arc::new);
+    let mut certified = Vec::new();
     for (i, ip) in config.node_ips.iter().enumerate() {
         let name = format!("node-{}", i + 1);
         let identity = ca
@@ -156,6 +158,7 @@ async fn run_in(
             .map(|ca| ca.certify(&name))
             .transpose()
             .map_err(|e| DemoError::Proxy(format!("{name}'s identity: {e}")))?;
+        certified.extend(identity.as_ref().map(|id| Arc::clone(&id.credentials)));
         let mut pc = ProxyConfig {
             node: name.clone(),
             ..Default::default()
@@ -218,6 +221,9 @@ async fn run_in(
         nodes.push(node);
     }
 
+    if let Some(ca) = &ca {
+        tokio::spawn(Arc::clone(ca).renew(certified, stop.clone()));
+    }
     write_discovery(discovery, config, &nodes)?;
     for n in &nodes {
         wait_for_services(n.proxy.admin).await;

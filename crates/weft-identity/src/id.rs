@@ -95,8 +95,29 @@ impl Identity {
 
     /// The node a proxy's identity names; `None` for a workload's.
     pub fn node(&self) -> Option<&str> {
-        let (_, node) = self.0.rsplit_once("/node/")?;
-        Some(node)
+        // Parsed: `ns/NS/sa/SA/node/NODE`, so a namespace called `node` is no node.
+        let path = self.0["spiffe://".len()..].split_once('/')?.1;
+        match path.split('/').collect::<Vec<_>>().as_slice() {
+            ["ns", _, "sa", _, "node", node] => Some(node),
+            _ => None,
+        }
+    }
+
+    /// The identity of the proxy on `node` that runs as this one does (same trust domain,
+    /// namespace and service account): whom a proxy expects on another node.
+    pub fn on_node(&self, node: &str) -> Result<Self, IdentityError> {
+        let workload = match self.node() {
+            Some(n) => &self.0[..self.0.len() - "/node/".len() - n.len()],
+            None => self.as_str(),
+        };
+        Self::parse(&format!("{workload}/node/{node}"))
+    }
+
+    /// Whether `peer` is a proxy of the same kind as this one, on some node.
+    pub fn is_peer(&self, peer: &Identity) -> bool {
+        peer.node()
+            .and_then(|n| self.on_node(n).ok())
+            .is_some_and(|expected| expected == *peer)
     }
 }
 
@@ -122,6 +143,20 @@ mod tests {
         assert_eq!(id.trust_domain(), "cluster.local");
         let control = Identity::workload(&td, "weft", "weft-control").unwrap();
         assert_eq!(control.node(), None);
+        assert_eq!(
+            id.on_node("node-2").unwrap().as_str(),
+            "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-2"
+        );
+        assert!(id.on_node("a/b").is_err());
+        // A workload whose namespace is `node` names no node.
+        let tricky = Identity::parse("spiffe://cluster.local/ns/node/sa/x").unwrap();
+        assert_eq!(tricky.node(), None);
+        // Peers: proxies of the same namespace and account; not the control plane, nor a
+        // proxy identity in another namespace.
+        assert!(id.is_peer(&id.on_node("node-9").unwrap()));
+        assert!(!id.is_peer(&control));
+        let other = Identity::node_proxy(&td, "tenant", "weft-proxy", "node-1").unwrap();
+        assert!(!id.is_peer(&other));
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, IdentityError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&TLS13])?
-        .with_client_cert_verifier(Arc::new(ClientVerifier::new(bundle)))
+        .with_client_cert_verifier(Arc::new(ClientVerifier::new(
+            bundle,
+            creds.identity().clone(),
+        )))
         .with_cert_resolver(creds);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
@@ -45,7 +48,11 @@ pub fn client_config(
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ServerVerifier::new(bundle, expected)))
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier::new(
+            bundle,
+            creds.identity().clone(),
+            expected,
+        )))
         .with_client_cert_resolver(creds);
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))

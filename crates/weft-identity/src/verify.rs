@@ -212,17 +212,23 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<Identity> {
     Identity::parse(uri).ok()
 }
 
-/// The client side's check of the proxy it dialled (the server's name in TLS is ignored:
-/// mesh certificates carry no DNS name, the identity is what counts).
+/// The client side's check of the proxy it dialled. Mesh certificates carry no DNS name: a
+/// DNS server name is read as the node dialled, whose proxy's identity (ours, on that node)
+/// the peer must have; an address asks for a proxy of ours on any node.
 #[derive(Debug)]
 pub struct ServerVerifier {
     bundle: Arc<TrustBundle>,
+    own: Identity,
     expected: Option<Identity>,
 }
 
 impl ServerVerifier {
-    pub fn new(bundle: Arc<TrustBundle>, expected: Option<Identity>) -> Self {
-        Self { bundle, expected }
+    pub fn new(bundle: Arc<TrustBundle>, own: Identity, expected: Option<Identity>) -> Self {
+        Self {
+            bundle,
+            own,
+            expected,
+        }
     }
 }
 
@@ -245,18 +251,22 @@ impl ServerCertVerifier for ServerVerifier {
                 self.expected.as_ref(),
             )
             .map_err(Refusal::error)?;
-        // A DNS name is the node the caller dialled a proxy of: the identity must name it.
-        if let ServerName::DnsName(node) = server_name {
-            if id.node() != Some(node.as_ref()) {
-                tracing::warn!(
-                    reason = Refusal::WrongIdentity.as_str(),
-                    node = node.as_ref(),
-                    peer = id.as_str(),
-                    "refused a peer's certificate: it names another node"
-                );
-                self.bundle.refused(Refusal::WrongIdentity);
-                return Err(Refusal::WrongIdentity.error());
-            }
+        let (fits, wanted) = match server_name {
+            ServerName::DnsName(node) => match self.own.on_node(node.as_ref()) {
+                Ok(want) => (id == want, want.to_string()),
+                Err(_) => (false, format!("a proxy on {:?}", node.as_ref())),
+            },
+            _ => (self.own.is_peer(&id), "a proxy of the mesh".to_string()),
+        };
+        if !fits {
+            tracing::warn!(
+                reason = Refusal::WrongIdentity.as_str(),
+                wanted,
+                peer = id.as_str(),
+                "refused a peer's certificate: it names another node or workload"
+            );
+            self.bundle.refused(Refusal::WrongIdentity);
+            return Err(Refusal::WrongIdentity.error());
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -287,15 +297,17 @@ impl ServerCertVerifier for ServerVerifier {
     }
 }
 
-/// The server side's check of a connecting proxy: a certificate is required.
+/// The server side's check of a connecting proxy: a certificate is required, and it must
+/// name a proxy of ours (same trust domain, namespace and account) on some node.
 #[derive(Debug)]
 pub struct ClientVerifier {
     bundle: Arc<TrustBundle>,
+    own: Identity,
 }
 
 impl ClientVerifier {
-    pub fn new(bundle: Arc<TrustBundle>) -> Self {
-        Self { bundle }
+    pub fn new(bundle: Arc<TrustBundle>, own: Identity) -> Self {
+        Self { bundle, own }
     }
 }
 
@@ -310,7 +322,8 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.bundle
+        let id = self
+            .bundle
             .verify(
                 end_entity,
                 intermediates,
@@ -318,8 +331,17 @@ impl ClientCertVerifier for ClientVerifier {
                 KeyUsage::client_auth(),
                 None,
             )
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(Refusal::error)
+            .map_err(Refusal::error)?;
+        if !self.own.is_peer(&id) {
+            tracing::warn!(
+                reason = Refusal::WrongIdentity.as_str(),
+                peer = id.as_str(),
+                "refused a client's certificate: not a proxy of this mesh"
+            );
+            self.bundle.refused(Refusal::WrongIdentity);
+            return Err(Refusal::WrongIdentity.error());
+        }
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

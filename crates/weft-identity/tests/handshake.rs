@@ -303,20 +303,153 @@ fn the_ca_signs_only_what_was_proven_and_never_a_ca() {
     );
 }
 
+/// The leaf `server` presents to `client` (who checks it against its bundle).
+async fn served_leaf(client: &Node, server: &Node) -> Vec<u8> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(
+        tls::server_config(Arc::clone(&server.creds), Arc::clone(&server.bundle)).unwrap(),
+    );
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = acceptor.accept(tcp).await;
+    });
+    let connector = TlsConnector::from(
+        tls::client_config(
+            Arc::clone(&client.creds),
+            Arc::clone(&client.bundle),
+            None,
+            tls::ALPN_H2,
+        )
+        .unwrap(),
+    );
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
 #[tokio::test]
 async fn a_renewed_leaf_is_served_from_the_next_handshake_on() {
     let ca = ca();
     let a = node(&ca, &ca, "node-a");
     let b = node(&ca, &ca, "node-b");
-    let first = b.creds.not_after().unwrap();
+    let before = served_leaf(&a, &b).await;
     let leaf = ca
         .certify(&b.creds.csr().unwrap(), b.creds.identity())
         .unwrap();
+    let renewed = leaf.chain[0].to_vec();
+    assert_ne!(renewed, before);
     b.creds.install(leaf).unwrap();
-    assert!(b.creds.not_after().unwrap() > first);
-    handshake(&a, &b, Some(id("node-b")), None).await.unwrap();
+    assert_eq!(served_leaf(&a, &b).await, renewed);
     // A leaf for another key is not installed.
     let other = Credentials::generate(id("node-b"), &tls::provider()).unwrap();
     let wrong = ca.certify(&other.csr().unwrap(), other.identity()).unwrap();
     assert!(b.creds.install(wrong).is_err());
+    assert_eq!(served_leaf(&a, &b).await, renewed);
+}
+
+#[tokio::test]
+async fn a_mesh_leaf_that_is_not_one_of_its_proxies_is_refused_on_both_sides() {
+    let ca = ca();
+    let a = node(&ca, &ca, "node-a");
+    // The control plane's identity, and a proxy identity of another namespace: both signed
+    // by our CA, neither a node proxy of ours.
+    for other in [
+        Identity::workload(&td(), "weft", "weft-control").unwrap(),
+        Identity::node_proxy(&td(), "tenant", "weft-proxy", "node-b").unwrap(),
+    ] {
+        let creds = Credentials::generate(other.clone(), &tls::provider()).unwrap();
+        let leaf = ca.certify(&creds.csr().unwrap(), &other).unwrap();
+        creds.install(leaf).unwrap();
+        let creds = Arc::new(creds);
+        // As a server: whoever dials it refuses it.
+        let stranger = Node {
+            creds: Arc::clone(&creds),
+            bundle: Arc::clone(&a.bundle),
+            refused: Arc::default(),
+        };
+        assert!(
+            handshake(&a, &stranger, None, None).await.is_err(),
+            "{other}"
+        );
+        assert_eq!(
+            a.refused.lock().unwrap().pop(),
+            Some(Refusal::WrongIdentity)
+        );
+        // As a client that would accept any server: the server refuses it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(
+            tls::server_config(Arc::clone(&a.creds), Arc::clone(&a.bundle)).unwrap(),
+        );
+        let served = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.is_ok()
+        });
+        let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny))
+            .with_client_cert_resolver(creds);
+        config.alpn_protocols = vec![tls::ALPN_H2.to_vec()];
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let _ = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .await;
+        assert!(!served.await.unwrap(), "{other} was let in");
+        assert_eq!(
+            a.refused.lock().unwrap().pop(),
+            Some(Refusal::WrongIdentity)
+        );
+    }
+}
+
+/// A client that trusts any server: only the server's check stands.
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &tls::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }

@@ -139,6 +139,7 @@ impl Admin {
                         "state": shown,
                         "outstanding": outstanding,
                         "latency_ewma_ms": ewma_ms,
+                        "tls": self.peer_tls(ep),
                     })
                 })
                 .collect();
@@ -149,6 +150,28 @@ impl Admin {
             );
         }
         json!({ "services": services })
+    }
+}
+
+impl Admin {
+    /// How requests reach `ep` through its node's proxy (this node's own included): mutual
+    /// TLS, with the identity that proxy must have when discovery names its node; `null`
+    /// for an endpoint reached directly.
+    fn peer_tls(&self, ep: &weft_core::Endpoint) -> serde_json::Value {
+        if ep.node_proxy.is_none() {
+            return serde_json::Value::Null;
+        }
+        match &self.shared.identity {
+            None => json!({ "mode": "plaintext" }),
+            Some(own) => {
+                let expected = ep
+                    .labels
+                    .get(crate::balancer::NODE_LABEL)
+                    .and_then(|n| own.on_node(n).ok())
+                    .map(|id| id.to_string());
+                json!({ "mode": "mutual", "identity": expected })
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::resilience::ewma::PeakEwma;
 
 /// One endpoint as the data plane tracks it; survives endpoint-set updates that keep it.
 /// The label that names an endpoint's node (the control plane sets it; a discovery file may).
-const NODE_LABEL: &str = "node";
+pub(crate) const NODE_LABEL: &str = "node";
 
 pub(crate) struct EndpointState {
     pub endpoint: Endpoint,

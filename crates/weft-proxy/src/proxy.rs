@@ -156,6 +156,9 @@ impl Proxy {
             limits,
             draining: shutdown.subscribe(),
             tunnels: metrics.tunnels.clone(),
+            identity: identity
+                .as_ref()
+                .map(|id| id.credentials.identity().clone()),
             config,
         });
         let stats = |direction| -> weft_http::Stats {

@@ -31,4 +31,6 @@ pub(crate) struct Shared {
     /// Turns true when the proxy drains; a tunnel's connection drains with the listeners'.
     pub draining: watch::Receiver<bool>,
     pub tunnels: TunnelMetrics,
+    /// This proxy's mesh identity, when the hop between proxies is mutual TLS.
+    pub identity: Option<weft_identity::Identity>,
 }

@@ -94,10 +94,22 @@ impl Connector {
             Speaks::Http1 => Arc::clone(&tls.http1),
         };
         // Mesh certificates name identities, not hosts: the verifier reads a DNS name as the
-        // node the peer's identity must name; an address asks only for a mesh identity.
-        let name = name
-            .and_then(|n| ServerName::try_from(n.to_string()).ok())
-            .unwrap_or(ServerName::IpAddress(endpoint.ip().into()));
+        // node the peer's identity must name; an address asks only for a mesh identity. A
+        // node name that is no DNS name cannot be checked, so it is not dialled.
+        let name = match name {
+            None => ServerName::IpAddress(endpoint.ip().into()),
+            Some(n) => match ServerName::try_from(n.to_string()) {
+                Ok(dns @ ServerName::DnsName(_)) => dns,
+                _ => {
+                    return Err(Error::ConnectFailed {
+                        endpoint,
+                        cause: format!(
+                            "node name {n:?} is no DNS name: its proxy's identity cannot be checked"
+                        ),
+                    })
+                }
+            },
+        };
         let handshake = TlsConnector::from(config).connect(name, stream);
         match tokio::time::timeout(self.timeout, handshake).await {
             Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),

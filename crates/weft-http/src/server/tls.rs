@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -50,6 +50,13 @@ pub(crate) async fn accept(
         stats.tls_refused("plaintext");
         let _ = stream.write_vectored(&[IoSlice::new(REFUSAL)]).await;
         let _ = stream.shutdown().await;
+        // What the client sent is read and dropped a moment: closing with it unread would
+        // reset the connection and could destroy the answer before the client reads it.
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
         return None;
     }
     let handshake = TlsAcceptor::from(Arc::clone(&tls.config)).accept(stream);
