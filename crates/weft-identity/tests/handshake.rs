@@ -366,9 +366,17 @@ async fn a_mesh_leaf_that_is_not_one_of_its_proxies_is_refused_on_both_sides() {
         creds.install(leaf).unwrap();
         let creds = Arc::new(creds);
         // As a server: whoever dials it refuses it.
+        // Its own bundle: a refusal it made would not count as `a`'s.
         let stranger = Node {
             creds: Arc::clone(&creds),
-            bundle: Arc::clone(&a.bundle),
+            bundle: Arc::new(
+                TrustBundle::new(
+                    td(),
+                    ca.bundle().to_vec(),
+                    tls::provider().signature_verification_algorithms,
+                )
+                .unwrap(),
+            ),
             refused: Arc::default(),
         };
         assert!(
