@@ -281,10 +281,14 @@ async fn a_proxy_whose_leaf_names_another_node_is_refused() {
         })
         .unwrap_or(0.0);
     assert!(refused >= 1.0, "{metrics}");
+    // One line says why, and whom the dialler wanted there.
+    let log = demo.stderr();
     assert!(
-        demo.stderr().contains("it names another node"),
-        "{}",
-        demo.stderr()
+        log.lines()
+            .any(|l| l.contains("refused a peer's certificate")
+                && l.contains("wrong_identity")
+                && l.contains("spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-2")),
+        "{log}"
     );
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");

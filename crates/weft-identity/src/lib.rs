@@ -14,4 +14,4 @@ pub use ca::{Authority, Ca, Leaf};
 pub use credentials::Credentials;
 pub use error::{CertifyError, IdentityError};
 pub use id::{Identity, TrustDomain};
-pub use verify::{peer_identity, Refusal, TrustBundle};
+pub use verify::{peer_identity, Refusal, TrustBundle, Wanted};

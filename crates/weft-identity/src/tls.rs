@@ -10,7 +10,6 @@ use rustls::{ClientConfig, ServerConfig};
 
 use crate::credentials::Credentials;
 use crate::error::IdentityError;
-use crate::id::Identity;
 use crate::verify::{ClientVerifier, ServerVerifier, TrustBundle};
 
 pub const ALPN_H2: &[u8] = b"h2";
@@ -37,12 +36,11 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// What an outbound dials a peer with, speaking `alpn`; `expected` is the identity the
-/// peer must have when discovery says it.
+/// What an outbound dials a peer with, speaking `alpn`. The server name it dials names the
+/// peer's node when discovery says it (see [`ServerVerifier`]).
 pub fn client_config(
     creds: Arc<Credentials>,
     bundle: Arc<TrustBundle>,
-    expected: Option<Identity>,
     alpn: &[u8],
 ) -> Result<Arc<ClientConfig>, IdentityError> {
     let mut config = ClientConfig::builder_with_provider(provider())
@@ -51,7 +49,6 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(ServerVerifier::new(
             bundle,
             creds.identity().clone(),
-            expected,
         )))
         .with_client_cert_resolver(creds);
     config.alpn_protocols = vec![alpn.to_vec()];

@@ -62,6 +62,24 @@ impl Refusal {
 /// Told of every refused peer: the proxy counts them.
 pub type OnRefused = Arc<dyn Fn(Refusal) + Send + Sync>;
 
+/// Whom a handshake must find on the other side.
+#[derive(Clone, Copy, Debug)]
+pub enum Wanted<'a> {
+    /// Exactly this identity: the proxy on the node dialled.
+    Exactly(&'a Identity),
+    /// A proxy that runs as this one does (trust domain, namespace, account), on any node.
+    PeerOf(&'a Identity),
+}
+
+impl fmt::Display for Wanted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exactly(id) => write!(f, "{id}"),
+            Self::PeerOf(own) => write!(f, "a proxy on any node, as {own}"),
+        }
+    }
+}
+
 /// The anchors a proxy trusts, replaceable while it runs.
 pub struct TrustBundle {
     td: TrustDomain,
@@ -110,27 +128,26 @@ impl TrustBundle {
         &self.td
     }
 
-    fn refused(&self, why: Refusal) {
+    /// Logs and counts a refusal, once per refused peer.
+    fn refuse(&self, why: Refusal, wanted: &dyn fmt::Display) -> Refusal {
+        tracing::warn!(reason = why.as_str(), %wanted, "refused a peer's certificate");
         if let Some(f) = self.on_refused.get() {
             f(why);
         }
+        why
     }
 
-    /// The peer's identity when its chain and name are good.
+    /// The peer's identity when its chain is good and it is who `wanted` says.
     pub fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         usage: KeyUsage,
-        expected: Option<&Identity>,
+        wanted: Wanted<'_>,
     ) -> Result<Identity, Refusal> {
-        let result = self.check(end_entity, intermediates, now, usage, expected);
-        if let Err(why) = result {
-            tracing::warn!(reason = why.as_str(), expected = ?expected.map(Identity::as_str), "refused a peer's certificate");
-            self.refused(why);
-        }
-        result
+        self.check(end_entity, intermediates, now, usage, wanted)
+            .map_err(|why| self.refuse(why, &wanted))
     }
 
     fn check(
@@ -139,7 +156,7 @@ impl TrustBundle {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         usage: KeyUsage,
-        expected: Option<&Identity>,
+        wanted: Wanted<'_>,
     ) -> Result<Identity, Refusal> {
         let ders = self.anchors.load();
         let anchors: Vec<_> = ders
@@ -171,7 +188,11 @@ impl TrustBundle {
         if id.trust_domain() != self.td.as_str() {
             return Err(Refusal::WrongTrustDomain);
         }
-        if expected.is_some_and(|e| *e != id) {
+        let fits = match wanted {
+            Wanted::Exactly(e) => *e == id,
+            Wanted::PeerOf(own) => own.is_peer(&id),
+        };
+        if !fits {
             return Err(Refusal::WrongIdentity);
         }
         Ok(id)
@@ -219,16 +240,11 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<Identity> {
 pub struct ServerVerifier {
     bundle: Arc<TrustBundle>,
     own: Identity,
-    expected: Option<Identity>,
 }
 
 impl ServerVerifier {
-    pub fn new(bundle: Arc<TrustBundle>, own: Identity, expected: Option<Identity>) -> Self {
-        Self {
-            bundle,
-            own,
-            expected,
-        }
+    pub fn new(bundle: Arc<TrustBundle>, own: Identity) -> Self {
+        Self { bundle, own }
     }
 }
 
@@ -241,34 +257,27 @@ impl ServerCertVerifier for ServerVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let id = self
-            .bundle
+        let dialled = match server_name {
+            ServerName::DnsName(node) => Some(self.own.on_node(node.as_ref()).map_err(|_| {
+                let name = format!("a proxy on {:?}", node.as_ref());
+                self.bundle.refuse(Refusal::WrongIdentity, &name).error()
+            })?),
+            _ => None,
+        };
+        let wanted = match &dialled {
+            Some(id) => Wanted::Exactly(id),
+            None => Wanted::PeerOf(&self.own),
+        };
+        self.bundle
             .verify(
                 end_entity,
                 intermediates,
                 now,
                 KeyUsage::server_auth(),
-                self.expected.as_ref(),
-            )
-            .map_err(Refusal::error)?;
-        let (fits, wanted) = match server_name {
-            ServerName::DnsName(node) => match self.own.on_node(node.as_ref()) {
-                Ok(want) => (id == want, want.to_string()),
-                Err(_) => (false, format!("a proxy on {:?}", node.as_ref())),
-            },
-            _ => (self.own.is_peer(&id), "a proxy of the mesh".to_string()),
-        };
-        if !fits {
-            tracing::warn!(
-                reason = Refusal::WrongIdentity.as_str(),
                 wanted,
-                peer = id.as_str(),
-                "refused a peer's certificate: it names another node or workload"
-            );
-            self.bundle.refused(Refusal::WrongIdentity);
-            return Err(Refusal::WrongIdentity.error());
-        }
-        Ok(ServerCertVerified::assertion())
+            )
+            .map(|_| ServerCertVerified::assertion())
+            .map_err(Refusal::error)
     }
 
     fn verify_tls12_signature(
@@ -277,10 +286,7 @@ impl ServerCertVerifier for ServerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // The mesh speaks TLS 1.3 only; rustls never gets here.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        Err(no_tls12())
     }
 
     fn verify_tls13_signature(
@@ -295,6 +301,11 @@ impl ServerCertVerifier for ServerVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.bundle.algs.supported_schemes()
     }
+}
+
+/// The mesh speaks TLS 1.3 only; rustls never asks for a TLS 1.2 signature.
+fn no_tls12() -> rustls::Error {
+    rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered)
 }
 
 /// The server side's check of a connecting proxy: a certificate is required, and it must
@@ -322,26 +333,16 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id = self
-            .bundle
+        self.bundle
             .verify(
                 end_entity,
                 intermediates,
                 now,
                 KeyUsage::client_auth(),
-                None,
+                Wanted::PeerOf(&self.own),
             )
-            .map_err(Refusal::error)?;
-        if !self.own.is_peer(&id) {
-            tracing::warn!(
-                reason = Refusal::WrongIdentity.as_str(),
-                peer = id.as_str(),
-                "refused a client's certificate: not a proxy of this mesh"
-            );
-            self.bundle.refused(Refusal::WrongIdentity);
-            return Err(Refusal::WrongIdentity.error());
-        }
-        Ok(ClientCertVerified::assertion())
+            .map(|_| ClientCertVerified::assertion())
+            .map_err(Refusal::error)
     }
 
     fn verify_tls12_signature(
@@ -350,9 +351,7 @@ impl ClientCertVerifier for ClientVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        Err(no_tls12())
     }
 
     fn verify_tls13_signature(

@@ -30,7 +30,6 @@ impl MeshIdentity {
             tls::client_config(
                 Arc::clone(&self.credentials),
                 Arc::clone(&self.bundle),
-                None,
                 alpn,
             )
         };
