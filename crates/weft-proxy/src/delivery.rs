@@ -184,8 +184,8 @@ pub(crate) fn deliver<'a>(
         },
         (Ok(()), Protocol::Http2) => Delivery::H2 {
             send: match hop {
-                Hop::Peer(_, name) => upstreams.peers.send_to(addr, name, req),
-                Hop::Instance(_) => upstreams.h2.send_to(addr, None, req),
+                Hop::Peer(_, name) => upstreams.peers.send(addr, name, req),
+                Hop::Instance(_) => upstreams.h2.send(addr, None, req),
             },
         },
     }

@@ -54,20 +54,9 @@ impl H2Pool {
     }
 
     /// Sends a request on the address's shared connection (made first if there is none).
+    /// `name` is the node of the peer proxy there, when known: a new connection's TLS checks
+    /// the peer's identity against it.
     pub async fn send<B>(
-        &self,
-        endpoint: SocketAddr,
-        req: Request<B>,
-    ) -> Result<Response<H2Body>, SendError<B>>
-    where
-        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
-    {
-        self.send_to(endpoint, None, req).await
-    }
-
-    /// [`H2Pool::send`] to a peer proxy whose node is `name`, which a new connection's TLS
-    /// checks the peer's identity against.
-    pub async fn send_to<B>(
         &self,
         endpoint: SocketAddr,
         name: Option<&str>,

@@ -7,13 +7,12 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HOST};
 use http::{HeaderValue, Method, Request};
 use http_body_util::Empty;
-use hyper::client::conn::http1;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 
 use weft_core::headers::WEFT_ERROR;
 
-use super::connect::{Connector, Speaks};
+use super::connect::Connector;
 use crate::error::Error;
 
 /// The tunnel's bytes, both ways.
@@ -28,15 +27,7 @@ pub async fn open(
     target: &str,
     headers: HeaderMap,
 ) -> Result<Tunnel, Error> {
-    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1, name).await?);
-    let (mut sender, conn) = http1::handshake(io)
-        .await
-        .map_err(|e| Error::from_hyper(endpoint, &e))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(%endpoint, error = %e, "tunnel connection ended");
-        }
-    });
+    let mut sender = super::upgrade::connection(connector, endpoint, name, "tunnel").await?;
     let mut req = Request::new(Empty::<Bytes>::new());
     *req.method_mut() = Method::CONNECT;
     *req.uri_mut() = target

@@ -16,9 +16,9 @@ use crate::error::{BoxError, Error};
 use crate::server::OnUpgrade;
 
 /// Sends `req` (already in HTTP/1.1 form) to `endpoint` (a peer proxy on node `name`, when
-/// known); if the answer is `101`, the client's
-/// connection (`downstream`) and the instance's are spliced in a task of their own. The
-/// answer is handed back without a body: a `101` has none.
+/// known); if the answer is `101`, the client's connection (`downstream`) and the
+/// instance's are spliced in a task of their own. The answer is handed back without a body:
+/// a `101` has none.
 pub async fn send<B>(
     connector: &Connector,
     endpoint: SocketAddr,
@@ -29,15 +29,7 @@ pub async fn send<B>(
 where
     B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
 {
-    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1, name).await?);
-    let (mut sender, conn) = http1::handshake(io)
-        .await
-        .map_err(|e| Error::from_hyper(endpoint, &e))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(%endpoint, error = %e, "upgrade connection ended");
-        }
-    });
+    let mut sender = connection(connector, endpoint, name, "upgrade").await?;
     let mut rsp = sender
         .send_request(req)
         .await
@@ -56,4 +48,29 @@ where
         });
     }
     Ok(rsp.map(|_| UpstreamBody::empty()))
+}
+
+/// A connection of its own to `endpoint` (on node `name`, when known) for an exchange that
+/// may take it over — an upgrade, a tunnel: hyper's HTTP/1.1 client with upgrades on, its
+/// connection driven by a task that logs how the `what` ended.
+pub(super) async fn connection<B>(
+    connector: &Connector,
+    endpoint: SocketAddr,
+    name: Option<&str>,
+    what: &'static str,
+) -> Result<http1::SendRequest<B>, Error>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let io = TokioIo::new(connector.open(endpoint, Speaks::Http1, name).await?);
+    let (sender, conn) = http1::handshake(io)
+        .await
+        .map_err(|e| Error::from_hyper(endpoint, &e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%endpoint, error = %e, "{what} connection ended");
+        }
+    });
+    Ok(sender)
 }
