@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use weft_tests::client::curl;
 use weft_tests::discovery;
 use weft_tests::mesh::{Mesh, NODE_B};
@@ -48,19 +47,7 @@ async fn curl_through_a_tunnel_reaches_the_service_and_each_request_counts() {
 #[tokio::test]
 async fn a_websocket_library_behind_http_proxy_echoes_through_a_tunnel() {
     let mesh = Mesh::start().await;
-    let listener = TcpListener::bind(format!("{NODE_B}:0")).await.unwrap();
-    let ws_addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-        while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_text() {
-                ws.send(msg).await.unwrap();
-            } else if msg.is_close() {
-                break;
-            }
-        }
-    });
+    let (ws_addr, server) = weft_tests::backend::ws_echo(NODE_B).await;
     mesh.publish(&[("world", vec![mesh.on_b(ws_addr)])]).await;
     let proxy = mesh.proxy_flag();
     let echo = python::run(

@@ -11,20 +11,7 @@ use weft_tests::proxy::metric;
 #[tokio::test]
 async fn websocket_echo_through_both_hops() {
     let mesh = Mesh::start().await;
-    let listener = TcpListener::bind(format!("{NODE_B}:0")).await.unwrap();
-    let ws_addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-        while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_close() {
-                break;
-            }
-            if msg.is_text() || msg.is_binary() {
-                ws.send(msg).await.unwrap();
-            }
-        }
-    });
+    let (ws_addr, server) = weft_tests::backend::ws_echo(NODE_B).await;
     mesh.publish(&[("world", vec![mesh.on_b(ws_addr)])]).await;
 
     let stream = TcpStream::connect(mesh.a.outbound).await.unwrap();

@@ -325,3 +325,24 @@ pub async fn rude(ip: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     });
     (addr, task)
 }
+
+/// A WebSocket server on `ip` for one connection: it echoes text and binary messages until
+/// the client closes. Its address, and the task that ends when the connection does.
+pub async fn ws_echo(ip: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+            if msg.is_text() || msg.is_binary() {
+                ws.send(msg).await.unwrap();
+            }
+        }
+    });
+    (addr, server)
+}
