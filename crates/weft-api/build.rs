@@ -3,9 +3,14 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let file = "weft/destination/v1/destination.proto";
-    println!("cargo:rerun-if-changed={root}/{file}");
-    let fds = protox::compile([file], [root])?;
+    let files = [
+        "weft/destination/v1/destination.proto",
+        "weft/identity/v1/identity.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={root}/{file}");
+    }
+    let fds = protox::compile(files, [root])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(std::env::var_os("CARGO_FEATURE_SERVER").is_some())

@@ -1,10 +1,19 @@
-//! The Destination API (proto/weft/destination/v1) as Rust: the generated messages and
-//! gRPC stubs, and the mapping between its `Endpoint` and weft-core's.
+//! The control plane's APIs as Rust: the Destination API (proto/weft/destination/v1) and
+//! the Identity API (proto/weft/identity/v1) — the generated messages and gRPC stubs, the
+//! mapping between a Destination `Endpoint` and weft-core's, and the [`channel`] proxies
+//! reach the control plane over.
 #![forbid(unsafe_code)]
+
+pub mod channel;
 
 pub mod destination {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("weft.destination.v1");
+}
+
+pub mod identity {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("weft.identity.v1");
 }
 
 use std::net::SocketAddr;
@@ -15,6 +24,10 @@ pub use destination::destination_client::DestinationClient;
 #[cfg(feature = "server")]
 pub use destination::destination_server::{Destination, DestinationServer};
 pub use destination::{update::Kind, GetDestination, Update};
+pub use identity::identity_client::IdentityClient;
+#[cfg(feature = "server")]
+pub use identity::identity_server::{Identity, IdentityServer};
+pub use identity::{CertifyRequest, CertifyResponse};
 
 /// Why an endpoint from the wire was refused.
 #[derive(Debug, PartialEq, Eq)]

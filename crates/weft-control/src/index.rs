@@ -10,6 +10,19 @@ use weft_core::{EndpointSet, Resolution};
 
 use crate::cluster::{Cluster, Key, View};
 
+/// Where the Destination API's answers come from: the Kubernetes [`Index`], or a discovery
+/// file ([`crate::file_source`]) when the control plane runs without Kubernetes.
+pub trait Answers: Send + Sync + 'static {
+    /// Turns true once the source has its whole state; nothing is answered before.
+    fn synced(&self) -> watch::Receiver<bool>;
+    fn is_synced(&self) -> bool;
+    /// The answer for a service and port, kept current.
+    fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Resolution>;
+    /// Services subscribed to now, for metrics.
+    fn subscribed(&self) -> usize;
+    fn known_services(&self) -> usize;
+}
+
 #[derive(Default)]
 pub struct Index {
     state: Mutex<State>,
@@ -37,23 +50,9 @@ impl Index {
         Arc::new(index)
     }
 
-    pub fn synced(&self) -> watch::Receiver<bool> {
-        self.synced.subscribe()
-    }
-
-    pub fn is_synced(&self) -> bool {
-        *self.synced.borrow()
-    }
-
     pub fn mark_synced(&self) {
         self.synced
             .send_if_modified(|s| !std::mem::replace(s, true));
-    }
-
-    pub fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Resolution> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let State { cluster, watches } = &mut *state;
-        watches.subscribe(&(key.clone(), port), || resolve(&cluster.view(), key, port))
     }
 
     /// Changes the cluster, then tells every subscribed service whose answer changed.
@@ -64,14 +63,30 @@ impl Index {
         let view = cluster.view();
         watches.publish(|(key, port)| resolve(&view, key, *port), |_| false);
     }
+}
+
+impl Answers for Index {
+    fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
+    }
+
+    fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Resolution> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State { cluster, watches } = &mut *state;
+        watches.subscribe(&(key.clone(), port), || resolve(&cluster.view(), key, port))
+    }
 
     /// Services subscribed to now, for metrics.
-    pub fn subscribed(&self) -> usize {
+    fn subscribed(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.watches.len()
     }
 
-    pub fn known_services(&self) -> usize {
+    fn known_services(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.cluster.services.len()
     }

@@ -18,7 +18,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Api;
 
 use crate::cluster::{Cluster, Key, NodeRecord, PodRecord, ServiceRecord, SliceRecord};
-use crate::index::Index;
+use crate::index::{Answers, Index};
 use crate::metrics::Metrics;
 
 /// Boxed: a Pod event is kilobytes, and batches hold many.

@@ -1,11 +1,14 @@
 //! `weft control`, the Service Mesh API: watches Kubernetes (Services, EndpointSlices, Pods,
-//! Nodes) once and serves every proxy's Destination API streams from that one view.
+//! Nodes) once — or, without Kubernetes, a discovery file — and serves every proxy's
+//! Destination API streams from that one view; with identity on, it is the mesh's CA too.
 //!
 //! Layout:
 //! - [`cluster`]: the records kept of each Kubernetes object, and endpoint derivation.
 //! - [`kube_watch`]: the four watchers feeding the index.
-//! - [`index`]: per-service answers that streams follow.
+//! - [`index`]: per-service answers that streams follow; [`file_source`]: the same from a
+//!   discovery file.
 //! - [`server`]: the Destination gRPC service.
+//! - [`identity`]: the Identity API, its CA and tokens, and the TLS its gRPC is served over.
 //! - [`admin`], [`metrics`]: /live, /ready, /metrics.
 //! - [`install`]: the manifests `weft install` prints; [`check`]: `weft check`.
 #![forbid(unsafe_code)]
@@ -13,6 +16,8 @@
 pub mod admin;
 pub mod check;
 pub mod cluster;
+pub mod file_source;
+pub mod identity;
 pub mod index;
 pub mod install;
 pub mod kube_watch;
@@ -27,7 +32,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use weft_api::DestinationServer;
+use weft_api::{DestinationServer, IdentityServer};
 
 #[derive(Clone, Debug)]
 pub struct ControlConfig {
@@ -35,13 +40,24 @@ pub struct ControlConfig {
     pub listen: SocketAddr,
     /// /live, /ready, /metrics.
     pub admin: SocketAddr,
-    /// `None`: in-cluster config, or `$KUBECONFIG` / `~/.kube/config`.
-    pub kubeconfig: Option<PathBuf>,
+    /// Where services' endpoints come from.
+    pub source: Source,
     /// Where names without a namespace (`world`) are looked up.
     pub default_namespace: String,
     /// Where weft is installed: only its DaemonSet's pods there are nodes' proxies.
     pub proxy_namespace: String,
     pub cluster_domain: String,
+    /// The mesh's CA and TLS on the gRPC listener; `None`: plaintext, no Identity API.
+    pub identity: Option<identity::IdentityConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Kubernetes: the kubeconfig file, or `None` for in-cluster config, then
+    /// `$KUBECONFIG` / `~/.kube/config`.
+    Kubernetes(Option<PathBuf>),
+    /// A discovery file (the proxies' format), watched.
+    File(PathBuf),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +74,10 @@ pub enum ControlError {
     },
     #[error("destination server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Discovery(#[from] weft_discovery::DiscoveryError),
+    #[error("identity: {0}")]
+    Identity(String),
 }
 
 /// Builds a Kubernetes client from a kubeconfig file, or the environment when `None`.
@@ -106,7 +126,6 @@ pub async fn run(
     config: ControlConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControlError> {
-    let client = kube_client(config.kubeconfig.as_deref()).await?;
     let bind = |listener: &'static str, addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -116,42 +135,107 @@ pub async fn run(
                 source,
             })
     };
+    let metrics = Arc::new(metrics::Metrics::default());
+    let mut background = Vec::new();
+    let answers: Arc<dyn index::Answers> = match &config.source {
+        Source::Kubernetes(kubeconfig) => {
+            let client = kube_client(kubeconfig.as_deref()).await?;
+            let index = index::Index::new(&config.proxy_namespace);
+            background.push(tokio::spawn(kube_watch::run(
+                client,
+                Arc::clone(&index),
+                Arc::clone(&metrics),
+            )));
+            index
+        }
+        Source::File(path) => file_source::FileAnswers::load(path, &config.default_namespace)?,
+    };
+    let signer = match &config.identity {
+        Some(id) => {
+            let signer = load_signer(id, &config.proxy_namespace)?;
+            background.push(tokio::spawn(Arc::clone(&signer).run()));
+            Some(signer)
+        }
+        None => None,
+    };
     let grpc = bind("destination", config.listen).await?;
     let admin = bind("admin", config.admin).await?;
     let (grpc_addr, admin_addr) = (
         grpc.local_addr().expect("bound listener"),
         admin.local_addr().expect("bound listener"),
     );
-
-    let index = index::Index::new(&config.proxy_namespace);
-    let metrics = Arc::new(metrics::Metrics::default());
-    let watch = tokio::spawn(kube_watch::run(
-        client,
-        Arc::clone(&index),
-        Arc::clone(&metrics),
-    ));
-    let router = admin::router(Arc::clone(&index), Arc::clone(&metrics));
-    let admin_task = tokio::spawn(async move {
+    let router = admin::router(Arc::clone(&answers), Arc::clone(&metrics), signer.clone());
+    background.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(admin, router).await {
             tracing::error!(error = %e, "admin listener failed");
         }
-    });
-    tracing::info!(destination = %grpc_addr, admin = %admin_addr, "weft control listening");
+    }));
+    tracing::info!(
+        destination = %grpc_addr,
+        admin = %admin_addr,
+        tls = signer.is_some(),
+        "weft control listening"
+    );
 
-    let service = server::DestinationService {
-        index,
-        metrics,
+    let destination = DestinationServer::new(server::DestinationService {
+        index: answers,
+        metrics: Arc::clone(&metrics),
         default_namespace: config.default_namespace,
         cluster_domain: config.cluster_domain,
-    };
-    let result = tonic::transport::Server::builder()
+        require_proxy: signer.is_some(),
+    });
+    let mut server = tonic::transport::Server::builder()
         // Finds proxies that vanished without closing their streams.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .add_service(DestinationServer::new(service))
-        .serve_with_incoming_shutdown(incoming(grpc), shutdown)
-        .await;
-    watch.abort();
-    admin_task.abort();
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+    let result = match (signer, config.identity) {
+        (Some(signer), Some(id)) => {
+            let proxies = weft_identity::Identity::workload(
+                signer.trust_domain(),
+                &config.proxy_namespace,
+                identity::PROXY_ACCOUNT,
+            )
+            .map_err(|e| ControlError::Identity(e.to_string()))?;
+            let tls = weft_identity::tls::control_server_config(
+                signer.credentials(),
+                signer.bundle(),
+                proxies,
+            )
+            .map_err(|e| ControlError::Identity(e.to_string()))?;
+            let certify = IdentityServer::new(identity::certify::CertifyService {
+                signer,
+                authenticate: id.authenticate,
+                proxy_namespace: config.proxy_namespace,
+                metrics,
+            })
+            .max_decoding_message_size(identity::certify::MAX_REQUEST_BYTES);
+            server
+                .add_service(destination)
+                .add_service(certify)
+                .serve_with_incoming_shutdown(identity::incoming::incoming(grpc, tls), shutdown)
+                .await
+        }
+        _ => {
+            server
+                .add_service(destination)
+                .serve_with_incoming_shutdown(incoming(grpc), shutdown)
+                .await
+        }
+    };
+    for task in background {
+        task.abort();
+    }
     result.map_err(ControlError::from)
+}
+
+/// The CA from its folder, and the control plane's own identity in it.
+fn load_signer(
+    config: &identity::IdentityConfig,
+    namespace: &str,
+) -> Result<Arc<identity::signer::Signer>, ControlError> {
+    let err = |e: &dyn std::fmt::Display| ControlError::Identity(e.to_string());
+    let td = weft_identity::TrustDomain::new(&config.trust_domain).map_err(|e| err(&e))?;
+    let own = weft_identity::Identity::workload(&td, namespace, identity::CONTROL_ACCOUNT)
+        .map_err(|e| err(&e))?;
+    identity::signer::Signer::load(&config.dir, td, config.leaf_lifetime, own).map_err(|e| err(&e))
 }

@@ -6,6 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::index::Answers;
+
 type Labels = Vec<(&'static str, &'static str)>;
 
 pub struct Metrics {
@@ -18,6 +20,10 @@ pub struct Metrics {
     pub streams: Gauge,
     /// Destination updates sent, by kind (snapshot, add, remove, no_endpoints, does_not_exist).
     pub updates: Family<Labels, Counter>,
+    /// Certify requests, by result (signed, unauthenticated, wrong_identity, bad_request, error).
+    pub certify: Family<Labels, Counter>,
+    /// When each certificate the control plane holds expires (anchor, issuer, control).
+    expiry: Family<Labels, Gauge>,
     services: Gauge,
     subscribed: Gauge,
     synced: Gauge,
@@ -33,6 +39,18 @@ impl Default for Metrics {
         let services = Gauge::default();
         let subscribed = Gauge::default();
         let synced = Gauge::default();
+        let certify = Family::<Labels, Counter>::default();
+        let expiry = Family::<Labels, Gauge>::default();
+        registry.register(
+            "identity_certify_requests",
+            "Identity API certify requests, by result",
+            certify.clone(),
+        );
+        registry.register(
+            "identity_certificate_expiry_timestamp_seconds",
+            "When each certificate the control plane holds expires (the soonest of a kind)",
+            expiry.clone(),
+        );
         registry.register(
             "kube_events",
             "Kubernetes watch events applied",
@@ -73,15 +91,37 @@ impl Default for Metrics {
             services,
             subscribed,
             synced,
+            certify,
+            expiry,
         }
     }
 }
 
 impl Metrics {
-    pub fn render(&self, index: &crate::index::Index) -> String {
-        self.services.set(index.known_services() as i64);
-        self.subscribed.set(index.subscribed() as i64);
-        self.synced.set(i64::from(index.is_synced()));
+    pub fn render(
+        &self,
+        answers: &dyn Answers,
+        signer: Option<&crate::identity::signer::Signer>,
+    ) -> String {
+        self.services.set(answers.known_services() as i64);
+        self.subscribed.set(answers.subscribed() as i64);
+        self.synced.set(i64::from(answers.is_synced()));
+        // The soonest of each kind: what a warning must look at.
+        let mut soonest: Vec<(&'static str, std::time::SystemTime)> = Vec::new();
+        for (kind, at) in signer.map(|s| s.expiries()).unwrap_or_default() {
+            match soonest.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, t)) => *t = (*t).min(at),
+                None => soonest.push((kind, at)),
+            }
+        }
+        for (kind, at) in soonest {
+            let secs = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            self.expiry
+                .get_or_create(&vec![("certificate", kind)])
+                .set(secs);
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -12,14 +12,18 @@ use weft_api::{to_wire, Destination, GetDestination, Kind, Update};
 use weft_core::{Endpoint, Resolution};
 
 use crate::cluster::{parse_name, Key};
-use crate::index::Index;
+use crate::identity::incoming::Peer;
+use crate::index::Answers;
 use crate::metrics::Metrics;
 
 pub struct DestinationService {
-    pub index: Arc<Index>,
+    pub index: Arc<dyn Answers>,
     pub metrics: Arc<Metrics>,
     pub default_namespace: String,
     pub cluster_domain: String,
+    /// With identity on: only a caller that showed a proxy's certificate is answered (the
+    /// TLS handshake has checked it is one).
+    pub require_proxy: bool,
 }
 
 #[tonic::async_trait]
@@ -30,6 +34,15 @@ impl Destination for DestinationService {
         &self,
         request: Request<GetDestination>,
     ) -> Result<Response<Self::GetStream>, Status> {
+        let caller = request
+            .extensions()
+            .get::<Peer>()
+            .and_then(|p| p.identity.clone());
+        if self.require_proxy && caller.is_none() {
+            return Err(Status::unauthenticated(
+                "the Destination API answers mesh proxies only: connect with the proxy's certificate",
+            ));
+        }
         let req = request.into_inner();
         let key = parse_name(&req.name, &self.default_namespace, &self.cluster_domain).ok_or_else(
             || Status::invalid_argument(format!("{:?} is not a service name", req.name)),
@@ -50,7 +63,7 @@ impl Destination for DestinationService {
 }
 
 async fn follow(
-    index: Arc<Index>,
+    index: Arc<dyn Answers>,
     metrics: Arc<Metrics>,
     key: Key,
     port: u16,

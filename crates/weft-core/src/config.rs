@@ -37,6 +37,7 @@ pub struct ProxyConfig {
     pub discovery: DiscoveryConfig,
     pub names: NamesConfig,
     pub http: HttpConfig,
+    pub identity: IdentityConfig,
     /// Resilience defaults for every service (reloadable).
     pub resilience: PolicyOverrides,
     /// Per-service resilience, over the defaults (reloadable).
@@ -68,6 +69,36 @@ pub struct DiscoveryConfig {
     pub file: Option<PathBuf>,
     /// `weft control`'s Destination API (`host:port`); used instead of `file` when set.
     pub control_plane: Option<String>,
+}
+
+/// The proxy's mesh identity, got from `weft control`. Off unless `trust_anchors` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The mesh's trust anchors (PEM), against which the control plane is checked until its
+    /// first answer brings the current bundle.
+    pub trust_anchors: Option<PathBuf>,
+    /// The token proving this node to the control plane, read again at each renewal (a
+    /// projected ServiceAccount token is refreshed by the kubelet).
+    pub token_file: Option<PathBuf>,
+    pub trust_domain: String,
+    /// The namespace weft runs in: a proxy's identity is
+    /// `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/weft-proxy/node/NODE`.
+    pub namespace: String,
+    /// Plaintext from peers still taken at the inbound, while a mesh moves to TLS.
+    pub allow_plaintext: bool,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            trust_anchors: None,
+            token_file: None,
+            trust_domain: "cluster.local".into(),
+            namespace: "weft".into(),
+            allow_plaintext: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +142,7 @@ impl Default for ProxyConfig {
             discovery: DiscoveryConfig::default(),
             names: NamesConfig::default(),
             http: HttpConfig::default(),
+            identity: IdentityConfig::default(),
             resilience: PolicyOverrides::default(),
             services: Default::default(),
             source: None,
@@ -192,6 +224,18 @@ impl ProxyConfig {
         }
         if self.node.is_empty() {
             return Err(invalid("node must not be empty".into()));
+        }
+        if self.identity.trust_anchors.is_some() {
+            if self.identity.token_file.is_none() {
+                return Err(invalid(
+                    "identity.trust_anchors is set but not identity.token_file: the token proves this node to the control plane".into(),
+                ));
+            }
+            if self.discovery.control_plane.is_none() {
+                return Err(invalid(
+                    "identity.trust_anchors is set but not discovery.control_plane: identities come from weft control".into(),
+                ));
+            }
         }
         self.policies().map_err(invalid)?;
         Ok(())

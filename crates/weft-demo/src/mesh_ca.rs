@@ -76,6 +76,7 @@ impl MeshCa {
             credentials: Arc::new(credentials),
             bundle: Arc::new(bundle),
             allow_plaintext: false,
+            status: None,
         })
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
+use tonic::transport::Channel;
 use weft_api::{from_wire, DestinationClient, GetDestination, Kind};
 use weft_core::{Endpoint, EndpointSet, ServiceName};
 
@@ -32,38 +32,16 @@ pub struct ControlPlaneDiscovery {
     on_error: ErrorHook,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("control plane address {addr:?}: {message}")]
-pub struct BadAddress {
-    addr: String,
-    message: String,
-}
-
 impl ControlPlaneDiscovery {
-    /// `addr` is `host:port` (or a `http://` URI); nothing connects until a service is asked for.
-    pub fn new(addr: &str, node: &str, on_error: ErrorHook) -> Result<Arc<Self>, BadAddress> {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let bad = |message: String| BadAddress {
-            addr: addr.to_string(),
-            message,
-        };
-        let endpoint = GrpcEndpoint::from_shared(uri)
-            .map_err(|e| bad(e.to_string()))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        Ok(Arc::new(Self {
-            channel: endpoint.connect_lazy(),
+    /// Streams over `channel` (see [`weft_api::channel`]); nothing connects until a service
+    /// is asked for.
+    pub fn new(channel: Channel, node: &str, on_error: ErrorHook) -> Arc<Self> {
+        Arc::new(Self {
+            channel,
             node: node.to_string(),
             subs: Default::default(),
             on_error,
-        }))
+        })
     }
 }
 

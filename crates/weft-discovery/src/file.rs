@@ -35,6 +35,11 @@ impl FileDiscovery {
         &self.path
     }
 
+    /// The registry the file's tables are published into, for a server of its answers.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Watches the file until the returned task is aborted. The watch is in place when this
     /// returns, and any change since [`FileDiscovery::load`] is applied at once.
     pub fn spawn_watch(self: &Arc<Self>, on_error: ErrorHook) -> tokio::task::JoinHandle<()> {

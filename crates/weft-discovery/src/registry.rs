@@ -37,6 +37,29 @@ impl Registry {
         Some(watches.subscribe(service, || Resolution::Endpoints(set.clone())))
     }
 
+    /// Subscribes to `service` whether or not the table has it now: the receiver says
+    /// `DoesNotExist` until it appears.
+    pub fn follow(&self, service: &ServiceName) -> watch::Receiver<Resolution> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State { table, watches } = &mut *state;
+        watches.subscribe(service, || match table.services.get(service) {
+            Some(set) => Resolution::Endpoints(set.clone()),
+            None => Resolution::DoesNotExist,
+        })
+    }
+
+    /// Services the table holds.
+    pub fn known(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.table.services.len()
+    }
+
+    /// Services some receiver follows.
+    pub fn followed(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.watches.len()
+    }
+
     pub fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state

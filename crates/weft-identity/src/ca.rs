@@ -49,8 +49,21 @@ impl Authority {
         })
     }
 
+    /// An issuer read back from its certificate and key. Whether they belong together is
+    /// checked by signing with them (see [`crate::material::read_ca`]).
+    pub fn from_parts(cert: CertificateDer<'static>, key: KeyPair) -> Result<Self, String> {
+        let signer = Issuer::from_ca_cert_der(&cert, key)
+            .map_err(|e| format!("not a CA certificate: {e}"))?;
+        Ok(Self { cert, signer })
+    }
+
     pub fn cert(&self) -> &CertificateDer<'static> {
         &self.cert
+    }
+
+    /// The private key as PEM, for `weft identity init` to write.
+    pub fn key_pem(&self) -> String {
+        self.signer.key().serialize_pem()
     }
 }
 
@@ -105,6 +118,11 @@ impl Ca {
     /// The anchors a proxy trusts.
     pub fn bundle(&self) -> &[CertificateDer<'static>] {
         &self.bundle
+    }
+
+    /// The issuer's certificate.
+    pub fn issuer(&self) -> &CertificateDer<'static> {
+        &self.issuer.cert
     }
 
     /// Signs `csr` for `proven`, the identity its caller proved. The request must name

@@ -7,6 +7,7 @@ pub mod ca;
 pub mod credentials;
 pub mod error;
 pub mod id;
+pub mod material;
 pub mod tls;
 pub mod verify;
 
@@ -15,3 +16,13 @@ pub use credentials::Credentials;
 pub use error::{CertifyError, IdentityError};
 pub use id::{Identity, TrustDomain};
 pub use verify::{peer_identity, Refusal, TrustBundle, Wanted};
+/// How a certificate is to be used, for [`TrustBundle::verify`].
+pub use webpki::KeyUsage;
+
+/// A random bearer token: 32 bytes from the system's source, as hex.
+pub fn random_token() -> Result<String, IdentityError> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| IdentityError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

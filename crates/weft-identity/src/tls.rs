@@ -10,6 +10,7 @@ use rustls::{ClientConfig, ServerConfig};
 
 use crate::credentials::Credentials;
 use crate::error::IdentityError;
+use crate::id::Identity;
 use crate::verify::{ClientVerifier, ServerVerifier, TrustBundle};
 
 pub const ALPN_H2: &[u8] = b"h2";
@@ -52,5 +53,47 @@ pub fn client_config(
         )))
         .with_client_cert_resolver(creds);
     config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What a proxy dials the control plane with: its leaf when it has one, and a check that
+/// the server is `control`.
+pub fn control_client_config(
+    creds: Arc<Credentials>,
+    bundle: Arc<TrustBundle>,
+    control: Identity,
+) -> Result<Arc<ClientConfig>, IdentityError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier::exactly(
+            bundle,
+            creds.identity().clone(),
+            control,
+        )))
+        .with_client_cert_resolver(creds);
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // A resumed session keeps the first one's client authentication: a session begun
+    // before the proxy had a leaf would stay anonymous after it has one.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// What the control plane serves gRPC with: its own leaf; a client certificate optional
+/// (a proxy without one may only ask for one), and when given it must be a proxy like
+/// `proxies`.
+pub fn control_server_config(
+    creds: Arc<Credentials>,
+    bundle: Arc<TrustBundle>,
+    proxies: Identity,
+) -> Result<Arc<ServerConfig>, IdentityError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&TLS13])?
+        .with_client_cert_verifier(Arc::new(ClientVerifier::optional(bundle, proxies)))
+        .with_cert_resolver(creds);
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // Every connection authenticates afresh (see `control_client_config`).
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }

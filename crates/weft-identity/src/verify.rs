@@ -128,6 +128,11 @@ impl TrustBundle {
         &self.td
     }
 
+    /// The anchors trusted now.
+    pub fn anchors(&self) -> Arc<Vec<CertificateDer<'static>>> {
+        self.anchors.load_full()
+    }
+
     /// Logs and counts a refusal, once per refused peer.
     fn refuse(&self, why: Refusal, wanted: &dyn fmt::Display) -> Refusal {
         tracing::warn!(reason = why.as_str(), %wanted, "refused a peer's certificate");
@@ -150,7 +155,7 @@ impl TrustBundle {
             .map_err(|why| self.refuse(why, &wanted))
     }
 
-    fn check(
+    pub(crate) fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -240,11 +245,26 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Option<Identity> {
 pub struct ServerVerifier {
     bundle: Arc<TrustBundle>,
     own: Identity,
+    /// Set when the server is no proxy but a workload of known identity (the control plane).
+    exactly: Option<Identity>,
 }
 
 impl ServerVerifier {
     pub fn new(bundle: Arc<TrustBundle>, own: Identity) -> Self {
-        Self { bundle, own }
+        Self {
+            bundle,
+            own,
+            exactly: None,
+        }
+    }
+
+    /// A check that the server is `expected`, whatever name was dialled.
+    pub fn exactly(bundle: Arc<TrustBundle>, own: Identity, expected: Identity) -> Self {
+        Self {
+            bundle,
+            own,
+            exactly: Some(expected),
+        }
     }
 }
 
@@ -258,6 +278,7 @@ impl ServerCertVerifier for ServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let dialled = match server_name {
+            _ if self.exactly.is_some() => self.exactly.clone(),
             ServerName::DnsName(node) => Some(self.own.on_node(node.as_ref()).map_err(|_| {
                 let name = format!("a proxy on {:?}", node.as_ref());
                 self.bundle.refuse(Refusal::WrongIdentity, &name).error()
@@ -314,17 +335,36 @@ fn no_tls12() -> rustls::Error {
 pub struct ClientVerifier {
     bundle: Arc<TrustBundle>,
     own: Identity,
+    mandatory: bool,
 }
 
 impl ClientVerifier {
     pub fn new(bundle: Arc<TrustBundle>, own: Identity) -> Self {
-        Self { bundle, own }
+        Self {
+            bundle,
+            own,
+            mandatory: true,
+        }
+    }
+
+    /// The control plane's check: a client without a certificate is let in (a proxy asking
+    /// for its first), one with a certificate must be a proxy like `peers_of` on some node.
+    pub fn optional(bundle: Arc<TrustBundle>, peers_of: Identity) -> Self {
+        Self {
+            bundle,
+            own: peers_of,
+            mandatory: false,
+        }
     }
 }
 
 impl ClientCertVerifier for ClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
     }
 
     fn verify_client_cert(

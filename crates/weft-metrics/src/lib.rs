@@ -38,6 +38,21 @@ pub struct Metrics {
     pub discovery_errors: Counter,
     /// Config reloads rejected; the running config stays.
     pub config_errors: Counter,
+    pub identity: IdentityMetrics,
+}
+
+/// The proxy's own certificates, set at each scrape from what it holds.
+#[derive(Clone, Default)]
+pub struct IdentityMetrics {
+    /// When the leaf it presents expires (0: none yet).
+    pub leaf_expiry: Gauge,
+    /// Anchors in its trust bundle now.
+    pub anchors: Gauge,
+    /// When the soonest-expiring anchor expires.
+    pub anchor_expiry: Gauge,
+    /// Leaves got from the control plane, and attempts that failed.
+    pub certified: Counter,
+    pub certify_failures: Counter,
 }
 
 impl Metrics {
@@ -70,6 +85,32 @@ impl Metrics {
             "Config file reloads rejected as invalid; the running config stays in force",
             config_errors.clone(),
         );
+        let identity = IdentityMetrics::default();
+        registry.register(
+            "identity_leaf_expiry_timestamp_seconds",
+            "When this proxy's leaf certificate expires (0 before it has one)",
+            identity.leaf_expiry.clone(),
+        );
+        registry.register(
+            "identity_trust_anchors",
+            "Trust anchors in this proxy's bundle",
+            identity.anchors.clone(),
+        );
+        registry.register(
+            "identity_anchor_expiry_timestamp_seconds",
+            "When the soonest-expiring trust anchor expires",
+            identity.anchor_expiry.clone(),
+        );
+        registry.register(
+            "identity_certified",
+            "Leaf certificates got from the control plane",
+            identity.certified.clone(),
+        );
+        registry.register(
+            "identity_certify_failures",
+            "Requests for a leaf certificate that failed (retried with backoff)",
+            identity.certify_failures.clone(),
+        );
         Self {
             registry,
             http,
@@ -77,6 +118,7 @@ impl Metrics {
             tunnels,
             discovery_errors,
             config_errors,
+            identity,
         }
     }
 

@@ -15,11 +15,14 @@ use weft_metrics::Metrics;
 use weft_http::ClientBody;
 
 use crate::body::ProxyBody;
+use crate::identity::MeshIdentity;
 use crate::resilience::accrual::Shown;
 use crate::shared::Shared;
 
 pub(crate) struct Admin {
     pub shared: Arc<Shared>,
+    /// With identity on, the proxy is not ready without a valid leaf.
+    pub identity: Option<MeshIdentity>,
     pub discovery: Arc<dyn Discover>,
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
@@ -41,13 +44,25 @@ impl Admin {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") => {
-                if self.ready.load(Ordering::Acquire) && !*self.shutdown.borrow() {
-                    text(StatusCode::OK, "ready\n")
+                let why = if *self.shutdown.borrow() {
+                    Some("draining".to_string())
+                } else if !self.ready.load(Ordering::Acquire) {
+                    Some("starting".to_string())
                 } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    self.identity.as_ref().and_then(MeshIdentity::not_ready)
+                };
+                match why {
+                    None => text(StatusCode::OK, "ready\n"),
+                    Some(why) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    ),
                 }
             }
             (&Method::GET, "/metrics") => {
+                if let Some(id) = &self.identity {
+                    id.observe(&self.metrics.identity);
+                }
                 let openmetrics = req
                     .headers()
                     .get(header::ACCEPT)
@@ -175,7 +190,7 @@ impl Admin {
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
     let mut rsp = Response::new(ProxyBody::full(body));
     *rsp.status_mut() = status;
     rsp.headers_mut().insert(

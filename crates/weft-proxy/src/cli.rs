@@ -46,6 +46,20 @@ pub struct ProxyArgs {
     /// Learn endpoints from `weft control` at this address (host:port) instead of a file.
     #[arg(long, env = "WEFT_CONTROL_PLANE", conflicts_with = "discovery_file")]
     control_plane: Option<String>,
+    /// Mesh identity from the control plane: its trust anchors (PEM). Turns on mutual TLS
+    /// between proxies and to the control plane.
+    #[arg(long, env = "WEFT_TRUST_ANCHORS", requires = "identity_token_file")]
+    trust_anchors: Option<PathBuf>,
+    /// The token proving this node to the control plane.
+    #[arg(long, env = "WEFT_IDENTITY_TOKEN_FILE")]
+    identity_token_file: Option<PathBuf>,
+    #[arg(long, env = "WEFT_TRUST_DOMAIN", help = help("The mesh's trust domain", &DEFAULTS.identity.trust_domain))]
+    trust_domain: Option<String>,
+    #[arg(long, env = "WEFT_IDENTITY_NAMESPACE", help = help("The namespace weft runs in, as identities name it", &DEFAULTS.identity.namespace))]
+    identity_namespace: Option<String>,
+    /// Take plaintext from peers too, while a mesh moves to mutual TLS.
+    #[arg(long, env = "WEFT_ALLOW_PLAINTEXT_PEERS")]
+    allow_plaintext_peers: bool,
     #[arg(long, env = "WEFT_CONNECT_TIMEOUT", value_parser = duration::parse, help = help_duration("Upstream connect timeout, e.g. 1s or 250ms", DEFAULTS.http.connect_timeout))]
     connect_timeout: Option<Duration>,
     #[arg(long, env = "WEFT_HEADER_READ_TIMEOUT", value_parser = duration::parse, help = help_duration("Time a client has to send a request head", DEFAULTS.http.header_read_timeout))]
@@ -98,6 +112,15 @@ impl ProxyArgs {
         if self.control_plane.is_some() {
             c.discovery.control_plane = self.control_plane;
         }
+        if self.trust_anchors.is_some() {
+            c.identity.trust_anchors = self.trust_anchors;
+        }
+        if self.identity_token_file.is_some() {
+            c.identity.token_file = self.identity_token_file;
+        }
+        set(&mut c.identity.trust_domain, self.trust_domain);
+        set(&mut c.identity.namespace, self.identity_namespace);
+        c.identity.allow_plaintext |= self.allow_plaintext_peers;
         set(&mut c.http.connect_timeout, self.connect_timeout);
         set(&mut c.http.header_read_timeout, self.header_read_timeout);
         set(&mut c.http.max_header_bytes, self.max_header_bytes);

@@ -29,6 +29,7 @@ use crate::lifecycle;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
 use crate::shared::Shared;
+use weft_api::channel;
 
 /// The admin listener drains quickly whatever the data plane's grace: nothing on it is long.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
@@ -79,7 +80,23 @@ impl Proxy {
     ) -> Result<ProxyHandle, StartError> {
         let metrics = Arc::new(Metrics::new(&config.node));
         let mut background = Vec::new();
-        let discovery = discovery(&config, &metrics, &mut background)?;
+        let identity = match identity {
+            Some(id) => Some(id),
+            None if config.identity.trust_anchors.is_some() => {
+                Some(MeshIdentity::from_config(&config.identity, &config.node)?)
+            }
+            None => None,
+        };
+        let control_tls = match &identity {
+            Some(id) if id.status.is_some() => Some(certify(
+                &config,
+                id,
+                metrics.identity.clone(),
+                &mut background,
+            )?),
+            _ => None,
+        };
+        let discovery = discovery(&config, &metrics, control_tls, &mut background)?;
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -135,6 +152,7 @@ impl Proxy {
             let (discovery, policies) = (Arc::clone(&discovery), Arc::clone(&policies));
             Services::new(direction, local, discovery, metrics.http.clone(), policies)
         };
+        let shared_identity = identity.clone();
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
             outbound: services(Direction::Outbound, None),
@@ -161,6 +179,17 @@ impl Proxy {
                 .map(|id| id.credentials.identity().clone()),
             config,
         });
+        // No peer connection outlives the leaf it was made with for long: at each renewal new
+        // requests go on new connections, and the old ones close once their streams end.
+        if let Some(status) = identity.as_ref().and_then(|id| id.status.clone()) {
+            let mut renewals = status.renewals();
+            let peers = Arc::clone(&shared.upstreams.peers);
+            background.push(tokio::spawn(async move {
+                while renewals.changed().await.is_ok() {
+                    peers.retire_all();
+                }
+            }));
+        }
         let stats = |direction| -> weft_http::Stats {
             Arc::new(Listener(
                 metrics.tcp.listener(direction),
@@ -188,6 +217,7 @@ impl Proxy {
             move |_, req| lifecycle::inbound(Arc::clone(&s), req),
         ));
         let admin_state = Arc::new(Admin {
+            identity: shared_identity,
             shared,
             discovery,
             metrics: Arc::clone(&metrics),
@@ -219,10 +249,63 @@ impl Proxy {
     }
 }
 
+/// Starts getting the proxy's leaf from the control plane; the TLS its Destination
+/// channel then uses, which waits for that leaf before it connects.
+fn certify(
+    config: &ProxyConfig,
+    identity: &MeshIdentity,
+    metrics: weft_metrics::IdentityMetrics,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Result<channel::Tls, StartError> {
+    let addr = config
+        .discovery
+        .control_plane
+        .as_deref()
+        .unwrap_or_default();
+    let control = identity.control(&config.identity.namespace)?;
+    let config_tls = weft_identity::tls::control_client_config(
+        Arc::clone(&identity.credentials),
+        Arc::clone(&identity.bundle),
+        control,
+    )?;
+    // Its own channel: the Destination channel's connection must carry the leaf, which
+    // this one's first connection cannot.
+    let certify_channel = channel::connect_lazy(
+        addr,
+        Some(channel::Tls {
+            config: Arc::clone(&config_tls),
+            gate: None,
+        }),
+    )
+    .map_err(|e| StartError::ControlPlane(e.to_string()))?;
+    let token_file = config.identity.token_file.clone().unwrap_or_default();
+    let certifier = crate::identity::certifier::Certifier {
+        metrics,
+        credentials: Arc::clone(&identity.credentials),
+        bundle: Arc::clone(&identity.bundle),
+        status: identity.status.clone().unwrap_or_default(),
+        channel: certify_channel,
+        token_file,
+    };
+    background.push(tokio::spawn(certifier.run()));
+    let credentials = Arc::clone(&identity.credentials);
+    Ok(channel::Tls {
+        config: config_tls,
+        gate: Some(Arc::new(move || {
+            if credentials.is_ready() {
+                Ok(())
+            } else {
+                Err("no certificate yet to show the control plane".into())
+            }
+        })),
+    })
+}
+
 /// The discovery source the config names: the control plane, a watched file, or none.
 fn discovery(
     config: &ProxyConfig,
     metrics: &Metrics,
+    control_tls: Option<channel::Tls>,
     background: &mut Vec<JoinHandle<()>>,
 ) -> Result<Arc<dyn Discover>, StartError> {
     let errors = metrics.discovery_errors.clone();
@@ -231,9 +314,9 @@ fn discovery(
             let on_error = Arc::new(move || {
                 errors.inc();
             });
-            let control = ControlPlaneDiscovery::new(addr, &config.node, on_error)
+            let channel = channel::connect_lazy(addr, control_tls)
                 .map_err(|e| StartError::ControlPlane(e.to_string()))?;
-            Ok(control)
+            Ok(ControlPlaneDiscovery::new(channel, &config.node, on_error))
         }
         (None, Some(path)) => {
             let file = FileDiscovery::load(path)?;

@@ -1,12 +1,15 @@
-//! `weft control`: the control plane, watching Kubernetes and serving the Destination API.
+//! `weft control`: the control plane, watching Kubernetes (or a discovery file) and serving
+//! the Destination API, and with `--identity-dir` the mesh's CA.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use weft_control::ControlConfig;
-use weft_core::ports;
+use weft_control::identity::{tokens::Authenticate, IdentityConfig};
+use weft_control::{ControlConfig, Source};
+use weft_core::{duration, ports};
 
 #[derive(Args)]
 pub struct ControlArgs {
@@ -19,6 +22,22 @@ pub struct ControlArgs {
     /// kubeconfig to use [default: in-cluster config, then $KUBECONFIG, then ~/.kube/config].
     #[arg(long, env = "WEFT_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+    /// Serve endpoints from this discovery file (the proxies' format) instead of
+    /// Kubernetes: for VMs, tests and machines without a cluster.
+    #[arg(long, env = "WEFT_DISCOVERY_FILE", conflicts_with = "kubeconfig")]
+    discovery_file: Option<PathBuf>,
+    /// Be the mesh's CA with the anchors and issuer in this folder (`weft identity init`
+    /// writes one); the gRPC listener is then TLS and answers only proxies.
+    #[arg(long, env = "WEFT_IDENTITY_DIR")]
+    identity_dir: Option<PathBuf>,
+    #[arg(long, env = "WEFT_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// How long proxies' leaf certificates live; they renew at 70 % of it.
+    #[arg(long, env = "WEFT_LEAF_LIFETIME", value_parser = duration::parse, default_value = "24h")]
+    leaf_lifetime: Duration,
+    /// Proxies prove their node with the tokens in this file (`NODE TOKEN` per line).
+    #[arg(long, env = "WEFT_BOOTSTRAP_TOKENS", requires = "identity_dir")]
+    bootstrap_tokens: Option<PathBuf>,
     /// Namespace of services named without one (`world`).
     #[arg(long, env = "WEFT_DEFAULT_NAMESPACE", default_value = "default")]
     default_namespace: String,
@@ -31,10 +50,30 @@ pub struct ControlArgs {
 }
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let identity = match args.identity_dir {
+        None => None,
+        Some(dir) => {
+            let Some(tokens) = args.bootstrap_tokens else {
+                anyhow::bail!(
+                    "--identity-dir needs --bootstrap-tokens: how proxies prove their node"
+                );
+            };
+            Some(IdentityConfig {
+                dir,
+                trust_domain: args.trust_domain,
+                leaf_lifetime: args.leaf_lifetime,
+                authenticate: Authenticate::Bootstrap(tokens),
+            })
+        }
+    };
     let config = ControlConfig {
         listen: args.listen,
         admin: args.admin,
-        kubeconfig: args.kubeconfig,
+        source: match args.discovery_file {
+            Some(path) => Source::File(path),
+            None => Source::Kubernetes(args.kubeconfig),
+        },
+        identity,
         default_namespace: args.default_namespace,
         proxy_namespace: args.proxy_namespace,
         cluster_domain: args.cluster_domain,

@@ -4,6 +4,7 @@
 mod check_cmd;
 mod control_cmd;
 mod demo_cmd;
+mod identity_cmd;
 mod install_cmd;
 mod stat_cmd;
 
@@ -31,13 +32,16 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Check the mesh on a Kubernetes cluster: control plane, every node's proxy, dashboard.
     Check(check_cmd::CheckArgs),
-    /// Run the control plane: watch Kubernetes, serve the Destination API (:8086).
+    /// Run the control plane: watch Kubernetes (or a discovery file), serve the Destination
+    /// API (:8086) and, with identity on, sign proxies' certificates.
     Control(control_cmd::ControlArgs),
     /// Run the whole mesh on this machine: proxies on loopback nodes, hello/world, traffic,
     /// and the dashboard.
     Demo(demo_cmd::DemoArgs),
     /// Serve the dashboard: collect metrics from proxies (or Prometheus), show them.
     Dashboard(demo_cmd::DashboardArgs),
+    /// The mesh's CA material and bootstrap tokens, for a control plane outside Kubernetes.
+    Identity(identity_cmd::IdentityArgs),
     /// Print the Kubernetes manifests that install the mesh (pipe to `kubectl apply -f -`).
     Install(install_cmd::InstallArgs),
     /// Show success rate, request volume and latency per service or instance.
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
         Command::Dashboard(args) => demo_cmd::dashboard(args),
+        Command::Identity(args) => identity_cmd::run(args),
         Command::Install(args) => install_cmd::run(args),
         Command::Stat(args) => stat_cmd::stat(args),
         Command::HelloWorld(args) => demo_cmd::hello_world(args),

@@ -132,7 +132,9 @@ impl H2Pool {
             let pings = conn.ping_pong();
             let sender = Arc::new(sender);
             let weak = Arc::downgrade(slot);
-            let mine = Arc::clone(&sender);
+            // Weak: a strong handle here would keep the connection open after the pool has
+            // let it go (reaped or retired), since h2 closes only when no sender is left.
+            let mine = Arc::downgrade(&sender);
             tokio::spawn(async move {
                 let ended = tokio::select! {
                     biased;
@@ -144,7 +146,13 @@ impl H2Pool {
                 }
                 // Later requests connect afresh instead of finding a dead connection.
                 if let Some(slot) = weak.upgrade() {
-                    slot.current.compare_and_swap(&Some(mine), None);
+                    let current = slot.current.load();
+                    let ours = current
+                        .as_ref()
+                        .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), mine.as_ptr()));
+                    if ours {
+                        slot.current.compare_and_swap(&*current, None);
+                    }
                 }
             });
             Ok::<_, Error>(sender)
@@ -153,6 +161,15 @@ impl H2Pool {
         let ready = SendRequest::clone(&sender);
         slot.current.store(Some(sender));
         Ok(ready)
+    }
+
+    /// Sends later requests on new connections; each old one closes once its in-flight
+    /// streams end (so new TLS handshakes show a renewed certificate).
+    pub fn retire_all(&self) {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in slots.values() {
+            slot.current.store(None);
+        }
     }
 
     fn reap(&self) {

@@ -1,0 +1,28 @@
+//! The mesh's certificate authority, in the control plane: it signs each node proxy's leaf
+//! after checking who asks ([`tokens`]), from a CA it reads from files and reads again when
+//! they change ([`signer`]), so anchors and issuer rotate with no restart. The control plane
+//! serves its gRPC over TLS under an identity of its own ([`incoming`]).
+
+pub mod certify;
+pub mod incoming;
+pub mod signer;
+pub mod tokens;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The service account every node's proxy runs as (weft install's DaemonSet).
+pub const PROXY_ACCOUNT: &str = "weft-proxy";
+/// The control plane's own service account, and so its identity's.
+pub const CONTROL_ACCOUNT: &str = "weft-control";
+
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// Holds `anchors.pem`, `issuer.pem` and `issuer-key.pem` (`weft identity init`).
+    pub dir: PathBuf,
+    pub trust_domain: String,
+    /// How long a proxy's leaf lives; it renews at 70 % of that.
+    pub leaf_lifetime: Duration,
+    /// How proxies prove their node.
+    pub authenticate: tokens::Authenticate,
+}

@@ -1,0 +1,118 @@
+//! The proxy's mesh identity: its credentials and the trust bundle, made into the TLS its
+//! inbound serves peers with and its outbound dials them with; and, when identity comes
+//! from `weft control`, the [`certifier`] that gets and renews its leaf.
+
+pub mod certifier;
+
+use std::sync::Arc;
+
+use weft_core::config::IdentityConfig;
+use weft_http::client::ClientTls;
+use weft_http::server::ServerTls;
+use weft_identity::material::certificates;
+use weft_identity::{tls, Credentials, Identity, IdentityError, TrustBundle, TrustDomain};
+
+use certifier::Status;
+
+/// The service account every node's proxy runs as.
+pub const PROXY_ACCOUNT: &str = "weft-proxy";
+/// The control plane's, whose identity a proxy checks when it dials it.
+pub const CONTROL_ACCOUNT: &str = "weft-control";
+
+/// What a proxy with identity holds. Its leaf and the bundle may be replaced while it runs;
+/// every new handshake uses what they hold then.
+#[derive(Clone)]
+pub struct MeshIdentity {
+    pub credentials: Arc<Credentials>,
+    pub bundle: Arc<TrustBundle>,
+    /// Plaintext from peers still taken at the inbound (a mesh moving to TLS).
+    pub allow_plaintext: bool,
+    /// How getting a leaf from the control plane goes; `None` when the leaf is given (the
+    /// demo's in-memory CA).
+    pub status: Option<Arc<Status>>,
+}
+
+impl MeshIdentity {
+    /// A key for this node's identity and the configured anchors; no leaf yet (the
+    /// certifier gets it).
+    pub fn from_config(config: &IdentityConfig, node: &str) -> Result<Self, IdentityError> {
+        let path = config
+            .trust_anchors
+            .as_ref()
+            .ok_or_else(|| IdentityError::BadName("no identity.trust_anchors".into()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| IdentityError::BadName(format!("{}: {e}", path.display())))?;
+        let anchors = certificates(&text)
+            .map_err(|e| IdentityError::BadName(format!("{}: {e}", path.display())))?;
+        let td = TrustDomain::new(&config.trust_domain)?;
+        let id = Identity::node_proxy(&td, &config.namespace, PROXY_ACCOUNT, node)?;
+        let bundle = TrustBundle::new(
+            td,
+            anchors,
+            tls::provider().signature_verification_algorithms,
+        )?;
+        Ok(Self {
+            credentials: Arc::new(Credentials::generate(id, &tls::provider())?),
+            bundle: Arc::new(bundle),
+            allow_plaintext: config.allow_plaintext,
+            status: Some(Arc::new(Status::default())),
+        })
+    }
+
+    /// The control plane's identity, as this proxy expects it.
+    pub fn control(&self, namespace: &str) -> Result<Identity, IdentityError> {
+        Identity::workload(self.bundle.trust_domain(), namespace, CONTROL_ACCOUNT)
+    }
+
+    /// Why the proxy cannot serve peers now, if it cannot: no leaf yet, or an expired one.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.credentials.is_ready() {
+            return None;
+        }
+        let why = self
+            .status
+            .as_ref()
+            .and_then(|s| s.last_error())
+            .unwrap_or_else(|| "waiting for the control plane".into());
+        Some(format!("no valid certificate: {why}"))
+    }
+
+    /// Sets the identity gauges from what the proxy holds now.
+    pub fn observe(&self, metrics: &weft_metrics::IdentityMetrics) {
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        };
+        metrics
+            .leaf_expiry
+            .set(self.credentials.not_after().map_or(0, secs));
+        let anchors = self.bundle.anchors();
+        metrics.anchors.set(anchors.len() as i64);
+        let soonest = anchors
+            .iter()
+            .filter_map(weft_identity::material::not_after)
+            .min();
+        metrics.anchor_expiry.set(soonest.map_or(0, secs));
+    }
+
+    pub(crate) fn server(&self) -> Result<ServerTls, IdentityError> {
+        Ok(ServerTls {
+            config: tls::server_config(Arc::clone(&self.credentials), Arc::clone(&self.bundle))?,
+            allow_plaintext: self.allow_plaintext,
+        })
+    }
+
+    pub(crate) fn client(&self) -> Result<ClientTls, IdentityError> {
+        let config = |alpn| {
+            tls::client_config(
+                Arc::clone(&self.credentials),
+                Arc::clone(&self.bundle),
+                alpn,
+            )
+        };
+        Ok(ClientTls {
+            h2: config(tls::ALPN_H2)?,
+            http1: config(tls::ALPN_HTTP1)?,
+        })
+    }
+}
