@@ -9,6 +9,7 @@ mod errors;
 mod grpc;
 mod http;
 mod http1;
+mod identity;
 mod install;
 mod kubernetes;
 mod lifecycle;

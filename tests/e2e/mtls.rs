@@ -3,49 +3,14 @@
 //! one without a certificate of the mesh — checked with openssl and curl as an intruder on
 //! the node network would try.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use weft_tests::client::curl;
 use weft_tests::demo::Demo;
+use weft_tests::openssl::{openssl, s_client};
 use weft_tests::proxy::weft_bin;
 use weft_tests::TempDir;
-
-/// Runs `openssl` with `args`, `input` on its stdin; what it printed, both streams.
-async fn openssl(args: &[&str], input: &[u8]) -> String {
-    let mut child = tokio::process::Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("openssl runs (scripts/test installs it)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).await.unwrap();
-    // Left open a moment, so s_client reads what the server says before it quits.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("openssl finishes")
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// `openssl s_client` to `addr` sending one HTTP/1.1 request, with `extra` flags.
-async fn s_client(addr: SocketAddr, extra: &[&str]) -> String {
-    let connect = addr.to_string();
-    let mut args = vec!["s_client", "-connect", &connect, "-alpn", "http/1.1"];
-    args.extend_from_slice(extra);
-    openssl(&args, b"GET / HTTP/1.1\r\nhost: hello\r\n\r\n").await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hop_between_nodes_is_mutual_tls_and_takes_only_mesh_peers() {

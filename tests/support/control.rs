@@ -2,8 +2,9 @@
 //! loopback ports read back from its start-up line; it can be killed and started again on
 //! the same ports, as a rolled control-plane pod would be.
 
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ pub struct WeftControl {
     child: Child,
     pub destination: SocketAddr,
     pub admin: SocketAddr,
-    kubeconfig: PathBuf,
+    /// Where endpoints come from, and the rest: given again on a restart.
+    args: Vec<OsString>,
     log: Arc<Mutex<String>>,
 }
 
@@ -29,19 +31,29 @@ impl WeftControl {
     }
 
     pub async fn start_on(destination: SocketAddr, admin: SocketAddr, kubeconfig: &Path) -> Self {
+        let args = vec!["--kubeconfig".into(), kubeconfig.as_os_str().to_owned()];
+        Self::start_args(destination, admin, args).await
+    }
+
+    /// Starts on `ip` with ephemeral ports and `args` (the source of endpoints, identity …).
+    pub async fn start_with(ip: &str, args: &[&OsStr]) -> Self {
+        let any = format!("{ip}:0").parse().unwrap();
+        Self::start_args(any, any, args.iter().map(|a| a.to_os_string()).collect()).await
+    }
+
+    async fn start_args(destination: SocketAddr, admin: SocketAddr, args: Vec<OsString>) -> Self {
         let mut cmd = Command::new(weft_bin());
         cmd.arg("control")
             .args(["--listen", &destination.to_string()])
             .args(["--admin", &admin.to_string()])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
+            .args(&args)
             .env("WEFT_LOG", "info,weft_control=debug,kube_runtime=debug");
         let started = spawn_until(cmd, "weft control listening").await;
         Self {
             destination: started.addr("destination"),
             admin: started.addr("admin"),
             child: started.child,
-            kubeconfig: kubeconfig.to_path_buf(),
+            args,
             log: started.log,
         }
     }
@@ -79,7 +91,7 @@ impl WeftControl {
     /// Kills the process (no goodbye to its streams) and starts a new one on the same ports.
     pub async fn restart(&mut self) {
         self.child.kill().await.expect("kill weft control");
-        let next = Self::start_on(self.destination, self.admin, &self.kubeconfig.clone()).await;
+        let next = Self::start_args(self.destination, self.admin, self.args.clone()).await;
         *self = next;
     }
 }

@@ -77,8 +77,10 @@ impl WeftProxy {
         source: &[&std::ffi::OsStr],
         extra: &[&str],
     ) -> Self {
-        cmd.args(["--node", ip])
-            .args(["--outbound", &format!("{ip}:0")])
+        if !extra.contains(&"--node") {
+            cmd.args(["--node", ip]);
+        }
+        cmd.args(["--outbound", &format!("{ip}:0")])
             .args(["--inbound", &format!("{ip}:0")])
             .args(["--admin", &format!("{ip}:0")])
             .args(source)

@@ -150,7 +150,9 @@ pub fn certificates(text: &str) -> Result<Vec<CertificateDer<'static>>, String> 
 
 /// One certificate as PEM.
 pub fn to_pem(cert: &CertificateDer<'_>) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", cert.to_vec()))
+    // LF, as openssl and every other tool writes PEM.
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new("CERTIFICATE", cert.to_vec()), config)
 }
 
 /// When a certificate expires; `None` when it does not parse.
