@@ -33,23 +33,55 @@ fn deploy(name: &str) -> String {
 
 #[test]
 fn deploy_holds_exactly_what_weft_install_prints() {
+    // With the CA kept out: a checked-in manifest must hold no key.
     assert!(
-        stdout(&[]) == deploy("weft.yaml"),
-        "deploy/kubernetes/weft.yaml is stale: run `weft install > deploy/kubernetes/weft.yaml`"
+        stdout(&["--external-ca"]) == deploy("weft.yaml"),
+        "deploy/kubernetes/weft.yaml is stale: run \
+         `weft install --external-ca > deploy/kubernetes/weft.yaml`"
     );
     assert!(
-        stdout(&["--with-demo"]) == deploy("weft-with-demo.yaml"),
+        stdout(&["--external-ca", "--with-demo"]) == deploy("weft-with-demo.yaml"),
         "deploy/kubernetes/weft-with-demo.yaml is stale: run \
-         `weft install --with-demo > deploy/kubernetes/weft-with-demo.yaml`"
+         `weft install --external-ca --with-demo > deploy/kubernetes/weft-with-demo.yaml`"
     );
+    assert!(!deploy("weft.yaml").contains("PRIVATE KEY"));
+}
+
+/// Each `weft install` makes a CA of its own unless given one; given a folder, it carries
+/// exactly that folder's files, and refuses one that does not check.
+#[test]
+fn install_carries_the_mesh_ca() {
+    let first = stdout(&[]);
+    let second = stdout(&[]);
+    assert!(first.contains("kind: Secret") && first.contains("BEGIN PRIVATE KEY"));
+    assert_ne!(first, second, "each install makes its own CA");
+    let dir = weft_tests::TempDir::new("install-ca");
+    let ca = dir.path("ca");
+    let made = Command::new(weft_bin())
+        .args(["identity", "init"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let given = stdout(&["--identity-dir", ca.to_str().unwrap()]);
+    assert_eq!(given, stdout(&["--identity-dir", ca.to_str().unwrap()]));
+    let issuer = std::fs::read_to_string(ca.join("issuer.pem")).unwrap();
+    let indented: String = issuer.lines().map(|l| format!("    {l}\n")).collect();
+    assert!(given.contains(&indented), "{given}");
+    std::fs::write(ca.join("issuer.pem"), "not a certificate\n").unwrap();
+    let out = install(&["--identity-dir", ca.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("issuer.pem"), "{err}");
 }
 
 #[test]
 fn every_rendered_manifest_passes_kubernetes_validate_strict() {
     let dir = weft_tests::TempDir::new("install");
-    let cases: [(&str, &[&str], usize); 3] = [
-        ("default.yaml", &[], 14),
-        ("demo.yaml", &["--with-demo"], 18),
+    let cases: [(&str, &[&str], usize); 4] = [
+        ("default.yaml", &[], 16),
+        ("external-ca.yaml", &["--external-ca"], 14),
+        ("demo.yaml", &["--with-demo"], 20),
         (
             "custom.yaml",
             &[
@@ -58,8 +90,9 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
                 "--image",
                 "registry.example/weft:1.2.3",
                 "--with-demo",
+                "--allow-plaintext-peers",
             ],
-            18,
+            20,
         ),
     ];
     for (file, args, resources) in cases {

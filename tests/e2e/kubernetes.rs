@@ -495,3 +495,93 @@ async fn a_tenant_pod_labelled_like_a_proxy_never_becomes_a_nodes_proxy() {
     assert_eq!(eps[0]["node"], mesh.b.inbound.to_string(), "{eps:?}");
     assert_eq!(trap.count(), 0, "the tenant's pod got traffic");
 }
+
+/// With identity on, a proxy proves its node with the projected ServiceAccount token the
+/// kubelet gave its pod: TokenReview says whose token it is and where its pod runs. A
+/// token of another account, or made for another audience, proves nothing; a token from
+/// before Kubernetes 1.30 (naming its pod, not its node) is placed through the pod.
+#[tokio::test]
+async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
+    let mesh = KubeMesh::start_mtls().await;
+    for p in [&mesh.a, &mesh.b] {
+        weft_tests::identity::wait_ready(p).await;
+    }
+    let world = Backend::start(NODE_B).await;
+    mesh.add_instance(&world, "node-b", "world-1", "v1");
+    routes(&mesh).await;
+    // Across the nodes over mutual TLS, node-b's proxy checked to be node-b's.
+    let eps = mesh.endpoints_at_a().await;
+    let ep = eps
+        .iter()
+        .find(|e| e["addr"] == world.addr.to_string())
+        .unwrap();
+    assert_eq!(ep["tls"]["mode"], "mutual", "{ep}");
+    assert_eq!(
+        ep["tls"]["identity"], "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-b",
+        "{ep}"
+    );
+    let metrics = mesh.b.metrics().await;
+    assert!(
+        weft_tests::proxy::metric(
+            &metrics,
+            "weft_tcp_tls_accepted_connections_total{direction=\"inbound\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{metrics}"
+    );
+
+    let ca = mesh.dir.path("ca");
+    let kube = &mesh.kube;
+    let audience = weft_tests::kube_mesh::TOKEN_AUDIENCE;
+    kube.issue_token(
+        "tenant",
+        &[audience],
+        "tenant:weft-proxy",
+        "evil",
+        Some("node-a"),
+    );
+    kube.issue_token(
+        "for-the-api",
+        &["https://kubernetes.default.svc"],
+        "weft:weft-proxy",
+        "weft-proxy-node-a",
+        Some("node-a"),
+    );
+    kube.issue_token(
+        "pre-1.30",
+        &[audience],
+        "weft:weft-proxy",
+        "weft-proxy-node-b",
+        None,
+    );
+    let cases = [
+        ("tenant", "node-a", Some("the token is system:serviceaccount:tenant:weft-proxy's, not system:serviceaccount:weft:weft-proxy's")),
+        ("for-the-api", "node-a", Some("the token was refused: token audiences are invalid")),
+        ("unknown", "node-a", Some("the token was refused: invalid bearer token")),
+        // Its pod is on node-b: it proves node-b, so claiming node-a fails, node-b works.
+        ("pre-1.30", "node-a", Some("the token proves spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-b")),
+        ("pre-1.30", "node-b", None),
+    ];
+    for (i, (token, node, refusal)) in cases.into_iter().enumerate() {
+        let file = mesh.dir.path(&format!("{i}.token"));
+        std::fs::write(&file, token).unwrap();
+        let ip = format!("127.0.13.{}", 20 + i);
+        let proxy = KubeMesh::identity_proxy(&ip, node, mesh.control.destination, &ca, &file).await;
+        match refusal {
+            Some(why) => {
+                let said = weft_tests::eventually(why, Duration::from_secs(10), || async {
+                    let (status, body) = proxy.admin_get("/ready").await;
+                    (status == 503 && body.contains(why)).then_some(body)
+                })
+                .await;
+                assert!(
+                    said.starts_with("not ready: no valid certificate"),
+                    "{said}"
+                );
+            }
+            None => weft_tests::identity::wait_ready(&proxy).await,
+        }
+    }
+    assert!(kube.count("tokenreview") >= 6);
+}

@@ -55,6 +55,8 @@ pub struct FakeKube {
     pub counts: Arc<Mutex<BTreeMap<&'static str, usize>>>,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     addr: Mutex<Option<SocketAddr>>,
+    /// Tokens TokenReview knows: token → (its audiences, the user it authenticates).
+    tokens: Mutex<BTreeMap<String, (Vec<String>, Value)>>,
 }
 
 impl FakeKube {
@@ -67,6 +69,7 @@ impl FakeKube {
             counts: Default::default(),
             server: Mutex::new(None),
             addr: Mutex::new(None),
+            tokens: Default::default(),
         })
     }
 
@@ -170,8 +173,67 @@ impl FakeKube {
         self.counts.lock().unwrap().get(what).copied().unwrap_or(0)
     }
 
+    /// A projected ServiceAccount token for `audiences`, issued to pod `pod` of `account`
+    /// (`NS:NAME`) on `node` (`None`: a token from before Kubernetes 1.30 names no node).
+    pub fn issue_token(
+        &self,
+        token: &str,
+        audiences: &[&str],
+        account: &str,
+        pod: &str,
+        node: Option<&str>,
+    ) {
+        let mut extra = json!({
+            "authentication.kubernetes.io/pod-name": [pod],
+        });
+        if let Some(node) = node {
+            extra["authentication.kubernetes.io/node-name"] = json!([node]);
+        }
+        let user = json!({
+            "username": format!("system:serviceaccount:{account}"),
+            "extra": extra,
+        });
+        let audiences = audiences.iter().map(|a| a.to_string()).collect();
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), (audiences, user));
+    }
+
+    /// TokenReview: authenticated when the token is known and made for an audience asked.
+    fn review(&self, body: &[u8]) -> Response<Body> {
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry("tokenreview")
+            .or_default() += 1;
+        let Ok(asked) = serde_json::from_slice::<Value>(body) else {
+            return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON");
+        };
+        let token = asked["spec"]["token"].as_str().unwrap_or_default();
+        let wanted: Vec<&str> = asked["spec"]["audiences"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let tokens = self.tokens.lock().unwrap();
+        let status = match tokens.get(token) {
+            Some((audiences, user)) if audiences.iter().any(|a| wanted.contains(&a.as_str())) => {
+                json!({ "authenticated": true, "user": user, "audiences": audiences })
+            }
+            Some(_) => json!({ "authenticated": false, "error": "token audiences are invalid" }),
+            None => json!({ "authenticated": false, "error": "invalid bearer token" }),
+        };
+        let mut answer = asked.clone();
+        answer["status"] = status;
+        answer["apiVersion"] = json!("authentication.k8s.io/v1");
+        answer["kind"] = json!("TokenReview");
+        json_response(StatusCode::CREATED, &answer)
+    }
+
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
+        let post = req.method() == http::Method::POST;
         let query: BTreeMap<String, String> = req
             .uri()
             .query()
@@ -180,7 +242,15 @@ impl FakeKube {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), decode(v)))
             .collect();
-        let _ = req.into_body().collect().await;
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if post && path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+            return self.review(&body);
+        }
         let Some(target) = Target::parse(&path) else {
             return status(
                 StatusCode::NOT_FOUND,

@@ -17,6 +17,8 @@ use crate::proxy::WeftProxy;
 use crate::TempDir;
 
 pub const NODES: [(&str, &str); 2] = [("node-a", NODE_A), ("node-b", NODE_B)];
+/// The audience weft's projected tokens are made for (the DaemonSet's volume says it).
+pub const TOKEN_AUDIENCE: &str = "weft-identity";
 
 pub struct KubeMesh {
     pub kube: Arc<FakeKube>,
@@ -51,6 +53,83 @@ impl KubeMesh {
             b,
             dir,
         }
+    }
+
+    /// As [`Self::start`], with identity on: the control plane is the mesh's CA (its files
+    /// in `dir/ca`) and checks proxies' projected ServiceAccount tokens with TokenReview;
+    /// each proxy has a token bound to its pod and node.
+    pub async fn start_mtls() -> Self {
+        let kube = FakeKube::new();
+        let addr = kube.serve("127.0.0.1:0".parse().unwrap()).await;
+        let dir = TempDir::new("kube-mtls");
+        let kubeconfig = dir.path("kubeconfig");
+        kube.kubeconfig(addr, &kubeconfig);
+        for (name, ip) in NODES {
+            kube.apply("nodes", k8s::node(name, ip, &format!("zone-{name}")));
+        }
+        kube.apply("services", k8s::service("default", "world", 80));
+        let ca = dir.path("ca");
+        crate::identity::init_ca(&ca).await;
+        let control = WeftControl::start_with(
+            "127.0.0.1",
+            &[
+                "--kubeconfig".as_ref(),
+                kubeconfig.as_os_str(),
+                "--identity-dir".as_ref(),
+                ca.as_os_str(),
+            ],
+        )
+        .await;
+        control.wait_ready().await;
+        let mut proxies = Vec::new();
+        for (node, ip) in NODES {
+            let token = format!("token-of-weft-proxy-{node}");
+            let pod = format!("weft-proxy-{node}");
+            kube.issue_token(
+                &token,
+                &[TOKEN_AUDIENCE],
+                "weft:weft-proxy",
+                &pod,
+                Some(node),
+            );
+            let file = dir.path(&format!("{node}.token"));
+            std::fs::write(&file, &token).unwrap();
+            let proxy = Self::identity_proxy(ip, node, control.destination, &ca, &file).await;
+            kube.apply("pods", k8s::proxy_pod(node, proxy.inbound, true));
+            proxies.push(proxy);
+        }
+        let b = proxies.pop().unwrap();
+        let a = proxies.pop().unwrap();
+        Self {
+            kube,
+            control,
+            a,
+            b,
+            dir,
+        }
+    }
+
+    /// A proxy on `ip` that says it is `node`, with the token in `token_file`.
+    pub async fn identity_proxy(
+        ip: &str,
+        node: &str,
+        control: SocketAddr,
+        ca: &std::path::Path,
+        token_file: &std::path::Path,
+    ) -> WeftProxy {
+        WeftProxy::start_control(
+            ip,
+            control,
+            &[
+                "--node",
+                node,
+                "--trust-anchors",
+                ca.join("anchors.pem").to_str().unwrap(),
+                "--identity-token-file",
+                token_file.to_str().unwrap(),
+            ],
+        )
+        .await
     }
 
     pub fn proxy_flag(&self) -> String {

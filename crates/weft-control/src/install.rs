@@ -1,6 +1,11 @@
 //! `weft install`: the Kubernetes manifests that run the mesh, rendered from templates
 //! kept beside this file (plain YAML, checked by kubernetes-validate in CI).
 
+use std::path::PathBuf;
+
+use weft_identity::material::{self, Material};
+use weft_identity::TrustDomain;
+
 const MESH: &str = include_str!("manifests/mesh.yaml");
 const DEMO: &str = include_str!("manifests/demo.yaml");
 
@@ -12,6 +17,21 @@ pub struct InstallOptions {
     pub namespace: String,
     pub image: String,
     pub with_demo: bool,
+    pub ca: CaSource,
+    /// Proxies' inbounds take plaintext from peers too (a mesh moving to mutual TLS).
+    pub allow_plaintext_peers: bool,
+}
+
+/// Where the mesh's CA (trust anchors and issuer) comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaSource {
+    /// A new one, made now and put in the manifests.
+    Generate,
+    /// The files `weft identity init` wrote to this folder, put in the manifests.
+    Dir(PathBuf),
+    /// Neither: the cluster already holds the Secret and the ConfigMap (see docs/identity.md),
+    /// so the manifests carry no key and render the same every time.
+    External,
 }
 
 impl Default for InstallOptions {
@@ -20,6 +40,8 @@ impl Default for InstallOptions {
             namespace: DEFAULT_NAMESPACE.to_string(),
             image: DEFAULT_IMAGE.to_string(),
             with_demo: false,
+            ca: CaSource::Generate,
+            allow_plaintext_peers: false,
         }
     }
 }
@@ -30,6 +52,8 @@ pub enum InstallError {
     Namespace(String),
     #[error("--image {0:?} is not an image reference")]
     Image(String),
+    #[error("the mesh's CA: {0}")]
+    Ca(String),
 }
 
 /// The manifests as one multi-document YAML stream.
@@ -53,7 +77,42 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
     if !image_ok {
         return Err(InstallError::Image(opts.image.clone()));
     }
-    let mut out = MESH.to_string();
+    let identity = match &opts.ca {
+        CaSource::External => String::new(),
+        CaSource::Generate => {
+            let td = TrustDomain::new(TRUST_DOMAIN).map_err(|e| InstallError::Ca(e.to_string()))?;
+            let made = Material::generate(&td).map_err(|e| InstallError::Ca(e.to_string()))?;
+            let anchors: String = made.anchors.iter().map(material::to_pem).collect();
+            identity_objects(
+                &anchors,
+                &material::to_pem(made.issuer.cert()),
+                &made.issuer.key_pem(),
+            )
+        }
+        CaSource::Dir(dir) => {
+            let td = TrustDomain::new(TRUST_DOMAIN).map_err(|e| InstallError::Ca(e.to_string()))?;
+            // Checked as the control plane will check it, so a bad folder fails here.
+            material::read_ca(dir, &td, std::time::Duration::from_secs(3600))
+                .map_err(|e| InstallError::Ca(e.to_string()))?;
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f))
+                    .map_err(|e| InstallError::Ca(format!("{}: {e}", dir.join(f).display())))
+            };
+            identity_objects(
+                &read(material::ANCHORS_FILE)?,
+                &read(material::ISSUER_FILE)?,
+                &read(material::ISSUER_KEY_FILE)?,
+            )
+        }
+    };
+    let mut out = MESH.replace("{{IDENTITY}}", &identity).replace(
+        "{{ALLOW_PLAINTEXT_PEERS}}",
+        if opts.allow_plaintext_peers {
+            "true"
+        } else {
+            "false"
+        },
+    );
     if opts.with_demo {
         out.push_str(DEMO);
     }
@@ -62,6 +121,40 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
         .replace("{{IMAGE}}", &opts.image)
         .replace("{{VERSION}}", env!("CARGO_PKG_VERSION")))
 }
+
+/// The trust domain `weft install` sets up, and every component's default.
+const TRUST_DOMAIN: &str = "cluster.local";
+
+/// The Secret the control plane reads its CA from, and the ConfigMap of anchors proxies
+/// check the control plane against before their first leaf.
+fn identity_objects(anchors: &str, issuer: &str, key: &str) -> String {
+    let block = |pem: &str| -> String {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "---\n# The mesh's CA. Rotate it by updating this Secret and the ConfigMap below\n\
+         # (docs/identity.md); nothing restarts.\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: {ISSUER_SECRET}\n  namespace: {{{{NAMESPACE}}}}\n\
+         \x20 labels:\n    app.kubernetes.io/name: weft-control\n    app.kubernetes.io/part-of: weft\n\
+         type: Opaque\nstringData:\n  {}: |\n{}  {}: |\n{}  {}: |\n{}\
+         ---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {ANCHORS_CONFIGMAP}\n  namespace: {{{{NAMESPACE}}}}\n\
+         \x20 labels:\n    app.kubernetes.io/name: weft-proxy\n    app.kubernetes.io/part-of: weft\n\
+         data:\n  {}: |\n{}",
+        material::ANCHORS_FILE,
+        block(anchors),
+        material::ISSUER_FILE,
+        block(issuer),
+        material::ISSUER_KEY_FILE,
+        block(key),
+        material::ANCHORS_FILE,
+        block(anchors),
+    )
+}
+
+pub const ISSUER_SECRET: &str = "weft-identity-issuer";
+pub const ANCHORS_CONFIGMAP: &str = "weft-identity-trust-anchors";
 
 #[cfg(test)]
 mod tests {

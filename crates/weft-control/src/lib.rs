@@ -137,9 +137,11 @@ pub async fn run(
     };
     let metrics = Arc::new(metrics::Metrics::default());
     let mut background = Vec::new();
+    let mut kube = None;
     let answers: Arc<dyn index::Answers> = match &config.source {
         Source::Kubernetes(kubeconfig) => {
             let client = kube_client(kubeconfig.as_deref()).await?;
+            kube = Some(client.clone());
             let index = index::Index::new(&config.proxy_namespace);
             background.push(tokio::spawn(kube_watch::run(
                 client,
@@ -202,9 +204,21 @@ pub async fn run(
                 proxies,
             )
             .map_err(|e| ControlError::Identity(e.to_string()))?;
+            let authenticate = match (id.bootstrap_tokens, kube) {
+                (Some(path), _) => identity::tokens::Authenticate::Bootstrap(path),
+                (None, Some(client)) => identity::tokens::Authenticate::Kubernetes {
+                    client,
+                    namespace: config.proxy_namespace.clone(),
+                },
+                (None, None) => {
+                    return Err(ControlError::Identity(
+                        "without Kubernetes, proxies prove their node with bootstrap tokens: give --bootstrap-tokens".into(),
+                    ))
+                }
+            };
             let certify = IdentityServer::new(identity::certify::CertifyService {
                 signer,
-                authenticate: id.authenticate,
+                authenticate,
                 proxy_namespace: config.proxy_namespace,
                 metrics,
             })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use weft_control::identity::{tokens::Authenticate, IdentityConfig};
+use weft_control::identity::IdentityConfig;
 use weft_control::{ControlConfig, Source};
 use weft_core::{duration, ports};
 
@@ -35,7 +35,8 @@ pub struct ControlArgs {
     /// How long proxies' leaf certificates live; they renew at 70 % of it.
     #[arg(long, env = "WEFT_LEAF_LIFETIME", value_parser = duration::parse, default_value = "24h")]
     leaf_lifetime: Duration,
-    /// Proxies prove their node with the tokens in this file (`NODE TOKEN` per line).
+    /// Proxies prove their node with the tokens in this file (`NODE TOKEN` per line);
+    /// without it, on Kubernetes, with projected ServiceAccount tokens (TokenReview).
     #[arg(long, env = "WEFT_BOOTSTRAP_TOKENS", requires = "identity_dir")]
     bootstrap_tokens: Option<PathBuf>,
     /// Namespace of services named without one (`world`).
@@ -50,22 +51,12 @@ pub struct ControlArgs {
 }
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
-    let identity = match args.identity_dir {
-        None => None,
-        Some(dir) => {
-            let Some(tokens) = args.bootstrap_tokens else {
-                anyhow::bail!(
-                    "--identity-dir needs --bootstrap-tokens: how proxies prove their node"
-                );
-            };
-            Some(IdentityConfig {
-                dir,
-                trust_domain: args.trust_domain,
-                leaf_lifetime: args.leaf_lifetime,
-                authenticate: Authenticate::Bootstrap(tokens),
-            })
-        }
-    };
+    let identity = args.identity_dir.map(|dir| IdentityConfig {
+        dir,
+        trust_domain: args.trust_domain,
+        leaf_lifetime: args.leaf_lifetime,
+        bootstrap_tokens: args.bootstrap_tokens,
+    });
     let config = ControlConfig {
         listen: args.listen,
         admin: args.admin,

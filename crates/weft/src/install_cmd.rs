@@ -1,7 +1,7 @@
 //! `weft install`: prints the Kubernetes manifests (`weft install | kubectl apply -f -`).
 
 use clap::Args;
-use weft_control::install::{self, InstallOptions};
+use weft_control::install::{self, CaSource, InstallOptions};
 
 #[derive(Args)]
 pub struct InstallArgs {
@@ -15,6 +15,15 @@ pub struct InstallArgs {
     /// node's proxy.
     #[arg(long)]
     with_demo: bool,
+    /// The mesh's CA from this folder (`weft identity init`), instead of a new one.
+    #[arg(long, conflicts_with = "external_ca")]
+    identity_dir: Option<std::path::PathBuf>,
+    /// Put no CA in the manifests: the cluster holds it already (docs/identity.md).
+    #[arg(long)]
+    external_ca: bool,
+    /// Proxies take plaintext from peers too, while a mesh moves to mutual TLS.
+    #[arg(long)]
+    allow_plaintext_peers: bool,
 }
 
 pub fn run(args: InstallArgs) -> anyhow::Result<()> {
@@ -22,6 +31,12 @@ pub fn run(args: InstallArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         image: args.image,
         with_demo: args.with_demo,
+        ca: match (args.identity_dir, args.external_ca) {
+            (Some(dir), _) => CaSource::Dir(dir),
+            (None, true) => CaSource::External,
+            (None, false) => CaSource::Generate,
+        },
+        allow_plaintext_peers: args.allow_plaintext_peers,
     })?;
     print!("{text}");
     Ok(())

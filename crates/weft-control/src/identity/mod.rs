@@ -23,6 +23,7 @@ pub struct IdentityConfig {
     pub trust_domain: String,
     /// How long a proxy's leaf lives; it renews at 70 % of that.
     pub leaf_lifetime: Duration,
-    /// How proxies prove their node.
-    pub authenticate: tokens::Authenticate,
+    /// How proxies prove their node: a bootstrap tokens file, or (`None`, on Kubernetes)
+    /// projected ServiceAccount tokens checked with TokenReview.
+    pub bootstrap_tokens: Option<PathBuf>,
 }

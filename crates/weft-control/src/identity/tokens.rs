@@ -16,10 +16,35 @@ const MIN_TOKEN_LEN: usize = 16;
 /// Larger tokens are refused unread: a projected ServiceAccount token is about 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-#[derive(Clone, Debug)]
+/// The audience weft's projected ServiceAccount tokens are made for: a token for the API
+/// server, or for anything else, proves nothing here.
+pub const AUDIENCE: &str = "weft-identity";
+const NODE_NAME: &str = "authentication.kubernetes.io/node-name";
+const POD_NAME: &str = "authentication.kubernetes.io/pod-name";
+const POD_UID: &str = "authentication.kubernetes.io/pod-uid";
+
+#[derive(Clone)]
 pub enum Authenticate {
     /// Bootstrap tokens from this file.
     Bootstrap(PathBuf),
+    /// Projected ServiceAccount tokens, checked by TokenReview: the token must be for
+    /// weft's audience and the proxies' account in `namespace`.
+    Kubernetes {
+        client: kube::Client,
+        namespace: String,
+    },
+}
+
+impl std::fmt::Debug for Authenticate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bootstrap(path) => f.debug_tuple("Bootstrap").field(path).finish(),
+            Self::Kubernetes { namespace, .. } => f
+                .debug_struct("Kubernetes")
+                .field("namespace", namespace)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Why a token proved nothing.
@@ -60,8 +85,82 @@ impl Authenticate {
                 }
                 found.ok_or_else(|| AuthError::Refused("unknown bootstrap token".into()))
             }
+            Self::Kubernetes { client, namespace } => {
+                let token = std::str::from_utf8(token)
+                    .map_err(|_| AuthError::Refused("the token is not text".into()))?;
+                review(client, namespace, token).await
+            }
         }
     }
+}
+
+/// Asks the API server who `token` is; the node of the proxy pod it was issued to.
+async fn review(client: &kube::Client, namespace: &str, token: &str) -> Result<String, AuthError> {
+    use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+    let reviews: kube::Api<TokenReview> = kube::Api::all(client.clone());
+    let asked = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.to_string(),
+            audiences: Some(vec![AUDIENCE.to_string()]),
+        },
+        ..Default::default()
+    };
+    let answer = reviews
+        .create(&Default::default(), &asked)
+        .await
+        .map_err(|e| AuthError::Broken(format!("TokenReview: {e}")))?;
+    let status = answer.status.unwrap_or_default();
+    if status.authenticated != Some(true) {
+        let why = status.error.unwrap_or_else(|| "not authenticated".into());
+        return Err(AuthError::Refused(format!("the token was refused: {why}")));
+    }
+    if !status
+        .audiences
+        .unwrap_or_default()
+        .iter()
+        .any(|a| a == AUDIENCE)
+    {
+        return Err(AuthError::Refused(format!(
+            "the token is not for the {AUDIENCE} audience"
+        )));
+    }
+    let user = status.user.unwrap_or_default();
+    let expected = format!("system:serviceaccount:{namespace}:{}", super::PROXY_ACCOUNT);
+    let username = user.username.unwrap_or_default();
+    if username != expected {
+        return Err(AuthError::Refused(format!(
+            "the token is {username}'s, not {expected}'s"
+        )));
+    }
+    let extra = user.extra.unwrap_or_default();
+    let one = |key: &str| extra.get(key).and_then(|v| v.first()).cloned();
+    if let Some(node) = one(NODE_NAME) {
+        return Ok(node);
+    }
+    // Before Kubernetes 1.30 a token names its pod, not its node: the pod says where it runs.
+    let Some(pod) = one(POD_NAME) else {
+        return Err(AuthError::Refused(
+            "the token is bound to no pod (a projected token is)".into(),
+        ));
+    };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let found = pods
+        .get_opt(&pod)
+        .await
+        .map_err(|e| AuthError::Broken(format!("reading pod {namespace}/{pod}: {e}")))?
+        .ok_or_else(|| AuthError::Refused(format!("the token's pod {pod} is gone")))?;
+    if let Some(uid) = one(POD_UID) {
+        if found.metadata.uid.as_deref() != Some(uid.as_str()) {
+            return Err(AuthError::Refused(format!(
+                "the token's pod {pod} is gone (another has its name)"
+            )));
+        }
+    }
+    found
+        .spec
+        .and_then(|s| s.node_name)
+        .ok_or_else(|| AuthError::Refused(format!("the token's pod {pod} is on no node yet")))
 }
 
 /// The file's (node, token) pairs; an error names the file and line.
