@@ -1,4 +1,5 @@
-"""Side-by-side proxy benchmark: direct, HAProxy, nginx, weft one hop, weft mesh path, and
+"""Side-by-side proxy benchmark: direct, HAProxy, nginx, weft one hop, weft mesh path (in
+plaintext and with mutual TLS between the proxies, identities from `weft control`), and
 HAProxy as a plain TCP relay, the floor no HTTP proxy can go below on this kernel.
 
 Each configuration runs under wrk (HTTP/1.1, 50 connections, closed loop), h2load
@@ -25,6 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The node proxy as the DaemonSet runs it (same code as `weft proxy`, less resident text),
 # built with the profile the image ships (`dist`).
 WEFT_PROXY = os.path.join(ROOT, "target", "dist", "weft-proxy")
+# The control plane, for the mutual-TLS mesh path: it signs the proxies' leaves and is not
+# measured, so the release build the tests use serves.
+WEFT = os.path.join(ROOT, "target", "release", "weft")
 PROXY_CPU, LOAD_CPU = "0", "1"
 DURATION = int(os.environ.get("BENCH_SECONDS", "3"))
 REPS = int(os.environ.get("BENCH_REPS", "5"))
@@ -196,13 +200,51 @@ def start_nginx_proxy(tmp, port, h2port, backend):
     return [p]
 
 
-def start_weft(tmp, backend, mesh):
-    # Files of its own: a proxy watches its discovery file, and another setup running
-    # beside it must not rewrite it.
-    tmp = tempfile.mkdtemp(prefix="mesh-" if mesh else "hop-", dir=tmp)
+def start_control(tmp, disc, nodes):
+    """`weft control` from `disc` as the mesh's CA for `nodes`: its process, its address,
+    the anchors file and each node's token file."""
+    import secrets
+    ca = os.path.join(tmp, "ca")
+    subprocess.run([WEFT, "identity", "init", ca], check=True, capture_output=True)
+    tokens = {n: secrets.token_hex(32) for n in nodes}
+    with open(os.path.join(tmp, "tokens"), "w") as f:
+        f.writelines(f"{n} {t}\n" for n, t in tokens.items())
+    files = {}
+    for n, t in tokens.items():
+        files[n] = os.path.join(tmp, f"{n}.token")
+        with open(files[n], "w") as f:
+            f.write(t)
+    port = free_port()
+    proc = pinned(LOAD_CPU, [WEFT, "control", "--listen", f"127.0.0.1:{port}",
+                             "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc,
+                             "--identity-dir", ca, "--bootstrap-tokens", os.path.join(tmp, "tokens")],
+                  env=dict(os.environ, WEFT_LOG="warn"))
+    wait_port(port)
+    return proc, f"127.0.0.1:{port}", os.path.join(ca, "anchors.pem"), files
+
+
+def wait_ready(admin_port, timeout=60):
+    """Until the proxy on `admin_port` has its leaf (its /ready says 200)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", admin_port), 0.5) as c:
+                c.sendall(b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+                if c.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the proxy on admin port {admin_port} never became ready")
+
+
+def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None):
+    """The weft proxies of one configuration (one hop, mesh, mesh over mutual TLS); `wrap`
+    turns each proxy's command line into what runs (pinned, under callgrind). Returns the
+    proxies, any helper processes (the control plane) and the outbound port."""
     disc = os.path.join(tmp, "discovery.toml")
     inbound_b = free_port()
-    node = f'node = "127.0.0.1:{inbound_b}"\n' if mesh else ""
+    node = f'node = "127.0.0.1:{inbound_b}"\nlabels = {{ node = "node-b" }}\n' if mesh else ""
     with open(disc, "w") as f:
         f.write(f'[[services.bench.endpoints]]\naddr = "127.0.0.1:{backend}"\n{node}')
     env = dict(os.environ, WEFT_LOG="warn")
@@ -210,17 +252,44 @@ def start_weft(tmp, backend, mesh):
     cfg = os.path.join(tmp, "weft.toml")
     with open(cfg, "w") as f:
         f.write("[resilience.retry]\nmax_retries = 0\n")
+    helpers, source = [], {}
+    if mtls:
+        ctl, addr, anchors, tokens = start_control(tmp, disc, ["node-a", "node-b"])
+        helpers.append(ctl)
+        for n in ("node-a", "node-b"):
+            source[n] = ["--node", n, "--control-plane", addr, "--trust-anchors", anchors,
+                         "--identity-token-file", tokens[n]]
+    else:
+        source = {n: ["--discovery-file", disc] for n in ("node-a", "node-b")}
     out = free_port()
-    procs = [pinned(PROXY_CPU, [WEFT_PROXY, "--config", cfg, "--worker-threads", "1",
-                                "--outbound", f"127.0.0.1:{out}", "--inbound", f"127.0.0.1:{free_port()}",
-                                "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc], env=env)]
+    nodes = [("node-a", out, free_port())]
     if mesh:
-        procs.append(pinned(PROXY_CPU, [WEFT_PROXY, "--config", cfg, "--worker-threads", "1",
-                                        "--outbound", f"127.0.0.1:{free_port()}", "--inbound", f"127.0.0.1:{inbound_b}",
-                                        "--admin", f"127.0.0.1:{free_port()}", "--discovery-file", disc], env=env))
-        wait_port(inbound_b)
+        nodes.append(("node-b", free_port(), inbound_b))
+    popen = popen or (lambda argv: subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.DEVNULL, env=env))
+    procs, admins = [], []
+    for i, (n, o, inb) in enumerate(nodes):
+        admin = free_port()
+        admins.append(admin)
+        procs.append(popen(wrap(i, [WEFT_PROXY, "--config", cfg, "--worker-threads", "1",
+                                    "--outbound", f"127.0.0.1:{o}", "--inbound", f"127.0.0.1:{inb}",
+                                    "--admin", f"127.0.0.1:{admin}"] + source[n])))
+    for (_, o, inb), admin in zip(nodes, admins):
+        wait_port(inb, timeout=60)
+        wait_ready(admin)
     wait_port(out)
-    return procs, out
+    return procs, helpers, out
+
+
+def start_weft(tmp, backend, mesh, mtls=False):
+    # Files of its own: a proxy watches its discovery file, and another setup running
+    # beside it must not rewrite it.
+    tmp = tempfile.mkdtemp(prefix=("mtls-" if mtls else "mesh-" if mesh else "hop-"), dir=tmp)
+    env = dict(os.environ, WEFT_LOG="warn")
+    procs, helpers, out = weft_mesh(
+        tmp, backend, mesh, mtls,
+        popen=lambda argv: pinned(PROXY_CPU, argv, env=env))
+    return procs, helpers, out
 
 
 WRK_PACED = """
@@ -294,7 +363,7 @@ def memory(tmp, backend):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     rows = []
-    procs, port = start_weft(tmp, backend, mesh=False)
+    procs, _, port = start_weft(tmp, backend, mesh=False)
     time.sleep(1)
     rows.append(("idle, 1 service", rss_kib(procs[0].pid) / 1024, anon_kib(procs[0].pid) / 1024))
     for p in procs:
@@ -351,8 +420,12 @@ def start(tmp, c, backend):
         port, h2port = free_port(), free_port()
         setup.procs = start_nginx_proxy(tmp, port, h2port, backend)
     else:
-        setup.procs, port = start_weft(tmp, backend, mesh=(c == "weft mesh"))
+        procs, helpers, port = start_weft(tmp, backend, mesh=c.startswith("weft mesh"),
+                                          mtls=(c == "weft mesh mtls"))
+        setup.procs = procs + helpers
         h2port = port
+        # The control plane is not part of the path measured.
+        return setup, port, h2port, [p.pid for p in procs]
     return setup, port, h2port, [p.pid for p in setup.procs]
 
 
@@ -360,7 +433,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="weft-bench-")
     backend = free_port()
     backend_proc = start_backend(tmp, backend)
-    configs = ["direct", "haproxy", "haproxy tcp", "nginx", "weft 1 hop", "weft mesh"]
+    configs = ["direct", "haproxy", "haproxy tcp", "nginx", "weft 1 hop", "weft mesh",
+               "weft mesh mtls"]
     results = {(c, k): [] for c in configs for k in ("h1", "h2", "paced")}
     try:
         for rep in range(REPS):

@@ -41,7 +41,7 @@ def load(port, n, h2):
 
 def run(tmp, backend, config, n, h2):
     """Instructions of all the config's proxies for `n` requests, start-up included."""
-    outs, procs = [], []
+    outs, procs, helpers = [], [], []
     if config == "haproxy":
         port, h2port = bench.free_port(), bench.free_port()
         cfg = bench.haproxy_conf(tmp, port, h2port, backend)
@@ -51,28 +51,14 @@ def run(tmp, backend, config, n, h2):
         outs.append(out)
         port = h2port if h2 else port
     else:
-        mesh = config == "weft mesh"
-        disc = os.path.join(tmp, "discovery.toml")
-        inbound_b = bench.free_port()
-        node = f'node = "127.0.0.1:{inbound_b}"\n' if mesh else ""
-        with open(disc, "w") as f:
-            f.write(f'[[services.bench.endpoints]]\naddr = "127.0.0.1:{backend}"\n{node}')
-        cfg = os.path.join(tmp, "weft.toml")
-        with open(cfg, "w") as f:
-            f.write("[resilience.retry]\nmax_retries = 0\n")
-        port = bench.free_port()
-        listeners = [(port, bench.free_port())]
-        if mesh:
-            listeners.append((bench.free_port(), inbound_b))
-        for i, (o, inb) in enumerate(listeners):
-            out = os.path.join(tmp, f"cg-weft-{i}-{n}")
-            procs.append(subprocess.Popen(under_callgrind(out, [
-                bench.WEFT_PROXY, "--config", cfg, "--worker-threads", "1",
-                "--outbound", f"127.0.0.1:{o}", "--inbound", f"127.0.0.1:{inb}",
-                "--admin", f"127.0.0.1:{bench.free_port()}", "--discovery-file", disc]),
-                env=dict(os.environ, WEFT_LOG="warn"), stderr=subprocess.DEVNULL))
-            outs.append(out)
-            bench.wait_port(inb, timeout=60)
+        sub = tempfile.mkdtemp(dir=tmp)
+        outs = [os.path.join(sub, f"cg-weft-{i}-{n}") for i in range(2)]
+        env = dict(os.environ, WEFT_LOG="warn")
+        procs, helpers, port = bench.weft_mesh(
+            sub, backend, mesh=config.startswith("weft mesh"), mtls=(config == "weft mesh mtls"),
+            wrap=lambda i, argv: under_callgrind(outs[i], argv),
+            popen=lambda argv: subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL))
+        outs = outs[:len(procs)]
     bench.wait_port(port, timeout=60)
     time.sleep(1)
     load(port, n, h2)
@@ -80,6 +66,9 @@ def run(tmp, backend, config, n, h2):
         p.send_signal(signal.SIGTERM)
     for p in procs:
         p.wait(timeout=60)
+    for h in helpers:
+        h.terminate()
+        h.wait(timeout=10)
     return sum(total(o) for o in outs)
 
 
@@ -89,7 +78,7 @@ def main():
     bp = bench.start_backend(tmp, backend)
     rows = []
     try:
-        for config in ["haproxy", "weft 1 hop", "weft mesh"]:
+        for config in ["haproxy", "weft 1 hop", "weft mesh", "weft mesh mtls"]:
             for h2 in (False, True):
                 few = run(tmp, backend, config, FEW, h2)
                 many = run(tmp, backend, config, MANY, h2)
@@ -105,8 +94,14 @@ def main():
              f"over HTTP/2; ({MANY:,} − {FEW:,} requests) apart, so start-up cancels out). "
              "Kernel work is not in these figures.", "",
              "| config | proto | instructions/request | × HAProxy |", "|---|---|---:|---:|"]
+    plain = {proto: per for config, proto, per in rows if config == "weft mesh"}
     for config, proto, per in rows:
         lines.append(f"| {config} | {proto} | {per:,.0f} | {per / base[proto]:.2f} |")
+    lines += ["", "The mesh path over mutual TLS (identities from `weft control`, TLS 1.3 on ring "
+              "between the two proxies) costs "
+              + ", ".join(f"{per / plain[proto]:.2f} × ({proto})" for config, proto, per in rows
+                          if config == "weft mesh mtls")
+              + " the plaintext mesh path's instructions per request."]
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(bench.ROOT, "bench", "INSTRUCTIONS.md"), "w") as f:
