@@ -35,6 +35,11 @@ async fn check_says_what_is_up_and_names_each_failure() {
         kube.apply("pods", k8s::proxy_pod(node, inbound, true));
     }
     kube.apply("deployments", k8s::deployment("weft", "weft-control", 1, 1));
+    let ca = dir.path("ca");
+    weft_tests::identity::init_ca(&ca).await;
+    let (secret, configmap) = k8s::identity_objects("weft", &ca, None);
+    kube.apply("secrets", secret);
+    kube.apply("configmaps", configmap);
     kube.apply(
         "deployments",
         k8s::deployment("weft", "weft-dashboard", 1, 1),
@@ -54,6 +59,11 @@ async fn check_says_what_is_up_and_names_each_failure() {
         "[ok  ] proxy on node-a: weft-proxy-node-a ready",
         "[ok  ] proxy on node-b: weft-proxy-node-b ready",
         "[ok  ] dashboard: 1/1 replica(s) of deployment weft/weft-dashboard ready",
+        "[ok  ] trust anchor: expires ",
+        "in 3649 day(s)",
+        "[ok  ] issuer: expires ",
+        "in 364 day(s)",
+        "[ok  ] proxies' anchors: configmap weft-identity-trust-anchors holds the secret's 1 anchor(s)",
         "weft is up",
     ] {
         assert!(text.1.contains(line), "missing {line:?} in:\n{}", text.1);
@@ -86,6 +96,35 @@ async fn check_says_what_is_up_and_names_each_failure() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+
+    // Mid-rotation the ConfigMap lags: a warning, not a failure. A missing CA fails.
+    let other = dir.path("other-ca");
+    weft_tests::identity::init_ca(&other).await;
+    let lagging = std::fs::read_to_string(other.join("anchors.pem")).unwrap();
+    let (_, configmap) = k8s::identity_objects("weft", &ca, Some(&lagging));
+    kube.apply("configmaps", configmap);
+    let (_, text) = tokio::task::spawn_blocking({
+        let k = kubeconfig.clone();
+        move || check(&k)
+    })
+    .await
+    .unwrap();
+    assert!(
+        text.contains("[warn] proxies' anchors: configmap weft-identity-trust-anchors holds 1 anchor(s) that differ from the secret's"),
+        "{text}"
+    );
+    kube.delete("secrets", "weft", "weft-identity-issuer");
+    let (ok, text) = tokio::task::spawn_blocking({
+        let k = kubeconfig.clone();
+        move || check(&k)
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        text.contains("[FAIL] identity: secret weft/weft-identity-issuer not found"),
+        "{text}"
+    );
 
     // The control plane deleted; then the API server itself gone.
     kube.delete("deployments", "weft", "weft-control");

@@ -178,6 +178,31 @@ async fn the_hop_between_nodes_is_mutual_tls_and_takes_only_mesh_peers() {
         "{metrics}"
     );
 
+    // Every request that crossed into node 2 came over mutual TLS, and says from whom; the
+    // dashboard's top line shows the share.
+    let from_peers = weft_tests::proxy::metric(
+        &metrics,
+        "weft_inbound_peer_requests_total{tls=\"mutual\",peer_identity=\"spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(from_peers >= 1.0, "{metrics}");
+    assert_eq!(
+        weft_tests::proxy::metric(
+            &metrics,
+            "weft_inbound_peer_requests_total{tls=\"none\",peer_identity=\"\"}"
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    let share = weft_tests::eventually("the mTLS share", Duration::from_secs(15), || async {
+        // Traffic after the dashboard's first scrape, which is only its baseline.
+        curl(&["-x", &demo.curl_proxy, "http://hello/"]).await;
+        let summary = demo.api("/api/summary?window=5m").await;
+        summary["stats"]["mtls_share"].as_f64()
+    })
+    .await;
+    assert_eq!(share, 1.0);
+
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");
 }

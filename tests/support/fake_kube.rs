@@ -442,6 +442,8 @@ fn kind_of(resource: &str) -> &'static str {
         "endpointslices" => "EndpointSlice",
         "deployments" => "Deployment",
         "daemonsets" => "DaemonSet",
+        "secrets" => "Secret",
+        "configmaps" => "ConfigMap",
         _ => "Unknown",
     }
 }

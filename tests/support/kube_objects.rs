@@ -203,3 +203,34 @@ pub fn deployment(namespace: &str, name: &str, replicas: i32, ready: i32) -> Val
         ..Default::default()
     })
 }
+
+/// The mesh's CA as `weft install` puts it in the cluster: the Secret the control plane
+/// reads (`anchors.pem`, `issuer.pem`, `issuer-key.pem` from `dir`) and the ConfigMap of
+/// the anchors proxies start with (`configmap_anchors`, the same unless a test says not).
+pub fn identity_objects(
+    namespace: &str,
+    dir: &std::path::Path,
+    configmap_anchors: Option<&str>,
+) -> (Value, Value) {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use k8s_openapi::ByteString;
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let data: BTreeMap<String, ByteString> = ["anchors.pem", "issuer.pem", "issuer-key.pem"]
+        .iter()
+        .map(|f| (f.to_string(), ByteString(read(f).into_bytes())))
+        .collect();
+    let secret = json(Secret {
+        metadata: meta(Some(namespace), "weft-identity-issuer", &[]),
+        data: Some(data),
+        ..Default::default()
+    });
+    let anchors = configmap_anchors
+        .map(str::to_string)
+        .unwrap_or_else(|| read("anchors.pem"));
+    let configmap = json(ConfigMap {
+        metadata: meta(Some(namespace), "weft-identity-trust-anchors", &[]),
+        data: Some([("anchors.pem".to_string(), anchors)].into()),
+        ..Default::default()
+    });
+    (secret, configmap)
+}

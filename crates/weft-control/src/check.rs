@@ -1,5 +1,6 @@
 //! `weft check`: asks the Kubernetes API whether the mesh is up — the control plane, a ready
-//! proxy on every node, the dashboard — and says so in one line per thing checked.
+//! proxy on every node, the dashboard, the mesh's CA and when its certificates expire — and
+//! says so in one line per thing checked.
 
 use std::time::Duration;
 
@@ -10,19 +11,27 @@ use kube::Api;
 
 use crate::cluster::PROXY_LABEL;
 
+mod identity;
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One thing checked, and what was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub ok: bool,
+    /// Fine now, but needs doing soon (a certificate near its end).
+    pub warn: bool,
     pub what: String,
     pub detail: String,
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mark = if self.ok { "ok  " } else { "FAIL" };
+        let mark = match (self.ok, self.warn) {
+            (false, _) => "FAIL",
+            (true, true) => "warn",
+            (true, false) => "ok  ",
+        };
         write!(f, "[{mark}] {}: {}", self.what, self.detail)
     }
 }
@@ -30,6 +39,7 @@ impl std::fmt::Display for Finding {
 fn finding(ok: bool, what: impl Into<String>, detail: impl Into<String>) -> Finding {
     Finding {
         ok,
+        warn: false,
         what: what.into(),
         detail: detail.into(),
     }
@@ -71,7 +81,8 @@ pub async fn check(client: kube::Client, namespace: &str) -> Vec<Finding> {
 
     let selector = format!("{}={}", PROXY_LABEL.0, PROXY_LABEL.1);
     match call(
-        Api::<Pod>::namespaced(client, namespace).list(&ListParams::default().labels(&selector)),
+        Api::<Pod>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default().labels(&selector)),
     )
     .await
     {
@@ -84,6 +95,7 @@ pub async fn check(client: kube::Client, namespace: &str) -> Vec<Finding> {
         Err(e) => out.push(finding(false, "proxies", format!("cannot list pods: {e}"))),
     }
     out.push(deployment(&deployments, namespace, "dashboard", "weft-dashboard").await);
+    out.extend(identity::check(client.clone(), namespace).await);
     out
 }
 

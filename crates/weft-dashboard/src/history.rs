@@ -33,6 +33,9 @@ pub struct Counts {
     pub c4xx: f64,
     pub c5xx: f64,
     pub buckets: Vec<f64>,
+    /// Requests that reached inbounds from peers over mutual TLS, and in plaintext.
+    pub peer_mtls: f64,
+    pub peer_plain: f64,
 }
 
 impl Counts {
@@ -42,6 +45,8 @@ impl Counts {
         self.failure += o.failure;
         self.c4xx += o.c4xx;
         self.c5xx += o.c5xx;
+        self.peer_mtls += o.peer_mtls;
+        self.peer_plain += o.peer_plain;
         if self.buckets.len() < o.buckets.len() {
             self.buckets.resize(o.buckets.len(), 0.0);
         }
@@ -56,9 +61,17 @@ impl Counts {
         self.failure *= f;
         self.c4xx *= f;
         self.c5xx *= f;
+        self.peer_mtls *= f;
+        self.peer_plain *= f;
         for b in &mut self.buckets {
             *b *= f;
         }
+    }
+
+    /// The share of requests between nodes that were mutual TLS.
+    pub fn mtls_share(&self) -> Option<f64> {
+        let all = self.peer_mtls + self.peer_plain;
+        (all > 0.0).then(|| self.peer_mtls / all)
     }
 
     pub fn success_rate(&self) -> Option<f64> {
@@ -117,6 +130,9 @@ pub struct Stats {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Of the requests that crossed between nodes into this scope's inbounds, the share
+    /// over mutual TLS.
+    pub mtls_share: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -156,6 +172,7 @@ fn stats_of(c: &Counts, seconds: f64) -> Stats {
         p50_ms: ms(0.5),
         p95_ms: ms(0.95),
         p99_ms: ms(0.99),
+        mtls_share: c.mtls_share(),
     }
 }
 
@@ -248,7 +265,8 @@ impl History {
                     self.endpoint_nodes.insert(ep.to_string(), node.clone());
                 }
             }
-            if direction != Direction::Outbound.as_str() {
+            let from_peers = s.name == sample::INBOUND_PEER_REQUESTS;
+            if direction != Direction::Outbound.as_str() && !from_peers {
                 continue;
             }
             let id = raw_id(s);
@@ -286,6 +304,13 @@ impl History {
                     };
                     c.buckets = vec![0.0; LATENCY_BUCKETS.len() + 1];
                     c.buckets[i] = delta;
+                }
+                sample::INBOUND_PEER_REQUESTS => {
+                    if s.label(label::TLS) == Some("mutual") {
+                        c.peer_mtls = delta;
+                    } else {
+                        c.peer_plain = delta;
+                    }
                 }
                 _ => continue,
             }

@@ -19,6 +19,7 @@ fn families() -> String {
         sample::RESPONSES,
         sample::LATENCY_BUCKET,
         sample::PROXY_INFO,
+        sample::INBOUND_PEER_REQUESTS,
     ]
     .join("|")
 }

@@ -13,6 +13,7 @@
 pub mod http;
 pub mod names;
 pub mod parse;
+pub mod peers;
 pub mod tcp;
 pub mod tunnel;
 
@@ -25,6 +26,7 @@ use prometheus_client::registry::Registry;
 pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics, ServiceCounters};
 pub use crate::names::UNKNOWN_SERVICE;
 use crate::names::{family, label};
+pub use crate::peers::PeerMetrics;
 pub use crate::tcp::TcpMetrics;
 pub use crate::tunnel::{Carried, Relay, TunnelMetrics};
 
@@ -34,6 +36,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub tcp: TcpMetrics,
     pub tunnels: TunnelMetrics,
+    pub peers: PeerMetrics,
     /// Discovery updates rejected (bad file edits and the like).
     pub discovery_errors: Counter,
     /// Config reloads rejected; the running config stays.
@@ -73,6 +76,7 @@ impl Metrics {
         let http = HttpMetrics::register(&mut registry);
         let tcp = TcpMetrics::register(&mut registry);
         let tunnels = TunnelMetrics::register(&mut registry);
+        let peers = PeerMetrics::register(&mut registry);
         let discovery_errors = Counter::default();
         registry.register(
             "discovery_errors",
@@ -116,6 +120,7 @@ impl Metrics {
             http,
             tcp,
             tunnels,
+            peers,
             discovery_errors,
             config_errors,
             identity,

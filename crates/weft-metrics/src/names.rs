@@ -20,6 +20,7 @@ pub(crate) mod family {
     pub const TUNNEL_READ_BYTES: &str = "tunnel_read_bytes";
     pub const TUNNEL_WRITE_BYTES: &str = "tunnel_write_bytes";
     pub const TUNNEL_DURATION: &str = "tunnel_duration_seconds";
+    pub const INBOUND_PEER_REQUESTS: &str = "inbound_peer_requests";
 }
 
 /// Samples as the text format names them.
@@ -28,6 +29,7 @@ pub mod sample {
     pub const RESPONSES: &str = "weft_responses_total";
     pub const LATENCY_BUCKET: &str = "weft_response_latency_seconds_bucket";
     pub const PROXY_INFO: &str = "weft_proxy_info";
+    pub const INBOUND_PEER_REQUESTS: &str = "weft_inbound_peer_requests_total";
 }
 
 /// The `service` label value of requests that name no known service, so a client sending
@@ -44,6 +46,7 @@ pub mod label {
     pub const ERROR: &str = "error";
     pub const NODE: &str = "node";
     pub const VERSION: &str = "version";
+    pub const TLS: &str = "tls";
     /// What a tunnel carried: `http`, `tls` or `nothing`.
     pub const CARRIED: &str = "carried";
     /// A histogram bucket's upper bound.

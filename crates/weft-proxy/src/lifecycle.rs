@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, Version};
 use weft_core::headers::WEFT_ORIG_PROTO;
-use weft_http::server::OnUpgrade;
+use weft_http::server::{OnUpgrade, PeerIdentity};
 use weft_http::timers::Timers;
 use weft_http::{headers, ClientBody};
 
@@ -127,6 +127,8 @@ pub(crate) async fn inbound(
 ) -> Response<ProxyBody> {
     // A peer proxy's tunnel to an endpoint on this node (an app's TLS, relayed). Boxed:
     // rare, and its state would enlarge every request's future.
+    let peer = req.extensions().get::<PeerIdentity>().map(|p| &*p.0);
+    shared.peers.request(peer);
     if req.method() == Method::CONNECT {
         return Box::pin(tunnel::accept(shared, req)).await;
     }

@@ -174,6 +174,7 @@ impl Proxy {
             limits,
             draining: shutdown.subscribe(),
             tunnels: metrics.tunnels.clone(),
+            peers: metrics.peers.clone(),
             identity: identity
                 .as_ref()
                 .map(|id| id.credentials.identity().clone()),

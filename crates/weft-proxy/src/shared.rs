@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     /// Turns true when the proxy drains; a tunnel's connection drains with the listeners'.
     pub draining: watch::Receiver<bool>,
     pub tunnels: TunnelMetrics,
+    /// Requests at the inbound by how the peer came (mutual TLS and who, or plaintext).
+    pub peers: weft_metrics::PeerMetrics,
     /// This proxy's mesh identity, when the hop between proxies is mutual TLS.
     pub identity: Option<weft_identity::Identity>,
 }

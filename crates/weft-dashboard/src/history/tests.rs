@@ -112,3 +112,44 @@ mod dated_tests {
         assert!((rps - 20.0).abs() < 0.5, "{rps}");
     }
 }
+
+#[test]
+fn the_mtls_share_counts_what_crossed_into_inbounds() {
+    let at = |mutual: f64, plain: f64| Scrape {
+        target: "p2".into(),
+        node: Some("node-2".into()),
+        up: true,
+        at: None,
+        samples: vec![
+            sample(
+                "weft_inbound_peer_requests_total",
+                &[
+                    ("tls", "mutual"),
+                    (
+                        "peer_identity",
+                        "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1",
+                    ),
+                ],
+                mutual,
+            ),
+            sample(
+                "weft_inbound_peer_requests_total",
+                &[("tls", "none"), ("peer_identity", "")],
+                plain,
+            ),
+        ],
+    };
+    let mut h = History::new(100);
+    h.ingest(0.0, &[at(10.0, 5.0)]);
+    assert_eq!(h.stats(&Key::Cluster, 60.0).mtls_share, None);
+    h.ingest(1.0, &[at(40.0, 15.0)]);
+    let share = h.stats(&Key::Cluster, 60.0).mtls_share.unwrap();
+    assert!((share - 0.75).abs() < 1e-9, "{share}");
+    let node = h
+        .stats(&Key::Node("node-2".into()), 60.0)
+        .mtls_share
+        .unwrap();
+    assert!((node - 0.75).abs() < 1e-9, "{node}");
+    // Not requests of any service: the request counts stay untouched.
+    assert_eq!(h.stats(&Key::Cluster, 60.0).requests, 0.0);
+}

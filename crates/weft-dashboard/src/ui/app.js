@@ -142,6 +142,9 @@ function renderTop(summary, services, instances) {
   setCard("top-proxies", summary.proxies_up + " / " + summary.proxies_total, summary.proxies_up < summary.proxies_total ? "fail" : "ok");
   setCard("top-4xx", fmtRps(stats.rate_4xx), stats.rate_4xx > 0 ? "warn" : "");
   setCard("top-5xx", fmtRps(stats.rate_5xx), stats.rate_5xx > 0 ? "fail" : "");
+  // Cluster-wide or per node: what crossed into inbounds. Plaintext between nodes is a warning.
+  const mtls = state.service ? s.mtls_share : stats.mtls_share;
+  setCard("top-mtls", fmtPct(mtls), mtls == null ? "" : mtls < 1 ? "warn" : "ok");
   drawChart($("top-success-chart"), successLines(series), { min: 0, max: 100, unit: "%" });
   drawChart($("top-volume-chart"), volumeLines(series), {});
 }
@@ -209,7 +212,8 @@ function renderInstances(instances) {
     const tr = document.createElement("tr");
     tr.dataset.instance = n.node;
     cells(tr, [[n.node], [n.target], [n.up ? "up" : "down", n.up ? "" : "down"], [fmtPct(n.stats.success_rate), "success-rate"],
-      [fmtRps(n.stats.rps), "rps"], [fmtMs(n.stats.p50_ms)], [fmtMs(n.stats.p95_ms), "p95"], [fmtMs(n.stats.p99_ms)]]);
+      [fmtRps(n.stats.rps), "rps"], [fmtMs(n.stats.p50_ms)], [fmtMs(n.stats.p95_ms), "p95"], [fmtMs(n.stats.p99_ms)],
+      [fmtPct(n.stats.mtls_share), "mtls"]]);
     nbody.appendChild(tr);
   }
   const ebody = $("endpoints-table").querySelector("tbody");

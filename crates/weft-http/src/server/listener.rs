@@ -58,18 +58,31 @@ pub async fn serve<H, F, B>(
         let (tls, stats) = (tls.clone(), Arc::clone(&stats));
         tokio::spawn(async move {
             let _alive = alive;
-            let stream = match tls {
-                None => Stream::Tcp(stream),
+            let (stream, identity) = match tls {
+                None => (Stream::Tcp(stream), None),
                 Some(tls) => {
                     match tls::accept(stream, peer, &tls, limits.header_read_timeout, &stats).await
                     {
-                        Some(s) => s,
+                        Some(s) => {
+                            let identity = tls::peer_identity(&s, &tls);
+                            (s, identity)
+                        }
                         None => return,
                     }
                 }
             };
             let io = Rewind::new(BytesMut::new(), Socket::new(stream, &stats));
-            serve_connection(io, peer, limits, shutdown, handler).await;
+            match identity {
+                None => serve_connection(io, peer, limits, shutdown, handler).await,
+                // Every request on the connection says who sent it.
+                Some(id) => {
+                    let named = move |peer, mut req: Request<ClientBody>| {
+                        req.extensions_mut().insert(id.clone());
+                        handler(peer, req)
+                    };
+                    serve_connection(io, peer, limits, shutdown, named).await;
+                }
+            }
         });
     }
     drop(listener);

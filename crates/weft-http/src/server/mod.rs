@@ -22,5 +22,5 @@ pub(crate) mod upgrade;
 pub use h1::Limits;
 pub use listener::{serve, serve_connection};
 pub use recv::{ClientBody, RecvBody};
-pub use tls::ServerTls;
+pub use tls::{Identify, PeerIdentity, ServerTls};
 pub use upgrade::OnUpgrade;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -27,6 +28,26 @@ pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
     /// Plaintext still served (while a mesh moves to TLS); otherwise refused.
     pub allow_plaintext: bool,
+    /// Names the peer from its verified certificate; each request on the connection then
+    /// carries the name as a [`PeerIdentity`] extension.
+    pub identify: Option<Identify>,
+}
+
+pub type Identify = Arc<dyn Fn(&CertificateDer<'_>) -> Option<Arc<str>> + Send + Sync>;
+
+/// Who sent a request over mutual TLS: the peer's identity, as [`ServerTls::identify`]
+/// named it. Absent on plaintext connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity(pub Arc<str>);
+
+/// The identity of the peer on a TLS connection, if the listener names peers.
+pub(crate) fn peer_identity(stream: &Stream, tls: &ServerTls) -> Option<PeerIdentity> {
+    let identify = tls.identify.as_ref()?;
+    let Stream::Tls(s) = stream else {
+        return None;
+    };
+    let cert = s.get_ref().1.peer_certificates()?.first()?;
+    identify(cert).map(PeerIdentity)
 }
 
 /// The connection to serve, or `None` when it was refused or went quiet within `timeout`.

@@ -99,6 +99,9 @@ impl MeshIdentity {
         Ok(ServerTls {
             config: tls::server_config(Arc::clone(&self.credentials), Arc::clone(&self.bundle))?,
             allow_plaintext: self.allow_plaintext,
+            identify: Some(Arc::new(|cert| {
+                weft_identity::peer_identity(cert).map(|id| Arc::from(id.as_str()))
+            })),
         })
     }
 
