@@ -260,3 +260,39 @@ async fn leaves_renew_and_the_ca_rotates_under_load_with_no_failed_request() {
         1
     );
 }
+
+/// A control plane away for longer than a leaf lives: the proxy's leaf expires, it says so
+/// in /ready, and once the control plane is back it gets a new one by itself — its expired
+/// leaf does not stand in the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_whose_leaf_expired_in_an_outage_gets_a_new_one() {
+    let mut mesh = IdentityMesh::start(63, "10s").await;
+    let started = Instant::now();
+    let (control, one) = (&mut mesh.control, &mesh.one);
+    let ((), expired) = tokio::join!(control.outage(Duration::from_secs(15)), async {
+        weft_tests::eventually("the leaf expired", Duration::from_secs(14), || async {
+            let (status, body) = one.admin_get("/ready").await;
+            (status == 503 && body.contains("no valid certificate")).then(|| started.elapsed())
+        })
+        .await
+    });
+    println!("not ready {expired:?} into the outage");
+    let said = weft_tests::eventually("back to ready", Duration::from_secs(30), || async {
+        let (status, body) = mesh.one.admin_get("/ready").await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    println!(
+        "ready again {:?} after the outage began: {said}",
+        started.elapsed()
+    );
+    assert!(
+        mesh.one.log().contains("could not get a certificate"),
+        "{}",
+        mesh.one.log()
+    );
+    // Once node-2 has its new leaf too, requests cross again.
+    wait_ready(&mesh.two).await;
+    let rsp = curl(&["-x", &mesh.one.outbound.to_string(), "http://web/"]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+}

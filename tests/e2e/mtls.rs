@@ -202,6 +202,18 @@ async fn the_hop_between_nodes_is_mutual_tls_and_takes_only_mesh_peers() {
     })
     .await;
     assert_eq!(share, 1.0);
+    // The instance table names each node's proxy by its identity.
+    let instances = demo.api("/api/instances?window=5m").await;
+    let node_two = instances["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "node-2")
+        .unwrap_or_else(|| panic!("{instances}"));
+    assert_eq!(
+        node_two["identity"], "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-2",
+        "{node_two}"
+    );
 
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");

@@ -88,6 +88,14 @@ impl WeftControl {
         .await;
     }
 
+    /// Kills the process, leaves it down for `down`, then starts it again on the same ports.
+    pub async fn outage(&mut self, down: std::time::Duration) {
+        self.child.kill().await.expect("kill weft control");
+        tokio::time::sleep(down).await;
+        let next = Self::start_args(self.destination, self.admin, self.args.clone()).await;
+        *self = next;
+    }
+
     /// Kills the process (no goodbye to its streams) and starts a new one on the same ports.
     pub async fn restart(&mut self) {
         self.child.kill().await.expect("kill weft control");

@@ -78,7 +78,12 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
         return Err(InstallError::Image(opts.image.clone()));
     }
     let identity = match &opts.ca {
-        CaSource::External => String::new(),
+        CaSource::External => {
+            "# The mesh's CA is not in these manifests (weft install --external-ca): create the\n\
+             # Secret weft-identity-issuer and the ConfigMap weft-identity-trust-anchors in\n\
+             # {{NAMESPACE}} first (docs/identity.md: weft identity init, kubectl create ...).\n"
+                .to_string()
+        }
         CaSource::Generate => {
             let td = TrustDomain::new(TRUST_DOMAIN).map_err(|e| InstallError::Ca(e.to_string()))?;
             let made = Material::generate(&td).map_err(|e| InstallError::Ca(e.to_string()))?;

@@ -179,7 +179,12 @@ async fn instances(
         .iter()
         .filter(|px| Params::wants(&p.instance, &px.node))
         .map(|px| {
-            let id = json!({ "node": px.node, "target": px.target, "up": px.up });
+            let id = json!({
+                "node": px.node,
+                "target": px.target,
+                "up": px.up,
+                "identity": px.identity,
+            });
             Row::of(id, &h, &Key::Node(px.node.clone()), window, step)
         })
         .collect();

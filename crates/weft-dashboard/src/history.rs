@@ -117,6 +117,8 @@ pub struct ProxyStatus {
     pub target: String,
     pub node: String,
     pub up: bool,
+    /// The proxy's mesh identity, when it has one.
+    pub identity: Option<String>,
 }
 
 /// A window's figures, as the API and `weft stat` show them.
@@ -201,6 +203,7 @@ impl History {
                 target: s.target.clone(),
                 node: s.node.clone().unwrap_or_else(|| s.target.clone()),
                 up: s.up,
+                identity: s.identity.clone(),
             })
             .collect();
         let mut round: HashMap<Key, Counts> = HashMap::new();

@@ -20,6 +20,7 @@ fn families() -> String {
         sample::LATENCY_BUCKET,
         sample::PROXY_INFO,
         sample::INBOUND_PEER_REQUESTS,
+        sample::IDENTITY_INFO,
     ]
     .join("|")
 }
@@ -42,6 +43,8 @@ pub struct Scrape {
     pub target: String,
     /// Its node name, from `weft_proxy_info`.
     pub node: Option<String>,
+    /// Its mesh identity, from `weft_identity_info` (none without identities).
+    pub identity: Option<String>,
     pub up: bool,
     pub samples: Vec<Sample>,
     /// When the samples were taken (unix seconds), if the source knows it: Prometheus
@@ -109,9 +112,15 @@ fn finish(target: String, up: bool, samples: Vec<Sample>) -> Scrape {
         .find(|s| s.name == sample::PROXY_INFO)
         .and_then(|s| s.label(label::NODE))
         .map(str::to_string);
+    let identity = samples
+        .iter()
+        .find(|s| s.name == sample::IDENTITY_INFO)
+        .and_then(|s| s.label(label::IDENTITY))
+        .map(str::to_string);
     Scrape {
         target,
         node,
+        identity,
         up,
         samples,
         at: None,

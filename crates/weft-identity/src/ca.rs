@@ -130,7 +130,12 @@ impl Ca {
     /// lifetime are ignored, the CA sets them.
     pub fn certify(&self, csr: &[u8], proven: &Identity) -> Result<Leaf, CertifyError> {
         let now = SystemTime::now();
-        self.certify_between(csr, proven, now - BACKDATE, now + self.leaf_lifetime)
+        let mut end = now + self.leaf_lifetime;
+        // No leaf outlives its issuer: peers would refuse it from then on anyway.
+        if let Some(issuer_end) = crate::material::not_after(&self.issuer.cert) {
+            end = end.min(issuer_end);
+        }
+        self.certify_between(csr, proven, now - BACKDATE, end)
     }
 
     /// [`Ca::certify`] with the validity given: for tests of expired and future leaves.

@@ -34,6 +34,11 @@ pub fn server_config(
         )))
         .with_cert_resolver(creds);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    // No resumption: a resumed session would bring back the peer's old chain unchecked —
+    // a leaf since expired, or under an anchor since dropped. Peer connections are few and
+    // long-lived; each is a full handshake.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
@@ -53,6 +58,8 @@ pub fn client_config(
         )))
         .with_client_cert_resolver(creds);
     config.alpn_protocols = vec![alpn.to_vec()];
+    // Every connection shows the leaf of the moment (see `server_config`).
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
@@ -75,6 +82,24 @@ pub fn control_client_config(
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     // A resumed session keeps the first one's client authentication: a session begun
     // before the proxy had a leaf would stay anonymous after it has one.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// What a proxy asks the control plane for a leaf with: no client certificate (the token
+/// proves who asks), so a proxy whose leaf has expired, or is under an anchor since dropped,
+/// can still get a new one.
+pub fn control_certify_config(
+    bundle: Arc<TrustBundle>,
+    own: Identity,
+    control: Identity,
+) -> Result<Arc<ClientConfig>, IdentityError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier::exactly(bundle, own, control)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }

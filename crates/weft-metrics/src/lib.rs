@@ -47,6 +47,8 @@ pub struct Metrics {
 /// The proxy's own certificates, set at each scrape from what it holds.
 #[derive(Clone, Default)]
 pub struct IdentityMetrics {
+    /// The proxy's mesh identity, as a label of a gauge at 1 (the dashboard shows it).
+    pub info: Family<Vec<(String, String)>, Gauge>,
     /// When the leaf it presents expires (0: none yet).
     pub leaf_expiry: Gauge,
     /// Anchors in its trust bundle now.
@@ -90,6 +92,11 @@ impl Metrics {
             config_errors.clone(),
         );
         let identity = IdentityMetrics::default();
+        registry.register(
+            family::IDENTITY_INFO,
+            "This proxy's mesh identity (present with identity on)",
+            identity.info.clone(),
+        );
         registry.register(
             "identity_leaf_expiry_timestamp_seconds",
             "When this proxy's leaf certificate expires (0 before it has one)",

@@ -21,6 +21,7 @@ pub(crate) mod family {
     pub const TUNNEL_WRITE_BYTES: &str = "tunnel_write_bytes";
     pub const TUNNEL_DURATION: &str = "tunnel_duration_seconds";
     pub const INBOUND_PEER_REQUESTS: &str = "inbound_peer_requests";
+    pub const IDENTITY_INFO: &str = "identity_info";
 }
 
 /// Samples as the text format names them.
@@ -30,6 +31,7 @@ pub mod sample {
     pub const LATENCY_BUCKET: &str = "weft_response_latency_seconds_bucket";
     pub const PROXY_INFO: &str = "weft_proxy_info";
     pub const INBOUND_PEER_REQUESTS: &str = "weft_inbound_peer_requests_total";
+    pub const IDENTITY_INFO: &str = "weft_identity_info";
 }
 
 /// The `service` label value of requests that name no known service, so a client sending
@@ -47,6 +49,7 @@ pub mod label {
     pub const NODE: &str = "node";
     pub const VERSION: &str = "version";
     pub const TLS: &str = "tls";
+    pub const IDENTITY: &str = "identity";
     /// What a tunnel carried: `http`, `tls` or `nothing`.
     pub const CARRIED: &str = "carried";
     /// A histogram bucket's upper bound.

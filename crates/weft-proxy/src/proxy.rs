@@ -269,12 +269,17 @@ fn certify(
         Arc::clone(&identity.bundle),
         control,
     )?;
-    // Its own channel: the Destination channel's connection must carry the leaf, which
-    // this one's first connection cannot.
+    // Its own channel, showing no certificate: the token proves who asks, and a leaf that
+    // has expired (a long control-plane outage) must not stop the proxy getting a new one.
+    let certify_tls = weft_identity::tls::control_certify_config(
+        Arc::clone(&identity.bundle),
+        identity.credentials.identity().clone(),
+        identity.control(&config.identity.namespace)?,
+    )?;
     let certify_channel = channel::connect_lazy(
         addr,
         Some(channel::Tls {
-            config: Arc::clone(&config_tls),
+            config: certify_tls,
             gate: None,
         }),
     )

@@ -50,7 +50,19 @@ pub struct ControlArgs {
     proxy_namespace: String,
 }
 
+/// Leaves shorter than this would renew faster than a control plane can be counted on; longer
+/// than this, a stolen key stays useful too long.
+const LEAF_LIFETIME_RANGE: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(30 * 24 * 3600));
+
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let (min, max) = LEAF_LIFETIME_RANGE;
+    debug_assert_eq!((min.as_secs(), max.as_secs() / 3600), (10, 720));
+    anyhow::ensure!(
+        (min..=max).contains(&args.leaf_lifetime),
+        "--leaf-lifetime {} is outside 10s to 720h (30 days)",
+        duration::format(&args.leaf_lifetime),
+    );
     let identity = args.identity_dir.map(|dir| IdentityConfig {
         dir,
         trust_domain: args.trust_domain,

@@ -27,6 +27,14 @@ pub struct InstallArgs {
 }
 
 pub fn run(args: InstallArgs) -> anyhow::Result<()> {
+    if args.identity_dir.is_none() && !args.external_ca {
+        // On stderr, so it shows even when stdout goes to kubectl.
+        eprintln!(
+            "weft install: these manifests carry a new CA. Applied over an installed mesh they \
+             replace its CA in one step and break mutual TLS until every proxy renews: for \
+             an upgrade, keep the CA with --identity-dir or --external-ca (docs/identity.md)."
+        );
+    }
     let text = install::render(&InstallOptions {
         namespace: args.namespace,
         image: args.image,

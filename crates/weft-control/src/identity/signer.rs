@@ -27,7 +27,9 @@ pub struct Signer {
     bundle: Arc<TrustBundle>,
 }
 
-type Stamp = Vec<Option<(SystemTime, u64)>>;
+/// Per file: modification time, length, inode and change time, so a copy that keeps the
+/// time and length (`cp -p`) or a symlink swap is seen too.
+type Stamp = Vec<Option<(SystemTime, u64, u64, i64)>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
@@ -111,14 +113,13 @@ impl Signer {
     /// Reads the folder again when it changed. `Ok(true)` when a new CA was taken.
     pub fn reload(&self) -> Result<bool, MaterialError> {
         let now = stamp(&self.dir);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if *seen == now {
-                return Ok(false);
-            }
-            *seen = now;
+        if *self.seen.lock().unwrap_or_else(|e| e.into_inner()) == now {
+            return Ok(false);
         }
+        // Not marked seen until it reads and checks: a folder caught mid-update, or
+        // refused for a passing reason (an issuer not valid yet), is read again.
         let ca = material::read_ca(&self.dir, &self.td, self.leaf_lifetime)?;
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = now;
         let old = self.ca();
         if ca.bundle() == old.bundle() && ca.issuer() == old.issuer() {
             return Ok(false);
@@ -179,8 +180,14 @@ fn stamp(dir: &Path) -> Stamp {
     ]
     .iter()
     .map(|f| {
+        use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(dir.join(f)).ok()?;
-        Some((m.modified().ok()?, m.len()))
+        Some((
+            m.modified().ok()?,
+            m.len(),
+            m.ino(),
+            m.ctime_nsec() + m.ctime() * 1_000_000_000,
+        ))
     })
     .collect()
 }

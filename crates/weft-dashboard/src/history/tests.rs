@@ -25,6 +25,7 @@ fn scrape(requests: f64, ok: f64, failed: f64) -> Scrape {
     Scrape {
         target: "p1".into(),
         node: Some("node-1".into()),
+        identity: None,
         up: true,
         at: None,
         samples: vec![
@@ -100,6 +101,7 @@ mod dated_tests {
                     Scrape {
                         target: name.to_string(),
                         node: Some(name.to_string()),
+                        identity: None,
                         up: true,
                         samples: vec![sample(at * 10.0)],
                         at: Some(at),
@@ -118,6 +120,7 @@ fn the_mtls_share_counts_what_crossed_into_inbounds() {
     let at = |mutual: f64, plain: f64| Scrape {
         target: "p2".into(),
         node: Some("node-2".into()),
+        identity: None,
         up: true,
         at: None,
         samples: vec![

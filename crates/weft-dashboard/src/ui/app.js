@@ -213,7 +213,7 @@ function renderInstances(instances) {
     tr.dataset.instance = n.node;
     cells(tr, [[n.node], [n.target], [n.up ? "up" : "down", n.up ? "" : "down"], [fmtPct(n.stats.success_rate), "success-rate"],
       [fmtRps(n.stats.rps), "rps"], [fmtMs(n.stats.p50_ms)], [fmtMs(n.stats.p95_ms), "p95"], [fmtMs(n.stats.p99_ms)],
-      [fmtPct(n.stats.mtls_share), "mtls"]]);
+      [fmtPct(n.stats.mtls_share), "mtls"], [n.identity || "–", "identity"]]);
     nbody.appendChild(tr);
   }
   const ebody = $("endpoints-table").querySelector("tbody");

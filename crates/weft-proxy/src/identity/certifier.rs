@@ -77,7 +77,8 @@ impl Certifier {
                         anchors = self.bundle.anchors().len(),
                         "identity: certified"
                     );
-                    life.mul_f64(RENEW_AT)
+                    // A floor: a skewed clock or a tiny lifetime must not make a hot loop.
+                    life.mul_f64(RENEW_AT).max(BACKOFF_MIN)
                 }
                 Err(why) => {
                     // Jittered: a fleet restarted together does not ask in step.

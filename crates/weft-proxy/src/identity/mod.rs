@@ -79,6 +79,11 @@ impl MeshIdentity {
 
     /// Sets the identity gauges from what the proxy holds now.
     pub fn observe(&self, metrics: &weft_metrics::IdentityMetrics) {
+        let label = weft_metrics::names::label::IDENTITY.to_string();
+        metrics
+            .info
+            .get_or_create(&vec![(label, self.credentials.identity().to_string())])
+            .set(1);
         let secs = |t: std::time::SystemTime| {
             t.duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64)
