@@ -19,7 +19,7 @@ const NODE_2: &str = "URI:spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_gets_the_identity_its_token_proves_and_nothing_else() {
     let mesh = IdentityMesh::start(61, "24h").await;
-    let web = format!("http://web/");
+    let web = "http://web/".to_string();
     let h1 = curl(&["-x", &mesh.one.outbound.to_string(), &web]).await;
     assert_eq!(h1.status, 200, "{}\n{}", h1.text(), mesh.one.log());
     let h2 = curl(&[
