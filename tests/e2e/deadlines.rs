@@ -143,7 +143,16 @@ async fn a_deadline_binds_a_three_hop_chain_and_cancels_the_stalled_hop() {
         rsp.status,
         rsp.header("weft-error")
     );
-    assert_eq!(rsp.status, 504, "{}", rsp.text());
+    // Every hop holds the same deadline, each rounded down to the millisecond: node A's
+    // own 504 usually comes first, but on a loaded machine the innermost hop's 504 can
+    // climb the chain (as the relays' 503) a moment sooner. Either way the deadline bound.
+    let bound_inside = rsp.status == 503 && rsp.text().contains("the caller's deadline passed");
+    assert!(
+        rsp.status == 504 || bound_inside,
+        "{} {}",
+        rsp.status,
+        rsp.text()
+    );
     assert!(
         took >= Duration::from_millis(80) && took <= Duration::from_millis(120),
         "{took:?}"
