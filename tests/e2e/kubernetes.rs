@@ -584,4 +584,30 @@ async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
         }
     }
     assert!(kube.count("tokenreview") >= 6);
+
+    // `weft check` reads each proxy's leaf through the API server's pod proxy, beside the
+    // CA's own expiries.
+    for name in ["weft-control", "weft-dashboard"] {
+        kube.apply("deployments", k8s::deployment("weft", name, 1, 1));
+    }
+    let (secret, configmap) = k8s::identity_objects("weft", &ca, None);
+    kube.apply("secrets", secret);
+    kube.apply("configmaps", configmap);
+    let out = tokio::process::Command::new(weft_tests::proxy::weft_bin())
+        .arg("check")
+        .arg("--kubeconfig")
+        .arg(mesh.dir.path("kubeconfig"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    for node in ["node-a", "node-b"] {
+        let line = format!(
+            "[ok  ] leaf of the proxy on {node}: spiffe://cluster.local/ns/weft/sa/weft-proxy/node/{node}, expires in 23h 5"
+        );
+        assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+    }
+    assert!(kube.count("proxy") >= 2);
 }

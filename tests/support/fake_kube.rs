@@ -200,6 +200,50 @@ impl FakeKube {
             .insert(token.to_string(), (audiences, user));
     }
 
+    /// The pods proxy subresource, `/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH`: a GET
+    /// of PATH on the pod's IP and PORT, its answer passed back as the API server does.
+    async fn pod_proxy(&self, path: &str) -> Option<Response<Body>> {
+        let parts: Vec<&str> = path.trim_matches('/').splitn(8, '/').collect();
+        let ["api", "v1", "namespaces", ns, "pods", name_port, "proxy", ..] = parts.as_slice()
+        else {
+            return None;
+        };
+        let rest = parts.get(7).copied().unwrap_or("");
+        let (name, port) = name_port.split_once(':')?;
+        *self.counts.lock().unwrap().entry("proxy").or_default() += 1;
+        let ip = {
+            let s = self.state.lock().unwrap();
+            let pod = s
+                .objects
+                .get("pods")?
+                .get(&(ns.to_string(), name.to_string()))?;
+            pod["status"]["podIP"].as_str()?.to_string()
+        };
+        let addr: SocketAddr = format!("{ip}:{port}").parse().ok()?;
+        // Tests reach loopback only: a pod with a cluster address is out of reach.
+        if !addr.ip().is_loopback() {
+            // 502, as the API server answers a proxy it cannot complete (a 503 the client
+            // would retry).
+            return Some(status(
+                StatusCode::BAD_GATEWAY,
+                "BadGateway",
+                &format!("error trying to reach service: dial tcp {addr}: no route to host"),
+            ));
+        }
+        let answer = crate::client::get(addr, "pod", &format!("/{rest}")).await;
+        Some(match answer {
+            Ok(rsp) => Response::builder()
+                .status(rsp.status)
+                .body(Either::Left(Full::new(Bytes::from(rsp.body.to_vec()))))
+                .unwrap(),
+            Err(e) => status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                &e.to_string(),
+            ),
+        })
+    }
+
     /// TokenReview: authenticated when the token is known and made for an audience asked.
     fn review(&self, body: &[u8]) -> Response<Body> {
         *self
@@ -250,6 +294,9 @@ impl FakeKube {
             .unwrap_or_default();
         if post && path == "/apis/authentication.k8s.io/v1/tokenreviews" {
             return self.review(&body);
+        }
+        if let Some(rsp) = self.pod_proxy(&path).await {
+            return rsp;
         }
         let Some(target) = Target::parse(&path) else {
             return status(

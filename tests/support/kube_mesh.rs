@@ -95,7 +95,8 @@ impl KubeMesh {
             let file = dir.path(&format!("{node}.token"));
             std::fs::write(&file, &token).unwrap();
             let proxy = Self::identity_proxy(ip, node, control.destination, &ca, &file).await;
-            kube.apply("pods", k8s::proxy_pod(node, proxy.inbound, true));
+            let pod = k8s::proxy_pod_with_admin(node, proxy.inbound, proxy.admin, true);
+            kube.apply("pods", pod);
             proxies.push(proxy);
         }
         let b = proxies.pop().unwrap();

@@ -105,6 +105,23 @@ pub fn pod_like_a_proxy(
     })
 }
 
+/// A proxy pod whose admin listener (the port named `admin`, on the pod's IP) is `admin`:
+/// the API server's pod proxy reaches it there.
+pub fn proxy_pod_with_admin(
+    node: &str,
+    inbound: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    ready: bool,
+) -> Value {
+    let mut pod = proxy_pod(node, inbound, ready);
+    pod["status"]["podIP"] = serde_json::json!(admin.ip().to_string());
+    pod["spec"]["containers"][0]["ports"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({ "name": "admin", "containerPort": admin.port() }));
+    pod
+}
+
 pub fn app_pod(namespace: &str, name: &str, node: &str, ip: &str, version: &str) -> Value {
     json(Pod {
         metadata: meta(

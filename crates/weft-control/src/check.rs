@@ -87,10 +87,21 @@ pub async fn check(client: kube::Client, namespace: &str) -> Vec<Finding> {
     .await
     {
         Ok(pods) => {
+            let mut leaves = Vec::new();
             for node in &nodes {
                 let name = node.metadata.name.clone().unwrap_or_default();
-                out.push(proxy_on(&name, &pods.items));
+                let found = proxy_on(&name, &pods.items);
+                if found.ok {
+                    let pod = pods.items.iter().find(|p| {
+                        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
+                    });
+                    if let Some(pod) = pod {
+                        leaves.extend(identity::leaf(&client, namespace, &name, pod).await);
+                    }
+                }
+                out.push(found);
             }
+            out.extend(leaves);
         }
         Err(e) => out.push(finding(false, "proxies", format!("cannot list pods: {e}"))),
     }

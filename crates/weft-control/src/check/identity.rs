@@ -1,6 +1,7 @@
 //! The mesh's CA as the cluster holds it: the Secret the control plane signs from and the
 //! ConfigMap of anchors proxies start with, each certificate's expiry (warned of well
-//! ahead: an issuer 30 days before, an anchor 90), and whether the two agree on the anchors.
+//! ahead: an issuer 30 days before, an anchor 90), and whether the two agree on the anchors;
+//! and each proxy's own leaf, read from its metrics through the API server's pod proxy.
 
 use std::time::{Duration, SystemTime};
 
@@ -110,6 +111,91 @@ pub(super) async fn check(client: kube::Client, namespace: &str) -> Vec<Finding>
         )),
     }
     out
+}
+
+/// A proxy renews at 70 % of its leaf's life (7 h 12 min before the end of a 24 h leaf):
+/// this little left means renewals have been failing for hours.
+const LEAF_NOTICE: Duration = Duration::from_secs(2 * 3600);
+/// Where the proxy's admin listener is when its pod does not name the port.
+const ADMIN_PORT: i32 = 9990;
+
+/// The leaf the proxy in `pod` presents, from `weft_identity_leaf_expiry_timestamp_seconds`
+/// on its admin port; `None` for a proxy without identities.
+pub(super) async fn leaf(
+    client: &kube::Client,
+    namespace: &str,
+    node: &str,
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> Option<Finding> {
+    let what = format!("leaf of the proxy on {node}");
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let port = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("admin"))
+        .map_or(ADMIN_PORT, |p| p.container_port);
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy/metrics");
+    let request = match http::Request::get(&path).body(Vec::new()) {
+        Ok(r) => r,
+        Err(e) => return Some(finding(false, what, e.to_string())),
+    };
+    let text = match call(client.request_text(request)).await {
+        Ok(t) => t,
+        // Not the mesh failing: perhaps no right to pods/proxy. Said, not failed.
+        Err(e) => {
+            let mut f = finding(
+                true,
+                what,
+                format!("cannot read {name}'s metrics through the API server: {e}"),
+            );
+            f.warn = true;
+            return Some(f);
+        }
+    };
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+    };
+    let identity = text.lines().find_map(|l| {
+        let rest = l.strip_prefix("weft_identity_info{identity=\"")?;
+        Some(rest.split('"').next()?.to_string())
+    });
+    let expiry = value("weft_identity_leaf_expiry_timestamp_seconds ")?;
+    let identity = identity.unwrap_or_else(|| "(unnamed)".into());
+    if expiry <= 0.0 {
+        return Some(finding(
+            false,
+            what,
+            format!("{identity} has no leaf yet (its /ready says why)"),
+        ));
+    }
+    let end = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(expiry);
+    let mut f = expiry_in_hours(&what, end, LEAF_NOTICE);
+    f.detail = format!("{identity}, {}", f.detail);
+    Some(f)
+}
+
+/// As [`expiry`], in hours and minutes: leaves live a day.
+fn expiry_in_hours(what: &str, end: SystemTime, notice: Duration) -> Finding {
+    match end.duration_since(SystemTime::now()) {
+        Err(_) => finding(
+            false,
+            what,
+            "expired: peers refuse it; the proxy cannot renew (its /ready says why)",
+        ),
+        Ok(left) => {
+            let (h, m) = (left.as_secs() / 3600, left.as_secs() % 3600 / 60);
+            let mut f = finding(true, what, format!("expires in {h}h {m:02}m"));
+            if left < notice {
+                f.warn = true;
+                f.detail
+                    .push_str(": not renewed in time (the proxy's /ready says why)");
+            }
+            f
+        }
+    }
 }
 
 /// A certificate's expiry: failed when past, a warning within `notice`.
