@@ -296,3 +296,52 @@ async fn a_proxy_whose_leaf_expired_in_an_outage_gets_a_new_one() {
     let rsp = curl(&["-x", &mesh.one.outbound.to_string(), "http://web/"]).await;
     assert_eq!(rsp.status, 200, "{}", rsp.text());
 }
+
+/// Moving a plaintext mesh to TLS: a node still running a proxy from before identities
+/// (plaintext only) is refused by proxies with identities, unless they run with the
+/// migration setting, which dials it in plaintext; a peer that speaks TLS is never let off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_setting_dials_a_plaintext_only_peer_in_plaintext() {
+    let mesh = IdentityMesh::start(64, "24h").await;
+    // node-3 runs a proxy from before identities: its own discovery file, plaintext.
+    let legacy_app = weft_tests::backend::Backend::start("127.0.64.3").await;
+    let own = mesh.tmp.path("legacy.toml");
+    weft_tests::discovery::write(&own, &[]);
+    let legacy = WeftProxy::start("127.0.64.3", &own).await;
+    let mut app = weft_tests::discovery::Ep::on(legacy_app.addr, legacy.inbound);
+    app.labels.push(("node".into(), "node-3".into()));
+    let mut web = weft_tests::discovery::Ep::on(mesh.web.addr, mesh.two.inbound);
+    web.labels.push(("node".into(), "node-2".into()));
+    let services = [("web", vec![web]), ("legacy", vec![app])];
+    weft_tests::discovery::write(&mesh.discovery(), &services);
+    weft_tests::discovery::write(&own, &services[1..]);
+    let url = "http://legacy/";
+
+    // Strict: the handshake fails, and the caller is told.
+    let strict = weft_tests::eventually("legacy known", Duration::from_secs(10), || async {
+        let rsp = curl(&["-x", &mesh.one.outbound.to_string(), url]).await;
+        (!rsp.text().contains("unknown service")).then_some(rsp)
+    })
+    .await;
+    assert_eq!(strict.status, 502, "{}", strict.text());
+    assert!(strict.text().contains("TLS handshake"), "{}", strict.text());
+    assert_eq!(legacy_app.count(), 0);
+
+    // With the migration setting: dialled again in plaintext, and answered.
+    let (_, token) = &mesh.tokens[0];
+    let moving = mesh
+        .proxy_with("127.0.64.4", "node-1", token, &["--allow-plaintext-peers"])
+        .await;
+    wait_ready(&moving).await;
+    let rsp = curl(&["-x", &moving.outbound.to_string(), url]).await;
+    assert_eq!(rsp.status, 200, "{}\n{}", rsp.text(), moving.log());
+    assert!(moving
+        .log()
+        .contains("peer does not speak TLS; dialling it in plaintext"));
+    // A peer that speaks TLS still gets TLS from it: web on node-2 answers over mTLS.
+    let rsp = curl(&["-x", &moving.outbound.to_string(), "http://web/"]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    let inbound = mesh.two.metrics().await;
+    let series = "weft_inbound_peer_requests_total{tls=\"mutual\",peer_identity=\"spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1\"}";
+    assert!(metric(&inbound, series).unwrap_or(0.0) >= 1.0, "{inbound}");
+}

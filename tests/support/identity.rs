@@ -147,19 +147,33 @@ impl IdentityMesh {
 
     /// A proxy on `ip` that says it is `node`, proving it with `token_file`.
     pub async fn proxy(&self, ip: &str, node: &str, token_file: &Path) -> WeftProxy {
-        WeftProxy::start_control(
-            ip,
-            self.control.destination,
-            &[
-                "--node",
-                node,
-                "--trust-anchors",
-                self.ca.join("anchors.pem").to_str().unwrap(),
-                "--identity-token-file",
-                token_file.to_str().unwrap(),
-            ],
-        )
-        .await
+        self.proxy_with(ip, node, token_file, &[]).await
+    }
+
+    /// [`Self::proxy`], with more flags.
+    pub async fn proxy_with(
+        &self,
+        ip: &str,
+        node: &str,
+        token_file: &Path,
+        extra: &[&str],
+    ) -> WeftProxy {
+        let anchors = self.ca.join("anchors.pem");
+        let mut args = vec![
+            "--node",
+            node,
+            "--trust-anchors",
+            anchors.to_str().unwrap(),
+            "--identity-token-file",
+            token_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        WeftProxy::start_control(ip, self.control.destination, &args).await
+    }
+
+    /// The discovery file the control plane serves from.
+    pub fn discovery(&self) -> PathBuf {
+        self.tmp.path("discovery.toml")
     }
 
     /// The certificates node-2's inbound presents now, leaf first.

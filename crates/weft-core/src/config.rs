@@ -85,7 +85,8 @@ pub struct IdentityConfig {
     /// The namespace weft runs in: a proxy's identity is
     /// `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/weft-proxy/node/NODE`.
     pub namespace: String,
-    /// Plaintext from peers still taken at the inbound, while a mesh moves to TLS.
+    /// While a mesh moves to TLS: plaintext from peers still taken at the inbound, and a
+    /// peer that does not speak TLS (a proxy from before identities) dialled in plaintext.
     pub allow_plaintext: bool,
 }
 

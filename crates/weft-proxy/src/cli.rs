@@ -57,7 +57,8 @@ pub struct ProxyArgs {
     trust_domain: Option<String>,
     #[arg(long, env = "WEFT_IDENTITY_NAMESPACE", help = help("The namespace weft runs in, as identities name it", &DEFAULTS.identity.namespace))]
     identity_namespace: Option<String>,
-    /// Take plaintext from peers too, while a mesh moves to mutual TLS.
+    /// While a mesh moves to mutual TLS: take plaintext from peers too, and dial a peer that
+    /// does not speak TLS in plaintext.
     #[arg(long, env = "WEFT_ALLOW_PLAINTEXT_PEERS")]
     allow_plaintext_peers: bool,
     #[arg(long, env = "WEFT_CONNECT_TIMEOUT", value_parser = duration::parse, help = help_duration("Upstream connect timeout, e.g. 1s or 250ms", DEFAULTS.http.connect_timeout))]

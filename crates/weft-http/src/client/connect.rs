@@ -24,6 +24,10 @@ pub struct ClientTls {
     pub h2: Arc<rustls::ClientConfig>,
     /// For upgrades and tunnels (ALPN `http/1.1`).
     pub http1: Arc<rustls::ClientConfig>,
+    /// While a mesh moves to TLS: a peer that answers the handshake in anything but TLS
+    /// (a proxy from before identities) is dialled again in plaintext. A peer that speaks
+    /// TLS and fails the check is never let off.
+    pub plaintext_fallback: bool,
 }
 
 /// What a connection will speak, which picks its ALPN.
@@ -113,6 +117,10 @@ impl Connector {
         let handshake = TlsConnector::from(config).connect(name, stream);
         match tokio::time::timeout(self.timeout, handshake).await {
             Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+            Ok(Err(e)) if tls.plaintext_fallback && speaks_no_tls(&e) => {
+                tracing::warn!(%endpoint, error = %e, "peer does not speak TLS; dialling it in plaintext (migration setting)");
+                Ok(Conn::Tcp(self.connect(endpoint).await?))
+            }
             // The request never left: to the caller, a connection that failed.
             Ok(Err(e)) => Err(Error::ConnectFailed {
                 endpoint,
@@ -123,6 +131,19 @@ impl Connector {
                 timeout: self.timeout,
             }),
         }
+    }
+}
+
+/// Whether a failed handshake means the peer answered in something other than TLS (an
+/// HTTP error, or a close), as a proxy from before identities does.
+fn speaks_no_tls(e: &io::Error) -> bool {
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidMessage(_)) => true,
+        Some(_) => false,
+        None => matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+        ),
     }
 }
 

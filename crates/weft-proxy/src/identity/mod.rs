@@ -121,6 +121,9 @@ impl MeshIdentity {
         Ok(ClientTls {
             h2: config(tls::ALPN_H2)?,
             http1: config(tls::ALPN_HTTP1)?,
+            // One setting for both sides of a migration: take plaintext, and dial a
+            // plaintext-only peer in plaintext.
+            plaintext_fallback: self.allow_plaintext,
         })
     }
 }
