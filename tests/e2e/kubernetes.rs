@@ -520,16 +520,23 @@ async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
         ep["tls"]["identity"], "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-b",
         "{ep}"
     );
-    let metrics = mesh.b.metrics().await;
-    assert!(
-        weft_tests::proxy::metric(
-            &metrics,
-            "weft_tcp_tls_accepted_connections_total{direction=\"inbound\"}"
-        )
-        .unwrap_or(0.0)
-            >= 1.0,
-        "{metrics}"
-    );
+    // A request made now crosses node-b's inbound in mutual TLS (the first, made while the
+    // control plane may not yet have known node-b's proxy, can have gone straight there).
+    weft_tests::eventually(
+        "a request over mTLS into node-b",
+        Duration::from_secs(10),
+        || async {
+            let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+            let metrics = mesh.b.metrics().await;
+            let crossed = weft_tests::proxy::metric(
+                &metrics,
+                "weft_tcp_tls_accepted_connections_total{direction=\"inbound\"}",
+            )
+            .unwrap_or(0.0);
+            (rsp.status == 200 && crossed >= 1.0).then_some(())
+        },
+    )
+    .await;
 
     let ca = mesh.dir.path("ca");
     let kube = &mesh.kube;
