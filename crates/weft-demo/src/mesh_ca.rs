@@ -60,7 +60,7 @@ impl MeshCa {
     /// A proxy's identity for `node`: a key of its own and a leaf signed for it.
     pub fn certify(&self, node: &str) -> Result<MeshIdentity, IdentityError> {
         let td = self.ca.trust_domain();
-        let id = Identity::node_proxy(td, "weft", "weft-proxy", node)?;
+        let id = Identity::node_proxy(td, "weft", weft_identity::PROXY_ACCOUNT, node)?;
         let credentials = Credentials::generate(id, &tls::provider())?;
         let leaf = self
             .ca

@@ -6,6 +6,12 @@ use std::fmt;
 
 use crate::error::IdentityError;
 
+/// The service account every node's proxy runs as (weft install's DaemonSet), named in
+/// every proxy's identity.
+pub const PROXY_ACCOUNT: &str = "weft-proxy";
+/// The control plane's service account, and so its identity's.
+pub const CONTROL_ACCOUNT: &str = "weft-control";
+
 /// A SPIFFE trust domain: lower-case DNS-like labels (`cluster.local`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TrustDomain(String);

@@ -267,14 +267,14 @@ fn certify(
     let config_tls = weft_identity::tls::control_client_config(
         Arc::clone(&identity.credentials),
         Arc::clone(&identity.bundle),
-        control,
+        control.clone(),
     )?;
     // Its own channel, showing no certificate: the token proves who asks, and a leaf that
     // has expired (a long control-plane outage) must not stop the proxy getting a new one.
     let certify_tls = weft_identity::tls::control_certify_config(
         Arc::clone(&identity.bundle),
         identity.credentials.identity().clone(),
-        identity.control(&config.identity.namespace)?,
+        control,
     )?;
     let certify_channel = channel::connect_lazy(
         addr,

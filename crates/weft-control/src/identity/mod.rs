@@ -11,10 +11,7 @@ pub mod tokens;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The service account every node's proxy runs as (weft install's DaemonSet).
-pub const PROXY_ACCOUNT: &str = "weft-proxy";
-/// The control plane's own service account, and so its identity's.
-pub const CONTROL_ACCOUNT: &str = "weft-control";
+pub use weft_identity::{CONTROL_ACCOUNT, PROXY_ACCOUNT};
 
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {

@@ -10,14 +10,12 @@ use weft_core::config::IdentityConfig;
 use weft_http::client::ClientTls;
 use weft_http::server::ServerTls;
 use weft_identity::material::certificates;
-use weft_identity::{tls, Credentials, Identity, IdentityError, TrustBundle, TrustDomain};
+use weft_identity::{
+    tls, Credentials, Identity, IdentityError, TrustBundle, TrustDomain, CONTROL_ACCOUNT,
+    PROXY_ACCOUNT,
+};
 
 use certifier::Status;
-
-/// The service account every node's proxy runs as.
-pub const PROXY_ACCOUNT: &str = "weft-proxy";
-/// The control plane's, whose identity a proxy checks when it dials it.
-pub const CONTROL_ACCOUNT: &str = "weft-control";
 
 /// What a proxy with identity holds. Its leaf and the bundle may be replaced while it runs;
 /// every new handshake uses what they hold then.
