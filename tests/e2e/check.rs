@@ -1,26 +1,9 @@
 //! `weft check` against the fake Kubernetes API server: a healthy mesh, then one with a
 //! missing proxy, an unready proxy and a dashboard down, then no API server at all.
 
-use std::process::Command;
-
+use weft_tests::control::weft_check as check;
 use weft_tests::fake_kube::FakeKube;
 use weft_tests::kube_objects as k8s;
-use weft_tests::proxy::weft_bin;
-
-fn check(kubeconfig: &std::path::Path) -> (bool, String) {
-    let out = Command::new(weft_bin())
-        .arg("check")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .output()
-        .expect("run weft check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 #[tokio::test]
 async fn check_says_what_is_up_and_names_each_failure() {
@@ -45,12 +28,7 @@ async fn check_says_what_is_up_and_names_each_failure() {
         k8s::deployment("weft", "weft-dashboard", 1, 1),
     );
 
-    let text = tokio::task::spawn_blocking({
-        let k = kubeconfig.clone();
-        move || check(&k)
-    })
-    .await
-    .unwrap();
+    let text = check(&kubeconfig).await;
     println!("{}", text.1);
     assert!(text.0, "healthy mesh reported as failing:\n{}", text.1);
     for line in [
@@ -81,12 +59,7 @@ async fn check_says_what_is_up_and_names_each_failure() {
         "deployments",
         k8s::deployment("weft", "weft-dashboard", 1, 0),
     );
-    let (ok, text) = tokio::task::spawn_blocking({
-        let k = kubeconfig.clone();
-        move || check(&k)
-    })
-    .await
-    .unwrap();
+    let (ok, text) = check(&kubeconfig).await;
     println!("{text}");
     assert!(!ok, "failures must fail the command:\n{text}");
     for line in [
@@ -105,23 +78,13 @@ async fn check_says_what_is_up_and_names_each_failure() {
     let lagging = std::fs::read_to_string(other.join("anchors.pem")).unwrap();
     let (_, configmap) = k8s::identity_objects("weft", &ca, Some(&lagging));
     kube.apply("configmaps", configmap);
-    let (_, text) = tokio::task::spawn_blocking({
-        let k = kubeconfig.clone();
-        move || check(&k)
-    })
-    .await
-    .unwrap();
+    let (_, text) = check(&kubeconfig).await;
     assert!(
         text.contains("[warn] proxies' anchors: configmap weft-identity-trust-anchors holds 1 anchor(s) that differ from the secret's"),
         "{text}"
     );
     kube.delete("secrets", "weft", "weft-identity-issuer");
-    let (ok, text) = tokio::task::spawn_blocking({
-        let k = kubeconfig.clone();
-        move || check(&k)
-    })
-    .await
-    .unwrap();
+    let (ok, text) = check(&kubeconfig).await;
     assert!(!ok);
     assert!(
         text.contains("[FAIL] identity: secret weft/weft-identity-issuer not found"),
@@ -130,21 +93,14 @@ async fn check_says_what_is_up_and_names_each_failure() {
 
     // The control plane deleted; then the API server itself gone.
     kube.delete("deployments", "weft", "weft-control");
-    let (ok, text) = tokio::task::spawn_blocking({
-        let k = kubeconfig.clone();
-        move || check(&k)
-    })
-    .await
-    .unwrap();
+    let (ok, text) = check(&kubeconfig).await;
     assert!(!ok);
     assert!(
         text.contains("[FAIL] control plane: deployment weft/weft-control not found"),
         "{text}"
     );
     kube.stop();
-    let (ok, text) = tokio::task::spawn_blocking(move || check(&kubeconfig))
-        .await
-        .unwrap();
+    let (ok, text) = check(&kubeconfig).await;
     println!("{text}");
     assert!(!ok);
     assert!(

@@ -574,7 +574,8 @@ async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
         let file = mesh.dir.path(&format!("{i}.token"));
         std::fs::write(&file, token).unwrap();
         let ip = format!("127.0.13.{}", 20 + i);
-        let proxy = KubeMesh::identity_proxy(&ip, node, mesh.control.destination, &ca, &file).await;
+        let proxy =
+            weft_tests::identity::proxy(&ip, node, mesh.control.destination, &ca, &file, &[]).await;
         match refusal {
             Some(why) => {
                 let said = weft_tests::eventually(why, Duration::from_secs(10), || async {
@@ -600,16 +601,9 @@ async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
     let (secret, configmap) = k8s::identity_objects("weft", &ca, None);
     kube.apply("secrets", secret);
     kube.apply("configmaps", configmap);
-    let out = tokio::process::Command::new(weft_tests::proxy::weft_bin())
-        .arg("check")
-        .arg("--kubeconfig")
-        .arg(mesh.dir.path("kubeconfig"))
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (ok, text) = weft_tests::control::weft_check(&mesh.dir.path("kubeconfig")).await;
     println!("{text}");
-    assert!(out.status.success(), "{text}");
+    assert!(ok, "{text}");
     for node in ["node-a", "node-b"] {
         let line = format!(
             "[ok  ] leaf of the proxy on {node}: spiffe://cluster.local/ns/weft/sa/weft-proxy/node/{node}, expires in 23h 5"

@@ -14,6 +14,24 @@ use crate::client;
 use crate::process::spawn_until;
 use crate::proxy::weft_bin;
 
+/// Runs `weft check` against the cluster of `kubeconfig`: whether it passed, and what it
+/// printed (both streams).
+pub async fn weft_check(kubeconfig: &Path) -> (bool, String) {
+    let out = Command::new(weft_bin())
+        .arg("check")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .output()
+        .await
+        .expect("run weft check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 pub struct WeftControl {
     child: Child,
     pub destination: SocketAddr,

@@ -98,27 +98,25 @@ impl IdentityMesh {
             ],
         )
         .await;
-        let mesh_proxy = |ip: String, node: &'static str, token: PathBuf| {
-            let anchors = ca.join("anchors.pem");
-            let control = control.destination;
-            async move {
-                WeftProxy::start_control(
-                    &ip,
-                    control,
-                    &[
-                        "--node",
-                        node,
-                        "--trust-anchors",
-                        anchors.to_str().unwrap(),
-                        "--identity-token-file",
-                        token.to_str().unwrap(),
-                    ],
-                )
-                .await
-            }
-        };
-        let one = mesh_proxy(format!("127.0.{block}.1"), "node-1", tokens[0].1.clone()).await;
-        let two = mesh_proxy(format!("127.0.{block}.2"), "node-2", tokens[1].1.clone()).await;
+        let dest = control.destination;
+        let one = proxy(
+            &format!("127.0.{block}.1"),
+            "node-1",
+            dest,
+            &ca,
+            &tokens[0].1,
+            &[],
+        )
+        .await;
+        let two = proxy(
+            &format!("127.0.{block}.2"),
+            "node-2",
+            dest,
+            &ca,
+            &tokens[1].1,
+            &[],
+        )
+        .await;
         let web = Backend::start(&format!("127.0.{block}.2")).await;
         let mut ep = Ep::on(web.addr, two.inbound);
         ep.labels.push(("node".into(), "node-2".into()));
@@ -158,17 +156,15 @@ impl IdentityMesh {
         token_file: &Path,
         extra: &[&str],
     ) -> WeftProxy {
-        let anchors = self.ca.join("anchors.pem");
-        let mut args = vec![
-            "--node",
+        proxy(
+            ip,
             node,
-            "--trust-anchors",
-            anchors.to_str().unwrap(),
-            "--identity-token-file",
-            token_file.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        WeftProxy::start_control(ip, self.control.destination, &args).await
+            self.control.destination,
+            &self.ca,
+            token_file,
+            extra,
+        )
+        .await
     }
 
     /// The discovery file the control plane serves from.
@@ -180,6 +176,30 @@ impl IdentityMesh {
     pub async fn served(&self, inbound: SocketAddr) -> Vec<String> {
         crate::openssl::presented(inbound, "h2").await
     }
+}
+
+/// A proxy on `ip` that says it is `node`, gets its identity from the control plane at
+/// `control` (checked against the anchors in the CA folder `ca`) and proves its node with
+/// `token_file`; `extra` flags after.
+pub async fn proxy(
+    ip: &str,
+    node: &str,
+    control: SocketAddr,
+    ca: &Path,
+    token_file: &Path,
+    extra: &[&str],
+) -> WeftProxy {
+    let anchors = ca.join("anchors.pem");
+    let mut args = vec![
+        "--node",
+        node,
+        "--trust-anchors",
+        anchors.to_str().unwrap(),
+        "--identity-token-file",
+        token_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    WeftProxy::start_control(ip, control, &args).await
 }
 
 /// Waits until `proxy` says it is ready (it has a leaf).

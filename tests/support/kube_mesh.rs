@@ -28,18 +28,25 @@ pub struct KubeMesh {
     pub dir: TempDir,
 }
 
+/// A fake API server holding the two nodes and the `world` service, and a kubeconfig for
+/// it in a fresh folder tagged `tag`.
+async fn cluster(tag: &str) -> (Arc<FakeKube>, TempDir, std::path::PathBuf) {
+    let kube = FakeKube::new();
+    let addr = kube.serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = TempDir::new(tag);
+    let kubeconfig = dir.path("kubeconfig");
+    kube.kubeconfig(addr, &kubeconfig);
+    for (name, ip) in NODES {
+        kube.apply("nodes", k8s::node(name, ip, &format!("zone-{name}")));
+    }
+    kube.apply("services", k8s::service("default", "world", 80));
+    (kube, dir, kubeconfig)
+}
+
 impl KubeMesh {
     /// Nodes, proxy pods, a ready control plane and the `world` service (no instances yet).
     pub async fn start() -> Self {
-        let kube = FakeKube::new();
-        let addr = kube.serve("127.0.0.1:0".parse().unwrap()).await;
-        let dir = TempDir::new("kube");
-        let kubeconfig = dir.path("kubeconfig");
-        kube.kubeconfig(addr, &kubeconfig);
-        for (name, ip) in NODES {
-            kube.apply("nodes", k8s::node(name, ip, &format!("zone-{name}")));
-        }
-        kube.apply("services", k8s::service("default", "world", 80));
+        let (kube, dir, kubeconfig) = cluster("kube").await;
         let control = WeftControl::start("127.0.0.1", &kubeconfig).await;
         control.wait_ready().await;
         let a = WeftProxy::start_control(NODE_A, control.destination, &[]).await;
@@ -59,15 +66,7 @@ impl KubeMesh {
     /// in `dir/ca`) and checks proxies' projected ServiceAccount tokens with TokenReview;
     /// each proxy has a token bound to its pod and node.
     pub async fn start_mtls() -> Self {
-        let kube = FakeKube::new();
-        let addr = kube.serve("127.0.0.1:0".parse().unwrap()).await;
-        let dir = TempDir::new("kube-mtls");
-        let kubeconfig = dir.path("kubeconfig");
-        kube.kubeconfig(addr, &kubeconfig);
-        for (name, ip) in NODES {
-            kube.apply("nodes", k8s::node(name, ip, &format!("zone-{name}")));
-        }
-        kube.apply("services", k8s::service("default", "world", 80));
+        let (kube, dir, kubeconfig) = cluster("kube-mtls").await;
         let ca = dir.path("ca");
         crate::identity::init_ca(&ca).await;
         let control = WeftControl::start_with(
@@ -94,7 +93,8 @@ impl KubeMesh {
             );
             let file = dir.path(&format!("{node}.token"));
             std::fs::write(&file, &token).unwrap();
-            let proxy = Self::identity_proxy(ip, node, control.destination, &ca, &file).await;
+            let proxy =
+                crate::identity::proxy(ip, node, control.destination, &ca, &file, &[]).await;
             let pod = k8s::proxy_pod_with_admin(node, proxy.inbound, proxy.admin, true);
             kube.apply("pods", pod);
             proxies.push(proxy);
@@ -108,29 +108,6 @@ impl KubeMesh {
             b,
             dir,
         }
-    }
-
-    /// A proxy on `ip` that says it is `node`, with the token in `token_file`.
-    pub async fn identity_proxy(
-        ip: &str,
-        node: &str,
-        control: SocketAddr,
-        ca: &std::path::Path,
-        token_file: &std::path::Path,
-    ) -> WeftProxy {
-        WeftProxy::start_control(
-            ip,
-            control,
-            &[
-                "--node",
-                node,
-                "--trust-anchors",
-                ca.join("anchors.pem").to_str().unwrap(),
-                "--identity-token-file",
-                token_file.to_str().unwrap(),
-            ],
-        )
-        .await
     }
 
     pub fn proxy_flag(&self) -> String {
