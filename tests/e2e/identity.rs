@@ -1,5 +1,6 @@
 //! Identities from the control plane, run without Kubernetes: `weft control` signs each
-//! node proxy's leaf after a bootstrap token proves its node, serves its own gRPC over TLS
+//! node proxy's leaf after a bootstrap token proves its node (and the dashboard's after its
+//! token proves its account), serves its own gRPC over TLS
 //! and answers Destination to proxies only; leaves renew and the CA rotates under load
 //! with no failed request and no restart.
 
@@ -15,6 +16,7 @@ use weft_tests::proxy::{metric, WeftProxy};
 
 const CONTROL_ID: &str = "URI:spiffe://cluster.local/ns/weft/sa/weft-control";
 const NODE_2: &str = "URI:spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-2";
+const DASHBOARD_ID: &str = "spiffe://cluster.local/ns/weft/sa/weft-dashboard";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_gets_the_identity_its_token_proves_and_nothing_else() {
@@ -118,6 +120,73 @@ async fn a_proxy_gets_the_identity_its_token_proves_and_nothing_else() {
             "{series}\n{metrics}"
         );
     }
+
+    // The dashboard proves its account with its own token and gets an identity without a
+    // node, shown in its API and, as a proxy's is, in its metrics. A node's token does not
+    // make it the dashboard, nor the dashboard's token a proxy.
+    let (_, dashboard_token) = &mesh.tokens[2];
+    let dash = identity::dashboard(
+        mesh.control.destination,
+        &mesh.ca,
+        dashboard_token,
+        &[mesh.one.admin],
+    )
+    .await;
+    let shown =
+        identity::dashboard_identity(dash.addr("addr"), |id| id["valid_until_unix_s"].is_u64())
+            .await;
+    assert_eq!(shown["identity"], DASHBOARD_ID, "{shown}");
+    assert!(shown["error"].is_null(), "{shown}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let until = shown["valid_until_unix_s"].as_u64().unwrap();
+    assert!(
+        until > now + 23 * 3600 && until <= now + 24 * 3600 + 60,
+        "{shown}"
+    );
+    let own = weft_tests::client::get(dash.addr("addr"), "dashboard", "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let info = format!("weft_identity_info{{identity=\"{DASHBOARD_ID}\"}}");
+    assert_eq!(metric(&own, &info), Some(1.0), "{own}");
+    assert_eq!(
+        metric(&own, "weft_identity_leaf_expiry_timestamp_seconds"),
+        Some(until as f64),
+        "{own}"
+    );
+    let impostor = identity::dashboard(
+        mesh.control.destination,
+        &mesh.ca,
+        one_token,
+        &[mesh.one.admin],
+    )
+    .await;
+    let refused = identity::dashboard_identity(impostor.addr("addr"), |id| {
+        id["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not spiffe"))
+    })
+    .await;
+    assert!(refused["valid_until_unix_s"].is_null(), "{refused}");
+    let why = refused["error"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("the token proves spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1, not {DASHBOARD_ID}")),
+        "{why}"
+    );
+    let posing = mesh.proxy("127.0.61.6", "node-3", dashboard_token).await;
+    weft_tests::eventually(
+        "the dashboard's token refused to a proxy",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = posing.admin_get("/ready").await;
+            (status == 503 && body.contains(&format!("the token proves {DASHBOARD_ID}, not")))
+                .then_some(())
+        },
+    )
+    .await;
 
     // A CA folder that goes bad is not taken: the last good CA keeps signing.
     identity::replace(&mesh.ca, "issuer.pem", "not a certificate\n");

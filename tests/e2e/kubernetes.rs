@@ -499,7 +499,8 @@ async fn a_tenant_pod_labelled_like_a_proxy_never_becomes_a_nodes_proxy() {
 /// With identity on, a proxy proves its node with the projected ServiceAccount token the
 /// kubelet gave its pod: TokenReview says whose token it is and where its pod runs. A
 /// token of another account, or made for another audience, proves nothing; a token from
-/// before Kubernetes 1.30 (naming its pod, not its node) is placed through the pod.
+/// before Kubernetes 1.30 (naming its pod, not its node) is placed through the pod. The
+/// dashboard proves its account the same way; `weft check` reads every leaf.
 #[tokio::test]
 async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
     let mesh = KubeMesh::start_mtls().await;
@@ -593,6 +594,33 @@ async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
     }
     assert!(kube.count("tokenreview") >= 6);
 
+    // The dashboard proves its own account the same way, and gets an identity with no node.
+    kube.issue_token(
+        "dashboard",
+        &[audience],
+        "weft:weft-dashboard",
+        "weft-dashboard-0",
+        Some("node-a"),
+    );
+    let dashboard_token = mesh.dir.path("dashboard.token");
+    std::fs::write(&dashboard_token, "dashboard\n").unwrap();
+    let dash = weft_tests::identity::dashboard(
+        mesh.control.destination,
+        &ca,
+        &dashboard_token,
+        &[mesh.a.admin],
+    )
+    .await;
+    let shown = weft_tests::identity::dashboard_identity(dash.addr("addr"), |id| {
+        id["valid_until_unix_s"].is_u64()
+    })
+    .await;
+    assert_eq!(
+        shown["identity"], "spiffe://cluster.local/ns/weft/sa/weft-dashboard",
+        "{shown}"
+    );
+    kube.apply("pods", k8s::dashboard_pod(dash.addr("addr")));
+
     // `weft check` reads each proxy's leaf through the API server's pod proxy, beside the
     // CA's own expiries.
     for name in ["weft-control", "weft-dashboard"] {
@@ -610,5 +638,7 @@ async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
         );
         assert!(text.contains(&line), "missing {line:?} in:\n{text}");
     }
-    assert!(kube.count("proxy") >= 2);
+    let line = "[ok  ] leaf of the dashboard: spiffe://cluster.local/ns/weft/sa/weft-dashboard, expires in 23h 5";
+    assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    assert!(kube.count("proxy") >= 3);
 }

@@ -54,7 +54,7 @@ pub struct IdentityMesh {
     /// node-2: where `web` runs.
     pub two: WeftProxy,
     pub web: Backend,
-    /// Each node's token file.
+    /// Each node's token file, then the dashboard's (`sa/weft-dashboard`).
     pub tokens: Vec<(String, PathBuf)>,
 }
 
@@ -70,6 +70,7 @@ impl IdentityMesh {
             "token".as_ref(),
             "node-1".as_ref(),
             "node-2".as_ref(),
+            "--dashboard".as_ref(),
         ])
         .await;
         std::fs::write(tmp.path("tokens"), &lines).unwrap();
@@ -77,7 +78,7 @@ impl IdentityMesh {
             .lines()
             .map(|l| {
                 let (node, token) = l.split_once(' ').unwrap();
-                let path = tmp.path(&format!("{node}.token"));
+                let path = tmp.path(&format!("{}.token", node.replace('/', "-")));
                 std::fs::write(&path, format!("{token}\n")).unwrap();
                 (node.to_string(), path)
             })
@@ -200,6 +201,49 @@ pub async fn proxy(
     ];
     args.extend_from_slice(extra);
     WeftProxy::start_control(ip, control, &args).await
+}
+
+/// A `weft dashboard` collecting from `proxies` that gets its own identity from the control
+/// plane at `control`, proving its account with `token_file`.
+pub async fn dashboard(
+    control: SocketAddr,
+    ca: &Path,
+    token_file: &Path,
+    proxies: &[SocketAddr],
+) -> crate::process::Started {
+    let mut cmd = tokio::process::Command::new(weft_bin());
+    cmd.args(["dashboard", "--addr", "127.0.0.1:0", "--interval", "1s"])
+        .arg("--control-plane")
+        .arg(control.to_string())
+        .arg("--trust-anchors")
+        .arg(ca.join("anchors.pem"))
+        .arg("--identity-token-file")
+        .arg(token_file)
+        .env("WEFT_LOG", "info");
+    for p in proxies {
+        cmd.arg("--proxy").arg(p.to_string());
+    }
+    crate::process::spawn_until(cmd, "weft dashboard listening").await
+}
+
+/// The dashboard's own identity, as its `/api/summary` shows it, once `done` holds for it.
+pub async fn dashboard_identity(
+    dashboard: SocketAddr,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    crate::eventually(
+        "the dashboard's identity",
+        Duration::from_secs(20),
+        || async {
+            let rsp = crate::client::get(dashboard, "dashboard", "/api/summary")
+                .await
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&rsp.body).ok()?;
+            let id = v["identity"].clone();
+            done(&id).then_some(id)
+        },
+    )
+    .await
 }
 
 /// Waits until `proxy` says it is ready (it has a leaf).

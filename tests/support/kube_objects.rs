@@ -122,6 +122,36 @@ pub fn proxy_pod_with_admin(
     pod
 }
 
+/// The dashboard's running pod, its `http` port at `addr`.
+pub fn dashboard_pod(addr: std::net::SocketAddr) -> Value {
+    json(Pod {
+        metadata: meta(
+            Some("weft"),
+            "weft-dashboard-0",
+            &[("app.kubernetes.io/name", "weft-dashboard")],
+        ),
+        spec: Some(PodSpec {
+            node_name: Some("node-a".into()),
+            containers: vec![Container {
+                name: "dashboard".into(),
+                ports: Some(vec![ContainerPort {
+                    name: Some("http".into()),
+                    container_port: i32::from(addr.port()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            pod_ip: Some(addr.ip().to_string()),
+            phase: Some("Running".into()),
+            conditions: ready_condition(true),
+            ..Default::default()
+        }),
+    })
+}
+
 pub fn app_pod(namespace: &str, name: &str, node: &str, ip: &str, version: &str) -> Value {
     json(Pod {
         metadata: meta(

@@ -96,7 +96,8 @@ pub async fn check(client: kube::Client, namespace: &str) -> Vec<Finding> {
                         p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
                     });
                     if let Some(pod) = pod {
-                        leaves.extend(identity::leaf(&client, namespace, &name, pod).await);
+                        let holder = identity::Holder::proxy(&name);
+                        leaves.extend(identity::leaf(&client, namespace, holder, pod).await);
                     }
                 }
                 out.push(found);
@@ -106,8 +107,24 @@ pub async fn check(client: kube::Client, namespace: &str) -> Vec<Finding> {
         Err(e) => out.push(finding(false, "proxies", format!("cannot list pods: {e}"))),
     }
     out.push(deployment(&deployments, namespace, "dashboard", "weft-dashboard").await);
+    out.extend(dashboard_leaf(&client, namespace).await);
     out.extend(identity::check(client.clone(), namespace).await);
     out
+}
+
+/// The leaf of the dashboard's running pod, when it has identity on.
+async fn dashboard_leaf(client: &kube::Client, namespace: &str) -> Option<Finding> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let list = call(
+        pods.list(&ListParams::default().labels(&format!("{}=weft-dashboard", PROXY_LABEL.0))),
+    )
+    .await
+    .ok()?;
+    let pod = list
+        .items
+        .iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))?;
+    identity::leaf(client, namespace, identity::Holder::dashboard(), pod).await
 }
 
 async fn deployment(api: &Api<Deployment>, namespace: &str, what: &str, name: &str) -> Finding {

@@ -219,7 +219,7 @@ pub async fn run(
             let certify = IdentityServer::new(identity::certify::CertifyService {
                 signer,
                 authenticate,
-                proxy_namespace: config.proxy_namespace,
+                namespace: config.proxy_namespace,
                 metrics,
             })
             .max_decoding_message_size(identity::certify::MAX_REQUEST_BYTES);

@@ -38,6 +38,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/summary", get(summary))
         .route("/api/services", get(services))
         .route("/api/instances", get(instances))
+        .route("/metrics", get(own_metrics))
         .with_state(shared)
 }
 
@@ -146,7 +147,26 @@ async fn summary(
         "services_monitored": services,
         "stats": h.stats(&Key::Cluster, window),
         "series": h.series(&Key::Cluster, SERIES_SPAN, step),
+        "identity": shared.identity.as_ref().map(|id| id.summary()),
     })))
+}
+
+/// The dashboard's own metrics: its identity's, when it has one (the proxies' figures are
+/// theirs to export).
+async fn own_metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared
+        .identity
+        .as_ref()
+        .map(|id| id.metrics_text())
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn services(

@@ -6,11 +6,13 @@
 //! - [`history`]: counters → per-interval deltas → windows, series and quantiles.
 //! - [`api`]: the HTTP routes: JSON API and the UI's embedded assets (`ui/`).
 //! - [`fetch`]: the small HTTP GET both the scraper and `weft stat` use.
+//! - [`identity`]: the dashboard's own mesh identity, shown in the API and `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod fetch;
 pub mod history;
+pub mod identity;
 pub mod source;
 
 use std::net::SocketAddr;
@@ -21,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::history::History;
+use crate::identity::OwnIdentity;
 use crate::source::Source;
 
 #[derive(Clone, Debug)]
@@ -31,12 +34,15 @@ pub struct DashboardConfig {
     pub interval: Duration,
     /// How much history is kept (memory is bounded by history / interval points per key).
     pub history: Duration,
+    /// The dashboard's own mesh identity, when it has one.
+    pub identity: Option<OwnIdentity>,
 }
 
 pub struct Shared {
     pub history: RwLock<History>,
     pub interval: Duration,
     pub source: Source,
+    pub identity: Option<OwnIdentity>,
 }
 
 pub struct DashboardHandle {
@@ -71,6 +77,7 @@ pub async fn start(
         history: RwLock::new(History::new(points + 1)),
         interval: config.interval,
         source: config.source.clone(),
+        identity: config.identity,
     });
     let collector = tokio::spawn(collect(Arc::clone(&shared), stop.clone()));
     let app = api::router(shared);

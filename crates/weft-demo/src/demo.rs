@@ -221,6 +221,16 @@ async fn run_in(
         nodes.push(node);
     }
 
+    let dashboard_identity = ca
+        .as_ref()
+        .map(|ca| ca.certify_dashboard())
+        .transpose()
+        .map_err(|e| DemoError::Proxy(format!("the dashboard's identity: {e}")))?;
+    certified.extend(
+        dashboard_identity
+            .as_ref()
+            .map(|id| Arc::clone(&id.credentials)),
+    );
     if let Some(ca) = &ca {
         tokio::spawn(Arc::clone(ca).renew(certified, stop.clone()));
     }
@@ -235,6 +245,7 @@ async fn run_in(
             source: Source::Proxies(nodes.iter().map(|n| n.proxy.admin.to_string()).collect()),
             interval: config.scrape_interval,
             history: Duration::from_secs(15 * 60),
+            identity: dashboard_identity.map(crate::mesh_ca::shown),
         },
         stop.clone(),
     )

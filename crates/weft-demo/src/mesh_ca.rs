@@ -1,14 +1,18 @@
 //! The demo's own certificate authority, in memory for the demo's life: it certifies each
-//! node's proxy for its node, as the control plane does on Kubernetes, so the demo's hop
-//! between proxies is mutual TLS with nothing to set up.
+//! node's proxy for its node, and the dashboard for its account, as the control plane does
+//! on Kubernetes, so the demo's hop between proxies is mutual TLS with nothing to set up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use weft_dashboard::identity::{IdentityView, OwnIdentity};
 use weft_identity::{tls, Ca, Credentials, Identity, IdentityError, TrustBundle, TrustDomain};
 use weft_proxy::MeshIdentity;
+
+/// The namespace the demo's identities name, as `weft install`'s default.
+const NAMESPACE: &str = "weft";
 
 /// The demo's trust domain, as a cluster's default.
 pub const TRUST_DOMAIN: &str = "cluster.local";
@@ -60,7 +64,26 @@ impl MeshCa {
     /// A proxy's identity for `node`: a key of its own and a leaf signed for it.
     pub fn certify(&self, node: &str) -> Result<MeshIdentity, IdentityError> {
         let td = self.ca.trust_domain();
-        let id = Identity::node_proxy(td, "weft", weft_identity::PROXY_ACCOUNT, node)?;
+        self.certify_as(Identity::node_proxy(
+            td,
+            NAMESPACE,
+            weft_identity::PROXY_ACCOUNT,
+            node,
+        )?)
+    }
+
+    /// The dashboard's identity, as the control plane would sign it.
+    pub fn certify_dashboard(&self) -> Result<MeshIdentity, IdentityError> {
+        let td = self.ca.trust_domain();
+        self.certify_as(Identity::workload(
+            td,
+            NAMESPACE,
+            weft_identity::DASHBOARD_ACCOUNT,
+        )?)
+    }
+
+    fn certify_as(&self, id: Identity) -> Result<MeshIdentity, IdentityError> {
+        let td = self.ca.trust_domain();
         let credentials = Credentials::generate(id, &tls::provider())?;
         let leaf = self
             .ca
@@ -79,4 +102,17 @@ impl MeshCa {
             status: None,
         })
     }
+}
+
+/// The dashboard's view of an identity it holds: the demo's, signed here, or the one
+/// `weft dashboard` gets from the control plane.
+pub fn shown(identity: MeshIdentity) -> OwnIdentity {
+    OwnIdentity::new(Arc::new(move |metrics| {
+        identity.observe(metrics);
+        IdentityView {
+            identity: identity.credentials.identity().to_string(),
+            valid_until: identity.credentials.not_after(),
+            error: identity.not_ready(),
+        }
+    }))
 }

@@ -11,6 +11,8 @@ use crate::error::IdentityError;
 pub const PROXY_ACCOUNT: &str = "weft-proxy";
 /// The control plane's service account, and so its identity's.
 pub const CONTROL_ACCOUNT: &str = "weft-control";
+/// The dashboard's service account, and so its identity's: what proxies will let tap.
+pub const DASHBOARD_ACCOUNT: &str = "weft-dashboard";
 
 /// A SPIFFE trust domain: lower-case DNS-like labels (`cluster.local`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

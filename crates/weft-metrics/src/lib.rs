@@ -44,7 +44,7 @@ pub struct Metrics {
     pub identity: IdentityMetrics,
 }
 
-/// The proxy's own certificates, set at each scrape from what it holds.
+/// A proxy's (or the dashboard's) own certificates, set at each scrape from what it holds.
 #[derive(Clone, Default)]
 pub struct IdentityMetrics {
     /// The proxy's mesh identity, as a label of a gauge at 1 (the dashboard shows it).
@@ -58,6 +58,67 @@ pub struct IdentityMetrics {
     /// Leaves got from the control plane, and attempts that failed.
     pub certified: Counter,
     pub certify_failures: Counter,
+}
+
+impl IdentityMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let identity = Self::default();
+        registry.register(
+            family::IDENTITY_INFO,
+            "This component's mesh identity (present with identity on)",
+            identity.info.clone(),
+        );
+        registry.register(
+            "identity_leaf_expiry_timestamp_seconds",
+            "When this component's leaf certificate expires (0 before it has one)",
+            identity.leaf_expiry.clone(),
+        );
+        registry.register(
+            "identity_trust_anchors",
+            "Trust anchors in this component's bundle",
+            identity.anchors.clone(),
+        );
+        registry.register(
+            "identity_anchor_expiry_timestamp_seconds",
+            "When the soonest-expiring trust anchor expires",
+            identity.anchor_expiry.clone(),
+        );
+        registry.register(
+            "identity_certified",
+            "Leaf certificates got from the control plane",
+            identity.certified.clone(),
+        );
+        registry.register(
+            "identity_certify_failures",
+            "Requests for a leaf certificate that failed (retried with backoff)",
+            identity.certify_failures.clone(),
+        );
+        identity
+    }
+}
+
+/// The identity families alone, for a component that exports nothing else of the proxy's
+/// (the dashboard): `weft check` reads its leaf as it reads a proxy's.
+pub struct IdentityOnly {
+    registry: Registry,
+    pub identity: IdentityMetrics,
+}
+
+impl Default for IdentityOnly {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix(names::PREFIX);
+        let identity = IdentityMetrics::register(&mut registry);
+        Self { registry, identity }
+    }
+}
+
+impl IdentityOnly {
+    /// The classic Prometheus text format.
+    pub fn render_text(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        openmetrics_to_text(&out)
+    }
 }
 
 impl Metrics {
@@ -91,37 +152,7 @@ impl Metrics {
             "Config file reloads rejected as invalid; the running config stays in force",
             config_errors.clone(),
         );
-        let identity = IdentityMetrics::default();
-        registry.register(
-            family::IDENTITY_INFO,
-            "This proxy's mesh identity (present with identity on)",
-            identity.info.clone(),
-        );
-        registry.register(
-            "identity_leaf_expiry_timestamp_seconds",
-            "When this proxy's leaf certificate expires (0 before it has one)",
-            identity.leaf_expiry.clone(),
-        );
-        registry.register(
-            "identity_trust_anchors",
-            "Trust anchors in this proxy's bundle",
-            identity.anchors.clone(),
-        );
-        registry.register(
-            "identity_anchor_expiry_timestamp_seconds",
-            "When the soonest-expiring trust anchor expires",
-            identity.anchor_expiry.clone(),
-        );
-        registry.register(
-            "identity_certified",
-            "Leaf certificates got from the control plane",
-            identity.certified.clone(),
-        );
-        registry.register(
-            "identity_certify_failures",
-            "Requests for a leaf certificate that failed (retried with backoff)",
-            identity.certify_failures.clone(),
-        );
+        let identity = IdentityMetrics::register(&mut registry);
         Self {
             registry,
             http,

@@ -24,7 +24,7 @@ use weft_metrics::{Direction, Metrics};
 use crate::admin::Admin;
 use crate::balancer::PeakEwmaP2c;
 use crate::delivery::Upstreams;
-use crate::identity::MeshIdentity;
+use crate::identity::{CertifierError, MeshIdentity};
 use crate::lifecycle;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
@@ -267,32 +267,14 @@ fn certify(
     let config_tls = weft_identity::tls::control_client_config(
         Arc::clone(&identity.credentials),
         Arc::clone(&identity.bundle),
-        control.clone(),
-    )?;
-    // Its own channel, showing no certificate: the token proves who asks, and a leaf that
-    // has expired (a long control-plane outage) must not stop the proxy getting a new one.
-    let certify_tls = weft_identity::tls::control_certify_config(
-        Arc::clone(&identity.bundle),
-        identity.credentials.identity().clone(),
         control,
     )?;
-    let certify_channel = channel::connect_lazy(
-        addr,
-        Some(channel::Tls {
-            config: certify_tls,
-            gate: None,
-        }),
-    )
-    .map_err(|e| StartError::ControlPlane(e.to_string()))?;
-    let token_file = config.identity.token_file.clone().unwrap_or_default();
-    let certifier = crate::identity::certifier::Certifier {
-        metrics,
-        credentials: Arc::clone(&identity.credentials),
-        bundle: Arc::clone(&identity.bundle),
-        status: identity.status.clone().unwrap_or_default(),
-        channel: certify_channel,
-        token_file,
-    };
+    let certifier = identity
+        .certifier(&config.identity, addr, metrics)
+        .map_err(|e| match e {
+            CertifierError::Identity(e) => StartError::Identity(e),
+            CertifierError::ControlPlane(e) => StartError::ControlPlane(e),
+        })?;
     background.push(tokio::spawn(certifier.run()));
     let credentials = Arc::clone(&identity.credentials);
     Ok(channel::Tls {

@@ -211,6 +211,8 @@ pub struct DashboardArgs {
     /// History kept in memory.
     #[arg(long, default_value = "15m", value_parser = duration::parse)]
     history: Duration,
+    #[command(flatten)]
+    identity: crate::dashboard_identity::IdentityArgs,
 }
 
 pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
@@ -245,13 +247,15 @@ pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
             Source::Proxies(targets)
         }
     };
-    let config = weft_dashboard::DashboardConfig {
+    let mut config = weft_dashboard::DashboardConfig {
         listen: args.addr,
         source,
         interval: args.interval,
         history: args.history,
+        identity: None,
     };
     run_until_signal(|stop| async move {
+        config.identity = crate::dashboard_identity::start(args.identity)?;
         let handle = weft_dashboard::start(config, stop).await?;
         println!("weft dashboard: http://{}", handle.addr);
         for t in handle.tasks {

@@ -28,8 +28,12 @@ enum IdentityCommand {
     /// Print a new bootstrap token line (`NODE TOKEN`) for each node named, to append to
     /// the file `weft control --bootstrap-tokens` reads.
     Token {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "dashboard")]
         nodes: Vec<String>,
+        /// Also a line for the dashboard (`sa/weft-dashboard TOKEN`), which proves its own
+        /// identity with it.
+        #[arg(long)]
+        dashboard: bool,
     },
 }
 
@@ -59,13 +63,16 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        IdentityCommand::Token { nodes } => {
-            for node in nodes {
+        IdentityCommand::Token { nodes, dashboard } => {
+            for node in &nodes {
                 anyhow::ensure!(
-                    !node.is_empty() && !node.contains(char::is_whitespace),
+                    !node.is_empty() && !node.contains(char::is_whitespace) && !node.contains('/'),
                     "{node:?} is no node name"
                 );
-                println!("{node} {}", weft_identity::random_token()?);
+            }
+            let dashboard = dashboard.then(weft_control::identity::tokens::dashboard_entry);
+            for name in nodes.into_iter().chain(dashboard) {
+                println!("{name} {}", weft_identity::random_token()?);
             }
             Ok(())
         }

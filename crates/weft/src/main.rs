@@ -3,6 +3,7 @@
 
 mod check_cmd;
 mod control_cmd;
+mod dashboard_identity;
 mod demo_cmd;
 mod identity_cmd;
 mod install_cmd;

@@ -1,7 +1,8 @@
 //! The mesh's CA as the cluster holds it: the Secret the control plane signs from and the
 //! ConfigMap of anchors proxies start with, each certificate's expiry (warned of well
 //! ahead: an issuer 30 days before, an anchor 90), and whether the two agree on the anchors;
-//! and each proxy's own leaf, read from its metrics through the API server's pod proxy.
+//! and each proxy's own leaf, and the dashboard's, read from their metrics through the API
+//! server's pod proxy.
 
 use std::time::{Duration, SystemTime};
 
@@ -116,26 +117,57 @@ pub(super) async fn check(client: kube::Client, namespace: &str) -> Vec<Finding>
 /// A proxy renews at 70 % of its leaf's life (7 h 12 min before the end of a 24 h leaf):
 /// this little left means renewals have been failing for hours.
 const LEAF_NOTICE: Duration = Duration::from_secs(2 * 3600);
-/// Where the proxy's admin listener is when its pod does not name the port.
-const ADMIN_PORT: i32 = 9990;
+/// A component whose leaf is read from its `/metrics`.
+pub(super) struct Holder {
+    /// `leaf of …`, in the finding.
+    pub what: String,
+    /// The container port serving `/metrics`, by name, and by number when the pod does not
+    /// name it.
+    pub port: (&'static str, i32),
+    /// Where the component says why it has no leaf.
+    pub says_why: &'static str,
+}
 
-/// The leaf the proxy in `pod` presents, from `weft_identity_leaf_expiry_timestamp_seconds`
-/// on its admin port; `None` for a proxy without identities.
+impl Holder {
+    pub fn proxy(node: &str) -> Self {
+        Self {
+            what: format!("leaf of the proxy on {node}"),
+            port: ("admin", 9990),
+            says_why: "the proxy's /ready",
+        }
+    }
+
+    pub fn dashboard() -> Self {
+        Self {
+            what: "leaf of the dashboard".into(),
+            port: ("http", 8084),
+            says_why: "the dashboard's /api/summary",
+        }
+    }
+}
+
+/// The leaf the component in `pod` presents, from
+/// `weft_identity_leaf_expiry_timestamp_seconds` in its metrics; `None` for one without
+/// identities.
 pub(super) async fn leaf(
     client: &kube::Client,
     namespace: &str,
-    node: &str,
+    holder: Holder,
     pod: &k8s_openapi::api::core::v1::Pod,
 ) -> Option<Finding> {
-    let what = format!("leaf of the proxy on {node}");
+    let Holder {
+        what,
+        port: (port_name, default_port),
+        says_why,
+    } = holder;
     let name = pod.metadata.name.clone().unwrap_or_default();
     let port = pod
         .spec
         .iter()
         .flat_map(|s| &s.containers)
         .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some("admin"))
-        .map_or(ADMIN_PORT, |p| p.container_port);
+        .find(|p| p.name.as_deref() == Some(port_name))
+        .map_or(default_port, |p| p.container_port);
     let path = format!("/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy/metrics");
     let request = match http::Request::get(&path).body(Vec::new()) {
         Ok(r) => r,
@@ -168,22 +200,22 @@ pub(super) async fn leaf(
         return Some(finding(
             false,
             what,
-            format!("{identity} has no leaf yet (its /ready says why)"),
+            format!("{identity} has no leaf yet ({says_why} says why)"),
         ));
     }
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(expiry);
-    let mut f = expiry_in_hours(&what, end, LEAF_NOTICE);
+    let mut f = expiry_in_hours(&what, end, LEAF_NOTICE, says_why);
     f.detail = format!("{identity}, {}", f.detail);
     Some(f)
 }
 
 /// As [`expiry`], in hours and minutes: leaves live a day.
-fn expiry_in_hours(what: &str, end: SystemTime, notice: Duration) -> Finding {
+fn expiry_in_hours(what: &str, end: SystemTime, notice: Duration, says_why: &str) -> Finding {
     match end.duration_since(SystemTime::now()) {
         Err(_) => finding(
             false,
             what,
-            "expired: peers refuse it; the proxy cannot renew (its /ready says why)",
+            format!("expired: peers refuse it; it cannot renew ({says_why} says why)"),
         ),
         Ok(left) => {
             let (h, m) = (left.as_secs() / 3600, left.as_secs() % 3600 / 60);
@@ -191,7 +223,7 @@ fn expiry_in_hours(what: &str, end: SystemTime, notice: Duration) -> Finding {
             if left < notice {
                 f.warn = true;
                 f.detail
-                    .push_str(": not renewed in time (the proxy's /ready says why)");
+                    .push_str(&format!(": not renewed in time ({says_why} says why)"));
             }
             f
         }

@@ -1,6 +1,7 @@
 //! The Identity API's `Certify`: a proxy sends the identity it wants, a token proving its
 //! node and a signing request; it gets a leaf for exactly the identity the token proves,
-//! and the trust bundle of the moment.
+//! and the trust bundle of the moment. The dashboard asks the same way, with a token of its
+//! own account.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,8 +12,8 @@ use weft_identity::ca::MAX_CSR_BYTES;
 use weft_identity::Identity;
 
 use super::signer::Signer;
-use super::tokens::{AuthError, Authenticate};
-use super::PROXY_ACCOUNT;
+use super::tokens::{AuthError, Authenticate, Subject};
+use super::{DASHBOARD_ACCOUNT, PROXY_ACCOUNT};
 use crate::metrics::Metrics;
 
 /// The largest request taken: a CSR, a token and an identity, with room to spare.
@@ -21,8 +22,9 @@ pub const MAX_REQUEST_BYTES: usize = 2 * MAX_CSR_BYTES;
 pub struct CertifyService {
     pub signer: Arc<Signer>,
     pub authenticate: Authenticate,
-    /// Where proxies run: their identities are `…/ns/NAMESPACE/sa/weft-proxy/node/NODE`.
-    pub proxy_namespace: String,
+    /// Where weft runs: proxies' identities are `…/ns/NAMESPACE/sa/weft-proxy/node/NODE`,
+    /// the dashboard's `…/ns/NAMESPACE/sa/weft-dashboard`.
+    pub namespace: String,
     pub metrics: Arc<Metrics>,
 }
 
@@ -52,8 +54,8 @@ impl CertifyService {
     async fn sign(&self, req: CertifyRequest) -> Result<CertifyResponse, Status> {
         let asked = Identity::parse(&req.identity)
             .map_err(|e| Status::invalid_argument(format!("identity: {e}")))?;
-        let node = match self.authenticate.node(&req.token).await {
-            Ok(node) => node,
+        let subject = match self.authenticate.subject(&req.token).await {
+            Ok(subject) => subject,
             Err(AuthError::Refused(why)) => {
                 tracing::warn!(identity = %asked, %why, "identity: refused a certify request");
                 return Err(Status::unauthenticated(why));
@@ -66,13 +68,15 @@ impl CertifyService {
             }
         };
         let ca = self.signer.ca();
-        let proven = Identity::node_proxy(
-            ca.trust_domain(),
-            &self.proxy_namespace,
-            PROXY_ACCOUNT,
-            &node,
-        )
-        .map_err(|e| Status::invalid_argument(format!("node {node:?}: {e}")))?;
+        let td = ca.trust_domain();
+        let proven = match &subject {
+            Subject::Proxy { node } => {
+                Identity::node_proxy(td, &self.namespace, PROXY_ACCOUNT, node)
+                    .map_err(|e| Status::invalid_argument(format!("node {node:?}: {e}")))?
+            }
+            Subject::Dashboard => Identity::workload(td, &self.namespace, DASHBOARD_ACCOUNT)
+                .map_err(|e| Status::internal(e.to_string()))?,
+        };
         if asked != proven {
             tracing::warn!(%asked, %proven, "identity: a token asked for another identity");
             return Err(Status::permission_denied(format!(

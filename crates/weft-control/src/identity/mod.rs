@@ -1,5 +1,5 @@
-//! The mesh's certificate authority, in the control plane: it signs each node proxy's leaf
-//! after checking who asks ([`tokens`]), from a CA it reads from files and reads again when
+//! The mesh's certificate authority, in the control plane: it signs each node proxy's leaf,
+//! and the dashboard's, after checking who asks ([`tokens`]), from a CA it reads from files and reads again when
 //! they change ([`signer`]), so anchors and issuer rotate with no restart. The control plane
 //! serves its gRPC over TLS under an identity of its own ([`incoming`]).
 
@@ -11,7 +11,7 @@ pub mod tokens;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use weft_identity::{CONTROL_ACCOUNT, PROXY_ACCOUNT};
+pub use weft_identity::{CONTROL_ACCOUNT, DASHBOARD_ACCOUNT, PROXY_ACCOUNT};
 
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {
@@ -20,7 +20,8 @@ pub struct IdentityConfig {
     pub trust_domain: String,
     /// How long a proxy's leaf lives; it renews at 70 % of that.
     pub leaf_lifetime: Duration,
-    /// How proxies prove their node: a bootstrap tokens file, or (`None`, on Kubernetes)
-    /// projected ServiceAccount tokens checked with TokenReview.
+    /// How proxies prove their node (and the dashboard its account): a bootstrap tokens
+    /// file, or (`None`, on Kubernetes) projected ServiceAccount tokens checked with
+    /// TokenReview.
     pub bootstrap_tokens: Option<PathBuf>,
 }

@@ -1,11 +1,14 @@
 //! Who may have which identity: a proxy proves its node with a bootstrap token from a
 //! file (outside Kubernetes) or, on Kubernetes, with a projected ServiceAccount token that
-//! TokenReview checks and whose answer names the pod's node.
+//! TokenReview checks and whose answer names the pod's node. The dashboard proves its
+//! account the same ways.
 //!
-//! A bootstrap tokens file has one node per line, its name then its token:
+//! A bootstrap tokens file has one node per line, its name then its token; the dashboard's
+//! line names its account, `sa/weft-dashboard` (no node name has a `/`):
 //! ```text
-//! # node    token
-//! node-1    6f2c0d4e9a…
+//! # node or account    token
+//! node-1               6f2c0d4e9a…
+//! sa/weft-dashboard    41d09b77c3…
 //! ```
 //! It is read at each request, so a node can be added or a token revoked without a restart.
 
@@ -47,6 +50,20 @@ impl std::fmt::Debug for Authenticate {
     }
 }
 
+/// Whom a token proves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// The proxy on this node.
+    Proxy { node: String },
+    /// The dashboard, by its account: its identity has no node.
+    Dashboard,
+}
+
+/// How the dashboard is named in a bootstrap tokens file.
+pub fn dashboard_entry() -> String {
+    format!("sa/{}", super::DASHBOARD_ACCOUNT)
+}
+
 /// Why a token proved nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -59,8 +76,8 @@ pub enum AuthError {
 }
 
 impl Authenticate {
-    /// The node whose proxy `token` proves.
-    pub async fn node(&self, token: &[u8]) -> Result<String, AuthError> {
+    /// Whom `token` proves: a node's proxy, or the dashboard.
+    pub async fn subject(&self, token: &[u8]) -> Result<Subject, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Refused("no token".into()));
         }
@@ -78,9 +95,9 @@ impl Authenticate {
                 let table = parse(path, &text).map_err(AuthError::Broken)?;
                 // Every entry is compared, so the time taken says nothing of which matched.
                 let mut found = None;
-                for (node, known) in &table {
+                for (subject, known) in &table {
                     if equal(known.as_bytes(), token) {
-                        found = Some(node.clone());
+                        found = Some(subject.clone());
                     }
                 }
                 found.ok_or_else(|| AuthError::Refused("unknown bootstrap token".into()))
@@ -94,8 +111,9 @@ impl Authenticate {
     }
 }
 
-/// Asks the API server who `token` is; the node of the proxy pod it was issued to.
-async fn review(client: &kube::Client, namespace: &str, token: &str) -> Result<String, AuthError> {
+/// Asks the API server who `token` is: the dashboard, or the node of the proxy pod it was
+/// issued to.
+async fn review(client: &kube::Client, namespace: &str, token: &str) -> Result<Subject, AuthError> {
     use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
     let reviews: kube::Api<TokenReview> = kube::Api::all(client.clone());
     let asked = TokenReview {
@@ -125,17 +143,22 @@ async fn review(client: &kube::Client, namespace: &str, token: &str) -> Result<S
         )));
     }
     let user = status.user.unwrap_or_default();
-    let expected = format!("system:serviceaccount:{namespace}:{}", super::PROXY_ACCOUNT);
+    let account = |name: &str| format!("system:serviceaccount:{namespace}:{name}");
     let username = user.username.unwrap_or_default();
+    if username == account(super::DASHBOARD_ACCOUNT) {
+        return Ok(Subject::Dashboard);
+    }
+    let expected = account(super::PROXY_ACCOUNT);
     if username != expected {
         return Err(AuthError::Refused(format!(
-            "the token is {username}'s, not {expected}'s"
+            "the token is {username}'s, not {expected}'s or {}'s",
+            account(super::DASHBOARD_ACCOUNT)
         )));
     }
     let extra = user.extra.unwrap_or_default();
     let one = |key: &str| extra.get(key).and_then(|v| v.first()).cloned();
     if let Some(node) = one(NODE_NAME) {
-        return Ok(node);
+        return Ok(Subject::Proxy { node });
     }
     // Before Kubernetes 1.30 a token names its pod, not its node: the pod says where it runs.
     let Some(pod) = one(POD_NAME) else {
@@ -160,12 +183,14 @@ async fn review(client: &kube::Client, namespace: &str, token: &str) -> Result<S
     found
         .spec
         .and_then(|s| s.node_name)
+        .map(|node| Subject::Proxy { node })
         .ok_or_else(|| AuthError::Refused(format!("the token's pod {pod} is on no node yet")))
 }
 
-/// The file's (node, token) pairs; an error names the file and line.
-pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// The file's (subject, token) pairs; an error names the file and line.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<(Subject, String)>, String> {
+    let mut out: Vec<(Subject, String)> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let at = || format!("{}:{}", path.display(), n + 1);
         let line = line.split('#').next().unwrap_or("").trim();
@@ -176,16 +201,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String)>, String> {
         let (Some(node), Some(token), None) = (words.next(), words.next(), words.next()) else {
             return Err(format!("{}: expected `NODE TOKEN`", at()));
         };
+        let subject = if node == dashboard_entry() {
+            Subject::Dashboard
+        } else if node.contains('/') {
+            return Err(format!(
+                "{}: {node} is neither a node name nor {}",
+                at(),
+                dashboard_entry()
+            ));
+        } else {
+            Subject::Proxy {
+                node: node.to_string(),
+            }
+        };
         if token.len() < MIN_TOKEN_LEN {
             return Err(format!(
                 "{}: the token for {node} is shorter than {MIN_TOKEN_LEN} characters",
                 at()
             ));
         }
-        if out.iter().any(|(n, _)| n == node) {
+        if names.contains(&node) {
             return Err(format!("{}: {node} is listed twice", at()));
         }
-        out.push((node.to_string(), token.to_string()));
+        names.push(node);
+        out.push((subject, token.to_string()));
     }
     Ok(out)
 }
@@ -217,25 +256,43 @@ mod tests {
         )
         .unwrap_err()
         .contains("listed twice"));
+        let dashboard = parse(p, "sa/weft-dashboard 0123456789abcdef0123").unwrap();
+        assert_eq!(dashboard[0].0, Subject::Dashboard);
+        assert_eq!(
+            parse(p, "sa/weft-control 0123456789abcdef0123").unwrap_err(),
+            "tokens:1: sa/weft-control is neither a node name nor sa/weft-dashboard"
+        );
     }
 
     #[tokio::test]
-    async fn only_a_listed_token_proves_its_node() {
+    async fn only_a_listed_token_proves_its_node_or_account() {
         let dir = std::env::temp_dir().join(format!("weft-tokens-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tokens");
         std::fs::write(
             &path,
-            "node-1 0123456789abcdef0123\nnode-2 fedcba9876543210fedc\n",
+            "node-1 0123456789abcdef0123\nnode-2 fedcba9876543210fedc\nsa/weft-dashboard abcdefabcdefabcdefab\n",
         )
         .unwrap();
         let auth = Authenticate::Bootstrap(path);
-        assert_eq!(auth.node(b"fedcba9876543210fedc").await.unwrap(), "node-2");
+        assert_eq!(
+            auth.subject(b"fedcba9876543210fedc").await.unwrap(),
+            Subject::Proxy {
+                node: "node-2".into()
+            }
+        );
+        assert_eq!(
+            auth.subject(b"abcdefabcdefabcdefab").await.unwrap(),
+            Subject::Dashboard
+        );
         assert!(matches!(
-            auth.node(b"fedcba9876543210fedd").await,
+            auth.subject(b"fedcba9876543210fedd").await,
             Err(AuthError::Refused(_))
         ));
-        assert!(matches!(auth.node(b"").await, Err(AuthError::Refused(_))));
+        assert!(matches!(
+            auth.subject(b"").await,
+            Err(AuthError::Refused(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,11 +1,13 @@
 //! The proxy's mesh identity: its credentials and the trust bundle, made into the TLS its
 //! inbound serves peers with and its outbound dials them with; and, when identity comes
-//! from `weft control`, the [`certifier`] that gets and renews its leaf.
+//! from `weft control`, the [`certifier`] that gets and renews its leaf. The dashboard
+//! holds its own identity the same way ([`MeshIdentity::workload`]).
 
 pub mod certifier;
 
 use std::sync::Arc;
 
+use weft_api::channel;
 use weft_core::config::IdentityConfig;
 use weft_http::client::ClientTls;
 use weft_http::server::ServerTls;
@@ -16,6 +18,15 @@ use weft_identity::{
 };
 
 use certifier::Status;
+
+/// Why a certifier could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CertifierError {
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+    #[error("the control plane's address: {0}")]
+    ControlPlane(String),
+}
 
 /// What a proxy with identity holds. Its leaf and the bundle may be replaced while it runs;
 /// every new handshake uses what they hold then.
@@ -34,6 +45,23 @@ impl MeshIdentity {
     /// A key for this node's identity and the configured anchors; no leaf yet (the
     /// certifier gets it).
     pub fn from_config(config: &IdentityConfig, node: &str) -> Result<Self, IdentityError> {
+        Self::new(config, |td| {
+            Identity::node_proxy(td, &config.namespace, PROXY_ACCOUNT, node)
+        })
+    }
+
+    /// A key for the identity of a mesh workload that is not a proxy (the dashboard), and
+    /// the configured anchors; no leaf yet.
+    pub fn workload(config: &IdentityConfig, account: &str) -> Result<Self, IdentityError> {
+        Self::new(config, |td| {
+            Identity::workload(td, &config.namespace, account)
+        })
+    }
+
+    fn new(
+        config: &IdentityConfig,
+        id: impl FnOnce(&TrustDomain) -> Result<Identity, IdentityError>,
+    ) -> Result<Self, IdentityError> {
         let path = config
             .trust_anchors
             .as_ref()
@@ -43,7 +71,7 @@ impl MeshIdentity {
         let anchors = certificates(&text)
             .map_err(|e| IdentityError::BadName(format!("{}: {e}", path.display())))?;
         let td = TrustDomain::new(&config.trust_domain)?;
-        let id = Identity::node_proxy(&td, &config.namespace, PROXY_ACCOUNT, node)?;
+        let id = id(&td)?;
         let bundle = TrustBundle::new(
             td,
             anchors,
@@ -60,6 +88,39 @@ impl MeshIdentity {
     /// The control plane's identity, as this proxy expects it.
     pub fn control(&self, namespace: &str) -> Result<Identity, IdentityError> {
         Identity::workload(self.bundle.trust_domain(), namespace, CONTROL_ACCOUNT)
+    }
+
+    /// The certifier that gets and renews this identity's leaf from the control plane at
+    /// `control_plane`, proving who asks with `config.token_file`; to be run on a task.
+    pub fn certifier(
+        &self,
+        config: &IdentityConfig,
+        control_plane: &str,
+        metrics: weft_metrics::IdentityMetrics,
+    ) -> Result<certifier::Certifier, CertifierError> {
+        // Its own channel, showing no certificate: the token proves who asks, and a leaf that
+        // has expired (a long control-plane outage) must not stop the proxy getting a new one.
+        let tls = tls::control_certify_config(
+            Arc::clone(&self.bundle),
+            self.credentials.identity().clone(),
+            self.control(&config.namespace)?,
+        )?;
+        let channel = channel::connect_lazy(
+            control_plane,
+            Some(channel::Tls {
+                config: tls,
+                gate: None,
+            }),
+        )
+        .map_err(|e| CertifierError::ControlPlane(e.to_string()))?;
+        Ok(certifier::Certifier {
+            metrics,
+            credentials: Arc::clone(&self.credentials),
+            bundle: Arc::clone(&self.bundle),
+            status: self.status.clone().unwrap_or_default(),
+            channel,
+            token_file: config.token_file.clone().unwrap_or_default(),
+        })
     }
 
     /// Why the proxy cannot serve peers now, if it cannot: no leaf yet, or an expired one.
