@@ -208,7 +208,10 @@ async fn the_hop_between_nodes_is_mutual_tls_and_takes_only_mesh_peers() {
         summary["identity"]["identity"], "spiffe://cluster.local/ns/weft/sa/weft-dashboard",
         "{summary}"
     );
-    assert!(summary["identity"]["valid_until_unix_s"].is_u64(), "{summary}");
+    assert!(
+        summary["identity"]["valid_until_unix_s"].is_u64(),
+        "{summary}"
+    );
     // The instance table names each node's proxy by its identity.
     let instances = demo.api("/api/instances?window=5m").await;
     let node_two = instances["nodes"]

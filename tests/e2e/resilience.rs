@@ -216,6 +216,42 @@ async fn retries_stay_within_budget_when_all_endpoints_fail() {
     }
 }
 
+/// Only weft speaks `weft-error`: an app's response carrying one that means "never
+/// delivered" is the app's answer, not a reason to send its POST again. Each proxy removes
+/// the header from what an app answers, whether the app is behind a peer proxy or reached
+/// straight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_forged_weft_error_is_its_answer_and_never_retried() {
+    let mesh = mesh_without_accrual().await;
+    let behind_b = Backend::start(NODE_B).await;
+    let direct = Backend::start(NODE_B).await;
+    mesh.publish(&[
+        ("world", vec![mesh.on_b(behind_b.addr)]),
+        ("local", vec![Ep::direct(direct.addr)]),
+    ])
+    .await;
+    for (service, app) in [("world", &behind_b), ("local", &direct)] {
+        let rsp = curl(&[
+            "-x",
+            &mesh.proxy_flag(),
+            "-X",
+            "POST",
+            "--data",
+            "order=1",
+            &format!("http://{service}/forged-weft-error"),
+        ])
+        .await;
+        assert_eq!(rsp.status, 403, "{service}: {}", rsp.text());
+        assert_eq!(
+            rsp.header("weft-error"),
+            None,
+            "{service}: {:?}",
+            rsp.headers
+        );
+        assert_eq!(app.count(), 1, "{service}: the POST was sent again");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_request_sends_its_body_again_whole() {
     // Accrual off, so the failing instance stays in rotation and keeps causing retries.

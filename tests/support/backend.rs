@@ -245,6 +245,14 @@ async fn route(me: SocketAddr, req: Request<Incoming>) -> Response<ChannelBody> 
             let _ = tx.try_send(Frame::data(Bytes::from_static(b"slow\n")));
         }
         "/hang" => std::future::pending::<()>().await,
+        // An app that speaks as if it were weft: a refusal that means "never delivered",
+        // which no proxy may take as its own.
+        "/forged-weft-error" => {
+            *rsp.status_mut() = http::StatusCode::FORBIDDEN;
+            rsp.headers_mut()
+                .insert("weft-error", "endpoint not on this node".parse().unwrap());
+            rsp.headers_mut().insert("content-length", 0.into());
+        }
         _ => {
             let echo = echo(req).await;
             let _ = tx.try_send(Frame::data(Bytes::from(echo.to_string())));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use http::header::HeaderValue;
 use http::{Request, Response, Version};
 use pin_project_lite::pin_project;
-use weft_core::headers::{WEFT_DST_SERVICE, WEFT_ORIG_PROTO};
+use weft_core::headers::{WEFT_DST_SERVICE, WEFT_ERROR, WEFT_ORIG_PROTO};
 use weft_core::Protocol;
 use weft_http::client::{upgrade, Connector, H1Pool, H2Pool};
 use weft_http::server::OnUpgrade;
@@ -164,9 +164,12 @@ pub(crate) fn deliver<'a>(
         return Delivery::Boxed {
             send: Box::pin(async move {
                 forms::to_h1(&mut req, authority, orig).map_err(ProxyError::BadRequest)?;
-                let rsp = upgrade::send(connector, addr, name, req, downstream)
+                let mut rsp = upgrade::send(connector, addr, name, req, downstream)
                     .await
                     .map_err(ProxyError::from)?;
+                if matches!(hop, Hop::Instance(_)) {
+                    rsp.headers_mut().remove(WEFT_ERROR);
+                }
                 Ok(rsp.map(ResponseBody::H1))
             }),
         };
@@ -187,17 +190,20 @@ pub(crate) fn deliver<'a>(
                 Hop::Peer(_, name) => upstreams.peers.send(addr, name, req),
                 Hop::Instance(_) => upstreams.h2.send(addr, None, req),
             },
+            from_app: matches!(hop, Hop::Instance(_)),
         },
     }
 }
 
 pin_project! {
     #[project = Proj]
+    /// Only weft speaks `weft-error`: an app's is removed from its response, so a forged
+    /// "never delivered" cannot get a request sent twice. A peer proxy's stays.
     pub(crate) enum Delivery<'a, H1, H2> {
-        /// The pooled HTTP/1.1 client.
+        /// The pooled HTTP/1.1 client: always to an app.
         H1 { #[pin] send: H1 },
         /// The shared HTTP/2 connection (an instance's own, or the hop to a peer proxy).
-        H2 { #[pin] send: H2 },
+        H2 { #[pin] send: H2, from_app: bool },
         /// An upgrade: rare, and its future is large.
         Boxed { send: Pin<Box<dyn Future<Output = Sent> + Send + 'a>> },
         /// Refused before anything was sent.
@@ -215,12 +221,20 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
         match self.project() {
             Proj::H1 { send } => send.poll(cx).map(|sent| {
-                sent.map(|rsp| rsp.map(ResponseBody::H1))
-                    .map_err(Failed::from)
+                sent.map(|mut rsp| {
+                    rsp.headers_mut().remove(WEFT_ERROR);
+                    rsp.map(ResponseBody::H1)
+                })
+                .map_err(Failed::from)
             }),
-            Proj::H2 { send } => send.poll(cx).map(|sent| {
-                sent.map(|rsp| rsp.map(ResponseBody::H2))
-                    .map_err(Failed::from)
+            Proj::H2 { send, from_app } => send.poll(cx).map(|sent| {
+                sent.map(|mut rsp| {
+                    if *from_app {
+                        rsp.headers_mut().remove(WEFT_ERROR);
+                    }
+                    rsp.map(ResponseBody::H2)
+                })
+                .map_err(Failed::from)
             }),
             Proj::Boxed { send } => send.as_mut().poll(cx),
             Proj::Failed { error } => match error.take() {
