@@ -361,6 +361,98 @@ async fn the_dashboard_finds_proxies_through_a_dns_name() {
     println!("{summary}");
 }
 
+/// A label value is data: a service named like markup is shown as text in the page, and no
+/// script in it runs. A proxy that answers with more than the dashboard reads is shown down,
+/// not held in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_value_is_shown_as_text_and_an_oversized_scrape_is_refused() {
+    const HOSTILE: &str = "<img src=x onerror=\"window.pwned=1\">";
+    let hostile = fake_proxy(|n| {
+        let service = HOSTILE.replace('"', "\\\"");
+        format!(
+            "weft_proxy_info{{node=\"evil\",version=\"0\"}} 1\n\
+             weft_requests_total{{direction=\"outbound\",service=\"{service}\",endpoint=\"127.0.0.9:80\"}} {n}\n\
+             weft_responses_total{{direction=\"outbound\",service=\"{service}\",endpoint=\"127.0.0.9:80\",status_code=\"200\",classification=\"success\",error=\"\"}} {n}\n"
+        )
+    })
+    .await;
+    // 24 MiB of comments: past the 16 MiB the dashboard reads.
+    let huge = fake_proxy(|_| "# padding\n".repeat(24 * 1024 * 1024 / 10)).await;
+    let (_dash, addr) = start_dashboard(&[
+        "--proxy",
+        &hostile.to_string(),
+        "--proxy",
+        &huge.to_string(),
+    ])
+    .await;
+    let summary = weft_tests::eventually(
+        "the hostile service listed",
+        Duration::from_secs(20),
+        || async {
+            let s = api(addr, "/api/services?window=60").await;
+            (s["services"].as_array()?.len() == 1).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(summary["services"][0]["service"], HOSTILE, "{summary}");
+    let proxies = api(addr, "/api/summary").await;
+    let down: Vec<_> = proxies["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["up"] == false)
+        .map(|p| p["target"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(down, [huge.to_string()], "{proxies}");
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{addr}/")).await;
+    browser
+        .wait_for(
+            "the service rendered",
+            "return document.querySelectorAll('#services .service h3').length === 1",
+        )
+        .await;
+    let page = browser
+        .eval(
+            "return {
+                heading: document.querySelector('#services .service h3').textContent,
+                images: document.querySelectorAll('#services img').length,
+                pwned: window.pwned === 1,
+            };",
+        )
+        .await;
+    assert_eq!(page["heading"], HOSTILE, "{page}");
+    assert_eq!(page["images"], 0, "{page}");
+    assert_eq!(page["pwned"], false, "{page}");
+}
+
+/// A stand-in for a proxy's admin listener: `/metrics` answers `body(n)` at the n-th scrape.
+async fn fake_proxy(body: impl Fn(u64) -> String + Send + Sync + 'static) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = std::sync::Arc::new(body);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            n += 1;
+            let text = body(n);
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    text.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.write_all(text.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
 /// A `weft dashboard` process collecting every second from `source`, and where it listens
 /// (read from its first stdout line).
 async fn start_dashboard(source: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {

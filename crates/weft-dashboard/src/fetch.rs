@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Uri;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -19,7 +19,13 @@ pub enum FetchError {
     Timeout { url: String, timeout: Duration },
     #[error("{url}: HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error("{url}: the body is over {MAX_BODY_BYTES} bytes; not read further")]
+    TooLarge { url: String },
 }
+
+/// The most read of any answer: a proxy's metrics with thousands of endpoints are a few
+/// MiB; a peer sending more is not believed, and cannot make the dashboard hold it.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// `GET url`, expecting a 2xx; returns the body.
 pub async fn get(url: &str, timeout: Duration) -> Result<Bytes, FetchError> {
@@ -57,11 +63,18 @@ async fn get_inner(url: &str) -> Result<Bytes, FetchError> {
         .map_err(|e| io_err(&e))?;
     let rsp = tx.send_request(req).await.map_err(|e| io_err(&e))?;
     let status = rsp.status().as_u16();
-    let body = rsp
-        .into_body()
+    let body = Limited::new(rsp.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
-        .map_err(|e| io_err(&e))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                FetchError::TooLarge {
+                    url: url.to_string(),
+                }
+            } else {
+                io_err(&e)
+            }
+        })?
         .to_bytes();
     if !(200..300).contains(&status) {
         return Err(FetchError::Status {

@@ -91,7 +91,13 @@ async fn scrape_all(targets: &[String]) -> Vec<Scrape> {
                     finish(t, true, samples)
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "scrape failed");
+                    // A proxy that is down is common and shown as down; one that sends too
+                    // much is not, and is worth a line.
+                    if matches!(e, fetch::FetchError::TooLarge { .. }) {
+                        tracing::warn!(error = %e, "scrape refused");
+                    } else {
+                        tracing::debug!(error = %e, "scrape failed");
+                    }
                     finish(t, false, Vec::new())
                 }
             }

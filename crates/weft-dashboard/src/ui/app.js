@@ -159,7 +159,8 @@ function renderServices(services) {
       const div = document.createElement("div");
       div.className = "service";
       div.dataset.service = r.service;
-      div.innerHTML = `<h3>${r.service}</h3>
+      // The name is data (in Prometheus mode, any label value): text, never markup.
+      div.innerHTML = `<h3></h3>
         <div class="cards">
           <div class="card"><div class="label">Success rate</div><div class="value success-rate">–</div></div>
           <div class="card"><div class="label">Request volume</div><div class="value rps">–</div></div>
@@ -172,6 +173,7 @@ function renderServices(services) {
           <figure><figcaption>Request volume (req/s)</figcaption><div class="chart volume"></div></figure>
           <figure><figcaption>Latency (ms)</figcaption><div class="chart latency"></div></figure>
         </div>`;
+      div.querySelector("h3").textContent = r.service;
       root.appendChild(div);
     }
     root.dataset.names = names;
