@@ -41,6 +41,9 @@ async fn proxy_made_errors_carry_status_and_weft_error() {
             vec![Ep::on(mesh.world.addr, weft_tests::free_addr(NODE_B))],
         ),
         ("rude", vec![mesh.on_b(rude_addr)]),
+        // HTTP/2 instances whose answers carry a 1 MiB header, straight and behind node B.
+        ("huge", vec![Ep::direct(mesh.world.addr).h2()]),
+        ("hugeb", vec![mesh.on_b(mesh.world.addr).h2()]),
     ])
     .await;
     let proxy = mesh.proxy_flag();
@@ -50,6 +53,8 @@ async fn proxy_made_errors_carry_status_and_weft_error() {
         ("http://refused/", 502, "connect refused"),
         ("http://deadnode/", 502, "connect refused"),
         ("http://rude/", 502, "upstream reset"),
+        ("http://huge/huge-header?kb=1024", 502, "upstream reset"),
+        ("http://hugeb/huge-header?kb=1024", 502, "upstream reset"),
     ];
     for (url, status, error) in cases {
         let rsp = curl(&["-x", &proxy, url]).await;

@@ -245,6 +245,12 @@ async fn route(me: SocketAddr, req: Request<Incoming>) -> Response<ChannelBody> 
             let _ = tx.try_send(Frame::data(Bytes::from_static(b"slow\n")));
         }
         "/hang" => std::future::pending::<()>().await,
+        "/huge-header" => {
+            let kb = query(&req, "kb").unwrap_or(1024) as usize;
+            rsp.headers_mut()
+                .insert("x-huge", "a".repeat(kb * 1024).parse().unwrap());
+            rsp.headers_mut().insert("content-length", 0.into());
+        }
         // An app that speaks as if it were weft: a refusal that means "never delivered",
         // which no proxy may take as its own.
         "/forged-weft-error" => {

@@ -23,9 +23,16 @@ use http_body::Body;
 use super::connect::{Connector, Speaks};
 use super::reap::spawn_reaper;
 use crate::error::{BoxError, Error, SendError};
+use crate::h1::head::MAX_HEADERS;
+use crate::h1::response::MAX_RESPONSE_HEAD;
 use crate::h2::body::{send_body, H2Body};
 use crate::h2::{keep_alive, CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::FastMap;
+
+/// The largest response header list taken (h2 counts 32 bytes per field on top of its name
+/// and value): what the HTTP/1.1 client takes, so an answer that crossed a peer proxy's
+/// limit is not refused at this one. h2's default would take 16 MiB.
+const MAX_RESPONSE_HEADER_LIST: u32 = (MAX_RESPONSE_HEAD + 32 * MAX_HEADERS) as u32;
 
 pub struct H2Pool {
     connector: Connector,
@@ -125,6 +132,7 @@ impl H2Pool {
             let (sender, mut conn) = h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_header_list_size(MAX_RESPONSE_HEADER_LIST)
                 .enable_push(false)
                 .handshake::<_, Bytes>(io)
                 .await

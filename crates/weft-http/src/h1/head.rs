@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 /// Most headers a request head may carry, as hyper allows.
-pub(super) const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 
 /// How a received message's body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
