@@ -7,6 +7,7 @@ mod deadlines;
 mod demo;
 mod errors;
 mod grpc;
+mod hardening;
 mod http;
 mod http1;
 mod identity;

@@ -49,7 +49,21 @@ pub struct ControlConfig {
     pub cluster_domain: String,
     /// The mesh's CA and TLS on the gRPC listener; `None`: plaintext, no Identity API.
     pub identity: Option<identity::IdentityConfig>,
+    /// Destination streams open at once, over every connection: each holds a task and a
+    /// subscription, so a flood of them is refused rather than let grow memory.
+    pub max_streams: usize,
 }
+
+/// Streams one gRPC connection may have open: a proxy opens one per service its node's
+/// apps call.
+const MAX_STREAMS_PER_CONNECTION: u32 = 2048;
+/// Streams a client may reset before they are accepted, and streams this server may reset
+/// for a client's errors, before the connection is closed (rapid reset, CVE-2023-44487):
+/// tonic passes no local-reset limit to hyper, which then has none.
+const MAX_PENDING_RESETS: usize = 20;
+const MAX_LOCAL_ERROR_RESETS: usize = 256;
+/// A Destination or Certify request's headers are a few hundred bytes.
+const MAX_HEADER_LIST: u32 = 16 * 1024;
 
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -185,11 +199,16 @@ pub async fn run(
         default_namespace: config.default_namespace,
         cluster_domain: config.cluster_domain,
         require_proxy: signer.is_some(),
+        open: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
     });
     let mut server = tonic::transport::Server::builder()
         // Finds proxies that vanished without closing their streams.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .http2_max_header_list_size(MAX_HEADER_LIST);
     let result = match (signer, config.identity) {
         (Some(signer), Some(id)) => {
             let proxies = weft_identity::Identity::workload(

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub kube_errors: Family<Labels, Counter>,
     /// Destination streams open now.
     pub streams: Gauge,
+    /// Destination streams refused because the cap on open ones was reached.
+    pub streams_refused: Counter,
     /// Destination updates sent, by kind (snapshot, add, remove, no_endpoints, does_not_exist).
     pub updates: Family<Labels, Counter>,
     /// Certify requests, by result (signed, unauthenticated, wrong_identity, bad_request, error).
@@ -35,6 +37,7 @@ impl Default for Metrics {
         let kube_events = Family::<Labels, Counter>::default();
         let kube_errors = Family::<Labels, Counter>::default();
         let streams = Gauge::default();
+        let streams_refused = Counter::default();
         let updates = Family::<Labels, Counter>::default();
         let services = Gauge::default();
         let subscribed = Gauge::default();
@@ -67,6 +70,11 @@ impl Default for Metrics {
             streams.clone(),
         );
         registry.register(
+            "destination_streams_refused",
+            "Destination API streams refused: the control plane had --max-streams open",
+            streams_refused.clone(),
+        );
+        registry.register(
             "destination_updates",
             "Destination API updates sent",
             updates.clone(),
@@ -87,6 +95,7 @@ impl Default for Metrics {
             kube_events,
             kube_errors,
             streams,
+            streams_refused,
             updates,
             services,
             subscribed,

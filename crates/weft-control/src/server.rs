@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use weft_api::destination::{DoesNotExist, EndpointSet, NoEndpoints};
@@ -24,6 +24,8 @@ pub struct DestinationService {
     /// With identity on: only a caller that showed a proxy's certificate is answered (the
     /// TLS handshake has checked it is one).
     pub require_proxy: bool,
+    /// A permit per open stream: none left, and a new stream is refused.
+    pub open: Arc<Semaphore>,
 }
 
 #[tonic::async_trait]
@@ -49,6 +51,13 @@ impl Destination for DestinationService {
         )?;
         let port = u16::try_from(req.port)
             .map_err(|_| Status::invalid_argument(format!("port {} out of range", req.port)))?;
+        let Ok(permit) = Arc::clone(&self.open).try_acquire_owned() else {
+            self.metrics.streams_refused.inc();
+            tracing::warn!(service = %key, node = %req.node, "destination stream refused: the cap on open streams is reached");
+            return Err(Status::resource_exhausted(
+                "the control plane has as many Destination streams open as it takes (--max-streams)",
+            ));
+        };
         tracing::debug!(service = %key, port, node = %req.node, "destination stream opened");
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(follow(
@@ -57,6 +66,7 @@ impl Destination for DestinationService {
             key,
             port,
             tx,
+            permit,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -68,6 +78,8 @@ async fn follow(
     key: Key,
     port: u16,
     tx: mpsc::Sender<Result<Update, Status>>,
+    // Held for the stream's life.
+    _permit: OwnedSemaphorePermit,
 ) {
     let mut synced = index.synced();
     tokio::select! {

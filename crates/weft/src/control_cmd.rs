@@ -48,6 +48,11 @@ pub struct ControlArgs {
     /// as nodes' proxies (the manifest sets it to the control plane's own).
     #[arg(long, env = "WEFT_PROXY_NAMESPACE", default_value = weft_control::install::DEFAULT_NAMESPACE)]
     proxy_namespace: String,
+    /// Destination streams open at once, over every proxy (one per service each node's apps
+    /// call); more are refused with RESOURCE_EXHAUSTED and counted.
+    #[arg(long, env = "WEFT_MAX_STREAMS", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_streams: u32,
 }
 
 /// Leaves shorter than this would renew faster than a control plane can be counted on; longer
@@ -80,6 +85,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         default_namespace: args.default_namespace,
         proxy_namespace: args.proxy_namespace,
         cluster_domain: args.cluster_domain,
+        max_streams: args.max_streams as usize,
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
