@@ -6,7 +6,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+use weft_tests::client::curl;
 use weft_tests::control::WeftControl;
+use weft_tests::mesh::Mesh;
 use weft_tests::proxy::metric;
 use weft_tests::TempDir;
 
@@ -87,4 +89,79 @@ async fn the_control_plane_refuses_streams_past_its_cap() {
         || async { (open_streams().await == 3.0).then_some(()) },
     )
     .await;
+}
+
+/// Runs the hostile client against `addr`; its report.
+async fn abuse(addr: std::net::SocketAddr, mode: &str, n: u32) -> serde_json::Value {
+    let out = weft_tests::python::run(
+        "h2_abuse.py",
+        &[&addr.to_string(), "world", mode, &n.to_string()],
+    )
+    .await;
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+const ENHANCE_YOUR_CALM: u64 = 0xb;
+
+/// Rapid reset (CVE-2023-44487): a client that opens streams and resets them, before the
+/// proxy takes them (h2 counts those) or after it has sent them upstream (the proxy counts
+/// those), has its connection closed with ENHANCE_YOUR_CALM long before 1 000 streams, and
+/// the upstream work it caused stays bounded; other clients are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_closes_the_abusers_connection_and_bounds_upstream_work() {
+    let mesh = Mesh::start().await;
+    let out = mesh.a.outbound;
+    for mode in ["rapid_reset", "late_reset"] {
+        let before = mesh.world.count();
+        let report = abuse(out, mode, 5000).await;
+        println!(
+            "{mode}: {report}, upstream requests {}",
+            mesh.world.count() - before
+        );
+        // Closed, with ENHANCE_YOUR_CALM when the GOAWAY gets there before the close (a
+        // socket closed with the abuser's frames unread may be reset, and take it along).
+        assert_eq!(report["closed"], true, "{mode}: {report}");
+        assert!(
+            report["goaway"].is_null() || report["goaway"] == ENHANCE_YOUR_CALM,
+            "{mode}: {report}"
+        );
+        assert!(report["sent"].as_u64().unwrap() < 1000, "{mode}: {report}");
+        assert!(
+            mesh.world.count() - before < 1000,
+            "{mode}: upstream work unbounded"
+        );
+        let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+        assert_eq!(rsp.status, 200, "{mode}: {}", rsp.text());
+    }
+    let metrics = mesh.a.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "weft_http2_abuse_closed_connections_total{direction=\"outbound\",reason=\"rapid_reset\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+/// A header block that never ends (CONTINUATION flood) and a flow-control window pushed past
+/// its maximum each end in the connection closed, while other clients are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuation_floods_and_window_overflows_close_the_connection() {
+    let mesh = Mesh::start().await;
+    let out = mesh.a.outbound;
+    let flood = abuse(out, "continuation", 10_000).await;
+    println!("continuation: {flood}");
+    assert!(
+        flood["goaway"].is_u64() || flood["closed"] == true,
+        "{flood}"
+    );
+    // 64 KiB of headers are taken; the flood is cut off within a few frames of that.
+    assert!(flood["sent"].as_u64().unwrap() < 100, "{flood}");
+    let overflow = abuse(out, "window_overflow", 0).await;
+    println!("window overflow: {overflow}");
+    const FLOW_CONTROL_ERROR: u64 = 0x3;
+    assert_eq!(overflow["goaway"], FLOW_CONTROL_ERROR, "{overflow}");
+    let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
 }

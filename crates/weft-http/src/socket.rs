@@ -28,6 +28,9 @@ pub trait ConnStats: Send + Sync + 'static {
     /// taken, `no_certificate`, or `handshake` (a failed one; a certificate found wanting
     /// is the verifier's to count).
     fn tls_refused(&self, _reason: &'static str) {}
+    /// A client's HTTP/2 connection was closed for abuse: `rapid_reset` (streams reset
+    /// before their answer, most of those it opened).
+    fn h2_abuse(&self, _reason: &'static str) {}
 }
 
 /// Stats shared by a listener's connections.
@@ -355,6 +358,11 @@ pub struct Rewind {
 impl Rewind {
     pub fn new(pre: BytesMut, io: Socket) -> Self {
         Self { pre, io }
+    }
+
+    /// What the connection reports to.
+    pub fn stats(&self) -> Stats {
+        Arc::clone(&self.io.stats)
     }
 
     /// The first `n` bytes still to be read (fewer if the peer ends the stream first),

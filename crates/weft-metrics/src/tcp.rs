@@ -21,6 +21,13 @@ pub struct RefusedLabels {
     pub reason: &'static str,
 }
 
+/// Why a client's HTTP/2 connection was closed for abuse (`rapid_reset`, …): fixed values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AbuseLabels {
+    pub direction: Direction,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Default)]
 pub struct TcpMetrics {
     open: Family<ListenerLabels, Gauge>,
@@ -29,6 +36,7 @@ pub struct TcpMetrics {
     read_bytes: Family<ListenerLabels, Counter>,
     write_bytes: Family<ListenerLabels, Counter>,
     tls_refused: Family<RefusedLabels, Counter>,
+    h2_abuse: Family<AbuseLabels, Counter>,
 }
 
 /// Handles for one listener, resolved once at bind time.
@@ -39,6 +47,7 @@ pub struct ListenerMetrics {
     pub tls_accepted: Counter,
     pub read_bytes: Counter,
     pub write_bytes: Counter,
+    pub direction: Direction,
 }
 
 impl TcpMetrics {
@@ -65,6 +74,11 @@ impl TcpMetrics {
             m.tls_refused.clone(),
         );
         registry.register(
+            "http2_abuse_closed_connections",
+            "Client HTTP/2 connections closed for abuse (rapid reset and the like), per listener and reason",
+            m.h2_abuse.clone(),
+        );
+        registry.register(
             "tcp_read_bytes",
             "Bytes read from client connections, per listener",
             m.read_bytes.clone(),
@@ -85,7 +99,15 @@ impl TcpMetrics {
             tls_accepted: self.tls_accepted.get_or_create(&labels).clone(),
             read_bytes: self.read_bytes.get_or_create(&labels).clone(),
             write_bytes: self.write_bytes.get_or_create(&labels).clone(),
+            direction,
         }
+    }
+
+    /// Counts a client's HTTP/2 connection closed for `reason`.
+    pub fn h2_abuse(&self, direction: Direction, reason: &'static str) {
+        self.h2_abuse
+            .get_or_create(&AbuseLabels { direction, reason })
+            .inc();
     }
 
     /// Counts a peer refused for `reason`.

@@ -368,4 +368,8 @@ impl ConnStats for Listener {
     fn tls_refused(&self, reason: &'static str) {
         self.1.tls_refused(reason);
     }
+
+    fn h2_abuse(&self, reason: &'static str) {
+        self.1.h2_abuse(self.0.direction, reason);
+    }
 }

@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -24,6 +26,17 @@ use crate::socket::Rewind;
 
 /// Streams one connection may have open at once (hyper's default, kept).
 const MAX_STREAMS: u32 = 200;
+/// Resets this server sends for a client's protocol errors before it closes the connection
+/// (h2's own default, said here: hyper's callers have found it unset).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Rapid reset (CVE-2023-44487) past what h2 catches: a client that resets streams after
+/// they were accepted (and sent upstream) but before their answer. Legitimate clients give
+/// up on some calls; one that gives up on at least half of what it opens, past this many,
+/// is closed with ENHANCE_YOUR_CALM.
+const EARLY_RESET_FLOOR: u32 = 100;
+/// Counts are halved when this many streams have been accepted, so the verdict is on a
+/// connection's recent streams, not its whole life.
+const RESET_WINDOW: u32 = 2048;
 
 /// Serves one h2c connection until the client closes it, it breaks, its PINGs go
 /// unanswered, or the proxy drains (GOAWAY, then in-flight streams finish).
@@ -38,12 +51,14 @@ pub async fn serve<H, F, B>(
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
 {
+    let stats = io.stats();
     let mut builder = h2::server::Builder::new();
     builder
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(MAX_STREAMS);
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
     let mut conn = match builder.handshake::<_, Bytes>(io).await {
         Ok(conn) => conn,
         Err(e) => {
@@ -54,12 +69,30 @@ pub async fn serve<H, F, B>(
     let mut unanswered = std::pin::pin!(keep_alive(conn.ping_pong()));
     let mut drain = std::pin::pin!(shutdown.wait_for(|stop| *stop));
     let (mut draining, mut gone) = (false, false);
+    // Streams the client reset before their answer, counted by each stream's task.
+    let early_resets = Arc::new(AtomicU32::new(0));
+    let mut accepted_streams: u32 = 0;
     loop {
         // Biased: streams first (the others are rare), and no random draw per poll.
         tokio::select! {
             biased;
             accepted = conn.accept() => match accepted {
-                Some(Ok((req, reply))) => {
+                Some(Ok(_)) if gone => {}
+                Some(Ok((req, mut reply))) => {
+                    accepted_streams += 1;
+                    let resets = early_resets.load(Ordering::Relaxed);
+                    if resets >= EARLY_RESET_FLOOR && resets.saturating_mul(2) >= accepted_streams {
+                        tracing::warn!(%peer, resets, streams = accepted_streams, "h2 client resets most streams before their answer (rapid reset): closing its connection");
+                        stats.h2_abuse("rapid_reset");
+                        reply.send_reset(Reason::ENHANCE_YOUR_CALM);
+                        gone = true;
+                        conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                        continue;
+                    }
+                    if accepted_streams >= RESET_WINDOW {
+                        accepted_streams /= 2;
+                        let _ = early_resets.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r / 2));
+                    }
                     let (parts, recv) = req.into_parts();
                     // A declared length travels on as the body's exact size (a GET's empty
                     // stream needs no lookup).
@@ -72,7 +105,7 @@ pub async fn serve<H, F, B>(
                     // Boxed: the handler's future is a kilobyte, and the task's future is
                     // moved whole on its way into the runtime.
                     let work = Box::pin(handler(peer, Request::from_parts(parts, body)));
-                    tokio::spawn(Answer::<_, B>::new(work, reply));
+                    tokio::spawn(Answer::<_, B>::new(work, reply, Arc::clone(&early_resets)));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
@@ -116,16 +149,19 @@ pin_project! {
         sending: Option<(B, SendStream<Bytes>)>,
         // Data taken from the body, waiting for send capacity; and whether it ends it.
         held: Option<(Bytes, bool)>,
+        // The connection's count of streams reset before their answer.
+        early_resets: Arc<AtomicU32>,
     }
 }
 
 impl<F, B> Answer<F, B> {
-    fn new(work: F, reply: SendResponse<Bytes>) -> Self {
+    fn new(work: F, reply: SendResponse<Bytes>, early_resets: Arc<AtomicU32>) -> Self {
         Self {
             work: Some(work),
             reply: Some(reply),
             sending: None,
             held: None,
+            early_resets,
         }
     }
 }
@@ -147,6 +183,7 @@ where
                 Poll::Ready(rsp) => rsp,
                 Poll::Pending => {
                     if reply.poll_reset(cx).is_ready() {
+                        this.early_resets.fetch_add(1, Ordering::Relaxed);
                         this.work.set(None);
                         return Poll::Ready(());
                     }
