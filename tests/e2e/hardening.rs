@@ -165,3 +165,64 @@ async fn continuation_floods_and_window_overflows_close_the_connection() {
     let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
     assert_eq!(rsp.status, 200, "{}", rsp.text());
 }
+
+/// One app's long calls to a peer no longer stall every other app's calls to it: with 210
+/// calls held open to a slow instance on node B (more than one HTTP/2 connection carries),
+/// a call from node A to another service on node B is answered at once, over a connection
+/// of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_calls_to_one_peer_do_not_stall_other_calls_to_it() {
+    use tokio::io::AsyncWriteExt;
+    let mesh = Mesh::start().await;
+    let slow = weft_tests::backend::Backend::start(weft_tests::mesh::NODE_B).await;
+    mesh.publish(&[
+        ("world", vec![mesh.on_b(mesh.world.addr)]),
+        ("slow", vec![mesh.on_b(slow.addr)]),
+    ])
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..210 {
+        let mut c = tokio::net::TcpStream::connect(mesh.a.outbound)
+            .await
+            .unwrap();
+        c.write_all(b"GET http://slow/slow?ms=30000 HTTP/1.1\r\nhost: slow\r\n\r\n")
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    weft_tests::eventually(
+        "210 calls at the slow instance",
+        Duration::from_secs(20),
+        || async { (slow.count() >= 200).then_some(()) },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let rsp = curl(&[
+        "-x",
+        &mesh.proxy_flag(),
+        "--max-time",
+        "5",
+        "http://world/echo",
+    ])
+    .await;
+    println!(
+        "with {} calls held at slow: world answered {} in {:?}",
+        slow.count(),
+        rsp.status,
+        started.elapsed()
+    );
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    weft_tests::eventually(
+        "all 210 calls at the slow instance",
+        Duration::from_secs(10),
+        || async { (slow.count() == 210).then_some(()) },
+    )
+    .await;
+    let open = metric(
+        &mesh.b.metrics().await,
+        "weft_tcp_open_connections{direction=\"inbound\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(open >= 2.0, "{open} connections into node B");
+    drop(held);
+}

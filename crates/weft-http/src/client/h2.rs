@@ -1,6 +1,9 @@
-//! One shared HTTP/2 connection per upstream address, multiplexing every request to it.
-//! Requests find a live connection without locking; only (re)connecting takes a lock, so a
-//! burst to a new peer opens one connection, not one per request.
+//! Shared HTTP/2 connections per upstream address, multiplexing every request to it: one,
+//! and another each time all are full (as many streams open as the peer allows), up to
+//! [`MAX_CONNECTIONS`] — so one app's long calls to a peer proxy cannot take every stream
+//! other apps' calls to it need. Requests find a live connection without locking; only
+//! (re)connecting takes a lock, so a burst to a new peer opens one connection, not one per
+//! request.
 //!
 //! It speaks through the `h2` crate directly: the forwarding task sends the request and
 //! awaits the response itself, and reads the response body off the stream — no task and no
@@ -9,11 +12,11 @@
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Reason, SendStream};
@@ -25,7 +28,7 @@ use super::reap::spawn_reaper;
 use crate::error::{BoxError, Error, SendError};
 use crate::h1::head::MAX_HEADERS;
 use crate::h1::response::MAX_RESPONSE_HEAD;
-use crate::h2::body::{send_body, H2Body};
+use crate::h2::body::{send_body, Counted, H2Body};
 use crate::h2::{keep_alive, CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::FastMap;
 
@@ -33,6 +36,14 @@ use crate::FastMap;
 /// and value): what the HTTP/1.1 client takes, so an answer that crossed a peer proxy's
 /// limit is not refused at this one. h2's default would take 16 MiB.
 const MAX_RESPONSE_HEADER_LIST: u32 = (MAX_RESPONSE_HEAD + 32 * MAX_HEADERS) as u32;
+
+/// Connections to one address at most: past this, requests queue for streams on the least
+/// loaded (h2 holds them until one frees).
+pub const MAX_CONNECTIONS: usize = 8;
+/// Streams used on one connection at most, whatever the peer allows.
+const MAX_STREAMS_PER_CONNECTION: usize = 1000;
+/// SETTINGS_MAX_CONCURRENT_STREAMS should be no smaller than this (RFC 9113, 6.5.2).
+const MIN_PEER_STREAMS: usize = 100;
 
 pub struct H2Pool {
     connector: Connector,
@@ -43,9 +54,30 @@ pub struct H2Pool {
 
 #[derive(Default)]
 struct Slot {
-    current: ArcSwapOption<SendRequest<Bytes>>,
+    /// Live connections, the earliest first: a request takes the first with a stream free.
+    conns: ArcSwap<Vec<Arc<Conn>>>,
     connecting: tokio::sync::Mutex<()>,
     last_used_ms: AtomicU64,
+}
+
+struct Conn {
+    sender: SendRequest<Bytes>,
+    /// Streams this pool has open on it.
+    open: Arc<AtomicUsize>,
+}
+
+impl Conn {
+    fn full(&self) -> bool {
+        let open = self.open.load(Ordering::Relaxed);
+        // Below what RFC 9113 asks every peer to allow, the peer's setting (behind h2's
+        // lock) need not be read.
+        open >= MIN_PEER_STREAMS
+            && open
+                >= self
+                    .sender
+                    .current_max_send_streams()
+                    .min(MAX_STREAMS_PER_CONNECTION)
+    }
 }
 
 impl H2Pool {
@@ -75,8 +107,8 @@ impl H2Pool {
         let slot = self.slot(endpoint);
         slot.last_used_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let sender = match self.sender(&slot, endpoint, name).await {
-            Ok(s) => s,
+        let conn = match self.sender(&slot, endpoint, name).await {
+            Ok(c) => c,
             Err(error) => {
                 return Err(SendError {
                     error,
@@ -84,11 +116,13 @@ impl H2Pool {
                 })
             }
         };
-        let mut sender = match sender.ready().await {
+        // Counted from before it is sent, so a burst spreads over connections.
+        let counted = Counted::new(&conn.open);
+        let mut sender = match conn.sender.clone().ready().await {
             Ok(s) => s,
             Err(e) => {
                 // The connection died since it was stored: the request never left.
-                slot.current.store(None);
+                forget(&slot, &conn);
                 return Err(SendError {
                     error: Error::reset(endpoint, &e),
                     request: Some(Box::new(req)),
@@ -104,7 +138,7 @@ impl H2Pool {
             tokio::spawn(pipe(body, stream));
         }
         let response = response.await.map_err(|e| Error::reset(endpoint, &e))?;
-        Ok(response.map(|recv| H2Body::new(recv, None)))
+        Ok(response.map(|recv| H2Body::new(recv, None).counted(counted)))
     }
 
     fn slot(&self, endpoint: SocketAddr) -> Arc<Slot> {
@@ -112,22 +146,32 @@ impl H2Pool {
         Arc::clone(slots.entry(endpoint).or_default())
     }
 
+    /// A connection with a stream free: a live one, or a new one when all are full (while
+    /// there are fewer than [`MAX_CONNECTIONS`]; else the least loaded).
     async fn sender(
         &self,
         slot: &Arc<Slot>,
         endpoint: SocketAddr,
         name: Option<&str>,
-    ) -> Result<SendRequest<Bytes>, Error> {
-        if let Some(s) = live(slot) {
-            return Ok(s);
+    ) -> Result<Arc<Conn>, Error> {
+        if let Some(c) = free(slot) {
+            return Ok(c);
         }
         let _connecting = slot.connecting.lock().await;
-        if let Some(s) = live(slot) {
-            return Ok(s);
+        if let Some(c) = free(slot) {
+            return Ok(c);
+        }
+        {
+            let conns = slot.conns.load();
+            if conns.len() >= MAX_CONNECTIONS {
+                if let Some(c) = conns.iter().min_by_key(|c| c.open.load(Ordering::Relaxed)) {
+                    return Ok(Arc::clone(c));
+                }
+            }
         }
         // The connecting path is boxed: it is rare, and its state would otherwise enlarge
         // every request's future.
-        let sender = Box::pin(async {
+        let conn = Box::pin(async {
             let io = self.connector.open(endpoint, Speaks::H2, name).await?;
             let (sender, mut conn) = h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
@@ -138,11 +182,14 @@ impl H2Pool {
                 .await
                 .map_err(|e| Error::reset(endpoint, &e))?;
             let pings = conn.ping_pong();
-            let sender = Arc::new(sender);
+            let ours = Arc::new(Conn {
+                sender,
+                open: Arc::default(),
+            });
             let weak = Arc::downgrade(slot);
             // Weak: a strong handle here would keep the connection open after the pool has
             // let it go (reaped or retired), since h2 closes only when no sender is left.
-            let mine = Arc::downgrade(&sender);
+            let mine = Arc::downgrade(&ours);
             tokio::spawn(async move {
                 let ended = tokio::select! {
                     biased;
@@ -153,22 +200,19 @@ impl H2Pool {
                     tracing::debug!(%endpoint, error = %e, "h2 connection ended");
                 }
                 // Later requests connect afresh instead of finding a dead connection.
-                if let Some(slot) = weak.upgrade() {
-                    let current = slot.current.load();
-                    let ours = current
-                        .as_ref()
-                        .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), mine.as_ptr()));
-                    if ours {
-                        slot.current.compare_and_swap(&*current, None);
-                    }
+                if let (Some(slot), Some(conn)) = (weak.upgrade(), mine.upgrade()) {
+                    forget(&slot, &conn);
                 }
             });
-            Ok::<_, Error>(sender)
+            Ok::<_, Error>(ours)
         })
         .await?;
-        let ready = SendRequest::clone(&sender);
-        slot.current.store(Some(sender));
-        Ok(ready)
+        slot.conns.rcu(|conns| {
+            let mut next = Vec::clone(conns);
+            next.push(Arc::clone(&conn));
+            next
+        });
+        Ok(conn)
     }
 
     /// Sends later requests on new connections; each old one closes once its in-flight
@@ -176,7 +220,7 @@ impl H2Pool {
     pub fn retire_all(&self) {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         for slot in slots.values() {
-            slot.current.store(None);
+            slot.conns.store(Arc::default());
         }
     }
 
@@ -186,12 +230,41 @@ impl H2Pool {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         // Dropping our sender lets the connection close once its in-flight streams finish.
         slots.retain(|_, s| now.saturating_sub(s.last_used_ms.load(Ordering::Relaxed)) < limit);
+        // A connection opened for a burst goes once it carries nothing; the first stays.
+        for slot in slots.values() {
+            let conns = slot.conns.load();
+            if conns
+                .iter()
+                .skip(1)
+                .any(|c| c.open.load(Ordering::Relaxed) == 0)
+            {
+                slot.conns.rcu(|conns| {
+                    conns
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| *i == 0 || c.open.load(Ordering::Relaxed) > 0)
+                        .map(|(_, c)| Arc::clone(c))
+                        .collect::<Vec<_>>()
+                });
+            }
+        }
     }
 }
 
-fn live(slot: &Slot) -> Option<SendRequest<Bytes>> {
-    let guard = slot.current.load();
-    guard.as_ref().map(|s| SendRequest::clone(s))
+/// The first live connection with a stream free.
+fn free(slot: &Slot) -> Option<Arc<Conn>> {
+    slot.conns.load().iter().find(|c| !c.full()).cloned()
+}
+
+/// Takes `conn` out of the slot: it died, or is dying.
+fn forget(slot: &Slot, conn: &Arc<Conn>) {
+    slot.conns.rcu(|conns| {
+        conns
+            .iter()
+            .filter(|c| !Arc::ptr_eq(c, conn))
+            .cloned()
+            .collect::<Vec<_>>()
+    });
 }
 
 /// Streams a request body onto its HTTP/2 stream as flow control allows; a peer that

@@ -2,6 +2,8 @@
 //! as it goes) and any body sent onto one ([`send_body`]).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -100,6 +102,8 @@ pub struct H2Body {
     left: Option<u64>,
     data_done: bool,
     done: bool,
+    /// A response's place in its client connection's count of open streams.
+    _counted: Option<Counted>,
 }
 
 impl H2Body {
@@ -109,7 +113,31 @@ impl H2Body {
             left: length,
             data_done: false,
             done: false,
+            _counted: None,
         }
+    }
+
+    /// Holds `counted` until the body is dropped.
+    pub(crate) fn counted(mut self, counted: Counted) -> Self {
+        self._counted = Some(counted);
+        self
+    }
+}
+
+/// A place in a client connection's count of the streams open on it, given back when
+/// dropped (the response and its body are done with, or the request failed).
+pub(crate) struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    pub(crate) fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(open))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
