@@ -5,10 +5,8 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use weft_tests::demo::{api, row, Demo};
+use weft_tests::demo::{api, row, start_dashboard, Demo};
 use weft_tests::mesh::Mesh;
-use weft_tests::proxy::weft_bin;
 use weft_tests::webdriver::Browser;
 use weft_tests::{artifacts_dir, TempDir};
 
@@ -451,29 +449,4 @@ async fn fake_proxy(body: impl Fn(u64) -> String + Send + Sync + 'static) -> std
         }
     });
     addr
-}
-
-/// A `weft dashboard` process collecting every second from `source`, and where it listens
-/// (read from its first stdout line).
-async fn start_dashboard(source: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
-    let mut dash = tokio::process::Command::new(weft_bin())
-        .args(["dashboard", "--addr", "127.0.0.1:0", "--interval", "1s"])
-        .args(source)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(dash.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("weft dashboard: http://")
-        .unwrap()
-        .parse()
-        .unwrap();
-    (dash, addr)
 }

@@ -108,19 +108,57 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         tokio::spawn(async move { curl(&["-x", &proxy, "http://world/slow?ms=1500"]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     mesh.a.sigterm();
-    // Stops accepting promptly…
-    weft_tests::eventually("listener closed", Duration::from_secs(2), || async {
-        tokio::net::TcpStream::connect(mesh.a.outbound)
-            .await
-            .is_err()
-            .then_some(())
+    // Not ready any more, yet the node's apps, which have no other proxy, are still served
+    // while it drains…
+    weft_tests::eventually("not ready", Duration::from_secs(2), || async {
+        (mesh.a.admin_get("/ready").await.0 == 503).then_some(())
     })
     .await;
-    // …yet finishes what it had.
+    let during = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+    assert_eq!(during.status, 200, "{}", during.text());
+    // …and it finishes what it had, then stops taking connections and exits.
     let rsp = in_flight.await.unwrap();
     assert_eq!(rsp.status, 200, "{}", rsp.text());
     let status = mesh.a.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
+    assert!(tokio::net::TcpStream::connect(mesh.a.outbound)
+        .await
+        .is_err());
+}
+
+/// A proxy restarted right after its last requests still has them counted: once drained,
+/// a proxy that is scraped waits for one more scrape before it exits, so the dashboard (and
+/// `weft stat`) count every request it carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_proxys_last_counts_are_collected_before_it_exits() {
+    let mut mesh = Mesh::start().await;
+    let (_dash, dashboard) =
+        weft_tests::demo::start_dashboard(&["--proxy", &mesh.a.admin.to_string()]).await;
+    weft_tests::eventually("the proxy scraped", Duration::from_secs(10), || async {
+        let s = weft_tests::demo::api(dashboard, "/api/summary").await;
+        (s["proxies_up"] == 1).then_some(())
+    })
+    .await;
+    // Past the first scrape, which is the dashboard's baseline.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..60 {
+        let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+        assert_eq!(rsp.status, 200, "request {i}: {}", rsp.text());
+    }
+    mesh.a.sigterm();
+    let status = mesh.a.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    let counted = weft_tests::eventually("the counts settled", Duration::from_secs(5), || async {
+        let s = weft_tests::demo::api(dashboard, "/api/services?window=300").await;
+        let world = s["services"]
+            .as_array()?
+            .iter()
+            .find(|r| r["service"] == "world")?
+            .clone();
+        world["stats"]["requests"].as_f64()
+    })
+    .await;
+    assert_eq!(counted, 60.0);
 }
 
 #[tokio::test]

@@ -176,3 +176,28 @@ pub fn row<'a>(list: &'a serde_json::Value, key: &str, name: &str) -> &'a serde_
         .and_then(|a| a.iter().find(|r| r[key] == name))
         .unwrap_or_else(|| panic!("no {key}={name} in {list}"))
 }
+
+/// A `weft dashboard` process collecting every second from `source`, and where it listens
+/// (read from its first stdout line).
+pub async fn start_dashboard(source: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut dash = tokio::process::Command::new(weft_bin())
+        .args(["dashboard", "--addr", "127.0.0.1:0", "--interval", "1s"])
+        .args(source)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(dash.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("weft dashboard: http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (dash, addr)
+}

@@ -283,8 +283,9 @@ async fn run_in(
     for n in &nodes {
         n.proxy.shutdown();
     }
+    // The dashboard stops with them: nothing would collect a final scrape.
     for n in nodes {
-        n.proxy.wait().await;
+        n.proxy.without_final_scrape().wait().await;
     }
     for t in dashboard.tasks {
         let _ = t.await;

@@ -2,7 +2,7 @@
 //! current endpoints and shutdown for loopback only. It is served by the same machinery as the data plane.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -27,6 +27,8 @@ pub(crate) struct Admin {
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
     pub shutdown: watch::Sender<bool>,
+    /// `/metrics` answers so far: a draining proxy waits for one after its last request.
+    pub scrapes: Arc<AtomicU64>,
 }
 
 impl Admin {
@@ -60,6 +62,9 @@ impl Admin {
                 }
             }
             (&Method::GET, "/metrics") => {
+                // Counted before it is rendered: a scrape counted after the drain's last
+                // request holds that request's counts.
+                self.scrapes.fetch_add(1, Ordering::AcqRel);
                 if let Some(id) = &self.identity {
                     id.observe(&self.metrics.identity);
                 }

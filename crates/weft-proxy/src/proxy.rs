@@ -2,7 +2,7 @@
 //! listeners — and runs it until it is told to drain.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ use weft_api::channel;
 
 /// The admin listener drains quickly whatever the data plane's grace: nothing on it is long.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
+/// How often a drained proxy looks for its final scrape.
+const FINAL_SCRAPE_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -60,8 +62,16 @@ pub struct ProxyHandle {
     pub inbound: SocketAddr,
     pub admin: SocketAddr,
     shutdown: watch::Sender<bool>,
-    /// The listeners: each ends on its own once drained.
+    /// The outbound and inbound listeners: each ends on its own once drained.
     listeners: JoinSet<()>,
+    /// The admin listener, drained last: its final counts are collected first.
+    admin_listener: JoinHandle<()>,
+    admin_stop: watch::Sender<bool>,
+    /// `/metrics` answers so far.
+    scrapes: Arc<AtomicU64>,
+    /// Whether a drained proxy that has been scraped waits for one more scrape.
+    final_scrape: bool,
+    grace: Duration,
     /// Work that runs as long as the proxy does (watching files), stopped after the drain.
     background: Vec<JoinHandle<()>>,
 }
@@ -146,6 +156,7 @@ impl Proxy {
             header_read_timeout: http.header_read_timeout,
             max_header_bytes: http.max_header_bytes,
             shutdown_grace: http.shutdown_grace,
+            accept_while_draining: false,
         };
         let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {
@@ -202,7 +213,11 @@ impl Proxy {
         let s = Arc::clone(&shared);
         listeners.spawn(server::serve(
             outbound_l,
-            limits,
+            // The node's apps have no other proxy: they are served while the drain lasts.
+            Limits {
+                accept_while_draining: true,
+                ..limits
+            },
             None,
             stats(Direction::Outbound),
             shutdown.subscribe(),
@@ -217,6 +232,7 @@ impl Proxy {
             shutdown.subscribe(),
             move |_, req| lifecycle::inbound(Arc::clone(&s), req),
         ));
+        let scrapes = Arc::new(AtomicU64::new(0));
         let admin_state = Arc::new(Admin {
             identity: shared_identity,
             shared,
@@ -224,18 +240,20 @@ impl Proxy {
             metrics: Arc::clone(&metrics),
             ready: Default::default(),
             shutdown: shutdown.clone(),
+            scrapes: Arc::clone(&scrapes),
         });
         admin_state.ready.store(true, Ordering::Release);
         let admin_limits = Limits {
             shutdown_grace: limits.shutdown_grace.min(ADMIN_GRACE),
             ..limits
         };
-        listeners.spawn(server::serve(
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_listener = tokio::spawn(server::serve(
             admin_l,
             admin_limits,
             None,
             stats(Direction::Admin),
-            shutdown.subscribe(),
+            admin_stopped,
             move |peer, req| Arc::clone(&admin_state).handle(peer, req),
         ));
         tracing::info!(%outbound, %inbound, %admin, "weft proxy listening");
@@ -245,6 +263,11 @@ impl Proxy {
             admin,
             shutdown,
             listeners,
+            admin_listener,
+            admin_stop,
+            scrapes,
+            final_scrape: true,
+            grace: limits.shutdown_grace,
             background,
         })
     }
@@ -323,17 +346,39 @@ impl ProxyHandle {
         self.shutdown.send_replace(true);
     }
 
+    /// A proxy whose collector stops with it (the demo's) need not wait for a final scrape.
+    pub fn without_final_scrape(mut self) -> Self {
+        self.final_scrape = false;
+        self
+    }
+
     /// A receiver that turns true when draining begins (from any cause, the admin API too).
     pub fn draining(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
 
     /// Waits for a drain to begin and every listener to finish it, then stops the
-    /// background work.
+    /// background work. A proxy that is scraped waits (within the grace period) for one
+    /// more scrape after its last request, so its final counts are collected, not lost
+    /// with it.
     pub async fn wait(mut self) {
         let mut draining = self.shutdown.subscribe();
         let _ = draining.wait_for(|d| *d).await;
+        let deadline = tokio::time::Instant::now() + self.grace;
         while self.listeners.join_next().await.is_some() {}
+        let seen = self.scrapes.load(Ordering::Acquire);
+        if self.final_scrape && seen > 0 {
+            let collected = async {
+                while self.scrapes.load(Ordering::Acquire) == seen {
+                    tokio::time::sleep(FINAL_SCRAPE_POLL).await;
+                }
+            };
+            if tokio::time::timeout_at(deadline, collected).await.is_err() {
+                tracing::warn!("no scrape after the drain within the grace period: the last counts are not collected");
+            }
+        }
+        self.admin_stop.send_replace(true);
+        let _ = self.admin_listener.await;
         for task in self.background {
             task.abort();
         }

@@ -45,6 +45,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// How long a drain waits for in-flight requests before it gives up on them.
     pub shutdown_grace: Duration,
+    /// Whether the listener goes on taking connections while it drains, until the ones it
+    /// had are done: clients with nowhere else to go (the apps on a node) are served rather
+    /// than refused for the whole grace period.
+    pub accept_while_draining: bool,
 }
 
 /// How the connection ended, when it is not simply closed.

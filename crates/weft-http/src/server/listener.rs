@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::h1::{self, Handoff, Limits};
@@ -22,13 +22,15 @@ use crate::error::BoxError;
 use crate::socket::{Rewind, Socket, Stats, Stream};
 
 /// Serves `handler(peer, request)` on every connection `listener` accepts until `shutdown`
-/// turns true, then waits up to the grace period for the connections to finish.
+/// turns true, then waits up to the grace period for the connections to finish. With
+/// [`Limits::accept_while_draining`], it goes on taking (and serving) new connections until
+/// the ones it had are done, then tells the new ones to finish too.
 pub async fn serve<H, F, B>(
     listener: TcpListener,
     limits: Limits,
     tls: Option<Arc<ServerTls>>,
     stats: Stats,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
     H: Fn(SocketAddr, Request<ClientBody>) -> F + Clone + Send + Sync + 'static,
@@ -37,25 +39,98 @@ pub async fn serve<H, F, B>(
 {
     // Every connection holds a receiver; the sender sees them all gone when the last ends.
     let (alive, _) = watch::channel(());
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    let accept = Accept {
+        listener,
+        limits,
+        tls,
+        stats,
+        handler,
+    };
+    let mut stop = shutdown.clone();
+    while let Some((stream, peer)) = accept.next(&mut stop).await {
+        accept.spawn(stream, peer, shutdown.clone(), alive.subscribe());
+    }
+    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+    let late = if limits.accept_while_draining {
+        // Connections taken from now on are served as usual until the earlier ones are
+        // done (or the grace ends), then drained like them.
+        let (late_stop, late_shutdown) = watch::channel(false);
+        let (late_alive, _) = watch::channel(());
+        let mut earlier_done = std::pin::pin!(alive.closed());
+        let mut never = late_shutdown.clone();
+        loop {
+            tokio::select! {
+                accepted = accept.next(&mut never) => match accepted {
+                    Some((stream, peer)) => {
+                        accept.spawn(stream, peer, late_shutdown.clone(), late_alive.subscribe());
+                    }
+                    None => break,
+                },
+                () = &mut earlier_done => break,
+                () = tokio::time::sleep_until(deadline) => break,
             }
-        };
+        }
+        late_stop.send_replace(true);
+        Some(late_alive)
+    } else {
+        None
+    };
+    drop(accept);
+    let all_done = async {
+        alive.closed().await;
+        if let Some(late) = &late {
+            late.closed().await;
+        }
+    };
+    if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+        tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period");
+    }
+}
+
+/// A listener and what its connections are served with.
+struct Accept<H> {
+    listener: TcpListener,
+    limits: Limits,
+    tls: Option<Arc<ServerTls>>,
+    stats: Stats,
+    handler: H,
+}
+
+impl<H> Accept<H> {
+    /// The next connection, or `None` once `stop` turns true.
+    async fn next(&self, stop: &mut watch::Receiver<bool>) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = stop.wait_for(|stop| *stop) => return None,
+            };
+            match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Serves `stream` on a task of its own, holding `alive` while it lives.
+    fn spawn<F, B>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+        alive: watch::Receiver<()>,
+    ) where
+        H: Fn(SocketAddr, Request<ClientBody>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+    {
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let shutdown = shutdown.clone();
-        let alive = alive.subscribe();
-        let (tls, stats) = (tls.clone(), Arc::clone(&stats));
+        let handler = self.handler.clone();
+        let limits = self.limits;
+        let (tls, stats) = (self.tls.clone(), Arc::clone(&self.stats));
         tokio::spawn(async move {
             let _alive = alive;
             let (stream, identity) = match tls {
@@ -84,13 +159,6 @@ pub async fn serve<H, F, B>(
                 }
             }
         });
-    }
-    drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, alive.closed())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period");
     }
 }
 
