@@ -398,3 +398,32 @@ async fn policy_edits_apply_without_a_restart_and_bad_edits_keep_the_running_pol
     let rsp = weft_tests::client::curl(&["-x", &proxy, "http://world/slow?ms=400"]).await;
     assert_eq!(rsp.status, 504, "the running policy stays");
 }
+
+/// An instance that turns a request away unprocessed — HTTP/2's REFUSED_STREAM, or a stream
+/// past its GOAWAY, as a draining server does — has not seen it: the proxy sends it again,
+/// a POST too, and the client gets the answer of the instance that took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_refused_unprocessed_is_sent_again() {
+    let mesh = Mesh::start().await;
+    for mode in ["refuse", "goaway"] {
+        let (_server, port) = weft_tests::python::serve("h2_refuser.py", &[mode, "1"]).await;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        mesh.publish(&[
+            ("world", vec![mesh.on_b(mesh.world.addr)]),
+            ("drainer", vec![Ep::direct(addr).h2()]),
+        ])
+        .await;
+        let rsp = curl(&[
+            "-x",
+            &mesh.proxy_flag(),
+            "-X",
+            "POST",
+            "--data",
+            "order=1",
+            "http://drainer/orders",
+        ])
+        .await;
+        assert_eq!(rsp.status, 200, "{mode}: {:?} {}", rsp.headers, rsp.text());
+        assert_eq!(rsp.text(), "served 2\n", "{mode}");
+    }
+}

@@ -21,6 +21,10 @@ pub enum Error {
     /// An established connection failed mid-exchange.
     #[error("upstream {endpoint} reset the request: {cause}")]
     Reset { endpoint: SocketAddr, cause: String },
+    /// The upstream turned the request away unprocessed (HTTP/2's REFUSED_STREAM, or a
+    /// stream past its GOAWAY): it may go again, whatever its method.
+    #[error("upstream {endpoint} refused the request unprocessed: {cause}")]
+    Refused { endpoint: SocketAddr, cause: String },
     /// The request's own body failed while it was being sent: the client's doing.
     #[error("the request body failed while it was sent")]
     BodyFailed,
@@ -32,6 +36,19 @@ impl Error {
             endpoint,
             cause: cause.to_string(),
         }
+    }
+
+    /// A failed HTTP/2 exchange: refused unprocessed (RFC 9113, 8.7), or reset.
+    pub(crate) fn from_h2(endpoint: SocketAddr, e: &h2::Error) -> Self {
+        let refused =
+            e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote());
+        if refused {
+            return Self::Refused {
+                endpoint,
+                cause: e.to_string(),
+            };
+        }
+        Self::reset(endpoint, e)
     }
 
     /// A failed exchange on an established hyper connection.

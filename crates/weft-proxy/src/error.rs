@@ -23,6 +23,7 @@ pub(crate) mod kind {
     pub const CONNECT_REFUSED: &str = "connect refused";
     pub const CONNECT_TIMEOUT: &str = "connect timeout";
     pub const CONNECT_FAILED: &str = "connect failed";
+    pub const UPSTREAM_REFUSED: &str = "upstream refused";
     pub const NOT_LOCAL: &str = "endpoint not on this node";
     pub const DISCOVERY_UNAVAILABLE: &str = "discovery unavailable";
 
@@ -35,6 +36,7 @@ pub(crate) mod kind {
         CONNECT_REFUSED,
         CONNECT_TIMEOUT,
         CONNECT_FAILED,
+        UPSTREAM_REFUSED,
     ];
 }
 
@@ -129,6 +131,7 @@ impl ProxyError {
             Self::Upstream(Upstream::ConnectTimeout { .. }) => kind::CONNECT_TIMEOUT,
             Self::Upstream(Upstream::ConnectFailed { .. }) => kind::CONNECT_FAILED,
             Self::Upstream(Upstream::Reset { .. }) => "upstream reset",
+            Self::Upstream(Upstream::Refused { .. }) => kind::UPSTREAM_REFUSED,
             Self::Upstream(Upstream::BodyFailed) => "client aborted",
             Self::NotLocal { .. } => kind::NOT_LOCAL,
             Self::BadRequest(_) => "bad request",
@@ -213,6 +216,14 @@ mod tests {
                 },
                 502,
                 "upstream reset",
+            ),
+            (
+                Upstream::Refused {
+                    endpoint,
+                    cause: "REFUSED_STREAM".into(),
+                },
+                502,
+                "upstream refused",
             ),
             // The client's own body failing is the client's doing, not the endpoint's.
             (Upstream::BodyFailed, 400, "client aborted"),

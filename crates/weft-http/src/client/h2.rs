@@ -137,7 +137,7 @@ impl H2Pool {
         if !eos {
             tokio::spawn(pipe(body, stream));
         }
-        let response = response.await.map_err(|e| Error::reset(endpoint, &e))?;
+        let response = response.await.map_err(|e| Error::from_h2(endpoint, &e))?;
         Ok(response.map(|recv| H2Body::new(recv, None).counted(counted)))
     }
 

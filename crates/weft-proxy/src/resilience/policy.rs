@@ -71,14 +71,16 @@ impl Compiled {
                 .any(|(lo, hi)| (*lo..=*hi).contains(&s))
     }
 
-    /// A failure worth another attempt: nothing was sent (any method), or the connection
+    /// A failure worth another attempt: nothing was sent or the upstream refused it
+    /// unprocessed (any method), or the connection
     /// broke on a method that may be sent twice.
     pub(crate) fn retryable_error(&self, method: &Method, err: &ProxyError) -> bool {
         match err {
             ProxyError::Upstream(
                 Upstream::ConnectRefused { .. }
                 | Upstream::ConnectTimeout { .. }
-                | Upstream::ConnectFailed { .. },
+                | Upstream::ConnectFailed { .. }
+                | Upstream::Refused { .. },
             ) => true,
             ProxyError::Upstream(Upstream::Reset { .. }) | ProxyError::AttemptTimeout { .. } => {
                 self.methods.contains(method)
