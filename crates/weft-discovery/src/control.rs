@@ -20,6 +20,10 @@ use crate::{Discover, Resolution};
 /// How long an unwatched service's stream stays open, so a name asked for again soon (an
 /// unknown one, say) does not reopen a stream per request.
 const LINGER: Duration = Duration::from_secs(5);
+/// Services followed at once. Past it, lingering streams nobody watches are closed to make
+/// room; if every one is watched, a new name is not looked up: a flood of made-up `Host`
+/// names cannot open streams and tasks without end.
+pub const MAX_WATCHED: usize = 10_000;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -28,31 +32,77 @@ pub type ErrorHook = Arc<dyn Fn() + Send + Sync>;
 pub struct ControlPlaneDiscovery {
     channel: Channel,
     node: String,
-    subs: Arc<Mutex<HashMap<ServiceName, watch::Sender<Resolution>>>>,
+    subs: Arc<Mutex<Subs>>,
     on_error: ErrorHook,
+    max_watched: usize,
+}
+
+type Subs = HashMap<ServiceName, Sub>;
+
+/// One followed service: its state, and the stop for its stream when it is evicted.
+struct Sub {
+    tx: watch::Sender<Resolution>,
+    evicted: Arc<tokio::sync::Notify>,
 }
 
 impl ControlPlaneDiscovery {
     /// Streams over `channel` (see [`weft_api::channel`]); nothing connects until a service
     /// is asked for.
     pub fn new(channel: Channel, node: &str, on_error: ErrorHook) -> Arc<Self> {
+        Self::with_max_watched(channel, node, on_error, MAX_WATCHED)
+    }
+
+    /// [`Self::new`], following at most `max_watched` services at once.
+    pub fn with_max_watched(
+        channel: Channel,
+        node: &str,
+        on_error: ErrorHook,
+        max_watched: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             channel,
             node: node.to_string(),
             subs: Default::default(),
             on_error,
+            max_watched,
         })
+    }
+
+    /// Services followed now (streams open or lingering).
+    pub fn followed(&self) -> usize {
+        self.subs.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
 impl Discover for ControlPlaneDiscovery {
     fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>> {
         let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = subs.get(service) {
-            return Some(tx.subscribe());
+        if let Some(sub) = subs.get(service) {
+            return Some(sub.tx.subscribe());
+        }
+        if subs.len() >= self.max_watched {
+            subs.retain(|_, sub| {
+                let lingering = sub.tx.receiver_count() == 0;
+                if lingering {
+                    sub.evicted.notify_one();
+                }
+                !lingering
+            });
+            if subs.len() >= self.max_watched {
+                (self.on_error)();
+                tracing::warn!(service = %service, max = self.max_watched, "discovery: every followed service is in use; a new name is not looked up");
+                return None;
+            }
         }
         let (tx, rx) = watch::channel(Resolution::Pending);
-        subs.insert(service.clone(), tx.clone());
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        subs.insert(
+            service.clone(),
+            Sub {
+                tx: tx.clone(),
+                evicted: Arc::clone(&evicted),
+            },
+        );
         tokio::spawn(follow(
             self.channel.clone(),
             GetDestination {
@@ -64,6 +114,7 @@ impl Discover for ControlPlaneDiscovery {
             tx,
             Arc::clone(&self.subs),
             Arc::clone(&self.on_error),
+            evicted,
         ));
         Some(rx)
     }
@@ -72,7 +123,7 @@ impl Discover for ControlPlaneDiscovery {
         let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<_> = subs
             .iter()
-            .filter_map(|(name, tx)| match &*tx.borrow() {
+            .filter_map(|(name, sub)| match &*sub.tx.borrow() {
                 Resolution::Endpoints(set) => Some((name.clone(), set.clone())),
                 _ => None,
             })
@@ -82,25 +133,40 @@ impl Discover for ControlPlaneDiscovery {
     }
 }
 
-/// Keeps one service's stream open while anyone watches it.
+/// Keeps one service's stream open while anyone watches it, and not after it is evicted.
 async fn follow(
     channel: Channel,
     request: GetDestination,
     name: ServiceName,
     tx: watch::Sender<Resolution>,
-    subs: Arc<Mutex<HashMap<ServiceName, watch::Sender<Resolution>>>>,
+    subs: Arc<Mutex<Subs>>,
+    on_error: ErrorHook,
+    evicted: Arc<tokio::sync::Notify>,
+) {
+    tokio::select! {
+        () = follow_until_unwatched(channel, request, &name, &tx, &subs, on_error) => {}
+        () = evicted.notified() => {}
+    }
+}
+
+async fn follow_until_unwatched(
+    channel: Channel,
+    request: GetDestination,
+    name: &ServiceName,
+    tx: &watch::Sender<Resolution>,
+    subs: &Mutex<Subs>,
     on_error: ErrorHook,
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let outcome = tokio::select! {
-            r = stream(channel.clone(), request.clone(), &tx, &mut backoff) => Some(r),
-            _ = unwatched(&tx, &name, &subs) => None,
+            r = stream(channel.clone(), request.clone(), tx, &mut backoff) => Some(r),
+            _ = unwatched(tx, name, subs) => None,
         };
         let Some(outcome) = outcome else { return };
         match outcome {
             // Nothing to retry: the answer (does not exist) stands until nobody asks.
-            Ok(Ended::Refused) => return unwatched(&tx, &name, &subs).await,
+            Ok(Ended::Refused) => return unwatched(tx, name, subs).await,
             Ok(Ended::Closed) => {
                 tracing::info!(service = %name, "control plane closed the destination stream; reopening")
             }
@@ -114,22 +180,23 @@ async fn follow(
         backoff = (backoff * 2).min(BACKOFF_MAX);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = unwatched(&tx, &name, &subs) => return,
+            _ = unwatched(tx, name, subs) => return,
         }
     }
 }
 
 /// Resolves once nobody has watched the service for [`LINGER`], having removed it.
-async fn unwatched(
-    tx: &watch::Sender<Resolution>,
-    name: &ServiceName,
-    subs: &Mutex<HashMap<ServiceName, watch::Sender<Resolution>>>,
-) {
+async fn unwatched(tx: &watch::Sender<Resolution>, name: &ServiceName, subs: &Mutex<Subs>) {
     loop {
         tx.closed().await;
         tokio::time::sleep(LINGER).await;
         let mut subs = subs.lock().unwrap_or_else(|e| e.into_inner());
-        // Under the lock no new watcher can appear between the check and the removal.
+        // Under the lock no new watcher can appear between the check and the removal. The
+        // entry may be another's by now (this one evicted, the name asked for again).
+        let ours = subs.get(name).is_some_and(|s| s.tx.same_channel(tx));
+        if !ours {
+            return;
+        }
         if tx.receiver_count() == 0 {
             subs.remove(name);
             return;
@@ -224,4 +291,38 @@ async fn stream(
         });
     }
     Ok(Ended::Closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn made_up_names_cannot_grow_what_is_followed() {
+        // Nothing listens there: each stream fails and retries, as against a control plane
+        // that is away; what is followed is bounded all the same.
+        let channel = weft_api::channel::connect_lazy("127.0.0.1:1", None).unwrap();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&errors);
+        let on_error: ErrorHook = Arc::new(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        let d = ControlPlaneDiscovery::with_max_watched(channel, "node-1", on_error, 8);
+        // A flood of names, each asked for once: the lingering ones make room.
+        for i in 0..100 {
+            drop(d.watch(&ServiceName::new(&format!("junk-{i}"))));
+            assert!(d.followed() <= 8, "{} followed", d.followed());
+        }
+        // Names in use are kept: with 8 watched, a ninth is not looked up, and says so.
+        let before = errors.load(Ordering::Relaxed);
+        let held: Vec<_> = (0..8)
+            .map(|i| d.watch(&ServiceName::new(&format!("svc-{i}"))).unwrap())
+            .collect();
+        assert!(d.watch(&ServiceName::new("one-more")).is_none());
+        assert!(errors.load(Ordering::Relaxed) > before);
+        assert!(d.watch(&ServiceName::new("svc-0")).is_some());
+        drop(held);
+        assert!(d.watch(&ServiceName::new("one-more")).is_some());
+    }
 }
