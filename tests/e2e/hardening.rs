@@ -226,3 +226,75 @@ async fn long_calls_to_one_peer_do_not_stall_other_calls_to_it() {
     assert!(open >= 2.0, "{open} connections into node B");
     drop(held);
 }
+
+/// Past `http.max_requests_in_flight` a request is answered 503 `overloaded` at once, and
+/// past `http.max_connections` a connection is: a flood costs the proxy a counter, and the
+/// requests it already took finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_limits_a_proxy_answers_overloaded_at_once() {
+    use tokio::io::AsyncReadExt;
+    let mesh = Mesh::with_config("[http]\nmax_connections = 3\nmax_requests_in_flight = 2\n").await;
+    let proxy = mesh.proxy_flag();
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let proxy = proxy.clone();
+            tokio::spawn(async move { curl(&["-x", &proxy, "http://world/slow?ms=2000"]).await })
+        })
+        .collect();
+    weft_tests::eventually(
+        "two requests in flight",
+        Duration::from_secs(10),
+        || async { (mesh.world.count() >= 2).then_some(()) },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let turned_away = curl(&["-x", &proxy, "http://world/echo"]).await;
+    assert_eq!(turned_away.status, 503, "{}", turned_away.text());
+    assert_eq!(turned_away.header("weft-error"), Some("overloaded"));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    for s in slow {
+        assert_eq!(s.await.unwrap().status, 200);
+    }
+
+    // Three connections held open: a fourth is told, and closed.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            tokio::net::TcpStream::connect(mesh.a.outbound)
+                .await
+                .unwrap(),
+        );
+    }
+    let answer = weft_tests::eventually(
+        "the fourth connection turned away",
+        Duration::from_secs(10),
+        || async {
+            let mut c = tokio::net::TcpStream::connect(mesh.a.outbound).await.ok()?;
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut out))
+                .await
+                .ok()?
+                .ok()?;
+            let text = String::from_utf8_lossy(&out).into_owned();
+            text.starts_with("HTTP/1.1 503").then_some(text)
+        },
+    )
+    .await;
+    assert!(answer.contains("weft-error: overloaded"), "{answer}");
+    let metrics = mesh.a.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "weft_tcp_overloaded_connections_total{direction=\"outbound\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{metrics}"
+    );
+    // One let go, and a request is served again.
+    held.pop();
+    weft_tests::eventually("served again", Duration::from_secs(10), || async {
+        (curl(&["-x", &proxy, "http://world/echo"]).await.status == 200).then_some(())
+    })
+    .await;
+}

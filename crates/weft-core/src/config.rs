@@ -127,6 +127,12 @@ pub struct HttpConfig {
     /// How long a draining proxy waits for in-flight requests.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// Client connections open at once per listener (outbound, inbound); more are answered
+    /// `503` with `weft-error: overloaded` and closed.
+    pub max_connections: usize,
+    /// Requests in flight at once per listener (waiting for their answer); more are
+    /// answered `503` with `weft-error: overloaded` at once.
+    pub max_requests_in_flight: usize,
 }
 
 impl Default for ProxyConfig {
@@ -177,6 +183,10 @@ impl Default for HttpConfig {
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle: 256,
             shutdown_grace: Duration::from_secs(30),
+            // Sized for a node within the DaemonSet's 256 MiB: a connection costs a few KiB
+            // at rest, a request in flight a few more.
+            max_connections: 8192,
+            max_requests_in_flight: 4096,
         }
     }
 }
@@ -220,6 +230,11 @@ impl ProxyConfig {
             ("http.shutdown_grace", self.http.shutdown_grace),
         ])
         .map_err(invalid)?;
+        if self.http.max_connections == 0 || self.http.max_requests_in_flight == 0 {
+            return Err(invalid(
+                "http.max_connections and http.max_requests_in_flight must be above zero".into(),
+            ));
+        }
         if self.http.connect_timeout.is_zero() {
             return Err(invalid("http.connect_timeout must be above zero".into()));
         }

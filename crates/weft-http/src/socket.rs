@@ -31,6 +31,8 @@ pub trait ConnStats: Send + Sync + 'static {
     /// A client's HTTP/2 connection was closed for abuse: `rapid_reset` (streams reset
     /// before their answer, most of those it opened).
     fn h2_abuse(&self, _reason: &'static str) {}
+    /// A connection was turned away: the listener had its most open.
+    fn overloaded(&self) {}
 }
 
 /// Stats shared by a listener's connections.

@@ -37,6 +37,7 @@ pub struct TcpMetrics {
     write_bytes: Family<ListenerLabels, Counter>,
     tls_refused: Family<RefusedLabels, Counter>,
     h2_abuse: Family<AbuseLabels, Counter>,
+    overloaded: Family<ListenerLabels, Counter>,
 }
 
 /// Handles for one listener, resolved once at bind time.
@@ -47,6 +48,8 @@ pub struct ListenerMetrics {
     pub tls_accepted: Counter,
     pub read_bytes: Counter,
     pub write_bytes: Counter,
+    /// Connections turned away: the listener had its most open.
+    pub overloaded: Counter,
     pub direction: Direction,
 }
 
@@ -74,6 +77,11 @@ impl TcpMetrics {
             m.tls_refused.clone(),
         );
         registry.register(
+            "tcp_overloaded_connections",
+            "Client connections turned away (503 overloaded): the listener had http.max_connections open",
+            m.overloaded.clone(),
+        );
+        registry.register(
             "http2_abuse_closed_connections",
             "Client HTTP/2 connections closed for abuse (rapid reset and the like), per listener and reason",
             m.h2_abuse.clone(),
@@ -99,6 +107,7 @@ impl TcpMetrics {
             tls_accepted: self.tls_accepted.get_or_create(&labels).clone(),
             read_bytes: self.read_bytes.get_or_create(&labels).clone(),
             write_bytes: self.write_bytes.get_or_create(&labels).clone(),
+            overloaded: self.overloaded.get_or_create(&labels).clone(),
             direction,
         }
     }

@@ -24,6 +24,7 @@ pub(crate) mod kind {
     pub const CONNECT_TIMEOUT: &str = "connect timeout";
     pub const CONNECT_FAILED: &str = "connect failed";
     pub const UPSTREAM_REFUSED: &str = "upstream refused";
+    pub const OVERLOADED: &str = "overloaded";
     pub const NOT_LOCAL: &str = "endpoint not on this node";
     pub const DISCOVERY_UNAVAILABLE: &str = "discovery unavailable";
 
@@ -37,6 +38,7 @@ pub(crate) mod kind {
         CONNECT_TIMEOUT,
         CONNECT_FAILED,
         UPSTREAM_REFUSED,
+        OVERLOADED,
     ];
 }
 
@@ -86,6 +88,9 @@ pub(crate) enum ProxyError {
         endpoint: SocketAddr,
         timeout: Duration,
     },
+    /// The listener had its most requests in flight: turned away before anything was done.
+    #[error("this proxy has {limit} requests in flight, its most (http.max_requests_in_flight)")]
+    Overloaded { limit: usize },
 }
 
 impl From<Upstream> for ProxyError {
@@ -112,7 +117,8 @@ impl ProxyError {
             Self::UnknownService(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::NoEndpoints { .. }
             | Self::CircuitOpen { .. }
-            | Self::DiscoveryUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::DiscoveryUnavailable { .. }
+            | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded | Self::Timeout { .. } | Self::AttemptTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -143,6 +149,7 @@ impl ProxyError {
             Self::DeadlineExceeded => "deadline exceeded",
             Self::Timeout { .. } => "timeout",
             Self::AttemptTimeout { .. } => "attempt timeout",
+            Self::Overloaded { .. } => kind::OVERLOADED,
         }
     }
 
@@ -161,7 +168,8 @@ impl ProxyError {
             | Self::DiscoveryUnavailable { .. }
             | Self::CircuitOpen { .. }
             | Self::DeadlineExceeded
-            | Self::Timeout { .. } => Side::Proxy,
+            | Self::Timeout { .. }
+            | Self::Overloaded { .. } => Side::Proxy,
             _ => Side::Upstream,
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! Layout — read [`lifecycle`] first; it is the request's way, top to bottom:
 //! - [`lifecycle`]: the outbound and inbound handlers, one step per line.
+//! - [`admission`]: requests in flight per listener, bounded (503 overloaded past it).
 //! - [`identify`]: screening a request, naming its service and looking it up.
 //! - [`context`]: one request's state, owned by its handler.
 //! - [`attempts`]: the outbound's attempts: pick, send, record, retry.
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod admin;
+pub(crate) mod admission;
 pub(crate) mod attempts;
 pub(crate) mod balancer;
 pub(crate) mod body;

@@ -2,8 +2,8 @@
 //! reason above it, and the work happens in the module it names.
 //!
 //! Outbound (an app's request to a service), [`outbound`]:
-//!   accept ([`weft_http::server`]) → screen, name the service, look it up
-//!   ([`identify::outbound`]) → its policy ([`crate::resilience::policy`]) → the deadline
+//!   accept ([`weft_http::server`]) → admit ([`crate::admission`]) → screen, name the
+//!   service, look it up ([`identify::outbound`]) → its policy ([`crate::resilience::policy`]) → the deadline
 //!   ([`Deadline`]) → strip what only the mesh may set ([`mesh`]) → attempts
 //!   ([`attempts`]), each: balance ([`crate::balancer`]) → forward over the peer's shared
 //!   HTTP/2 hop, or straight to the endpoint ([`delivery`]) → record the outcome
@@ -14,7 +14,7 @@
 //! outbound's way from its policy on ([`tunneled`]), and TLS inside is relayed whole.
 //!
 //! Inbound (a peer proxy's request for an instance on this node), [`inbound`]:
-//!   accept → screen, name the service and the endpoint the peer chose
+//!   accept → admit → screen, name the service and the endpoint the peer chose
 //!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → deliver in
 //!   the instance's protocol ([`delivery::deliver`]) → respond, record.
 
@@ -55,6 +55,11 @@ pub(crate) async fn outbound(
         return Box::pin(tunnel::open(shared, req, tunneled)).await;
     }
     let start = Instant::now();
+    // Past the listener's bound on requests in flight, turned away before any work.
+    let _admitted = match shared.outbound_in_flight.admit() {
+        Ok(a) => a,
+        Err(e) => return refused(&shared.outbound, start, e),
+    };
     // Refuse what cannot be forwarded safely; the service is the one the authority names.
     let target = match identify::outbound(&shared.outbound, &shared.names, &req).await {
         Ok(t) => t,
@@ -133,6 +138,10 @@ pub(crate) async fn inbound(
         return Box::pin(tunnel::accept(shared, req)).await;
     }
     let start = Instant::now();
+    let _admitted = match shared.inbound_in_flight.admit() {
+        Ok(a) => a,
+        Err(e) => return refused(&shared.inbound, start, e),
+    };
     // The peer names the service and the endpoint it chose; a client outside the mesh
     // names only the service.
     let Target {

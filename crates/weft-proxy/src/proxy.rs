@@ -22,6 +22,7 @@ use weft_metrics::tcp::ListenerMetrics;
 use weft_metrics::{Direction, Metrics};
 
 use crate::admin::Admin;
+use crate::admission::InFlight;
 use crate::balancer::PeakEwmaP2c;
 use crate::delivery::Upstreams;
 use crate::identity::{CertifierError, MeshIdentity};
@@ -33,6 +34,8 @@ use weft_api::channel;
 
 /// The admin listener drains quickly whatever the data plane's grace: nothing on it is long.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
+/// Probes, scrapers and an operator's curl: a handful at a time.
+const ADMIN_CONNECTIONS: usize = 256;
 /// How often a drained proxy looks for its final scrape.
 const FINAL_SCRAPE_POLL: Duration = Duration::from_millis(100);
 
@@ -157,6 +160,7 @@ impl Proxy {
             max_header_bytes: http.max_header_bytes,
             shutdown_grace: http.shutdown_grace,
             accept_while_draining: false,
+            max_connections: http.max_connections,
         };
         let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {
@@ -189,6 +193,8 @@ impl Proxy {
             identity: identity
                 .as_ref()
                 .map(|id| id.credentials.identity().clone()),
+            outbound_in_flight: InFlight::new(http.max_requests_in_flight),
+            inbound_in_flight: InFlight::new(http.max_requests_in_flight),
             config,
         });
         // No peer connection outlives the leaf it was made with for long: at each renewal new
@@ -245,6 +251,7 @@ impl Proxy {
         admin_state.ready.store(true, Ordering::Release);
         let admin_limits = Limits {
             shutdown_grace: limits.shutdown_grace.min(ADMIN_GRACE),
+            max_connections: ADMIN_CONNECTIONS,
             ..limits
         };
         let (admin_stop, admin_stopped) = watch::channel(false);
@@ -416,5 +423,9 @@ impl ConnStats for Listener {
 
     fn h2_abuse(&self, reason: &'static str) {
         self.1.h2_abuse(self.0.direction, reason);
+    }
+
+    fn overloaded(&self) {
+        self.0.overloaded.inc();
     }
 }

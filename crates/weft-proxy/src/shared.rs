@@ -10,6 +10,7 @@ use weft_core::NameRules;
 use weft_http::server::Limits;
 use weft_metrics::TunnelMetrics;
 
+use crate::admission::InFlight;
 use crate::balancer::Balance;
 use crate::delivery::Upstreams;
 use crate::resilience::policy::Table as PolicyTable;
@@ -35,4 +36,7 @@ pub(crate) struct Shared {
     pub peers: weft_metrics::PeerMetrics,
     /// This proxy's mesh identity, when the hop between proxies is mutual TLS.
     pub identity: Option<weft_identity::Identity>,
+    /// Requests waiting for their answer, per listener, and their bounds.
+    pub outbound_in_flight: InFlight,
+    pub inbound_in_flight: InFlight,
 }

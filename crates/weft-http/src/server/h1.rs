@@ -49,6 +49,8 @@ pub struct Limits {
     /// had are done: clients with nowhere else to go (the apps on a node) are served rather
     /// than refused for the whole grace period.
     pub accept_while_draining: bool,
+    /// Connections open at once; one more is answered 503 (plaintext) and closed.
+    pub max_connections: usize,
 }
 
 /// How the connection ended, when it is not simply closed.

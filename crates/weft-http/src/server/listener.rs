@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ pub async fn serve<H, F, B>(
         tls,
         stats,
         handler,
+        open: Arc::default(),
     };
     let mut stop = shutdown.clone();
     while let Some((stream, peer)) = accept.next(&mut stop).await {
@@ -94,6 +96,23 @@ struct Accept<H> {
     tls: Option<Arc<ServerTls>>,
     stats: Stats,
     handler: H,
+    /// Connections open now.
+    open: Arc<AtomicUsize>,
+}
+
+/// What a connection past the listener's limit is told (in plaintext: a TLS client reads
+/// only the close).
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nweft-error: overloaded\r\n\
+    content-type: text/plain\r\ncontent-length: 41\r\nconnection: close\r\n\r\n\
+    weft: too many connections to this proxy\n";
+
+/// Gives a connection's place back when its task ends.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl<H> Accept<H> {
@@ -128,11 +147,28 @@ impl<H> Accept<H> {
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
         let _ = stream.set_nodelay(true);
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.stats.overloaded();
+            let plaintext = self.tls.is_none();
+            tokio::spawn(async move {
+                let mut stream = stream;
+                if plaintext {
+                    use tokio::io::AsyncWriteExt;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVERLOADED))
+                            .await;
+                }
+            });
+            return;
+        }
+        let held = Held(Arc::clone(&self.open));
         let handler = self.handler.clone();
         let limits = self.limits;
         let (tls, stats) = (self.tls.clone(), Arc::clone(&self.stats));
         tokio::spawn(async move {
             let _alive = alive;
+            let _held = held;
             let (stream, identity) = match tls {
                 None => (Stream::Tcp(stream), None),
                 Some(tls) => {
