@@ -10,6 +10,7 @@ MODE:
   continuation N  one HEADERS without END_HEADERS, then up to N CONTINUATION frames of 16 KiB
   window_overflow a connection WINDOW_UPDATE that takes the window past 2^31-1
   never_read      GET /bytes?n=4194304 with a zero stream window, never opened again
+  idle N          nothing after the preface, for up to N seconds
 
 It prints one JSON line: what it sent, whether and how the server closed the connection
 (GOAWAY's error code), and any RST_STREAM it got.
@@ -27,6 +28,7 @@ from hyperframe.frame import (
     Frame,
     GoAwayFrame,
     HeadersFrame,
+    PingFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -45,6 +47,8 @@ class Conn:
         self.resets = []
         self.closed = False
         self.encoder = hpack.Encoder()
+        # A client that reads answers PINGs, as any HTTP/2 client library does.
+        self.answer_pings = True
 
     def send(self, frame_or_bytes):
         data = frame_or_bytes if isinstance(frame_or_bytes, bytes) else frame_or_bytes.serialize()
@@ -94,6 +98,10 @@ class Conn:
                 self.goaway = frame.error_code
             elif isinstance(frame, RstStreamFrame):
                 self.resets.append([frame.stream_id, frame.error_code])
+            elif isinstance(frame, PingFrame) and "ACK" not in frame.flags and self.answer_pings:
+                ack = PingFrame(0, opaque_data=frame.opaque_data)
+                ack.flags.add("ACK")
+                self.send(ack)
             elif isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
                 ack = SettingsFrame(0)
                 ack.flags.add("ACK")
@@ -109,13 +117,14 @@ def main():
     addr, authority, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     c = Conn(addr)
+    started = time.monotonic()
     settings = SettingsFrame(0)
     if mode == "never_read":
         settings.settings[SettingsFrame.INITIAL_WINDOW_SIZE] = 0
+        c.answer_pings = False
     c.send(PREFACE + settings.serialize())
     c.read_available(0.5)
     sent = 0
-    started = time.monotonic()
     if mode == "rapid_reset":
         stream_id = 1
         while sent < n and not c.closed and c.goaway is None:
@@ -154,6 +163,8 @@ def main():
         c.send(WindowUpdateFrame(0, window_increment=2**31 - 1))
         sent = 2
         c.wait_closed(10)
+    elif mode == "idle":
+        c.wait_closed(n)
     elif mode == "never_read":
         c.send(c.headers(1, authority, "/bytes?n=4194304"))
         sent = 1

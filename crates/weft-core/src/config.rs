@@ -122,6 +122,10 @@ pub struct HttpConfig {
     /// Idle upstream connections are closed after this long.
     #[serde(with = "duration")]
     pub pool_idle_timeout: Duration,
+    /// A client's HTTP/2 connection with no stream open this long is closed (GOAWAY). Longer
+    /// than `pool_idle_timeout`, so a peer proxy's pool lets its connections go first.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
     /// Most idle HTTP/1.1 connections kept per endpoint.
     pub pool_max_idle: usize,
     /// How long a draining proxy waits for in-flight requests.
@@ -181,6 +185,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             pool_idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
             pool_max_idle: 256,
             shutdown_grace: Duration::from_secs(30),
             // Sized for a node within the DaemonSet's 256 MiB: a connection costs a few KiB
@@ -227,6 +232,7 @@ impl ProxyConfig {
             ("http.connect_timeout", self.http.connect_timeout),
             ("http.header_read_timeout", self.http.header_read_timeout),
             ("http.pool_idle_timeout", self.http.pool_idle_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
             ("http.shutdown_grace", self.http.shutdown_grace),
         ])
         .map_err(invalid)?;
@@ -234,6 +240,9 @@ impl ProxyConfig {
             return Err(invalid(
                 "http.max_connections and http.max_requests_in_flight must be above zero".into(),
             ));
+        }
+        if self.http.idle_timeout.is_zero() {
+            return Err(invalid("http.idle_timeout must be above zero".into()));
         }
         if self.http.connect_timeout.is_zero() {
             return Err(invalid("http.connect_timeout must be above zero".into()));

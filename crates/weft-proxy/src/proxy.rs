@@ -161,6 +161,7 @@ impl Proxy {
             shutdown_grace: http.shutdown_grace,
             accept_while_draining: false,
             max_connections: http.max_connections,
+            idle_timeout: http.idle_timeout,
         };
         let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {

@@ -51,6 +51,9 @@ pub struct Limits {
     pub accept_while_draining: bool,
     /// Connections open at once; one more is answered 503 (plaintext) and closed.
     pub max_connections: usize,
+    /// An HTTP/2 connection with no stream open this long is closed. (An HTTP/1.1 one waits
+    /// for its next request head only `header_read_timeout`.)
+    pub idle_timeout: Duration,
 }
 
 /// How the connection ended, when it is not simply closed.

@@ -18,6 +18,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
 
+use super::h1::Limits;
 use super::recv::ClientBody;
 use crate::error::BoxError;
 use crate::h2::body::{send_body, H2Body};
@@ -43,7 +44,7 @@ const RESET_WINDOW: u32 = 2048;
 pub async fn serve<H, F, B>(
     io: Rewind,
     peer: SocketAddr,
-    max_header_bytes: usize,
+    limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
     handler: H,
 ) where
@@ -56,7 +57,7 @@ pub async fn serve<H, F, B>(
     builder
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_STREAMS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
     let mut conn = match builder.handshake::<_, Bytes>(io).await {
@@ -72,6 +73,11 @@ pub async fn serve<H, F, B>(
     // Streams the client reset before their answer, counted by each stream's task.
     let early_resets = Arc::new(AtomicU32::new(0));
     let mut accepted_streams: u32 = 0;
+    // Idle: no stream open at two ticks in a row with none accepted between them.
+    let open_streams = Arc::new(AtomicU32::new(0));
+    let mut idle_check = tokio::time::interval(limits.idle_timeout / 2);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut idle_ticks, mut seen_streams) = (0u32, 0u32);
     loop {
         // Biased: streams first (the others are rare), and no random draw per poll.
         tokio::select! {
@@ -105,7 +111,8 @@ pub async fn serve<H, F, B>(
                     // Boxed: the handler's future is a kilobyte, and the task's future is
                     // moved whole on its way into the runtime.
                     let work = Box::pin(handler(peer, Request::from_parts(parts, body)));
-                    tokio::spawn(Answer::<_, B>::new(work, reply, Arc::clone(&early_resets)));
+                    let counts = Counts::new(&early_resets, &open_streams);
+                    tokio::spawn(Answer::<_, B>::new(work, reply, counts));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
@@ -116,6 +123,18 @@ pub async fn serve<H, F, B>(
             _ = &mut drain, if !draining => {
                 draining = true;
                 conn.graceful_shutdown();
+            }
+            _ = idle_check.tick(), if !draining => {
+                let quiet = open_streams.load(Ordering::Relaxed) == 0 && seen_streams == accepted_streams;
+                idle_ticks = if quiet { idle_ticks + 1 } else { 0 };
+                seen_streams = accepted_streams;
+                // The first tick is at once: two quiet ticks after it span half the timeout
+                // at least, three the whole of it.
+                if idle_ticks > 2 {
+                    tracing::debug!(%peer, "h2 connection idle: closing it");
+                    draining = true;
+                    conn.graceful_shutdown();
+                }
             }
             () = &mut unanswered, if !gone => {
                 tracing::debug!(%peer, "h2 client stopped answering PINGs");
@@ -149,19 +168,41 @@ pin_project! {
         sending: Option<(B, SendStream<Bytes>)>,
         // Data taken from the body, waiting for send capacity; and whether it ends it.
         held: Option<(Bytes, bool)>,
-        // The connection's count of streams reset before their answer.
-        early_resets: Arc<AtomicU32>,
+        counts: Counts,
+    }
+}
+
+/// A stream's part in its connection's counts: streams open, and those the client reset
+/// before their answer.
+struct Counts {
+    early_resets: Arc<AtomicU32>,
+    open: Arc<AtomicU32>,
+}
+
+impl Counts {
+    fn new(early_resets: &Arc<AtomicU32>, open: &Arc<AtomicU32>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self {
+            early_resets: Arc::clone(early_resets),
+            open: Arc::clone(open),
+        }
+    }
+}
+
+impl Drop for Counts {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl<F, B> Answer<F, B> {
-    fn new(work: F, reply: SendResponse<Bytes>, early_resets: Arc<AtomicU32>) -> Self {
+    fn new(work: F, reply: SendResponse<Bytes>, counts: Counts) -> Self {
         Self {
             work: Some(work),
             reply: Some(reply),
             sending: None,
             held: None,
-            early_resets,
+            counts,
         }
     }
 }
@@ -183,7 +224,7 @@ where
                 Poll::Ready(rsp) => rsp,
                 Poll::Pending => {
                     if reply.poll_reset(cx).is_ready() {
-                        this.early_resets.fetch_add(1, Ordering::Relaxed);
+                        this.counts.early_resets.fetch_add(1, Ordering::Relaxed);
                         this.work.set(None);
                         return Poll::Ready(());
                     }

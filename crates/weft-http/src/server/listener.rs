@@ -217,13 +217,6 @@ pub async fn serve_connection<H, F, B>(
         h1::serve(io, pre, peer, &limits, shutdown.clone(), &handler).await
     {
         // Boxed: the HTTP/2 state is large, and most connections never need it.
-        Box::pin(h2::serve(
-            io,
-            peer,
-            limits.max_header_bytes,
-            shutdown,
-            handler,
-        ))
-        .await;
+        Box::pin(h2::serve(io, peer, &limits, shutdown, handler)).await;
     }
 }
