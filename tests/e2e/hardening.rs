@@ -321,3 +321,49 @@ async fn an_idle_http2_connection_is_closed() {
     assert_eq!(rsp.status, 200, "{}", rsp.text());
     assert_eq!(rsp.text().lines().count(), 4, "{}", rsp.text());
 }
+
+/// An endpoint that leaves discovery has its series rendered once more (its last counts
+/// collected), then removed, so a proxy's series do not grow with every rollout; one that
+/// comes back counts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_of_an_endpoint_that_left_go_after_one_more_scrape() {
+    let mesh = Mesh::start().await;
+    let worlds = mesh.worlds(2).await;
+    for _ in 0..20 {
+        assert_eq!(
+            curl(&["-x", &mesh.proxy_flag(), "http://world/echo"])
+                .await
+                .status,
+            200
+        );
+    }
+    let series = |addr: std::net::SocketAddr| {
+        format!(
+            "weft_requests_total{{direction=\"outbound\",service=\"world\",endpoint=\"{addr}\"}}"
+        )
+    };
+    let gone = worlds[1].addr;
+    let before = mesh.a.metrics().await;
+    let counted = metric(&before, &series(gone)).expect("both endpoints have series");
+    mesh.publish(&[("world", vec![mesh.on_b(worlds[0].addr)])])
+        .await;
+    let once_more = mesh.a.metrics().await;
+    assert_eq!(
+        metric(&once_more, &series(gone)),
+        Some(counted),
+        "{once_more}"
+    );
+    let after = mesh.a.metrics().await;
+    assert!(!after.contains(&format!("endpoint=\"{gone}\"")), "{after}");
+    assert!(metric(&after, &series(worlds[0].addr)).is_some(), "{after}");
+    // Back again: counted afresh.
+    mesh.publish(&[("world", vec![mesh.on_b(gone)])]).await;
+    assert_eq!(
+        curl(&["-x", &mesh.proxy_flag(), "http://world/echo"])
+            .await
+            .status,
+        200
+    );
+    let back = mesh.a.metrics().await;
+    assert_eq!(metric(&back, &series(gone)), Some(1.0), "{back}");
+}

@@ -85,6 +85,15 @@ def answer(conn, encoder, stream_id, path, mode, limit):
                     conn.sendall(RstStreamFrame(stream_id, error_code=REFUSED_STREAM).serialize())
                     return
                 conn.sendall(GoAwayFrame(0, last_stream_id=0).serialize())
+                # Closed as a draining server does: the write side first, then what the
+                # client still sends is read and dropped, so nothing resets the GOAWAY away.
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(2)
+                try:
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
                 raise ConnectionError("goaway")
             body = f"served {state['seen']}\n".encode()
     h = HeadersFrame(stream_id, encoder.encode([(":status", "200"), ("content-length", str(len(body)))]))

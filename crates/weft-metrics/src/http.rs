@@ -3,7 +3,9 @@
 //! Label values come only from discovery (service and endpoint names) or from fixed sets
 //! (status codes, error kinds), so a client cannot grow the series count.
 
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,6 +114,57 @@ pub struct HttpMetrics {
     attempts: Family<AttemptLabels, Counter>,
     retries: Family<ServiceLabels, Counter>,
     budget_exhausted: Family<ServiceLabels, Counter>,
+    retiring: Arc<Retiring>,
+}
+
+/// Series of endpoints and services that left discovery: each is rendered once more (so its
+/// final counts are collected), then removed, unless a handle made since still uses it (the
+/// endpoint came back). Without this, every rollout would leave its series behind for good.
+#[derive(Default)]
+struct Retiring {
+    /// What left, and the render count when it did.
+    queue: Mutex<Vec<(u64, Retired)>>,
+    renders: AtomicU64,
+    /// Handles given out and not retired, per series set.
+    live: Mutex<HashMap<Live, usize>>,
+}
+
+enum Retired {
+    Route(RouteMetrics),
+    Service(ServiceLabels),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum Live {
+    Route(RouteLabels),
+    Service(ServiceLabels),
+}
+
+impl Retiring {
+    fn hold(&self, key: Live) {
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default() += 1;
+    }
+
+    fn release(&self, key: Live, retired: Retired) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = live.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&key);
+            }
+        }
+        drop(live);
+        let at = self.renders.load(Ordering::Acquire);
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((at, retired));
+    }
 }
 
 /// A service's retry counters.
@@ -132,6 +185,7 @@ impl HttpMetrics {
             attempts: Family::default(),
             retries: Family::default(),
             budget_exhausted: Family::default(),
+            retiring: Arc::default(),
         };
         registry.register(
             family::ATTEMPTS,
@@ -171,6 +225,7 @@ impl HttpMetrics {
             direction,
             service: service.to_string(),
         };
+        self.retiring.hold(Live::Service(labels.clone()));
         ServiceCounters {
             retries: self.retries.get_or_create(&labels).clone(),
             budget_exhausted: self.budget_exhausted.get_or_create(&labels).clone(),
@@ -194,6 +249,7 @@ impl HttpMetrics {
                 })
                 .clone()
         };
+        self.retiring.hold(Live::Route(labels.clone()));
         RouteMetrics(Arc::new(RouteInner {
             attempt_ok: attempt(Classification::Success),
             attempt_failed: attempt(Classification::Failure),
@@ -203,6 +259,83 @@ impl HttpMetrics {
             family: self.responses.clone(),
             labels,
         }))
+    }
+}
+
+impl HttpMetrics {
+    /// `route`'s endpoint has left: its series go after the next render.
+    pub fn retire(&self, route: &RouteMetrics) {
+        let labels = route.0.labels.clone();
+        self.retiring
+            .release(Live::Route(labels), Retired::Route(route.clone()));
+    }
+
+    /// The service has left: its per-service series go after the next render.
+    pub fn retire_service(&self, direction: Direction, service: &str) {
+        let labels = ServiceLabels {
+            direction,
+            service: service.to_string(),
+        };
+        self.retiring
+            .release(Live::Service(labels.clone()), Retired::Service(labels));
+    }
+
+    /// Before a render: removes what was retired before the previous one and is not used
+    /// again since.
+    pub(crate) fn prune(&self) {
+        let now = self.retiring.renders.fetch_add(1, Ordering::AcqRel);
+        let mut queue = self
+            .retiring
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if queue.is_empty() {
+            return;
+        }
+        let live = self.retiring.live.lock().unwrap_or_else(|e| e.into_inner());
+        queue.retain(|(at, retired)| {
+            if *at >= now {
+                return true;
+            }
+            match retired {
+                Retired::Route(route)
+                    if !live.contains_key(&Live::Route(route.0.labels.clone())) =>
+                {
+                    self.remove_route(route)
+                }
+                Retired::Service(labels) if !live.contains_key(&Live::Service(labels.clone())) => {
+                    self.retries.remove(labels);
+                    self.budget_exhausted.remove(labels);
+                }
+                _ => {}
+            }
+            false
+        });
+    }
+
+    fn remove_route(&self, route: &RouteMetrics) {
+        let labels = &route.0.labels;
+        self.requests.remove(labels);
+        self.latency.remove(labels);
+        for classification in [Classification::Success, Classification::Failure] {
+            self.attempts.remove(&AttemptLabels {
+                direction: labels.direction,
+                service: labels.service.clone(),
+                endpoint: labels.endpoint.clone(),
+                classification,
+            });
+        }
+        let cache = route.0.responses.lock().unwrap_or_else(|e| e.into_inner());
+        for ((status, classification, error), _) in cache.iter() {
+            self.responses.remove(&ResponseLabels {
+                direction: labels.direction,
+                service: labels.service.clone(),
+                endpoint: labels.endpoint.clone(),
+                status_code: status.to_string(),
+                classification: *classification,
+                error: error.to_string(),
+            });
+        }
     }
 }
 

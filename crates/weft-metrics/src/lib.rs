@@ -167,6 +167,7 @@ impl Metrics {
 
     /// The OpenMetrics exposition of every family.
     pub fn render_openmetrics(&self) -> String {
+        self.http.prune();
         let mut out = String::with_capacity(16 * 1024);
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -164,7 +164,8 @@ impl Services {
                 break;
             }
         }
-        // Gone from discovery: forget it, so the next request asks discovery afresh.
+        // Gone from discovery: forget it, so the next request asks discovery afresh, and let
+        // its series go once collected.
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if map
             .get(&service.name)
@@ -172,7 +173,14 @@ impl Services {
         {
             map.remove(&service.name);
         }
-        service.endpoints.store(Arc::new(Endpoints::default()));
+        drop(map);
+        let left = service.endpoints.swap(Arc::new(Endpoints::default()));
+        for gone in &left.list {
+            self.metrics.retire(&gone.metrics);
+        }
+        self.metrics.retire(&service.metrics);
+        self.metrics
+            .retire_service(self.direction, service.name.as_str());
     }
 
     fn apply(&self, service: &Service, resolution: &Resolution) {
@@ -234,7 +242,16 @@ impl Services {
                 }
             }
         };
-        service.endpoints.store(Arc::new(next));
+        let before = service.endpoints.swap(Arc::new(next));
+        // Endpoints that left: their series go once collected.
+        let now = service.endpoints.load();
+        for gone in before
+            .list
+            .iter()
+            .filter(|e| !now.list.iter().any(|n| Arc::ptr_eq(n, e)))
+        {
+            self.metrics.retire(&gone.metrics);
+        }
     }
 
     /// Every service this side has routed to, for the admin API.
