@@ -239,6 +239,7 @@ impl History {
                 round.entry(k.clone()).or_default().add(&c);
             }
         }
+        self.forget_targets(scrapes);
         if dt == 0.0 {
             return; // the first round only sets baselines
         }
@@ -249,6 +250,56 @@ impl History {
                 ring.pop_front();
             }
         }
+        self.prune();
+    }
+
+    /// Forgets targets no longer scraped (a proxy gone from DNS), and, for each target
+    /// scraped now, series it no longer exports (an endpoint retired).
+    fn forget_targets(&mut self, scrapes: &[Scrape]) {
+        let targets: std::collections::HashSet<&str> =
+            scrapes.iter().map(|s| s.target.as_str()).collect();
+        self.last.retain(|t, _| targets.contains(t.as_str()));
+        self.last_at.retain(|t, _| targets.contains(t.as_str()));
+        self.rates.retain(|t, _| targets.contains(t.as_str()));
+        for scrape in scrapes.iter().filter(|s| s.up) {
+            if let Some(last) = self.last.get_mut(&scrape.target) {
+                if last.len() > scrape.samples.len() {
+                    let now: std::collections::HashSet<String> =
+                        scrape.samples.iter().map(raw_id).collect();
+                    last.retain(|id, _| now.contains(id));
+                }
+            }
+        }
+    }
+
+    /// Drops what is older than the history kept: the cluster's ring gets a point every
+    /// round, so its oldest is where history starts; a key with nothing since (a service or
+    /// endpoint gone) is forgotten, with the node its endpoint was on.
+    fn prune(&mut self) {
+        let Some(start) = self
+            .series
+            .get(&Key::Cluster)
+            .and_then(|r| r.front())
+            .map(|p| p.t)
+        else {
+            return;
+        };
+        self.series.retain(|_, ring| {
+            while ring.front().is_some_and(|p| p.t < start) {
+                ring.pop_front();
+            }
+            !ring.is_empty()
+        });
+        let endpoints: std::collections::HashSet<&str> = self
+            .series
+            .keys()
+            .filter_map(|k| match k {
+                Key::Endpoint { endpoint, .. } => Some(endpoint.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.endpoint_nodes
+            .retain(|endpoint, _| endpoints.contains(endpoint.as_str()));
     }
 
     /// What one target counted since its previous samples, per key.

@@ -156,3 +156,25 @@ fn the_mtls_share_counts_what_crossed_into_inbounds() {
     // Not requests of any service: the request counts stay untouched.
     assert_eq!(h.stats(&Key::Cluster, 60.0).requests, 0.0);
 }
+
+/// A service whose traffic stopped is forgotten once its points are older than the history
+/// kept, with what was kept to count its series; a target no longer scraped is forgotten.
+#[test]
+fn what_left_is_forgotten_once_past_the_history_kept() {
+    let mut h = History::new(5);
+    h.ingest(0.0, &[scrape(0.0, 0.0, 0.0)]);
+    h.ingest(1.0, &[scrape(10.0, 10.0, 0.0)]);
+    assert!(h.series.contains_key(&Key::Service("world".into())));
+    // The endpoint is retired: the proxy exports its series no more.
+    let mut quiet = scrape(10.0, 10.0, 0.0);
+    quiet.samples.clear();
+    for i in 2..10 {
+        h.ingest(i as f64, std::slice::from_ref(&quiet));
+    }
+    assert!(!h.series.contains_key(&Key::Service("world".into())));
+    assert!(h.last["p1"].is_empty());
+    assert_eq!(h.keys(), [Key::Cluster]);
+    // p1 is scraped no more.
+    h.ingest(10.0, &[]);
+    assert!(h.last.is_empty());
+}
