@@ -367,3 +367,41 @@ async fn series_of_an_endpoint_that_left_go_after_one_more_scrape() {
     let back = mesh.a.metrics().await;
     assert_eq!(metric(&back, &series(gone)), Some(1.0), "{back}");
 }
+
+/// The dashboard's and the control plane's HTTP listeners give a client 10 s to send its
+/// request head (slowloris): one that trickles a partial head is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_request_head_is_cut_off_at_the_dashboard_and_control_plane() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = TempDir::new("slowloris");
+    let disc = tmp.path("discovery.toml");
+    weft_tests::discovery::write(&disc, &[]);
+    let control = WeftControl::start_with(
+        "127.0.0.1",
+        &["--discovery-file".as_ref(), disc.as_os_str()],
+    )
+    .await;
+    let (_dash, dashboard) =
+        weft_tests::demo::start_dashboard(&["--proxy", &control.admin.to_string()]).await;
+    let cut_off = |addr: std::net::SocketAddr| async move {
+        let started = std::time::Instant::now();
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), c.read_to_end(&mut out))
+            .await
+            .expect("the listener cuts a slow head off")
+            .ok();
+        started.elapsed()
+    };
+    let (a, b) = tokio::join!(cut_off(dashboard), cut_off(control.admin));
+    println!("partial heads cut off after {a:?} (dashboard) and {b:?} (control plane)");
+    for took in [a, b] {
+        assert!(took >= Duration::from_secs(9), "{took:?}");
+    }
+    // A whole request is still served.
+    let (status, _) = control.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+}

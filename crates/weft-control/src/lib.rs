@@ -182,9 +182,9 @@ pub async fn run(
     );
     let router = admin::router(Arc::clone(&answers), Arc::clone(&metrics), signer.clone());
     background.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin, router).await {
-            tracing::error!(error = %e, "admin listener failed");
-        }
+        // Served until the control plane ends (and this task with it).
+        let (_serving, stop) = tokio::sync::watch::channel(false);
+        weft_metrics::serve::serve(admin, router, stop).await;
     }));
     tracing::info!(
         destination = %grpc_addr,

@@ -81,18 +81,7 @@ pub async fn start(
     });
     let collector = tokio::spawn(collect(Arc::clone(&shared), stop.clone()));
     let app = api::router(shared);
-    let mut stop_server = stop;
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop_server.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "dashboard server failed");
-        }
-    });
+    let server = tokio::spawn(weft_metrics::serve::serve(listener, app, stop));
     tracing::info!(%addr, "weft dashboard listening");
     Ok(DashboardHandle {
         addr,

@@ -8,12 +8,16 @@
 //! - [`names`]: family and label names, for the registry and for readers of the text.
 //! - [`parse`]: reads the text format back, for the dashboard.
 //! - [`Metrics`]: the registry that holds them all and renders `/metrics`.
+//! - [`serve`] (feature `serve`): the bounded HTTP/1.1 server the dashboard and the control
+//!   plane's admin listener use.
 #![forbid(unsafe_code)]
 
 pub mod http;
 pub mod names;
 pub mod parse;
 pub mod peers;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod tcp;
 pub mod tunnel;
 
