@@ -405,3 +405,49 @@ async fn a_partial_request_head_is_cut_off_at_the_dashboard_and_control_plane() 
     let (status, _) = control.admin_get("/metrics").await;
     assert_eq!(status, 200);
 }
+
+/// A client that never reads its answer cannot hold its connection, or what feeds it, for
+/// ever: over HTTP/1.1 the proxy gives up after `http.stream_idle_timeout` of no progress;
+/// over HTTP/2 such a client answers no PING either, and is cut off within 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let mesh = Mesh::with_config("[http]\nstream_idle_timeout = \"1s\"\n").await;
+    let open = || async {
+        metric(
+            &mesh.a.metrics().await,
+            "weft_tcp_open_connections{direction=\"outbound\"}",
+        )
+        .unwrap_or(-1.0)
+    };
+    let mut stuck = tokio::net::TcpStream::connect(mesh.a.outbound)
+        .await
+        .unwrap();
+    stuck
+        .write_all(b"GET http://world/bytes?n=50000000 HTTP/1.1\r\nhost: world\r\n\r\n")
+        .await
+        .unwrap();
+    weft_tests::eventually("the connection open", Duration::from_secs(5), || async {
+        (open().await == 1.0).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    weft_tests::eventually(
+        "the reader that never reads cut off",
+        Duration::from_secs(15),
+        || async { (open().await == 0.0).then_some(()) },
+    )
+    .await;
+    println!(
+        "HTTP/1.1 client that never reads cut off after {:?}",
+        started.elapsed()
+    );
+    drop(stuck);
+
+    let report = abuse(mesh.a.outbound, "never_read", 45).await;
+    println!("HTTP/2 never_read: {report}");
+    assert_eq!(report["closed"], true, "{report}");
+    assert!(report["seconds"].as_f64().unwrap() < 40.0, "{report}");
+    let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+}

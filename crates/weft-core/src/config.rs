@@ -126,6 +126,11 @@ pub struct HttpConfig {
     /// than `pool_idle_timeout`, so a peer proxy's pool lets its connections go first.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// A client that reads nothing of a response this long while the proxy waits to write
+    /// to it is disconnected (HTTP/1.1; an HTTP/2 client that stops reading stops answering
+    /// PINGs, and is disconnected within 30 s).
+    #[serde(with = "duration")]
+    pub stream_idle_timeout: Duration,
     /// Most idle HTTP/1.1 connections kept per endpoint.
     pub pool_max_idle: usize,
     /// How long a draining proxy waits for in-flight requests.
@@ -186,6 +191,7 @@ impl Default for HttpConfig {
             max_header_bytes: 64 * 1024,
             pool_idle_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
+            stream_idle_timeout: Duration::from_secs(300),
             pool_max_idle: 256,
             shutdown_grace: Duration::from_secs(30),
             // Sized for a node within the DaemonSet's 256 MiB: a connection costs a few KiB
@@ -233,6 +239,7 @@ impl ProxyConfig {
             ("http.header_read_timeout", self.http.header_read_timeout),
             ("http.pool_idle_timeout", self.http.pool_idle_timeout),
             ("http.idle_timeout", self.http.idle_timeout),
+            ("http.stream_idle_timeout", self.http.stream_idle_timeout),
             ("http.shutdown_grace", self.http.shutdown_grace),
         ])
         .map_err(invalid)?;
@@ -241,8 +248,10 @@ impl ProxyConfig {
                 "http.max_connections and http.max_requests_in_flight must be above zero".into(),
             ));
         }
-        if self.http.idle_timeout.is_zero() {
-            return Err(invalid("http.idle_timeout must be above zero".into()));
+        if self.http.idle_timeout.is_zero() || self.http.stream_idle_timeout.is_zero() {
+            return Err(invalid(
+                "http.idle_timeout and http.stream_idle_timeout must be above zero".into(),
+            ));
         }
         if self.http.connect_timeout.is_zero() {
             return Err(invalid("http.connect_timeout must be above zero".into()));

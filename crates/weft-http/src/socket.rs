@@ -92,6 +92,7 @@ impl Socket {
             wr,
             stats: Some(self.stats),
             open: Some(self._open),
+            stall: None,
         };
         (read, write)
     }
@@ -128,6 +129,7 @@ pub fn halves(stream: TcpStream) -> (ReadSide, WriteSide) {
         wr: Wr::Tcp(wr),
         stats: None,
         open: None,
+        stall: None,
     };
     (read, write)
 }
@@ -203,9 +205,17 @@ pub struct WriteSide {
     wr: Wr,
     stats: Option<Stats>,
     open: Option<Open>,
+    /// How long a write may wait for a client that reads nothing; none: for ever.
+    stall: Option<std::time::Duration>,
 }
 
 impl WriteSide {
+    /// A client that reads nothing for `limit` while a write waits on it fails the write:
+    /// one that never reads cannot hold its connection, and what feeds it, for ever.
+    pub fn bound_stalls(&mut self, limit: std::time::Duration) {
+        self.stall = Some(limit);
+    }
+
     /// Writes all of `parts`, gathered: one syscall for a head and its body when the
     /// socket takes them.
     pub async fn write_all(&self, parts: &mut [IoSlice<'_>]) -> io::Result<()> {
@@ -231,7 +241,20 @@ impl WriteSide {
                     }
                     IoSlice::advance_slices(&mut parts, n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wr.writable().await?,
+                // The socket is full: the only place a write waits, so the only timer.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.stall {
+                    None => wr.writable().await?,
+                    Some(limit) => {
+                        tokio::time::timeout(limit, wr.writable())
+                            .await
+                            .map_err(|_| {
+                                io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    format!("the client read nothing for {limit:?}"),
+                                )
+                            })??
+                    }
+                },
                 Err(e) => return Err(e),
             }
         }

@@ -162,6 +162,7 @@ impl Proxy {
             accept_while_draining: false,
             max_connections: http.max_connections,
             idle_timeout: http.idle_timeout,
+            stream_idle_timeout: http.stream_idle_timeout,
         };
         let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {

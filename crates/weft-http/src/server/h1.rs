@@ -54,6 +54,8 @@ pub struct Limits {
     /// An HTTP/2 connection with no stream open this long is closed. (An HTTP/1.1 one waits
     /// for its next request head only `header_read_timeout`.)
     pub idle_timeout: Duration,
+    /// A response write that a client leaves unread this long ends the connection.
+    pub stream_idle_timeout: Duration,
 }
 
 /// How the connection ended, when it is not simply closed.
@@ -77,7 +79,8 @@ where
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
-    let (rd, wr) = io.split();
+    let (rd, mut wr) = io.split();
+    wr.bound_stalls(limits.stream_idle_timeout);
     let mut rd = Some(rd);
     let wr = Arc::new(wr);
     let mut first = true;
