@@ -164,6 +164,12 @@ async fn continuation_floods_and_window_overflows_close_the_connection() {
     assert_eq!(overflow["goaway"], FLOW_CONTROL_ERROR, "{overflow}");
     let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
     assert_eq!(rsp.status, 200, "{}", rsp.text());
+    // Each counted, by why.
+    let metrics = mesh.a.metrics().await;
+    for reason in ["calm", "flow_control"] {
+        let series = format!("weft_http2_abuse_closed_connections_total{{direction=\"outbound\",reason=\"{reason}\"}}");
+        assert_eq!(metric(&metrics, &series), Some(1.0), "{series}\n{metrics}");
+    }
 }
 
 /// One app's long calls to a peer no longer stall every other app's calls to it: with 210
@@ -407,8 +413,9 @@ async fn a_partial_request_head_is_cut_off_at_the_dashboard_and_control_plane() 
 }
 
 /// A client that never reads its answer cannot hold its connection, or what feeds it, for
-/// ever: over HTTP/1.1 the proxy gives up after `http.stream_idle_timeout` of no progress;
-/// over HTTP/2 such a client answers no PING either, and is cut off within 30 s.
+/// ever: over HTTP/1.1 the proxy gives up after `http.stream_idle_timeout` of no progress
+/// (and on a body the client stops sending); over HTTP/2 such a client answers no PING
+/// either, and is cut off within 30 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_disconnected() {
     use tokio::io::AsyncWriteExt;
@@ -443,6 +450,33 @@ async fn a_client_that_never_reads_is_disconnected() {
         started.elapsed()
     );
     drop(stuck);
+
+    // Nor can one that begins a body and sends no more of it.
+    let mut silent = tokio::net::TcpStream::connect(mesh.a.outbound)
+        .await
+        .unwrap();
+    silent
+        .write_all(b"POST http://world/echo HTTP/1.1\r\nhost: world\r\ncontent-length: 1000\r\n\r\nten bytes.")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut answer),
+    )
+    .await
+    .expect("a body that stalls is given up on")
+    .ok();
+    println!(
+        "a body that stalled given up on after {:?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .unwrap_or("")
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
 
     let report = abuse(mesh.a.outbound, "never_read", 45).await;
     println!("HTTP/2 never_read: {report}");

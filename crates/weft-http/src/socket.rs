@@ -29,7 +29,8 @@ pub trait ConnStats: Send + Sync + 'static {
     /// is the verifier's to count).
     fn tls_refused(&self, _reason: &'static str) {}
     /// A client's HTTP/2 connection was closed for abuse: `rapid_reset` (streams reset
-    /// before their answer, most of those it opened).
+    /// before their answer, most of those it opened); `calm`, `flow_control`, `protocol`
+    /// (h2 found the client breaking the protocol).
     fn h2_abuse(&self, _reason: &'static str) {}
     /// A connection was turned away: the listener had its most open.
     fn overloaded(&self) {}

@@ -200,7 +200,7 @@ pin_project! {
     /// Only weft speaks `weft-error`: an app's is removed from its response, so a forged
     /// "never delivered" cannot get a request sent twice. A peer proxy's stays.
     pub(crate) enum Delivery<'a, H1, H2> {
-        /// The pooled HTTP/1.1 client: always to an app.
+        /// The pooled HTTP/1.1 client: always to an app (its parser drops `weft-error`).
         H1 { #[pin] send: H1 },
         /// The shared HTTP/2 connection (an instance's own, or the hop to a peer proxy).
         H2 { #[pin] send: H2, from_app: bool },
@@ -220,12 +220,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
         match self.project() {
+            // The HTTP/1.1 client leaves an instance's `weft-error` out as it parses.
             Proj::H1 { send } => send.poll(cx).map(|sent| {
-                sent.map(|mut rsp| {
-                    rsp.headers_mut().remove(WEFT_ERROR);
-                    rsp.map(ResponseBody::H1)
-                })
-                .map_err(Failed::from)
+                sent.map(|rsp| rsp.map(ResponseBody::H1))
+                    .map_err(Failed::from)
             }),
             Proj::H2 { send, from_app } => send.poll(cx).map(|sent| {
                 sent.map(|mut rsp| {

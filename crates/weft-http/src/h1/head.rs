@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+use weft_core::headers::WEFT_ERROR;
 
 /// Most headers a request head may carry, as hyper allows.
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -45,14 +46,14 @@ impl Spans {
         }
     }
 
-    /// With `absorb_connection`, a `Connection` header naming only `close` or `keep-alive`
-    /// is read into [`Seen`] instead of the map (one that names other headers stays, so
-    /// they can be stripped).
+    /// `from_instance` (a response head): a `Connection` header naming only `close` or
+    /// `keep-alive` is read into [`Seen`] instead of the map (one that names other headers
+    /// stays, so they can be stripped), and a `weft-error` is left out.
     pub(super) fn header_map(
         &self,
         head: &Bytes,
         room: usize,
-        absorb_connection: bool,
+        from_instance: bool,
     ) -> Result<(HeaderMap, Seen), &'static str> {
         let spans = if self.heap.is_empty() {
             &self.inline[..self.len]
@@ -65,11 +66,19 @@ impl Spans {
             let raw = &head[n..n + nl];
             let name = match common_name(raw) {
                 Some(name) => name,
+                // Only weft speaks `weft-error`: an instance's would pass for a proxy's
+                // verdict (a "never delivered" gets a request sent again). Left out here,
+                // where every name is looked at anyway, rather than looked up afterwards.
+                None if from_instance
+                    && raw.eq_ignore_ascii_case(WEFT_ERROR.as_str().as_bytes()) =>
+                {
+                    continue
+                }
                 None => HeaderName::from_bytes(raw).map_err(|_| "bad header name")?,
             };
             let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
                 .map_err(|_| "bad header value")?;
-            if absorb_connection && name == header::CONNECTION {
+            if from_instance && name == header::CONNECTION {
                 if let (options, false) = ConnectionTokens::scan(value.as_bytes()) {
                     seen.absorbed.add(options);
                     continue;

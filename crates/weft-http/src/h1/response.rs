@@ -167,6 +167,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_instances_weft_error_is_left_out() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 403 Forbidden\r\nWeft-Error: connect refused\r\nx-app: 1\r\nContent-Length: 0\r\n\r\n",
+        );
+        let h = parse(&mut buf, &Method::POST).unwrap().unwrap();
+        assert!(h.response.headers().get("weft-error").is_none());
+        assert_eq!(h.response.headers()["x-app"], "1");
+    }
+
+    #[test]
     fn a_response_connection_header_is_read_and_left_out_unless_it_names_headers() {
         let parse = |head: &str| {
             let mut buf = BytesMut::from(head);

@@ -146,7 +146,7 @@ where
                 lent = Some(rx);
                 let lend = (rd.take()?, std::mem::take(&mut buf));
                 let owed = expect_continue.then(|| Arc::clone(&wr));
-                RecvBody::new(lend, framing, owed, tx)
+                RecvBody::new(lend, framing, owed, tx, limits.stream_idle_timeout)
             }
         };
         // An upgrade or a tunnel takes the connection over once the handler agrees.

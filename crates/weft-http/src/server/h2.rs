@@ -116,6 +116,9 @@ pub async fn serve<H, F, B>(
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
+                    if let Some(reason) = abuse(&e) {
+                        stats.h2_abuse(reason);
+                    }
                     return;
                 }
                 None => return,
@@ -142,6 +145,21 @@ pub async fn serve<H, F, B>(
                 conn.abrupt_shutdown(Reason::NO_ERROR);
             }
         }
+    }
+}
+
+/// Why h2 closed a client's connection, when the client broke the protocol (rather than
+/// went away): `flow_control` (a window pushed past its maximum), `calm` (h2's own floods:
+/// resets before accept, header blocks past the limit), `protocol` (the rest).
+fn abuse(e: &h2::Error) -> Option<&'static str> {
+    if e.is_io() || e.is_remote() {
+        return None;
+    }
+    match e.reason()? {
+        Reason::NO_ERROR | Reason::CANCEL => None,
+        Reason::FLOW_CONTROL_ERROR => Some("flow_control"),
+        Reason::ENHANCE_YOUR_CALM => Some("calm"),
+        _ => Some("protocol"),
     }
 }
 

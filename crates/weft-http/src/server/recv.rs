@@ -3,14 +3,17 @@
 //! last byte it hands the connection's buffer back, so the next request can be read; a body
 //! dropped before its end leaves the connection unusable, and the connection closes.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
+use tokio::time::Sleep;
 
 use crate::body::EitherBody;
 use crate::error::BoxError;
@@ -36,6 +39,36 @@ pub struct RecvBody {
     done: Option<oneshot::Sender<Lent>>,
     /// Set while a `100 Continue` is owed to a client that asked for one.
     send_continue: Option<Arc<WriteSide>>,
+    stall: Stall,
+}
+
+/// How long a client may send nothing of a body it has begun. The timer is made only when a
+/// read must wait, and moved only when it fires: a read that made progress meanwhile just
+/// says so, so the bound is between one and two limits.
+#[derive(Default)]
+struct Stall {
+    limit: Option<Duration>,
+    timer: Option<Pin<Box<Sleep>>>,
+    progressed: bool,
+}
+
+impl Stall {
+    /// After a read that must wait: whether the client has sent nothing for the limit.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(limit) = self.limit else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        while timer.as_mut().poll(cx).is_ready() {
+            if !std::mem::take(&mut self.progressed) {
+                return true;
+            }
+            timer.as_mut().reset(tokio::time::Instant::now() + limit);
+        }
+        false
+    }
 }
 
 impl RecvBody {
@@ -46,6 +79,7 @@ impl RecvBody {
             decoder: Decoder::Done,
             done: None,
             send_continue: None,
+            stall: Stall::default(),
         }
     }
 
@@ -54,6 +88,7 @@ impl RecvBody {
         framing: Framing,
         send_continue: Option<Arc<WriteSide>>,
         done: oneshot::Sender<Lent>,
+        stall_limit: Duration,
     ) -> Self {
         Self {
             rd: Some(rd),
@@ -61,6 +96,10 @@ impl RecvBody {
             decoder: Decoder::new(framing),
             done: Some(done),
             send_continue,
+            stall: Stall {
+                limit: Some(stall_limit),
+                ..Stall::default()
+            },
         }
     }
 
@@ -89,7 +128,7 @@ impl Body for RecvBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let (rd, owed) = (&mut this.rd, &mut this.send_continue);
+        let (rd, owed, stall) = (&mut this.rd, &mut this.send_continue, &mut this.stall);
         let fill = |buf: &mut BytesMut, cx: &mut Context<'_>| {
             let Some(rd) = rd.as_mut() else {
                 return Poll::Ready(Ok(0));
@@ -100,7 +139,16 @@ impl Body for RecvBody {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
             }
-            rd.poll_read_buf(cx, buf, READ_SIZE)
+            match rd.poll_read_buf(cx, buf, READ_SIZE) {
+                Poll::Pending if stall.stalled(cx) => {
+                    Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+                }
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    stall.progressed = true;
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            }
         };
         match ready!(decode::poll_frame(
             &mut this.decoder,
