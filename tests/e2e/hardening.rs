@@ -414,12 +414,14 @@ async fn a_partial_request_head_is_cut_off_at_the_dashboard_and_control_plane() 
 
 /// A client that never reads its answer cannot hold its connection, or what feeds it, for
 /// ever: over HTTP/1.1 the proxy gives up after `http.stream_idle_timeout` of no progress
-/// (and on a body the client stops sending); over HTTP/2 such a client answers no PING
-/// either, and is cut off within 30 s.
+/// (and on a body the client stops sending, and a request nothing answers); over HTTP/2
+/// such a client answers no PING either, and is cut off within 30 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_disconnected() {
     use tokio::io::AsyncWriteExt;
-    let mesh = Mesh::with_config("[http]\nstream_idle_timeout = \"1s\"\n").await;
+    let mesh =
+        Mesh::with_config("[http]\nstream_idle_timeout = \"1s\"\nheader_read_timeout = \"1s\"\n")
+            .await;
     let open = || async {
         metric(
             &mesh.a.metrics().await,
@@ -477,6 +479,17 @@ async fn a_client_that_never_reads_is_disconnected() {
             .unwrap_or("")
     );
     assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Nor a request whose instance never answers: nothing moves either way.
+    let started = std::time::Instant::now();
+    let hung = curl(&["-x", &mesh.proxy_flag(), "http://world/hang"]).await;
+    println!(
+        "a request left unanswered ended after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(hung.status, 504, "{}", hung.text());
+    assert_eq!(hung.header("weft-error"), Some("stream idle"));
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     let report = abuse(mesh.a.outbound, "never_read", 45).await;
     println!("HTTP/2 never_read: {report}");

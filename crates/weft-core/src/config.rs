@@ -126,9 +126,9 @@ pub struct HttpConfig {
     /// than `pool_idle_timeout`, so a peer proxy's pool lets its connections go first.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
-    /// A client that reads nothing of a response this long while the proxy waits to write
-    /// to it is disconnected (HTTP/1.1; an HTTP/2 client that stops reading stops answering
-    /// PINGs, and is disconnected within 30 s).
+    /// Nothing moving on an HTTP/1.1 request this long ends it: a response the client leaves
+    /// unread, a body it stops sending, a bodiless request nothing answers (`504`). An
+    /// HTTP/2 client that stops reading stops answering PINGs, and is cut off within 30 s.
     #[serde(with = "duration")]
     pub stream_idle_timeout: Duration,
     /// Most idle HTTP/1.1 connections kept per endpoint.

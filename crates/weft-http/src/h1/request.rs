@@ -184,6 +184,19 @@ pub fn refusal(refusal: Refusal) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What a client whose bodiless request got no answer within `idle` is told, before the
+/// connection closes (and the work for it is dropped, cancelling it upstream).
+pub fn idle_refusal(idle: std::time::Duration) -> Vec<u8> {
+    let body = format!("weft: no answer and nothing sent for {}s\n", idle.as_secs());
+    format!(
+        "HTTP/1.1 504 Gateway Timeout\r\n{}: stream idle\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        WEFT_ERROR.as_str(),
+        body.len(),
+        body
+    )
+    .into_bytes()
+}
+
 /// What an HTTP/2 client with prior knowledge sends first.
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

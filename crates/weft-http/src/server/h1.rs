@@ -54,7 +54,8 @@ pub struct Limits {
     /// An HTTP/2 connection with no stream open this long is closed. (An HTTP/1.1 one waits
     /// for its next request head only `header_read_timeout`.)
     pub idle_timeout: Duration,
-    /// A response write that a client leaves unread this long ends the connection.
+    /// Nothing moving on a request this long ends it (a response left unread, a body no
+    /// longer sent, a bodiless request left unanswered).
     pub stream_idle_timeout: Duration,
 }
 
@@ -89,6 +90,12 @@ where
     // timer-wheel insertion and removal.
     let timer = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(timer);
+    // And one for a bodiless request left unanswered: made at the first, moved later for
+    // each (a later deadline, the cheap move), never earlier.
+    let mut unanswered: Option<Pin<Box<Sleep>>> = None;
+    let idle_after_head = limits
+        .stream_idle_timeout
+        .saturating_sub(limits.header_read_timeout);
     // One wait for the drain for the connection's life: one made per request would join and
     // leave the watch's waiter list every time.
     let mut stop_rx = shutdown.clone();
@@ -167,6 +174,16 @@ where
             None => (&mut work).await,
             Some(reader) => {
                 let mut watching = true;
+                // No bytes either way while it waits: bounded by the stream idle timeout,
+                // counted from this head's read (the header timer's start).
+                let at = timer.deadline() + idle_after_head;
+                let idle = match &mut unanswered {
+                    Some(t) => {
+                        t.as_mut().reset(at);
+                        t
+                    }
+                    None => unanswered.insert(Box::pin(tokio::time::sleep_until(at))),
+                };
                 loop {
                     tokio::select! {
                         biased;
@@ -175,6 +192,12 @@ where
                             Ok(0) | Err(_) => return None,
                             Ok(_) => watching = buf.len() < limits.max_header_bytes,
                         },
+                        () = idle.as_mut(), if switch.is_none() => {
+                            let answer = request::idle_refusal(limits.stream_idle_timeout);
+                            let _ = wr.write_all(&mut [IoSlice::new(&answer)]).await;
+                            close(rd, wr).await;
+                            return None;
+                        }
                     }
                 }
             }
