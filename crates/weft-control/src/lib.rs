@@ -55,8 +55,8 @@ pub struct ControlConfig {
 }
 
 /// Streams one gRPC connection may have open: a proxy opens one per service its node's
-/// apps call.
-const MAX_STREAMS_PER_CONNECTION: u32 = 2048;
+/// apps call, and follows at most 2 000 (weft-discovery's cap; room left for reconnects).
+const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
 /// Streams a client may reset before they are accepted, and streams this server may reset
 /// for a client's errors, before the connection is closed (rapid reset, CVE-2023-44487):
 /// tonic passes no local-reset limit to hyper, which then has none.

@@ -20,10 +20,12 @@ use crate::{Discover, Resolution};
 /// How long an unwatched service's stream stays open, so a name asked for again soon (an
 /// unknown one, say) does not reopen a stream per request.
 const LINGER: Duration = Duration::from_secs(5);
-/// Services followed at once. Past it, lingering streams nobody watches are closed to make
-/// room; if every one is watched, a new name is not looked up: a flood of made-up `Host`
-/// names cannot open streams and tasks without end.
-pub const MAX_WATCHED: usize = 10_000;
+/// Services followed at once: a node's apps call hundreds at most. Past it, lingering
+/// streams nobody watches are closed to make room; if every one is watched, a new name is
+/// not looked up: a flood of made-up `Host` names cannot open streams and tasks without
+/// end. Below the control plane's streams per connection (4096), so a flood here never
+/// makes real names queue there.
+pub const MAX_WATCHED: usize = 2_000;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 

@@ -38,6 +38,19 @@ impl Error {
         }
     }
 
+    /// A request HTTP/2 would not send (the connection closing, or past the peer's GOAWAY):
+    /// nothing of it left, so it counts as refused unprocessed.
+    pub(crate) fn unsent(endpoint: SocketAddr, e: &h2::Error) -> Self {
+        // h2 refusing the request itself (a malformed one) would refuse it again.
+        if !(e.is_io() || e.is_go_away() || e.is_reset()) {
+            return Self::reset(endpoint, e);
+        }
+        Self::Refused {
+            endpoint,
+            cause: format!("not sent: {e}"),
+        }
+    }
+
     /// A failed HTTP/2 exchange: refused unprocessed (RFC 9113, 8.7), or reset.
     pub(crate) fn from_h2(endpoint: SocketAddr, e: &h2::Error) -> Self {
         let refused =

@@ -163,6 +163,7 @@ impl Proxy {
             max_connections: http.max_connections,
             idle_timeout: http.idle_timeout,
             stream_idle_timeout: http.stream_idle_timeout,
+            police_resets: false,
         };
         let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {
@@ -224,6 +225,7 @@ impl Proxy {
             // The node's apps have no other proxy: they are served while the drain lasts.
             Limits {
                 accept_while_draining: true,
+                police_resets: true,
                 ..limits
             },
             None,

@@ -121,10 +121,11 @@ impl H2Pool {
         let mut sender = match conn.sender.clone().ready().await {
             Ok(s) => s,
             Err(e) => {
-                // The connection died since it was stored: the request never left.
+                // The connection died, or the peer sent GOAWAY, since it was stored: the
+                // request never left, so it may go again whatever its method.
                 forget(&slot, &conn);
                 return Err(SendError {
-                    error: Error::reset(endpoint, &e),
+                    error: Error::unsent(endpoint, &e),
                     request: Some(Box::new(req)),
                 });
             }
@@ -133,7 +134,10 @@ impl H2Pool {
         let eos = body.is_end_stream();
         let (response, stream) = sender
             .send_request(Request::from_parts(parts, ()), eos)
-            .map_err(|e| Error::reset(endpoint, &e))?;
+            .map_err(|e| {
+                forget(&slot, &conn);
+                Error::unsent(endpoint, &e)
+            })?;
         if !eos {
             tokio::spawn(pipe(body, stream));
         }
@@ -161,12 +165,9 @@ impl H2Pool {
         if let Some(c) = free(slot) {
             return Ok(c);
         }
-        {
-            let conns = slot.conns.load();
-            if conns.len() >= MAX_CONNECTIONS {
-                if let Some(c) = conns.iter().min_by_key(|c| c.open.load(Ordering::Relaxed)) {
-                    return Ok(Arc::clone(c));
-                }
+        if slot.conns.load().len() >= MAX_CONNECTIONS {
+            if let Some(c) = least_loaded(slot) {
+                return Ok(c);
             }
         }
         // The connecting path is boxed: it is rare, and its state would otherwise enlarge
@@ -206,7 +207,13 @@ impl H2Pool {
             });
             Ok::<_, Error>(ours)
         })
-        .await?;
+        .await;
+        let conn = match conn {
+            Ok(c) => c,
+            // Another connection could not be made (the peer at its limit, say): the
+            // request waits for a stream on one there is rather than fail.
+            Err(e) => return least_loaded(slot).ok_or(e),
+        };
         slot.conns.rcu(|conns| {
             let mut next = Vec::clone(conns);
             next.push(Arc::clone(&conn));
@@ -249,6 +256,15 @@ impl H2Pool {
             }
         }
     }
+}
+
+/// The live connection with the fewest streams open.
+fn least_loaded(slot: &Slot) -> Option<Arc<Conn>> {
+    slot.conns
+        .load()
+        .iter()
+        .min_by_key(|c| c.open.load(Ordering::Relaxed))
+        .cloned()
 }
 
 /// The first live connection with a stream free.

@@ -57,6 +57,10 @@ pub struct Limits {
     /// Nothing moving on a request this long ends it (a response left unread, a body no
     /// longer sent, a bodiless request left unanswered).
     pub stream_idle_timeout: Duration,
+    /// Whether an HTTP/2 client that resets nearly every stream it opens, after it was
+    /// taken, is cut off (rapid reset). Not for peer proxies: one connection carries every
+    /// app of their node, and passes each app's cancellations on.
+    pub police_resets: bool,
 }
 
 /// How the connection ended, when it is not simply closed.

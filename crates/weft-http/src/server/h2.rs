@@ -32,8 +32,8 @@ const MAX_STREAMS: u32 = 200;
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Rapid reset (CVE-2023-44487) past what h2 catches: a client that resets streams after
 /// they were accepted (and sent upstream) but before their answer. Legitimate clients give
-/// up on some calls; one that gives up on at least half of what it opens, past this many,
-/// is closed with ENHANCE_YOUR_CALM.
+/// up on some calls, even most in a bad moment; one that gives up on nine in ten of what it
+/// opens, past this many, is closed with ENHANCE_YOUR_CALM.
 const EARLY_RESET_FLOOR: u32 = 100;
 /// Counts are halved when this many streams have been accepted, so the verdict is on a
 /// connection's recent streams, not its whole life.
@@ -87,7 +87,10 @@ pub async fn serve<H, F, B>(
                 Some(Ok((req, mut reply))) => {
                     accepted_streams += 1;
                     let resets = early_resets.load(Ordering::Relaxed);
-                    if resets >= EARLY_RESET_FLOOR && resets.saturating_mul(2) >= accepted_streams {
+                    if limits.police_resets
+                        && resets >= EARLY_RESET_FLOOR
+                        && resets.saturating_mul(10) >= accepted_streams.saturating_mul(9)
+                    {
                         tracing::warn!(%peer, resets, streams = accepted_streams, "h2 client resets most streams before their answer (rapid reset): closing its connection");
                         stats.h2_abuse("rapid_reset");
                         reply.send_reset(Reason::ENHANCE_YOUR_CALM);

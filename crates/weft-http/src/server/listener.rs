@@ -55,7 +55,9 @@ pub async fn serve<H, F, B>(
     let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
     let late = if limits.accept_while_draining {
         // Connections taken from now on are served as usual until the earlier ones are
-        // done (or the grace ends), then drained like them.
+        // done, then drained like them. Taking stops with a third of the grace left, so
+        // the last taken have time to finish too.
+        let take_until = deadline - limits.shutdown_grace / 3;
         let (late_stop, late_shutdown) = watch::channel(false);
         let (late_alive, _) = watch::channel(());
         let mut earlier_done = std::pin::pin!(alive.closed());
@@ -69,7 +71,7 @@ pub async fn serve<H, F, B>(
                     None => break,
                 },
                 () = &mut earlier_done => break,
-                () = tokio::time::sleep_until(deadline) => break,
+                () = tokio::time::sleep_until(take_until) => break,
             }
         }
         late_stop.send_replace(true);
