@@ -490,3 +490,39 @@ async fn a_client_that_never_reads_is_disconnected() {
     let rsp = curl(&["-x", &mesh.proxy_flag(), "http://world/echo"]).await;
     assert_eq!(rsp.status, 200, "{}", rsp.text());
 }
+
+/// An upgraded connection (WebSocket) keeps its place among the listener's connections for
+/// as long as it relays: upgrades cannot be used to open more than `http.max_connections`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_keeps_its_place_in_the_cap() {
+    use tokio::io::AsyncReadExt;
+    let mesh = Mesh::with_config("[http]\nmax_connections = 2\n").await;
+    let (ws_addr, _server) = weft_tests::backend::ws_echo(weft_tests::mesh::NODE_B).await;
+    mesh.publish(&[("world", vec![mesh.on_b(ws_addr)])]).await;
+    let stream = tokio::net::TcpStream::connect(mesh.a.outbound)
+        .await
+        .unwrap();
+    let (_ws, rsp) = tokio_tungstenite::client_async("ws://world/chat", stream)
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 101);
+    let _idle = tokio::net::TcpStream::connect(mesh.a.outbound)
+        .await
+        .unwrap();
+    let answer = weft_tests::eventually(
+        "a third connection turned away",
+        Duration::from_secs(5),
+        || async {
+            let mut c = tokio::net::TcpStream::connect(mesh.a.outbound).await.ok()?;
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut out))
+                .await
+                .ok()?
+                .ok()?;
+            let text = String::from_utf8_lossy(&out).into_owned();
+            text.starts_with("HTTP/1.1 503").then_some(text)
+        },
+    )
+    .await;
+    assert!(answer.contains("weft-error: overloaded"), "{answer}");
+}

@@ -5,6 +5,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -54,12 +55,33 @@ pub struct Socket {
     _open: Open,
 }
 
-/// Reports the connection closed when the last part of it goes.
-struct Open(Stats);
+/// Reports the connection closed when the last part of it goes, and gives back its place
+/// in the listener's count: an upgraded connection or a tunnel keeps both while it relays.
+struct Open(Stats, Option<Slot>);
 
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.closed();
+    }
+}
+
+/// A connection's place among those a listener allows open at once.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a place in `open`, unless it already holds `max`.
+    pub fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        if open.fetch_add(1, Ordering::Relaxed) >= max {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(Arc::clone(open)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -69,8 +91,14 @@ impl Socket {
         Self {
             stream,
             stats: Arc::clone(stats),
-            _open: Open(Arc::clone(stats)),
+            _open: Open(Arc::clone(stats), None),
         }
+    }
+
+    /// Holds `slot` for as long as any part of the connection lives.
+    pub fn holding(mut self, slot: Slot) -> Self {
+        self._open.1 = Some(slot);
+        self
     }
 
     /// Separate halves, so a request body can read while the connection writes.

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use super::h2;
 use super::recv::ClientBody;
 use super::tls::{self, ServerTls};
 use crate::error::BoxError;
-use crate::socket::{Rewind, Socket, Stats, Stream};
+use crate::socket::{Rewind, Slot, Socket, Stats, Stream};
 
 /// Serves `handler(peer, request)` on every connection `listener` accepts until `shutdown`
 /// turns true, then waits up to the grace period for the connections to finish. With
@@ -108,15 +108,6 @@ const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nweft-error: over
     content-type: text/plain\r\ncontent-length: 41\r\nconnection: close\r\n\r\n\
     weft: too many connections to this proxy\n";
 
-/// Gives a connection's place back when its task ends.
-struct Held(Arc<AtomicUsize>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl<H> Accept<H> {
     /// The next connection, or `None` once `stop` turns true.
     async fn next(&self, stop: &mut watch::Receiver<bool>) -> Option<(TcpStream, SocketAddr)> {
@@ -149,8 +140,7 @@ impl<H> Accept<H> {
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
         let _ = stream.set_nodelay(true);
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+        let Some(slot) = Slot::take(&self.open, self.limits.max_connections) else {
             self.stats.overloaded();
             let plaintext = self.tls.is_none();
             tokio::spawn(async move {
@@ -163,14 +153,12 @@ impl<H> Accept<H> {
                 }
             });
             return;
-        }
-        let held = Held(Arc::clone(&self.open));
+        };
         let handler = self.handler.clone();
         let limits = self.limits;
         let (tls, stats) = (self.tls.clone(), Arc::clone(&self.stats));
         tokio::spawn(async move {
             let _alive = alive;
-            let _held = held;
             let (stream, identity) = match tls {
                 None => (Stream::Tcp(stream), None),
                 Some(tls) => {
@@ -184,7 +172,8 @@ impl<H> Accept<H> {
                     }
                 }
             };
-            let io = Rewind::new(BytesMut::new(), Socket::new(stream, &stats));
+            // The place goes with the socket: an upgrade or a tunnel keeps it while it relays.
+            let io = Rewind::new(BytesMut::new(), Socket::new(stream, &stats).holding(slot));
             match identity {
                 None => serve_connection(io, peer, limits, shutdown, handler).await,
                 // Every request on the connection says who sent it.
