@@ -255,7 +255,7 @@ impl HttpMetrics {
             attempt_failed: attempt(Classification::Failure),
             requests: self.requests.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
-            responses: Mutex::new(Vec::new()),
+            responses: Mutex::new(Responses::default()),
             family: self.responses.clone(),
             labels,
         }))
@@ -325,8 +325,12 @@ impl HttpMetrics {
                 classification,
             });
         }
-        let cache = route.0.responses.lock().unwrap_or_else(|e| e.into_inner());
-        for ((status, classification, error), _) in cache.iter() {
+        let mut cache = route.0.responses.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the lock: a request still in flight on this route with an answer not seen
+        // before is not counted from now on, rather than bring a removed series back for
+        // good (nothing would remove it again, or collect it).
+        cache.removed = true;
+        for ((status, classification, error), _) in cache.list.iter() {
             self.responses.remove(&ResponseLabels {
                 direction: labels.direction,
                 service: labels.service.clone(),
@@ -350,8 +354,15 @@ struct RouteInner {
     attempt_failed: Counter,
     requests: Counter,
     latency: Histogram,
-    responses: Mutex<Vec<(ResponseKey, Counter)>>,
+    responses: Mutex<Responses>,
     family: Family<ResponseLabels, Counter>,
+}
+
+#[derive(Default)]
+struct Responses {
+    list: Vec<(ResponseKey, Counter)>,
+    /// The route's series are gone (its endpoint left and was collected).
+    removed: bool,
 }
 
 type ResponseKey = (u16, Classification, &'static str);
@@ -376,8 +387,11 @@ impl RouteMetrics {
     pub fn response(&self, status: u16, class: Classification, error: &'static str) {
         let key = (status, class, error);
         let mut cache = self.0.responses.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, c)) = cache.iter().find(|(k, _)| *k == key) {
+        if let Some((_, c)) = cache.list.iter().find(|(k, _)| *k == key) {
             c.inc();
+            return;
+        }
+        if cache.removed {
             return;
         }
         let labels = ResponseLabels {
@@ -390,6 +404,6 @@ impl RouteMetrics {
         };
         let counter = self.0.family.get_or_create(&labels).clone();
         counter.inc();
-        cache.push((key, counter));
+        cache.list.push((key, counter));
     }
 }

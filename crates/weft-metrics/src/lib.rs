@@ -233,4 +233,24 @@ mod tests {
         assert!(text.contains("weft_discovery_errors_total 1"), "{text}");
         assert!(!text.contains("# EOF"));
     }
+
+    #[test]
+    fn a_retired_route_is_rendered_once_more_then_gone_and_stays_gone() {
+        let m = Metrics::new("n");
+        let route = m.http.route(Direction::Outbound, "world", "10.0.0.9:80");
+        route.request();
+        route.response(200, Classification::Success, "");
+        m.http.retire(&route);
+        assert!(m.render_text().contains("endpoint=\"10.0.0.9:80\""));
+        assert!(!m.render_text().contains("endpoint=\"10.0.0.9:80\""));
+        // A request still in flight on the old handle, with an answer not seen before.
+        route.response(503, Classification::Failure, "");
+        assert!(!m.render_text().contains("endpoint=\"10.0.0.9:80\""));
+        // Back again: a new handle counts afresh.
+        let back = m.http.route(Direction::Outbound, "world", "10.0.0.9:80");
+        back.request();
+        assert!(m
+            .render_text()
+            .contains("weft_requests_total{direction=\"outbound\",service=\"world\",endpoint=\"10.0.0.9:80\"} 1"));
+    }
 }
