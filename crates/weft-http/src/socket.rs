@@ -65,7 +65,8 @@ impl Drop for Open {
     }
 }
 
-/// A connection's place among those a listener allows open at once.
+/// A place in a count, given back when dropped: a connection's among those a listener
+/// allows open, a stream's among those open on a client connection.
 pub struct Slot(Arc<AtomicUsize>);
 
 impl Slot {
@@ -76,6 +77,12 @@ impl Slot {
             return None;
         }
         Some(Self(Arc::clone(open)))
+    }
+
+    /// Takes a place in `open` whatever it holds.
+    pub(crate) fn hold(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(open))
     }
 }
 

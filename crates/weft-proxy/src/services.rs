@@ -174,10 +174,8 @@ impl Services {
             map.remove(&service.name);
         }
         drop(map);
-        let left = service.endpoints.swap(Arc::new(Endpoints::default()));
-        for gone in &left.list {
-            self.metrics.retire(&gone.metrics);
-        }
+        // Retires whatever endpoints it still had (discovery went away without a last word).
+        self.apply(&service, &Resolution::DoesNotExist);
         self.metrics.retire(&service.metrics);
         self.metrics
             .retire_service(self.direction, service.name.as_str());
@@ -242,13 +240,13 @@ impl Services {
                 }
             }
         };
-        let before = service.endpoints.swap(Arc::new(next));
+        let next = Arc::new(next);
+        let before = service.endpoints.swap(Arc::clone(&next));
         // Endpoints that left: their series go once collected.
-        let now = service.endpoints.load();
         for gone in before
             .list
             .iter()
-            .filter(|e| !now.list.iter().any(|n| Arc::ptr_eq(n, e)))
+            .filter(|e| !next.list.iter().any(|n| Arc::ptr_eq(n, e)))
         {
             self.metrics.retire(&gone.metrics);
         }

@@ -28,8 +28,9 @@ use super::reap::spawn_reaper;
 use crate::error::{BoxError, Error, SendError};
 use crate::h1::head::MAX_HEADERS;
 use crate::h1::response::MAX_RESPONSE_HEAD;
-use crate::h2::body::{send_body, Counted, H2Body};
+use crate::h2::body::{send_body, H2Body};
 use crate::h2::{keep_alive, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::socket;
 use crate::FastMap;
 
 /// The largest response header list taken (h2 counts 32 bytes per field on top of its name
@@ -117,7 +118,7 @@ impl H2Pool {
             }
         };
         // Counted from before it is sent, so a burst spreads over connections.
-        let counted = Counted::new(&conn.open);
+        let counted = socket::Slot::hold(&conn.open);
         let mut sender = match conn.sender.clone().ready().await {
             Ok(s) => s,
             Err(e) => {

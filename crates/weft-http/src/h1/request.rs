@@ -170,27 +170,25 @@ pub fn encode(
 
 /// A bare answer for a request the proxy could not even parse.
 pub fn refusal(refusal: Refusal) -> Vec<u8> {
-    let status = refusal.status();
-    let body = refusal.reason();
-    format!(
-        "HTTP/1.1 {} {}\r\n{}: {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or(""),
-        WEFT_ERROR.as_str(),
-        body,
-        body.len() + 1,
-        body
-    )
-    .into_bytes()
+    let reason = refusal.reason();
+    answer_and_close(refusal.status(), reason, &format!("{reason}\n"))
 }
 
 /// What a client whose bodiless request got no answer within `idle` is told, before the
 /// connection closes (and the work for it is dropped, cancelling it upstream).
 pub fn idle_refusal(idle: std::time::Duration) -> Vec<u8> {
     let body = format!("weft: no answer and nothing sent for {}s\n", idle.as_secs());
+    answer_and_close(http::StatusCode::GATEWAY_TIMEOUT, "stream idle", &body)
+}
+
+/// A whole response the server writes itself, with `weft-error: kind`, then closes.
+fn answer_and_close(status: http::StatusCode, kind: &str, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 504 Gateway Timeout\r\n{}: stream idle\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} {}\r\n{}: {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
         WEFT_ERROR.as_str(),
+        kind,
         body.len(),
         body
     )

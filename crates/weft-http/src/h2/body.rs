@@ -2,8 +2,6 @@
 //! as it goes) and any body sent onto one ([`send_body`]).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -11,6 +9,7 @@ use h2::{Reason, SendStream};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::error::BoxError;
+use crate::socket::Slot;
 
 /// The largest last chunk of a body sent without first claiming window for it: h2 holds
 /// what the window does not yet allow, so this bounds what a stream can hold that way.
@@ -103,7 +102,7 @@ pub struct H2Body {
     data_done: bool,
     done: bool,
     /// A response's place in its client connection's count of open streams.
-    _counted: Option<Counted>,
+    _counted: Option<Slot>,
 }
 
 impl H2Body {
@@ -118,26 +117,9 @@ impl H2Body {
     }
 
     /// Holds `counted` until the body is dropped.
-    pub(crate) fn counted(mut self, counted: Counted) -> Self {
+    pub(crate) fn counted(mut self, counted: Slot) -> Self {
         self._counted = Some(counted);
         self
-    }
-}
-
-/// A place in a client connection's count of the streams open on it, given back when
-/// dropped (the response and its body are done with, or the request failed).
-pub(crate) struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    pub(crate) fn new(open: &Arc<AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(open))
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -71,10 +71,9 @@ pub async fn serve<H, F, B>(
     let mut drain = std::pin::pin!(shutdown.wait_for(|stop| *stop));
     let (mut draining, mut gone) = (false, false);
     // Streams the client reset before their answer, counted by each stream's task.
-    let early_resets = Arc::new(AtomicU32::new(0));
+    let counts = Arc::new(ConnCounts::default());
     let mut accepted_streams: u32 = 0;
     // Idle: no stream open at two ticks in a row with none accepted between them.
-    let open_streams = Arc::new(AtomicU32::new(0));
     let mut idle_check = tokio::time::interval(limits.idle_timeout / 2);
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut idle_ticks, mut seen_streams) = (0u32, 0u32);
@@ -86,7 +85,7 @@ pub async fn serve<H, F, B>(
                 Some(Ok(_)) if gone => {}
                 Some(Ok((req, mut reply))) => {
                     accepted_streams += 1;
-                    let resets = early_resets.load(Ordering::Relaxed);
+                    let resets = counts.early_resets.load(Ordering::Relaxed);
                     if limits.police_resets
                         && resets >= EARLY_RESET_FLOOR
                         && resets.saturating_mul(10) >= accepted_streams.saturating_mul(9)
@@ -100,7 +99,7 @@ pub async fn serve<H, F, B>(
                     }
                     if accepted_streams >= RESET_WINDOW {
                         accepted_streams /= 2;
-                        let _ = early_resets.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r / 2));
+                        let _ = counts.early_resets.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r / 2));
                     }
                     let (parts, recv) = req.into_parts();
                     // A declared length travels on as the body's exact size (a GET's empty
@@ -114,8 +113,7 @@ pub async fn serve<H, F, B>(
                     // Boxed: the handler's future is a kilobyte, and the task's future is
                     // moved whole on its way into the runtime.
                     let work = Box::pin(handler(peer, Request::from_parts(parts, body)));
-                    let counts = Counts::new(&early_resets, &open_streams);
-                    tokio::spawn(Answer::<_, B>::new(work, reply, counts));
+                    tokio::spawn(Answer::<_, B>::new(work, reply, Counted::new(&counts)));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
@@ -131,7 +129,7 @@ pub async fn serve<H, F, B>(
                 conn.graceful_shutdown();
             }
             _ = idle_check.tick(), if !draining => {
-                let quiet = open_streams.load(Ordering::Relaxed) == 0 && seen_streams == accepted_streams;
+                let quiet = counts.open.load(Ordering::Relaxed) == 0 && seen_streams == accepted_streams;
                 idle_ticks = if quiet { idle_ticks + 1 } else { 0 };
                 seen_streams = accepted_streams;
                 // The first tick is at once: two quiet ticks after it span half the timeout
@@ -189,35 +187,35 @@ pin_project! {
         sending: Option<(B, SendStream<Bytes>)>,
         // Data taken from the body, waiting for send capacity; and whether it ends it.
         held: Option<(Bytes, bool)>,
-        counts: Counts,
+        counts: Counted,
     }
 }
 
-/// A stream's part in its connection's counts: streams open, and those the client reset
-/// before their answer.
-struct Counts {
-    early_resets: Arc<AtomicU32>,
-    open: Arc<AtomicU32>,
+/// A connection's counts: streams open, and those the client reset before their answer.
+#[derive(Default)]
+struct ConnCounts {
+    early_resets: AtomicU32,
+    open: AtomicU32,
 }
 
-impl Counts {
-    fn new(early_resets: &Arc<AtomicU32>, open: &Arc<AtomicU32>) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        Self {
-            early_resets: Arc::clone(early_resets),
-            open: Arc::clone(open),
-        }
+/// A stream's part in its connection's counts, for as long as it is open.
+struct Counted(Arc<ConnCounts>);
+
+impl Counted {
+    fn new(counts: &Arc<ConnCounts>) -> Self {
+        counts.open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(counts))
     }
 }
 
-impl Drop for Counts {
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl<F, B> Answer<F, B> {
-    fn new(work: F, reply: SendResponse<Bytes>, counts: Counts) -> Self {
+    fn new(work: F, reply: SendResponse<Bytes>, counts: Counted) -> Self {
         Self {
             work: Some(work),
             reply: Some(reply),
@@ -245,7 +243,7 @@ where
                 Poll::Ready(rsp) => rsp,
                 Poll::Pending => {
                     if reply.poll_reset(cx).is_ready() {
-                        this.counts.early_resets.fetch_add(1, Ordering::Relaxed);
+                        this.counts.0.early_resets.fetch_add(1, Ordering::Relaxed);
                         this.work.set(None);
                         return Poll::Ready(());
                     }
