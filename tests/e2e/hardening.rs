@@ -241,7 +241,6 @@ async fn long_calls_to_one_peer_do_not_stall_other_calls_to_it() {
 /// requests it already took finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_limits_a_proxy_answers_overloaded_at_once() {
-    use tokio::io::AsyncReadExt;
     let mesh = Mesh::with_config("[http]\nmax_connections = 3\nmax_requests_in_flight = 2\n").await;
     let proxy = mesh.proxy_flag();
     let slow: Vec<_> = (0..2)
@@ -274,21 +273,7 @@ async fn past_its_limits_a_proxy_answers_overloaded_at_once() {
                 .unwrap(),
         );
     }
-    let answer = weft_tests::eventually(
-        "the fourth connection turned away",
-        Duration::from_secs(10),
-        || async {
-            let mut c = tokio::net::TcpStream::connect(mesh.a.outbound).await.ok()?;
-            let mut out = Vec::new();
-            tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut out))
-                .await
-                .ok()?
-                .ok()?;
-            let text = String::from_utf8_lossy(&out).into_owned();
-            text.starts_with("HTTP/1.1 503").then_some(text)
-        },
-    )
-    .await;
+    let answer = refused_connection(mesh.a.outbound, "the fourth connection turned away").await;
     assert!(answer.contains("weft-error: overloaded"), "{answer}");
     let metrics = mesh.a.metrics().await;
     assert!(
@@ -495,7 +480,6 @@ async fn a_client_that_never_reads_is_disconnected() {
 /// as long as it relays: upgrades cannot be used to open more than `http.max_connections`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_connection_keeps_its_place_in_the_cap() {
-    use tokio::io::AsyncReadExt;
     let mesh = Mesh::with_config("[http]\nmax_connections = 2\n").await;
     let (ws_addr, _server) = weft_tests::backend::ws_echo(weft_tests::mesh::NODE_B).await;
     mesh.publish(&[("world", vec![mesh.on_b(ws_addr)])]).await;
@@ -509,20 +493,22 @@ async fn an_upgraded_connection_keeps_its_place_in_the_cap() {
     let _idle = tokio::net::TcpStream::connect(mesh.a.outbound)
         .await
         .unwrap();
-    let answer = weft_tests::eventually(
-        "a third connection turned away",
-        Duration::from_secs(5),
-        || async {
-            let mut c = tokio::net::TcpStream::connect(mesh.a.outbound).await.ok()?;
-            let mut out = Vec::new();
-            tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut out))
-                .await
-                .ok()?
-                .ok()?;
-            let text = String::from_utf8_lossy(&out).into_owned();
-            text.starts_with("HTTP/1.1 503").then_some(text)
-        },
-    )
-    .await;
+    let answer = refused_connection(mesh.a.outbound, "a third connection turned away").await;
     assert!(answer.contains("weft-error: overloaded"), "{answer}");
+}
+
+/// What a new connection to `addr` is told, once the listener turns one away (a 503).
+async fn refused_connection(addr: std::net::SocketAddr, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    weft_tests::eventually(what, Duration::from_secs(10), || async {
+        let mut c = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut out))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        text.starts_with("HTTP/1.1 503").then_some(text)
+    })
+    .await
 }

@@ -231,16 +231,7 @@ async fn an_apps_forged_weft_error_is_its_answer_and_never_retried() {
     ])
     .await;
     for (service, app) in [("world", &behind_b), ("local", &direct)] {
-        let rsp = curl(&[
-            "-x",
-            &mesh.proxy_flag(),
-            "-X",
-            "POST",
-            "--data",
-            "order=1",
-            &format!("http://{service}/forged-weft-error"),
-        ])
-        .await;
+        let rsp = post(&mesh, &format!("http://{service}/forged-weft-error")).await;
         assert_eq!(rsp.status, 403, "{service}: {}", rsp.text());
         assert_eq!(
             rsp.header("weft-error"),
@@ -413,17 +404,22 @@ async fn a_post_refused_unprocessed_is_sent_again() {
             ("drainer", vec![Ep::direct(addr).h2()]),
         ])
         .await;
-        let rsp = curl(&[
-            "-x",
-            &mesh.proxy_flag(),
-            "-X",
-            "POST",
-            "--data",
-            "order=1",
-            "http://drainer/orders",
-        ])
-        .await;
+        let rsp = post(&mesh, "http://drainer/orders").await;
         assert_eq!(rsp.status, 200, "{mode}: {:?} {}", rsp.headers, rsp.text());
         assert_eq!(rsp.text(), "served 2\n", "{mode}");
     }
+}
+
+/// A POST (never safe to send twice unless it never arrived) through node A's proxy.
+async fn post(mesh: &Mesh, url: &str) -> weft_tests::client::Reply {
+    curl(&[
+        "-x",
+        &mesh.proxy_flag(),
+        "-X",
+        "POST",
+        "--data",
+        "order=1",
+        url,
+    ])
+    .await
 }
