@@ -45,14 +45,41 @@ fn default_weight() -> u32 {
 pub struct EndpointSet {
     endpoints: Arc<[Endpoint]>,
     ports: Arc<[u16]>,
+    failover: Arc<[String]>,
 }
+
+/// The endpoint label that names an instance's zone, by which failover groups endpoints.
+pub const ZONE_LABEL: &str = "zone";
 
 impl EndpointSet {
     pub fn new(endpoints: impl Into<Arc<[Endpoint]>>, ports: impl Into<Arc<[u16]>>) -> Self {
         Self {
             endpoints: endpoints.into(),
             ports: ports.into(),
+            failover: Arc::new([]),
         }
+    }
+
+    /// The same set, whose endpoints are taken zone by zone in `zones`' order: the next
+    /// zone only while every endpoint of those before fails; endpoints of zones not listed
+    /// last.
+    pub fn with_failover(mut self, zones: impl Into<Arc<[String]>>) -> Self {
+        self.failover = zones.into();
+        self
+    }
+
+    /// Zones in order of preference; empty: no failover, every endpoint alike.
+    pub fn failover(&self) -> &[String] {
+        &self.failover
+    }
+
+    /// An endpoint's failover group: its zone's place in [`Self::failover`].
+    pub fn group_of(&self, endpoint: &Endpoint) -> usize {
+        let zone = endpoint.labels.get(ZONE_LABEL);
+        self.failover
+            .iter()
+            .position(|z| Some(z) == zone)
+            .unwrap_or(self.failover.len())
     }
 
     /// The service's ports; empty when its source does not say.

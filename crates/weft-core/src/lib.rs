@@ -8,6 +8,7 @@
 //! - [`watches`]: one watch channel per key of a changing source, sent only what changed.
 //! - [`config`]: the proxy's configuration model, with file/line errors.
 //! - [`duration`]: durations as people write them (`250ms`, `2m`), for config and flags.
+//! - [`route`]: a service's routes: matches, weighted backends, per-route policy.
 //! - [`ports`]: the ports weft's parts listen on by default.
 //! - [`policy`]: resilience policy (balancing, accrual, retries, timeouts), per service.
 //! - [`source`]: locating a parse error in the text it came from.
@@ -21,6 +22,7 @@ pub mod headers;
 pub mod name;
 pub mod policy;
 pub mod ports;
+pub mod route;
 pub mod source;
 pub mod watches;
 

@@ -32,6 +32,30 @@ impl fmt::Display for ServiceName {
     }
 }
 
+/// Written and read as the plain name, as config files and the routes' wire form hold it.
+impl serde::Serialize for ServiceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ServiceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <Cow<'de, str>>::deserialize(d)?;
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !valid {
+            return Err(serde::de::Error::custom(format!(
+                "invalid service name {name:?}"
+            )));
+        }
+        Ok(Self::new(&name))
+    }
+}
+
 impl fmt::Debug for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", &*self.0)
