@@ -85,6 +85,13 @@ impl Discover for FileDiscovery {
         self.registry.watch(service)
     }
 
+    fn routes(
+        &self,
+        service: &ServiceName,
+    ) -> watch::Receiver<Option<Arc<weft_core::route::Routes>>> {
+        self.registry.routes(service)
+    }
+
     fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)> {
         self.registry.snapshot()
     }

@@ -17,7 +17,10 @@ pub mod registry;
 pub mod static_source;
 pub mod table;
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
+use weft_core::route::Routes;
 pub use weft_core::Resolution;
 use weft_core::{EndpointSet, ServiceName};
 
@@ -31,6 +34,13 @@ pub trait Discover: Send + Sync + 'static {
     /// Subscribes to `service`; `None` when the source knows no such service now.
     /// The receiver always holds the latest resolution.
     fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>>;
+
+    /// `service`'s routes as they change: `None` while it has none (its requests go to its
+    /// own endpoints). A source that knows no routes never changes it.
+    fn routes(&self, service: &ServiceName) -> watch::Receiver<Option<Arc<Routes>>> {
+        let _ = service;
+        watch::channel(None).1
+    }
 
     /// Every known service and its current endpoints, for the admin API.
     fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)>;

@@ -3,7 +3,10 @@
 
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
+use weft_core::route::Routes;
 use weft_core::watches::Watches;
 use weft_core::{EndpointSet, ServiceName};
 
@@ -18,6 +21,7 @@ pub struct Registry {
 struct State {
     table: Table,
     watches: Watches<ServiceName, Resolution>,
+    routes: Watches<ServiceName, Option<Arc<Routes>>>,
 }
 
 impl Registry {
@@ -26,13 +30,14 @@ impl Registry {
             state: Mutex::new(State {
                 table,
                 watches: Watches::default(),
+                routes: Watches::default(),
             }),
         }
     }
 
     pub fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let State { table, watches } = &mut *state;
+        let State { table, watches, .. } = &mut *state;
         let set = table.services.get(service)?;
         Some(watches.subscribe(service, || Resolution::Endpoints(set.clone())))
     }
@@ -41,11 +46,18 @@ impl Registry {
     /// `DoesNotExist` until it appears.
     pub fn follow(&self, service: &ServiceName) -> watch::Receiver<Resolution> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let State { table, watches } = &mut *state;
+        let State { table, watches, .. } = &mut *state;
         watches.subscribe(service, || match table.services.get(service) {
             Some(set) => Resolution::Endpoints(set.clone()),
             None => Resolution::DoesNotExist,
         })
+    }
+
+    /// `service`'s routes, `None` while it has none.
+    pub fn routes(&self, service: &ServiceName) -> watch::Receiver<Option<Arc<Routes>>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State { table, routes, .. } = &mut *state;
+        routes.subscribe(service, || table.routes.get(service).cloned())
     }
 
     /// Services the table holds.
@@ -80,6 +92,9 @@ impl Registry {
         // Nobody listens and the service is gone: forget it, so names stay bounded.
         let exists = |name: &ServiceName| table.services.contains_key(name);
         state.watches.publish(resolve, exists);
+        state
+            .routes
+            .publish(|name| table.routes.get(name).cloned(), |_| false);
         state.table = table;
     }
 }

@@ -28,6 +28,13 @@ impl Discover for StaticDiscovery {
         self.registry.watch(service)
     }
 
+    fn routes(
+        &self,
+        service: &ServiceName,
+    ) -> watch::Receiver<Option<std::sync::Arc<weft_core::route::Routes>>> {
+        self.registry.routes(service)
+    }
+
     fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)> {
         self.registry.snapshot()
     }

@@ -10,13 +10,26 @@
 //! protocol = "http1"        # or "http2"
 //! weight = 1
 //! labels = { version = "v1" }
+//!
+//! [services.world-v1]
+//! failover = ["zone-a", "zone-b"]   # endpoints of zone-b only while zone-a's all fail
+//!
+//! [[services.world.routes]]  # optional: requests for world go to other services
+//! name = "split"
+//! backends = [{ service = "world-v1", weight = 90 }, { service = "world-v2", weight = 10 }]
+//! matches = [{ path = { prefix = "/" }, method = "GET" }]   # omit: every request
+//! timeout = { total = "2s" }        # over the service's policy
+//! retry = { max_retries = 1 }
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
+use std::sync::Arc;
 use weft_core::source::{line_column, SourceError};
+
+use weft_core::route::{RouteRule, Routes};
 use weft_core::{Endpoint, EndpointSet, ServiceName};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +57,19 @@ struct ServiceEntry {
     ports: Option<toml::Spanned<Vec<u16>>>,
     #[serde(default)]
     endpoints: Vec<toml::Spanned<Endpoint>>,
+    #[serde(default)]
+    routes: Vec<toml::Spanned<RouteRule>>,
+    /// Zones in order of preference (the endpoints' `zone` label).
+    #[serde(default)]
+    failover: Vec<String>,
 }
 
 /// Services → endpoints, as one consistent snapshot.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
     pub services: BTreeMap<ServiceName, EndpointSet>,
+    /// Services whose requests go to other services, by rule.
+    pub routes: BTreeMap<ServiceName, Arc<Routes>>,
 }
 
 impl Table {
@@ -67,6 +87,12 @@ impl Table {
             })
         };
         let mut services = BTreeMap::new();
+        let mut routes = BTreeMap::new();
+        let names: HashSet<ServiceName> = doc
+            .services
+            .keys()
+            .map(|n| ServiceName::new(n.get_ref()))
+            .collect();
         for (name, entry) in doc.services {
             let valid = !name.get_ref().is_empty()
                 && name
@@ -102,12 +128,29 @@ impl Table {
                 Some(ports) => ports.into_inner(),
                 None => Vec::new(),
             };
-            services.insert(
-                ServiceName::new(name.get_ref()),
-                EndpointSet::new(endpoints, ports),
-            );
+            let service = ServiceName::new(name.get_ref());
+            if !entry.routes.is_empty() {
+                let mut rules = Vec::with_capacity(entry.routes.len());
+                for rule in entry.routes {
+                    let start = rule.span().start;
+                    let rule = rule.into_inner();
+                    let named = |e: String| at(start, format!("route {:?}: {e}", rule.name));
+                    rule.check().map_err(named)?;
+                    if let Some(b) = rule.backends.iter().find(|b| !names.contains(&b.service)) {
+                        return Err(named(format!(
+                            "backend {} is no service in this file",
+                            b.service
+                        )));
+                    }
+                    rules.push(rule);
+                }
+                let checked = Routes::new(rules).map_err(|e| at(name.span().start, e))?;
+                routes.insert(service.clone(), Arc::new(checked));
+            }
+            let set = EndpointSet::new(endpoints, ports).with_failover(entry.failover);
+            services.insert(service, set);
         }
-        Ok(Self { services })
+        Ok(Self { services, routes })
     }
 }
 
@@ -153,6 +196,47 @@ weight = 3
             err.starts_with("d.toml:2:") && err.contains("port 0"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn routes_send_a_service_to_others() {
+        let text = r#"
+[[services.world.routes]]
+name = "split"
+backends = [{ service = "world-v1", weight = 90 }, { service = "world-v2", weight = 10 }]
+
+[[services.world-v1.endpoints]]
+addr = "127.0.0.2:7778"
+
+[services.world-v2]
+"#;
+        let t = Table::parse(Path::new("d.toml"), text).unwrap();
+        let routes = &t.routes[&ServiceName::new("world")];
+        assert_eq!(routes.rules()[0].backends[1].weight, 10);
+        assert!(t.services[&ServiceName::new("world")].is_empty());
+    }
+
+    #[test]
+    fn a_bad_route_names_its_line() {
+        let unknown = "[services.world-v1]\n\n[[services.world.routes]]\nname = \"r\"\nbackends = [{ service = \"world-v9\" }]\n";
+        let err = Table::parse(Path::new("d.toml"), unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("d.toml:3:") || err.starts_with("d.toml:4:"),
+            "{err}"
+        );
+        assert!(err.contains("world-v9 is no service"), "{err}");
+        let zero = "[services.v1]\n[[services.world.routes]]\nname = \"r\"\nbackends = [{ service = \"v1\", weight = 0 }]\n";
+        let err = Table::parse(Path::new("d.toml"), zero)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sum to 0"), "{err}");
+        let bad_match = "[services.v1]\n[[services.world.routes]]\nname = \"r\"\nbackends = [{ service = \"v1\" }]\nmatches = [{ path = { regex = \"x\" } }]\n";
+        let err = Table::parse(Path::new("d.toml"), bad_match)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("d.toml:5:"), "{err}");
     }
 
     #[test]
