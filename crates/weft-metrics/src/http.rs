@@ -102,7 +102,7 @@ pub struct ServiceLabels {
     pub service: String,
 }
 
-fn latency_histogram() -> Histogram {
+pub(crate) fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS.iter().copied())
 }
 

@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`http`]: request, response and latency families for the outbound and inbound sides,
 //!   and per-route handles that the data plane resolves once, not per request.
+//! - [`routes`]: per route of a service, and per backend of a route (traffic splits).
 //! - [`tcp`]: open connections, accepted connections and bytes per listener.
 //! - [`tunnel`]: `CONNECT` tunnels per service, and the relayed ones' bytes and duration.
 //! - [`names`]: family and label names, for the registry and for readers of the text.
@@ -16,6 +17,7 @@ pub mod http;
 pub mod names;
 pub mod parse;
 pub mod peers;
+pub mod routes;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod tcp;
@@ -31,6 +33,7 @@ pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics, Serv
 pub use crate::names::UNKNOWN_SERVICE;
 use crate::names::{family, label};
 pub use crate::peers::PeerMetrics;
+pub use crate::routes::{BackendMetrics, RouteFamilies, RuleMetrics};
 pub use crate::tcp::TcpMetrics;
 pub use crate::tunnel::{Carried, Relay, TunnelMetrics};
 
@@ -38,6 +41,7 @@ pub use crate::tunnel::{Carried, Relay, TunnelMetrics};
 pub struct Metrics {
     registry: Registry,
     pub http: HttpMetrics,
+    pub routes: RouteFamilies,
     pub tcp: TcpMetrics,
     pub tunnels: TunnelMetrics,
     pub peers: PeerMetrics,
@@ -141,6 +145,7 @@ impl Metrics {
         .set(1);
         registry.register(family::PROXY_INFO, "This proxy's node and version", info);
         let http = HttpMetrics::register(&mut registry);
+        let routes = RouteFamilies::register(&mut registry);
         let tcp = TcpMetrics::register(&mut registry);
         let tunnels = TunnelMetrics::register(&mut registry);
         let peers = PeerMetrics::register(&mut registry);
@@ -160,6 +165,7 @@ impl Metrics {
         Self {
             registry,
             http,
+            routes,
             tcp,
             tunnels,
             peers,
@@ -172,6 +178,7 @@ impl Metrics {
     /// The OpenMetrics exposition of every family.
     pub fn render_openmetrics(&self) -> String {
         self.http.prune();
+        self.routes.prune();
         let mut out = String::with_capacity(16 * 1024);
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -232,6 +239,25 @@ mod tests {
         );
         assert!(text.contains("weft_discovery_errors_total 1"), "{text}");
         assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn a_retired_rule_is_rendered_once_more_unless_made_again() {
+        let m = Metrics::new("n");
+        let old = m.routes.rule("world", "split", &["world-v1", "world-v2"]);
+        old.request(std::time::Duration::from_millis(2));
+        old.backends[1].attempt(Classification::Failure, std::time::Duration::from_millis(1));
+        let kept = m.routes.rule("world", "split", &["world-v1"]);
+        m.routes.retire(old);
+        let first = m.render_text();
+        assert!(first.contains("backend=\"world-v2\""), "{first}");
+        let second = m.render_text();
+        assert!(!second.contains("backend=\"world-v2\""), "{second}");
+        assert!(
+            second.contains("weft_route_requests_total{service=\"world\",route=\"split\"} 1"),
+            "{second}"
+        );
+        drop(kept);
     }
 
     #[test]

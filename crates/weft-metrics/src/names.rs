@@ -22,6 +22,11 @@ pub(crate) mod family {
     pub const TUNNEL_DURATION: &str = "tunnel_duration_seconds";
     pub const INBOUND_PEER_REQUESTS: &str = "inbound_peer_requests";
     pub const IDENTITY_INFO: &str = "identity_info";
+    pub const ROUTE_REQUESTS: &str = "route_requests";
+    pub const ROUTE_RESPONSES: &str = "route_responses";
+    pub const ROUTE_LATENCY: &str = "route_response_latency_seconds";
+    pub const ROUTE_BACKEND_ATTEMPTS: &str = "route_backend_attempts";
+    pub const ROUTE_BACKEND_LATENCY: &str = "route_backend_latency_seconds";
 }
 
 /// Samples as the text format names them.
@@ -32,6 +37,10 @@ pub mod sample {
     pub const PROXY_INFO: &str = "weft_proxy_info";
     pub const INBOUND_PEER_REQUESTS: &str = "weft_inbound_peer_requests_total";
     pub const IDENTITY_INFO: &str = "weft_identity_info";
+    pub const ROUTE_REQUESTS: &str = "weft_route_requests_total";
+    pub const ROUTE_RESPONSES: &str = "weft_route_responses_total";
+    pub const ROUTE_BACKEND_ATTEMPTS: &str = "weft_route_backend_attempts_total";
+    pub const ROUTE_BACKEND_LATENCY_BUCKET: &str = "weft_route_backend_latency_seconds_bucket";
 }
 
 /// The `service` label value of requests that name no known service, so a client sending
@@ -52,6 +61,8 @@ pub mod label {
     pub const IDENTITY: &str = "identity";
     /// What a tunnel carried: `http`, `tls` or `nothing`.
     pub const CARRIED: &str = "carried";
+    pub const ROUTE: &str = "route";
+    pub const BACKEND: &str = "backend";
     /// A histogram bucket's upper bound.
     pub const LE: &str = "le";
 }
