@@ -17,5 +17,6 @@ mod lifecycle;
 mod metrics;
 mod mtls;
 mod resilience;
+mod routing;
 mod tunnel;
 mod websocket;

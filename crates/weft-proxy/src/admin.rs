@@ -100,19 +100,41 @@ impl Admin {
                 json_response(&config)
             }
             (&Method::GET, "/endpoints") => json_response(&self.endpoints()),
+            (&Method::GET, "/routes") => json_response(&self.routes()),
             (&Method::POST, "/shutdown") => {
                 tracing::info!(%peer, "shutdown requested through the admin API");
                 self.shutdown.send_replace(true);
                 text(StatusCode::ACCEPTED, "draining\n")
             }
-            (_, "/live" | "/ready" | "/metrics" | "/config" | "/endpoints" | "/shutdown") => {
+            (
+                _,
+                "/live" | "/ready" | "/metrics" | "/config" | "/endpoints" | "/routes"
+                | "/shutdown",
+            ) => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /live /ready /metrics /config /endpoints, or POST /shutdown\n",
+                "not found; try /live /ready /metrics /config /endpoints /routes, or POST /shutdown\n",
             ),
         }
+    }
+
+    /// The routes of each service the outbound side has sent requests to, as it applies
+    /// them now.
+    fn routes(&self) -> serde_json::Value {
+        let services: serde_json::Map<String, serde_json::Value> = self
+            .shared
+            .outbound
+            .all()
+            .into_iter()
+            .filter_map(|s| {
+                let table = s.routes()?;
+                let rules = serde_json::to_value(table.routes().rules()).ok()?;
+                Some((s.name.to_string(), json!({ "routes": rules })))
+            })
+            .collect();
+        json!({ "services": services })
     }
 
     /// Each service discovery knows, its endpoints, and how the outbound side sees them.

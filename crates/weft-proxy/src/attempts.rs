@@ -16,6 +16,8 @@ use crate::error::ProxyError;
 use crate::record;
 use crate::replay::{self, Outgoing};
 use crate::resilience::retry::{self, Standing};
+use crate::routing::{self, Routed};
+use crate::services::Service;
 use crate::shared::Shared;
 
 /// Sends the request until an attempt's answer is final. Not an async fn: the request is
@@ -39,9 +41,19 @@ pub(crate) fn attempts<'a>(
         // The request's start stands in for now: the budget counts whole seconds.
         ctx.service.budget.deposit(ctx.start);
         loop {
-            // One clock reading serves the pick and the attempt's start.
-            let sent_at = Instant::now();
-            let endpoint = pick(shared, ctx, sent_at)?;
+            // One clock reading serves the pick and the attempt's start. With routes, the
+            // attempt goes to a backend drawn by weight, and to one of its endpoints.
+            let (endpoint, sent_at) = match &ctx.routed {
+                None => {
+                    let now = Instant::now();
+                    (pick(shared, ctx, &ctx.service, now)?, now)
+                }
+                Some(routed) => {
+                    let (b, endpoint, now) = pick_backend(shared, ctx, routed).await?;
+                    ctx.backend = Some(b);
+                    (endpoint, now)
+                }
+            };
             ctx.endpoint = Some(Arc::clone(&endpoint));
             let (attempt, aborted) = req.attempt();
             let load = endpoint.start();
@@ -62,6 +74,9 @@ pub(crate) fn attempts<'a>(
             let policy = &ctx.policy;
             let answer = delivery::answer(&sent);
             let class = record::attempt(&endpoint, answer, sent_at, now, &policy.policy);
+            if let (Some(r), Some(b)) = (&ctx.routed, ctx.backend) {
+                r.rule().metrics.backends[b].attempt(class, now - sent_at);
+            }
             let standing = Standing {
                 retries: ctx.retries,
                 can_resend: req.can_resend(),
@@ -85,8 +100,11 @@ pub(crate) fn attempts<'a>(
             }
             return match sent {
                 Ok(rsp) => {
-                    let completion =
+                    let mut completion =
                         record::answered(&endpoint, ctx.start, now, rsp.status(), class, load);
+                    if let Some(r) = &ctx.routed {
+                        completion.on_route(r.clone(), now - ctx.start);
+                    }
                     Ok(body::forwarded(rsp, completion))
                 }
                 Err(Failed { error, .. }) => Err(error),
@@ -95,21 +113,83 @@ pub(crate) fn attempts<'a>(
     }
 }
 
-/// An endpoint for the next attempt, avoiding the ones tried; an error when every endpoint
-/// is ejected, or there are none.
-fn pick(shared: &Shared, ctx: &Ctx, now: Instant) -> Result<Arc<EndpointState>, ProxyError> {
-    let endpoints = ctx.service.endpoints();
+/// A backend of the request's rule, drawn by weight, and an endpoint of it. A backend with
+/// no endpoint this request has not tried and failure accrual admits gives way to the
+/// others, drawn again by weight, so a retry moves off a failing canary and a canary whose
+/// endpoints are all ejected costs callers nothing; with none left, any endpoint will do.
+async fn pick_backend(
+    shared: &Shared,
+    ctx: &Ctx,
+    routed: &Routed,
+) -> Result<(usize, Arc<EndpointState>, Instant), ProxyError> {
+    let mut skip = 0u32;
+    let mut fresh_only = true;
+    loop {
+        let found = match routing::backend(&shared.outbound, routed, skip).await {
+            Ok((b, service)) => {
+                let now = Instant::now();
+                let fresh = |e: &Arc<EndpointState>| {
+                    e.accrual.eligible(now) && !ctx.tried.contains(&e.endpoint.addr)
+                };
+                if fresh_only && !service.endpoints().list.iter().any(fresh) {
+                    Err((b, None))
+                } else {
+                    pick(shared, ctx, &service, now)
+                        .map(|e| (b, e, now))
+                        .map_err(|e| (b, Some(e)))
+                }
+            }
+            Err((b, e)) => Err((b, Some(e))),
+        };
+        match found {
+            Ok(picked) => return Ok(picked),
+            Err((b, e)) => {
+                skip |= 1 << b;
+                if routed.rule().draw(skip).is_some() {
+                    continue;
+                }
+                if fresh_only {
+                    // Every backend tried or failing: once more, taking what is there.
+                    fresh_only = false;
+                    skip = 0;
+                    continue;
+                }
+                return Err(e.unwrap_or_else(|| ProxyError::NoEndpoints {
+                    service: routed.rule().backends[b].clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// An endpoint of `service` (the request's, or its route's backend) for the next attempt,
+/// avoiding the ones tried; an error when every endpoint is ejected, or there are none.
+fn pick(
+    shared: &Shared,
+    ctx: &Ctx,
+    service: &Service,
+    now: Instant,
+) -> Result<Arc<EndpointState>, ProxyError> {
+    let endpoints = service.endpoints();
     let policy = &ctx.policy.policy.balancer;
-    match shared
-        .balancer
-        .pick(&endpoints.list, &ctx.tried, policy, now)
-    {
+    let mut candidates = &endpoints.list[..];
+    if !endpoints.groups.is_empty() {
+        // Failover: the first group with an endpoint that failure accrual admits and this
+        // request has not tried; when there is none, every endpoint as usual.
+        let open = |e: &Arc<EndpointState>| {
+            e.accrual.eligible(now) && !ctx.tried.contains(&e.endpoint.addr)
+        };
+        if let Some(g) = endpoints.groups().find(|g| g.iter().any(open)) {
+            candidates = g;
+        }
+    }
+    match shared.balancer.pick(candidates, &ctx.tried, policy, now) {
         Pick::Endpoint(e) => Ok(Arc::clone(e)),
         Pick::AllEjected => Err(ProxyError::CircuitOpen {
-            service: ctx.service.name.clone(),
+            service: service.name.clone(),
         }),
         Pick::Empty => Err(ProxyError::NoEndpoints {
-            service: ctx.service.name.clone(),
+            service: service.name.clone(),
         }),
     }
 }

@@ -14,13 +14,18 @@ use crate::error::ProxyError;
 use crate::resilience::deadline::Deadline;
 use crate::resilience::policy::Compiled;
 use crate::respond;
+use crate::routing::Routed;
 use crate::services::Service;
 
 pub(crate) struct Ctx {
     /// When the request was received: latency and the deadline count from here.
     pub start: Instant,
     pub service: Arc<Service>,
-    /// The service's policy as it stood when the request arrived.
+    /// The rule of the service's routes the request matched, when it has routes.
+    pub routed: Option<Routed>,
+    /// The backend (of the rule's) the latest attempt went to.
+    pub backend: Option<usize>,
+    /// The service's (or its rule's) policy as it stood when the request arrived.
     pub policy: Arc<Compiled>,
     /// What the client addressed (`world`, `world.default:7778`); the request carries it
     /// onward in whatever form the next hop's protocol wants.
@@ -48,6 +53,8 @@ impl Ctx {
         Self {
             start,
             service,
+            routed: None,
+            backend: None,
             policy,
             authority,
             deadline,
@@ -70,6 +77,11 @@ impl Ctx {
             .endpoint
             .as_ref()
             .map_or(&self.service.metrics, |e| &e.metrics);
+        if let Some(r) = &self.routed {
+            let rule = &r.rule().metrics;
+            rule.request(self.start.elapsed());
+            rule.response(weft_metrics::Classification::Failure);
+        }
         respond::failed(route, self.start, &err)
     }
 }

@@ -52,6 +52,9 @@ pub(crate) enum ProxyError {
     DiscoveryUnavailable { service: ServiceName },
     #[error("service {service} has no endpoints")]
     NoEndpoints { service: ServiceName },
+    /// The service has routes, and none matches the request (Gateway API answers 404).
+    #[error("no route of service {service} matches this request")]
+    NoRoute { service: ServiceName },
     /// The transport could not connect, or the exchange broke. A failure of the client's
     /// own body becomes [`ProxyError::ClientAborted`] on the way in (`From`).
     #[error(transparent)]
@@ -112,6 +115,7 @@ impl ProxyError {
                 StatusCode::FORBIDDEN
             }
             Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::Upstream(Upstream::BodyFailed) => StatusCode::BAD_REQUEST,
             Self::Upstream(Upstream::ConnectTimeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::UnknownService(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -132,6 +136,7 @@ impl ProxyError {
             Self::MissingAuthority => "missing authority",
             Self::UnknownService(_) => kind::UNKNOWN_SERVICE,
             Self::NoEndpoints { .. } => kind::NO_ENDPOINTS,
+            Self::NoRoute { .. } => "no route",
             Self::DiscoveryUnavailable { .. } => kind::DISCOVERY_UNAVAILABLE,
             Self::Upstream(Upstream::ConnectRefused { .. }) => kind::CONNECT_REFUSED,
             Self::Upstream(Upstream::ConnectTimeout { .. }) => kind::CONNECT_TIMEOUT,
@@ -165,6 +170,7 @@ impl ProxyError {
             | Self::Upstream(Upstream::BodyFailed) => Side::Downstream,
             Self::UnknownService(_)
             | Self::NoEndpoints { .. }
+            | Self::NoRoute { .. }
             | Self::DiscoveryUnavailable { .. }
             | Self::CircuitOpen { .. }
             | Self::DeadlineExceeded

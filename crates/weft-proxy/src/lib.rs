@@ -45,6 +45,7 @@ pub(crate) mod reload;
 pub(crate) mod replay;
 pub(crate) mod resilience;
 pub(crate) mod respond;
+pub(crate) mod routing;
 pub(crate) mod services;
 pub(crate) mod shared;
 pub(crate) mod tunnel;

@@ -3,7 +3,8 @@
 //!
 //! Outbound (an app's request to a service), [`outbound`]:
 //!   accept ([`weft_http::server`]) → admit ([`crate::admission`]) → screen, name the
-//!   service, look it up ([`identify::outbound`]) → its policy ([`crate::resilience::policy`]) → the deadline
+//!   service, look it up ([`identify::outbound`]) → its policy ([`crate::resilience::policy`])
+//!   → the rule of its routes, if it has any ([`routing`]) → the deadline
 //!   ([`Deadline`]) → strip what only the mesh may set ([`mesh`]) → attempts
 //!   ([`attempts`]), each: balance ([`crate::balancer`]) → forward over the peer's shared
 //!   HTTP/2 hop, or straight to the endpoint ([`delivery`]) → record the outcome
@@ -41,6 +42,7 @@ use crate::record;
 use crate::replay::RequestBody;
 use crate::resilience::deadline::Deadline;
 use crate::respond;
+use crate::routing;
 use crate::services::{Service, Services};
 use crate::shared::Shared;
 use crate::tunnel;
@@ -65,10 +67,19 @@ pub(crate) async fn outbound(
         Ok(t) => t,
         Err(e) => return refused(&shared.outbound, start, e),
     };
-    // The service's policy, and the deadline it and the caller allow.
-    let policy = shared.policies.load().get(target.service.name.as_str());
+    // The service's policy; with routes, the matched rule's over it.
+    let mut policy = shared.policies.load().get(target.service.name.as_str());
+    let routed = match routing::route(&target.service, &req) {
+        Ok(r) => r,
+        Err(e) => return respond::failed(&target.service.metrics, start, &e),
+    };
+    if let Some(r) = &routed {
+        policy = r.rule().policy(&policy);
+    }
+    // The deadline the policy and the caller allow.
     let deadline = Deadline::effective(req.headers(), policy.policy.timeout.total, start);
     let mut ctx = Ctx::new(start, target.service, policy, target.authority, deadline);
+    ctx.routed = routed;
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }

@@ -168,7 +168,15 @@ impl Proxy {
         let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {
             let (discovery, policies) = (Arc::clone(&discovery), Arc::clone(&policies));
-            Services::new(direction, local, discovery, metrics.http.clone(), policies)
+            let routes = (direction == Direction::Outbound).then(|| metrics.routes.clone());
+            Services::new(
+                direction,
+                local,
+                discovery,
+                metrics.http.clone(),
+                routes,
+                policies,
+            )
         };
         let shared_identity = identity.clone();
         let shared = Arc::new(Shared {

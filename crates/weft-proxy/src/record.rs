@@ -13,6 +13,7 @@ use weft_metrics::{Classification, RouteMetrics};
 use crate::balancer::{EndpointState, LoadGuard};
 use crate::error::{ProxyError, Side};
 use crate::resilience::retry::Answer;
+use crate::routing::Routed;
 
 /// Success is a status below 500 and, for gRPC, `grpc-status` 0 or absent.
 pub(crate) fn classify(status: StatusCode, headers: &HeaderMap) -> Classification {
@@ -106,6 +107,7 @@ pub(crate) fn answered(
         status: status.as_u16(),
         class,
         error: "",
+        routed: None,
         _load: load,
     }
 }
@@ -116,10 +118,18 @@ pub(crate) struct Completion {
     status: u16,
     class: Classification,
     error: &'static str,
+    /// The route's rule, whose callers' view is recorded too.
+    routed: Option<Routed>,
     _load: LoadGuard,
 }
 
 impl Completion {
+    /// Also records the response on its route's rule, whose request is counted now.
+    pub(crate) fn on_route(&mut self, routed: Routed, latency: std::time::Duration) {
+        routed.rule().metrics.request(latency);
+        self.routed = Some(routed);
+    }
+
     /// The upstream broke off the body: whatever its status said, the client did not get it.
     pub(crate) fn broken(&mut self) {
         self.class = Classification::Failure;
@@ -134,5 +144,8 @@ impl Completion {
             self.class
         };
         self.route.response(self.status, class, self.error);
+        if let Some(r) = &self.routed {
+            r.rule().metrics.response(class);
+        }
     }
 }

@@ -1,19 +1,24 @@
 //! Per-service state, built once when a service is first asked for and kept current by a
-//! task that follows discovery: its endpoints (with their load and metrics) and its own
-//! metrics handle for errors made before an endpoint is chosen.
+//! task that follows discovery: its endpoints (with their load and metrics), its routes
+//! (outbound only: which other services its requests go to), and its own metrics handle
+//! for errors made before an endpoint is chosen.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
+use weft_core::route::Routes;
 use weft_core::ServiceName;
 use weft_discovery::{Discover, Resolution};
-use weft_metrics::{Direction, HttpMetrics, RouteMetrics, ServiceCounters, UNKNOWN_SERVICE};
+use weft_metrics::{
+    Direction, HttpMetrics, RouteFamilies, RouteMetrics, ServiceCounters, UNKNOWN_SERVICE,
+};
 
 use crate::balancer::EndpointState;
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::policy::Table as PolicyTable;
+use crate::routing::RouteTable;
 use crate::FastMap;
 
 pub(crate) struct Service {
@@ -23,18 +28,33 @@ pub(crate) struct Service {
     pub counters: ServiceCounters,
     pub budget: RetryBudget,
     endpoints: ArcSwap<Endpoints>,
+    /// Where its requests go instead of its own endpoints, when it has routes.
+    routes: ArcSwapOption<RouteTable>,
 }
 
 /// A service's endpoints at one moment; replaced whole when discovery changes.
 #[derive(Default)]
 pub(crate) struct Endpoints {
     pub exists: bool,
+    /// With failover, ordered by group: the first group's endpoints first.
     pub list: Vec<Arc<EndpointState>>,
+    /// Where each failover group ends in `list`; empty without failover.
+    pub groups: Vec<usize>,
     /// The ports the service is reached on, when discovery says; empty: any.
     pub ports: Vec<u16>,
 }
 
 impl Endpoints {
+    /// The failover groups, best first; one group (the whole list) without failover.
+    pub(crate) fn groups(&self) -> impl Iterator<Item = &[Arc<EndpointState>]> {
+        let mut start = 0;
+        self.groups.iter().map(move |&end| {
+            let g = &self.list[start..end];
+            start = end;
+            g
+        })
+    }
+
     pub(crate) fn has_port(&self, port: u16) -> bool {
         self.ports.is_empty() || self.ports.contains(&port)
     }
@@ -43,6 +63,10 @@ impl Endpoints {
 impl Service {
     pub(crate) fn endpoints(&self) -> arc_swap::Guard<Arc<Endpoints>> {
         self.endpoints.load()
+    }
+
+    pub(crate) fn routes(&self) -> Option<Arc<RouteTable>> {
+        self.routes.load_full()
     }
 }
 
@@ -65,6 +89,8 @@ pub(crate) struct Services {
     local: Option<std::net::SocketAddr>,
     discovery: Arc<dyn Discover>,
     metrics: HttpMetrics,
+    /// Outbound only: the inbound delivers to the endpoint a peer chose, never by route.
+    route_families: Option<RouteFamilies>,
     map: RwLock<FastMap<ServiceName, Arc<Service>>>,
     unknown: RouteMetrics,
     policies: Arc<ArcSwap<PolicyTable>>,
@@ -76,6 +102,7 @@ impl Services {
         local: Option<std::net::SocketAddr>,
         discovery: Arc<dyn Discover>,
         metrics: HttpMetrics,
+        route_families: Option<RouteFamilies>,
         policies: Arc<ArcSwap<PolicyTable>>,
     ) -> Arc<Self> {
         let unknown = metrics.route(direction, UNKNOWN_SERVICE, "");
@@ -84,6 +111,7 @@ impl Services {
             local,
             discovery,
             metrics,
+            route_families,
             map: RwLock::new(FastMap::default()),
             unknown,
             policies,
@@ -148,22 +176,57 @@ impl Services {
             counters: self.metrics.service(self.direction, name.as_str()),
             budget: RetryBudget::default(),
             endpoints: ArcSwap::from_pointee(Endpoints::default()),
+            routes: ArcSwapOption::empty(),
         });
         self.apply(&service, &rx.borrow());
+        let mut routes = self
+            .route_families
+            .as_ref()
+            .map(|_| self.discovery.routes(name));
+        if let Some(r) = &mut routes {
+            self.apply_routes(&service, r.borrow_and_update().clone());
+        }
         map.insert(name.clone(), Arc::clone(&service));
         drop(map);
-        tokio::spawn(Arc::clone(self).follow(Arc::clone(&service), rx));
+        tokio::spawn(Arc::clone(self).follow(Arc::clone(&service), rx, routes));
         Ok(service)
     }
 
-    async fn follow(self: Arc<Self>, service: Arc<Service>, mut rx: watch::Receiver<Resolution>) {
-        while rx.changed().await.is_ok() {
-            let gone = matches!(*rx.borrow_and_update(), Resolution::DoesNotExist);
-            self.apply(&service, &rx.borrow());
-            if gone {
-                break;
+    async fn follow(
+        self: Arc<Self>,
+        service: Arc<Service>,
+        mut rx: watch::Receiver<Resolution>,
+        mut routes: Option<watch::Receiver<Option<Arc<Routes>>>>,
+    ) {
+        loop {
+            let routes_changed = async {
+                match &mut routes {
+                    Some(r) => r.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let gone = matches!(*rx.borrow_and_update(), Resolution::DoesNotExist);
+                    self.apply(&service, &rx.borrow());
+                    if gone {
+                        break;
+                    }
+                }
+                changed = routes_changed => match changed {
+                    Ok(()) => {
+                        let next = routes.as_mut().and_then(|r| r.borrow_and_update().clone());
+                        self.apply_routes(&service, next);
+                    }
+                    // The source knows no routes: keep following the endpoints alone.
+                    Err(_) => routes = None,
+                },
             }
         }
+        self.apply_routes(&service, None);
         // Gone from discovery: forget it, so the next request asks discovery afresh, and let
         // its series go once collected.
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
@@ -210,9 +273,23 @@ impl Services {
                         known.iter().sum::<f64>() / known.len() as f64,
                     )
                 };
-                let list = set
+                let mut ordered: Vec<&weft_core::Endpoint> = set
                     .iter()
                     .filter(|ep| self.local.is_none() || ep.node_proxy == self.local)
+                    .collect();
+                // Stable: within a group, the order discovery gave.
+                ordered.sort_by_key(|ep| set.group_of(ep));
+                let mut groups = Vec::new();
+                if !set.failover().is_empty() && self.local.is_none() {
+                    for (i, ep) in ordered.iter().enumerate() {
+                        let last = ordered.get(i + 1).map(|n| set.group_of(n));
+                        if last != Some(set.group_of(ep)) {
+                            groups.push(i + 1);
+                        }
+                    }
+                }
+                let list = ordered
+                    .into_iter()
                     .map(|ep| {
                         // Keep an unchanged endpoint's state: its in-flight count matters.
                         current
@@ -236,6 +313,7 @@ impl Services {
                 Endpoints {
                     exists: true,
                     list,
+                    groups,
                     ports: set.ports().to_vec(),
                 }
             }
@@ -249,6 +327,33 @@ impl Services {
             .filter(|e| !next.list.iter().any(|n| Arc::ptr_eq(n, e)))
         {
             self.metrics.retire(&gone.metrics);
+        }
+    }
+
+    /// Replaces the service's route table when its routes changed; the rules that left
+    /// take their series with them.
+    fn apply_routes(&self, service: &Service, routes: Option<Arc<Routes>>) {
+        let Some(families) = &self.route_families else {
+            return;
+        };
+        let current = service.routes.load();
+        if let (Some(cur), Some(next)) = (&*current, &routes) {
+            if cur.is(next) {
+                return;
+            }
+        }
+        drop(current);
+        let next = routes.map(|r| Arc::new(RouteTable::new(service.name.as_str(), r, families)));
+        if let Some(t) = &next {
+            let names: Vec<&str> = t.rules.iter().map(|r| r.name.as_str()).collect();
+            tracing::info!(service = %service.name, routes = ?names, "routes updated");
+        }
+        if let Some(before) = service.routes.swap(next) {
+            // Requests in flight may hold the old table: its series retire now, and are
+            // rendered once more, unless the new table made the same ones again.
+            for rule in &before.rules {
+                families.retire(rule.metrics.clone());
+            }
         }
     }
 
