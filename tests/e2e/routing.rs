@@ -346,3 +346,67 @@ async fn failover_moves_to_the_next_zone_while_the_first_fails_and_comes_back() 
     // Retries on (the default): each failed attempt went again, to the next zone.
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_travel_from_the_control_plane_and_a_weight_change_reaches_the_proxies() {
+    let tmp = weft_tests::TempDir::new("routes-control");
+    let disc = tmp.path("discovery.toml");
+    discovery::write(&disc, &[]);
+    let control = weft_tests::control::WeftControl::start_with(
+        "127.0.0.1",
+        &["--discovery-file".as_ref(), disc.as_os_str()],
+    )
+    .await;
+    let a = WeftProxy::start_control("127.0.0.2", control.destination, &[]).await;
+    let b = WeftProxy::start_control(NODE_B, control.destination, &[]).await;
+    let (v1, v2) = (Backend::start(NODE_B).await, Backend::start(NODE_B).await);
+    let text = |w1: u32, w2: u32| {
+        let services = [
+            ("world", vec![]),
+            ("world-v1", vec![Ep::on(v1.addr, b.inbound)]),
+            ("world-v2", vec![Ep::on(v2.addr, b.inbound)]),
+        ];
+        format!(
+            "{}[[services.world.routes]]\nname = \"split\"\nbackends = [{{ service = \"world-v1\", weight = {w1} }}, {{ service = \"world-v2\", weight = {w2} }}]\n",
+            discovery::render(&services)
+        )
+    };
+    let answered_by = |want: std::net::SocketAddr| {
+        let a = a.outbound;
+        move || async move {
+            let r = get(a, "world", "/echo").await.ok()?;
+            (r.status == 200 && r.header("x-backend") == Some(&*want.to_string())).then_some(())
+        }
+    };
+    let started = Instant::now();
+    discovery::write_raw(&disc, &text(0, 1));
+    eventually(
+        "world-v2 takes world's requests",
+        Duration::from_secs(30),
+        answered_by(v2.addr),
+    )
+    .await;
+    let first = started.elapsed();
+    let changed = Instant::now();
+    discovery::write_raw(&disc, &text(1, 0));
+    eventually(
+        "world-v1 takes them after the change",
+        Duration::from_secs(30),
+        answered_by(v1.addr),
+    )
+    .await;
+    let change = changed.elapsed();
+    // Once applied, every request follows the new weights.
+    for _ in 0..50 {
+        let r = get(a.outbound, "world", "/echo").await.unwrap();
+        assert_eq!(r.header("x-backend"), Some(&*v1.addr.to_string()));
+    }
+    let text = control.admin_get("/metrics").await.1;
+    let sent = metric(
+        &text,
+        "weft_control_destination_updates_total{kind=\"routes\"}",
+    )
+    .unwrap_or(0.0);
+    println!("routes over the Destination API: first in force after {first:?}, a weight change after {change:?}; {sent} routes messages sent");
+    assert!(sent >= 2.0, "{text}");
+}

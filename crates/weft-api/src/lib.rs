@@ -1,10 +1,11 @@
 //! The control plane's APIs as Rust: the Destination API (proto/weft/destination/v1) and
 //! the Identity API (proto/weft/identity/v1) — the generated messages and gRPC stubs, the
-//! mapping between a Destination `Endpoint` and weft-core's, and the [`channel`] proxies
-//! reach the control plane over.
+//! mapping between a Destination `Endpoint` and weft-core's, a service's routes on the
+//! wire ([`routes`]), and the [`channel`] proxies reach the control plane over.
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod routes;
 
 pub mod destination {
     #![allow(clippy::all, clippy::pedantic)]

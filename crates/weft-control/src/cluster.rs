@@ -56,7 +56,13 @@ impl std::fmt::Display for Key {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceRecord {
     pub ports: Vec<PortRecord>,
+    /// Zones in order of preference, from the `weft.io/failover` annotation
+    /// (`zone-a,zone-b`): the next zone's endpoints only while every one before fails.
+    pub failover: Vec<String>,
 }
+
+/// The Service annotation that orders its zones for failover.
+pub const FAILOVER_ANNOTATION: &str = "weft.io/failover";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PortRecord {
@@ -114,7 +120,20 @@ impl ServiceRecord {
                     .collect()
             })
             .unwrap_or_default();
-        Some((key, Self { ports }))
+        let failover = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FAILOVER_ANNOTATION))
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|z| !z.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((key, Self { ports, failover }))
     }
 }
 
@@ -247,6 +266,8 @@ pub struct Cluster {
     pub slices: HashMap<Key, SliceRecord>,
     pub pods: HashMap<Key, PodRecord>,
     pub nodes: HashMap<String, NodeRecord>,
+    /// Each service's routes, merged from the HTTPRoutes and GRPCRoutes whose parent it is.
+    pub routes: HashMap<Key, std::sync::Arc<weft_core::route::Routes>>,
     /// Where weft is installed: only proxy pods here count as a node's proxy, so a tenant
     /// who can make pods elsewhere cannot have the mesh send a node's traffic to theirs.
     pub proxy_namespace: String,
@@ -294,6 +315,15 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
+    /// `service`'s failover zones, best first; empty: none.
+    pub fn failover(&self, service: &Key) -> Vec<String> {
+        self.cluster
+            .services
+            .get(service)
+            .map(|s| s.failover.clone())
+            .unwrap_or_default()
+    }
+
     /// The ports `service` is reached on; `None` when there is no such service.
     pub fn ports(&self, service: &Key) -> Option<Vec<u16>> {
         let svc = self.cluster.services.get(service)?;

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+use weft_core::route::Routes;
 use weft_core::watches::Watches;
 use weft_core::{EndpointSet, Resolution};
 
@@ -18,6 +19,8 @@ pub trait Answers: Send + Sync + 'static {
     fn is_synced(&self) -> bool;
     /// The answer for a service and port, kept current.
     fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Resolution>;
+    /// A service's routes, kept current: `None` while it has none.
+    fn routes(&self, key: &Key) -> watch::Receiver<Option<Arc<Routes>>>;
     /// Services subscribed to now, for metrics.
     fn subscribed(&self) -> usize;
     fn known_services(&self) -> usize;
@@ -35,6 +38,7 @@ pub struct Index {
 struct State {
     cluster: Cluster,
     watches: Watches<(Key, u16), Resolution>,
+    routes: Watches<Key, Option<Arc<Routes>>>,
 }
 
 impl Index {
@@ -59,9 +63,14 @@ impl Index {
     pub fn update(&self, change: impl FnOnce(&mut Cluster)) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut state.cluster);
-        let State { cluster, watches } = &mut *state;
+        let State {
+            cluster,
+            watches,
+            routes,
+        } = &mut *state;
         let view = cluster.view();
         watches.publish(|(key, port)| resolve(&view, key, *port), |_| false);
+        routes.publish(|key| cluster.routes.get(key).cloned(), |_| false);
     }
 }
 
@@ -76,8 +85,18 @@ impl Answers for Index {
 
     fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Resolution> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let State { cluster, watches } = &mut *state;
+        let State {
+            cluster, watches, ..
+        } = &mut *state;
         watches.subscribe(&(key.clone(), port), || resolve(&cluster.view(), key, port))
+    }
+
+    fn routes(&self, key: &Key) -> watch::Receiver<Option<Arc<Routes>>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State {
+            cluster, routes, ..
+        } = &mut *state;
+        routes.subscribe(key, || cluster.routes.get(key).cloned())
     }
 
     /// Services subscribed to now, for metrics.
@@ -97,7 +116,8 @@ fn resolve(view: &View<'_>, key: &Key, port: u16) -> Resolution {
         None => Resolution::DoesNotExist,
         Some(eps) => {
             let ports = view.ports(key).unwrap_or_default();
-            Resolution::Endpoints(EndpointSet::new(eps, ports))
+            let failover = view.failover(key);
+            Resolution::Endpoints(EndpointSet::new(eps, ports).with_failover(failover))
         }
     }
 }

@@ -20,7 +20,8 @@ pub struct Metrics {
     pub streams: Gauge,
     /// Destination streams refused because the cap on open ones was reached.
     pub streams_refused: Counter,
-    /// Destination updates sent, by kind (snapshot, add, remove, no_endpoints, does_not_exist).
+    /// Destination updates sent, by kind (snapshot, add, remove, no_endpoints, does_not_exist,
+    /// and routes: a service's routes, whole).
     pub updates: Family<Labels, Counter>,
     /// Certify requests, by result (signed, unauthenticated, wrong_identity, bad_request, error).
     pub certify: Family<Labels, Counter>,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use weft_api::destination::Routes as WireRoutes;
 use weft_api::destination::{DoesNotExist, EndpointSet, NoEndpoints};
+use weft_api::routes::routes_to_wire;
 use weft_api::{to_wire, Destination, GetDestination, Kind, Update};
 use weft_core::{Endpoint, Resolution};
 
@@ -28,14 +30,18 @@ pub struct DestinationService {
     pub open: Arc<Semaphore>,
 }
 
-#[tonic::async_trait]
-impl Destination for DestinationService {
-    type GetStream = ReceiverStream<Result<Update, Status>>;
+/// A stream asked for: its service, port and caller, and its place among the open ones.
+struct Opened {
+    key: Key,
+    port: u16,
+    node: String,
+    permit: OwnedSemaphorePermit,
+}
 
-    async fn get(
-        &self,
-        request: Request<GetDestination>,
-    ) -> Result<Response<Self::GetStream>, Status> {
+impl DestinationService {
+    /// Checks the caller and the name, and takes a place for the stream; every refusal is
+    /// the status the caller is answered with.
+    fn open(&self, request: Request<GetDestination>) -> Result<Opened, Status> {
         let caller = request
             .extensions()
             .get::<Peer>()
@@ -58,7 +64,31 @@ impl Destination for DestinationService {
                 "the control plane has as many Destination streams open as it takes (--max-streams)",
             ));
         };
-        tracing::debug!(service = %key, port, node = %req.node, "destination stream opened");
+        Ok(Opened {
+            key,
+            port,
+            node: req.node,
+            permit,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Destination for DestinationService {
+    type GetStream = ReceiverStream<Result<Update, Status>>;
+    type GetRoutesStream = ReceiverStream<Result<WireRoutes, Status>>;
+
+    async fn get(
+        &self,
+        request: Request<GetDestination>,
+    ) -> Result<Response<Self::GetStream>, Status> {
+        let Opened {
+            key,
+            port,
+            node,
+            permit,
+        } = self.open(request)?;
+        tracing::debug!(service = %key, port, %node, "destination stream opened");
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(follow(
             Arc::clone(&self.index),
@@ -69,6 +99,57 @@ impl Destination for DestinationService {
             permit,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_routes(
+        &self,
+        request: Request<GetDestination>,
+    ) -> Result<Response<Self::GetRoutesStream>, Status> {
+        let Opened {
+            key, node, permit, ..
+        } = self.open(request)?;
+        tracing::debug!(service = %key, %node, "routes stream opened");
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(follow_routes(
+            Arc::clone(&self.index),
+            Arc::clone(&self.metrics),
+            key,
+            tx,
+            permit,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Sends the service's routes whole, first as they are, then at every change.
+async fn follow_routes(
+    index: Arc<dyn Answers>,
+    metrics: Arc<Metrics>,
+    key: Key,
+    tx: mpsc::Sender<Result<WireRoutes, Status>>,
+    // Held for the stream's life.
+    _permit: OwnedSemaphorePermit,
+) {
+    let mut synced = index.synced();
+    tokio::select! {
+        r = synced.wait_for(|s| *s) => if r.is_err() { return },
+        _ = tx.closed() => return,
+    }
+    let mut routes = index.routes(&key);
+    let _open = OpenStream::new(&metrics.streams);
+    loop {
+        let msg = routes_to_wire(routes.borrow_and_update().as_deref());
+        if tx.send(Ok(msg)).await.is_err() {
+            return;
+        }
+        metrics
+            .updates
+            .get_or_create(&vec![("kind", "routes")])
+            .inc();
+        tokio::select! {
+            r = routes.changed() => if r.is_err() { return },
+            _ = tx.closed() => return,
+        }
     }
 }
 
@@ -127,23 +208,29 @@ pub fn diff(prev: Option<&Resolution>, next: &Resolution) -> Vec<(&'static str, 
     let set = |eps: &mut dyn Iterator<Item = &Endpoint>| EndpointSet {
         endpoints: eps.map(to_wire).collect(),
         ports: Vec::new(),
+        failover: Vec::new(),
     };
     let snapshot = |n: &weft_core::EndpointSet| {
         let mut whole = set(&mut n.iter());
         whole.ports = n.ports().iter().map(|&p| u32::from(p)).collect();
+        whole.failover = n.failover().to_vec();
         vec![("snapshot", msg(Kind::Snapshot(whole)))]
     };
-    // Only a snapshot carries the ports: a stream that has none yet, or whose service's
-    // ports changed, is sent one.
-    let prev_ports = match prev {
-        Some(Resolution::Endpoints(p)) => p.ports(),
-        _ => &[],
+    // Only a snapshot carries the ports and failover zones: a stream that has none yet, or
+    // whose service's changed, is sent one.
+    let (prev_ports, prev_failover) = match prev {
+        Some(Resolution::Endpoints(p)) => (p.ports(), p.failover()),
+        _ => (&[][..], &[][..]),
     };
     match (prev, next) {
         // The index answers only once it has synced; nothing is said until then.
         (_, Resolution::Pending) => vec![],
         (Some(Resolution::DoesNotExist), Resolution::DoesNotExist) => vec![],
-        (_, Resolution::Endpoints(n)) if n.ports() != prev_ports => snapshot(n),
+        (_, Resolution::Endpoints(n))
+            if n.ports() != prev_ports || n.failover() != prev_failover =>
+        {
+            snapshot(n)
+        }
         (_, Resolution::DoesNotExist) => {
             vec![("does_not_exist", msg(Kind::DoesNotExist(DoesNotExist {})))]
         }
@@ -238,5 +325,24 @@ mod tests {
             panic!("not a snapshot: {refilled:?}");
         };
         assert_eq!(set.ports, [80]);
+    }
+
+    #[test]
+    fn failover_zones_go_in_snapshots_and_a_change_of_them_sends_one() {
+        let with = |zones: &[&str]| {
+            let set = weft_core::EndpointSet::new(vec![ep(1)], vec![]);
+            let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+            Resolution::Endpoints(set.with_failover(zones))
+        };
+        let first = diff(None, &with(&["a", "b"]));
+        let Some(Kind::Snapshot(set)) = &first[0].1.kind else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(set.failover, ["a", "b"]);
+        assert_eq!(
+            kinds(diff(Some(&with(&["a", "b"])), &with(&["b", "a"]))),
+            ["snapshot"]
+        );
+        assert!(diff(Some(&with(&["a"])), &with(&["a"])).is_empty());
     }
 }

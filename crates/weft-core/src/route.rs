@@ -8,7 +8,8 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{RetryOverrides, TimeoutOverrides};
+use crate::duration::opt_duration;
+use crate::policy::{parse_status_pattern, RetryOverrides, TimeoutOverrides};
 use crate::ServiceName;
 
 /// The most rules one service may have, and the most matches, header or query conditions,
@@ -39,7 +40,35 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "is_default")]
     pub timeout: TimeoutOverrides,
     #[serde(default, skip_serializing_if = "is_default")]
-    pub retry: RetryOverrides,
+    pub retry: RouteRetry,
+}
+
+/// The retry settings a rule may set (Gateway API's: attempts, codes, backoff); the budget
+/// and the body's buffer stay the service's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteRetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Codes (`503`) or classes (`5xx`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statuses: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_codes: Option<Vec<u32>>,
+    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<std::time::Duration>,
+}
+
+impl RouteRetry {
+    pub fn overrides(&self) -> RetryOverrides {
+        RetryOverrides {
+            max_retries: self.max_retries,
+            statuses: self.statuses.clone(),
+            grpc_codes: self.grpc_codes.clone(),
+            backoff: self.backoff,
+            ..Default::default()
+        }
+    }
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -172,6 +201,24 @@ impl RouteRule {
             if self.backends[..i].iter().any(|o| o.service == b.service) {
                 return Err(format!("backend {} is listed twice", b.service));
             }
+        }
+        for s in self.retry.statuses.iter().flatten() {
+            if parse_status_pattern(s).is_none() {
+                return Err(format!(
+                    "retry.statuses: {s:?} is neither a status (503) nor a class (5xx)"
+                ));
+            }
+        }
+        if self.retry.max_retries.is_some_and(|n| n > 10) {
+            return Err("retry.max_retries: at most 10".into());
+        }
+        let too_long =
+            |d: Option<std::time::Duration>| d.is_some_and(|d| d > crate::policy::MAX_DURATION);
+        if too_long(self.timeout.total)
+            || too_long(self.timeout.per_attempt)
+            || too_long(self.retry.backoff)
+        {
+            return Err("a timeout or backoff is at most 24h".into());
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use weft_api::{from_wire, DestinationClient, GetDestination, Kind};
+use weft_core::route::Routes;
 use weft_core::{Endpoint, EndpointSet, ServiceName};
 
 use crate::{Discover, Resolution};
@@ -119,6 +120,14 @@ impl Discover for ControlPlaneDiscovery {
             evicted,
         ));
         Some(rx)
+    }
+
+    fn routes(&self, service: &ServiceName) -> watch::Receiver<Option<Arc<Routes>>> {
+        crate::control_routes::follow(self.channel.clone(), &self.node, service)
+    }
+
+    fn routes_answer_later(&self) -> bool {
+        true
     }
 
     fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)> {
@@ -239,12 +248,16 @@ async fn stream(
         Err(s) => return Err(s.into()),
     };
     let mut set: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
-    // The service's ports, from the last snapshot (only snapshots carry them).
+    // The service's ports and failover zones, from the last snapshot (only snapshots
+    // carry them).
     let mut ports: Arc<[u16]> = Arc::from([]);
-    let resolved = |set: &BTreeMap<SocketAddr, Endpoint>, ports: &Arc<[u16]>| {
-        let endpoints: Vec<Endpoint> = set.values().cloned().collect();
-        Resolution::Endpoints(EndpointSet::new(endpoints, Arc::clone(ports)))
-    };
+    let mut failover: Arc<[String]> = Arc::from([]);
+    let resolved =
+        |set: &BTreeMap<SocketAddr, Endpoint>, ports: &Arc<[u16]>, failover: &Arc<[String]>| {
+            let endpoints: Vec<Endpoint> = set.values().cloned().collect();
+            let set = EndpointSet::new(endpoints, Arc::clone(ports));
+            Resolution::Endpoints(set.with_failover(Arc::clone(failover)))
+        };
     while let Some(update) = updates.message().await? {
         *backoff = BACKOFF_MIN;
         let next = match update.kind {
@@ -259,24 +272,25 @@ async fn stream(
                     .into_iter()
                     .filter_map(|p| u16::try_from(p).ok())
                     .collect();
-                resolved(&set, &ports)
+                failover = s.failover.into();
+                resolved(&set, &ports, &failover)
             }
             Some(Kind::Add(s)) => {
                 for ep in s.endpoints {
                     let ep = from_wire(ep)?;
                     set.insert(ep.addr, ep);
                 }
-                resolved(&set, &ports)
+                resolved(&set, &ports, &failover)
             }
             Some(Kind::Remove(s)) => {
                 for ep in s.endpoints {
                     set.remove(&from_wire(ep)?.addr);
                 }
-                resolved(&set, &ports)
+                resolved(&set, &ports, &failover)
             }
             Some(Kind::NoEndpoints(_)) => {
                 set.clear();
-                resolved(&set, &ports)
+                resolved(&set, &ports, &failover)
             }
             Some(Kind::DoesNotExist(_)) => {
                 set.clear();

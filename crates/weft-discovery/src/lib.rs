@@ -6,11 +6,13 @@
 //! - [`file`]: a TOML file, watched through its folder so symlink swaps (ConfigMaps) count.
 //! - [`static_source`]: a fixed table.
 //! - [`control`]: `weft control`'s Destination API, one gRPC stream per service.
+//! - [`control_routes`]: a service's routes from the Destination API, a stream of their own.
 //! - [`filewatch`]: watching one file through its folder, for discovery and config reloads.
 //! - [`registry`]: the per-service watch senders a table-shaped source publishes into.
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod control_routes;
 pub mod file;
 pub mod filewatch;
 pub mod registry;
@@ -40,6 +42,12 @@ pub trait Discover: Send + Sync + 'static {
     fn routes(&self, service: &ServiceName) -> watch::Receiver<Option<Arc<Routes>>> {
         let _ = service;
         watch::channel(None).1
+    }
+
+    /// Whether a new routes receiver is still waiting for the source's first answer (a
+    /// remote source), which then comes as a change, even one to `None`.
+    fn routes_answer_later(&self) -> bool {
+        false
     }
 
     /// Every known service and its current endpoints, for the admin API.

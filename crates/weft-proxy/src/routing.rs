@@ -100,7 +100,7 @@ impl RouteTable {
                 let backends: Vec<&str> = r.backends.iter().map(|b| b.service.as_str()).collect();
                 let overrides = PolicyOverrides {
                     timeout: r.timeout.clone(),
-                    retry: r.retry.clone(),
+                    retry: r.retry.overrides(),
                     ..Default::default()
                 };
                 Rule {

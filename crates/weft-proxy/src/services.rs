@@ -164,6 +164,17 @@ impl Services {
         if matches!(*rx.borrow(), Resolution::DoesNotExist) {
             return Err(Lookup::Unknown);
         }
+        let mut routes = self
+            .route_families
+            .as_ref()
+            .map(|_| self.discovery.routes(name));
+        if let Some(r) = &mut routes {
+            // A remote source's first word on the routes comes soon after its endpoints;
+            // without it a routed service's first requests would go to its own endpoints.
+            if self.discovery.routes_answer_later() {
+                let _ = tokio::time::timeout(LOOKUP_TIMEOUT, r.changed()).await;
+            }
+        }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = map.get(name) {
             if s.endpoints.load().exists {
@@ -179,10 +190,6 @@ impl Services {
             routes: ArcSwapOption::empty(),
         });
         self.apply(&service, &rx.borrow());
-        let mut routes = self
-            .route_families
-            .as_ref()
-            .map(|_| self.discovery.routes(name));
         if let Some(r) = &mut routes {
             self.apply_routes(&service, r.borrow_and_update().clone());
         }

@@ -14,6 +14,7 @@ fn cluster() -> Cluster {
         Key::new("default", "world"),
         ServiceRecord {
             ports: vec![port("http", 80)],
+            failover: vec![],
         },
     );
     c.nodes.insert(
