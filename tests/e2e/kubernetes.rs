@@ -104,8 +104,8 @@ async fn endpointslices_become_routes_through_the_node_proxies() {
     let rsp = curl(&["-x", &mesh.proxy_flag(), "http://nosuch/echo"]).await;
     assert_eq!(rsp.status, 502);
     assert_eq!(rsp.header("weft-error"), Some("unknown service"));
-    assert_eq!(mesh.kube.count("watch"), 4, "one watch per resource");
-    assert_eq!(mesh.kube.count("list"), 4, "one list per resource");
+    assert_eq!(mesh.kube.count("watch"), 6, "one watch per resource");
+    assert_eq!(mesh.kube.count("list"), 6, "one list per resource");
     let (status, metrics) = mesh.control.admin_get("/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("weft_control_synced 1"), "{metrics}");
@@ -404,8 +404,8 @@ async fn many_proxies_and_services_share_one_watch_per_resource() {
     let (_, metrics) = mesh.control.admin_get("/metrics").await;
     let streams = weft_tests::proxy::metric(&metrics, "weft_control_destination_streams").unwrap();
     assert!(streams >= (2 * ROUTED) as f64, "{streams} streams");
-    assert_eq!(mesh.kube.count("watch"), 4, "still one watch per resource");
-    assert_eq!(mesh.kube.count("list"), 4);
+    assert_eq!(mesh.kube.count("watch"), 6, "still one watch per resource");
+    assert_eq!(mesh.kube.count("list"), 6);
 
     // One service scales up: both subscribed proxies see it within a second.
     let extra = Backend::start(NODE_A).await;

@@ -410,3 +410,154 @@ async fn routes_travel_from_the_control_plane_and_a_weight_change_reaches_the_pr
     println!("routes over the Destination API: first in force after {first:?}, a weight change after {change:?}; {sent} routes messages sent");
     assert!(sent >= 2.0, "{text}");
 }
+
+/// The `Accepted` condition of the route's status for its first parent: (status, message).
+fn accepted(route: &serde_json::Value) -> Option<(String, String)> {
+    let conditions = route["status"]["parents"][0]["conditions"].as_array()?;
+    let c = conditions.iter().find(|c| c["type"] == "Accepted")?;
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["message"].as_str()?.to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_httproute_is_created_changed_refused_and_deleted_and_each_reaches_the_proxies() {
+    use weft_tests::kube_objects as k8s;
+    let mesh = weft_tests::kube_mesh::KubeMesh::start().await;
+    let (v1, v2) = (Backend::start(NODE_B).await, Backend::start(NODE_B).await);
+    let own = Backend::start(NODE_B).await;
+    for (svc, b, pod) in [
+        ("world-v1", &v1, "v1-0"),
+        ("world-v2", &v2, "v2-0"),
+        ("world", &own, "w-0"),
+    ] {
+        if svc != "world" {
+            mesh.kube
+                .apply("services", k8s::service("default", svc, 80));
+        }
+        mesh.add_instance_of(b, svc, "node-b", pod, "v1");
+    }
+    let a = mesh.a.outbound;
+    let answered_by = |want: std::net::SocketAddr| {
+        move || async move {
+            let r = get(a, "world", "/echo").await.ok()?;
+            (r.status == 200 && r.header("x-backend") == Some(&*want.to_string())).then_some(())
+        }
+    };
+    eventually(
+        "world's own instance answers",
+        Duration::from_secs(30),
+        answered_by(own.addr),
+    )
+    .await;
+
+    let t = Instant::now();
+    mesh.kube.apply(
+        "httproutes",
+        k8s::http_route(
+            "default",
+            "world-split",
+            "world",
+            &[("world-v1", 0), ("world-v2", 1)],
+        ),
+    );
+    eventually(
+        "the route sends world to world-v2",
+        Duration::from_secs(30),
+        answered_by(v2.addr),
+    )
+    .await;
+    let created = t.elapsed();
+    let status = eventually(
+        "the route accepted in its status",
+        Duration::from_secs(30),
+        || async {
+            let r = mesh.kube.get("httproutes", "default", "world-split")?;
+            accepted(&r).filter(|(s, _)| s == "True").map(|_| r)
+        },
+    )
+    .await;
+    assert_eq!(
+        status["status"]["parents"][0]["controllerName"],
+        "weft.io/mesh"
+    );
+
+    let t = Instant::now();
+    mesh.kube.apply(
+        "httproutes",
+        k8s::http_route(
+            "default",
+            "world-split",
+            "world",
+            &[("world-v1", 1), ("world-v2", 0)],
+        ),
+    );
+    eventually(
+        "a weight change sends it to world-v1",
+        Duration::from_secs(30),
+        answered_by(v1.addr),
+    )
+    .await;
+    let changed = t.elapsed();
+
+    // A filter weft does not support: refused in the status, the last good rules stay.
+    let mut bad = k8s::http_route("default", "world-split", "world", &[("world-v2", 1)]);
+    bad["spec"]["rules"][0]["filters"] = serde_json::json!([{"type": "RequestHeaderModifier"}]);
+    mesh.kube.apply("httproutes", bad);
+    let (_, why) = eventually(
+        "the bad edit refused in the status",
+        Duration::from_secs(30),
+        || async {
+            accepted(&mesh.kube.get("httproutes", "default", "world-split")?)
+                .filter(|(s, _)| s == "False")
+        },
+    )
+    .await;
+    assert!(
+        why.contains("filters are not supported") && why.contains("stay in force"),
+        "{why}"
+    );
+    for _ in 0..20 {
+        let r = get(a, "world", "/echo").await.unwrap();
+        assert_eq!(
+            r.header("x-backend"),
+            Some(&*v1.addr.to_string()),
+            "the last good rules hold"
+        );
+    }
+
+    let t = Instant::now();
+    mesh.kube.delete("httproutes", "default", "world-split");
+    eventually(
+        "without the route, world's own instance again",
+        Duration::from_secs(30),
+        answered_by(own.addr),
+    )
+    .await;
+    let deleted = t.elapsed();
+    println!("HTTPRoute through the API server: created → in force in {created:?}, weights changed in {changed:?}, deleted in {deleted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_gateway_api_still_serves_its_services() {
+    let mesh = weft_tests::kube_mesh::KubeMesh::start_without_gateway_api().await;
+    let own = Backend::start(NODE_B).await;
+    mesh.add_instance(&own, "node-b", "w-0", "v1");
+    let a = mesh.a.outbound;
+    let r = eventually("world answers", Duration::from_secs(30), || async {
+        let r = get(a, "world", "/echo").await.ok()?;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(r.header("x-backend"), Some(&*own.addr.to_string()));
+    let text = mesh.control.admin_get("/metrics").await.1;
+    assert!(
+        metric(
+            &text,
+            "weft_control_kube_watch_errors_total{resource=\"httproutes\"}"
+        )
+        .is_none(),
+        "a missing CRD is no error:\n{text}"
+    );
+}

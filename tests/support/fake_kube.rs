@@ -57,6 +57,8 @@ pub struct FakeKube {
     addr: Mutex<Option<SocketAddr>>,
     /// Tokens TokenReview knows: token → (its audiences, the user it authenticates).
     tokens: Mutex<BTreeMap<String, (Vec<String>, Value)>>,
+    /// Resources whose CRD is not installed: every request for them is `404`.
+    absent: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl FakeKube {
@@ -70,7 +72,13 @@ impl FakeKube {
             server: Mutex::new(None),
             addr: Mutex::new(None),
             tokens: Default::default(),
+            absent: Default::default(),
         })
+    }
+
+    /// Makes `resource` unknown, as a cluster without its CRD (Gateway API's routes, say).
+    pub fn without(&self, resource: &str) {
+        self.absent.lock().unwrap().insert(resource.to_string());
     }
 
     /// Starts serving on `addr` (port 0 for any); returns the bound address.
@@ -120,6 +128,7 @@ impl FakeKube {
     }
 
     /// Creates or replaces an object (`resource` as in the URL: `pods`, `endpointslices` …).
+    /// Its `metadata.generation` counts changes of its spec, as the API server's does.
     pub fn apply(&self, resource: &str, mut object: Value) {
         let mut s = self.state.lock().unwrap();
         s.rv += 1;
@@ -127,12 +136,60 @@ impl FakeKube {
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         let key = key_of(&object);
         let objects = s.objects.entry(resource.to_string()).or_default();
+        let generation = match objects.get(&key) {
+            Some(old) => {
+                let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                if old["spec"] == object["spec"] {
+                    g
+                } else {
+                    g + 1
+                }
+            }
+            None => 1,
+        };
+        object["metadata"]["generation"] = json!(generation);
+        if object["metadata"]["creationTimestamp"].is_null() {
+            object["metadata"]["creationTimestamp"] = json!("2026-12-02T00:00:00Z");
+        }
         let kind = if objects.insert(key, object.clone()).is_some() {
             "MODIFIED"
         } else {
             "ADDED"
         };
         self.record(&mut s, resource, kind, object);
+    }
+
+    /// An object as the server holds it now.
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        let key = (namespace.to_string(), name.to_string());
+        s.objects.get(resource).and_then(|m| m.get(&key)).cloned()
+    }
+
+    /// A JSON merge patch (RFC 7386) of an object, or of its `status` subresource alone.
+    fn patch(&self, target: &Target, patch: &Value) -> Response<Body> {
+        let name = target.name.clone().unwrap_or_default();
+        let namespace = target.namespace.clone().unwrap_or_default();
+        let Some(mut object) = self.get(&target.resource, &namespace, &name) else {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{} {name:?} not found", target.resource),
+            );
+        };
+        if target.status {
+            merge(&mut object["status"], &patch["status"]);
+        } else {
+            let mut p = patch.clone();
+            if let Some(o) = p.as_object_mut() {
+                o.remove("status");
+            }
+            merge(&mut object, &p);
+        }
+        *self.counts.lock().unwrap().entry("patch").or_default() += 1;
+        self.apply(&target.resource, object);
+        let applied = self.get(&target.resource, &namespace, &name).unwrap();
+        json_response(StatusCode::OK, &applied)
     }
 
     pub fn delete(&self, resource: &str, namespace: &str, name: &str) {
@@ -278,6 +335,7 @@ impl FakeKube {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let post = req.method() == http::Method::POST;
+        let patching = req.method() == http::Method::PATCH;
         let query: BTreeMap<String, String> = req
             .uri()
             .query()
@@ -305,6 +363,23 @@ impl FakeKube {
                 &format!("no route {path}"),
             );
         };
+        if self.absent.lock().unwrap().contains(&target.resource) {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        if patching {
+            return match serde_json::from_slice::<Value>(&body) {
+                Ok(patch) if target.name.is_some() => self.patch(&target, &patch),
+                _ => status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "a merge patch of one object",
+                ),
+            };
+        }
         let selector = query.get("labelSelector").cloned().unwrap_or_default();
         if let Some(name) = &target.name {
             *self.counts.lock().unwrap().entry("get").or_default() += 1;
@@ -426,6 +501,8 @@ struct Target {
     resource: String,
     namespace: Option<String>,
     name: Option<String>,
+    /// The `status` subresource.
+    status: bool,
 }
 
 impl Target {
@@ -445,11 +522,19 @@ impl Target {
                 resource: resource.to_string(),
                 namespace,
                 name: None,
+                status: false,
             }),
             [resource, name] => Some(Self {
                 resource: resource.to_string(),
                 namespace,
                 name: Some(name.to_string()),
+                status: false,
+            }),
+            [resource, name, "status"] => Some(Self {
+                resource: resource.to_string(),
+                namespace,
+                name: Some(name.to_string()),
+                status: true,
             }),
             _ => None,
         }
@@ -491,6 +576,8 @@ fn kind_of(resource: &str) -> &'static str {
         "daemonsets" => "DaemonSet",
         "secrets" => "Secret",
         "configmaps" => "ConfigMap",
+        "httproutes" => "HTTPRoute",
+        "grpcroutes" => "GRPCRoute",
         _ => "Unknown",
     }
 }
@@ -499,7 +586,27 @@ fn api_version(resource: &str) -> &'static str {
     match resource {
         "endpointslices" => "discovery.k8s.io/v1",
         "deployments" | "daemonsets" => "apps/v1",
+        "httproutes" | "grpcroutes" => "gateway.networking.k8s.io/v1",
         _ => "v1",
+    }
+}
+
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    let Some(p) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let t = target.as_object_mut().unwrap();
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
     }
 }
 

@@ -46,7 +46,20 @@ async fn cluster(tag: &str) -> (Arc<FakeKube>, TempDir, std::path::PathBuf) {
 impl KubeMesh {
     /// Nodes, proxy pods, a ready control plane and the `world` service (no instances yet).
     pub async fn start() -> Self {
-        let (kube, dir, kubeconfig) = cluster("kube").await;
+        Self::start_in(cluster("kube").await).await
+    }
+
+    /// As [`Self::start`], in a cluster without Gateway API's CRDs (as most have).
+    pub async fn start_without_gateway_api() -> Self {
+        let c = cluster("kube-no-gateway").await;
+        c.0.without("httproutes");
+        c.0.without("grpcroutes");
+        Self::start_in(c).await
+    }
+
+    async fn start_in(
+        (kube, dir, kubeconfig): (Arc<FakeKube>, TempDir, std::path::PathBuf),
+    ) -> Self {
         let control = WeftControl::start("127.0.0.1", &kubeconfig).await;
         control.wait_ready().await;
         let a = WeftProxy::start_control(NODE_A, control.destination, &[]).await;

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn meta(namespace: Option<&str>, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
     ObjectMeta {
@@ -280,4 +280,21 @@ pub fn identity_objects(
         ..Default::default()
     });
     (secret, configmap)
+}
+
+/// A GAMMA HTTPRoute: `parent`'s requests split between `backends` (Service, weight).
+pub fn http_route(namespace: &str, name: &str, parent: &str, backends: &[(&str, u32)]) -> Value {
+    let refs: Vec<Value> = backends
+        .iter()
+        .map(|(b, w)| json!({"name": b, "port": 80, "weight": w}))
+        .collect();
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "parentRefs": [{"group": "", "kind": "Service", "name": parent, "port": 80}],
+            "rules": [{"backendRefs": refs}],
+        },
+    })
 }

@@ -13,6 +13,8 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_core::{Endpoint, Protocol};
 
+use crate::gateway::{self, RouteKind, RouteObject};
+
 /// The label that marks weft's own proxy pods (the DaemonSet's).
 pub const PROXY_LABEL: (&str, &str) = ("app.kubernetes.io/name", "weft-proxy");
 /// The DaemonSet whose pods are the nodes' proxies (in the install namespace).
@@ -266,6 +268,11 @@ pub struct Cluster {
     pub slices: HashMap<Key, SliceRecord>,
     pub pods: HashMap<Key, PodRecord>,
     pub nodes: HashMap<String, NodeRecord>,
+    /// Gateway API routes attached to Services, as read.
+    pub http_routes: HashMap<Key, RouteObject>,
+    pub grpc_routes: HashMap<Key, RouteObject>,
+    /// Each route's rules in force: its last accepted ones.
+    pub routes_in_force: HashMap<(RouteKind, Key), Vec<weft_core::route::RouteRule>>,
     /// Each service's routes, merged from the HTTPRoutes and GRPCRoutes whose parent it is.
     pub routes: HashMap<Key, std::sync::Arc<weft_core::route::Routes>>,
     /// Where weft is installed: only proxy pods here count as a node's proxy, so a tenant
@@ -274,6 +281,53 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// After routes changed: each route's rules in force (a refused edit keeps the last
+    /// accepted), and each service's routes from them.
+    pub fn refresh_routes(&mut self) {
+        let objects = || {
+            let http = self
+                .http_routes
+                .iter()
+                .map(|(k, o)| ((RouteKind::Http, k), o));
+            let grpc = self
+                .grpc_routes
+                .iter()
+                .map(|(k, o)| ((RouteKind::Grpc, k), o));
+            http.chain(grpc)
+        };
+        for ((kind, key), object) in objects() {
+            if let Ok(rules) = &object.rules {
+                self.routes_in_force
+                    .insert((kind, key.clone()), rules.clone());
+            }
+        }
+        let present: std::collections::HashSet<(RouteKind, &Key)> =
+            objects().map(|(id, _)| id).collect();
+        self.routes_in_force
+            .retain(|(kind, key), _| present.contains(&(*kind, key)));
+        self.routes = gateway::by_service(objects().collect(), &self.routes_in_force);
+    }
+
+    /// Every route's status as weft would report it now.
+    pub fn route_statuses(&self, now: &str) -> Vec<((RouteKind, Key), serde_json::Value)> {
+        let http = self
+            .http_routes
+            .iter()
+            .map(|(k, o)| (RouteKind::Http, k, o));
+        let grpc = self
+            .grpc_routes
+            .iter()
+            .map(|(k, o)| (RouteKind::Grpc, k, o));
+        http.chain(grpc)
+            .map(|(kind, key, object)| {
+                let id = (kind, key.clone());
+                let kept = object.rules.is_err() && self.routes_in_force.contains_key(&id);
+                let status = gateway::status(&id, object, kept, &self.services, now);
+                (id, status)
+            })
+            .collect()
+    }
+
     /// Lookups built once per batch of changes, so answering every subscribed service costs
     /// one pass over pods and slices, not one per service.
     pub fn view(&self) -> View<'_> {

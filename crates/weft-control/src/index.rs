@@ -74,6 +74,17 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Every route's status as weft would report it now.
+    pub fn route_statuses(
+        &self,
+        now: &str,
+    ) -> Vec<((crate::gateway::RouteKind, Key), serde_json::Value)> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.cluster.route_statuses(now)
+    }
+}
+
 impl Answers for Index {
     fn synced(&self) -> watch::Receiver<bool> {
         self.synced.subscribe()

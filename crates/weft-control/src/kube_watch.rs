@@ -1,4 +1,5 @@
-//! One Kubernetes watch per resource (Services, EndpointSlices, Pods, Nodes), each listed
+//! One Kubernetes watch per resource (Services, EndpointSlices, Pods, Nodes, and Gateway
+//! API's HTTPRoutes and GRPCRoutes when their CRDs are installed), each listed
 //! then watched by kube-runtime's watcher: resumed from its last resourceVersion after a
 //! dropped connection, re-listed after `410 Gone`, retried with backoff while the API
 //! server is away. A re-list is swapped in whole when it completes, so subscribers never
@@ -12,12 +13,15 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
+use serde_json::Value;
 
 use crate::cluster::{Cluster, Key, NodeRecord, PodRecord, ServiceRecord, SliceRecord};
+use crate::gateway::{self, RouteKind, RouteObject};
 use crate::index::{Answers, Index};
 use crate::metrics::Metrics;
 
@@ -27,9 +31,21 @@ enum Change {
     Slice(Box<Event<EndpointSlice>>),
     Pod(Box<Event<Pod>>),
     Node(Box<Event<Node>>),
+    Route(RouteKind, Box<Event<DynamicObject>>),
+    /// The resource's CRD is not installed (its list answers 404): none of it exists.
+    Absent(usize),
 }
 
-const RESOURCES: [&str; 4] = ["services", "endpointslices", "pods", "nodes"];
+const RESOURCES: [&str; 6] = [
+    "services",
+    "endpointslices",
+    "pods",
+    "nodes",
+    "httproutes",
+    "grpcroutes",
+];
+/// Where the optional resources (Gateway API's routes) start in [`RESOURCES`].
+const OPTIONAL: usize = 4;
 
 /// A re-list in progress for one resource: filled by `InitApply`, swapped in at `InitDone`.
 struct Relists {
@@ -37,7 +53,9 @@ struct Relists {
     slices: Option<HashMap<Key, SliceRecord>>,
     pods: Option<HashMap<Key, PodRecord>>,
     nodes: Option<HashMap<String, NodeRecord>>,
-    listed: [bool; 4],
+    http_routes: Option<HashMap<Key, RouteObject>>,
+    grpc_routes: Option<HashMap<Key, RouteObject>>,
+    listed: [bool; 6],
 }
 
 /// A resumed watch or a re-list after `410 Gone` is routine, so the first retry comes
@@ -72,8 +90,26 @@ impl Backoff for WatchBackoff {
     }
 }
 
-/// Runs until the process ends; the watchers retry forever.
-pub async fn run(client: kube::Client, index: Arc<Index>, metrics: Arc<Metrics>) {
+/// The API resource of a kind of route, for a dynamic watch (Gateway API's types are not in
+/// k8s-openapi).
+pub fn route_resource(kind: RouteKind) -> ApiResource {
+    ApiResource {
+        group: gateway::GROUP.into(),
+        version: gateway::VERSION.into(),
+        api_version: format!("{}/{}", gateway::GROUP, gateway::VERSION),
+        kind: kind.kind().into(),
+        plural: kind.plural().into(),
+    }
+}
+
+/// Runs until the process ends; the watchers retry forever. `default_namespace` is where
+/// names without a namespace are looked up, as the Destination API does.
+pub async fn run(
+    client: kube::Client,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    default_namespace: String,
+) {
     let config = watcher::Config::default();
     let stream = |i: usize| {
         let metrics = Arc::clone(&metrics);
@@ -86,6 +122,11 @@ pub async fn run(client: kube::Client, index: Arc<Index>, metrics: Arc<Metrics>)
                         .get_or_create(&vec![("resource", resource)])
                         .inc();
                     Some(c)
+                }
+                Err(watcher::Error::InitialListFailed(kube::Error::Api(s)))
+                    if i >= OPTIONAL && s.code == 404 =>
+                {
+                    Some(Change::Absent(i))
                 }
                 Err(e) => {
                     metrics
@@ -110,23 +151,36 @@ pub async fn run(client: kube::Client, index: Arc<Index>, metrics: Arc<Metrics>)
         .backoff(WatchBackoff::default())
         .map(|r| r.map(|e| Change::Pod(Box::new(e))))
         .map(stream(2));
-    let nodes = watcher::watcher(Api::<Node>::all(client), config)
+    let nodes = watcher::watcher(Api::<Node>::all(client.clone()), config.clone())
         .backoff(WatchBackoff::default())
         .map(|r| r.map(|e| Change::Node(Box::new(e))))
         .map(stream(3));
+    let routes = |kind: RouteKind, i: usize| {
+        let api = Api::<DynamicObject>::all_with(client.clone(), &route_resource(kind));
+        watcher::watcher(api, config.clone())
+            .backoff(WatchBackoff::default())
+            .map(move |r| r.map(|e| Change::Route(kind, Box::new(e))))
+            .map(stream(i))
+    };
     let mut all = futures_util::stream::select_all([
         services.boxed(),
         slices.boxed(),
         pods.boxed(),
         nodes.boxed(),
+        routes(RouteKind::Http, 4).boxed(),
+        routes(RouteKind::Grpc, 5).boxed(),
     ]);
     let mut relists = Relists {
         services: None,
         slices: None,
         pods: None,
         nodes: None,
-        listed: [false; 4],
+        http_routes: None,
+        grpc_routes: None,
+        listed: [false; 6],
     };
+    let statuses = status_writer(client);
+    let mut reported: HashMap<(RouteKind, Key), Value> = HashMap::new();
     while let Some(first) = all.next().await {
         // Apply whatever else is already waiting in the same pass: one recompute per batch.
         let mut batch: Vec<Change> = first.into_iter().collect();
@@ -142,9 +196,21 @@ pub async fn run(client: kube::Client, index: Arc<Index>, metrics: Arc<Metrics>)
         }
         index.update(|cluster| {
             for change in batch {
-                apply(cluster, &mut relists, change);
+                apply(cluster, &mut relists, change, &default_namespace);
             }
+            cluster.refresh_routes();
         });
+        // Each route's verdict goes back as its status, when it changed.
+        let now = gateway::rfc3339(std::time::SystemTime::now());
+        let current = index.route_statuses(&now);
+        reported.retain(|id, _| current.iter().any(|(i, _)| i == id));
+        for (id, status) in current {
+            let bare = gateway::without_times(&status);
+            if reported.get(&id) != Some(&bare) {
+                reported.insert(id.clone(), bare);
+                let _ = statuses.try_send((id, status));
+            }
+        }
         if relists.listed.iter().all(|l| *l) && !index.is_synced() {
             tracing::info!("kubernetes state listed; serving destinations");
             index.mark_synced();
@@ -152,7 +218,26 @@ pub async fn run(client: kube::Client, index: Arc<Index>, metrics: Arc<Metrics>)
     }
 }
 
-fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change) {
+fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change, default_namespace: &str) {
+    let route = |kind| {
+        move |o: &DynamicObject| {
+            let key = Key::new(
+                o.metadata.namespace.as_deref().unwrap_or("default"),
+                o.metadata.name.as_deref()?,
+            );
+            let meta = gateway::MetaView {
+                generation: o.metadata.generation.unwrap_or(0),
+                created: o
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default(),
+            };
+            let object = gateway::read(kind, &key, &meta, &o.data, default_namespace)?;
+            Some((key, object))
+        }
+    };
     // Indices as in RESOURCES.
     let (resource, listed) = match change {
         Change::Service(e) => (
@@ -181,6 +266,25 @@ fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change) {
             3,
             step(&mut cluster.nodes, &mut r.nodes, *e, NodeRecord::from_k8s),
         ),
+        Change::Route(RouteKind::Http, e) => (
+            4,
+            step(
+                &mut cluster.http_routes,
+                &mut r.http_routes,
+                *e,
+                route(RouteKind::Http),
+            ),
+        ),
+        Change::Route(RouteKind::Grpc, e) => (
+            5,
+            step(
+                &mut cluster.grpc_routes,
+                &mut r.grpc_routes,
+                *e,
+                route(RouteKind::Grpc),
+            ),
+        ),
+        Change::Absent(i) => (i, true),
     };
     if listed {
         r.listed[resource] = true;
@@ -227,4 +331,32 @@ where
             false
         }
     }
+}
+
+/// Writes routes' statuses, one at a time, in the order they were decided; a failed write
+/// is tried twice more, then left to the route's next change.
+fn status_writer(client: kube::Client) -> tokio::sync::mpsc::Sender<((RouteKind, Key), Value)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<((RouteKind, Key), Value)>(1024);
+    tokio::spawn(async move {
+        while let Some(((kind, key), status)) = rx.recv().await {
+            let api = Api::<DynamicObject>::namespaced_with(
+                client.clone(),
+                &key.namespace,
+                &route_resource(kind),
+            );
+            for attempt in 0..3u32 {
+                let patched = api
+                    .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await;
+                match patched {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(route = %key, kind = kind.kind(), error = %e, attempt, "writing a route's status failed");
+                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    }
+                }
+            }
+        }
+    });
+    tx
 }

@@ -1,10 +1,11 @@
 //! `weft control`, the Service Mesh API: watches Kubernetes (Services, EndpointSlices, Pods,
-//! Nodes) once — or, without Kubernetes, a discovery file — and serves every proxy's
+//! Nodes, HTTPRoutes, GRPCRoutes) once — or, without Kubernetes, a discovery file — and serves every proxy's
 //! Destination API streams from that one view; with identity on, it is the mesh's CA too.
 //!
 //! Layout:
 //! - [`cluster`]: the records kept of each Kubernetes object, and endpoint derivation.
-//! - [`kube_watch`]: the four watchers feeding the index.
+//! - [`kube_watch`]: the watchers feeding the index; [`gateway`]: Gateway API routes
+//!   (GAMMA) read into weft's routes, and their status.
 //! - [`index`]: per-service answers that streams follow; [`file_source`]: the same from a
 //!   discovery file.
 //! - [`server`]: the Destination gRPC service.
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod check;
 pub mod cluster;
 pub mod file_source;
+pub mod gateway;
 pub mod identity;
 pub mod index;
 pub mod install;
@@ -161,6 +163,7 @@ pub async fn run(
                 client,
                 Arc::clone(&index),
                 Arc::clone(&metrics),
+                config.default_namespace.clone(),
             )));
             index
         }

@@ -171,13 +171,13 @@ impl RouteRule {
     /// Checks one rule alone (what [`Routes::new`] checks of each).
     pub fn check(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
-            && self.name.len() <= 63
+            && self.name.len() <= 253
             && self
                 .name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok {
-            return Err("a route's name is 1 to 63 letters, digits, '-', '_' or '.'".into());
+            return Err("a route's name is 1 to 253 letters, digits, '-', '_' or '.'".into());
         }
         if self.matches.len() > MAX_MATCHES {
             return Err(format!("at most {MAX_MATCHES} matches"));
