@@ -18,5 +18,6 @@ mod metrics;
 mod mtls;
 mod resilience;
 mod routing;
+mod shift;
 mod tunnel;
 mod websocket;

@@ -47,6 +47,24 @@ pub struct Controls {
     pub failing: std::sync::atomic::AtomicBool,
     /// Delay every answer by this many milliseconds.
     pub latency_ms: std::sync::atomic::AtomicU64,
+    /// Answer this many per thousand requests with 500, spread evenly.
+    pub failing_per_mille: std::sync::atomic::AtomicU64,
+    answered: std::sync::atomic::AtomicU64,
+}
+
+impl Controls {
+    /// Whether this request is one of those that fail on purpose.
+    fn fails(&self) -> bool {
+        if self.failing.load(Ordering::SeqCst) {
+            return true;
+        }
+        let pm = self.failing_per_mille.load(Ordering::SeqCst);
+        if pm == 0 {
+            return false;
+        }
+        let n = self.answered.fetch_add(1, Ordering::SeqCst);
+        (n + 1) * pm / 1000 > n * pm / 1000
+    }
 }
 
 pub struct Backend {
@@ -103,7 +121,7 @@ impl Backend {
                             if delay > 0 {
                                 tokio::time::sleep(Duration::from_millis(delay)).await;
                             }
-                            let rsp = if ctl.failing.load(Ordering::SeqCst) {
+                            let rsp = if ctl.fails() {
                                 failure()
                             } else {
                                 route(addr, req).await
@@ -164,6 +182,13 @@ fn failure() -> Response<ChannelBody> {
 impl Backend {
     pub fn set_failing(&self, failing: bool) {
         self.controls.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Fails `per_mille` of every thousand requests, evenly spread.
+    pub fn set_failing_per_mille(&self, per_mille: u64) {
+        self.controls
+            .failing_per_mille
+            .store(per_mille, Ordering::SeqCst);
     }
 
     pub fn set_latency(&self, ms: u64) {

@@ -27,6 +27,7 @@ pub mod openssl;
 pub mod process;
 pub mod proxy;
 pub mod python;
+pub mod split;
 pub mod webdriver;
 
 use std::time::{Duration, Instant};

@@ -277,15 +277,21 @@ fn rules(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let name = match (&r.name, many) {
-                (Some(n), _) => format!("{}.{n}", key.name),
-                (None, true) => format!("{}.{i}", key.name),
-                (None, false) => key.name.clone(),
-            };
+            let name = rule_name(&key.name, r.name.as_deref(), i, many);
             rule(kind, key, &name, r, backends, default_namespace)
                 .map_err(|e| format!("rule {i}: {e}"))
         })
         .collect()
+}
+
+/// A rule's name as the proxies' metrics show it: the route's name, and the rule's own name
+/// (or its place) when the route has several.
+pub fn rule_name(route: &str, rule: Option<&str>, i: usize, many: bool) -> String {
+    match (rule, many) {
+        (Some(n), _) => format!("{route}.{n}"),
+        (None, true) => format!("{route}.{i}"),
+        (None, false) => route.to_string(),
+    }
 }
 
 fn rule(

@@ -11,6 +11,7 @@
 //! - [`server`]: the Destination gRPC service.
 //! - [`identity`]: the Identity API, its CA and tokens, and the TLS its gRPC is served over.
 //! - [`admin`], [`metrics`]: /live, /ready, /metrics.
+//! - [`route_edit`]: an HTTPRoute's weights changed, for `weft shift`.
 //! - [`install`]: the manifests `weft install` prints; [`check`]: `weft check`.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod index;
 pub mod install;
 pub mod kube_watch;
 pub mod metrics;
+pub mod route_edit;
 pub mod server;
 
 use std::future::Future;

@@ -38,6 +38,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/summary", get(summary))
         .route("/api/services", get(services))
         .route("/api/instances", get(instances))
+        .route("/api/routes", get(routes))
         .route("/metrics", get(own_metrics))
         .with_state(shared)
 }
@@ -187,14 +188,42 @@ async fn services(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let (window, step) = p.spans(shared.interval.as_secs_f64())?;
     let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
-    let rows: Vec<_> = h
-        .keys()
-        .into_iter()
-        .filter_map(|k| match &k {
-            Key::Service(name) if Params::wants(&p.service, name) => {
-                Some(Row::of(json!({ "service": name }), &h, &k, window, step))
-            }
+    let keys = h.keys();
+    // A service with routes is what its callers saw through them; its backends have rows
+    // of their own.
+    let routed: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| match k {
+            Key::Route { service, .. } => Some(service.as_str()),
             _ => None,
+        })
+        .collect();
+    let mut names: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| match k {
+            Key::Service(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    names.extend(routed.iter().copied());
+    let rows: Vec<_> = names
+        .into_iter()
+        .filter(|name| Params::wants(&p.service, name))
+        .map(|name| {
+            if routed.contains(name) {
+                let of_routes =
+                    |k: &Key| matches!(k, Key::Route { service, .. } if service == name);
+                json!({
+                    "service": name,
+                    "routed": true,
+                    "stats": h.stats_of_all(of_routes, window),
+                    "series": h.series_of_all(of_routes, SERIES_SPAN, step),
+                })
+            } else {
+                let key = Key::Service(name.to_string());
+                serde_json::to_value(Row::of(json!({ "service": name }), &h, &key, window, step))
+                    .unwrap_or_default()
+            }
         })
         .collect();
     Ok(Json(json!({ "window_s": window, "services": rows })))
@@ -239,5 +268,78 @@ async fn instances(
         .collect();
     Ok(Json(
         json!({ "window_s": window, "nodes": nodes, "endpoints": endpoints }),
+    ))
+}
+
+/// Each routed service's rules and their backends: what callers saw per rule, and per
+/// backend every attempt sent there (its actual success rate and latency) and its live share
+/// of the rule's attempts; `backends` adds each backend up over the service's rules, the
+/// figures a canary is judged on.
+async fn routes(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<Params>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let window = p.window()?;
+    let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
+    let keys = h.keys();
+    let share = |part: &Stats, all: f64| (all > 0.0).then(|| part.requests / all);
+    let mut rules = Vec::new();
+    let mut services: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for k in &keys {
+        let Key::Route { service, route } = k else {
+            continue;
+        };
+        if !Params::wants(&p.service, service) {
+            continue;
+        }
+        let backends: Vec<(&str, Stats)> = keys
+            .iter()
+            .filter_map(|b| match b {
+                Key::Backend {
+                    service: s,
+                    route: r,
+                    backend,
+                } if s == service && r == route => Some((backend.as_str(), h.stats(b, window))),
+                _ => None,
+            })
+            .collect();
+        let attempts: f64 = backends.iter().map(|(_, s)| s.requests).sum();
+        let entry = services.entry(service.as_str()).or_default();
+        entry.extend(backends.iter().map(|(b, _)| *b));
+        rules.push(json!({
+            "service": service,
+            "route": route,
+            "stats": h.stats(k, window),
+            "backends": backends.iter().map(|(b, s)| json!({
+                "backend": b,
+                "share": share(s, attempts),
+                "stats": s,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let mut backends = Vec::new();
+    for (service, mut names) in services {
+        names.sort_unstable();
+        names.dedup();
+        let of = |name: &str| {
+            let name = name.to_string();
+            h.stats_of_all(
+                |k| matches!(k, Key::Backend { service: s, backend, .. } if s == service && *backend == name),
+                window,
+            )
+        };
+        let all: Vec<(&str, Stats)> = names.iter().map(|n| (*n, of(n))).collect();
+        let attempts: f64 = all.iter().map(|(_, s)| s.requests).sum();
+        for (name, s) in all {
+            backends.push(json!({
+                "service": service,
+                "backend": name,
+                "share": share(&s, attempts),
+                "stats": s,
+            }));
+        }
+    }
+    Ok(Json(
+        json!({ "window_s": window, "routes": rules, "backends": backends }),
     ))
 }

@@ -20,7 +20,21 @@ pub enum Key {
     Cluster,
     Service(String),
     Node(String),
-    Endpoint { service: String, endpoint: String },
+    Endpoint {
+        service: String,
+        endpoint: String,
+    },
+    /// What callers of a service saw per rule of its routes.
+    Route {
+        service: String,
+        route: String,
+    },
+    /// Every attempt a rule sent to one of its backends (requests count attempts).
+    Backend {
+        service: String,
+        route: String,
+        backend: String,
+    },
 }
 
 /// Counts over one interval. `buckets[i]` is cumulative: responses at or under bound `i`
@@ -310,6 +324,7 @@ impl History {
         let first = self.last.get(&scrape.target).is_none_or(HashMap::is_empty);
         let last = self.last.entry(scrape.target.clone()).or_default();
         for s in &scrape.samples {
+            let routes = is_route_sample(&s.name);
             let direction = s.label(label::DIRECTION).unwrap_or("");
             if direction == Direction::Inbound.as_str()
                 && s.name == sample::REQUESTS
@@ -320,7 +335,7 @@ impl History {
                 }
             }
             let from_peers = s.name == sample::INBOUND_PEER_REQUESTS;
-            if direction != Direction::Outbound.as_str() && !from_peers {
+            if direction != Direction::Outbound.as_str() && !from_peers && !routes {
                 continue;
             }
             let id = raw_id(s);
@@ -332,6 +347,12 @@ impl History {
                 None => s.value,    // a series born since the last scrape
             };
             if delta == 0.0 {
+                continue;
+            }
+            if routes {
+                if let Some((key, c)) = route_counts(s, delta) {
+                    out.entry(key).or_default().add(&c);
+                }
                 continue;
             }
             let mut c = Counts::default();
@@ -401,6 +422,34 @@ impl History {
         k
     }
 
+    /// Figures over the last `window` seconds, of every key `keep` takes, added up.
+    pub fn stats_of_all(&self, keep: impl Fn(&Key) -> bool, window: f64) -> Stats {
+        let Some(now) = self.last_t else {
+            return stats_of(&Counts::default(), 0.0);
+        };
+        let mut total = Counts::default();
+        let mut seconds: f64 = 0.0;
+        for (_, ring) in self.series.iter().filter(|(k, _)| keep(k)) {
+            let mut secs = 0.0;
+            for p in ring.iter().rev().take_while(|p| p.t > now - window - 1e-6) {
+                total.add(&p.counts);
+                secs += p.dt;
+            }
+            seconds = seconds.max(secs);
+        }
+        // Keys that had no traffic lately have no points: the window is the cluster's.
+        if let Some(ring) = self.series.get(&Key::Cluster) {
+            let secs: f64 = ring
+                .iter()
+                .rev()
+                .take_while(|p| p.t > now - window - 1e-6)
+                .map(|p| p.dt)
+                .sum();
+            seconds = seconds.max(secs);
+        }
+        stats_of(&total, seconds)
+    }
+
     /// Figures over the last `window` seconds.
     pub fn stats(&self, key: &Key, window: f64) -> Stats {
         let Some(now) = self.last_t else {
@@ -415,6 +464,45 @@ impl History {
             }
         }
         stats_of(&total, seconds)
+    }
+
+    /// Points of `step` seconds over the last `span` seconds, oldest first, of every key
+    /// `keep` takes, added up; each bin's time is the cluster's, so a quiet key reads 0.
+    pub fn series_of_all(
+        &self,
+        keep: impl Fn(&Key) -> bool,
+        span: f64,
+        step: f64,
+    ) -> Vec<SeriesPoint> {
+        let (Some(now), Some(cluster)) = (self.last_t, self.series.get(&Key::Cluster)) else {
+            return Vec::new();
+        };
+        let step = step.max(1.0);
+        let start = now - span;
+        // Bins by their end, in milliseconds: (counts, seconds).
+        let mut bins: std::collections::BTreeMap<i64, (Counts, f64)> = Default::default();
+        let at = |t: f64| (bin_end(now, t, step) * 1000.0).round() as i64;
+        for p in cluster.iter().filter(|p| p.t > start) {
+            bins.entry(at(p.t)).or_default().1 += p.dt;
+        }
+        for (_, ring) in self.series.iter().filter(|(k, _)| keep(k)) {
+            for p in ring.iter().filter(|p| p.t > start) {
+                bins.entry(at(p.t)).or_default().0.add(&p.counts);
+            }
+        }
+        bins.into_iter()
+            .map(|(t, (c, secs))| {
+                let s = stats_of(&c, secs);
+                SeriesPoint {
+                    t: t as f64 / 1000.0,
+                    rps: s.rps,
+                    success_rate: s.success_rate,
+                    p50_ms: s.p50_ms,
+                    p95_ms: s.p95_ms,
+                    p99_ms: s.p99_ms,
+                }
+            })
+            .collect()
     }
 
     /// Points of `step` seconds over the last `span` seconds, oldest first.
@@ -449,6 +537,78 @@ impl History {
             })
             .collect()
     }
+}
+
+fn is_route_sample(name: &str) -> bool {
+    matches!(
+        name,
+        sample::ROUTE_REQUESTS
+            | sample::ROUTE_RESPONSES
+            | sample::ROUTE_LATENCY_BUCKET
+            | sample::ROUTE_BACKEND_ATTEMPTS
+            | sample::ROUTE_BACKEND_LATENCY_BUCKET
+    )
+}
+
+/// A route family's sample as counts of its rule or of one of its backends. These keys are
+/// views of their own: the cluster's, services' and endpoints' figures come from the
+/// request families alone, so nothing is counted twice.
+fn route_counts(s: &weft_metrics::parse::Sample, delta: f64) -> Option<(Key, Counts)> {
+    let service = s.label(label::SERVICE)?.to_string();
+    let route = s.label(label::ROUTE)?.to_string();
+    let success = s.label(label::CLASSIFICATION) == Some(Classification::Success.as_str());
+    let mut c = Counts::default();
+    let bucket = |c: &mut Counts| -> Option<()> {
+        let i = s.label(label::LE).and_then(bucket_index)?;
+        c.buckets = vec![0.0; LATENCY_BUCKETS.len() + 1];
+        c.buckets[i] = delta;
+        Some(())
+    };
+    let backend = match s.name.as_str() {
+        sample::ROUTE_REQUESTS => {
+            c.requests = delta;
+            None
+        }
+        sample::ROUTE_RESPONSES => {
+            if success {
+                c.success = delta;
+            } else {
+                c.failure = delta;
+            }
+            None
+        }
+        sample::ROUTE_LATENCY_BUCKET => {
+            bucket(&mut c)?;
+            None
+        }
+        sample::ROUTE_BACKEND_ATTEMPTS => {
+            c.requests = delta;
+            if success {
+                c.success = delta;
+            } else {
+                c.failure = delta;
+            }
+            s.label(label::BACKEND)
+        }
+        _ => {
+            bucket(&mut c)?;
+            s.label(label::BACKEND)
+        }
+    };
+    let key = match backend {
+        None => Key::Route { service, route },
+        Some(b) => Key::Backend {
+            service,
+            route,
+            backend: b.to_string(),
+        },
+    };
+    Some((key, c))
+}
+
+/// The bin a point at `t` falls in: bins of `step` seconds ending at `now`.
+fn bin_end(now: f64, t: f64, step: f64) -> f64 {
+    now - ((now - t) / step).floor() * step
 }
 
 /// A series' identity; labels sorted, since sources (Prometheus' JSON) do not fix their order.

@@ -56,6 +56,16 @@ pub struct DemoConfig {
     pub retries: bool,
     /// Whether the hop between proxies is plaintext (mutual TLS otherwise, the default).
     pub plaintext: bool,
+    /// A second version of world, `world-v2`, one instance per node: then `world` is split
+    /// between `world-v1` (its first instances) and `world-v2` by a route, all to v1 at
+    /// first, for `weft shift` to move.
+    pub world_v2: Option<WorldV2>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WorldV2 {
+    pub failure_rate: f64,
+    pub latency: Duration,
 }
 
 /// `--world-latency 50ms` (every world instance) or `node-2=50ms` (those on node 2).
@@ -97,6 +107,7 @@ struct Node {
     proxy: ProxyHandle,
     hello: Vec<SocketAddr>,
     world: Vec<SocketAddr>,
+    world_v2: Vec<SocketAddr>,
 }
 
 fn port_plus(port: u16, i: usize) -> u16 {
@@ -190,8 +201,22 @@ async fn run_in(
             name: name.clone(),
             hello: Vec::new(),
             world: Vec::new(),
+            world_v2: Vec::new(),
             proxy,
         };
+        if let Some(v2) = &config.world_v2 {
+            let port = port_plus(config.world_port, config.world_instances);
+            let l = bind(format!("{name} world-v2"), SocketAddr::new(*ip, port)).await?;
+            node.world_v2.push(l.local_addr()?);
+            let app = AppConfig {
+                text: "world v2".into(),
+                target: None,
+                proxy: None,
+                latency: v2.latency,
+                failure_rate: v2.failure_rate,
+            };
+            tokio::spawn(app::serve(l, app, stop.clone()));
+        }
         for j in 0..config.world_instances {
             let addr = SocketAddr::new(*ip, port_plus(config.world_port, j));
             let l = bind(format!("{name} world"), addr).await?;
@@ -270,7 +295,7 @@ async fn run_in(
         stop.clone(),
     ));
 
-    println!("{}", banner(config, &nodes, dashboard.addr));
+    println!("{}", banner(config, &nodes, dashboard.addr, discovery));
 
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await;
@@ -300,6 +325,9 @@ fn write_discovery(
 ) -> Result<(), std::io::Error> {
     let mut out =
         String::from("# Written by `weft demo`: each app instance and the proxy on its node.\n");
+    let split = config.world_v2.is_some();
+    // With world-v2, world's instances are world-v1's, and world is split between them.
+    let v1 = if split { "world-v1" } else { "world" };
     for (service, pick, port) in [
         ("hello", 0, config.hello_port),
         ("world", 1, config.world_port),
@@ -308,27 +336,65 @@ fn write_discovery(
         // own port; with ephemeral ports each instance has its own, so any port goes.
         if port != 0 {
             let _ = writeln!(out, "[services.{service}]\nports = [80, {port}]\n");
+        } else {
+            let _ = writeln!(out, "[services.{service}]\n");
         }
-        for n in nodes {
-            // world speaks HTTP/2 too (its gRPC), so its node's proxy delivers to it in that.
-            let (addrs, labels, protocol) = if pick == 0 {
-                (&n.hello, "app = \"hello\"", "http1")
-            } else {
-                (&n.world, "app = \"world\", version = \"v1\"", "http2")
-            };
-            // The `node` label names the node whose proxy's identity the peers expect.
-            for a in addrs {
-                let _ = writeln!(
-                    out,
-                    "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nprotocol = \"{protocol}\"\nlabels = {{ {labels}, node = \"{}\" }}\n",
-                    n.proxy.inbound, n.name
-                );
-            }
+        if pick == 0 {
+            endpoints(
+                &mut out,
+                "hello",
+                nodes,
+                |n| &n.hello,
+                "app = \"hello\"",
+                "http1",
+            );
+            continue;
         }
+        if split {
+            let _ = writeln!(
+                out,
+                "[[services.world.routes]]\nname = \"split\"\nbackends = [{{ service = \"world-v1\", weight = 100 }}, {{ service = \"world-v2\", weight = 0 }}]\n"
+            );
+            let _ = writeln!(out, "[services.world-v2]\n");
+            let labels = "app = \"world\", version = \"v2\"";
+            endpoints(
+                &mut out,
+                "world-v2",
+                nodes,
+                |n| &n.world_v2,
+                labels,
+                "http2",
+            );
+            let _ = writeln!(out, "[services.world-v1]\n");
+        }
+        // world speaks HTTP/2 too (its gRPC), so its node's proxy delivers to it in that.
+        let labels = "app = \"world\", version = \"v1\"";
+        endpoints(&mut out, v1, nodes, |n| &n.world, labels, "http2");
     }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, out)?;
     std::fs::rename(&tmp, path)
+}
+
+/// One service's endpoints, each with the proxy on its node. The `node` label names the
+/// node whose proxy's identity the peers expect.
+fn endpoints(
+    out: &mut String,
+    service: &str,
+    nodes: &[Node],
+    addrs: impl Fn(&Node) -> &Vec<SocketAddr>,
+    labels: &str,
+    protocol: &str,
+) {
+    for n in nodes {
+        for a in addrs(n) {
+            let _ = writeln!(
+                out,
+                "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nprotocol = \"{protocol}\"\nlabels = {{ {labels}, node = \"{}\" }}\n",
+                n.proxy.inbound, n.name
+            );
+        }
+    }
 }
 
 /// Waits (up to 5 s) until a proxy's admin API lists both demo services.
@@ -346,7 +412,12 @@ async fn wait_for_services(admin: SocketAddr) {
     tracing::warn!(%admin, "proxy did not list the demo services in time");
 }
 
-fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String {
+fn banner(
+    config: &DemoConfig,
+    nodes: &[Node],
+    dashboard: SocketAddr,
+    discovery: &std::path::Path,
+) -> String {
     let mut b = String::new();
     let _ = writeln!(
         b,
@@ -364,6 +435,7 @@ fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String 
             .iter()
             .map(|a| format!("hello {a}"))
             .chain(n.world.iter().map(|a| format!("world {a}")))
+            .chain(n.world_v2.iter().map(|a| format!("world-v2 {a}")))
             .collect();
         let _ = writeln!(
             b,
@@ -419,6 +491,13 @@ fn banner(config: &DemoConfig, nodes: &[Node], dashboard: SocketAddr) -> String 
         "  weft greet world:{world_port} --proxy {first}   # a gRPC call to world, the same way"
     );
     let _ = writeln!(b, "  weft stat --dashboard http://{dashboard}");
+    if config.world_v2.is_some() {
+        let _ = writeln!(
+            b,
+            "  weft shift world --to world-v2 --discovery-file {} --dashboard http://{dashboard}   # a canary rollout, judged by the mesh",
+            discovery.display()
+        );
+    }
     let _ = writeln!(b, "\nCtrl-C stops everything.");
     b
 }

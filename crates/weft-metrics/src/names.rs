@@ -39,6 +39,7 @@ pub mod sample {
     pub const IDENTITY_INFO: &str = "weft_identity_info";
     pub const ROUTE_REQUESTS: &str = "weft_route_requests_total";
     pub const ROUTE_RESPONSES: &str = "weft_route_responses_total";
+    pub const ROUTE_LATENCY_BUCKET: &str = "weft_route_response_latency_seconds_bucket";
     pub const ROUTE_BACKEND_ATTEMPTS: &str = "weft_route_backend_attempts_total";
     pub const ROUTE_BACKEND_LATENCY_BUCKET: &str = "weft_route_backend_latency_seconds_bucket";
 }

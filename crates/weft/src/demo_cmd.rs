@@ -57,6 +57,16 @@ pub struct DemoArgs {
     /// Plaintext between the nodes' proxies instead of mutual TLS.
     #[arg(long)]
     plaintext: bool,
+    /// A second version of world, world-v2 (one instance per node), and world split between
+    /// world-v1 and world-v2 by a route, all to v1 at first: for `weft shift`.
+    #[arg(long)]
+    world_v2: bool,
+    /// Fraction of world-v2's answers that fail with 500, from 0 to 1.
+    #[arg(long, default_value_t = 0.0, requires = "world_v2")]
+    world_v2_failure_rate: f64,
+    /// Added latency of world-v2's every answer.
+    #[arg(long, default_value = "0s", value_parser = duration::parse, requires = "world_v2")]
+    world_v2_latency: Duration,
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -64,6 +74,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.world_failure_rate),
         "--world-failure-rate must be between 0 and 1"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.world_v2_failure_rate),
+        "--world-v2-failure-rate must be between 0 and 1"
     );
     let mut ips = args.node_ips.clone();
     if ips.is_empty() {
@@ -94,6 +108,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         world_latency: args.world_latency,
         retries: args.retries,
         plaintext: args.plaintext,
+        world_v2: args.world_v2.then_some(weft_demo::demo::WorldV2 {
+            failure_rate: args.world_v2_failure_rate,
+            latency: args.world_v2_latency,
+        }),
     };
     run_until_signal(
         |stop| async move { weft_demo::demo::run(config, stop).await.map_err(Into::into) },

@@ -7,6 +7,7 @@ mod dashboard_identity;
 mod demo_cmd;
 mod identity_cmd;
 mod install_cmd;
+mod shift;
 mod stat_cmd;
 
 use std::process::ExitCode;
@@ -45,8 +46,11 @@ enum Command {
     Identity(identity_cmd::IdentityArgs),
     /// Print the Kubernetes manifests that install the mesh (pipe to `kubectl apply -f -`).
     Install(install_cmd::InstallArgs),
-    /// Show success rate, request volume and latency per service or instance.
+    /// Show success rate, request volume and latency per service, instance or route.
     Stat(stat_cmd::StatArgs),
+    /// Move a service's traffic to a new backend step by step (a canary rollout), judged
+    /// by the mesh's own figures; rolled back at once if it fails.
+    Shift(shift::ShiftArgs),
     /// The demo app: answers "Hello (IP) world (IP)!!" by calling its target.
     HelloWorld(demo_cmd::HelloWorldArgs),
     /// A gRPC call to the demo's world through a proxy, as a gRPC app with http_proxy makes
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Identity(args) => identity_cmd::run(args),
         Command::Install(args) => install_cmd::run(args),
         Command::Stat(args) => stat_cmd::stat(args),
+        Command::Shift(args) => shift::run(args),
         Command::HelloWorld(args) => demo_cmd::hello_world(args),
         Command::Greet(args) => demo_cmd::greet(args),
     };

@@ -8,10 +8,13 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 use weft_core::ports;
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum By {
     Service,
     Instance,
+    /// Each routed service's rules and backends: live share, and each backend's own
+    /// success rate and latency over every attempt sent to it.
+    Route,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,23 +52,64 @@ pub fn stat(args: StatArgs) -> anyhow::Result<()> {
     let path = match args.by {
         By::Service => "services",
         By::Instance => "instances",
+        By::Route => "routes",
     };
-    let url = format!("{base}/api/{path}?window={window}{service}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = runtime
-        .block_on(weft_dashboard::fetch::get(&url, Duration::from_secs(5)))
-        .with_context(|| {
-            format!("asking the dashboard at {base} (is `weft demo` or `weft dashboard` running?)")
-        })?;
-    let v: Value = serde_json::from_slice(&body).context("the dashboard's answer is not JSON")?;
+    let ask = |path: &str| -> anyhow::Result<Value> {
+        let url = format!("{base}/api/{path}?window={window}{service}");
+        let body = runtime
+            .block_on(weft_dashboard::fetch::get(&url, Duration::from_secs(5)))
+            .with_context(|| {
+                format!(
+                    "asking the dashboard at {base} (is `weft demo` or `weft dashboard` running?)"
+                )
+            })?;
+        serde_json::from_slice(&body).context("the dashboard's answer is not JSON")
+    };
+    let v = ask(path)?;
     let rows = rows(&v, args.by);
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&Value::Array(rows))?),
-        Output::Table => print!("{}", table(&rows, args.by)),
+        Output::Table => {
+            print!("{}", table(&rows, args.by));
+            // Below the services, the splits between their backends, when there are any.
+            if args.by == By::Service {
+                let splits = rows_of_routes(&ask("routes")?);
+                if !splits.is_empty() {
+                    println!();
+                    print!("{}", table(&splits, By::Route));
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// One row per backend of each rule: the rule's name, the backend, its live share.
+fn rows_of_routes(v: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in v["routes"].as_array().into_iter().flatten() {
+        for b in r["backends"].as_array().into_iter().flatten() {
+            let s = &b["stats"];
+            out.push(serde_json::json!({
+                "name": format!("{}/{}", r["service"].as_str().unwrap_or(""), r["route"].as_str().unwrap_or("")),
+                "kind": "backend",
+                "service": r["service"],
+                "route": r["route"],
+                "backend": b["backend"],
+                "share": b["share"],
+                "success_rate": s["success_rate"],
+                "rps": s["rps"],
+                "latency_p50_ms": s["p50_ms"],
+                "latency_p95_ms": s["p95_ms"],
+                "latency_p99_ms": s["p99_ms"],
+                "attempts": s["requests"],
+            }));
+        }
+    }
+    out
 }
 
 /// Flattens the API's answer into one JSON object per row, with the window's figures.
@@ -88,6 +132,7 @@ fn rows(v: &Value, by: By) -> Vec<Value> {
         out.push(row);
     };
     match by {
+        By::Route => return rows_of_routes(v),
         By::Service => {
             for s in v["services"].as_array().into_iter().flatten() {
                 push(s["service"].clone(), "service", &s["stats"], Value::Null);
@@ -116,10 +161,39 @@ fn ms(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |f| format!("{f:.0}ms"))
 }
 
+fn rps(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |f| format!("{f:.1}rps"))
+}
+
 fn table(rows: &[Value], by: By) -> String {
     let first = match by {
         By::Service => "SERVICE",
         By::Instance => "INSTANCE",
+        By::Route => {
+            let mut lines = vec![[
+                "ROUTE",
+                "BACKEND",
+                "SHARE",
+                "SUCCESS",
+                "RPS",
+                "LATENCY_P50",
+                "LATENCY_P99",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for r in rows {
+                lines.push(vec![
+                    r["name"].as_str().unwrap_or("").to_string(),
+                    r["backend"].as_str().unwrap_or("").to_string(),
+                    pct(&r["share"]),
+                    pct(&r["success_rate"]),
+                    rps(&r["rps"]),
+                    ms(&r["latency_p50_ms"]),
+                    ms(&r["latency_p99_ms"]),
+                ]);
+            }
+            return render(lines);
+        }
     };
     let mut lines = vec![vec![
         first.to_string(),
@@ -140,15 +214,19 @@ fn table(rows: &[Value], by: By) -> String {
         lines.push(vec![
             name,
             pct(&r["success_rate"]),
-            r["rps"]
-                .as_f64()
-                .map_or("-".into(), |f| format!("{f:.1}rps")),
+            rps(&r["rps"]),
             ms(&r["latency_p50_ms"]),
             ms(&r["latency_p95_ms"]),
             ms(&r["latency_p99_ms"]),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    render(lines)
+}
+
+/// Columns padded to their widest cell.
+fn render(lines: Vec<Vec<String>>) -> String {
+    let columns = lines.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -178,3 +178,70 @@ fn what_left_is_forgotten_once_past_the_history_kept() {
     h.ingest(10.0, &[]);
     assert!(h.last.is_empty());
 }
+
+fn route_scrape(target: &str, v1_ok: f64, v2_ok: f64, v2_failed: f64) -> Scrape {
+    let attempts = |backend, class, v| {
+        sample(
+            "weft_route_backend_attempts_total",
+            &[
+                ("service", "world"),
+                ("route", "split"),
+                ("backend", backend),
+                ("classification", class),
+            ],
+            v,
+        )
+    };
+    let rule = [("service", "world"), ("route", "split")];
+    let mut ok = rule.to_vec();
+    ok.push(("classification", "success"));
+    Scrape {
+        target: target.into(),
+        node: Some(target.into()),
+        identity: None,
+        up: true,
+        at: None,
+        samples: vec![
+            attempts("world-v1", "success", v1_ok),
+            attempts("world-v2", "success", v2_ok),
+            attempts("world-v2", "failure", v2_failed),
+            sample("weft_route_requests_total", &rule, v1_ok + v2_ok),
+            sample("weft_route_responses_total", &ok, v1_ok + v2_ok),
+        ],
+    }
+}
+
+#[test]
+fn routes_and_backends_add_up_over_proxies_and_stay_out_of_the_cluster_total() {
+    let mut h = History::new(100);
+    h.ingest(
+        0.0,
+        &[
+            route_scrape("p1", 0.0, 0.0, 0.0),
+            route_scrape("p2", 0.0, 0.0, 0.0),
+        ],
+    );
+    h.ingest(
+        10.0,
+        &[
+            route_scrape("p1", 90.0, 9.0, 1.0),
+            route_scrape("p2", 90.0, 9.0, 1.0),
+        ],
+    );
+    let v2 = h.stats_of_all(
+        |k| matches!(k, Key::Backend { backend, .. } if backend == "world-v2"),
+        60.0,
+    );
+    assert_eq!(v2.requests, 20.0);
+    assert_eq!(v2.success_rate, Some(0.9));
+    let rule = h.stats(
+        &Key::Route {
+            service: "world".into(),
+            route: "split".into(),
+        },
+        60.0,
+    );
+    assert_eq!(rule.requests, 198.0);
+    assert_eq!(rule.success_rate, Some(1.0));
+    assert_eq!(h.stats(&Key::Cluster, 60.0).requests, 0.0);
+}

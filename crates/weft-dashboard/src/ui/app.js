@@ -238,22 +238,41 @@ function renderInstances(instances) {
   drawChart($("instance-latency-chart"), rows.map((r, i) => ({ name: r.name, color: color(i), points: seriesOf(r.series, p => p.p95_ms) })), {});
 }
 
+function renderSplits(routes) {
+  const body = $("splits-table").querySelector("tbody");
+  body.innerHTML = "";
+  for (const r of routes.routes) {
+    for (const b of r.backends) {
+      const tr = document.createElement("tr");
+      tr.dataset.service = r.service;
+      tr.dataset.backend = b.backend;
+      cells(tr, [[r.service], [r.route], [b.backend], [fmtPct(b.share), "share"],
+        [fmtPct(b.stats.success_rate), "success-rate " + rateClass(b.stats.success_rate)], [fmtRps(b.stats.rps), "rps"],
+        [fmtMs(b.stats.p50_ms)], [fmtMs(b.stats.p99_ms), "p99"]]);
+      body.appendChild(tr);
+    }
+  }
+  $("traffic-splits").hidden = routes.routes.length === 0;
+}
+
 async function refresh() {
   const q = "window=" + state.window;
   const sq = state.service ? "&service=" + encodeURIComponent(state.service) : "";
   const iq = state.instance ? "&instance=" + encodeURIComponent(state.instance) : "";
   try {
-    const [summary, allServices, allInstances, instances] = await Promise.all([
+    const [summary, allServices, allInstances, instances, routes] = await Promise.all([
       getJSON("/api/summary?" + q),
       getJSON("/api/services?" + q),
       getJSON("/api/instances?" + q),
       getJSON("/api/instances?" + q + sq + iq),
+      getJSON("/api/routes?" + q + sq),
     ]);
     setOptions($("service-select"), allServices.services.map(s => s.service), state.service);
     setOptions($("instance-select"), [...allInstances.nodes.map(n => n.node), ...allInstances.endpoints.filter(e => !state.service || e.service === state.service).map(e => e.endpoint)], state.instance);
     renderTop(summary, allServices, allInstances);
     renderServices(allServices);
     renderInstances(instances);
+    renderSplits(routes);
     const st = $("status");
     st.textContent = "live · updated " + new Date().toTimeString().slice(0, 8);
     st.className = "status";
