@@ -63,7 +63,7 @@ async fn the_dashboard_shows_every_section_service_and_instance_and_its_selector
     let page = browser
         .eval(
             "return {
-                headings: Array.from(document.querySelectorAll('section h2')).map(h => h.firstChild.textContent.trim()),
+                headings: Array.from(document.querySelectorAll('section:not([hidden]) h2')).map(h => h.firstChild.textContent.trim()),
                 services: Array.from(document.querySelectorAll('#services .service')).map(s => s.dataset.service),
                 nodes: Array.from(document.querySelectorAll('#nodes-table tbody tr')).map(r => r.dataset.instance),
                 endpoints: Array.from(document.querySelectorAll('#endpoints-table tbody tr')).map(r => r.dataset.instance),
@@ -449,4 +449,95 @@ async fn fake_proxy(body: impl Fn(u64) -> String + Send + Sync + 'static) -> std
         }
     });
     addr
+}
+
+/// The demo's canary, shifted as its banner says, while the dashboard's splits table and
+/// `weft stat` follow the share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_canary_is_shifted_as_its_banner_says_and_the_split_shows() {
+    let demo = Demo::start(
+        17,
+        &["--rps", "40", "--scrape-interval", "1s", "--world-v2"],
+    )
+    .await;
+    let line = demo
+        .banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("weft shift world --to world-v2"))
+        .unwrap_or_else(|| panic!("no shift line in the banner:\n{}", demo.banner));
+    let args: Vec<&str> = line
+        .split('#')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/", demo.dashboard)).await;
+    let v1_first = browser
+        .wait_for(
+            "the split shown, all to world-v1",
+            "const rows = Array.from(document.querySelectorAll('#splits-table tbody tr'));
+             const v1 = rows.find(r => r.dataset.backend === 'world-v1');
+             if (document.getElementById('traffic-splits').hidden || !v1) return null;
+             const share = v1.querySelector('.share').textContent;
+             return share === '100%' ? share : null;",
+        )
+        .await;
+    assert_eq!(v1_first, "100%");
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(weft_tests::proxy::weft_bin())
+            .args(&args)
+            .args(["--steps", "50", "--interval", "3s", "--judge-every", "1s"])
+            .args(["--window", "5s", "--min-requests", "20"])
+            // What this checks is the banner and the split's display; latency judgement on a
+            // loaded two-core machine is the shift tests' business.
+            .args(["--max-p99-ratio", "20"])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("promoted"), "{text}");
+    // The split's live share moves to world-v2 on the page (over its one-minute window) …
+    browser
+        .wait_for(
+            "world-v2's share grows on the page",
+            "const v2 = Array.from(document.querySelectorAll('#splits-table tbody tr')).find(r => r.dataset.backend === 'world-v2');
+             return v2 && parseFloat(v2.querySelector('.share').textContent) >= 25 ? true : null;",
+        )
+        .await;
+    // … and in `weft stat`, below the services, over its last five seconds.
+    let dashboard = format!("http://{}", demo.dashboard);
+    let row = weft_tests::eventually(
+        "weft stat shows world-v2 with the traffic",
+        Duration::from_secs(30),
+        || async {
+            let stat = tokio::process::Command::new(weft_tests::proxy::weft_bin())
+                .args(["stat", "--window", "5s", "--dashboard", &dashboard])
+                .output()
+                .await
+                .ok()?;
+            let table = String::from_utf8_lossy(&stat.stdout).into_owned();
+            let v2_row = table
+                .lines()
+                .find(|l| l.starts_with("world/split") && l.contains("world-v2"))?
+                .to_string();
+            let share: f64 = v2_row
+                .split_whitespace()
+                .nth(2)?
+                .trim_end_matches('%')
+                .parse()
+                .ok()?;
+            (share >= 90.0).then_some(table)
+        },
+    )
+    .await;
+    println!("{row}");
+    browser
+        .screenshot(&artifacts_dir().join("dashboard-splits.png"))
+        .await;
 }

@@ -438,32 +438,36 @@ impl History {
             seconds = seconds.max(secs);
         }
         // Keys that had no traffic lately have no points: the window is the cluster's.
-        if let Some(ring) = self.series.get(&Key::Cluster) {
-            let secs: f64 = ring
-                .iter()
-                .rev()
-                .take_while(|p| p.t > now - window - 1e-6)
-                .map(|p| p.dt)
-                .sum();
-            seconds = seconds.max(secs);
-        }
-        stats_of(&total, seconds)
+        stats_of(&total, seconds.max(self.covered(now, window)))
     }
 
-    /// Figures over the last `window` seconds.
+    /// Figures over the last `window` seconds. A rate is over the time the window covers,
+    /// not only the rounds this key had traffic in: a quiet stretch lowers it.
     pub fn stats(&self, key: &Key, window: f64) -> Stats {
         let Some(now) = self.last_t else {
             return stats_of(&Counts::default(), 0.0);
         };
         let mut total = Counts::default();
-        let mut seconds = 0.0;
+        let mut seconds: f64 = 0.0;
         if let Some(ring) = self.series.get(key) {
             for p in ring.iter().rev().take_while(|p| p.t > now - window - 1e-6) {
                 total.add(&p.counts);
                 seconds += p.dt;
             }
         }
-        stats_of(&total, seconds)
+        stats_of(&total, seconds.max(self.covered(now, window)))
+    }
+
+    /// The time the rounds within the last `window` seconds cover (the cluster's ring has
+    /// a point every round).
+    fn covered(&self, now: f64, window: f64) -> f64 {
+        self.series.get(&Key::Cluster).map_or(0.0, |ring| {
+            ring.iter()
+                .rev()
+                .take_while(|p| p.t > now - window - 1e-6)
+                .map(|p| p.dt)
+                .sum()
+        })
     }
 
     /// Points of `step` seconds over the last `span` seconds, oldest first, of every key
