@@ -238,15 +238,25 @@ def wait_ready(admin_port, timeout=60):
     raise RuntimeError(f"the proxy on admin port {admin_port} never became ready")
 
 
-def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None):
+def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None, routed=False):
     """The weft proxies of one configuration (one hop, mesh, mesh over mutual TLS); `wrap`
-    turns each proxy's command line into what runs (pinned, under callgrind). Returns the
-    proxies, any helper processes (the control plane) and the outbound port."""
+    turns each proxy's command line into what runs (pinned, under callgrind). With `routed`,
+    `bench` is split 90/10 between two services (both the one backend) by a route that
+    matches on method and path. Returns the proxies, any helper processes (the control
+    plane) and the outbound port."""
     disc = os.path.join(tmp, "discovery.toml")
     inbound_b = free_port()
     node = f'node = "127.0.0.1:{inbound_b}"\nlabels = {{ node = "node-b" }}\n' if mesh else ""
     with open(disc, "w") as f:
-        f.write(f'[[services.bench.endpoints]]\naddr = "127.0.0.1:{backend}"\n{node}')
+        if routed:
+            f.write('[[services.bench.routes]]\nname = "split"\n'
+                    'matches = [{ path = { prefix = "/" }, method = "GET" }]\n'
+                    'backends = [{ service = "bench-v1", weight = 90 }, '
+                    '{ service = "bench-v2", weight = 10 }]\n\n')
+            for svc in ("bench-v1", "bench-v2"):
+                f.write(f'[[services.{svc}.endpoints]]\naddr = "127.0.0.1:{backend}"\n{node}\n')
+        else:
+            f.write(f'[[services.bench.endpoints]]\naddr = "127.0.0.1:{backend}"\n{node}')
     env = dict(os.environ, WEFT_LOG="warn")
     # Retries off: the backend never fails, and the others do not retry either.
     cfg = os.path.join(tmp, "weft.toml")

@@ -56,6 +56,7 @@ def run(tmp, backend, config, n, h2):
         env = dict(os.environ, WEFT_LOG="warn")
         procs, helpers, port = bench.weft_mesh(
             sub, backend, mesh=config.startswith("weft mesh"), mtls=(config == "weft mesh mtls"),
+            routed=(config == "weft mesh routed"),
             wrap=lambda i, argv: under_callgrind(outs[i], argv),
             popen=lambda argv: subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL))
         outs = outs[:len(procs)]
@@ -78,7 +79,7 @@ def main():
     bp = bench.start_backend(tmp, backend)
     rows = []
     try:
-        for config in ["haproxy", "weft 1 hop", "weft mesh", "weft mesh mtls"]:
+        for config in ["haproxy", "weft 1 hop", "weft mesh", "weft mesh routed", "weft mesh mtls"]:
             for h2 in (False, True):
                 few = run(tmp, backend, config, FEW, h2)
                 many = run(tmp, backend, config, MANY, h2)
@@ -101,7 +102,13 @@ def main():
               "between the two proxies) costs "
               + ", ".join(f"{per / plain[proto]:.2f} × ({proto})" for config, proto, per in rows
                           if config == "weft mesh mtls")
-              + " the plaintext mesh path's instructions per request."]
+              + " the plaintext mesh path's instructions per request.",
+              "",
+              "A request that matches a route (a rule on method and path prefix, and a backend "
+              "drawn by weight, 90/10) costs "
+              + ", ".join(f"{per - plain[proto]:+,.0f} instructions ({per / plain[proto]:.3f} ×, {proto})"
+                          for config, proto, per in rows if config == "weft mesh routed")
+              + " against the same mesh path with no routes."]
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(bench.ROOT, "bench", "INSTRUCTIONS.md"), "w") as f:

@@ -186,3 +186,31 @@ async fn a_tunnel_reaches_only_the_ports_its_service_has() {
     }
     assert_eq!(mesh.world.count(), 2);
 }
+
+/// A routed service's TLS cannot be matched on path or headers: it goes to a backend of
+/// the rule that takes every request, drawn by weight.
+#[tokio::test]
+async fn tls_to_a_routed_service_goes_to_its_catch_all_rules_backend() {
+    let mesh = Mesh::start().await;
+    let dir = TempDir::new("tls-routed");
+    let folder = dir.path("").to_string_lossy().into_owned();
+    let (_server, port) = python::serve("tunnel_peers.py", &["tls-serve", NODE_B, &folder]).await;
+    let addr = format!("{NODE_B}:{port}").parse().unwrap();
+    let text = format!(
+        "{}[[services.secure.routes]]\nname = \"all\"\nbackends = [{{ service = \"secure-v2\" }}]\n",
+        weft_tests::discovery::render(&[("secure", vec![]), ("secure-v2", vec![mesh.on_b(addr)])])
+    );
+    weft_tests::discovery::write_raw(&mesh.discovery, &text);
+    mesh.a.wait_for("secure-v2", &[mesh.on_b(addr)], true).await;
+    let url = format!("https://secure:{port}/");
+    let rsp = weft_tests::eventually(
+        "the TLS relayed to secure-v2",
+        Duration::from_secs(10),
+        || async {
+            let rsp = curl(&["-k", "-x", &mesh.proxy_flag(), &url]).await;
+            (rsp.status == 200).then_some(rsp)
+        },
+    )
+    .await;
+    assert_eq!(rsp.text(), format!("tls hello from {port}\n"));
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use http::Request;
 use weft_core::policy::PolicyOverrides;
-use weft_core::route::{RequestView, Routes};
+use weft_core::route::{PathMatch, RequestView, Routes};
 use weft_core::ServiceName;
 use weft_metrics::{RouteFamilies, RuleMetrics};
 
@@ -126,6 +126,29 @@ impl RouteTable {
         *self.routes == *routes
     }
 
+    /// The rule a request with nothing to match on would take: one with no conditions but
+    /// a path prefix of `/`, when there is one.
+    pub(crate) fn catch_all(&self) -> Option<usize> {
+        let view = RequestView {
+            method: "",
+            path: "/",
+            query: None,
+            header: &|_| None,
+        };
+        let whole = |m: &weft_core::route::RouteMatch| {
+            let any_path = match &m.path {
+                None => true,
+                Some(PathMatch::Prefix(p)) => p.trim_end_matches('/').is_empty(),
+                Some(PathMatch::Exact(_)) => false,
+            };
+            any_path && m.method.is_none() && m.headers.is_empty() && m.query.is_empty()
+        };
+        self.routes.find(&view).filter(|&i| {
+            let rule = &self.routes.rules()[i];
+            rule.matches.is_empty() || rule.matches.iter().any(whole)
+        })
+    }
+
     /// The rule `req` matches, most specific first.
     pub(crate) fn find<B>(&self, req: &Request<B>) -> Option<usize> {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -223,6 +246,37 @@ mod tests {
         // The heavy backend skipped: the light one takes everything; both: nothing.
         assert_eq!(t.rules[0].draw(0b001), Some(1));
         assert_eq!(t.rules[0].draw(0b011), None);
+    }
+
+    #[test]
+    fn relayed_tls_takes_the_rule_that_takes_every_request_if_there_is_one() {
+        let rule = |name: &str, prefix: Option<&str>| RouteRule {
+            name: name.into(),
+            matches: prefix
+                .map(|p| {
+                    vec![weft_core::route::RouteMatch {
+                        path: Some(PathMatch::Prefix(p.into())),
+                        ..Default::default()
+                    }]
+                })
+                .unwrap_or_default(),
+            backends: vec![Backend {
+                service: ServiceName::new("v1"),
+                weight: 1,
+            }],
+            timeout: Default::default(),
+            retry: Default::default(),
+        };
+        let m = weft_metrics::Metrics::new("t");
+        let table = |rules| {
+            let routes = Arc::new(Routes::new(rules).unwrap());
+            RouteTable::new("world", routes, &m.routes)
+        };
+        let both = table(vec![rule("api", Some("/api")), rule("all", None)]);
+        assert_eq!(both.catch_all(), Some(1));
+        let slash = table(vec![rule("root", Some("/"))]);
+        assert_eq!(slash.catch_all(), Some(0));
+        assert_eq!(table(vec![rule("api", Some("/api"))]).catch_all(), None);
     }
 
     #[test]

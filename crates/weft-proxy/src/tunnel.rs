@@ -102,9 +102,29 @@ async fn serve(
             let peer = SocketAddr::from(([0, 0, 0, 0], 0));
             server::serve_connection(io, peer, limits, draining, handler).await;
         }
-        Carried::Tls => relay(&shared, &service, io).await,
+        Carried::Tls => {
+            // TLS cannot be matched on path or headers: a routed service's TLS goes to a
+            // backend of its catch-all rule, drawn by weight.
+            let target = match relay_target(&shared, &service).await {
+                Some(backend) => backend,
+                None => service,
+            };
+            relay(&shared, &target, io).await
+        }
         Carried::Nothing => {}
     }
+}
+
+/// The backend a routed service's relayed TLS goes to: one drawn by weight from the rule
+/// that takes every request, if it has one; `None` for a service without routes.
+async fn relay_target(shared: &Arc<Shared>, service: &Service) -> Option<Arc<Service>> {
+    let table = service.routes()?;
+    let rule = table.catch_all()?;
+    let routed = crate::routing::Routed { table, rule };
+    crate::routing::backend(&shared.outbound, &routed, 0)
+        .await
+        .ok()
+        .map(|(_, backend)| backend)
 }
 
 /// A TLS record's first bytes: a handshake (22) of TLS 1.x (major version 3).
