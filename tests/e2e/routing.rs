@@ -116,7 +116,7 @@ async fn a_retry_draws_its_backend_again_so_a_failing_canary_costs_callers_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_match_by_precedence_with_their_own_timeouts_and_unmatched_requests_get_404() {
     let split = Split::start(1, 0).await;
-    split.v2.set_latency(2_000);
+    split.v2.set_latency(5_000);
     let routes = "[[services.world.routes]]\nname = \"api\"\nmatches = [{ path = { prefix = \"/api\" } }]\nbackends = [{ service = \"world-v1\" }]\n\n[[services.world.routes]]\nname = \"beta\"\nmatches = [{ path = { prefix = \"/api\" }, headers = [{ name = \"x-beta\", value = \"1\" }] }]\nbackends = [{ service = \"world-v2\" }]\ntimeout = { total = \"300ms\" }\n";
     split.publish(routes, &["api", "beta"]).await;
     let a = split.mesh.a.outbound;
@@ -142,7 +142,7 @@ async fn rules_match_by_precedence_with_their_own_timeouts_and_unmatched_request
     println!("beta rule answered {} in {took:?}", beta.status);
     assert_eq!(beta.status, 504);
     assert_eq!(beta.header("weft-error"), Some("timeout"));
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
     // No rule for `/other`: 404, as Gateway API answers.
     let none = get(a, "world", "/other").await.unwrap();
     assert_eq!(none.status, 404);
@@ -210,6 +210,11 @@ async fn failover_moves_to_the_next_zone_while_the_first_fails_and_comes_back() 
     let load = Load::start(mesh.a.outbound, "world", "/echo", 100.0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let healthy = load.snapshot();
+    assert!(
+        healthy.len() >= 50,
+        "{} answers in the first second",
+        healthy.len()
+    );
     assert!(
         healthy.iter().all(|o| in_a(&o)),
         "zone-b took traffic while zone-a was healthy"
@@ -294,6 +299,15 @@ async fn routes_travel_from_the_control_plane_and_a_weight_change_reaches_the_pr
     )
     .await;
     let first = started.elapsed();
+    let routes_sent = || async {
+        let text = control.admin_get("/metrics").await.1;
+        metric(
+            &text,
+            "weft_control_destination_updates_total{kind=\"routes\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before_change = routes_sent().await;
     let changed = Instant::now();
     discovery::write_raw(&disc, &text(1, 0));
     eventually(
@@ -308,14 +322,10 @@ async fn routes_travel_from_the_control_plane_and_a_weight_change_reaches_the_pr
         let r = get(a.outbound, "world", "/echo").await.unwrap();
         assert_eq!(r.header("x-backend"), Some(&*v1.addr.to_string()));
     }
-    let text = control.admin_get("/metrics").await.1;
-    let sent = metric(
-        &text,
-        "weft_control_destination_updates_total{kind=\"routes\"}",
-    )
-    .unwrap_or(0.0);
-    println!("routes over the Destination API: first in force after {first:?}, a weight change after {change:?}; {sent} routes messages sent");
-    assert!(sent >= 2.0, "{text}");
+    let sent = routes_sent().await - before_change;
+    println!("routes over the Destination API: first in force after {first:?}, a weight change after {change:?}; the change took {sent} routes messages");
+    // One per proxy that follows world's routes: the change went as a message, not a restart.
+    assert!(sent >= 1.0, "no routes message for the change");
 }
 
 /// The `Accepted` condition of the route's status for its first parent: (status, message).

@@ -281,3 +281,31 @@ async fn on_kubernetes_the_shift_edits_the_httproute_weights() {
     let outcomes = load.finish().await;
     assert!(failures(&outcomes).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weight_changed_by_someone_else_stops_the_shift_and_stays() {
+    let split = Split::start(100, 0).await;
+    let (_dash, url) = dashboard(&split).await;
+    let file = split.mesh.discovery.clone();
+    // An operator's own edit, a second into the first step.
+    let text = split.text(&split.split_rule(70, 30));
+    let edit = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        weft_tests::discovery::write_raw(&file, &text);
+    });
+    // No traffic: the step holds, and at its hold timeout the shift would roll back.
+    let run = shift(
+        &split,
+        &url,
+        &["--step", "10", "--interval", "2s", "--hold-timeout", "3s"],
+    )
+    .await;
+    edit.await.unwrap();
+    assert!(!run.ok, "{}", run.out);
+    assert!(run.out.contains("changed by someone else"), "{}", run.out);
+    assert_eq!(
+        file_weights(&split),
+        (70, 30),
+        "the operator's weights stay"
+    );
+}

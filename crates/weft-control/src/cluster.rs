@@ -271,8 +271,10 @@ pub struct Cluster {
     /// Gateway API routes attached to Services, as read.
     pub http_routes: HashMap<Key, RouteObject>,
     pub grpc_routes: HashMap<Key, RouteObject>,
-    /// Each route's rules in force: its last accepted ones.
-    pub routes_in_force: HashMap<(RouteKind, Key), Vec<weft_core::route::RouteRule>>,
+    /// Each route's rules in force: its last accepted ones, with the Services it had then.
+    pub routes_in_force: HashMap<(RouteKind, Key), gateway::Accepted>,
+    /// Services whose routes do not fit together, and why (their last routes stay).
+    pub route_conflicts: HashMap<Key, String>,
     /// Each service's routes, merged from the HTTPRoutes and GRPCRoutes whose parent it is.
     pub routes: HashMap<Key, std::sync::Arc<weft_core::route::Routes>>,
     /// Where weft is installed: only proxy pods here count as a node's proxy, so a tenant
@@ -296,16 +298,18 @@ impl Cluster {
             http.chain(grpc)
         };
         for ((kind, key), object) in objects() {
-            if let Ok(rules) = &object.rules {
-                self.routes_in_force
-                    .insert((kind, key.clone()), rules.clone());
+            if let Some(accepted) = gateway::Accepted::of(object) {
+                self.routes_in_force.insert((kind, key.clone()), accepted);
             }
         }
         let present: std::collections::HashSet<(RouteKind, &Key)> =
             objects().map(|(id, _)| id).collect();
         self.routes_in_force
             .retain(|(kind, key), _| present.contains(&(*kind, key)));
-        self.routes = gateway::by_service(objects().collect(), &self.routes_in_force);
+        let (routes, conflicts) =
+            gateway::by_service(objects().collect(), &self.routes_in_force, &self.routes);
+        self.routes = routes;
+        self.route_conflicts = conflicts;
     }
 
     /// Every route's status as weft would report it now.
@@ -322,7 +326,11 @@ impl Cluster {
             .map(|(kind, key, object)| {
                 let id = (kind, key.clone());
                 let kept = object.rules.is_err() && self.routes_in_force.contains_key(&id);
-                let status = gateway::status(&id, object, kept, &self.services, now);
+                let conflict = object.parents.iter().find_map(|p| {
+                    let service = Key::new(&key.namespace, &p.name);
+                    self.route_conflicts.get(&service).map(String::as_str)
+                });
+                let status = gateway::status(&id, object, kept, conflict, &self.services, now);
                 (id, status)
             })
             .collect()

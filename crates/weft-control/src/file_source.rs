@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use weft_core::route::Routes;
+use weft_core::route::RoutesState;
 use weft_core::{Resolution, ServiceName};
 use weft_discovery::{DiscoveryError, FileDiscovery};
 
@@ -21,7 +21,7 @@ pub struct FileAnswers {
     /// Answers for names the file can never hold (another namespace); no sender ever
     /// changes it, but it lives as long as this, so streams on it stay open.
     nowhere: watch::Sender<Resolution>,
-    no_routes: watch::Sender<Option<Arc<Routes>>>,
+    no_routes: watch::Sender<RoutesState>,
     _watch: tokio::task::JoinHandle<()>,
 }
 
@@ -35,7 +35,7 @@ impl FileAnswers {
             default_namespace: default_namespace.to_string(),
             synced: watch::Sender::new(true),
             nowhere: watch::Sender::new(Resolution::DoesNotExist),
-            no_routes: watch::Sender::new(None),
+            no_routes: watch::Sender::new(RoutesState::Known(None)),
             _watch: watch,
         }))
     }
@@ -64,7 +64,7 @@ impl Answers for FileAnswers {
         }
     }
 
-    fn routes(&self, key: &Key) -> watch::Receiver<Option<Arc<Routes>>> {
+    fn routes(&self, key: &Key) -> watch::Receiver<RoutesState> {
         if key.namespace == self.default_namespace {
             self.file.registry().routes(&ServiceName::new(&key.name))
         } else {

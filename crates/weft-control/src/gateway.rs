@@ -478,37 +478,70 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// Each Service's routes: the rules, in force, of every route naming it as a parent (routes
-/// in Gateway API's order, then their rules by precedence). `in_force` holds each route's
-/// last accepted rules.
+/// What a route had accepted last: the Services it was attached to then, and its rules. A
+/// refused edit leaves both in force, so it can neither move a split to another Service
+/// nor take it from the one it had.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accepted {
+    pub parents: Vec<String>,
+    pub rules: Vec<RouteRule>,
+}
+
+impl Accepted {
+    /// What `object` would have in force, if its rules were accepted.
+    pub fn of(object: &RouteObject) -> Option<Self> {
+        let rules = object.rules.as_ref().ok()?;
+        let mut parents: Vec<String> = object.parents.iter().map(|p| p.name.clone()).collect();
+        // A Service named twice (once per port, say) takes the rules once.
+        parents.sort();
+        parents.dedup();
+        Some(Self {
+            parents,
+            rules: rules.clone(),
+        })
+    }
+}
+
+/// Each Service's routes: the rules in force of every route attached to it (routes in
+/// Gateway API's order, then their rules by precedence). A Service whose routes do not fit
+/// together (rules named twice, too many) keeps the routes it had (`previous`), and the
+/// reason is returned for its routes' status.
 pub fn by_service(
     mut ordered: Vec<((RouteKind, &Key), &RouteObject)>,
-    in_force: &HashMap<(RouteKind, Key), Vec<RouteRule>>,
-) -> HashMap<Key, Arc<Routes>> {
+    in_force: &HashMap<(RouteKind, Key), Accepted>,
+    previous: &HashMap<Key, Arc<Routes>>,
+) -> (HashMap<Key, Arc<Routes>>, HashMap<Key, String>) {
     ordered.sort_by(|a, b| a.1.order.cmp(&b.1.order).then(a.0.cmp(&b.0)));
     let mut rules: HashMap<Key, Vec<RouteRule>> = HashMap::new();
-    for ((kind, key), object) in ordered {
+    for ((kind, key), _) in ordered {
         let Some(accepted) = in_force.get(&(kind, key.clone())) else {
             continue;
         };
-        for parent in &object.parents {
-            let parent = Key::new(&key.namespace, &parent.name);
+        for parent in &accepted.parents {
+            let parent = Key::new(&key.namespace, parent);
             rules
                 .entry(parent)
                 .or_default()
-                .extend(accepted.iter().cloned());
+                .extend(accepted.rules.iter().cloned());
         }
     }
-    rules
-        .into_iter()
-        .filter_map(|(key, rules)| match Routes::new(rules) {
-            Ok(r) => Some((key, Arc::new(r))),
-            Err(e) => {
-                tracing::warn!(service = %key, error = %e, "the routes attached to this service do not fit together; it has none");
-                None
+    let mut routes = HashMap::new();
+    let mut conflicts = HashMap::new();
+    for (key, rules) in rules {
+        match Routes::new(rules) {
+            Ok(r) => {
+                routes.insert(key, Arc::new(r));
             }
-        })
-        .collect()
+            Err(e) => {
+                tracing::warn!(service = %key, error = %e, "the routes attached to this service do not fit together; its last routes stay");
+                if let Some(r) = previous.get(&key) {
+                    routes.insert(key.clone(), Arc::clone(r));
+                }
+                conflicts.insert(key, e);
+            }
+        }
+    }
+    (routes, conflicts)
 }
 
 /// The status weft reports for a route: per Service parent, `Accepted` (its rules read, or
@@ -517,6 +550,7 @@ pub fn status(
     id: &(RouteKind, Key),
     object: &RouteObject,
     kept: bool,
+    conflict: Option<&str>,
     services: &HashMap<Key, ServiceRecord>,
     now: &str,
 ) -> Value {
@@ -532,6 +566,15 @@ pub fn status(
         })
     };
     let accepted = match &object.rules {
+        Ok(_) if conflict.is_some() => condition(
+            "Accepted",
+            false,
+            "UnsupportedValue",
+            format!(
+                "with the other routes of its Service: {}; the Service's last routes stay in force",
+                conflict.unwrap_or_default()
+            ),
+        ),
         Ok(_) => condition("Accepted", true, "Accepted", "weft routes it".into()),
         Err(e) => {
             let kept = if kept {

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-use weft_core::route::Routes;
+use weft_core::route::RoutesState;
 use weft_core::watches::Watches;
 use weft_core::{EndpointSet, Resolution};
 
@@ -19,8 +19,8 @@ pub trait Answers: Send + Sync + 'static {
     fn is_synced(&self) -> bool;
     /// The answer for a service and port, kept current.
     fn subscribe(&self, key: &Key, port: u16) -> watch::Receiver<Resolution>;
-    /// A service's routes, kept current: `None` while it has none.
-    fn routes(&self, key: &Key) -> watch::Receiver<Option<Arc<Routes>>>;
+    /// A service's routes, kept current: known to be none while it has none.
+    fn routes(&self, key: &Key) -> watch::Receiver<RoutesState>;
     /// Services subscribed to now, for metrics.
     fn subscribed(&self) -> usize;
     fn known_services(&self) -> usize;
@@ -38,7 +38,7 @@ pub struct Index {
 struct State {
     cluster: Cluster,
     watches: Watches<(Key, u16), Resolution>,
-    routes: Watches<Key, Option<Arc<Routes>>>,
+    routes: Watches<Key, RoutesState>,
 }
 
 impl Index {
@@ -70,7 +70,10 @@ impl Index {
         } = &mut *state;
         let view = cluster.view();
         watches.publish(|(key, port)| resolve(&view, key, *port), |_| false);
-        routes.publish(|key| cluster.routes.get(key).cloned(), |_| false);
+        routes.publish(
+            |key| RoutesState::Known(cluster.routes.get(key).cloned()),
+            |_| false,
+        );
     }
 }
 
@@ -102,12 +105,12 @@ impl Answers for Index {
         watches.subscribe(&(key.clone(), port), || resolve(&cluster.view(), key, port))
     }
 
-    fn routes(&self, key: &Key) -> watch::Receiver<Option<Arc<Routes>>> {
+    fn routes(&self, key: &Key) -> watch::Receiver<RoutesState> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let State {
             cluster, routes, ..
         } = &mut *state;
-        routes.subscribe(key, || cluster.routes.get(key).cloned())
+        routes.subscribe(key, || RoutesState::Known(cluster.routes.get(key).cloned()))
     }
 
     /// Services subscribed to now, for metrics.

@@ -123,9 +123,21 @@ pub async fn run(
                         .inc();
                     Some(c)
                 }
+                // The CRD is not installed: nothing of it exists, which is no error.
                 Err(watcher::Error::InitialListFailed(kube::Error::Api(s)))
                     if i >= OPTIONAL && s.code == 404 =>
                 {
+                    Some(Change::Absent(i))
+                }
+                // Optional resources never hold up readiness: forbidden (an old
+                // ClusterRole) or failing, they are counted and retried, and the services
+                // are served meanwhile.
+                Err(e @ watcher::Error::InitialListFailed(_)) if i >= OPTIONAL => {
+                    metrics
+                        .kube_errors
+                        .get_or_create(&vec![("resource", resource)])
+                        .inc();
+                    tracing::warn!(resource, error = %e, "cannot list an optional resource; serving without it and retrying");
                     Some(Change::Absent(i))
                 }
                 Err(e) => {
@@ -179,8 +191,10 @@ pub async fn run(
         grpc_routes: None,
         listed: [false; 6],
     };
-    let statuses = status_writer(client);
-    let mut reported: HashMap<(RouteKind, Key), Value> = HashMap::new();
+    // What each route's status says now (times left out), as written; a write that fails
+    // for good is forgotten here, so the next change of routes tries again.
+    let reported: Reported = Arc::default();
+    let statuses = status_writer(client, Arc::clone(&reported));
     while let Some(first) = all.next().await {
         // Apply whatever else is already waiting in the same pass: one recompute per batch.
         let mut batch: Vec<Change> = first.into_iter().collect();
@@ -191,24 +205,40 @@ pub async fn run(
                 _ => break,
             }
         }
+        // A resource found absent again (its list retried) changes nothing.
+        batch.retain(|c| !matches!(c, Change::Absent(i) if relists.listed[*i]));
         if batch.is_empty() {
             continue;
         }
+        // Routes (and their status, which names missing backends) change with routes and
+        // Services only.
+        let touched = batch.iter().any(|c| {
+            matches!(
+                c,
+                Change::Route(..) | Change::Service(_) | Change::Absent(_)
+            )
+        });
         index.update(|cluster| {
             for change in batch {
                 apply(cluster, &mut relists, change, &default_namespace);
             }
-            cluster.refresh_routes();
+            if touched {
+                cluster.refresh_routes();
+            }
         });
-        // Each route's verdict goes back as its status, when it changed.
-        let now = gateway::rfc3339(std::time::SystemTime::now());
-        let current = index.route_statuses(&now);
-        reported.retain(|id, _| current.iter().any(|(i, _)| i == id));
-        for (id, status) in current {
-            let bare = gateway::without_times(&status);
-            if reported.get(&id) != Some(&bare) {
-                reported.insert(id.clone(), bare);
-                let _ = statuses.try_send((id, status));
+        if touched {
+            // Each route's verdict goes back as its status, when it changed.
+            let now = gateway::rfc3339(std::time::SystemTime::now());
+            let current = index.route_statuses(&now);
+            let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
+            reported.retain(|id, _| current.iter().any(|(i, _)| i == id));
+            for (id, status) in current {
+                let bare = gateway::without_times(&status);
+                if reported.get(&id) != Some(&bare)
+                    && statuses.try_send((id.clone(), status)).is_ok()
+                {
+                    reported.insert(id, bare);
+                }
             }
         }
         if relists.listed.iter().all(|l| *l) && !index.is_synced() {
@@ -234,7 +264,7 @@ fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change, default_namespa
                     .map(|t| t.0.to_string())
                     .unwrap_or_default(),
             };
-            let object = gateway::read(kind, &key, &meta, &o.data, default_namespace)?;
+            let object = gateway::read(kind, &key, &meta, &o.data, default_namespace);
             Some((key, object))
         }
     };
@@ -246,7 +276,7 @@ fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change, default_namespa
                 &mut cluster.services,
                 &mut r.services,
                 *e,
-                ServiceRecord::from_k8s,
+                always(ServiceRecord::from_k8s),
             ),
         ),
         Change::Slice(e) => (
@@ -255,16 +285,26 @@ fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change, default_namespa
                 &mut cluster.slices,
                 &mut r.slices,
                 *e,
-                SliceRecord::from_k8s,
+                always(SliceRecord::from_k8s),
             ),
         ),
         Change::Pod(e) => (
             2,
-            step(&mut cluster.pods, &mut r.pods, *e, PodRecord::from_k8s),
+            step(
+                &mut cluster.pods,
+                &mut r.pods,
+                *e,
+                always(PodRecord::from_k8s),
+            ),
         ),
         Change::Node(e) => (
             3,
-            step(&mut cluster.nodes, &mut r.nodes, *e, NodeRecord::from_k8s),
+            step(
+                &mut cluster.nodes,
+                &mut r.nodes,
+                *e,
+                always(NodeRecord::from_k8s),
+            ),
         ),
         Change::Route(RouteKind::Http, e) => (
             4,
@@ -292,11 +332,13 @@ fn apply(cluster: &mut Cluster, r: &mut Relists, change: Change, default_namespa
 }
 
 /// Applies one watch event to `map`; returns true when a (re-)list has just completed.
+/// `record` gives an object's key and its record, or no record when the object is none of
+/// ours (a route attached to no Service): then it leaves the map, as when deleted.
 fn step<K, R, O>(
     map: &mut HashMap<K, R>,
     relist: &mut Option<HashMap<K, R>>,
     event: Event<O>,
-    record: impl Fn(&O) -> Option<(K, R)>,
+    record: impl Fn(&O) -> Option<(K, Option<R>)>,
 ) -> bool
 where
     K: Eq + Hash,
@@ -307,7 +349,7 @@ where
             false
         }
         Event::InitApply(o) => {
-            if let (Some(buf), Some((k, v))) = (relist.as_mut(), record(&o)) {
+            if let (Some(buf), Some((k, Some(v)))) = (relist.as_mut(), record(&o)) {
                 buf.insert(k, v);
             }
             false
@@ -319,8 +361,14 @@ where
             true
         }
         Event::Apply(o) => {
-            if let Some((k, v)) = record(&o) {
-                map.insert(k, v);
+            match record(&o) {
+                Some((k, Some(v))) => {
+                    map.insert(k, v);
+                }
+                Some((k, None)) => {
+                    map.remove(&k);
+                }
+                None => {}
             }
             false
         }
@@ -333,9 +381,21 @@ where
     }
 }
 
-/// Writes routes' statuses, one at a time, in the order they were decided; a failed write
-/// is tried twice more, then left to the route's next change.
-fn status_writer(client: kube::Client) -> tokio::sync::mpsc::Sender<((RouteKind, Key), Value)> {
+/// A record function for resources whose every object is a record.
+fn always<K, R, O>(f: impl Fn(&O) -> Option<(K, R)>) -> impl Fn(&O) -> Option<(K, Option<R>)> {
+    move |o| f(o).map(|(k, v)| (k, Some(v)))
+}
+
+type Reported = Arc<std::sync::Mutex<HashMap<(RouteKind, Key), Value>>>;
+
+/// Writes routes' statuses, one at a time, in the order they were decided. Only weft's own
+/// entries of `status.parents` are replaced (a Gateway controller's stay), against the
+/// version read, so a write in between makes this one fail and go again. A write that fails
+/// three times is forgotten from `reported`, and the route's next change writes it anew.
+fn status_writer(
+    client: kube::Client,
+    reported: Reported,
+) -> tokio::sync::mpsc::Sender<((RouteKind, Key), Value)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<((RouteKind, Key), Value)>(1024);
     tokio::spawn(async move {
         while let Some(((kind, key), status)) = rx.recv().await {
@@ -344,19 +404,74 @@ fn status_writer(client: kube::Client) -> tokio::sync::mpsc::Sender<((RouteKind,
                 &key.namespace,
                 &route_resource(kind),
             );
+            let mut written = false;
             for attempt in 0..3u32 {
-                let patched = api
-                    .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await;
-                match patched {
-                    Ok(_) => break,
+                match write_status(&api, &key.name, &status).await {
+                    Ok(()) => {
+                        written = true;
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(route = %key, kind = kind.kind(), error = %e, attempt, "writing a route's status failed");
                         tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                     }
                 }
             }
+            if !written {
+                reported
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&(kind, key));
+            }
         }
     });
     tx
+}
+
+async fn write_status(api: &Api<DynamicObject>, name: &str, ours: &Value) -> kube::Result<()> {
+    let route = api.get_status(name).await?;
+    let mut parents: Vec<Value> = route.data["status"]["parents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["controllerName"] != gateway::CONTROLLER_NAME)
+        .cloned()
+        .collect();
+    parents.extend(
+        ours["status"]["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": route.metadata.resource_version },
+        "status": { "parents": parents },
+    });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Objects are numbers; an even one is a record, an odd one none of ours.
+    fn record(o: &u32) -> Option<(u32, Option<u32>)> {
+        Some((o / 10, o.is_multiple_of(2).then_some(*o)))
+    }
+
+    #[test]
+    fn an_object_that_stops_being_ours_leaves_as_if_deleted() {
+        let (mut map, mut relist) = (HashMap::new(), None);
+        step(&mut map, &mut relist, Event::Apply(10), record);
+        assert_eq!(map.get(&1), Some(&10));
+        // The same object (key 1), edited into one that is not ours.
+        step(&mut map, &mut relist, Event::Apply(11), record);
+        assert!(map.is_empty());
+        step(&mut map, &mut relist, Event::Apply(12), record);
+        step(&mut map, &mut relist, Event::Delete(13), record);
+        assert!(map.is_empty(), "deleted by key, whatever it had become");
+    }
 }

@@ -138,7 +138,7 @@ async fn follow_routes(
     let mut routes = index.routes(&key);
     let _open = OpenStream::new(&metrics.streams);
     loop {
-        let msg = routes_to_wire(routes.borrow_and_update().as_deref());
+        let msg = routes_to_wire(routes.borrow_and_update().routes().as_deref());
         if tx.send(Ok(msg)).await.is_err() {
             return;
         }

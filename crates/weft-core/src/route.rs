@@ -119,6 +119,25 @@ fn one() -> u32 {
     1
 }
 
+/// What a source knows of a service's routes right now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RoutesState {
+    /// A remote source has not answered yet.
+    #[default]
+    Pending,
+    /// The routes, `None` when the service has none.
+    Known(Option<std::sync::Arc<Routes>>),
+}
+
+impl RoutesState {
+    pub fn routes(&self) -> Option<std::sync::Arc<Routes>> {
+        match self {
+            Self::Known(r) => r.clone(),
+            Self::Pending => None,
+        }
+    }
+}
+
 /// What a request shows a route: borrowed from its head, nothing copied.
 pub struct RequestView<'a> {
     pub method: &'a str,
@@ -155,6 +174,24 @@ impl Routes {
 
     pub fn rules(&self) -> &[RouteRule] {
         &self.rules
+    }
+
+    /// The rule that takes a request whatever it holds, if there is one: the first, by
+    /// precedence, with a match of no condition but a path prefix of `/` (or no matches at
+    /// all). What cannot be matched on (TLS relayed whole) goes there.
+    pub fn catch_all(&self) -> Option<usize> {
+        let every = RouteMatch::default();
+        self.order.iter().find_map(|&(r, m)| {
+            let m = self.rules[r].matches.get(m).unwrap_or(&every);
+            let any_path = match &m.path {
+                None => true,
+                Some(PathMatch::Prefix(p)) => p.trim_end_matches('/').is_empty(),
+                Some(PathMatch::Exact(_)) => false,
+            };
+            let whole =
+                any_path && m.method.is_none() && m.headers.is_empty() && m.query.is_empty();
+            whole.then_some(r)
+        })
     }
 
     /// The index of the first rule, by precedence, that `req` matches.
@@ -208,6 +245,11 @@ impl RouteRule {
                     "retry.statuses: {s:?} is neither a status (503) nor a class (5xx)"
                 ));
             }
+        }
+        if let Some(c) = self.retry.grpc_codes.iter().flatten().find(|c| **c > 16) {
+            return Err(format!(
+                "retry.grpc_codes: {c} is no gRPC status code (0 to 16)"
+            ));
         }
         if self.retry.max_retries.is_some_and(|n| n > 10) {
             return Err("retry.max_retries: at most 10".into());

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use weft_api::{from_wire, DestinationClient, GetDestination, Kind};
-use weft_core::route::Routes;
+use weft_core::route::RoutesState;
 use weft_core::{Endpoint, EndpointSet, ServiceName};
 
 use crate::{Discover, Resolution};
@@ -38,6 +38,8 @@ pub struct ControlPlaneDiscovery {
     subs: Arc<Mutex<Subs>>,
     on_error: ErrorHook,
     max_watched: usize,
+    /// The services' routes, one stream per service however many ask.
+    routes: crate::control_routes::RoutesStreams,
 }
 
 type Subs = HashMap<ServiceName, Sub>;
@@ -68,6 +70,7 @@ impl ControlPlaneDiscovery {
             subs: Default::default(),
             on_error,
             max_watched,
+            routes: Default::default(),
         })
     }
 
@@ -122,12 +125,8 @@ impl Discover for ControlPlaneDiscovery {
         Some(rx)
     }
 
-    fn routes(&self, service: &ServiceName) -> watch::Receiver<Option<Arc<Routes>>> {
-        crate::control_routes::follow(self.channel.clone(), &self.node, service)
-    }
-
-    fn routes_answer_later(&self) -> bool {
-        true
+    fn routes(&self, service: &ServiceName) -> watch::Receiver<RoutesState> {
+        self.routes.follow(&self.channel, &self.node, service)
     }
 
     fn snapshot(&self) -> Vec<(ServiceName, EndpointSet)> {

@@ -85,10 +85,7 @@ impl Discover for FileDiscovery {
         self.registry.watch(service)
     }
 
-    fn routes(
-        &self,
-        service: &ServiceName,
-    ) -> watch::Receiver<Option<Arc<weft_core::route::Routes>>> {
+    fn routes(&self, service: &ServiceName) -> watch::Receiver<weft_core::route::RoutesState> {
         self.registry.routes(service)
     }
 

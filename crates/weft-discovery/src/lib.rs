@@ -19,10 +19,8 @@ pub mod registry;
 pub mod static_source;
 pub mod table;
 
-use std::sync::Arc;
-
 use tokio::sync::watch;
-use weft_core::route::Routes;
+use weft_core::route::RoutesState;
 pub use weft_core::Resolution;
 use weft_core::{EndpointSet, ServiceName};
 
@@ -37,17 +35,12 @@ pub trait Discover: Send + Sync + 'static {
     /// The receiver always holds the latest resolution.
     fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>>;
 
-    /// `service`'s routes as they change: `None` while it has none (its requests go to its
-    /// own endpoints). A source that knows no routes never changes it.
-    fn routes(&self, service: &ServiceName) -> watch::Receiver<Option<Arc<Routes>>> {
+    /// `service`'s routes as they change: known to be none while it has none (its requests
+    /// go to its own endpoints), pending until a remote source's first answer. A source
+    /// that knows no routes says none.
+    fn routes(&self, service: &ServiceName) -> watch::Receiver<RoutesState> {
         let _ = service;
-        watch::channel(None).1
-    }
-
-    /// Whether a new routes receiver is still waiting for the source's first answer (a
-    /// remote source), which then comes as a change, even one to `None`.
-    fn routes_answer_later(&self) -> bool {
-        false
+        watch::channel(RoutesState::Known(None)).1
     }
 
     /// Every known service and its current endpoints, for the admin API.

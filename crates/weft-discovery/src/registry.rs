@@ -3,10 +3,8 @@
 
 use std::sync::Mutex;
 
-use std::sync::Arc;
-
 use tokio::sync::watch;
-use weft_core::route::Routes;
+use weft_core::route::RoutesState;
 use weft_core::watches::Watches;
 use weft_core::{EndpointSet, ServiceName};
 
@@ -21,7 +19,7 @@ pub struct Registry {
 struct State {
     table: Table,
     watches: Watches<ServiceName, Resolution>,
-    routes: Watches<ServiceName, Option<Arc<Routes>>>,
+    routes: Watches<ServiceName, RoutesState>,
 }
 
 impl Registry {
@@ -54,10 +52,12 @@ impl Registry {
     }
 
     /// `service`'s routes, `None` while it has none.
-    pub fn routes(&self, service: &ServiceName) -> watch::Receiver<Option<Arc<Routes>>> {
+    pub fn routes(&self, service: &ServiceName) -> watch::Receiver<RoutesState> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let State { table, routes, .. } = &mut *state;
-        routes.subscribe(service, || table.routes.get(service).cloned())
+        routes.subscribe(service, || {
+            RoutesState::Known(table.routes.get(service).cloned())
+        })
     }
 
     /// Services the table holds.
@@ -92,9 +92,10 @@ impl Registry {
         // Nobody listens and the service is gone: forget it, so names stay bounded.
         let exists = |name: &ServiceName| table.services.contains_key(name);
         state.watches.publish(resolve, exists);
-        state
-            .routes
-            .publish(|name| table.routes.get(name).cloned(), |_| false);
+        state.routes.publish(
+            |name| RoutesState::Known(table.routes.get(name).cloned()),
+            |_| false,
+        );
         state.table = table;
     }
 }

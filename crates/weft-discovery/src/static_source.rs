@@ -28,10 +28,7 @@ impl Discover for StaticDiscovery {
         self.registry.watch(service)
     }
 
-    fn routes(
-        &self,
-        service: &ServiceName,
-    ) -> watch::Receiver<Option<std::sync::Arc<weft_core::route::Routes>>> {
+    fn routes(&self, service: &ServiceName) -> watch::Receiver<weft_core::route::RoutesState> {
         self.registry.routes(service)
     }
 

@@ -72,9 +72,11 @@ impl Retiring {
             .map(|b| (s.clone(), r.clone(), b))
     }
 
-    fn hold(&self, rule: &RuleMetrics) {
+    fn hold_keys(&self, service: &str, route: &str, backends: &[&str]) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        for k in Self::keys(rule) {
+        let keys = std::iter::once("").chain(backends.iter().copied());
+        for b in keys {
+            let k = (service.to_string(), route.to_string(), b.to_string());
             *held.entry(k).or_default() += 1;
         }
     }
@@ -157,6 +159,9 @@ impl RouteFamilies {
     /// Handles for `service`'s rule `route` and its `backends`; resolve once per routes
     /// update and keep.
     pub fn rule(&self, service: &str, route: &str, backends: &[&str]) -> RuleMetrics {
+        // Held before its series are made: a render pruning a retired rule of the same name
+        // meanwhile must see them live, or it would remove what this handle counts into.
+        self.retiring.hold_keys(service, route, backends);
         let labels = RuleLabels {
             service: service.to_string(),
             route: route.to_string(),
@@ -204,7 +209,6 @@ impl RouteFamilies {
             labels,
             backends,
         };
-        self.retiring.hold(&rule);
         rule
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use http::Request;
 use weft_core::policy::PolicyOverrides;
-use weft_core::route::{PathMatch, RequestView, Routes};
+use weft_core::route::{RequestView, Routes};
 use weft_core::ServiceName;
 use weft_metrics::{RouteFamilies, RuleMetrics};
 
@@ -126,27 +126,9 @@ impl RouteTable {
         *self.routes == *routes
     }
 
-    /// The rule a request with nothing to match on would take: one with no conditions but
-    /// a path prefix of `/`, when there is one.
+    /// The rule that takes a request whatever it holds, if there is one.
     pub(crate) fn catch_all(&self) -> Option<usize> {
-        let view = RequestView {
-            method: "",
-            path: "/",
-            query: None,
-            header: &|_| None,
-        };
-        let whole = |m: &weft_core::route::RouteMatch| {
-            let any_path = match &m.path {
-                None => true,
-                Some(PathMatch::Prefix(p)) => p.trim_end_matches('/').is_empty(),
-                Some(PathMatch::Exact(_)) => false,
-            };
-            any_path && m.method.is_none() && m.headers.is_empty() && m.query.is_empty()
-        };
-        self.routes.find(&view).filter(|&i| {
-            let rule = &self.routes.rules()[i];
-            rule.matches.is_empty() || rule.matches.iter().any(whole)
-        })
+        self.routes.catch_all()
     }
 
     /// The rule `req` matches, most specific first.
@@ -255,7 +237,7 @@ mod tests {
             matches: prefix
                 .map(|p| {
                     vec![weft_core::route::RouteMatch {
-                        path: Some(PathMatch::Prefix(p.into())),
+                        path: Some(weft_core::route::PathMatch::Prefix(p.into())),
                         ..Default::default()
                     }]
                 })
@@ -274,6 +256,13 @@ mod tests {
         };
         let both = table(vec![rule("api", Some("/api")), rule("all", None)]);
         assert_eq!(both.catch_all(), Some(1));
+        // An exact `/` wins a request for `/`, but is no catch-all.
+        let mut home = rule("home", None);
+        home.matches = vec![weft_core::route::RouteMatch {
+            path: Some(weft_core::route::PathMatch::Exact("/".into())),
+            ..Default::default()
+        }];
+        assert_eq!(table(vec![home, rule("all", None)]).catch_all(), Some(1));
         let slash = table(vec![rule("root", Some("/"))]);
         assert_eq!(slash.catch_all(), Some(0));
         assert_eq!(table(vec![rule("api", Some("/api"))]).catch_all(), None);

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
-use weft_core::route::Routes;
+use weft_core::route::{Routes, RoutesState};
 use weft_core::ServiceName;
 use weft_discovery::{Discover, Resolution};
 use weft_metrics::{
@@ -30,6 +30,9 @@ pub(crate) struct Service {
     endpoints: ArcSwap<Endpoints>,
     /// Where its requests go instead of its own endpoints, when it has routes.
     routes: ArcSwapOption<RouteTable>,
+    /// Whether it has routes: one relaxed load on every request, where most services have
+    /// none, instead of the table's.
+    routed: std::sync::atomic::AtomicBool,
 }
 
 /// A service's endpoints at one moment; replaced whole when discovery changes.
@@ -66,6 +69,9 @@ impl Service {
     }
 
     pub(crate) fn routes(&self) -> Option<Arc<RouteTable>> {
+        if !self.routed.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.routes.load_full()
     }
 }
@@ -171,8 +177,9 @@ impl Services {
         if let Some(r) = &mut routes {
             // A remote source's first word on the routes comes soon after its endpoints;
             // without it a routed service's first requests would go to its own endpoints.
-            if self.discovery.routes_answer_later() {
-                let _ = tokio::time::timeout(LOOKUP_TIMEOUT, r.changed()).await;
+            if *r.borrow() == RoutesState::Pending {
+                let answered = |s: &RoutesState| *s != RoutesState::Pending;
+                let _ = tokio::time::timeout(LOOKUP_TIMEOUT, r.wait_for(answered)).await;
             }
         }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
@@ -188,10 +195,11 @@ impl Services {
             budget: RetryBudget::default(),
             endpoints: ArcSwap::from_pointee(Endpoints::default()),
             routes: ArcSwapOption::empty(),
+            routed: Default::default(),
         });
         self.apply(&service, &rx.borrow());
         if let Some(r) = &mut routes {
-            self.apply_routes(&service, r.borrow_and_update().clone());
+            self.apply_routes(&service, r.borrow_and_update().routes());
         }
         map.insert(name.clone(), Arc::clone(&service));
         drop(map);
@@ -203,7 +211,7 @@ impl Services {
         self: Arc<Self>,
         service: Arc<Service>,
         mut rx: watch::Receiver<Resolution>,
-        mut routes: Option<watch::Receiver<Option<Arc<Routes>>>>,
+        mut routes: Option<watch::Receiver<RoutesState>>,
     ) {
         loop {
             let routes_changed = async {
@@ -225,7 +233,7 @@ impl Services {
                 }
                 changed = routes_changed => match changed {
                     Ok(()) => {
-                        let next = routes.as_mut().and_then(|r| r.borrow_and_update().clone());
+                        let next = routes.as_mut().and_then(|r| r.borrow_and_update().routes());
                         self.apply_routes(&service, next);
                     }
                     // The source knows no routes: keep following the endpoints alone.
@@ -355,7 +363,12 @@ impl Services {
             let names: Vec<&str> = t.rules.iter().map(|r| r.name.as_str()).collect();
             tracing::info!(service = %service.name, routes = ?names, "routes updated");
         }
-        if let Some(before) = service.routes.swap(next) {
+        let routed = next.is_some();
+        let before = service.routes.swap(next);
+        service
+            .routed
+            .store(routed, std::sync::atomic::Ordering::Relaxed);
+        if let Some(before) = before {
             // Requests in flight may hold the old table: its series retire now, and are
             // rendered once more, unless the new table made the same ones again.
             for rule in &before.rules {

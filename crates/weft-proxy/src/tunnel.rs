@@ -104,28 +104,39 @@ async fn serve(
         }
         Carried::Tls => {
             // TLS cannot be matched on path or headers: a routed service's TLS goes to a
-            // backend of its catch-all rule, drawn by weight.
-            let target = match relay_target(&shared, &service).await {
-                Some(backend) => backend,
-                None => service,
-            };
-            relay(&shared, &target, io).await
+            // backend of its catch-all rule, drawn by weight; with none, nowhere.
+            match relay_target(&shared, service).await {
+                Ok(target) => relay(&shared, &target, io).await,
+                Err(why) => {
+                    tracing::info!(service = %why.0, "TLS to a routed service with no rule for every request; closed");
+                }
+            }
         }
         Carried::Nothing => {}
     }
 }
 
-/// The backend a routed service's relayed TLS goes to: one drawn by weight from the rule
-/// that takes every request, if it has one; `None` for a service without routes.
-async fn relay_target(shared: &Arc<Shared>, service: &Service) -> Option<Arc<Service>> {
-    let table = service.routes()?;
-    let rule = table.catch_all()?;
+/// Where a tunnel's TLS is relayed: the service itself, or for a routed one a backend of
+/// its catch-all rule drawn by weight; an error (naming the service) when it has routes but
+/// no such rule or backend.
+async fn relay_target(
+    shared: &Arc<Shared>,
+    service: Arc<Service>,
+) -> Result<Arc<Service>, NoRelay> {
+    let Some(table) = service.routes() else {
+        return Ok(service);
+    };
+    let Some(rule) = table.catch_all() else {
+        return Err(NoRelay(service.name.clone()));
+    };
     let routed = crate::routing::Routed { table, rule };
-    crate::routing::backend(&shared.outbound, &routed, 0)
-        .await
-        .ok()
-        .map(|(_, backend)| backend)
+    match crate::routing::backend(&shared.outbound, &routed, 0).await {
+        Ok((_, backend)) => Ok(backend),
+        Err(_) => Err(NoRelay(service.name.clone())),
+    }
 }
+
+struct NoRelay(weft_core::ServiceName);
 
 /// A TLS record's first bytes: a handshake (22) of TLS 1.x (major version 3).
 fn is_tls(first: &[u8]) -> bool {

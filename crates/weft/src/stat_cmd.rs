@@ -76,7 +76,10 @@ pub fn stat(args: StatArgs) -> anyhow::Result<()> {
             print!("{}", table(&rows, args.by));
             // Below the services, the splits between their backends, when there are any.
             if args.by == By::Service {
-                let splits = rows_of_routes(&ask("routes")?);
+                // A dashboard from before routes has none to show.
+                let splits = ask("routes")
+                    .map(|v| rows_of_routes(&v))
+                    .unwrap_or_default();
                 if !splits.is_empty() {
                     println!();
                     print!("{}", table(&splits, By::Route));

@@ -210,3 +210,119 @@ fn of_two_proxies_on_a_node_the_first_by_name_is_chosen_whatever_the_order_seen(
         assert_eq!(eps[0].node_proxy, Some("10.1.0.1:4141".parse().unwrap()));
     }
 }
+
+mod routes {
+    use super::*;
+    use crate::gateway::{self, MetaView, RouteKind};
+    use serde_json::json;
+
+    fn route(
+        name: &str,
+        parents: &[(&str, u16)],
+        backend: &str,
+        filter: bool,
+    ) -> gateway::RouteObject {
+        let parents: Vec<_> = parents
+            .iter()
+            .map(|(p, port)| json!({"kind": "Service", "name": p, "port": port}))
+            .collect();
+        let mut rule = json!({"backendRefs": [{"name": backend}]});
+        if filter {
+            rule["filters"] = json!([{"type": "RequestHeaderModifier"}]);
+        }
+        let data = json!({"spec": {"parentRefs": parents, "rules": [rule]}});
+        let meta = MetaView {
+            generation: 1,
+            created: "2026-12-02T00:00:00Z".into(),
+        };
+        gateway::read(
+            RouteKind::Http,
+            &Key::new("default", name),
+            &meta,
+            &data,
+            "default",
+        )
+        .unwrap()
+    }
+
+    fn backends(c: &Cluster, service: &str) -> Vec<String> {
+        c.routes
+            .get(&Key::new("default", service))
+            .map(|r| {
+                r.rules()
+                    .iter()
+                    .flat_map(|rule| rule.backends.iter().map(|b| b.service.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_refused_edit_keeps_the_rules_and_the_services_it_had() {
+        let mut c = Cluster::default();
+        let key = Key::new("default", "split");
+        c.http_routes.insert(
+            key.clone(),
+            route("split", &[("world", 80)], "world-v2", false),
+        );
+        c.refresh_routes();
+        assert_eq!(backends(&c, "world"), ["world-v2"]);
+        // Moved to another Service in the same edit that brings a filter: refused whole.
+        c.http_routes.insert(
+            key.clone(),
+            route("split", &[("payments", 80)], "evil", true),
+        );
+        c.refresh_routes();
+        assert_eq!(backends(&c, "world"), ["world-v2"]);
+        assert!(backends(&c, "payments").is_empty());
+        // Deleted: gone.
+        c.http_routes.remove(&key);
+        c.refresh_routes();
+        assert!(c.routes.is_empty());
+    }
+
+    #[test]
+    fn a_service_named_once_per_port_takes_the_rules_once() {
+        let mut c = Cluster::default();
+        let r = route(
+            "split",
+            &[("world", 80), ("world", 8080)],
+            "world-v2",
+            false,
+        );
+        c.http_routes.insert(Key::new("default", "split"), r);
+        c.refresh_routes();
+        assert_eq!(backends(&c, "world"), ["world-v2"]);
+        assert!(c.route_conflicts.is_empty());
+    }
+
+    #[test]
+    fn routes_that_do_not_fit_together_keep_the_last_and_say_why() {
+        let mut c = Cluster::default();
+        c.http_routes.insert(
+            Key::new("default", "a.b"),
+            route("a.b", &[("world", 80)], "v1", false),
+        );
+        c.refresh_routes();
+        assert_eq!(backends(&c, "world"), ["v1"]);
+        // A second route whose rule name collides with the first's.
+        let mut other = route("a", &[("world", 80)], "v2", false);
+        if let Ok(rules) = &mut other.rules {
+            rules[0].name = "a.b".into();
+        }
+        c.http_routes.insert(Key::new("default", "a"), other);
+        c.refresh_routes();
+        assert_eq!(backends(&c, "world"), ["v1"], "the last routes stay");
+        let statuses = c.route_statuses("2026-12-02T00:00:00Z");
+        let (_, status) = statuses.iter().find(|((_, k), _)| k.name == "a").unwrap();
+        let accepted = &status["status"]["parents"][0]["conditions"][0];
+        assert_eq!(accepted["status"], "False");
+        assert!(
+            accepted["message"]
+                .as_str()
+                .unwrap()
+                .contains("named twice"),
+            "{accepted}"
+        );
+    }
+}

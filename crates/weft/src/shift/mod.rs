@@ -147,14 +147,29 @@ async fn shift(args: ShiftArgs) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let mut baseline_seen: Option<Figures> = None;
+    // What the weights are now, as far as this shift knows: a change by anyone else stops it.
+    let mut expected = original.clone();
     for (k, &percent) in plan.iter().enumerate() {
         let at = weighted(&original, canary, percent);
-        weights.set(&at).await?;
+        if let Err(e) = set(&weights, &expected, &at).await {
+            if e.is::<ChangedElsewhere>() {
+                return Err(e);
+            }
+            let why = format!("setting the step's weights failed: {e:#}");
+            return roll_back(&weights, &expected, &original, canary, started, &why).await;
+        }
+        expected = at.clone();
         println!("step {}/{}: {}", k + 1, plan.len(), describe(&at));
         let step_start = Instant::now();
         let mut holding_since: Option<Instant> = None;
         loop {
-            tokio::time::sleep(args.judge_every).await;
+            tokio::select! {
+                () = tokio::time::sleep(args.judge_every) => {}
+                _ = tokio::signal::ctrl_c() => {
+                    let why = "interrupted";
+                    return roll_back(&weights, &expected, &original, canary, started, why).await;
+                }
+            }
             let figures = figures(&args, service, canary).await;
             let (verdict, shown) = match &figures {
                 Ok((c, base)) => {
@@ -179,7 +194,7 @@ async fn shift(args: ShiftArgs) -> anyhow::Result<()> {
             );
             match verdict {
                 Verdict::Failing(why) => {
-                    return roll_back(&weights, &original, canary, started, &why).await;
+                    return roll_back(&weights, &expected, &original, canary, started, &why).await;
                 }
                 Verdict::Hold(_) => {
                     let since = *holding_since.get_or_insert_with(Instant::now);
@@ -188,7 +203,8 @@ async fn shift(args: ShiftArgs) -> anyhow::Result<()> {
                             "too little traffic to judge the canary for {:?}",
                             args.hold_timeout
                         );
-                        return roll_back(&weights, &original, canary, started, &why).await;
+                        return roll_back(&weights, &expected, &original, canary, started, &why)
+                            .await;
                     }
                 }
                 Verdict::Healthy => {
@@ -201,7 +217,7 @@ async fn shift(args: ShiftArgs) -> anyhow::Result<()> {
         }
     }
     let all = weighted(&original, canary, 100);
-    weights.set(&all).await?;
+    set(&weights, &expected, &all).await?;
     println!(
         "promoted: {canary} takes all of {service}'s traffic ({}) after {:.1}s",
         describe(&all),
@@ -257,15 +273,47 @@ fn weighted(original: &[RuleWeights], canary: &str, percent: u32) -> Vec<RuleWei
         .collect()
 }
 
+/// Another hand moved the weights while the shift ran: it stops and leaves them be.
+#[derive(Debug)]
+struct ChangedElsewhere(String);
+
+impl std::fmt::Display for ChangedElsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the route's weights were changed by someone else since the last step (now {}); the shift stops and leaves them as they are",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ChangedElsewhere {}
+
+/// Sets `next`, once the weights are checked to be still `expected`.
+async fn set(
+    weights: &Weights,
+    expected: &[RuleWeights],
+    next: &[RuleWeights],
+) -> anyhow::Result<()> {
+    let now = weights.get().await?;
+    if now != expected {
+        return Err(ChangedElsewhere(describe(&now)).into());
+    }
+    weights.set(next).await
+}
+
 async fn roll_back(
     weights: &Weights,
+    expected: &[RuleWeights],
     original: &[RuleWeights],
     canary: &str,
     started: Instant,
     why: &str,
 ) -> anyhow::Result<()> {
     let back = weighted(original, canary, 0);
-    weights.set(&back).await.context("rolling back")?;
+    set(weights, expected, &back)
+        .await
+        .context("rolling back")?;
     println!(
         "rolled back: {canary} at 0% ({}) after {:.1}s: {why}",
         describe(&back),
