@@ -141,7 +141,13 @@ async fn rules_match_by_precedence_with_their_own_timeouts_and_unmatched_request
     let took = started.elapsed();
     println!("beta rule answered {} in {took:?}", beta.status);
     assert_eq!(beta.status, 504);
-    assert_eq!(beta.header("weft-error"), Some("timeout"));
+    // Node A's timer or node B's (which got the time left with the request), whichever
+    // fires first.
+    let cause = beta.header("weft-error");
+    assert!(
+        matches!(cause, Some("timeout" | "deadline exceeded")),
+        "{cause:?}"
+    );
     assert!(took < Duration::from_secs(3), "{took:?}");
     // No rule for `/other`: 404, as Gateway API answers.
     let none = get(a, "world", "/other").await.unwrap();

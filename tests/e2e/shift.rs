@@ -230,6 +230,19 @@ async fn on_kubernetes_the_shift_edits_the_httproute_weights() {
     );
     let (a, b) = (mesh.a.admin.to_string(), mesh.b.admin.to_string());
     let (_dash, addr) = weft_tests::demo::start_dashboard(&["--proxy", &a, "--proxy", &b]).await;
+    // The route in force (world has no instance of its own) before the load starts.
+    let v1_addr = v1.addr.to_string();
+    eventually(
+        "world-v1 takes world's traffic",
+        Duration::from_secs(20),
+        || async {
+            let r = weft_tests::client::get(mesh.a.outbound, "world", "/echo")
+                .await
+                .ok()?;
+            (r.header("x-backend") == Some(&*v1_addr)).then_some(())
+        },
+    )
+    .await;
     let load = Load::start(mesh.a.outbound, "world", "/echo", 100.0);
     let kubeconfig = mesh.dir.path("kubeconfig");
     let out = tokio::time::timeout(
@@ -279,7 +292,8 @@ async fn on_kubernetes_the_shift_edits_the_httproute_weights() {
     )
     .await;
     let outcomes = load.finish().await;
-    assert!(failures(&outcomes).is_empty());
+    let failed = failures(&outcomes);
+    assert!(failed.is_empty(), "{failed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,8 @@ impl Backend {
                     continue;
                 };
                 n.fetch_add(1, Ordering::SeqCst);
+                // As servers that answer promptly do: no write waits for a delayed ACK.
+                let _ = stream.set_nodelay(true);
                 let (r, c, ctl) = (r.clone(), c.clone(), ctl.clone());
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {

@@ -13,6 +13,9 @@ pub struct Figures {
     pub p99_ms: Option<f64>,
 }
 
+/// Attempts to each backend before their p99s are compared.
+pub const P99_SAMPLE: f64 = 100.0;
+
 #[derive(Clone, Debug)]
 pub struct Criteria {
     /// Attempts the canary must have had in the window before it is judged at all.
@@ -65,6 +68,16 @@ pub fn judge(canary: &Figures, baseline: Option<&Figures>, c: &Criteria) -> Verd
                 c.max_success_drop * 100.0
             ));
         }
+    }
+    // A p99 over fewer than 100 attempts is the slowest of them, whatever it was: a
+    // connection opened, a collection. Promotion waits until latency can be judged.
+    let enough = |f: &Figures| f.attempts >= P99_SAMPLE;
+    if !enough(canary) || !baseline.is_some_and(enough) {
+        return Verdict::Hold(format!(
+            "success rate fine; p99 needs {P99_SAMPLE:.0} attempts to each backend in the window (the canary has {:.0}, the current backend {:.0})",
+            canary.attempts,
+            baseline.map_or(0.0, |b| b.attempts)
+        ));
     }
     if let (Some(p99), Some(base)) = (canary.p99_ms, baseline.and_then(|b| b.p99_ms)) {
         let ceiling = (base * c.max_p99_ratio).max(base + c.p99_slack_ms);
@@ -133,6 +146,11 @@ mod tests {
             judge(&f(100.0, 0.9, 10.0), Some(&flaky), &criteria()),
             Verdict::Healthy
         );
+        // Enough to judge success, not yet latency: hold, never promote.
+        assert!(matches!(
+            judge(&f(60.0, 1.0, 90.0), Some(&base), &criteria()),
+            Verdict::Hold(why) if why.contains("p99 needs 100")
+        ));
         // Sub-millisecond p99s: within the slack.
         let fast = f(1000.0, 1.0, 0.4);
         assert_eq!(

@@ -44,6 +44,7 @@ pub struct ShiftArgs {
     #[arg(long, default_value = "30s", value_parser = duration::parse)]
     window: Duration,
     /// Attempts the canary must have had in the window before it is judged; fewer: hold.
+    /// (Its p99 is compared once each backend has had 100.)
     #[arg(long, default_value_t = 50)]
     min_requests: u64,
     /// Percentage points the canary's success rate may be below the current backend's.
