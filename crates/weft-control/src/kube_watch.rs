@@ -228,7 +228,7 @@ pub async fn run(
         });
         if touched {
             // Each route's verdict goes back as its status, when it changed.
-            let now = gateway::rfc3339(std::time::SystemTime::now());
+            let now = crate::calendar::rfc3339(std::time::SystemTime::now());
             let current = index.route_statuses(&now);
             let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
             reported.retain(|id, _| current.iter().any(|(i, _)| i == id));

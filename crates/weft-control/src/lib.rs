@@ -10,12 +10,13 @@
 //!   discovery file.
 //! - [`server`]: the Destination gRPC service.
 //! - [`identity`]: the Identity API, its CA and tokens, and the TLS its gRPC is served over.
-//! - [`admin`], [`metrics`]: /live, /ready, /metrics.
+//! - [`admin`], [`metrics`]: /live, /ready, /metrics; [`calendar`]: dates and times.
 //! - [`route_edit`]: an HTTPRoute's weights changed, for `weft shift`.
 //! - [`install`]: the manifests `weft install` prints; [`check`]: `weft check`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod calendar;
 pub mod check;
 pub mod cluster;
 pub mod file_source;

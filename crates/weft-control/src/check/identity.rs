@@ -235,7 +235,7 @@ fn expiry(what: &str, end: Option<SystemTime>, notice: Duration) -> Finding {
     let Some(end) = end else {
         return finding(false, what, "does not parse");
     };
-    let date = format_date(end);
+    let date = crate::calendar::date(end);
     match end.duration_since(SystemTime::now()) {
         Err(_) => finding(
             false,
@@ -254,35 +254,9 @@ fn expiry(what: &str, end: Option<SystemTime>, notice: Duration) -> Finding {
     }
 }
 
-/// `YYYY-MM-DD` (UTC).
-fn format_date(t: SystemTime) -> String {
-    let days = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / DAY.as_secs()) as i64;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_calendar_dates() {
-        let at = |secs: u64| format_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(at(0), "1970-01-01");
-        assert_eq!(at(951_782_400), "2000-02-29");
-        assert_eq!(at(1_796_169_600), "2026-12-02");
-    }
 
     #[test]
     fn an_expiry_is_failed_when_past_and_warned_of_ahead() {
