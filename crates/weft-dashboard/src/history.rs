@@ -424,50 +424,47 @@ impl History {
 
     /// Figures over the last `window` seconds, of every key `keep` takes, added up.
     pub fn stats_of_all(&self, keep: impl Fn(&Key) -> bool, window: f64) -> Stats {
-        let Some(now) = self.last_t else {
-            return stats_of(&Counts::default(), 0.0);
-        };
-        let mut total = Counts::default();
-        let mut seconds: f64 = 0.0;
-        for (_, ring) in self.series.iter().filter(|(k, _)| keep(k)) {
-            let mut secs = 0.0;
-            for p in ring.iter().rev().take_while(|p| p.t > now - window - 1e-6) {
-                total.add(&p.counts);
-                secs += p.dt;
-            }
-            seconds = seconds.max(secs);
-        }
-        // Keys that had no traffic lately have no points: the window is the cluster's.
-        stats_of(&total, seconds.max(self.covered(now, window)))
+        let rings = self.series.iter().filter(|(k, _)| keep(k)).map(|(_, r)| r);
+        self.window_stats(rings, window)
     }
 
     /// Figures over the last `window` seconds. A rate is over the time the window covers,
     /// not only the rounds this key had traffic in: a quiet stretch lowers it.
     pub fn stats(&self, key: &Key, window: f64) -> Stats {
+        self.window_stats(self.series.get(key).into_iter(), window)
+    }
+
+    /// The points of `rings` within the last `window` seconds, added up, over the time the
+    /// window covers: the cluster's ring has a point every round, where a key that had no
+    /// traffic lately has none.
+    fn window_stats<'a>(
+        &'a self,
+        rings: impl Iterator<Item = &'a VecDeque<Point>>,
+        window: f64,
+    ) -> Stats {
         let Some(now) = self.last_t else {
             return stats_of(&Counts::default(), 0.0);
         };
-        let mut total = Counts::default();
-        let mut seconds: f64 = 0.0;
-        if let Some(ring) = self.series.get(key) {
-            for p in ring.iter().rev().take_while(|p| p.t > now - window - 1e-6) {
-                total.add(&p.counts);
-                seconds += p.dt;
-            }
-        }
-        stats_of(&total, seconds.max(self.covered(now, window)))
-    }
-
-    /// The time the rounds within the last `window` seconds cover (the cluster's ring has
-    /// a point every round).
-    fn covered(&self, now: f64, window: f64) -> f64 {
-        self.series.get(&Key::Cluster).map_or(0.0, |ring| {
+        let recent = |ring: &'a VecDeque<Point>| {
             ring.iter()
                 .rev()
-                .take_while(|p| p.t > now - window - 1e-6)
-                .map(|p| p.dt)
-                .sum()
-        })
+                .take_while(move |p| p.t > now - window - 1e-6)
+        };
+        let mut total = Counts::default();
+        let mut seconds: f64 = 0.0;
+        for ring in rings {
+            let mut secs = 0.0;
+            for p in recent(ring) {
+                total.add(&p.counts);
+                secs += p.dt;
+            }
+            seconds = seconds.max(secs);
+        }
+        let covered = self
+            .series
+            .get(&Key::Cluster)
+            .map_or(0.0, |ring| recent(ring).map(|p| p.dt).sum());
+        stats_of(&total, seconds.max(covered))
     }
 
     /// Points of `step` seconds over the last `span` seconds, oldest first, of every key
@@ -495,17 +492,7 @@ impl History {
             }
         }
         bins.into_iter()
-            .map(|(t, (c, secs))| {
-                let s = stats_of(&c, secs);
-                SeriesPoint {
-                    t: t as f64 / 1000.0,
-                    rps: s.rps,
-                    success_rate: s.success_rate,
-                    p50_ms: s.p50_ms,
-                    p95_ms: s.p95_ms,
-                    p99_ms: s.p99_ms,
-                }
-            })
+            .map(|(t, (c, secs))| point(t as f64 / 1000.0, &c, secs))
             .collect()
     }
 
@@ -518,7 +505,7 @@ impl History {
         let start = now - span;
         let mut bins: Vec<(f64, Counts, f64)> = Vec::new();
         for p in ring.iter().filter(|p| p.t > start) {
-            let bin_end = now - ((now - p.t) / step).floor() * step;
+            let bin_end = bin_end(now, p.t, step);
             match bins.last_mut() {
                 Some((t, c, secs)) if (*t - bin_end).abs() < 1e-6 => {
                     c.add(&p.counts);
@@ -528,17 +515,7 @@ impl History {
             }
         }
         bins.into_iter()
-            .map(|(t, c, secs)| {
-                let s = stats_of(&c, secs);
-                SeriesPoint {
-                    t,
-                    rps: s.rps,
-                    success_rate: s.success_rate,
-                    p50_ms: s.p50_ms,
-                    p95_ms: s.p95_ms,
-                    p99_ms: s.p99_ms,
-                }
-            })
+            .map(|(t, c, secs)| point(t, &c, secs))
             .collect()
     }
 }
@@ -608,6 +585,19 @@ fn route_counts(s: &weft_metrics::parse::Sample, delta: f64) -> Option<(Key, Cou
         },
     };
     Some((key, c))
+}
+
+/// One bin of a series: its counts over `secs` seconds, ending at `t`.
+fn point(t: f64, c: &Counts, secs: f64) -> SeriesPoint {
+    let s = stats_of(c, secs);
+    SeriesPoint {
+        t,
+        rps: s.rps,
+        success_rate: s.success_rate,
+        p50_ms: s.p50_ms,
+        p95_ms: s.p95_ms,
+        p99_ms: s.p99_ms,
+    }
 }
 
 /// The bin a point at `t` falls in: bins of `step` seconds ending at `now`.
