@@ -31,16 +31,9 @@ pub use identity::identity_server::{Identity, IdentityServer};
 pub use identity::{CertifyRequest, CertifyResponse};
 
 /// Why an endpoint from the wire was refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad endpoint from the control plane: {0}")]
 pub struct BadEndpoint(pub String);
-
-impl std::fmt::Display for BadEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "bad endpoint from the control plane: {}", self.0)
-    }
-}
-
-impl std::error::Error for BadEndpoint {}
 
 pub fn to_wire(ep: &Endpoint) -> destination::Endpoint {
     destination::Endpoint {

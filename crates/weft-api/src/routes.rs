@@ -12,16 +12,9 @@ use crate::destination as wire;
 use crate::destination::route_match::Path;
 
 /// Why routes from the wire were refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad routes from the control plane: {0}")]
 pub struct BadRoutes(pub String);
-
-impl std::fmt::Display for BadRoutes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "bad routes from the control plane: {}", self.0)
-    }
-}
-
-impl std::error::Error for BadRoutes {}
 
 fn ms(d: Option<Duration>) -> Option<u64> {
     d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

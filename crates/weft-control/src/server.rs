@@ -130,10 +130,8 @@ async fn follow_routes(
     // Held for the stream's life.
     _permit: OwnedSemaphorePermit,
 ) {
-    let mut synced = index.synced();
-    tokio::select! {
-        r = synced.wait_for(|s| *s) => if r.is_err() { return },
-        _ = tx.closed() => return,
+    if !synced_while_open(&*index, &tx).await {
+        return;
     }
     let mut routes = index.routes(&key);
     let _open = OpenStream::new(&metrics.streams);
@@ -162,10 +160,8 @@ async fn follow(
     // Held for the stream's life.
     _permit: OwnedSemaphorePermit,
 ) {
-    let mut synced = index.synced();
-    tokio::select! {
-        r = synced.wait_for(|s| *s) => if r.is_err() { return },
-        _ = tx.closed() => return,
+    if !synced_while_open(&*index, &tx).await {
+        return;
     }
     let mut answers = index.subscribe(&key, port);
     let _open = OpenStream::new(&metrics.streams);
@@ -183,6 +179,16 @@ async fn follow(
             r = answers.changed() => if r.is_err() { return },
             _ = tx.closed() => return,
         }
+    }
+}
+
+/// Waits until the source has its whole state (nothing is answered before), unless the
+/// stream's caller leaves first: then false.
+async fn synced_while_open<T>(index: &dyn Answers, tx: &mpsc::Sender<T>) -> bool {
+    let mut synced = index.synced();
+    tokio::select! {
+        r = synced.wait_for(|s| *s) => r.is_ok(),
+        _ = tx.closed() => false,
     }
 }
 
