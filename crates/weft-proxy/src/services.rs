@@ -288,23 +288,24 @@ impl Services {
                         known.iter().sum::<f64>() / known.len() as f64,
                     )
                 };
-                let mut ordered: Vec<&weft_core::Endpoint> = set
+                let mut ordered: Vec<(usize, &weft_core::Endpoint)> = set
                     .iter()
                     .filter(|ep| self.local.is_none() || ep.node_proxy == self.local)
+                    .map(|ep| (set.group_of(ep), ep))
                     .collect();
                 // Stable: within a group, the order discovery gave.
-                ordered.sort_by_key(|ep| set.group_of(ep));
+                ordered.sort_by_key(|(group, _)| *group);
                 let mut groups = Vec::new();
                 if !set.failover().is_empty() && self.local.is_none() {
-                    for (i, ep) in ordered.iter().enumerate() {
-                        let last = ordered.get(i + 1).map(|n| set.group_of(n));
-                        if last != Some(set.group_of(ep)) {
+                    for (i, (group, _)) in ordered.iter().enumerate() {
+                        if ordered.get(i + 1).map(|(next, _)| next) != Some(group) {
                             groups.push(i + 1);
                         }
                     }
                 }
                 let list = ordered
                     .into_iter()
+                    .map(|(_, ep)| ep)
                     .map(|ep| {
                         // Keep an unchanged endpoint's state: its in-flight count matters.
                         current
