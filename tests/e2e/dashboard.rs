@@ -485,23 +485,14 @@ async fn the_demo_canary_is_shifted_as_its_banner_says_and_the_split_shows() {
         )
         .await;
     assert_eq!(v1_first, "100%");
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new(weft_tests::proxy::weft_bin())
-            .args(&args)
-            .args(["--steps", "50", "--interval", "3s", "--judge-every", "1s"])
-            .args(["--window", "5s", "--min-requests", "20"])
-            // What this checks is the banner and the split's display; latency judgement on a
-            // loaded two-core machine is the shift tests' business.
-            .args(["--max-p99-ratio", "20"])
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("promoted"), "{text}");
+    let mut shift = args.clone();
+    shift.extend(["--steps", "50", "--interval", "3s", "--judge-every", "1s"]);
+    shift.extend(["--window", "5s", "--min-requests", "20"]);
+    // What this checks is the banner and the split's display; latency judgement on a
+    // loaded two-core machine is the shift tests' business.
+    shift.extend(["--max-p99-ratio", "20"]);
+    let run = weft_tests::split::run_weft(&shift, Duration::from_secs(90)).await;
+    assert!(run.ok && run.out.contains("promoted"), "{}", run.out);
     // The split's live share moves to world-v2 on the page (over its one-minute window) …
     browser
         .wait_for(

@@ -11,7 +11,7 @@ use weft_tests::eventually;
 use weft_tests::load::{failures, Load, Outcome};
 use weft_tests::mesh::{Mesh, NODE_B};
 use weft_tests::proxy::{metric, WeftProxy};
-use weft_tests::split::{weights, Split};
+use weft_tests::split::{answered_by, weights, Split};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_holds_its_weights_and_a_live_change_loses_no_request() {
@@ -289,19 +289,13 @@ async fn routes_travel_from_the_control_plane_and_a_weight_change_reaches_the_pr
             discovery::render(&services)
         )
     };
-    let answered_by = |want: std::net::SocketAddr| {
-        let a = a.outbound;
-        move || async move {
-            let r = get(a, "world", "/echo").await.ok()?;
-            (r.status == 200 && r.header("x-backend") == Some(&*want.to_string())).then_some(())
-        }
-    };
     let started = Instant::now();
     discovery::write_raw(&disc, &text(0, 1));
-    eventually(
+    answered_by(
         "world-v2 takes world's requests",
         Duration::from_secs(30),
-        answered_by(v2.addr),
+        a.outbound,
+        v2.addr,
     )
     .await;
     let first = started.elapsed();
@@ -316,10 +310,11 @@ async fn routes_travel_from_the_control_plane_and_a_weight_change_reaches_the_pr
     let before_change = routes_sent().await;
     let changed = Instant::now();
     discovery::write_raw(&disc, &text(1, 0));
-    eventually(
+    answered_by(
         "world-v1 takes them after the change",
         Duration::from_secs(30),
-        answered_by(v1.addr),
+        a.outbound,
+        v1.addr,
     )
     .await;
     let change = changed.elapsed();
@@ -362,16 +357,11 @@ async fn an_httproute_is_created_changed_refused_and_deleted_and_each_reaches_th
         mesh.add_instance_of(b, svc, "node-b", pod, "v1");
     }
     let a = mesh.a.outbound;
-    let answered_by = |want: std::net::SocketAddr| {
-        move || async move {
-            let r = get(a, "world", "/echo").await.ok()?;
-            (r.status == 200 && r.header("x-backend") == Some(&*want.to_string())).then_some(())
-        }
-    };
-    eventually(
+    answered_by(
         "world's own instance answers",
         Duration::from_secs(30),
-        answered_by(own.addr),
+        a,
+        own.addr,
     )
     .await;
 
@@ -385,10 +375,11 @@ async fn an_httproute_is_created_changed_refused_and_deleted_and_each_reaches_th
             &[("world-v1", 0), ("world-v2", 1)],
         ),
     );
-    eventually(
+    answered_by(
         "the route sends world to world-v2",
         Duration::from_secs(30),
-        answered_by(v2.addr),
+        a,
+        v2.addr,
     )
     .await;
     let created = t.elapsed();
@@ -416,10 +407,11 @@ async fn an_httproute_is_created_changed_refused_and_deleted_and_each_reaches_th
             &[("world-v1", 1), ("world-v2", 0)],
         ),
     );
-    eventually(
+    answered_by(
         "a weight change sends it to world-v1",
         Duration::from_secs(30),
-        answered_by(v1.addr),
+        a,
+        v1.addr,
     )
     .await;
     let changed = t.elapsed();
@@ -452,10 +444,11 @@ async fn an_httproute_is_created_changed_refused_and_deleted_and_each_reaches_th
 
     let t = Instant::now();
     mesh.kube.delete("httproutes", "default", "world-split");
-    eventually(
+    answered_by(
         "without the route, world's own instance again",
         Duration::from_secs(30),
-        answered_by(own.addr),
+        a,
+        own.addr,
     )
     .await;
     let deleted = t.elapsed();

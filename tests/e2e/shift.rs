@@ -4,14 +4,13 @@
 //! client failure (retries on); with too little traffic the shift holds and never promotes.
 //! On Kubernetes it edits the HTTPRoute's weights.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weft_tests::backend::Backend;
 use weft_tests::eventually;
 use weft_tests::load::{failures, Load};
 use weft_tests::mesh::NODE_B;
-use weft_tests::proxy::weft_bin;
-use weft_tests::split::{weights, Split};
+use weft_tests::split::{answered_by, run_weft, weights, Ran, Split};
 
 /// The dashboard over both proxies, scraping every second.
 async fn dashboard(split: &Split) -> (tokio::process::Child, String) {
@@ -23,53 +22,27 @@ async fn dashboard(split: &Split) -> (tokio::process::Child, String) {
     (child, format!("http://{addr}"))
 }
 
-struct Shifted {
-    ok: bool,
-    out: String,
-    took: Duration,
-}
-
 /// Runs `weft shift world --to world-v2` with `flags`, judged every second over 10 s.
-async fn shift(split: &Split, dashboard: &str, flags: &[&str]) -> Shifted {
-    let file = split.mesh.discovery.to_str().unwrap().to_string();
-    let started = Instant::now();
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(weft_bin())
-            .args([
-                "shift",
-                "world",
-                "--to",
-                "world-v2",
-                "--discovery-file",
-                &file,
-            ])
-            .args([
-                "--dashboard",
-                dashboard,
-                "--judge-every",
-                "1s",
-                "--window",
-                "10s",
-            ])
-            .args(flags)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("weft shift ends by itself")
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    Shifted {
-        ok: out.status.success(),
-        out: text,
-        took: started.elapsed(),
-    }
+async fn shift(split: &Split, dashboard: &str, flags: &[&str]) -> Ran {
+    let file = split.mesh.discovery.to_str().unwrap();
+    let mut args = vec![
+        "shift",
+        "world",
+        "--to",
+        "world-v2",
+        "--discovery-file",
+        file,
+    ];
+    args.extend([
+        "--dashboard",
+        dashboard,
+        "--judge-every",
+        "1s",
+        "--window",
+        "10s",
+    ]);
+    args.extend(flags);
+    run_weft(&args, Duration::from_secs(120)).await
 }
 
 /// The weights the discovery file gives world-v1 and world-v2 now.
@@ -231,44 +204,46 @@ async fn on_kubernetes_the_shift_edits_the_httproute_weights() {
     let (a, b) = (mesh.a.admin.to_string(), mesh.b.admin.to_string());
     let (_dash, addr) = weft_tests::demo::start_dashboard(&["--proxy", &a, "--proxy", &b]).await;
     // The route in force (world has no instance of its own) before the load starts.
-    let v1_addr = v1.addr.to_string();
-    eventually(
+    let a_out = mesh.a.outbound;
+    answered_by(
         "world-v1 takes world's traffic",
         Duration::from_secs(20),
-        || async {
-            let r = weft_tests::client::get(mesh.a.outbound, "world", "/echo")
-                .await
-                .ok()?;
-            (r.header("x-backend") == Some(&*v1_addr)).then_some(())
-        },
+        a_out,
+        v1.addr,
     )
     .await;
     let load = Load::start(mesh.a.outbound, "world", "/echo", 100.0);
     let kubeconfig = mesh.dir.path("kubeconfig");
-    let out = tokio::time::timeout(
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let dashboard = format!("http://{addr}");
+    let run = run_weft(
+        &[
+            "shift",
+            "world",
+            "--to",
+            "world-v2",
+            "--kubeconfig",
+            kubeconfig,
+            "--dashboard",
+            &dashboard,
+            "--steps",
+            "50",
+            "--interval",
+            "2s",
+            "--judge-every",
+            "1s",
+            "--window",
+            "10s",
+            "--min-requests",
+            "20",
+            "--max-p99-ratio",
+            "10",
+        ],
         Duration::from_secs(120),
-        tokio::process::Command::new(weft_bin())
-            .args(["shift", "world", "--to", "world-v2", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args(["--dashboard", &format!("http://{addr}")])
-            .args(["--steps", "50", "--interval", "2s", "--judge-every", "1s"])
-            .args([
-                "--window",
-                "10s",
-                "--min-requests",
-                "20",
-                "--max-p99-ratio",
-                "10",
-            ])
-            .kill_on_drop(true)
-            .output(),
     )
-    .await
-    .unwrap()
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    .await;
+    let text = run.out;
+    assert!(run.ok, "{text}");
     assert!(text.contains("HTTPRoute default/world-split"), "{text}");
     let route = mesh
         .kube
@@ -279,16 +254,11 @@ async fn on_kubernetes_the_shift_edits_the_httproute_weights() {
         (refs[0]["weight"].as_u64(), refs[1]["weight"].as_u64()),
         (Some(0), Some(100))
     );
-    let v2_addr = v2.addr.to_string();
-    eventually(
+    answered_by(
         "world-v2 takes world's traffic",
         Duration::from_secs(20),
-        || async {
-            let r = weft_tests::client::get(mesh.a.outbound, "world", "/echo")
-                .await
-                .ok()?;
-            (r.header("x-backend") == Some(&*v2_addr)).then_some(())
-        },
+        a_out,
+        v2.addr,
     )
     .await;
     let outcomes = load.finish().await;

@@ -1,6 +1,7 @@
 //! Two versions of `world` on node B of a [`Mesh`], and `world` split between them by a
 //! route in the discovery file: the arrangement of the routing and `weft shift` tests.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::backend::Backend;
@@ -103,4 +104,49 @@ pub async fn weights(proxy: &WeftProxy) -> Vec<u64> {
         .as_array()
         .map(|bs| bs.iter().map(|b| b["weight"].as_u64().unwrap()).collect())
         .unwrap_or_default()
+}
+
+/// Waits, up to `within`, until a request for `world` through `proxy` is answered `200`
+/// by `backend`.
+pub async fn answered_by(what: &str, within: Duration, proxy: SocketAddr, backend: SocketAddr) {
+    let backend = backend.to_string();
+    eventually(what, within, || async {
+        let r = get(proxy, "world", "/echo").await.ok()?;
+        (r.status == 200 && r.header("x-backend") == Some(&*backend)).then_some(())
+    })
+    .await
+}
+
+/// How a `weft` command ended: its output (stdout, then stderr) and how long it ran.
+pub struct Ran {
+    pub ok: bool,
+    pub out: String,
+    pub took: Duration,
+}
+
+/// Runs `weft ARGS` (a `weft shift`, say), which must end by itself within `limit`, and
+/// prints what it said.
+pub async fn run_weft(args: &[&str], limit: Duration) -> Ran {
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(
+        limit,
+        tokio::process::Command::new(crate::proxy::weft_bin())
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("weft ends by itself")
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    Ran {
+        ok: out.status.success(),
+        out: text,
+        took: started.elapsed(),
+    }
 }
