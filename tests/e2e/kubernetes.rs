@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use weft_tests::backend::Backend;
 use weft_tests::client::curl;
 use weft_tests::control::WeftControl;
@@ -35,6 +37,24 @@ async fn reaches_a(
 
 fn set(addrs: &[&Backend]) -> BTreeSet<String> {
     addrs.iter().map(|b| b.addr.to_string()).collect()
+}
+
+/// Waits until proxy A sends to `backend` through `proxy`'s inbound: the control plane
+/// learns proxy pods and EndpointSlices from separate watches, so an endpoint may be
+/// offered a moment before its node's proxy is known (sent direct, then through it).
+async fn through_proxy_at_a(mesh: &KubeMesh, backend: &Backend, proxy: &WeftProxy) -> Value {
+    let addr = backend.addr.to_string();
+    let inbound = proxy.inbound.to_string();
+    weft_tests::eventually(
+        "the endpoint's node proxy",
+        Duration::from_secs(5),
+        || async {
+            let eps = mesh.endpoints_at_a().await;
+            eps.into_iter()
+                .find(|e| e["addr"] == addr.as_str() && e["node"] == inbound.as_str())
+        },
+    )
+    .await
 }
 
 /// Waits until proxy A routes `world` (the proxy subscribes when a request first names it;
@@ -69,12 +89,7 @@ async fn endpointslices_become_routes_through_the_node_proxies() {
     assert_eq!(backends_hit(&mesh, 20).await, set(&[&on_a, &on_b]));
 
     // Each endpoint carries its node's proxy, pod, node, zone and version.
-    let eps = mesh.endpoints_at_a().await;
-    let b = eps
-        .iter()
-        .find(|e| e["addr"] == on_b.addr.to_string())
-        .expect("node-b instance listed");
-    assert_eq!(b["node"], mesh.b.inbound.to_string(), "{b}");
+    let b = through_proxy_at_a(&mesh, &on_b, &mesh.b).await;
     assert_eq!(b["labels"]["pod"], "world-b");
     assert_eq!(b["labels"]["node"], "node-b");
     assert_eq!(b["labels"]["zone"], "zone-node-b");
@@ -480,8 +495,7 @@ async fn a_tenant_pod_labelled_like_a_proxy_never_becomes_a_nodes_proxy() {
     mesh.add_instance(&on_b, "node-b", "world-b", "v1");
     routes(&mesh).await;
     reaches_a(&mesh, "the node-b instance", |got| *got == set(&[&on_b])).await;
-    let eps = mesh.endpoints_at_a().await;
-    assert_eq!(eps[0]["node"], mesh.b.inbound.to_string(), "{eps:?}");
+    through_proxy_at_a(&mesh, &on_b, &mesh.b).await;
     assert_eq!(backends_hit(&mesh, 10).await, set(&[&on_b]));
     // Still so after the node's real proxy is replaced and the tenant's is updated.
     mesh.kube
@@ -511,11 +525,7 @@ async fn a_proxy_proves_its_node_with_its_pods_service_account_token() {
     mesh.add_instance(&world, "node-b", "world-1", "v1");
     routes(&mesh).await;
     // Across the nodes over mutual TLS, node-b's proxy checked to be node-b's.
-    let eps = mesh.endpoints_at_a().await;
-    let ep = eps
-        .iter()
-        .find(|e| e["addr"] == world.addr.to_string())
-        .unwrap();
+    let ep = through_proxy_at_a(&mesh, &world, &mesh.b).await;
     assert_eq!(ep["tls"]["mode"], "mutual", "{ep}");
     assert_eq!(
         ep["tls"]["identity"], "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-b",
