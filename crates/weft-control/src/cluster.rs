@@ -95,6 +95,9 @@ pub struct PodRecord {
     pub node: Option<String>,
     /// Set for a ready weft proxy pod: where peers reach its inbound listener.
     pub proxy_inbound: Option<SocketAddr>,
+    /// Every port a weft proxy pod listens on, as reached (host port or pod port): never
+    /// offered as an endpoint, which would send a request round through the mesh.
+    pub proxy_ports: Vec<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -220,6 +223,25 @@ impl PodRecord {
         let ready = status
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let proxy_ports = if is_proxy {
+            let ip = |s: Option<&String>| s.and_then(|s| s.parse::<std::net::IpAddr>().ok());
+            let host_ip = ip(status.and_then(|s| s.host_ip.as_ref()));
+            let pod_ip = ip(status.and_then(|s| s.pod_ip.as_ref()));
+            let port = |p: i32| u16::try_from(p).ok();
+            spec.into_iter()
+                .flat_map(|s| s.containers.iter())
+                .flat_map(|c| c.ports.iter().flatten())
+                .flat_map(|p| {
+                    let host = host_ip.zip(p.host_port.and_then(port));
+                    let pod = pod_ip.zip(port(p.container_port));
+                    [host, pod]
+                })
+                .flatten()
+                .map(|(ip, port)| SocketAddr::new(ip, port))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let proxy_inbound = if is_proxy && ready && pod.metadata.deletion_timestamp.is_none() {
             spec.and_then(|spec| {
                 let port = spec
@@ -243,6 +265,7 @@ impl PodRecord {
                 labels,
                 node: spec.and_then(|s| s.node_name.clone()),
                 proxy_inbound,
+                proxy_ports,
             },
         ))
     }
@@ -340,10 +363,12 @@ impl Cluster {
     /// one pass over pods and slices, not one per service.
     pub fn view(&self) -> View<'_> {
         let mut chosen: HashMap<&str, (&Key, SocketAddr)> = HashMap::new();
+        let mut proxy_ports = std::collections::HashSet::new();
         for (key, pod) in &self.pods {
             if key.namespace != self.proxy_namespace {
                 continue;
             }
+            proxy_ports.extend(pod.proxy_ports.iter().copied());
             if let (Some(node), Some(addr)) = (&pod.node, pod.proxy_inbound) {
                 // Should a rollout briefly run two on a node, the first by name, whatever
                 // order the pods were seen in: every replica of the control plane agrees.
@@ -364,6 +389,7 @@ impl Cluster {
         View {
             cluster: self,
             proxies,
+            proxy_ports,
             slices,
         }
     }
@@ -373,6 +399,8 @@ pub struct View<'a> {
     cluster: &'a Cluster,
     /// Node name → its ready proxy's inbound address.
     proxies: HashMap<&'a str, SocketAddr>,
+    /// Where weft's own proxies listen: never an endpoint.
+    proxy_ports: std::collections::HashSet<SocketAddr>,
     slices: HashMap<&'a Key, Vec<&'a SliceRecord>>,
 }
 
@@ -451,6 +479,10 @@ impl View<'_> {
                     .and_then(|n| self.proxies.get(n.as_str()).copied());
                 for ip in &ep.addresses {
                     let addr = SocketAddr::new(*ip, slice_port.port);
+                    if self.proxy_ports.contains(&addr) {
+                        tracing::debug!(%addr, service = %service.name, "an endpoint that is a weft proxy's listener is left out");
+                        continue;
+                    }
                     out.insert(
                         addr,
                         Endpoint {

@@ -29,6 +29,7 @@ fn cluster() -> Cluster {
             labels: Default::default(),
             node: Some("n1".into()),
             proxy_inbound: Some("10.1.0.1:4141".parse().unwrap()),
+            proxy_ports: vec![],
         },
     );
     c.pods.insert(
@@ -37,6 +38,7 @@ fn cluster() -> Cluster {
             labels: [("version".to_string(), "v2".to_string())].into(),
             node: Some("n1".into()),
             proxy_inbound: None,
+            proxy_ports: vec![],
         },
     );
     let ep = |ip: &str, usable, node: &str, pod: &str| SliceEndpoint {
@@ -145,9 +147,33 @@ fn a_ready_proxy_pod_is_found_by_label_and_inbound_port_and_labels_are_trimmed()
     assert_eq!(rec.proxy_inbound, Some("192.168.0.9:4141".parse().unwrap()));
     assert_eq!(rec.labels.len(), 1, "{:?}", rec.labels);
     assert_eq!(rec.labels["version"], "v3");
-    // Not ready: not a proxy anyone should send through.
+    assert_eq!(rec.proxy_ports, ["192.168.0.9:4141".parse().unwrap()]);
+    // Not ready: not a proxy anyone should send through, and still never an endpoint.
     pod.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
-    assert_eq!(PodRecord::from_k8s(&pod).unwrap().1.proxy_inbound, None);
+    let (_, rec) = PodRecord::from_k8s(&pod).unwrap();
+    assert_eq!(rec.proxy_inbound, None);
+    assert_eq!(rec.proxy_ports.len(), 1);
+}
+
+#[test]
+fn a_proxys_own_listener_is_never_an_endpoint() {
+    let mut c = cluster();
+    // A slice (a Service selecting the proxies, say) that lists n1's proxy's inbound.
+    let proxy = c.pods.get_mut(&Key::new("weft", "proxy-n1")).unwrap();
+    proxy.proxy_ports = vec!["10.0.0.1:8080".parse().unwrap()];
+    let eps = c.view().resolve(&Key::new("default", "world"), 0).unwrap();
+    assert_eq!(eps, vec![]);
+    // A tenant's pod claiming the same address changes nothing for anyone else.
+    c.pods
+        .get_mut(&Key::new("weft", "proxy-n1"))
+        .unwrap()
+        .proxy_ports = vec![];
+    c.pods
+        .get_mut(&Key::new("default", "world-a"))
+        .unwrap()
+        .proxy_ports = vec!["10.0.0.1:8080".parse().unwrap()];
+    let eps = c.view().resolve(&Key::new("default", "world"), 0).unwrap();
+    assert_eq!(eps.len(), 1);
 }
 
 #[test]
@@ -179,6 +205,7 @@ fn a_pod_like_a_proxy_outside_the_install_namespace_never_becomes_a_nodes_proxy(
         labels: Default::default(),
         node: Some("n1".into()),
         proxy_inbound: Some("10.9.9.9:4141".parse().unwrap()),
+        proxy_ports: vec![],
     };
     // Sorted before weft's own by name, so only the namespace keeps it out.
     c.pods.insert(Key::new("tenant", "a-proxy"), tenant);
@@ -203,6 +230,7 @@ fn of_two_proxies_on_a_node_the_first_by_name_is_chosen_whatever_the_order_seen(
                     labels: Default::default(),
                     node: Some("n1".into()),
                     proxy_inbound: Some(format!("{addr}:4141").parse().unwrap()),
+                    proxy_ports: vec![],
                 },
             );
         }
