@@ -5,6 +5,7 @@ mod check;
 mod dashboard;
 mod deadlines;
 mod demo;
+mod edges;
 mod errors;
 mod grpc;
 mod hardening;

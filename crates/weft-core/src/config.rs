@@ -38,6 +38,7 @@ pub struct ProxyConfig {
     pub names: NamesConfig,
     pub http: HttpConfig,
     pub identity: IdentityConfig,
+    pub context: ContextConfig,
     /// Resilience defaults for every service (reloadable).
     pub resilience: PolicyOverrides,
     /// Per-service resilience, over the defaults (reloadable).
@@ -102,6 +103,40 @@ impl Default for IdentityConfig {
     }
 }
 
+/// The `weft-ctx-*` headers the proxy enforces: the hop limit, and whose staging overrides
+/// it honours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContextConfig {
+    /// Proxy hops a request may make (`weft-ctx-hops`); past it, `508` loop detected.
+    pub max_hops: u32,
+    /// Peers whose `weft-ctx-override` the inbound passes to apps, by mesh identity; a
+    /// trailing `*` matches any rest (`spiffe://cluster.local/ns/weft/sa/weft-proxy/node/*`).
+    /// Apps on this node (the outbound) are always trusted; anyone else's is dropped.
+    pub override_peers: Vec<String>,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            max_hops: crate::context::DEFAULT_MAX_HOPS,
+            override_peers: Vec::new(),
+        }
+    }
+}
+
+impl ContextConfig {
+    /// Whether `peer` (a mesh identity) is named in `override_peers`.
+    pub fn trusts(&self, peer: &str) -> bool {
+        self.override_peers
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) => peer.starts_with(prefix),
+                None => p == peer,
+            })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamesConfig {
@@ -159,6 +194,7 @@ impl Default for ProxyConfig {
             names: NamesConfig::default(),
             http: HttpConfig::default(),
             identity: IdentityConfig::default(),
+            context: ContextConfig::default(),
             resilience: PolicyOverrides::default(),
             services: Default::default(),
             source: None,
@@ -255,6 +291,22 @@ impl ProxyConfig {
         }
         if self.http.connect_timeout.is_zero() {
             return Err(invalid("http.connect_timeout must be above zero".into()));
+        }
+        if !(1..=255).contains(&self.context.max_hops) {
+            return Err(invalid(format!(
+                "context.max_hops = {} is not between 1 and 255",
+                self.context.max_hops
+            )));
+        }
+        if let Some(p) = self
+            .context
+            .override_peers
+            .iter()
+            .find(|p| p.is_empty() || *p == "*")
+        {
+            return Err(invalid(format!(
+                "context.override_peers: {p:?} would trust every peer's overrides; name mesh identities"
+            )));
         }
         if self.node.is_empty() {
             return Err(invalid("node must not be empty".into()));

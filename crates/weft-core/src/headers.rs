@@ -21,5 +21,10 @@ pub const WEFT_CTX_DEADLINE: HeaderName = HeaderName::from_static("weft-ctx-dead
 /// proxy-to-proxy hop (no clock shared between nodes is needed, and a repeated value costs
 /// HPACK one byte).
 pub const WEFT_CTX_TIMEOUT: HeaderName = HeaderName::from_static("weft-ctx-timeout");
+/// A staging reroute, `SERVICE => SERVICE[; ...]`: honoured from apps on the node and from
+/// peers named in config, dropped from anyone else (see [`crate::context`]).
+pub const WEFT_CTX_OVERRIDE: HeaderName = HeaderName::from_static("weft-ctx-override");
+/// The proxy hops a request has made; past the limit it is answered `508` as a loop.
+pub const WEFT_CTX_HOPS: HeaderName = HeaderName::from_static("weft-ctx-hops");
 /// gRPC's status, in trailers (or headers, for a trailers-only answer).
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");

@@ -13,9 +13,11 @@
 //! - [`policy`]: resilience policy (balancing, accrual, retries, timeouts), per service.
 //! - [`source`]: locating a parse error in the text it came from.
 //! - [`headers`]: the header names weft reads and writes.
+//! - [`context`]: the `weft-ctx-*` headers' values: staging overrides and the hop count.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod context;
 pub mod duration;
 pub mod endpoint;
 pub mod headers;

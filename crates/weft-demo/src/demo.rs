@@ -179,6 +179,10 @@ async fn run_in(
         pc.admin.listen = SocketAddr::new(*ip, config.admin_port);
         pc.discovery.file = Some(discovery.clone());
         pc.http.shutdown_grace = Duration::from_secs(2);
+        // The demo's proxies pass each other's staging overrides to their apps.
+        if let Some(ca) = &ca {
+            pc.context.override_peers = vec![ca.proxy_pattern()];
+        }
         if !config.retries {
             pc.resilience.retry.max_retries = Some(0);
         }

@@ -72,6 +72,15 @@ impl MeshCa {
         )?)
     }
 
+    /// Every node proxy's identity, as a `context.override_peers` pattern.
+    pub fn proxy_pattern(&self) -> String {
+        format!(
+            "spiffe://{}/ns/{NAMESPACE}/sa/{}/node/*",
+            self.ca.trust_domain().as_str(),
+            weft_identity::PROXY_ACCOUNT
+        )
+    }
+
     /// The dashboard's identity, as the control plane would sign it.
     pub fn certify_dashboard(&self) -> Result<MeshIdentity, IdentityError> {
         let td = self.ca.trust_domain();

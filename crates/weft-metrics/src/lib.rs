@@ -6,6 +6,7 @@
 //! - [`routes`]: per route of a service, and per backend of a route (traffic splits).
 //! - [`tcp`]: open connections, accepted connections and bytes per listener.
 //! - [`tunnel`]: `CONNECT` tunnels per service, and the relayed ones' bytes and duration.
+//! - [`context`]: `weft-ctx-*` headers dropped from sources that may not set them.
 //! - [`names`]: family and label names, for the registry and for readers of the text.
 //! - [`parse`]: reads the text format back, for the dashboard.
 //! - [`Metrics`]: the registry that holds them all and renders `/metrics`.
@@ -13,6 +14,7 @@
 //!   plane's admin listener use.
 #![forbid(unsafe_code)]
 
+pub mod context;
 pub mod http;
 pub mod names;
 pub mod parse;
@@ -29,6 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub use crate::context::ContextMetrics;
 pub use crate::http::{Classification, Direction, HttpMetrics, RouteMetrics, ServiceCounters};
 pub use crate::names::UNKNOWN_SERVICE;
 use crate::names::{family, label};
@@ -45,6 +48,7 @@ pub struct Metrics {
     pub tcp: TcpMetrics,
     pub tunnels: TunnelMetrics,
     pub peers: PeerMetrics,
+    pub context: ContextMetrics,
     /// Discovery updates rejected (bad file edits and the like).
     pub discovery_errors: Counter,
     /// Config reloads rejected; the running config stays.
@@ -149,6 +153,7 @@ impl Metrics {
         let tcp = TcpMetrics::register(&mut registry);
         let tunnels = TunnelMetrics::register(&mut registry);
         let peers = PeerMetrics::register(&mut registry);
+        let context = ContextMetrics::register(&mut registry);
         let discovery_errors = Counter::default();
         registry.register(
             "discovery_errors",
@@ -169,6 +174,7 @@ impl Metrics {
             tcp,
             tunnels,
             peers,
+            context,
             discovery_errors,
             config_errors,
             identity,

@@ -73,6 +73,12 @@ pub struct ProxyArgs {
     pool_max_idle: Option<usize>,
     #[arg(long, env = "WEFT_NAME_SUFFIXES", value_delimiter = ',', help = help("Domain suffixes stripped to find a service name, comma-separated", DEFAULTS.names.suffixes.join(",")))]
     name_suffixes: Option<Vec<String>>,
+    /// Peers whose `weft-ctx-override` reaches this node's apps, by mesh identity, comma-
+    /// separated; a trailing `*` matches any rest [default: none].
+    #[arg(long, env = "WEFT_OVERRIDE_PEERS", value_delimiter = ',')]
+    override_peers: Option<Vec<String>>,
+    #[arg(long, env = "WEFT_MAX_HOPS", help = help("Proxy hops a request may make before it is taken for a loop (508)", DEFAULTS.context.max_hops))]
+    max_hops: Option<u32>,
     /// Runtime worker threads [default: one per CPU].
     #[arg(long, env = "WEFT_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -129,6 +135,8 @@ impl ProxyArgs {
         set(&mut c.http.pool_idle_timeout, self.pool_idle_timeout);
         set(&mut c.http.pool_max_idle, self.pool_max_idle);
         set(&mut c.names.suffixes, self.name_suffixes);
+        set(&mut c.context.override_peers, self.override_peers);
+        set(&mut c.context.max_hops, self.max_hops);
         let origin = self.config.unwrap_or_else(|| PathBuf::from("(flags)"));
         c.validate(&origin)?;
         Ok(c)

@@ -91,6 +91,12 @@ pub(crate) enum ProxyError {
         endpoint: SocketAddr,
         timeout: Duration,
     },
+    /// The request has crossed as many proxies as `context.max_hops` allows: it is looping.
+    #[error("this request has made {hops} proxy hops, the most context.max_hops allows; it is looping through the mesh")]
+    LoopDetected { hops: u32 },
+    /// A `weft-ctx-override` from a trusted source that cannot be followed.
+    #[error("{0}")]
+    BadOverride(String),
     /// The listener had its most requests in flight: turned away before anything was done.
     #[error("this proxy has {limit} requests in flight, its most (http.max_requests_in_flight)")]
     Overloaded { limit: usize },
@@ -108,13 +114,15 @@ impl From<Upstream> for ProxyError {
 impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::MissingAuthority | Self::BadRequest(_) | Self::ClientAborted => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::MissingAuthority
+            | Self::BadRequest(_)
+            | Self::BadOverride(_)
+            | Self::ClientAborted => StatusCode::BAD_REQUEST,
             Self::NotLocal { .. } | Self::NotInMesh { .. } | Self::NoSuchPort { .. } => {
                 StatusCode::FORBIDDEN
             }
             Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Self::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::Upstream(Upstream::BodyFailed) => StatusCode::BAD_REQUEST,
             Self::Upstream(Upstream::ConnectTimeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
@@ -155,6 +163,8 @@ impl ProxyError {
             Self::Timeout { .. } => "timeout",
             Self::AttemptTimeout { .. } => "attempt timeout",
             Self::Overloaded { .. } => kind::OVERLOADED,
+            Self::LoopDetected { .. } => "loop detected",
+            Self::BadOverride(_) => "bad override",
         }
     }
 
@@ -166,6 +176,7 @@ impl ProxyError {
             | Self::NotInMesh { .. }
             | Self::NoSuchPort { .. }
             | Self::Misdirected { .. }
+            | Self::BadOverride(_)
             | Self::ClientAborted
             | Self::Upstream(Upstream::BodyFailed) => Side::Downstream,
             Self::UnknownService(_)
@@ -175,6 +186,7 @@ impl ProxyError {
             | Self::CircuitOpen { .. }
             | Self::DeadlineExceeded
             | Self::Timeout { .. }
+            | Self::LoopDetected { .. }
             | Self::Overloaded { .. } => Side::Proxy,
             _ => Side::Upstream,
         }

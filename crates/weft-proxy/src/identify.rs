@@ -137,6 +137,19 @@ fn screen<B>(req: &Request<B>) -> Result<String, ProxyError> {
         .ok_or(ProxyError::MissingAuthority)
 }
 
+/// The service a staging override names instead of the request's own.
+pub(crate) async fn overridden(
+    side: &Arc<Services>,
+    name: &str,
+) -> Result<Arc<Service>, ProxyError> {
+    match lookup(side, name, name).await {
+        Err(ProxyError::UnknownService(_)) => Err(ProxyError::BadOverride(format!(
+            "weft-ctx-override names {name:?}, which is not a service"
+        ))),
+        found => found,
+    }
+}
+
 /// The service `name` from discovery; `asked` is what an unknown-service answer quotes.
 async fn lookup(side: &Arc<Services>, name: &str, asked: &str) -> Result<Arc<Service>, ProxyError> {
     match side.get(name).await {

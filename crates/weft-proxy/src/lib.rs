@@ -16,6 +16,7 @@
 //! - [`replay`]: the request as its attempts send it, small bodies kept for a retry.
 //! - [`body`]: the response body that streams through and records its end.
 //! - [`mesh`]: the mesh's own headers, stripped at the edges and read from peers.
+//! - [`carried`]: the `weft-ctx-*` headers a call carries: hop count (loops), overrides.
 //! - [`error`] and [`respond`]: the errors the proxy answers with, and the one place that
 //!   turns them into responses.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/shutdown`.
@@ -31,6 +32,7 @@ pub(crate) mod admission;
 pub(crate) mod attempts;
 pub(crate) mod balancer;
 pub(crate) mod body;
+pub(crate) mod carried;
 pub mod cli;
 pub(crate) mod context;
 pub(crate) mod delivery;

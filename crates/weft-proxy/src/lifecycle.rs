@@ -33,6 +33,7 @@ use weft_http::{headers, ClientBody};
 
 use crate::attempts::attempts;
 use crate::body::{self, ProxyBody};
+use crate::carried;
 use crate::context::Ctx;
 use crate::delivery::{self, Failed};
 use crate::error::ProxyError;
@@ -67,25 +68,43 @@ pub(crate) async fn outbound(
         Ok(t) => t,
         Err(e) => return refused(&shared.outbound, start, e),
     };
+    let mut service = target.service;
+    // This proxy is one more hop: a request that has made too many is looping.
+    let seen = mesh::scan(req.headers());
+    let max_hops = shared.config.context.max_hops;
+    let counted = carried::hops(req.headers(), seen)
+        .and_then(|hops| carried::count_hop(req.headers_mut(), hops, max_hops));
+    if let Err(e) = counted {
+        return respond::failed(&service.metrics, start, &e);
+    }
+    // An app on this node may send its call, and every later one, to a staging version.
+    match carried::override_target(&shared.names, req.headers(), seen, service.name.as_str()) {
+        Ok(None) => {}
+        Ok(Some(to)) => match identify::overridden(&shared.outbound, &to).await {
+            Ok(s) => service = s,
+            Err(e) => return respond::failed(&service.metrics, start, &e),
+        },
+        Err(e) => return respond::failed(&service.metrics, start, &e),
+    }
     // The service's policy; with routes, the matched rule's over it.
-    let mut policy = shared.policies.load().get(target.service.name.as_str());
-    let routed = match routing::route(&target.service, &req) {
+    let mut policy = shared.policies.load().get(service.name.as_str());
+    let routed = match routing::route(&service, &req) {
         Ok(r) => r,
-        Err(e) => return respond::failed(&target.service.metrics, start, &e),
+        Err(e) => return respond::failed(&service.metrics, start, &e),
     };
     if let Some(r) = &routed {
         policy = r.rule().policy(&policy);
     }
     // The deadline the policy and the caller allow.
     let deadline = Deadline::effective(req.headers(), policy.policy.timeout.total, start);
-    let mut ctx = Ctx::new(start, target.service, policy, target.authority, deadline);
+    let mut ctx = Ctx::new(start, service, policy, target.authority, deadline);
     ctx.routed = routed;
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
     // Only the mesh may set routing headers; hop-by-hop headers die here.
     ctx.upgrade = take_upgrade(&mut req);
-    mesh::strip(req.headers_mut());
+    mesh::strip(req.headers_mut(), seen);
     headers::strip_hop_by_hop(req.headers_mut(), ctx.upgrade.is_some());
     // Attempts until one's answer is final, all within the deadline. Boxed: the attempt
     // machinery is kilobytes of state, and the handler's future is moved several times.
@@ -175,13 +194,32 @@ pub(crate) async fn inbound(
         Ok(e) => e,
         Err(e) => return ctx.fail(e),
     };
+    // A peer's outbound counted the hop here; a request sent straight to this listener is
+    // one more. An override reaches the app only from a peer trusted to set one.
+    let mut seen = mesh::scan(req.headers());
+    let max_hops = shared.config.context.max_hops;
+    let counted = carried::hops(req.headers(), seen).and_then(|hops| match seen.peer_routed() {
+        true if hops > max_hops => Err(ProxyError::LoopDetected { hops }),
+        true => Ok(()),
+        false => carried::count_hop(req.headers_mut(), hops, max_hops),
+    });
+    if let Err(e) = counted {
+        return ctx.fail(e);
+    }
+    if seen.overrides() {
+        let peer = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .map(|p| Arc::clone(&p.0));
+        seen = carried::screen_peer_override(&shared, req.headers_mut(), seen, peer.as_deref());
+    }
     ctx.endpoint = Some(Arc::clone(&endpoint));
     let load = endpoint.start();
     // Restore what the client spoke before the hop upgraded it, and take the mesh's
     // headers off; the instance gets the deadline itself.
     let orig = original_version(&req);
     let upgrade = take_upgrade(&mut req);
-    mesh::strip(req.headers_mut());
+    mesh::strip(req.headers_mut(), seen);
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
     if let Some(d) = deadline {
         d.to_instance(req.headers_mut(), start);

@@ -201,6 +201,7 @@ impl Proxy {
             draining: shutdown.subscribe(),
             tunnels: metrics.tunnels.clone(),
             peers: metrics.peers.clone(),
+            context: metrics.context.clone(),
             identity: identity
                 .as_ref()
                 .map(|id| id.credentials.identity().clone()),

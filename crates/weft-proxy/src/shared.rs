@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub tunnels: TunnelMetrics,
     /// Requests at the inbound by how the peer came (mutual TLS and who, or plaintext).
     pub peers: weft_metrics::PeerMetrics,
+    /// `weft-ctx-*` headers dropped from sources that may not set them.
+    pub context: weft_metrics::ContextMetrics,
     /// This proxy's mesh identity, when the hop between proxies is mutual TLS.
     pub identity: Option<weft_identity::Identity>,
     /// Requests waiting for their answer, per listener, and their bounds.

@@ -44,6 +44,8 @@ pub(crate) fn worth_retrying(
         .is_none_or(|at| at > standing.now + Duration::from_millis(1));
     time_left
         && match answer {
+            // A loop goes round again if sent again: every hop's retries would multiply.
+            Answer::Response(status, _) if status == StatusCode::LOOP_DETECTED => false,
             Answer::Response(status, headers) => policy.retryable_response(method, status, headers),
             Answer::Error(e) => policy.retryable_error(method, e),
         }

@@ -1,0 +1,179 @@
+//! The `weft-ctx-*` headers a call carries through every hop whose app forwards them, as
+//! the proxies read them: the staging override (`world => world-v2`) and the hop count that
+//! stops a request looping through the mesh. Parsing only; who is trusted, and what is done,
+//! is the proxy's.
+
+use crate::name::NameRules;
+
+/// The longest `weft-ctx-override` value read; a longer one is refused whole.
+pub const MAX_OVERRIDE_BYTES: usize = 512;
+/// The most rewrites one override carries.
+pub const MAX_OVERRIDE_ENTRIES: usize = 8;
+/// The proxy hops a request may make by default before it is taken for a loop.
+pub const DEFAULT_MAX_HOPS: u32 = 16;
+
+/// Why a `weft-ctx-override` value was refused: the `400`'s body says it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("weft-ctx-override is longer than {MAX_OVERRIDE_BYTES} bytes")]
+    TooLong,
+    #[error("weft-ctx-override has more than {MAX_OVERRIDE_ENTRIES} rewrites")]
+    TooMany,
+    #[error("weft-ctx-override is not `SERVICE => SERVICE[; ...]`")]
+    Syntax,
+    /// An override names services only: an address (IP, port) would let a caller send the
+    /// mesh's traffic anywhere.
+    #[error("weft-ctx-override may name services only, not {0:?}")]
+    NotAService(String),
+}
+
+/// The service `value` sends `service`'s requests to instead, when one of its rewrites is
+/// for `service`; every rewrite is checked whether it applies or not, so a malformed header
+/// is refused at the first proxy that reads it rather than at some later hop.
+pub fn override_for(
+    value: &[u8],
+    names: &NameRules,
+    service: &str,
+) -> Result<Option<String>, OverrideError> {
+    let mut found = None;
+    for (from, to) in parse_override(value, names)? {
+        if found.is_none() && from == service {
+            found = Some(to);
+        }
+    }
+    Ok(found)
+}
+
+/// Every rewrite of a `weft-ctx-override` value, in order, names made canonical
+/// (`World.default.svc.cluster.local` → `world`).
+pub fn parse_override(
+    value: &[u8],
+    names: &NameRules,
+) -> Result<Vec<(String, String)>, OverrideError> {
+    if value.len() > MAX_OVERRIDE_BYTES {
+        return Err(OverrideError::TooLong);
+    }
+    let text = std::str::from_utf8(value).map_err(|_| OverrideError::Syntax)?;
+    let mut out = Vec::new();
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        if out.len() == MAX_OVERRIDE_ENTRIES {
+            return Err(OverrideError::TooMany);
+        }
+        let (from, to) = entry.split_once("=>").ok_or(OverrideError::Syntax)?;
+        out.push((service(from, names)?, service(to, names)?));
+    }
+    if out.is_empty() {
+        return Err(OverrideError::Syntax);
+    }
+    Ok(out)
+}
+
+fn service(text: &str, names: &NameRules) -> Result<String, OverrideError> {
+    let text = text.trim();
+    if text.is_empty() || text.contains("=>") {
+        return Err(OverrideError::Syntax);
+    }
+    let address = text.contains(':')
+        || text.contains('/')
+        || text.parse::<std::net::IpAddr>().is_ok()
+        || text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if address {
+        return Err(OverrideError::NotAService(text.chars().take(64).collect()));
+    }
+    names
+        .service_name(text)
+        .map(|n| n.into_owned())
+        .ok_or_else(|| OverrideError::NotAService(text.chars().take(64).collect()))
+}
+
+/// The hops a request has made, from `weft-ctx-hops`: `None` when the value is not a
+/// number. A number too large to hold reads as `u32::MAX`, which is past any limit.
+pub fn parse_hops(value: &[u8]) -> Option<u32> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u32, |n, d| {
+        n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> NameRules {
+        NameRules::default()
+    }
+
+    #[test]
+    fn an_override_rewrites_services_by_name() {
+        let v = b"world => world-v2; hello=>hello-staging";
+        assert_eq!(
+            parse_override(v, &names()).unwrap(),
+            [
+                ("world".to_string(), "world-v2".to_string()),
+                ("hello".to_string(), "hello-staging".to_string())
+            ]
+        );
+        assert_eq!(
+            override_for(
+                b"World.default.svc.cluster.local => world-v2",
+                &names(),
+                "world"
+            ),
+            Ok(Some("world-v2".into()))
+        );
+        assert_eq!(override_for(v, &names(), "other"), Ok(None));
+    }
+
+    #[test]
+    fn an_override_names_no_address_and_stays_small() {
+        for bad in [
+            &b"world => 10.0.0.1"[..],
+            b"world => evil:443",
+            b"world => http://evil",
+            b"world => [::1]",
+        ] {
+            assert!(
+                matches!(
+                    parse_override(bad, &names()),
+                    Err(OverrideError::NotAService(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &b""[..],
+            b";",
+            b"world",
+            b"world =>",
+            b"=> world",
+            b"a => b => c",
+        ] {
+            assert_eq!(parse_override(bad, &names()), Err(OverrideError::Syntax));
+        }
+        let many = "a => b;".repeat(MAX_OVERRIDE_ENTRIES + 1);
+        assert_eq!(
+            parse_override(many.as_bytes(), &names()),
+            Err(OverrideError::TooMany)
+        );
+        let long = format!("world => {}", "w".repeat(MAX_OVERRIDE_BYTES));
+        assert_eq!(
+            parse_override(long.as_bytes(), &names()),
+            Err(OverrideError::TooLong)
+        );
+        // A malformed rewrite is refused even when another one applies.
+        assert!(override_for(b"world => world-v2; x", &names(), "world").is_err());
+    }
+
+    #[test]
+    fn hops_are_a_number_and_saturate() {
+        assert_eq!(parse_hops(b"0"), Some(0));
+        assert_eq!(parse_hops(b"16"), Some(16));
+        assert_eq!(parse_hops(b"99999999999999999999"), Some(u32::MAX));
+        assert_eq!(parse_hops(b""), None);
+        assert_eq!(parse_hops(b"-1"), None);
+        assert_eq!(parse_hops(b"1 "), None);
+    }
+}
