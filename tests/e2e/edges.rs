@@ -1,11 +1,15 @@
 //! The mesh's edges as real processes see them: requests that loop through the mesh are
 //! stopped by the hop count, and staging overrides (`weft-ctx-override`) reroute a call
 //! only when they come from a source the proxy trusts.
+use std::time::Duration;
+
 use weft_tests::backend::Backend;
 use weft_tests::client::curl;
 use weft_tests::demo::Demo;
 use weft_tests::discovery::Ep;
 use weft_tests::mesh::{Mesh, NODE_B};
+use weft_tests::proxy::WeftProxy;
+use weft_tests::site_cert::{self, SiteCert};
 
 /// `curl -x PROXY http://HOST/PATH` with extra headers: status, headers and body.
 async fn via(proxy: &str, url: &str, headers: &[&str]) -> weft_tests::client::Reply {
@@ -157,4 +161,198 @@ async fn an_override_reaches_world_v2_two_hops_down() {
 
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");
+}
+
+/// `curl`'s status for `url`, trusting only `ca`; 0 when no TLS session (or answer) came.
+async fn https_status(resolve: &str, ca: &std::path::Path, url: &str) -> u16 {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(["--resolve", resolve, "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .await
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The config of an ingress taking `world.example.test` (`/v2` to world-v2, the rest to
+/// world) with TLS from `site`'s files, logging to `log`.
+fn ingress_config(site: &SiteCert, log: &std::path::Path) -> String {
+    format!(
+        r#"[ingress]
+tls_cert = "{}"
+tls_key = "{}"
+access_log = "{}"
+
+[[ingress.hosts]]
+names = ["world.example.test"]
+
+[[ingress.hosts.routes]]
+name = "staging"
+matches = [{{ path = {{ prefix = "/v2" }} }}]
+backends = [{{ service = "world-v2" }}]
+
+[[ingress.hosts.routes]]
+name = "all"
+backends = [{{ service = "world" }}]
+"#,
+        site.cert.display(),
+        site.key.display(),
+        log.display()
+    )
+}
+
+/// An ingress terminates TLS (HTTP/1.1 and HTTP/2, curl trusting the site's CA), routes by
+/// host and path into the mesh, and strips every `weft-*` header an outside caller sends:
+/// a deadline long past, an override and a forged route change nothing, and are counted.
+/// A new certificate written over the old is served from the next handshake; a broken one
+/// is refused and the last good one stays.
+#[tokio::test]
+async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_headers() {
+    let mesh = Mesh::start().await;
+    let staging = Backend::start(NODE_B).await;
+    mesh.publish(&[
+        ("world", vec![mesh.on_b(mesh.world.addr)]),
+        ("world-v2", vec![mesh.on_b(staging.addr)]),
+    ])
+    .await;
+    let site = site_cert::issue(mesh.dir.0.as_path(), "site", "world.example.test");
+    let log = mesh.dir.path("access.log");
+    let config = mesh.dir.path("ingress.toml");
+    std::fs::write(&config, ingress_config(&site, &log)).unwrap();
+    let ingress = WeftProxy::start_with(
+        "127.0.0.4",
+        &mesh.discovery,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--ingress",
+            "127.0.0.4:0",
+        ],
+    )
+    .await;
+    let port = ingress.ingress.expect("the ingress listener").port();
+    let resolve = format!("world.example.test:{port}:127.0.0.4");
+    let url = |path: &str| format!("https://world.example.test:{port}{path}");
+    let https = |path: String, ca: &std::path::Path, extra: &[&str]| {
+        let (resolve, ca) = (resolve.clone(), ca.to_str().unwrap().to_string());
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        async move {
+            let mut args = vec!["--resolve", &resolve, "--cacert", &ca, &path];
+            args.extend(extra.iter().map(String::as_str));
+            curl(&args).await
+        }
+    };
+
+    let forged = [
+        "-H",
+        "weft-ctx-deadline: 1",
+        "-H",
+        "weft-ctx-override: world => world-v2",
+        "-H",
+        "weft-dst-service: world-v2;endpoint=127.0.0.1:9",
+        "-H",
+        "weft-ctx-hops: 15",
+    ];
+    for version in ["--http1.1", "--http2"] {
+        let mut extra = vec![version];
+        extra.extend(forged);
+        let rsp = https(url("/echo"), &site.ca, &extra).await;
+        assert_eq!(rsp.status, 200, "{version}: {}", rsp.text());
+        let line = rsp.raw_head.lines().next().unwrap_or_default().to_string();
+        let want = if version == "--http2" {
+            "HTTP/2 200"
+        } else {
+            "HTTP/1.1 200"
+        };
+        assert!(line.starts_with(want), "{line}");
+        assert_eq!(
+            rsp.header("x-backend"),
+            Some(mesh.world.addr.to_string().as_str())
+        );
+        let echo: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
+        let h = &echo["headers"];
+        assert!(h.get("weft-ctx-override").is_none(), "{echo}");
+        assert!(h.get("weft-dst-service").is_none(), "{echo}");
+        assert_eq!(h["host"][0], format!("world.example.test:{port}"), "{echo}");
+        // The ingress is the request's first hop, whatever the caller claimed.
+        assert_eq!(h["weft-ctx-hops"][0], "1", "{echo}");
+    }
+    let dropped = "weft_context_headers_dropped_total{direction=\"ingress\",header=\"weft-ctx-override\",reason=\"outside caller\"}";
+    assert_eq!(ingress.sample(dropped).await, Some(2.0));
+    assert!(ingress
+        .log()
+        .contains("dropped weft-* headers from an outside caller"));
+
+    // By path to the staging version; an unknown host is no route.
+    let rsp = https(url("/v2/echo"), &site.ca, &[]).await;
+    assert_eq!(
+        rsp.header("x-backend"),
+        Some(staging.addr.to_string().as_str())
+    );
+    let other = format!("other.example.test:{port}:127.0.0.4");
+    let rsp = curl(&[
+        "-k",
+        "--resolve",
+        &other,
+        &format!("https://other.example.test:{port}/"),
+    ])
+    .await;
+    assert_eq!(rsp.status, 404, "{}", rsp.text());
+    assert_eq!(rsp.header("weft-error"), Some("no route"));
+
+    // The access log has a JSON line per request.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["service"], "world");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[2]["service"], "world-v2");
+    assert_eq!(lines[3]["status"], 404);
+
+    // A new certificate (another CA's) is served once written; a broken one is refused.
+    // (Between the two files' writes the pair does not match: refused, then taken.)
+    let renewed = site_cert::issue(mesh.dir.0.as_path(), "renewed", "world.example.test");
+    std::fs::copy(&renewed.key, &site.key).unwrap();
+    std::fs::copy(&renewed.cert, &site.cert).unwrap();
+    weft_tests::eventually(
+        "the new certificate served",
+        Duration::from_secs(10),
+        || async {
+            let status = https_status(&resolve, &renewed.ca, &url("/")).await;
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+    let errors = ingress
+        .sample("weft_config_errors_total")
+        .await
+        .unwrap_or(0.0);
+    std::fs::write(&site.cert, "not a certificate").unwrap();
+    weft_tests::eventually(
+        "the broken certificate refused",
+        Duration::from_secs(10),
+        || async {
+            let now = ingress.sample("weft_config_errors_total").await?;
+            (now > errors).then_some(())
+        },
+    )
+    .await;
+    let status = https_status(&resolve, &renewed.ca, &url("/")).await;
+    assert_eq!(status, 200, "the last good certificate stays");
 }

@@ -78,10 +78,11 @@ fn install_carries_the_mesh_ca() {
 #[test]
 fn every_rendered_manifest_passes_kubernetes_validate_strict() {
     let dir = weft_tests::TempDir::new("install");
-    let cases: [(&str, &[&str], usize); 4] = [
+    let cases: [(&str, &[&str], usize); 5] = [
         ("default.yaml", &[], 16),
         ("external-ca.yaml", &["--external-ca"], 14),
         ("demo.yaml", &["--with-demo"], 20),
+        ("ingress.yaml", &["--external-ca", "--ingress"], 17),
         (
             "custom.yaml",
             &[

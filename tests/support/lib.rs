@@ -11,6 +11,7 @@
 //! - [`demo`]: a running `weft demo` and its dashboard API.
 //! - [`python`]: Python peers (`*.py` here): gRPC, TLS and WebSocket clients and servers.
 //! - [`webdriver`]: headless Chromium through chromedriver.
+//! - [`site_cert`]: a CA and a site's certificate for the ingress, made with `openssl`.
 
 pub mod backend;
 pub mod client;
@@ -27,6 +28,7 @@ pub mod openssl;
 pub mod process;
 pub mod proxy;
 pub mod python;
+pub mod site_cert;
 pub mod split;
 pub mod webdriver;
 

@@ -53,6 +53,13 @@ pub async fn spawn_until(mut cmd: Command, marker: &'static str) -> Started {
 }
 
 impl Started {
+    /// The address logged as `name=ADDR` in the start-up line, if there is one.
+    pub fn try_addr(&self, name: &str) -> Option<SocketAddr> {
+        let key = format!("{name}=");
+        let start = self.line.find(&key)? + key.len();
+        self.line[start..].split_whitespace().next()?.parse().ok()
+    }
+
     /// The address logged as `name=ADDR` in the start-up line.
     pub fn addr(&self, name: &str) -> SocketAddr {
         let key = format!("{name}=");

@@ -44,6 +44,8 @@ pub struct WeftProxy {
     pub outbound: SocketAddr,
     pub inbound: SocketAddr,
     pub admin: SocketAddr,
+    /// The ingress listener, when it was given one (`--ingress`).
+    pub ingress: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -91,6 +93,7 @@ impl WeftProxy {
             outbound: started.addr("outbound"),
             inbound: started.addr("inbound"),
             admin: started.addr("admin"),
+            ingress: started.try_addr("ingress"),
             child: started.child,
             log: started.log,
         }

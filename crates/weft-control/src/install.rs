@@ -8,6 +8,7 @@ use weft_identity::TrustDomain;
 
 const MESH: &str = include_str!("manifests/mesh.yaml");
 const DEMO: &str = include_str!("manifests/demo.yaml");
+const INGRESS: &str = include_str!("manifests/ingress.yaml");
 
 pub const DEFAULT_NAMESPACE: &str = "weft";
 pub const DEFAULT_IMAGE: &str = concat!("weft:", env!("CARGO_PKG_VERSION"));
@@ -17,6 +18,8 @@ pub struct InstallOptions {
     pub namespace: String,
     pub image: String,
     pub with_demo: bool,
+    /// Add the ingress: a Deployment behind a LoadBalancer Service, and its routes.
+    pub ingress: bool,
     pub ca: CaSource,
     /// Proxies' inbounds take plaintext from peers too (a mesh moving to mutual TLS).
     pub allow_plaintext_peers: bool,
@@ -40,6 +43,7 @@ impl Default for InstallOptions {
             namespace: DEFAULT_NAMESPACE.to_string(),
             image: DEFAULT_IMAGE.to_string(),
             with_demo: false,
+            ingress: false,
             ca: CaSource::Generate,
             allow_plaintext_peers: false,
         }
@@ -121,6 +125,9 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
     if opts.with_demo {
         out.push_str(DEMO);
     }
+    if opts.ingress {
+        out.push_str(INGRESS);
+    }
     Ok(out
         .replace("{{NAMESPACE}}", ns)
         .replace("{{IMAGE}}", &opts.image)
@@ -176,6 +183,27 @@ mod tests {
         assert!(text.contains("namespace: weft\n"));
         assert!(text.contains("kind: DaemonSet"));
         assert!(text.contains("name: world"));
+    }
+
+    #[test]
+    fn the_ingress_config_it_renders_is_one_the_ingress_takes() {
+        let opts = InstallOptions {
+            ingress: true,
+            ..Default::default()
+        };
+        let text = render(&opts).unwrap();
+        let start = text.find("  ingress.toml: |\n").unwrap() + "  ingress.toml: |\n".len();
+        let toml: String = text[start..]
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let config: weft_core::config::ProxyConfig = toml::from_str(&toml).unwrap();
+        config
+            .validate(std::path::Path::new("ingress.toml"))
+            .unwrap();
+        assert!(config.ingress.listen.is_some());
+        assert!(text.contains("type: LoadBalancer"));
     }
 
     #[test]

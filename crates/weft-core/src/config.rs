@@ -39,6 +39,8 @@ pub struct ProxyConfig {
     pub http: HttpConfig,
     pub identity: IdentityConfig,
     pub context: ContextConfig,
+    /// Traffic from outside the cluster, routed to mesh services (off unless `listen` is set).
+    pub ingress: IngressConfig,
     /// Resilience defaults for every service (reloadable).
     pub resilience: PolicyOverrides,
     /// Per-service resilience, over the defaults (reloadable).
@@ -137,6 +139,66 @@ impl ContextConfig {
     }
 }
 
+/// The ingress: a listener for callers outside the mesh, routing by host and then by the
+/// same route rules as the mesh's services (`[[ingress.hosts]]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressConfig {
+    pub listen: Option<SocketAddr>,
+    /// The certificate chain and key (PEM) TLS is terminated with; plaintext without them.
+    /// Both files are read again when they change; a bad pair keeps the last good one.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// One JSON line per request, to this file (appended), or `-` for standard output.
+    pub access_log: Option<PathBuf>,
+    pub hosts: Vec<IngressHost>,
+}
+
+/// Requests for some host names, and the routes that take them to mesh services.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressHost {
+    /// Host names as callers send them (`hello.example.com`), or `*` for any other.
+    pub names: Vec<String>,
+    pub routes: Vec<crate::route::RouteRule>,
+}
+
+impl IngressConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("ingress.tls_cert and ingress.tls_key go together".into());
+        }
+        if self.listen.is_some() && self.hosts.is_empty() {
+            return Err(
+                "ingress.listen is set but no [[ingress.hosts]]: nothing could be routed".into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            if host.names.is_empty() {
+                return Err(format!("ingress.hosts[{i}] names no host"));
+            }
+            for name in &host.names {
+                let ok = name == "*"
+                    || (!name.is_empty()
+                        && name.len() <= 253
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)));
+                if !ok {
+                    return Err(format!("ingress.hosts[{i}]: {name:?} is not a host name"));
+                }
+                if !seen.insert(name.to_ascii_lowercase()) {
+                    return Err(format!("ingress.hosts: {name:?} is listed twice"));
+                }
+            }
+            crate::route::Routes::new(host.routes.clone())
+                .map_err(|e| format!("ingress.hosts[{i}]: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamesConfig {
@@ -195,6 +257,7 @@ impl Default for ProxyConfig {
             http: HttpConfig::default(),
             identity: IdentityConfig::default(),
             context: ContextConfig::default(),
+            ingress: IngressConfig::default(),
             resilience: PolicyOverrides::default(),
             services: Default::default(),
             source: None,
@@ -247,10 +310,22 @@ impl ProxyConfig {
         })?;
         let mut config: Self =
             toml::from_str(&text).map_err(|e| SourceError::from_toml(path, &text, &e))?;
-        if let Some(file) = &config.discovery.file {
+        // Relative paths are the config file's neighbours, wherever the proxy was started.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let ingress = &mut config.ingress;
+        let files = [
+            &mut config.discovery.file,
+            &mut ingress.tls_cert,
+            &mut ingress.tls_key,
+        ];
+        for file in files.into_iter().flatten() {
             if file.is_relative() {
-                let dir = path.parent().unwrap_or(Path::new("."));
-                config.discovery.file = Some(dir.join(file));
+                *file = dir.join(&*file);
+            }
+        }
+        if let Some(log) = &mut ingress.access_log {
+            if log.is_relative() && log.as_os_str() != "-" {
+                *log = dir.join(&*log);
             }
         }
         config.source = Some(path.to_path_buf());
@@ -308,6 +383,7 @@ impl ProxyConfig {
                 "context.override_peers: {p:?} would trust every peer's overrides; name mesh identities"
             )));
         }
+        self.ingress.check().map_err(&invalid)?;
         if self.node.is_empty() {
             return Err(invalid("node must not be empty".into()));
         }

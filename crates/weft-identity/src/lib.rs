@@ -5,6 +5,7 @@
 
 pub mod ca;
 pub mod credentials;
+pub mod edge;
 pub mod error;
 pub mod id;
 pub mod material;

@@ -32,6 +32,8 @@ pub enum Direction {
     Outbound,
     Inbound,
     Admin,
+    /// The ingress listener (connections only: its requests count as the outbound's).
+    Ingress,
 }
 
 impl Direction {
@@ -40,6 +42,7 @@ impl Direction {
             Self::Outbound => "outbound",
             Self::Inbound => "inbound",
             Self::Admin => "admin",
+            Self::Ingress => "ingress",
         }
     }
 }

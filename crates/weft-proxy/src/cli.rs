@@ -73,6 +73,19 @@ pub struct ProxyArgs {
     pool_max_idle: Option<usize>,
     #[arg(long, env = "WEFT_NAME_SUFFIXES", value_delimiter = ',', help = help("Domain suffixes stripped to find a service name, comma-separated", DEFAULTS.names.suffixes.join(",")))]
     name_suffixes: Option<Vec<String>>,
+    /// Ingress listener for callers outside the mesh, routed by `[[ingress.hosts]]` in the
+    /// config file [default: none].
+    #[arg(long, env = "WEFT_INGRESS")]
+    ingress: Option<SocketAddr>,
+    /// The ingress's TLS certificate chain (PEM), reloaded when it changes.
+    #[arg(long, env = "WEFT_INGRESS_CERT", requires = "ingress_key")]
+    ingress_cert: Option<PathBuf>,
+    /// The ingress's TLS private key (PEM).
+    #[arg(long, env = "WEFT_INGRESS_KEY", requires = "ingress_cert")]
+    ingress_key: Option<PathBuf>,
+    /// The ingress's access log, one JSON line per request: a file, or `-` for stdout.
+    #[arg(long, env = "WEFT_INGRESS_ACCESS_LOG")]
+    ingress_access_log: Option<PathBuf>,
     /// Peers whose `weft-ctx-override` reaches this node's apps, by mesh identity, comma-
     /// separated; a trailing `*` matches any rest [default: none].
     #[arg(long, env = "WEFT_OVERRIDE_PEERS", value_delimiter = ',')]
@@ -97,6 +110,8 @@ pub enum RunError {
     Signal(std::io::Error),
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("an ingress needs a listener: --ingress ADDR, or ingress.listen and [[ingress.hosts]] in --config")]
+    NoIngress,
 }
 
 impl ProxyArgs {
@@ -137,6 +152,16 @@ impl ProxyArgs {
         set(&mut c.names.suffixes, self.name_suffixes);
         set(&mut c.context.override_peers, self.override_peers);
         set(&mut c.context.max_hops, self.max_hops);
+        if self.ingress.is_some() {
+            c.ingress.listen = self.ingress;
+        }
+        if self.ingress_cert.is_some() {
+            c.ingress.tls_cert = self.ingress_cert;
+            c.ingress.tls_key = self.ingress_key;
+        }
+        if self.ingress_access_log.is_some() {
+            c.ingress.access_log = self.ingress_access_log;
+        }
         let origin = self.config.unwrap_or_else(|| PathBuf::from("(flags)"));
         c.validate(&origin)?;
         Ok(c)
@@ -153,6 +178,20 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 pub fn run(args: ProxyArgs) -> Result<(), RunError> {
     let threads = args.worker_threads;
     let config = args.config()?;
+    serve(config, threads)
+}
+
+/// `weft ingress`: a proxy whose job is its ingress listener, which it must have.
+pub fn run_ingress(args: ProxyArgs) -> Result<(), RunError> {
+    let threads = args.worker_threads;
+    let config = args.config()?;
+    if config.ingress.listen.is_none() {
+        return Err(RunError::NoIngress);
+    }
+    serve(config, threads)
+}
+
+fn serve(config: ProxyConfig, threads: Option<usize>) -> Result<(), RunError> {
     let runtime = match threads {
         // One thread: no work stealing, no cross-thread wake-ups.
         Some(1) => tokio::runtime::Builder::new_current_thread()

@@ -78,6 +78,9 @@ pub(crate) enum ProxyError {
         service: ServiceName,
         authority: String,
     },
+    /// At the ingress: no host or route there takes the request.
+    #[error("no ingress route takes requests for {host:?} here")]
+    NoIngressRoute { host: String },
     #[error("the client went away before sending its whole request")]
     ClientAborted,
     #[error("every endpoint of {service} is failing; circuit open")]
@@ -123,7 +126,7 @@ impl ProxyError {
             }
             Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Self::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
-            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::NoRoute { .. } | Self::NoIngressRoute { .. } => StatusCode::NOT_FOUND,
             Self::Upstream(Upstream::BodyFailed) => StatusCode::BAD_REQUEST,
             Self::Upstream(Upstream::ConnectTimeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::UnknownService(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -144,7 +147,7 @@ impl ProxyError {
             Self::MissingAuthority => "missing authority",
             Self::UnknownService(_) => kind::UNKNOWN_SERVICE,
             Self::NoEndpoints { .. } => kind::NO_ENDPOINTS,
-            Self::NoRoute { .. } => "no route",
+            Self::NoRoute { .. } | Self::NoIngressRoute { .. } => "no route",
             Self::DiscoveryUnavailable { .. } => kind::DISCOVERY_UNAVAILABLE,
             Self::Upstream(Upstream::ConnectRefused { .. }) => kind::CONNECT_REFUSED,
             Self::Upstream(Upstream::ConnectTimeout { .. }) => kind::CONNECT_TIMEOUT,
@@ -182,6 +185,7 @@ impl ProxyError {
             Self::UnknownService(_)
             | Self::NoEndpoints { .. }
             | Self::NoRoute { .. }
+            | Self::NoIngressRoute { .. }
             | Self::DiscoveryUnavailable { .. }
             | Self::CircuitOpen { .. }
             | Self::DeadlineExceeded

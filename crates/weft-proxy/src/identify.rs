@@ -130,7 +130,7 @@ pub(crate) fn in_tunnel<B>(
 
 /// Refuses ambiguous framing before anything else reads the request, and returns the
 /// authority it is addressed to.
-fn screen<B>(req: &Request<B>) -> Result<String, ProxyError> {
+pub(crate) fn screen<B>(req: &Request<B>) -> Result<String, ProxyError> {
     headers::check_framing(req).map_err(ProxyError::BadRequest)?;
     headers::authority(req)
         .map(str::to_owned)

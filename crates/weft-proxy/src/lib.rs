@@ -15,6 +15,7 @@
 //! - [`resilience`]: peak-EWMA, failure accrual, retry verdict and budget, deadlines, policy.
 //! - [`replay`]: the request as its attempts send it, small bodies kept for a retry.
 //! - [`body`]: the response body that streams through and records its end.
+//! - [`ingress`]: outside callers' requests, routed by host and route rules into the mesh.
 //! - [`mesh`]: the mesh's own headers, stripped at the edges and read from peers.
 //! - [`carried`]: the `weft-ctx-*` headers a call carries: hop count (loops), overrides.
 //! - [`error`] and [`respond`]: the errors the proxy answers with, and the one place that
@@ -39,6 +40,7 @@ pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod identify;
 pub mod identity;
+pub(crate) mod ingress;
 pub(crate) mod lifecycle;
 pub(crate) mod mesh;
 pub mod proxy;

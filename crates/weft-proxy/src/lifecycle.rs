@@ -43,7 +43,7 @@ use crate::record;
 use crate::replay::RequestBody;
 use crate::resilience::deadline::Deadline;
 use crate::respond;
-use crate::routing;
+use crate::routing::{self, Routed};
 use crate::services::{Service, Services};
 use crate::shared::Shared;
 use crate::tunnel;
@@ -86,18 +86,33 @@ pub(crate) async fn outbound(
         },
         Err(e) => return respond::failed(&service.metrics, start, &e),
     }
-    // The service's policy; with routes, the matched rule's over it.
-    let mut policy = shared.policies.load().get(service.name.as_str());
+    // The rule of the service's routes that takes the request, when it has routes.
     let routed = match routing::route(&service, &req) {
         Ok(r) => r,
         Err(e) => return respond::failed(&service.metrics, start, &e),
     };
+    forward(&shared, start, service, target.authority, routed, seen, req).await
+}
+
+/// The outbound's way once the service (and the rule, with routes) is known; the ingress
+/// joins it here with the rule its own routes chose.
+pub(crate) async fn forward(
+    shared: &Shared,
+    start: Instant,
+    service: Arc<Service>,
+    authority: String,
+    routed: Option<Routed>,
+    seen: mesh::Seen,
+    mut req: Request<ClientBody>,
+) -> Response<ProxyBody> {
+    // The service's policy; with routes, the matched rule's over it.
+    let mut policy = shared.policies.load().get(service.name.as_str());
     if let Some(r) = &routed {
         policy = r.rule().policy(&policy);
     }
     // The deadline the policy and the caller allow.
     let deadline = Deadline::effective(req.headers(), policy.policy.timeout.total, start);
-    let mut ctx = Ctx::new(start, service, policy, target.authority, deadline);
+    let mut ctx = Ctx::new(start, service, policy, authority, deadline);
     ctx.routed = routed;
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
@@ -109,7 +124,7 @@ pub(crate) async fn outbound(
     // Attempts until one's answer is final, all within the deadline. Boxed: the attempt
     // machinery is kilobytes of state, and the handler's future is moved several times.
     let total = ctx.policy.policy.timeout.total;
-    let work = Box::pin(attempts(&shared, &mut ctx, req));
+    let work = Box::pin(attempts(shared, &mut ctx, req));
     let result = within(&shared.upstreams.timers, deadline, work, |d| {
         if d.from_caller {
             ProxyError::DeadlineExceeded

@@ -11,13 +11,15 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use weft_core::config::ProxyConfig;
 use weft_core::NameRules;
+use weft_discovery::filewatch::{watch_file, Change};
 use weft_discovery::{
     ControlPlaneDiscovery, Discover, DiscoveryError, FileDiscovery, StaticDiscovery, Table,
 };
 use weft_http::client::{Connector, H1Pool, H2Pool};
-use weft_http::server::{self, Limits};
+use weft_http::server::{self, Limits, ServerTls};
 use weft_http::timers::Timers;
 use weft_http::ConnStats;
+use weft_identity::edge::EdgeCert;
 use weft_metrics::tcp::ListenerMetrics;
 use weft_metrics::{Direction, Metrics};
 
@@ -26,6 +28,7 @@ use crate::admission::InFlight;
 use crate::balancer::PeakEwmaP2c;
 use crate::delivery::Upstreams;
 use crate::identity::{CertifierError, MeshIdentity};
+use crate::ingress::{self, Ingress};
 use crate::lifecycle;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
@@ -55,6 +58,8 @@ pub enum StartError {
     Policy(String),
     #[error("identity: {0}")]
     Identity(#[from] weft_identity::IdentityError),
+    #[error("ingress: {0}")]
+    Ingress(String),
 }
 
 pub struct Proxy;
@@ -64,6 +69,8 @@ pub struct ProxyHandle {
     pub outbound: SocketAddr,
     pub inbound: SocketAddr,
     pub admin: SocketAddr,
+    /// The ingress listener, when the config has one.
+    pub ingress: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     /// The outbound and inbound listeners: each ends on its own once drained.
     listeners: JoinSet<()>,
@@ -123,8 +130,13 @@ impl Proxy {
         let outbound_l = bind("outbound", config.outbound.listen).await?;
         let inbound_l = bind("inbound", config.inbound.listen).await?;
         let admin_l = bind("admin", config.admin.listen).await?;
+        let ingress_l = match config.ingress.listen {
+            Some(addr) => Some(bind("ingress", addr).await?),
+            None => None,
+        };
         let local = |l: &TcpListener| l.local_addr().expect("bound listener has an address");
         let (outbound, inbound, admin) = (local(&outbound_l), local(&inbound_l), local(&admin_l));
+        let ingress_addr = ingress_l.as_ref().map(local);
 
         // A port-0 listener advertises the port it really got.
         let advertise = config.inbound.advertise.unwrap_or(inbound);
@@ -164,6 +176,10 @@ impl Proxy {
             idle_timeout: http.idle_timeout,
             stream_idle_timeout: http.stream_idle_timeout,
             police_resets: false,
+        };
+        let ingress = match &ingress_l {
+            Some(_) => Some(start_ingress(&config, &metrics, &mut background)?),
+            None => None,
         };
         let (shutdown, _) = watch::channel(false);
         let services = |direction, local| {
@@ -251,6 +267,19 @@ impl Proxy {
             shutdown.subscribe(),
             move |_, req| lifecycle::inbound(Arc::clone(&s), req),
         ));
+        if let (Some(l), Some((ingress, tls))) = (ingress_l, ingress) {
+            let s = Arc::clone(&shared);
+            listeners.spawn(server::serve(
+                l,
+                limits,
+                tls,
+                stats(Direction::Ingress),
+                shutdown.subscribe(),
+                move |client, req| {
+                    ingress::handle(Arc::clone(&s), Arc::clone(&ingress), client, req)
+                },
+            ));
+        }
         let scrapes = Arc::new(AtomicU64::new(0));
         let admin_state = Arc::new(Admin {
             identity: shared_identity,
@@ -276,11 +305,17 @@ impl Proxy {
             admin_stopped,
             move |peer, req| Arc::clone(&admin_state).handle(peer, req),
         ));
-        tracing::info!(%outbound, %inbound, %admin, "weft proxy listening");
+        match ingress_addr {
+            Some(ingress) => {
+                tracing::info!(%outbound, %inbound, %admin, %ingress, "weft proxy listening")
+            }
+            None => tracing::info!(%outbound, %inbound, %admin, "weft proxy listening"),
+        }
         Ok(ProxyHandle {
             outbound,
             inbound,
             admin,
+            ingress: ingress_addr,
             shutdown,
             listeners,
             admin_listener,
@@ -291,6 +326,44 @@ impl Proxy {
             background,
         })
     }
+}
+
+/// The ingress's routes, and its TLS when it terminates TLS: the certificate's files
+/// watched, a new pair taken at once and a bad one refused (the last good one stays).
+fn start_ingress(
+    config: &ProxyConfig,
+    metrics: &Metrics,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Result<(Arc<Ingress>, Option<Arc<ServerTls>>), StartError> {
+    let ingress = Ingress::new(&config.ingress, &metrics.routes).map_err(StartError::Ingress)?;
+    let tls = match (&config.ingress.tls_cert, &config.ingress.tls_key) {
+        (Some(cert), Some(key)) => {
+            let edge = EdgeCert::load(cert, key).map_err(StartError::Ingress)?;
+            for file in edge.files() {
+                let (edge, errors) = (Arc::clone(&edge), metrics.config_errors.clone());
+                let seen = std::fs::read(file).ok();
+                background.push(watch_file(file, seen, move |change| {
+                    if let Change::Changed(_) = change {
+                        match edge.reload() {
+                            Ok(()) => tracing::info!("ingress certificate reloaded"),
+                            Err(e) => {
+                                errors.inc();
+                                tracing::warn!(error = %e, "ingress certificate not reloaded; the last good one stays");
+                            }
+                        }
+                    }
+                }));
+            }
+            let config = edge.server_config().map_err(StartError::Ingress)?;
+            Some(Arc::new(ServerTls {
+                config,
+                allow_plaintext: false,
+                identify: None,
+            }))
+        }
+        _ => None,
+    };
+    Ok((Arc::new(ingress), tls))
 }
 
 /// Starts getting the proxy's leaf from the control plane; the TLS its Destination

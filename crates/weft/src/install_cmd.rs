@@ -15,6 +15,10 @@ pub struct InstallArgs {
     /// node's proxy.
     #[arg(long)]
     with_demo: bool,
+    /// Add the ingress: outside traffic on a LoadBalancer, TLS from the Secret
+    /// weft-ingress-tls, routed to mesh services (docs/edges.md).
+    #[arg(long)]
+    ingress: bool,
     /// The mesh's CA from this folder (`weft identity init`), instead of a new one.
     #[arg(long, conflicts_with = "external_ca")]
     identity_dir: Option<std::path::PathBuf>,
@@ -39,6 +43,7 @@ pub fn run(args: InstallArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         image: args.image,
         with_demo: args.with_demo,
+        ingress: args.ingress,
         ca: match (args.identity_dir, args.external_ca) {
             (Some(dir), _) => CaSource::Dir(dir),
             (None, true) => CaSource::External,

@@ -31,7 +31,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node proxy: outbound (:4140), inbound (:4141) and admin (:9990) listeners.
-    Proxy(proxy::ProxyArgs),
+    Proxy(Box<proxy::ProxyArgs>),
+    /// Run an ingress: a proxy taking traffic from outside the mesh (--ingress, TLS from
+    /// files) and routing it by host and path to mesh services.
+    Ingress(Box<proxy::ProxyArgs>),
     /// Check the mesh on a Kubernetes cluster: control plane, every node's proxy, dashboard.
     Check(check_cmd::CheckArgs),
     /// Run the control plane: watch Kubernetes (or a discovery file), serve the Destination
@@ -64,7 +67,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         // Exits 1 for problems it found in the cluster, which are not errors of its own.
         Command::Check(args) => return exit(check_cmd::run(args)),
-        Command::Proxy(args) => proxy::run(args).map_err(anyhow::Error::from),
+        Command::Proxy(args) => proxy::run(*args).map_err(anyhow::Error::from),
+        Command::Ingress(args) => proxy::run_ingress(*args).map_err(anyhow::Error::from),
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
         Command::Dashboard(args) => demo_cmd::dashboard(args),
