@@ -6,6 +6,7 @@ mod dashboard;
 mod deadlines;
 mod demo;
 mod edges;
+mod egress;
 mod errors;
 mod grpc;
 mod hardening;

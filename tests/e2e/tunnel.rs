@@ -101,7 +101,7 @@ async fn tunnels_that_would_leave_the_mesh_or_misuse_it_are_refused() {
             "a name that is no mesh service",
             b"CONNECT nowhere.example:443 HTTP/1.1\r\nHost: nowhere.example:443\r\n\r\n",
             "403",
-            "not a mesh service",
+            "egress denied",
         ),
         (
             "a target without a port",
@@ -149,7 +149,7 @@ async fn tunnels_that_would_leave_the_mesh_or_misuse_it_are_refused() {
     let m = mesh.a.metrics().await;
     let silent = "weft_tunnels_total{direction=\"outbound\",service=\"world\",carried=\"nothing\"}";
     assert_eq!(metric(&m, silent), Some(1.0), "{m}");
-    let refused = "weft_responses_total{direction=\"outbound\",service=\"_unknown\",endpoint=\"\",status_code=\"403\",classification=\"failure\",error=\"not a mesh service\"}";
+    let refused = "weft_responses_total{direction=\"outbound\",service=\"_unknown\",endpoint=\"\",status_code=\"403\",classification=\"failure\",error=\"egress denied\"}";
     assert_eq!(metric(&m, refused), Some(1.0), "{m}");
 }
 

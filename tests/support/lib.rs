@@ -11,6 +11,7 @@
 //! - [`demo`]: a running `weft demo` and its dashboard API.
 //! - [`python`]: Python peers (`*.py` here): gRPC, TLS and WebSocket clients and servers.
 //! - [`webdriver`]: headless Chromium through chromedriver.
+//! - [`dns`]: a DNS server on loopback whose records a test sets (egress).
 //! - [`site_cert`]: a CA and a site's certificate for the ingress, made with `openssl`.
 
 pub mod backend;
@@ -18,6 +19,7 @@ pub mod client;
 pub mod control;
 pub mod demo;
 pub mod discovery;
+pub mod dns;
 pub mod fake_kube;
 pub mod identity;
 pub mod kube_mesh;

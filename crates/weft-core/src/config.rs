@@ -41,6 +41,8 @@ pub struct ProxyConfig {
     pub context: ContextConfig,
     /// Traffic from outside the cluster, routed to mesh services (off unless `listen` is set).
     pub ingress: IngressConfig,
+    /// Hosts outside the mesh apps may call through the proxy (none unless listed).
+    pub egress: EgressConfig,
     /// Resilience defaults for every service (reloadable).
     pub resilience: PolicyOverrides,
     /// Per-service resilience, over the defaults (reloadable).
@@ -199,6 +201,71 @@ impl IngressConfig {
     }
 }
 
+/// Egress: the hosts outside the mesh that apps may reach through the outbound, resolved by
+/// DNS (their TTL honoured). Anything not listed is refused: `403`, `weft-error: egress denied`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressConfig {
+    /// The DNS server asked (`host:port`); the first of /etc/resolv.conf by default.
+    pub dns_server: Option<SocketAddr>,
+    pub hosts: Vec<EgressHost>,
+}
+
+/// One host apps may call, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressHost {
+    /// The host name as apps address it (`api.example.com`): exact, never a pattern.
+    pub name: String,
+    /// Plain HTTP requests for the host go to this port; none are allowed without it.
+    #[serde(default)]
+    pub http_port: Option<u16>,
+    /// Ports `CONNECT` tunnels (an app's HTTPS) may open to it.
+    #[serde(default = "default_connect_ports")]
+    pub connect_ports: Vec<u16>,
+}
+
+fn default_connect_ports() -> Vec<u16> {
+    vec![443]
+}
+
+/// Listed hosts at most: each is a service with its series.
+pub const MAX_EGRESS_HOSTS: usize = 256;
+
+impl EgressConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.hosts.len() > MAX_EGRESS_HOSTS {
+            return Err(format!("egress.hosts: at most {MAX_EGRESS_HOSTS}"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for h in &self.hosts {
+            let name = &h.name;
+            let ok = name.contains('.')
+                && name.len() <= 253
+                && name.parse::<std::net::IpAddr>().is_err()
+                && name.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+            if !ok {
+                return Err(format!(
+                    "egress.hosts: {name:?} is not a host name with a domain (an address or a pattern is not taken)"
+                ));
+            }
+            if !seen.insert(name.to_ascii_lowercase()) {
+                return Err(format!("egress.hosts: {name:?} is listed twice"));
+            }
+            if h.http_port == Some(0) || h.connect_ports.contains(&0) || h.connect_ports.len() > 16
+            {
+                return Err(format!(
+                    "egress.hosts {name:?}: ports are 1 to 65535, at most 16 for CONNECT"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamesConfig {
@@ -258,6 +325,7 @@ impl Default for ProxyConfig {
             identity: IdentityConfig::default(),
             context: ContextConfig::default(),
             ingress: IngressConfig::default(),
+            egress: EgressConfig::default(),
             resilience: PolicyOverrides::default(),
             services: Default::default(),
             source: None,
@@ -384,6 +452,7 @@ impl ProxyConfig {
             )));
         }
         self.ingress.check().map_err(&invalid)?;
+        self.egress.check().map_err(&invalid)?;
         if self.node.is_empty() {
             return Err(invalid("node must not be empty".into()));
         }

@@ -69,6 +69,9 @@ pub(crate) enum ProxyError {
     /// A `CONNECT` to a name that is no mesh service: tunnels reach the mesh only.
     #[error("{target:?} is not a service in the mesh; CONNECT reaches mesh services only")]
     NotInMesh { target: String },
+    /// A host outside the mesh that `egress.hosts` does not list (or not this way).
+    #[error("{target:?} is no mesh service, and egress to it is not listed ({why})")]
+    EgressDenied { target: String, why: &'static str },
     /// A `CONNECT` to a port its service is not reached on.
     #[error("service {service} has no port {port}")]
     NoSuchPort { service: ServiceName, port: u16 },
@@ -121,9 +124,10 @@ impl ProxyError {
             | Self::BadRequest(_)
             | Self::BadOverride(_)
             | Self::ClientAborted => StatusCode::BAD_REQUEST,
-            Self::NotLocal { .. } | Self::NotInMesh { .. } | Self::NoSuchPort { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            Self::NotLocal { .. }
+            | Self::NotInMesh { .. }
+            | Self::NoSuchPort { .. }
+            | Self::EgressDenied { .. } => StatusCode::FORBIDDEN,
             Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Self::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             Self::NoRoute { .. } | Self::NoIngressRoute { .. } => StatusCode::NOT_FOUND,
@@ -159,6 +163,7 @@ impl ProxyError {
             Self::BadRequest(_) => "bad request",
             Self::NotInMesh { .. } => "not a mesh service",
             Self::NoSuchPort { .. } => "no such port",
+            Self::EgressDenied { .. } => "egress denied",
             Self::Misdirected { .. } => "misdirected request",
             Self::CircuitOpen { .. } => "circuit open",
             Self::ClientAborted => "client aborted",
@@ -178,6 +183,7 @@ impl ProxyError {
             | Self::NotLocal { .. }
             | Self::NotInMesh { .. }
             | Self::NoSuchPort { .. }
+            | Self::EgressDenied { .. }
             | Self::Misdirected { .. }
             | Self::BadOverride(_)
             | Self::ClientAborted

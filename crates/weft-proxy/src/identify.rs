@@ -13,6 +13,7 @@ use weft_core::{NameRules, ServiceName};
 use weft_http::headers;
 
 use crate::balancer::{Balance, EndpointState, Pick};
+use crate::egress::discovery::{tunnel_name, EgressList};
 use crate::error::ProxyError;
 use crate::mesh;
 use crate::resilience::policy::Compiled;
@@ -32,13 +33,37 @@ pub(crate) struct Target<'r> {
 pub(crate) async fn outbound<B>(
     side: &Arc<Services>,
     names: &NameRules,
+    egress: &EgressList,
     req: &Request<B>,
 ) -> Result<Target<'static>, ProxyError> {
     let authority = screen(req)?;
     let Some(name) = names.service_name(&authority) else {
         return Err(ProxyError::UnknownService(authority));
     };
-    let service = lookup(side, &name, &authority).await?;
+    // A listed host outside the mesh takes plain HTTP on its listed port only.
+    if let Some(host) = egress.host(&name) {
+        let port = authority
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        let allowed = host
+            .http_port
+            .is_some_and(|listed| port.is_none_or(|p| p == listed));
+        if !allowed {
+            return Err(ProxyError::EgressDenied {
+                target: authority,
+                why: "plain HTTP to this port is not listed",
+            });
+        }
+    }
+    let service = match lookup(side, &name, &authority).await {
+        Err(ProxyError::UnknownService(_)) if name.contains('.') => {
+            return Err(ProxyError::EgressDenied {
+                target: authority,
+                why: "egress.hosts",
+            })
+        }
+        found => found?,
+    };
     Ok(Target {
         service,
         authority,
@@ -77,6 +102,7 @@ pub(crate) async fn inbound<'r, B>(
 pub(crate) async fn tunnel<B>(
     side: &Arc<Services>,
     names: &NameRules,
+    egress: &EgressList,
     req: &Request<B>,
 ) -> Result<Target<'static>, ProxyError> {
     let target = req
@@ -89,11 +115,32 @@ pub(crate) async fn tunnel<B>(
     let Some(name) = names.service_name(&authority) else {
         return Err(not_in_mesh(authority));
     };
+    let port = target.port_u16().unwrap_or(0);
+    // A listed host outside the mesh: a tunnel to one of its listed ports, relayed there.
+    if let Some(host) = egress.host(&name) {
+        if !host.connect_ports.contains(&port) {
+            return Err(ProxyError::EgressDenied {
+                target: authority,
+                why: "CONNECT to this port is not listed",
+            });
+        }
+        let service = lookup(side, &tunnel_name(&name, port), &authority).await?;
+        return Ok(Target {
+            service,
+            authority,
+            endpoint: None,
+        });
+    }
     let service = match lookup(side, &name, &authority).await {
+        Err(ProxyError::UnknownService(_)) if name.contains('.') => {
+            return Err(ProxyError::EgressDenied {
+                target: authority,
+                why: "egress.hosts",
+            })
+        }
         Err(ProxyError::UnknownService(_)) => return Err(not_in_mesh(authority)),
         found => found?,
     };
-    let port = target.port_u16().unwrap_or(0);
     if !service.endpoints().has_port(port) {
         return Err(ProxyError::NoSuchPort {
             service: service.name.clone(),

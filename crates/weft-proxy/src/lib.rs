@@ -15,6 +15,7 @@
 //! - [`resilience`]: peak-EWMA, failure accrual, retry verdict and budget, deadlines, policy.
 //! - [`replay`]: the request as its attempts send it, small bodies kept for a retry.
 //! - [`body`]: the response body that streams through and records its end.
+//! - [`egress`]: listed hosts outside the mesh, resolved by DNS, as services.
 //! - [`ingress`]: outside callers' requests, routed by host and route rules into the mesh.
 //! - [`mesh`]: the mesh's own headers, stripped at the edges and read from peers.
 //! - [`carried`]: the `weft-ctx-*` headers a call carries: hop count (loops), overrides.
@@ -37,6 +38,7 @@ pub(crate) mod carried;
 pub mod cli;
 pub(crate) mod context;
 pub(crate) mod delivery;
+pub(crate) mod egress;
 pub(crate) mod error;
 pub(crate) mod identify;
 pub mod identity;

@@ -64,10 +64,11 @@ pub(crate) async fn outbound(
         Err(e) => return refused(&shared.outbound, start, e),
     };
     // Refuse what cannot be forwarded safely; the service is the one the authority names.
-    let target = match identify::outbound(&shared.outbound, &shared.names, &req).await {
-        Ok(t) => t,
-        Err(e) => return refused(&shared.outbound, start, e),
-    };
+    let target =
+        match identify::outbound(&shared.outbound, &shared.names, &shared.egress, &req).await {
+            Ok(t) => t,
+            Err(e) => return refused(&shared.outbound, start, e),
+        };
     let mut service = target.service;
     // This proxy is one more hop: a request that has made too many is looping.
     let seen = mesh::scan(req.headers());

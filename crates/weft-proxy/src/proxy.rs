@@ -27,6 +27,7 @@ use crate::admin::Admin;
 use crate::admission::InFlight;
 use crate::balancer::PeakEwmaP2c;
 use crate::delivery::Upstreams;
+use crate::egress::discovery::{EgressDiscovery, EgressList};
 use crate::identity::{CertifierError, MeshIdentity};
 use crate::ingress::{self, Ingress};
 use crate::lifecycle;
@@ -60,6 +61,8 @@ pub enum StartError {
     Identity(#[from] weft_identity::IdentityError),
     #[error("ingress: {0}")]
     Ingress(String),
+    #[error("egress: {0}")]
+    Egress(String),
 }
 
 pub struct Proxy;
@@ -117,6 +120,9 @@ impl Proxy {
             _ => None,
         };
         let discovery = discovery(&config, &metrics, control_tls, &mut background)?;
+        // Listed hosts outside the mesh are services too, resolved by DNS.
+        let discovery = EgressDiscovery::wrap(discovery, &config.egress)
+            .map_err(|e| StartError::Egress(e.to_string()))?;
 
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -197,6 +203,7 @@ impl Proxy {
         let shared_identity = identity.clone();
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
+            egress: EgressList::new(&config.egress),
             outbound: services(Direction::Outbound, None),
             inbound: services(Direction::Inbound, Some(advertise)),
             balancer: Box::new(PeakEwmaP2c),

@@ -13,12 +13,15 @@ use weft_metrics::TunnelMetrics;
 use crate::admission::InFlight;
 use crate::balancer::Balance;
 use crate::delivery::Upstreams;
+use crate::egress::discovery::EgressList;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
 
 pub(crate) struct Shared {
     pub config: ProxyConfig,
     pub names: NameRules,
+    /// Hosts outside the mesh apps may call.
+    pub egress: EgressList,
     pub outbound: Arc<Services>,
     pub inbound: Arc<Services>,
     pub balancer: Box<dyn Balance>,

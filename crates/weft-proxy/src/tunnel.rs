@@ -58,7 +58,8 @@ pub(crate) async fn open(
             ProxyError::BadRequest("CONNECT over HTTP/2 is not supported"),
         );
     };
-    let target = match identify::tunnel(&shared.outbound, &shared.names, &req).await {
+    let target = match identify::tunnel(&shared.outbound, &shared.names, &shared.egress, &req).await
+    {
         Ok(t) => t,
         Err(e) => return refused(&shared.outbound, start, e),
     };

@@ -1,0 +1,154 @@
+//! Egress: apps reach hosts outside the mesh through their proxy only when the config lists
+//! them. Names are resolved by a real DNS server on loopback whose records the test sets,
+//! the "external" servers are real processes on other loopback addresses, and the clients
+//! are curl and a raw `CONNECT`.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_tests::backend::Backend;
+use weft_tests::client::curl;
+use weft_tests::discovery;
+use weft_tests::dns::DnsServer;
+use weft_tests::proxy::{metric, WeftProxy};
+use weft_tests::{python, TempDir};
+
+const API_IP: &str = "127.0.0.5";
+const TLS_IP: &str = "127.0.0.6";
+const MOVED_IP: &str = "127.0.0.7";
+
+/// What a proxy answers a raw `CONNECT` to `target`: its status line.
+async fn connect(proxy: std::net::SocketAddr, target: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut out))
+        .await
+        .map_or(0, |r| r.unwrap_or(0));
+    String::from_utf8_lossy(&out[..n]).into_owned()
+}
+
+/// A listed host takes plain HTTP on its listed port, resolved through DNS (a record's TTL
+/// honoured: a moved address is followed), with the mesh's metrics labelled with the name
+/// from the list; a listed host's TLS goes through a `CONNECT` tunnel to a listed port, its
+/// bytes counted. An unlisted host, an unlisted port and an unlisted `CONNECT` port are
+/// refused with `403`, `weft-error: egress denied`, and nothing is resolved for them.
+#[tokio::test]
+async fn listed_hosts_are_reached_through_dns_and_everything_else_is_denied() {
+    let api_ip: Ipv4Addr = API_IP.parse().unwrap();
+    let tls_ip: Ipv4Addr = TLS_IP.parse().unwrap();
+    let dns = DnsServer::start(&[
+        ("api.example.test", api_ip, 1),
+        ("tls.example.test", tls_ip, 300),
+    ])
+    .await;
+    let api = Backend::start(API_IP).await;
+    // The host's new address answers on the same port: the listed port stays.
+    let moved = tokio::net::TcpListener::bind((MOVED_IP, api.addr.port()))
+        .await
+        .unwrap();
+    let moved = Backend::serve(moved);
+    let dir = TempDir::new("egress");
+    let folder = dir.path("").to_string_lossy().into_owned();
+    let (_tls, tls_port) = python::serve("tunnel_peers.py", &["tls-serve", TLS_IP, &folder]).await;
+    let config = dir.path("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[egress]
+dns_server = "{dns}"
+
+[[egress.hosts]]
+name = "api.example.test"
+http_port = {api_port}
+connect_ports = []
+
+[[egress.hosts]]
+name = "tls.example.test"
+connect_ports = [{tls_port}]
+"#,
+            dns = dns.addr,
+            api_port = api.addr.port(),
+        ),
+    )
+    .unwrap();
+    let discovery = dir.path("discovery.toml");
+    discovery::write_raw(&discovery, "");
+    let proxy = WeftProxy::start_with(
+        "127.0.0.2",
+        &discovery,
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let via = proxy.outbound.to_string();
+
+    let url = format!("http://api.example.test:{}/echo", api.addr.port());
+    for _ in 0..3 {
+        let rsp = curl(&["-x", &via, &url]).await;
+        assert_eq!(rsp.status, 200, "{}", rsp.text());
+        assert_eq!(rsp.header("x-backend"), Some(api.addr.to_string().as_str()));
+    }
+    let m = proxy.metrics().await;
+    let requests = format!(
+        "weft_requests_total{{direction=\"outbound\",service=\"api.example.test\",endpoint=\"{}\"}}",
+        api.addr
+    );
+    assert_eq!(metric(&m, &requests), Some(3.0), "{m}");
+
+    // Denied: a host not listed, a port not listed, a CONNECT port not listed — none
+    // resolved.
+    let asked = dns.queries();
+    let denied: [(&str, String); 3] = [
+        ("unlisted host", "http://elsewhere.example.test/".into()),
+        ("unlisted port", "http://api.example.test:1/".into()),
+        ("no plain HTTP listed", "http://tls.example.test/".into()),
+    ];
+    for (what, url) in denied {
+        let rsp = curl(&["-x", &via, &url]).await;
+        assert_eq!(rsp.status, 403, "{what}: {}", rsp.text());
+        assert_eq!(rsp.header("weft-error"), Some("egress denied"), "{what}");
+    }
+    let refused = connect(proxy.outbound, "tls.example.test:444").await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(
+        refused
+            .to_ascii_lowercase()
+            .contains("weft-error: egress denied"),
+        "{refused}"
+    );
+    let refused = connect(proxy.outbound, "elsewhere.example.test:443").await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert_eq!(dns.queries(), asked, "nothing resolved for what is denied");
+
+    // The app's own TLS, tunnelled to the listed port and relayed whole.
+    let tls_url = format!("https://tls.example.test:{tls_port}/");
+    let rsp = curl(&["-k", "-x", &via, &tls_url]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.raw_head);
+    assert_eq!(rsp.text(), format!("tls hello from {tls_port}\n"));
+    let service = format!("tls.example.test:{tls_port}");
+    let read =
+        format!("weft_tunnel_read_bytes_total{{direction=\"outbound\",service=\"{service}\"}}");
+    weft_tests::eventually(
+        "the relay's bytes counted",
+        Duration::from_secs(10),
+        || async {
+            let m = proxy.metrics().await;
+            (metric(&m, &read)? > 100.0).then_some(())
+        },
+    )
+    .await;
+
+    // The record moves (TTL 1 s): requests follow it once the answer has expired.
+    dns.set("api.example.test", MOVED_IP.parse().unwrap(), 1);
+    weft_tests::eventually(
+        "the moved address followed",
+        Duration::from_secs(10),
+        || async {
+            let rsp = curl(&["-x", &via, &url]).await;
+            (rsp.header("x-backend") == Some(moved.addr.to_string().as_str())).then_some(())
+        },
+    )
+    .await;
+}
