@@ -12,11 +12,13 @@ use weft_tests::client::curl;
 use weft_tests::discovery;
 use weft_tests::dns::DnsServer;
 use weft_tests::proxy::{metric, WeftProxy};
+use weft_tests::site_cert;
 use weft_tests::{python, TempDir};
 
 const API_IP: &str = "127.0.0.5";
 const TLS_IP: &str = "127.0.0.6";
 const MOVED_IP: &str = "127.0.0.7";
+const ORIGIN_IP: &str = "127.0.0.8";
 
 /// What a proxy answers a raw `CONNECT` to `target`: its status line.
 async fn connect(proxy: std::net::SocketAddr, target: &str) -> String {
@@ -151,4 +153,64 @@ connect_ports = [{tls_port}]
         },
     )
     .await;
+}
+
+/// A listed host marked `tls` is reached in TLS though its callers speak plain HTTP: the
+/// proxy sends the host's name, checks its certificate against the listed roots, and keeps
+/// the connection for the next request. A host whose certificate does not check is never
+/// sent the request.
+#[tokio::test]
+async fn plain_http_to_a_tls_host_goes_out_in_tls_checked_against_its_roots() {
+    let dir = TempDir::new("egress-tls");
+    let site = site_cert::issue(dir.0.as_path(), "site", "secure.example.test");
+    let ip: Ipv4Addr = ORIGIN_IP.parse().unwrap();
+    let dns = DnsServer::start(&[
+        ("secure.example.test", ip, 300),
+        ("impostor.example.test", ip, 300),
+    ])
+    .await;
+    let (cert, key) = (site.cert.to_str().unwrap(), site.key.to_str().unwrap());
+    let (_server, port) =
+        python::serve("tunnel_peers.py", &["tls-serve-with", ORIGIN_IP, cert, key]).await;
+    let config = dir.path("proxy.toml");
+    let host = |name: &str| {
+        format!(
+            "[[egress.hosts]]\nname = \"{name}\"\ntls = true\nhttp_port = {port}\ntls_ca = \"{}\"\n",
+            site.ca.display()
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[egress]\ndns_server = \"{}\"\n\n{}\n{}",
+            dns.addr,
+            host("secure.example.test"),
+            host("impostor.example.test")
+        ),
+    )
+    .unwrap();
+    let discovery = dir.path("discovery.toml");
+    discovery::write_raw(&discovery, "");
+    let proxy = WeftProxy::start_with(
+        "127.0.0.2",
+        &discovery,
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let via = proxy.outbound.to_string();
+    for _ in 0..3 {
+        let rsp = curl(&["-x", &via, "http://secure.example.test/"]).await;
+        assert_eq!(rsp.status, 200, "{}", rsp.text());
+        assert_eq!(rsp.text(), format!("tls hello from {port}\n"));
+    }
+    let m = proxy.metrics().await;
+    let requests = format!(
+        "weft_requests_total{{direction=\"outbound\",service=\"secure.example.test\",endpoint=\"{ORIGIN_IP}:{port}\"}}"
+    );
+    assert_eq!(metric(&m, &requests), Some(3.0), "{m}");
+    // The certificate names secure.example.test, not impostor.example.test: refused.
+    let rsp = curl(&["-x", &via, "http://impostor.example.test/"]).await;
+    assert_eq!(rsp.status, 502, "{}", rsp.text());
+    assert_eq!(rsp.header("weft-error"), Some("connect failed"));
+    assert!(rsp.text().contains("TLS handshake"), "{}", rsp.text());
 }

@@ -2,6 +2,8 @@
 
   tunnel_peers.py tls-serve HOST DIR   serves HTTPS on HOST:0 with a self-signed certificate
                                        made in DIR (openssl); prints the port
+  tunnel_peers.py tls-serve-with HOST CERT KEY
+                                       the same with the given certificate and key
   tunnel_peers.py ws PROXY URL TEXT    a WebSocket client configured with only an HTTP
                                        proxy (it tunnels with CONNECT): sends TEXT to URL,
                                        prints the echo
@@ -33,6 +35,10 @@ def tls_serve(host, folder):
          "-subj", "/CN=secure", "-keyout", key, "-out", cert],
         check=True, capture_output=True,
     )
+    tls_serve_with(host, cert, key)
+
+
+def tls_serve_with(host, cert, key):
     server = http.server.ThreadingHTTPServer((host, 0), Hello)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -56,6 +62,8 @@ def ws(proxy, url, text):
 if __name__ == "__main__":
     if sys.argv[1] == "tls-serve":
         tls_serve(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "tls-serve-with":
+        tls_serve_with(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "ws":
         ws(sys.argv[2], sys.argv[3], sys.argv[4])
     else:

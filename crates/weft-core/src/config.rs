@@ -217,9 +217,17 @@ pub struct EgressConfig {
 pub struct EgressHost {
     /// The host name as apps address it (`api.example.com`): exact, never a pattern.
     pub name: String,
-    /// Plain HTTP requests for the host go to this port; none are allowed without it.
+    /// Plain HTTP requests for the host go to this port; none are allowed without it (or
+    /// `tls`).
     #[serde(default)]
     pub http_port: Option<u16>,
+    /// Apps' plain HTTP for the host goes out in TLS (to `http_port`, 443 by default), the
+    /// host's certificate checked against `tls_ca`.
+    #[serde(default)]
+    pub tls: bool,
+    /// The roots (PEM) the host's certificate is checked with; the system's by default.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     /// Ports `CONNECT` tunnels (an app's HTTPS) may open to it.
     #[serde(default = "default_connect_ports")]
     pub connect_ports: Vec<u16>,
@@ -227,6 +235,16 @@ pub struct EgressHost {
 
 fn default_connect_ports() -> Vec<u16> {
     vec![443]
+}
+
+/// Where Debian (and most Linux) keeps the system's roots.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl EgressHost {
+    /// The port apps' HTTP for the host goes to, if they may send it any.
+    pub fn http_port(&self) -> Option<u16> {
+        self.http_port.or(self.tls.then_some(443))
+    }
 }
 
 /// Listed hosts at most: each is a service with its series.
@@ -386,7 +404,8 @@ impl ProxyConfig {
             &mut ingress.tls_cert,
             &mut ingress.tls_key,
         ];
-        for file in files.into_iter().flatten() {
+        let cas = config.egress.hosts.iter_mut().map(|h| &mut h.tls_ca);
+        for file in files.into_iter().chain(cas).flatten() {
             if file.is_relative() {
                 *file = dir.join(&*file);
             }

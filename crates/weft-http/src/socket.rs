@@ -42,6 +42,9 @@ pub type Stats = Arc<dyn ConnStats>;
 
 /// A server connection's TLS side, as tokio-rustls hands it over.
 pub type TlsServerStream = tokio_rustls::server::TlsStream<TcpStream>;
+/// Either side's TLS, as a connection's halves hold it: a client's to the listener, or
+/// this proxy's own to a host outside the mesh (egress).
+type TlsEither = tokio_rustls::TlsStream<TcpStream>;
 
 /// A client's connection: plain TCP, or mutual TLS from a peer proxy.
 pub enum Stream {
@@ -116,7 +119,7 @@ impl Socket {
                 (Rd::Tcp(rd), Wr::Tcp(wr))
             }
             Stream::Tls(s) => {
-                let (rd, wr) = tokio::io::split(*s);
+                let (rd, wr) = tokio::io::split(TlsEither::Server(*s));
                 (Rd::Tls(rd), Wr::Tls(tokio::sync::Mutex::new(wr)))
             }
         };
@@ -142,7 +145,10 @@ impl Socket {
                 if !r.is_pair_of(&w) {
                     return None;
                 }
-                Stream::Tls(Box::new(r.unsplit(w)))
+                match r.unsplit(w) {
+                    TlsEither::Server(s) => Stream::Tls(Box::new(s)),
+                    TlsEither::Client(_) => return None,
+                }
             }
             _ => return None,
         };
@@ -170,15 +176,31 @@ pub fn halves(stream: TcpStream) -> (ReadSide, WriteSide) {
     (read, write)
 }
 
+/// Halves of an upstream TLS connection (egress), counted nowhere.
+pub fn tls_halves(stream: tokio_rustls::client::TlsStream<TcpStream>) -> (ReadSide, WriteSide) {
+    let (rd, wr) = tokio::io::split(TlsEither::Client(stream));
+    let read = ReadSide {
+        rd: Rd::Tls(rd),
+        stats: None,
+    };
+    let write = WriteSide {
+        wr: Wr::Tls(tokio::sync::Mutex::new(wr)),
+        stats: None,
+        open: None,
+        stall: None,
+    };
+    (read, write)
+}
+
 enum Rd {
     Tcp(OwnedReadHalf),
-    Tls(ReadHalf<TlsServerStream>),
+    Tls(ReadHalf<TlsEither>),
 }
 
 /// TLS writes need the stream exclusively; the lock is uncontended but for a `100 Continue`.
 enum Wr {
     Tcp(OwnedWriteHalf),
-    Tls(tokio::sync::Mutex<WriteHalf<TlsServerStream>>),
+    Tls(tokio::sync::Mutex<WriteHalf<TlsEither>>),
 }
 
 pub struct ReadSide {
@@ -221,7 +243,8 @@ impl ReadSide {
             // The reader's waker slot rather than `readable()`'s waiter list: an idle pooled
             // connection has no reader, and a waiter is linked and unlinked under a lock.
             Rd::Tcp(rd) => rd.as_ref().poll_read_ready(&mut cx).is_ready(),
-            // Pooled connections are plain TCP; a TLS one is never asked.
+            // What the peer sent is behind rustls' buffer: a pooled TLS connection (egress)
+            // closed under it shows on use, and the request goes again on a new one.
             Rd::Tls(_) => false,
         }
     }
@@ -299,7 +322,7 @@ impl WriteSide {
 
     async fn write_all_tls(
         &self,
-        wr: &tokio::sync::Mutex<WriteHalf<TlsServerStream>>,
+        wr: &tokio::sync::Mutex<WriteHalf<TlsEither>>,
         parts: &[IoSlice<'_>],
     ) -> io::Result<()> {
         let mut wr = wr.lock().await;

@@ -10,6 +10,7 @@ use http::HeaderValue;
 use weft_core::headers::ENDPOINT_PARAM;
 use weft_core::policy::BalancerPolicy;
 use weft_core::{Endpoint, ServiceName};
+use weft_http::client::H1Pool;
 use weft_metrics::RouteMetrics;
 
 use crate::resilience::accrual::FailureAccrual;
@@ -32,6 +33,9 @@ pub(crate) struct EndpointState {
     pub metrics: RouteMetrics,
     pub ewma: PeakEwma,
     pub accrual: FailureAccrual,
+    /// The pool that reaches this endpoint in TLS (a host outside the mesh its callers
+    /// address in plain HTTP); `None`: the instances' pool, as it is.
+    pub origin: Option<Arc<H1Pool>>,
     outstanding: AtomicUsize,
 }
 
@@ -55,6 +59,7 @@ impl EndpointState {
             metrics,
             ewma: PeakEwma::new(default_rtt),
             accrual: FailureAccrual::default(),
+            origin: None,
             outstanding: AtomicUsize::new(0),
         }
     }

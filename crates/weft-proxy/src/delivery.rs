@@ -43,10 +43,12 @@ pub(crate) struct Upstreams {
 
 /// Where an exchange goes: a peer proxy (over the mesh's hop, on the node named when
 /// known) or an instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) enum Hop<'a> {
     Peer(SocketAddr, Option<&'a str>),
     Instance(SocketAddr),
+    /// A host outside the mesh reached in TLS, through its own pool.
+    Origin(SocketAddr, &'a Arc<H1Pool>),
 }
 
 /// An attempt that failed; `request` is handed back when it never left, so it can be sent
@@ -125,7 +127,10 @@ pub(crate) fn to_endpoint<'a>(
             if let Some(d) = ctx.deadline {
                 d.to_instance(req.headers_mut(), now);
             }
-            (ep.protocol, Hop::Instance(ep.addr))
+            match &endpoint.origin {
+                Some(pool) => (Protocol::Http1, Hop::Origin(ep.addr, pool)),
+                None => (ep.protocol, Hop::Instance(ep.addr)),
+            }
         }
     };
     let per_attempt = ctx.policy.policy.timeout.per_attempt;
@@ -155,11 +160,17 @@ pub(crate) fn deliver<'a>(
     impl Future<Output = ClientSent<UpstreamBody>> + 'a,
     impl Future<Output = ClientSent<H2Body>> + 'a,
 > {
-    let (Hop::Peer(addr, _) | Hop::Instance(addr)) = hop;
+    let (Hop::Peer(addr, _) | Hop::Instance(addr) | Hop::Origin(addr, _)) = hop;
     if let Some(downstream) = upgrade {
         let (connector, name) = match hop {
             Hop::Peer(_, name) => (&upstreams.peer_connector, name),
             Hop::Instance(_) => (upstreams.h1.connector(), None),
+            Hop::Origin(..) => {
+                let why = "an upgrade is not carried to a host reached in TLS";
+                return Delivery::Failed {
+                    error: Some(ProxyError::BadRequest(why)),
+                };
+            }
         };
         return Delivery::Boxed {
             send: Box::pin(async move {
@@ -167,7 +178,7 @@ pub(crate) fn deliver<'a>(
                 let mut rsp = upgrade::send(connector, addr, name, req, downstream)
                     .await
                     .map_err(ProxyError::from)?;
-                if matches!(hop, Hop::Instance(_)) {
+                if !matches!(hop, Hop::Peer(..)) {
                     rsp.headers_mut().remove(WEFT_ERROR);
                 }
                 Ok(rsp.map(ResponseBody::H1))
@@ -183,14 +194,17 @@ pub(crate) fn deliver<'a>(
             error: Some(ProxyError::BadRequest(why)),
         },
         (Ok(()), Protocol::Http1) => Delivery::H1 {
-            send: upstreams.h1.send(addr, req),
+            send: match hop {
+                Hop::Origin(_, pool) => pool.send(addr, req),
+                _ => upstreams.h1.send(addr, req),
+            },
         },
         (Ok(()), Protocol::Http2) => Delivery::H2 {
             send: match hop {
                 Hop::Peer(_, name) => upstreams.peers.send(addr, name, req),
-                Hop::Instance(_) => upstreams.h2.send(addr, None, req),
+                Hop::Instance(_) | Hop::Origin(..) => upstreams.h2.send(addr, None, req),
             },
-            from_app: matches!(hop, Hop::Instance(_)),
+            from_app: !matches!(hop, Hop::Peer(..)),
         },
     }
 }

@@ -46,7 +46,7 @@ pub(crate) async fn outbound<B>(
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok());
         let allowed = host
-            .http_port
+            .http_port()
             .is_some_and(|listed| port.is_none_or(|p| p == listed));
         if !allowed {
             return Err(ProxyError::EgressDenied {

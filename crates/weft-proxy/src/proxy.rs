@@ -161,6 +161,7 @@ impl Proxy {
         let instances = Connector::plain(http.connect_timeout);
         let peers = Connector {
             timeout: http.connect_timeout,
+            origin: None,
             tls: identity.as_ref().map(MeshIdentity::client).transpose()?,
         };
         if let Some(id) = &identity {
@@ -188,6 +189,8 @@ impl Proxy {
             None => None,
         };
         let (shutdown, _) = watch::channel(false);
+        let egress = EgressList::new(&config.egress, &config.http).map_err(StartError::Egress)?;
+        let origins = egress.origins();
         let services = |direction, local| {
             let (discovery, policies) = (Arc::clone(&discovery), Arc::clone(&policies));
             let routes = (direction == Direction::Outbound).then(|| metrics.routes.clone());
@@ -198,12 +201,16 @@ impl Proxy {
                 metrics.http.clone(),
                 routes,
                 policies,
+                match direction {
+                    Direction::Outbound => Arc::clone(&origins),
+                    _ => Default::default(),
+                },
             )
         };
         let shared_identity = identity.clone();
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
-            egress: EgressList::new(&config.egress),
+            egress,
             outbound: services(Direction::Outbound, None),
             inbound: services(Direction::Inbound, Some(advertise)),
             balancer: Box::new(PeakEwmaP2c),

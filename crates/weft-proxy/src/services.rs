@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use weft_core::route::{Routes, RoutesState};
 use weft_core::ServiceName;
 use weft_discovery::{Discover, Resolution};
+use weft_http::client::H1Pool;
 use weft_metrics::{
     Direction, HttpMetrics, RouteFamilies, RouteMetrics, ServiceCounters, UNKNOWN_SERVICE,
 };
@@ -100,6 +101,8 @@ pub(crate) struct Services {
     map: RwLock<FastMap<ServiceName, Arc<Service>>>,
     unknown: RouteMetrics,
     policies: Arc<ArcSwap<PolicyTable>>,
+    /// Egress hosts reached in TLS: their endpoints go through these pools.
+    origins: Arc<FastMap<String, Arc<H1Pool>>>,
 }
 
 impl Services {
@@ -110,6 +113,7 @@ impl Services {
         metrics: HttpMetrics,
         route_families: Option<RouteFamilies>,
         policies: Arc<ArcSwap<PolicyTable>>,
+        origins: Arc<FastMap<String, Arc<H1Pool>>>,
     ) -> Arc<Self> {
         let unknown = metrics.route(direction, UNKNOWN_SERVICE, "");
         Arc::new(Self {
@@ -121,6 +125,7 @@ impl Services {
             map: RwLock::new(FastMap::default()),
             unknown,
             policies,
+            origins,
         })
     }
 
@@ -322,7 +327,9 @@ impl Services {
                                 );
                                 let ep = ep.clone();
                                 let name = &service.name;
-                                Arc::new(EndpointState::new(name, ep, label, m, rtt))
+                                let mut state = EndpointState::new(name, ep, label, m, rtt);
+                                state.origin = self.origins.get(name.as_str()).cloned();
+                                Arc::new(state)
                             })
                     })
                     .collect();

@@ -42,6 +42,17 @@ pub struct Connector {
     pub timeout: Duration,
     /// Present on the connector to peer proxies when the mesh has identities.
     pub tls: Option<ClientTls>,
+    /// Present on the connector of a pool to one host outside the mesh that is reached in
+    /// TLS though its callers speak plain HTTP (egress).
+    pub origin: Option<OriginTls>,
+}
+
+/// TLS this proxy starts toward a host outside the mesh: the host's name, sent and checked
+/// against its certificate, and the roots it is checked with.
+#[derive(Clone, Debug)]
+pub struct OriginTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: ServerName<'static>,
 }
 
 /// An upstream connection: plain, or mutual TLS to a peer.
@@ -52,7 +63,34 @@ pub enum Conn {
 
 impl Connector {
     pub fn plain(timeout: Duration) -> Self {
-        Self { timeout, tls: None }
+        Self {
+            timeout,
+            tls: None,
+            origin: None,
+        }
+    }
+
+    /// TLS to a host outside the mesh on a connection [`Connector::connect`] made; the
+    /// handshake shares the connect timeout.
+    pub async fn origin_tls(
+        &self,
+        origin: &OriginTls,
+        endpoint: SocketAddr,
+        stream: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, Error> {
+        let handshake =
+            TlsConnector::from(Arc::clone(&origin.config)).connect(origin.name.clone(), stream);
+        match tokio::time::timeout(self.timeout, handshake).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(Error::ConnectFailed {
+                endpoint,
+                cause: format!("TLS handshake: {e}"),
+            }),
+            Err(_) => Err(Error::ConnectTimeout {
+                endpoint,
+                timeout: self.timeout,
+            }),
+        }
     }
 
     /// A TCP connection, never wrapped (pooled HTTP/1.1 to instances).

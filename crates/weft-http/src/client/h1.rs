@@ -213,7 +213,12 @@ impl H1Pool {
 
     async fn connect(&self, endpoint: SocketAddr) -> Result<Box<Conn>, Error> {
         let stream = self.connector.connect(endpoint).await?;
-        let (rd, wr) = socket::halves(stream);
+        let (rd, wr) = match &self.connector.origin {
+            None => socket::halves(stream),
+            Some(origin) => {
+                socket::tls_halves(self.connector.origin_tls(origin, endpoint, stream).await?)
+            }
+        };
         Ok(Box::new(Conn {
             rd,
             wr,

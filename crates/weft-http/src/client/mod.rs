@@ -17,6 +17,6 @@ pub(crate) mod reap;
 pub mod tunnel;
 pub mod upgrade;
 
-pub use connect::{ClientTls, Conn, Connector, Speaks};
+pub use connect::{ClientTls, Conn, Connector, OriginTls, Speaks};
 pub use h1::{H1Pool, ResponseBody, UpstreamBody};
 pub use h2::H2Pool;

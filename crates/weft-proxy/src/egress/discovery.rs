@@ -6,16 +6,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use tokio::sync::watch;
-use weft_core::config::{EgressConfig, EgressHost};
+use weft_core::config::{EgressConfig, EgressHost, HttpConfig, SYSTEM_ROOTS};
 use weft_core::route::RoutesState;
 use weft_core::{Endpoint, EndpointSet, Protocol, Resolution, ServiceName};
 use weft_discovery::Discover;
+use weft_http::client::{Connector, H1Pool, OriginTls};
 
 use super::dns::{DnsError, Resolver};
+use crate::FastMap;
 
 /// Addresses taken from one answer: a host is balanced over a few, not hundreds.
 const MAX_ADDRESSES: usize = 16;
@@ -25,20 +29,35 @@ const MAX_REFRESH: Duration = Duration::from_secs(300);
 /// After a failed lookup, the next try; the last addresses stay meanwhile.
 const RETRY: Duration = Duration::from_secs(5);
 
-/// The egress list as the request's checks read it.
+/// The egress list as the request's checks read it, and the pools of the hosts reached in
+/// TLS.
 #[derive(Default)]
 pub(crate) struct EgressList {
     hosts: HashMap<String, EgressHost>,
+    origins: Arc<FastMap<String, Arc<H1Pool>>>,
 }
 
 impl EgressList {
-    pub(crate) fn new(config: &EgressConfig) -> Self {
-        let hosts = config
+    pub(crate) fn new(config: &EgressConfig, http: &HttpConfig) -> Result<Self, String> {
+        let hosts: HashMap<String, EgressHost> = config
             .hosts
             .iter()
             .map(|h| (h.name.to_ascii_lowercase(), h.clone()))
             .collect();
-        Self { hosts }
+        let mut origins = FastMap::default();
+        for (name, host) in hosts.iter().filter(|(_, h)| h.tls) {
+            let origin = origin_tls(name, host.tls_ca.as_deref())?;
+            let connector = Connector {
+                origin: Some(origin),
+                ..Connector::plain(http.connect_timeout)
+            };
+            let pool = H1Pool::new(connector, http.pool_idle_timeout, http.pool_max_idle);
+            origins.insert(name.clone(), pool);
+        }
+        Ok(Self {
+            hosts,
+            origins: Arc::new(origins),
+        })
     }
 
     /// The listed host `name` names, if any.
@@ -48,6 +67,41 @@ impl EgressList {
         }
         self.hosts.get(name)
     }
+
+    /// The pools of the hosts reached in TLS, by service name.
+    pub(crate) fn origins(&self) -> Arc<FastMap<String, Arc<H1Pool>>> {
+        Arc::clone(&self.origins)
+    }
+}
+
+/// The TLS a host's pool starts: its name sent and checked against the roots in `ca` (the
+/// system's by default), HTTP/1.1 by ALPN.
+fn origin_tls(host: &str, ca: Option<&Path>) -> Result<OriginTls, String> {
+    let ca = ca.unwrap_or(Path::new(SYSTEM_ROOTS));
+    let text = std::fs::read_to_string(ca)
+        .map_err(|e| format!("egress host {host}: roots {}: {e}", ca.display()))?;
+    let certs = weft_identity::material::certificates(&text)
+        .map_err(|e| format!("egress host {host}: roots {}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "egress host {host}: {} holds no usable root",
+            ca.display()
+        ));
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(weft_identity::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![weft_identity::tls::ALPN_HTTP1.to_vec()];
+    let name =
+        ServerName::try_from(host.to_string()).map_err(|e| format!("egress host {host}: {e}"))?;
+    Ok(OriginTls {
+        config: Arc::new(config),
+        name,
+    })
 }
 
 pub(crate) struct EgressDiscovery {
@@ -74,7 +128,7 @@ impl EgressDiscovery {
         let mut names = HashMap::new();
         for h in &config.hosts {
             let host = h.name.to_ascii_lowercase();
-            if let Some(port) = h.http_port {
+            if let Some(port) = h.http_port() {
                 names.insert(host.clone(), (host.clone(), port));
             }
             for port in &h.connect_ports {
