@@ -250,6 +250,8 @@ async fn demo_names_a_busy_port_and_stops_cleanly() {
             "0",
             "--world-port",
             "0",
+            "--ingress-port",
+            "0",
             "--dashboard",
             "127.0.0.1:0",
         ])

@@ -141,7 +141,8 @@ async fn an_apps_override_reroutes_its_call_and_an_untrusted_peers_is_dropped() 
 
 /// In the demo (mutual TLS between its proxies, each trusting the others' overrides), an
 /// override sent to hello reaches world-v2 two hops down: hello's app forwards the
-/// `weft-ctx-*` headers, and its proxy honours what its node's app sent.
+/// `weft-ctx-*` headers, and its proxy honours what its node's app sent. Sent from outside
+/// through the demo's ingress, the header is stripped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_reaches_world_v2_two_hops_down() {
     let demo = Demo::start(18, &["--rps", "0", "--world-v2"]).await;
@@ -158,6 +159,19 @@ async fn an_override_reaches_world_v2_two_hops_down() {
     // Without it, world's route sends everything to world-v1.
     let rsp = via(&proxy, "http://hello/", &[]).await;
     assert!(!rsp.text().contains("world v2"), "{}", rsp.text());
+    // From outside, through the demo's ingress, the same header is stripped and counted.
+    let ingress = demo.ingress.expect("the demo's ingress");
+    let url = format!("http://{ingress}/");
+    let rsp = curl(&["-H", override_, &url]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    assert!(rsp.text().starts_with("Hello ("), "{}", rsp.text());
+    assert!(!rsp.text().contains("world v2"), "{}", rsp.text());
+    let metrics = weft_tests::client::get(one.admin, "admin", "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let dropped = "weft_context_headers_dropped_total{direction=\"ingress\",header=\"weft-ctx-override\",reason=\"outside caller\"}";
+    assert_eq!(weft_tests::proxy::metric(&metrics, dropped), Some(1.0));
 
     let status = demo.stop().await;
     assert!(status.success(), "{status:?}");

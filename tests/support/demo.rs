@@ -25,6 +25,8 @@ pub struct Demo {
     child: Child,
     pub nodes: Vec<DemoNode>,
     pub dashboard: SocketAddr,
+    /// The first node's ingress, to hello.
+    pub ingress: Option<SocketAddr>,
     /// The `curl -x` address the banner suggests.
     pub curl_proxy: String,
     pub banner: String,
@@ -50,6 +52,8 @@ impl Demo {
                 "--hello-port",
                 "0",
                 "--world-port",
+                "0",
+                "--ingress-port",
                 "0",
                 "--dashboard",
                 "127.0.0.1:0",
@@ -122,6 +126,11 @@ impl Demo {
             .trim()
             .parse()
             .unwrap();
+        let ingress = banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("ingress:   http://"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
         let curl_proxy = banner
             .lines()
             .find_map(|l| l.trim().strip_prefix("curl -x "))
@@ -132,6 +141,7 @@ impl Demo {
             child,
             nodes,
             dashboard,
+            ingress,
             curl_proxy,
             banner,
             stderr,

@@ -44,6 +44,8 @@ pub struct DemoConfig {
     pub admin_port: u16,
     pub hello_port: u16,
     pub world_port: u16,
+    /// The first node's proxy takes outside traffic for hello on this port.
+    pub ingress_port: u16,
     pub hello_instances: usize,
     pub world_instances: usize,
     pub dashboard: SocketAddr,
@@ -179,6 +181,10 @@ async fn run_in(
         pc.admin.listen = SocketAddr::new(*ip, config.admin_port);
         pc.discovery.file = Some(discovery.clone());
         pc.http.shutdown_grace = Duration::from_secs(2);
+        // The first node is also the mesh's edge: outside callers reach hello there.
+        if i == 0 {
+            pc.ingress = demo_ingress(SocketAddr::new(*ip, config.ingress_port));
+        }
         // The demo's proxies pass each other's staging overrides to their apps.
         if let Some(ca) = &ca {
             pc.context.override_peers = vec![ca.proxy_pattern()];
@@ -416,6 +422,28 @@ async fn wait_for_services(admin: SocketAddr) {
     tracing::warn!(%admin, "proxy did not list the demo services in time");
 }
 
+/// An ingress that sends every request, for any host, to hello.
+fn demo_ingress(listen: SocketAddr) -> weft_core::config::IngressConfig {
+    let all = weft_core::route::RouteRule {
+        name: "hello".into(),
+        matches: vec![],
+        backends: vec![weft_core::route::Backend {
+            service: weft_core::ServiceName::new("hello"),
+            weight: 1,
+        }],
+        timeout: Default::default(),
+        retry: Default::default(),
+    };
+    weft_core::config::IngressConfig {
+        listen: Some(listen),
+        hosts: vec![weft_core::config::IngressHost {
+            names: vec!["*".into()],
+            routes: vec![all],
+        }],
+        ..Default::default()
+    }
+}
+
 fn banner(
     config: &DemoConfig,
     nodes: &[Node],
@@ -475,6 +503,12 @@ fn banner(
         }
     );
     let _ = writeln!(b, "  dashboard: http://{dashboard}");
+    if let Some(ingress) = nodes.first().and_then(|n| n.proxy.ingress) {
+        let _ = writeln!(
+            b,
+            "  ingress:   http://{ingress} (to hello, as from outside the mesh: weft-* headers stripped)"
+        );
+    }
     let first = nodes
         .first()
         .map(|n| n.proxy.outbound.to_string())
@@ -500,6 +534,16 @@ fn banner(
             b,
             "  weft shift world --to world-v2 --discovery-file {} --dashboard http://{dashboard}   # a canary rollout, judged by the mesh",
             discovery.display()
+        );
+        let _ = writeln!(
+            b,
+            "  curl -x {first} -H 'weft-ctx-override: world => world-v2' http://hello/   # staging: this call's world is world-v2"
+        );
+    }
+    if let Some(ingress) = nodes.first().and_then(|n| n.proxy.ingress) {
+        let _ = writeln!(
+            b,
+            "  curl http://{ingress}/   # from outside, through the ingress"
         );
     }
     let _ = writeln!(b, "\nCtrl-C stops everything.");

@@ -49,10 +49,8 @@ pub(crate) fn override_target(
     let Some(value) = headers.get(WEFT_CTX_OVERRIDE) else {
         return Ok(None);
     };
-    override_for(value.as_bytes(), names, service).map_err(|e| {
-        tracing::info!(error = %e, "refused a weft-ctx-override");
-        ProxyError::BadOverride(e.to_string())
-    })
+    override_for(value.as_bytes(), names, service)
+        .map_err(|e| ProxyError::BadOverride(e.to_string()))
 }
 
 /// At the inbound: a peer's override reaches the app only when the peer's mesh identity is

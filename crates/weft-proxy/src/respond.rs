@@ -20,7 +20,14 @@ pub(crate) fn failed(
     start: Instant,
     err: &ProxyError,
 ) -> Response<ProxyBody> {
-    tracing::debug!(error = %err, "request failed");
+    match err {
+        // Someone sending what the mesh refuses on purpose: one line each, for whoever
+        // looks into who.
+        ProxyError::EgressDenied { .. }
+        | ProxyError::LoopDetected { .. }
+        | ProxyError::BadOverride(_) => tracing::info!(error = %err, "request refused"),
+        _ => tracing::debug!(error = %err, "request failed"),
+    }
     record::failed(route, start, err);
     error_response(err)
 }

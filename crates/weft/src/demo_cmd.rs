@@ -31,6 +31,9 @@ pub struct DemoArgs {
     hello_port: u16,
     #[arg(long, default_value_t = 7778)]
     world_port: u16,
+    /// The ingress, on the first node: outside traffic to hello (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    ingress_port: u16,
     /// hello and world instances per node (ports count up from the base port).
     #[arg(long, default_value_t = 1)]
     hello_instances: usize,
@@ -99,6 +102,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         admin_port: args.admin_port,
         hello_port: args.hello_port,
         world_port: args.world_port,
+        ingress_port: args.ingress_port,
         hello_instances: args.hello_instances.max(1),
         world_instances: args.world_instances.max(1),
         dashboard: args.dashboard,
