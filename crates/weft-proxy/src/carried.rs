@@ -2,6 +2,13 @@
 //! hop count, which turns a request looping through the mesh into a `508`, and the staging
 //! override, honoured from apps on this node and from peers named in config
 //! (`context.override_peers`), dropped and counted from anyone else.
+//!
+//! A hop is counted where a request is handed to an app: by the inbound that delivers it,
+//! or by an outbound sending straight to an endpoint with no proxy on its node. Every loop
+//! passes through such a hand-over (an app, or a listener posing as one), and the hop
+//! between proxies carries no header the app did not send.
+
+use std::sync::LazyLock;
 
 use http::header::{HeaderMap, HeaderValue};
 use weft_core::context::{override_for, parse_hops};
@@ -12,27 +19,36 @@ use crate::error::ProxyError;
 use crate::mesh::Seen;
 use crate::shared::Shared;
 
-/// The hops a request has made so far, as `weft-ctx-hops` says (none without it).
-pub(crate) fn hops(headers: &HeaderMap, seen: Seen) -> Result<u32, ProxyError> {
+/// Every count a request can be handed on with (`context.max_hops` is at most 255), made
+/// once: a static value is cloned with no allocation and no reference count.
+static COUNTS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+    (0..=255u32)
+        .map(|n| HeaderValue::from_static(Box::leak(n.to_string().into_boxed_str())))
+        .collect()
+});
+
+/// The hops a request has made so far, as `weft-ctx-hops` says (none without it): an error
+/// when one more would pass `max`, or the value is no number.
+pub(crate) fn hops(headers: &HeaderMap, seen: Seen, max: u32) -> Result<u32, ProxyError> {
     if !seen.hops() {
         return Ok(0);
     }
-    headers
+    let hops = headers
         .get(WEFT_CTX_HOPS)
         .and_then(|v| parse_hops(v.as_bytes()))
-        .ok_or(ProxyError::BadRequest("malformed weft-ctx-hops"))
-}
-
-/// Counts this proxy as one more hop of a request that has made `hops`: an error when that
-/// would pass `max`, the header set for the next hop otherwise.
-pub(crate) fn count_hop(headers: &mut HeaderMap, hops: u32, max: u32) -> Result<(), ProxyError> {
+        .ok_or(ProxyError::BadRequest("malformed weft-ctx-hops"))?;
     if hops >= max {
         return Err(ProxyError::LoopDetected { hops });
     }
-    let mut digits = itoa::Buffer::new();
-    let value = HeaderValue::from_str(digits.format(hops + 1)).expect("digits are a valid value");
-    headers.insert(WEFT_CTX_HOPS, value);
-    Ok(())
+    Ok(hops)
+}
+
+/// Hands a request that had made `hops` to an app: one more.
+pub(crate) fn count_hop(headers: &mut HeaderMap, hops: u32) {
+    let next = usize::try_from(hops + 1).unwrap_or(usize::MAX);
+    if let Some(value) = COUNTS.get(next) {
+        headers.insert(WEFT_CTX_HOPS, value.clone());
+    }
 }
 
 /// The service an app's `weft-ctx-override` sends `service`'s request to instead, if one

@@ -38,6 +38,9 @@ pub(crate) struct Ctx {
     pub tried: Vec<SocketAddr>,
     /// Attempts made beyond the first.
     pub retries: u32,
+    /// The hops the request had made when it came (`weft-ctx-hops`); an app it is handed
+    /// to directly is told one more.
+    pub hops: u32,
     /// Where the latest attempt went: the client's view is recorded there.
     pub endpoint: Option<Arc<EndpointState>>,
 }
@@ -61,6 +64,7 @@ impl Ctx {
             upgrade: None,
             tried: Vec::new(),
             retries: 0,
+            hops: 0,
             endpoint: None,
         }
     }

@@ -124,6 +124,8 @@ pub(crate) fn to_endpoint<'a>(
             (Protocol::Http2, Hop::Peer(peer, endpoint.node.as_deref()))
         }
         None => {
+            // Handed straight to the app: a hop (the peer's inbound counts its own).
+            crate::carried::count_hop(req.headers_mut(), ctx.hops);
             if let Some(d) = ctx.deadline {
                 d.to_instance(req.headers_mut(), now);
             }

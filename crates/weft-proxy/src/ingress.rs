@@ -19,7 +19,6 @@ use weft_http::ClientBody;
 use weft_metrics::RouteFamilies;
 
 use crate::body::ProxyBody;
-use crate::carried;
 use crate::error::ProxyError;
 use crate::identify;
 use crate::lifecycle;
@@ -111,7 +110,7 @@ async fn route(
     shared: &Arc<Shared>,
     ingress: &Ingress,
     start: Instant,
-    mut req: Request<ClientBody>,
+    req: Request<ClientBody>,
 ) -> (Response<ProxyBody>, Option<String>) {
     let refused = |e: ProxyError| {
         let rsp = respond::failed(shared.outbound.unknown_metrics(), start, &e);
@@ -147,13 +146,10 @@ async fn route(
         Ok((_, service)) => service,
         Err((_, e)) => return refused(e),
     };
-    // The ingress is the request's first hop in the mesh.
-    if let Err(e) = carried::count_hop(req.headers_mut(), 0, shared.config.context.max_hops) {
-        return refused(e);
-    }
+    // Nothing of the caller's is left to read: no hops made, no mesh header seen.
     let name = service.name.to_string();
-    let seen = Seen::default();
-    let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), seen, req).await;
+    let fresh = (Seen::default(), 0);
+    let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), fresh, req).await;
     (rsp, Some(name))
 }
 

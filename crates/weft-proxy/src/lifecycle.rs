@@ -50,7 +50,7 @@ use crate::tunnel;
 
 pub(crate) async fn outbound(
     shared: Arc<Shared>,
-    mut req: Request<ClientBody>,
+    req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     // A tunnel to a mesh service, whose requests come back through `tunneled`. Boxed: rare,
     // and its state would enlarge every request's future.
@@ -70,14 +70,12 @@ pub(crate) async fn outbound(
             Err(e) => return refused(&shared.outbound, start, e),
         };
     let mut service = target.service;
-    // This proxy is one more hop: a request that has made too many is looping.
+    // A request that has made too many hops is looping.
     let seen = mesh::scan(req.headers());
-    let max_hops = shared.config.context.max_hops;
-    let counted = carried::hops(req.headers(), seen)
-        .and_then(|hops| carried::count_hop(req.headers_mut(), hops, max_hops));
-    if let Err(e) = counted {
-        return respond::failed(&service.metrics, start, &e);
-    }
+    let hops = match carried::hops(req.headers(), seen, shared.config.context.max_hops) {
+        Ok(h) => h,
+        Err(e) => return respond::failed(&service.metrics, start, &e),
+    };
     // An app on this node may send its call, and every later one, to a staging version.
     match carried::override_target(&shared.names, req.headers(), seen, service.name.as_str()) {
         Ok(None) => {}
@@ -92,7 +90,7 @@ pub(crate) async fn outbound(
         Ok(r) => r,
         Err(e) => return respond::failed(&service.metrics, start, &e),
     };
-    forward(&shared, start, service, target.authority, routed, seen, req).await
+    forward(&shared, start, service, target.authority, routed, (seen, hops), req).await
 }
 
 /// The outbound's way once the service (and the rule, with routes) is known; the ingress
@@ -103,7 +101,7 @@ pub(crate) async fn forward(
     service: Arc<Service>,
     authority: String,
     routed: Option<Routed>,
-    seen: mesh::Seen,
+    (seen, hops): (mesh::Seen, u32),
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     // The service's policy; with routes, the matched rule's over it.
@@ -115,6 +113,7 @@ pub(crate) async fn forward(
     let deadline = Deadline::effective(req.headers(), policy.policy.timeout.total, start);
     let mut ctx = Ctx::new(start, service, policy, authority, deadline);
     ctx.routed = routed;
+    ctx.hops = hops;
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
@@ -210,17 +209,12 @@ pub(crate) async fn inbound(
         Ok(e) => e,
         Err(e) => return ctx.fail(e),
     };
-    // A peer's outbound counted the hop here; a request sent straight to this listener is
-    // one more. An override reaches the app only from a peer trusted to set one.
+    // Handing the request to the app is one more hop; an override reaches the app only
+    // from a peer trusted to set one.
     let mut seen = mesh::scan(req.headers());
-    let max_hops = shared.config.context.max_hops;
-    let counted = carried::hops(req.headers(), seen).and_then(|hops| match seen.peer_routed() {
-        true if hops > max_hops => Err(ProxyError::LoopDetected { hops }),
-        true => Ok(()),
-        false => carried::count_hop(req.headers_mut(), hops, max_hops),
-    });
-    if let Err(e) = counted {
-        return ctx.fail(e);
+    match carried::hops(req.headers(), seen, shared.config.context.max_hops) {
+        Ok(hops) => carried::count_hop(req.headers_mut(), hops),
+        Err(e) => return ctx.fail(e),
     }
     if seen.overrides() {
         let peer = req

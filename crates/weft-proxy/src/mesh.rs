@@ -13,11 +13,6 @@ use weft_core::headers::{
 pub(crate) struct Seen(u8);
 
 impl Seen {
-    /// Whether a peer proxy routed the request here (`weft-dst-service`).
-    pub(crate) fn peer_routed(self) -> bool {
-        self.0 & 1 != 0
-    }
-
     pub(crate) fn hops(self) -> bool {
         self.0 & (1 << HOPS) != 0
     }
