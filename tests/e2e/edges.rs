@@ -278,7 +278,7 @@ async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_heade
         "-H",
         "weft-dst-service: world-v2;endpoint=127.0.0.1:9",
         "-H",
-        "weft-ctx-hops: 15",
+        "weft-ctx-hops: 5",
     ];
     for version in ["--http1.1", "--http2"] {
         let mut extra = vec![version];
@@ -301,8 +301,8 @@ async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_heade
         assert!(h.get("weft-ctx-override").is_none(), "{echo}");
         assert!(h.get("weft-dst-service").is_none(), "{echo}");
         assert_eq!(h["host"][0], format!("world.example.test:{port}"), "{echo}");
-        // The ingress is the request's first hop, whatever the caller claimed.
-        assert_eq!(h["weft-ctx-hops"][0], "1", "{echo}");
+        // The caller's hop count is the one thing kept (a loop through the ingress counts).
+        assert_eq!(h["weft-ctx-hops"][0], "6", "{echo}");
     }
     let dropped = "weft_context_headers_dropped_total{direction=\"ingress\",header=\"weft-ctx-override\",reason=\"outside caller\"}";
     assert_eq!(ingress.sample(dropped).await, Some(2.0));
@@ -327,17 +327,28 @@ async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_heade
     assert_eq!(rsp.status, 404, "{}", rsp.text());
     assert_eq!(rsp.header("weft-error"), Some("no route"));
 
-    // The access log has a JSON line per request.
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    // A count at the limit is a loop, whoever sent it.
+    let rsp = https(url("/echo"), &site.ca, &["-H", "weft-ctx-hops: 16"]).await;
+    assert_eq!(rsp.status, 508, "{}", rsp.text());
+    // What the mesh answers itself tells an outside caller its cause, nothing of the inside.
+    assert_eq!(rsp.text(), "weft: loop detected\n");
+
+    // The access log has a JSON line per request (written by a thread of its own).
+    let lines: Vec<serde_json::Value> =
+        weft_tests::eventually("the access log's lines", Duration::from_secs(5), || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            (lines.len() == 5).then_some(lines)
+        })
+        .await;
     assert_eq!(lines[0]["service"], "world");
     assert_eq!(lines[0]["status"], 200);
     assert_eq!(lines[2]["service"], "world-v2");
     assert_eq!(lines[3]["status"], 404);
+    assert_eq!(lines[4]["status"], 508);
 
     // A new certificate (another CA's) is served once written; a broken one is refused.
     // (Between the two files' writes the pair does not match: refused, then taken.)

@@ -22,8 +22,13 @@ const ORIGIN_IP: &str = "127.0.0.8";
 
 /// What a proxy answers a raw `CONNECT` to `target`: its status line.
 async fn connect(proxy: std::net::SocketAddr, target: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
     let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    exchange(proxy, &head).await
+}
+
+/// What a proxy answers `head`, sent on a connection of its own: its first read.
+async fn exchange(proxy: std::net::SocketAddr, head: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
     s.write_all(head.as_bytes()).await.unwrap();
     let mut out = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut out))
@@ -44,6 +49,8 @@ async fn listed_hosts_are_reached_through_dns_and_everything_else_is_denied() {
     let dns = DnsServer::start(&[
         ("api.example.test", api_ip, 1),
         ("tls.example.test", tls_ip, 300),
+        // A listed name pointed at this machine (think 169.254.169.254).
+        ("metadata.example.test", api_ip, 300),
     ])
     .await;
     let api = Backend::start(API_IP).await;
@@ -62,14 +69,20 @@ async fn listed_hosts_are_reached_through_dns_and_everything_else_is_denied() {
             r#"[egress]
 dns_server = "{dns}"
 
+# The "outside" servers are on loopback here, which a host may not resolve to otherwise.
 [[egress.hosts]]
 name = "api.example.test"
 http_port = {api_port}
-connect_ports = []
+allow_internal = true
 
 [[egress.hosts]]
 name = "tls.example.test"
 connect_ports = [{tls_port}]
+allow_internal = true
+
+[[egress.hosts]]
+name = "metadata.example.test"
+http_port = 80
 "#,
             dns = dns.addr,
             api_port = api.addr.port(),
@@ -77,7 +90,11 @@ connect_ports = [{tls_port}]
     )
     .unwrap();
     let discovery = dir.path("discovery.toml");
-    discovery::write_raw(&discovery, "");
+    let world = Backend::start("127.0.0.2").await;
+    discovery::write(
+        &discovery,
+        &[("world", vec![discovery::Ep::direct(world.addr)])],
+    );
     let proxy = WeftProxy::start_with(
         "127.0.0.2",
         &discovery,
@@ -87,7 +104,44 @@ connect_ports = [{tls_port}]
     let via = proxy.outbound.to_string();
 
     let url = format!("http://api.example.test:{}/echo", api.addr.port());
-    for _ in 0..3 {
+    // What leaves the mesh carries none of its context but the hop count.
+    let rsp = curl(&[
+        "-x",
+        &via,
+        "-H",
+        "weft-ctx-override: hello => hello-v2",
+        "-H",
+        "weft-ctx-deadline: 99999999999999999",
+        &url,
+    ])
+    .await;
+    let echo: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
+    let sent: Vec<&String> = echo["headers"].as_object().unwrap().keys().collect();
+    assert!(
+        sent.iter()
+            .all(|h| !h.starts_with("weft-") || *h == "weft-ctx-hops"),
+        "{sent:?}"
+    );
+    // An override may send a mesh call to another mesh service only, never outside.
+    let rsp = curl(&[
+        "-x",
+        &via,
+        "-H",
+        "weft-ctx-override: world => api.example.test",
+        "http://world/",
+    ])
+    .await;
+    assert_eq!(rsp.status, 400, "{}", rsp.text());
+    assert_eq!(rsp.header("weft-error"), Some("bad override"));
+    assert_eq!(world.count(), 0);
+    // An https:// URL sent to the proxy as is would leave in the clear: refused.
+    let https = format!(
+        "GET https://api.example.test:{port}/ HTTP/1.1\r\nHost: api.example.test:{port}\r\n\r\n",
+        port = api.addr.port()
+    );
+    let refused = exchange(proxy.outbound, &https).await;
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    for _ in 0..2 {
         let rsp = curl(&["-x", &via, &url]).await;
         assert_eq!(rsp.status, 200, "{}", rsp.text());
         assert_eq!(rsp.header("x-backend"), Some(api.addr.to_string().as_str()));
@@ -123,6 +177,24 @@ connect_ports = [{tls_port}]
     let refused = connect(proxy.outbound, "elsewhere.example.test:443").await;
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     assert_eq!(dns.queries(), asked, "nothing resolved for what is denied");
+
+    // A listed host whose DNS points inside the node has no usable address.
+    let served = api.count();
+    let rsp = curl(&["-x", &via, "http://metadata.example.test/"]).await;
+    assert_eq!(rsp.status, 503, "{}", rsp.text());
+    assert_eq!(rsp.header("weft-error"), Some("no endpoints"));
+    weft_tests::eventually(
+        "the internal answer logged",
+        Duration::from_secs(5),
+        || async {
+            proxy
+                .log()
+                .contains("resolved to internal addresses")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(api.count(), served);
 
     // The app's own TLS, tunnelled to the listed port and relayed whole.
     let tls_url = format!("https://tls.example.test:{tls_port}/");
@@ -175,7 +247,7 @@ async fn plain_http_to_a_tls_host_goes_out_in_tls_checked_against_its_roots() {
     let config = dir.path("proxy.toml");
     let host = |name: &str| {
         format!(
-            "[[egress.hosts]]\nname = \"{name}\"\ntls = true\nhttp_port = {port}\ntls_ca = \"{}\"\n",
+            "[[egress.hosts]]\nname = \"{name}\"\ntls = true\nhttp_port = {port}\ntls_ca = \"{}\"\nallow_internal = true\n",
             site.ca.display()
         )
     };

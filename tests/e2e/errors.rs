@@ -181,7 +181,7 @@ async fn malformed_and_smuggling_requests_are_refused() {
             format!("GET / HTTP/1.1\r\nHost: world\r\nx-big: {}\r\n\r\n", "a".repeat(20_000)).into_bytes(),
             "431",
         ),
-        ("absolute-form to an unknown host", b"GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_vec(), "502"),
+        ("absolute-form to a host outside the mesh, unlisted", b"GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_vec(), "403"),
         ("no host", b"GET / HTTP/1.0\r\n\r\n".to_vec(), "400"),
         (
             "a deadline centuries away (capped, not a panic)",

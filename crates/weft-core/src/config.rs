@@ -228,13 +228,14 @@ pub struct EgressHost {
     /// The roots (PEM) the host's certificate is checked with; the system's by default.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
-    /// Ports `CONNECT` tunnels (an app's HTTPS) may open to it.
-    #[serde(default = "default_connect_ports")]
+    /// Ports `CONNECT` tunnels (an app's HTTPS) may open to it; none by default.
+    #[serde(default)]
     pub connect_ports: Vec<u16>,
-}
-
-fn default_connect_ports() -> Vec<u16> {
-    vec![443]
+    /// Whether the host may resolve to loopback, link-local (cloud metadata), unspecified
+    /// or multicast addresses; such answers are dropped otherwise, so a name cannot be
+    /// pointed at the node itself.
+    #[serde(default)]
+    pub allow_internal: bool,
 }
 
 /// Where Debian (and most Linux) keeps the system's roots.
@@ -460,14 +461,15 @@ impl ProxyConfig {
                 self.context.max_hops
             )));
         }
-        if let Some(p) = self
-            .context
-            .override_peers
-            .iter()
-            .find(|p| p.is_empty() || *p == "*")
-        {
+        // An identity, or every name under one: `…/weft-proxy*` would also take
+        // `…/weft-proxy-evil`.
+        let loose = |p: &&String| {
+            let stem = p.strip_suffix("/*").unwrap_or(p);
+            !p.starts_with("spiffe://") || stem.contains('*') || stem.len() <= "spiffe://".len()
+        };
+        if let Some(p) = self.context.override_peers.iter().find(loose) {
             return Err(invalid(format!(
-                "context.override_peers: {p:?} would trust every peer's overrides; name mesh identities"
+                "context.override_peers: {p:?} is not a mesh identity (spiffe://…), or one ending in /* for every name under it"
             )));
         }
         self.ingress.check().map_err(&invalid)?;
@@ -523,6 +525,36 @@ mod tests {
         let err = ProxyConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("proxy.toml:3:"), "{err}");
         assert!(err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn override_peers_name_identities_or_everything_under_one() {
+        let check = |peers: &[&str]| {
+            let mut c = ProxyConfig::default();
+            c.context.override_peers = peers.iter().map(|p| p.to_string()).collect();
+            c.validate(Path::new("proxy.toml")).is_ok()
+        };
+        assert!(check(&[
+            "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/*"
+        ]));
+        assert!(check(&[
+            "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/a"
+        ]));
+        for loose in [
+            "*",
+            "",
+            "spiffe://cluster.local/ns/weft/sa/weft-proxy*",
+            "spiffe://*/x",
+            "node-a",
+        ] {
+            assert!(!check(&[loose]), "{loose}");
+        }
+        let mut c = ProxyConfig::default();
+        c.context.override_peers = vec!["spiffe://td/ns/weft/sa/weft-proxy/node/*".into()];
+        assert!(c.context.trusts("spiffe://td/ns/weft/sa/weft-proxy/node/b"));
+        assert!(!c
+            .context
+            .trusts("spiffe://td/ns/weft/sa/weft-proxy-evil/node/b"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub(crate) struct EndpointState {
     /// The pool that reaches this endpoint in TLS (a host outside the mesh its callers
     /// address in plain HTTP); `None`: the instances' pool, as it is.
     pub origin: Option<Arc<H1Pool>>,
+    /// A host outside the mesh (egress): it is told none of the mesh's context.
+    pub outside: bool,
     outstanding: AtomicUsize,
 }
 
@@ -60,6 +62,7 @@ impl EndpointState {
             ewma: PeakEwma::new(default_rtt),
             accrual: FailureAccrual::default(),
             origin: None,
+            outside: false,
             outstanding: AtomicUsize::new(0),
         }
     }

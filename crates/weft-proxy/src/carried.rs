@@ -45,10 +45,28 @@ pub(crate) fn hops(headers: &HeaderMap, seen: Seen, max: u32) -> Result<u32, Pro
 
 /// Hands a request that had made `hops` to an app: one more.
 pub(crate) fn count_hop(headers: &mut HeaderMap, hops: u32) {
-    let next = usize::try_from(hops + 1).unwrap_or(usize::MAX);
-    if let Some(value) = COUNTS.get(next) {
-        headers.insert(WEFT_CTX_HOPS, value.clone());
+    set_hops(headers, hops.saturating_add(1));
+}
+
+/// Says `hops` in `weft-ctx-hops` (past 255, 255: the limit is lower).
+pub(crate) fn set_hops(headers: &mut HeaderMap, hops: u32) {
+    let last = COUNTS.len() - 1;
+    let n = usize::try_from(hops).map_or(last, |n| n.min(last));
+    headers.insert(WEFT_CTX_HOPS, COUNTS[n].clone());
+}
+
+/// Before a request leaves the mesh: every `weft-ctx-*` header but the hop count off, and
+/// that counted.
+pub(crate) fn outside(headers: &mut HeaderMap, hops: u32) {
+    let context: Vec<_> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("weft-ctx-") && **n != WEFT_CTX_HOPS)
+        .cloned()
+        .collect();
+    for name in context {
+        headers.remove(name);
     }
+    count_hop(headers, hops);
 }
 
 /// The service an app's `weft-ctx-override` sends `service`'s request to instead, if one
@@ -62,9 +80,16 @@ pub(crate) fn override_target(
     if !seen.overrides() {
         return Ok(None);
     }
-    let Some(value) = headers.get(WEFT_CTX_OVERRIDE) else {
+    let mut values = headers.get_all(WEFT_CTX_OVERRIDE).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    // One header, so what this proxy checked is all a later hop could read.
+    if values.next().is_some() {
+        return Err(ProxyError::BadOverride(
+            "more than one weft-ctx-override header".into(),
+        ));
+    }
     override_for(value.as_bytes(), names, service)
         .map_err(|e| ProxyError::BadOverride(e.to_string()))
 }

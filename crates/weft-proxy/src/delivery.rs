@@ -123,16 +123,23 @@ pub(crate) fn to_endpoint<'a>(
             }
             (Protocol::Http2, Hop::Peer(peer, endpoint.node.as_deref()))
         }
+        None if endpoint.outside => {
+            // Outside the mesh nobody is owed the mesh's context: a staging override or a
+            // deadline an app forwarded would tell a third party about the mesh. The hop
+            // count stays, so a host that leads back into the mesh still counts up.
+            crate::carried::outside(req.headers_mut(), ctx.hops);
+            match &endpoint.origin {
+                Some(pool) => (Protocol::Http1, Hop::Origin(ep.addr, pool)),
+                None => (ep.protocol, Hop::Instance(ep.addr)),
+            }
+        }
         None => {
             // Handed straight to the app: a hop (the peer's inbound counts its own).
             crate::carried::count_hop(req.headers_mut(), ctx.hops);
             if let Some(d) = ctx.deadline {
                 d.to_instance(req.headers_mut(), now);
             }
-            match &endpoint.origin {
-                Some(pool) => (Protocol::Http1, Hop::Origin(ep.addr, pool)),
-                None => (ep.protocol, Hop::Instance(ep.addr)),
-            }
+            (ep.protocol, Hop::Instance(ep.addr))
         }
     };
     let per_attempt = ctx.policy.policy.timeout.per_attempt;

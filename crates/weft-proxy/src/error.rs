@@ -66,11 +66,12 @@ pub(crate) enum ProxyError {
     },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
-    /// A `CONNECT` to a name that is no mesh service: tunnels reach the mesh only.
-    #[error("{target:?} is not a service in the mesh; CONNECT reaches mesh services only")]
+    /// A `CONNECT` to a bare name that is no mesh service (one with a dot is an egress
+    /// question: [`ProxyError::EgressDenied`]).
+    #[error("{target:?} is not a service in the mesh; CONNECT reaches mesh services and listed hosts only")]
     NotInMesh { target: String },
     /// A host outside the mesh that `egress.hosts` does not list (or not this way).
-    #[error("{target:?} is no mesh service, and egress to it is not listed ({why})")]
+    #[error("{target:?} is no mesh service, and egress to it is not listed: {why}")]
     EgressDenied { target: String, why: &'static str },
     /// A `CONNECT` to a port its service is not reached on.
     #[error("service {service} has no port {port}")]

@@ -42,6 +42,13 @@ pub(crate) async fn outbound<B>(
     };
     // A listed host outside the mesh takes plain HTTP on its listed port only.
     if let Some(host) = egress.host(&name) {
+        // An `https://` URL sent as is would leave in the clear, unless the host is
+        // reached in TLS anyway.
+        if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) && !host.tls {
+            return Err(ProxyError::BadRequest(
+                "an https:// URL goes through a CONNECT tunnel, not as a request to the proxy",
+            ));
+        }
         let port = authority
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok());
@@ -59,7 +66,7 @@ pub(crate) async fn outbound<B>(
         Err(ProxyError::UnknownService(_)) if name.contains('.') => {
             return Err(ProxyError::EgressDenied {
                 target: authority,
-                why: "egress.hosts",
+                why: "no such host in egress.hosts",
             })
         }
         found => found?,
@@ -97,8 +104,8 @@ pub(crate) async fn inbound<'r, B>(
     })
 }
 
-/// A `CONNECT`'s target, `host:port`, which must name a mesh service: a tunnel reaches
-/// nothing else.
+/// A `CONNECT`'s target, `host:port`, which must name a mesh service, or a host and port
+/// `egress.hosts` lists: a tunnel reaches nothing else.
 pub(crate) async fn tunnel<B>(
     side: &Arc<Services>,
     names: &NameRules,
@@ -135,7 +142,7 @@ pub(crate) async fn tunnel<B>(
         Err(ProxyError::UnknownService(_)) if name.contains('.') => {
             return Err(ProxyError::EgressDenied {
                 target: authority,
-                why: "egress.hosts",
+                why: "no such host in egress.hosts",
             })
         }
         Err(ProxyError::UnknownService(_)) => return Err(not_in_mesh(authority)),
@@ -187,8 +194,15 @@ pub(crate) fn screen<B>(req: &Request<B>) -> Result<String, ProxyError> {
 /// The service a staging override names instead of the request's own.
 pub(crate) async fn overridden(
     side: &Arc<Services>,
+    egress: &EgressList,
     name: &str,
 ) -> Result<Arc<Service>, ProxyError> {
+    // Only mesh services: an override sends other apps' calls, with their credentials.
+    if egress.host(name).is_some() {
+        return Err(ProxyError::BadOverride(format!(
+            "weft-ctx-override names {name:?}, a host outside the mesh"
+        )));
+    }
     match lookup(side, name, name).await {
         Err(ProxyError::UnknownService(_)) => Err(ProxyError::BadOverride(format!(
             "weft-ctx-override names {name:?}, which is not a service"

@@ -8,21 +8,23 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::header::HeaderMap;
 use http::{Method, Request, Response};
 use weft_core::config::IngressConfig;
+use weft_core::headers::{WEFT_CTX_HOPS, WEFT_ERROR};
 use weft_core::route::Routes;
 use weft_http::ClientBody;
 use weft_metrics::RouteFamilies;
 
 use crate::body::ProxyBody;
+use crate::carried;
 use crate::error::ProxyError;
 use crate::identify;
 use crate::lifecycle;
-use crate::mesh::Seen;
+use crate::mesh::{self, Seen};
 use crate::respond;
 use crate::routing::{self, RouteTable, Routed};
 use crate::shared::Shared;
@@ -87,11 +89,22 @@ pub(crate) async fn handle(
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
-    // Nothing an outside caller says in the mesh's own headers is believed.
+    // The caller's hop count is kept: an app calling its own public address (or an egress
+    // host leading back here) loops through the ingress, and a forged count can only stop
+    // the forger's own request sooner. Nothing else in the mesh's headers is believed.
+    let seen = mesh::scan(req.headers());
+    let hops = carried::hops(req.headers(), seen, shared.config.context.max_hops);
     drop_mesh_headers(&shared, req.headers_mut());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (rsp, service) = route(&shared, &ingress, start, req).await;
+    let (rsp, service) = match hops {
+        Ok(hops) => route(&shared, &ingress, start, hops, req).await,
+        Err(e) => (
+            respond::failed(shared.outbound.unknown_metrics(), start, &e),
+            None,
+        ),
+    };
+    let rsp = plain_errors(rsp);
     if let Some(log) = &ingress.access_log {
         log.write(&Entry {
             client,
@@ -105,12 +118,25 @@ pub(crate) async fn handle(
     rsp
 }
 
+/// An answer the mesh made (its own, or a peer proxy's) says only its cause to an outside
+/// caller: the one-line body names endpoints, addresses and timeouts inside the cluster.
+fn plain_errors(rsp: Response<ProxyBody>) -> Response<ProxyBody> {
+    let Some(kind) = rsp.headers().get(WEFT_ERROR).and_then(|v| v.to_str().ok()) else {
+        return rsp;
+    };
+    let line = format!("weft: {kind}\n");
+    let (mut parts, _) = rsp.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, ProxyBody::full(line))
+}
+
 /// The request routed and forwarded; the service it went to, when one took it.
 async fn route(
     shared: &Arc<Shared>,
     ingress: &Ingress,
     start: Instant,
-    req: Request<ClientBody>,
+    hops: u32,
+    mut req: Request<ClientBody>,
 ) -> (Response<ProxyBody>, Option<String>) {
     let refused = |e: ProxyError| {
         let rsp = respond::failed(shared.outbound.unknown_metrics(), start, &e);
@@ -121,7 +147,7 @@ async fn route(
             "CONNECT is not taken at the ingress",
         ));
     }
-    let _admitted = match shared.outbound_in_flight.admit() {
+    let _admitted = match shared.ingress_in_flight.admit() {
         Ok(a) => a,
         Err(e) => return refused(e),
     };
@@ -146,16 +172,22 @@ async fn route(
         Ok((_, service)) => service,
         Err((_, e)) => return refused(e),
     };
-    // Nothing of the caller's is left to read: no hops made, no mesh header seen.
+    // The count goes on to the next hop as a mesh app's would; no other mesh header is left.
+    if hops > 0 {
+        carried::set_hops(req.headers_mut(), hops);
+    }
     let name = service.name.to_string();
-    let fresh = (Seen::default(), 0);
+    let fresh = (Seen::default(), hops);
     let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), fresh, req).await;
     (rsp, Some(name))
 }
 
-/// Removes every `weft-*` header an outside caller sent, counting each by name (the names
-/// weft knows; any other as `weft-*`) and logging one line per request that had any.
+/// Removes every `weft-*` header an outside caller sent, counting each but the hop count by
+/// name (the names weft knows; any other as `weft-*`) and logging one line per request that
+/// had any.
 fn drop_mesh_headers(shared: &Shared, headers: &mut HeaderMap) {
+    // The hop count was read, and the ingress says it again itself.
+    headers.remove(WEFT_CTX_HOPS);
     let forged: Vec<_> = headers
         .keys()
         .filter(|n| n.as_str().starts_with("weft-"))
@@ -182,15 +214,20 @@ const KNOWN: &[&str] = &[
     "weft-ctx-override",
     "weft-ctx-deadline",
     "weft-ctx-timeout",
-    "weft-ctx-hops",
     "weft-dst-service",
     "weft-orig-proto",
 ];
 
-/// Where the access log goes: a file, appended, or standard output.
+/// Where the access log goes: a file, appended, or standard output, written by a thread of
+/// its own, so a slow reader of stdout never stalls a request; past `LOG_QUEUE` lines
+/// waiting, lines are dropped, and the proxy's log says how many.
 struct AccessLog {
-    out: Mutex<Box<dyn Write + Send>>,
+    lines: std::sync::mpsc::SyncSender<String>,
+    dropped: std::sync::atomic::AtomicU64,
 }
+
+/// Lines waiting for the writer at most.
+const LOG_QUEUE: usize = 4096;
 
 struct Entry<'a> {
     client: SocketAddr,
@@ -203,7 +240,7 @@ struct Entry<'a> {
 
 impl AccessLog {
     fn open(path: &Path) -> Result<Self, String> {
-        let out: Box<dyn Write + Send> = if path == Path::new("-") {
+        let mut out: Box<dyn Write + Send> = if path == Path::new("-") {
             Box::new(std::io::stdout())
         } else {
             let file = std::fs::OpenOptions::new()
@@ -213,13 +250,25 @@ impl AccessLog {
                 .map_err(|e| format!("ingress.access_log {}: {e}", path.display()))?;
             Box::new(file)
         };
+        let (lines, queue) = std::sync::mpsc::sync_channel::<String>(LOG_QUEUE);
+        std::thread::Builder::new()
+            .name("weft-access-log".into())
+            .spawn(move || {
+                while let Ok(line) = queue.recv() {
+                    let _ = out.write_all(line.as_bytes());
+                    let _ = out.flush();
+                }
+            })
+            .map_err(|e| format!("ingress.access_log: {e}"))?;
         Ok(Self {
-            out: Mutex::new(out),
+            lines,
+            dropped: Default::default(),
         })
     }
 
     /// One JSON line, written whole: lines from concurrent requests never interleave.
     fn write(&self, e: &Entry<'_>) {
+        use std::sync::atomic::Ordering::Relaxed;
         let time = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -235,8 +284,14 @@ impl AccessLog {
         })
         .to_string();
         line.push('\n');
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(line.as_bytes());
+        if self.lines.try_send(line).is_err() {
+            let dropped = self.dropped.fetch_add(1, Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    "access log lines dropped: its output is not keeping up"
+                );
+            }
         }
     }
 }

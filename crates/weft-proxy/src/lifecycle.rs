@@ -3,20 +3,24 @@
 //!
 //! Outbound (an app's request to a service), [`outbound`]:
 //!   accept ([`weft_http::server`]) → admit ([`crate::admission`]) → screen, name the
-//!   service, look it up ([`identify::outbound`]) → its policy ([`crate::resilience::policy`])
-//!   → the rule of its routes, if it has any ([`routing`]) → the deadline
-//!   ([`Deadline`]) → strip what only the mesh may set ([`mesh`]) → attempts
+//!   service (or a listed host outside the mesh), look it up ([`identify::outbound`]) → the
+//!   hops it made, and an app's staging override ([`carried`]) → the rule of its routes, if
+//!   it has any ([`routing`]) → [`forward`]: its policy ([`crate::resilience::policy`]) →
+//!   the deadline ([`Deadline`]) → strip what only the mesh may set ([`mesh`]) → attempts
 //!   ([`attempts`]), each: balance ([`crate::balancer`]) → forward over the peer's shared
-//!   HTTP/2 hop, or straight to the endpoint ([`delivery`]) → record the outcome
-//!   ([`record::attempt`]) → retry? ([`crate::resilience::retry`]) → respond, the body
-//!   recording its end ([`crate::body`]).
+//!   HTTP/2 hop, or straight to the endpoint, one more hop ([`delivery`]) → record the
+//!   outcome ([`record::attempt`]) → retry? ([`crate::resilience::retry`]) → respond, the
+//!   body recording its end ([`crate::body`]).
+//!
+//! The ingress ([`crate::ingress`]) joins at [`forward`] with the rule its own routes chose.
 //!
 //! A `CONNECT` opens a tunnel to a mesh service ([`tunnel`]); the requests inside take the
 //! outbound's way from its policy on ([`tunneled`]), and TLS inside is relayed whole.
 //!
 //! Inbound (a peer proxy's request for an instance on this node), [`inbound`]:
 //!   accept → admit → screen, name the service and the endpoint the peer chose
-//!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → deliver in
+//!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → the hop
+//!   count, and a peer's override only if the peer is trusted ([`carried`]) → deliver in
 //!   the instance's protocol ([`delivery::deliver`]) → respond, record.
 
 use std::future::Future;
@@ -48,10 +52,7 @@ use crate::services::{Service, Services};
 use crate::shared::Shared;
 use crate::tunnel;
 
-pub(crate) async fn outbound(
-    shared: Arc<Shared>,
-    req: Request<ClientBody>,
-) -> Response<ProxyBody> {
+pub(crate) async fn outbound(shared: Arc<Shared>, req: Request<ClientBody>) -> Response<ProxyBody> {
     // A tunnel to a mesh service, whose requests come back through `tunneled`. Boxed: rare,
     // and its state would enlarge every request's future.
     if req.method() == Method::CONNECT {
@@ -79,7 +80,7 @@ pub(crate) async fn outbound(
     // An app on this node may send its call, and every later one, to a staging version.
     match carried::override_target(&shared.names, req.headers(), seen, service.name.as_str()) {
         Ok(None) => {}
-        Ok(Some(to)) => match identify::overridden(&shared.outbound, &to).await {
+        Ok(Some(to)) => match identify::overridden(&shared.outbound, &shared.egress, &to).await {
             Ok(s) => service = s,
             Err(e) => return respond::failed(&service.metrics, start, &e),
         },
@@ -90,7 +91,16 @@ pub(crate) async fn outbound(
         Ok(r) => r,
         Err(e) => return respond::failed(&service.metrics, start, &e),
     };
-    forward(&shared, start, service, target.authority, routed, (seen, hops), req).await
+    forward(
+        &shared,
+        start,
+        service,
+        target.authority,
+        routed,
+        (seen, hops),
+        req,
+    )
+    .await
 }
 
 /// The outbound's way once the service (and the rule, with routes) is known; the ingress
@@ -212,10 +222,10 @@ pub(crate) async fn inbound(
     // Handing the request to the app is one more hop; an override reaches the app only
     // from a peer trusted to set one.
     let mut seen = mesh::scan(req.headers());
-    match carried::hops(req.headers(), seen, shared.config.context.max_hops) {
-        Ok(hops) => carried::count_hop(req.headers_mut(), hops),
+    let hops = match carried::hops(req.headers(), seen, shared.config.context.max_hops) {
+        Ok(hops) => hops,
         Err(e) => return ctx.fail(e),
-    }
+    };
     if seen.overrides() {
         let peer = req
             .extensions()
@@ -231,6 +241,8 @@ pub(crate) async fn inbound(
     let upgrade = take_upgrade(&mut req);
     mesh::strip(req.headers_mut(), seen);
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
+    // Set after the hop-by-hop headers go: `Connection` cannot name it away.
+    carried::count_hop(req.headers_mut(), hops);
     if let Some(d) = deadline {
         d.to_instance(req.headers_mut(), start);
     }

@@ -190,7 +190,7 @@ impl Proxy {
         };
         let (shutdown, _) = watch::channel(false);
         let egress = EgressList::new(&config.egress, &config.http).map_err(StartError::Egress)?;
-        let origins = egress.origins();
+        let outside = egress.outside();
         let services = |direction, local| {
             let (discovery, policies) = (Arc::clone(&discovery), Arc::clone(&policies));
             let routes = (direction == Direction::Outbound).then(|| metrics.routes.clone());
@@ -202,7 +202,7 @@ impl Proxy {
                 routes,
                 policies,
                 match direction {
-                    Direction::Outbound => Arc::clone(&origins),
+                    Direction::Outbound => Arc::clone(&outside),
                     _ => Default::default(),
                 },
             )
@@ -236,6 +236,7 @@ impl Proxy {
                 .as_ref()
                 .map(|id| id.credentials.identity().clone()),
             outbound_in_flight: InFlight::new(http.max_requests_in_flight),
+            ingress_in_flight: InFlight::new(http.max_requests_in_flight),
             inbound_in_flight: InFlight::new(http.max_requests_in_flight),
             config,
         });
@@ -352,10 +353,12 @@ fn start_ingress(
     let ingress = Ingress::new(&config.ingress, &metrics.routes).map_err(StartError::Ingress)?;
     let tls = match (&config.ingress.tls_cert, &config.ingress.tls_key) {
         (Some(cert), Some(key)) => {
+            // Read before the pair is loaded: a file changed in between is then seen as a
+            // change, not taken for what was loaded.
+            let seen = [std::fs::read(cert).ok(), std::fs::read(key).ok()];
             let edge = EdgeCert::load(cert, key).map_err(StartError::Ingress)?;
-            for file in edge.files() {
+            for (file, seen) in edge.files().into_iter().zip(seen) {
                 let (edge, errors) = (Arc::clone(&edge), metrics.config_errors.clone());
-                let seen = std::fs::read(file).ok();
                 background.push(watch_file(file, seen, move |change| {
                     if let Change::Changed(_) = change {
                         match edge.reload() {

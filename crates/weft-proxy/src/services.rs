@@ -11,12 +11,12 @@ use tokio::sync::watch;
 use weft_core::route::{Routes, RoutesState};
 use weft_core::ServiceName;
 use weft_discovery::{Discover, Resolution};
-use weft_http::client::H1Pool;
 use weft_metrics::{
     Direction, HttpMetrics, RouteFamilies, RouteMetrics, ServiceCounters, UNKNOWN_SERVICE,
 };
 
 use crate::balancer::EndpointState;
+use crate::egress::discovery::Outside;
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::routing::RouteTable;
@@ -101,8 +101,8 @@ pub(crate) struct Services {
     map: RwLock<FastMap<ServiceName, Arc<Service>>>,
     unknown: RouteMetrics,
     policies: Arc<ArcSwap<PolicyTable>>,
-    /// Egress hosts reached in TLS: their endpoints go through these pools.
-    origins: Arc<FastMap<String, Arc<H1Pool>>>,
+    /// Egress services: their endpoints are outside the mesh (some reached in TLS).
+    outside: Arc<Outside>,
 }
 
 impl Services {
@@ -113,7 +113,7 @@ impl Services {
         metrics: HttpMetrics,
         route_families: Option<RouteFamilies>,
         policies: Arc<ArcSwap<PolicyTable>>,
-        origins: Arc<FastMap<String, Arc<H1Pool>>>,
+        outside: Arc<Outside>,
     ) -> Arc<Self> {
         let unknown = metrics.route(direction, UNKNOWN_SERVICE, "");
         Arc::new(Self {
@@ -125,7 +125,7 @@ impl Services {
             map: RwLock::new(FastMap::default()),
             unknown,
             policies,
-            origins,
+            outside,
         })
     }
 
@@ -328,7 +328,10 @@ impl Services {
                                 let ep = ep.clone();
                                 let name = &service.name;
                                 let mut state = EndpointState::new(name, ep, label, m, rtt);
-                                state.origin = self.origins.get(name.as_str()).cloned();
+                                if let Some(pool) = self.outside.get(name.as_str()) {
+                                    state.outside = true;
+                                    state.origin = pool.clone();
+                                }
                                 Arc::new(state)
                             })
                     })

@@ -43,5 +43,7 @@ pub(crate) struct Shared {
     pub identity: Option<weft_identity::Identity>,
     /// Requests waiting for their answer, per listener, and their bounds.
     pub outbound_in_flight: InFlight,
+    /// Outside callers' own bound: they cannot use up the node's apps' share.
+    pub ingress_in_flight: InFlight,
     pub inbound_in_flight: InFlight,
 }

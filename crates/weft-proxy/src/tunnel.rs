@@ -6,7 +6,9 @@
 //! taking the outbound's way to the tunnel's service (`lifecycle::tunneled`); a TLS
 //! handshake (the app's own HTTPS) is relayed as opaque bytes to an endpoint of the
 //! service, through the proxy on its node, whose inbound ([`accept`]) connects it to the
-//! instance. A name that is no mesh service gets `403`; an instance never sees `CONNECT`.
+//! instance. A host outside the mesh that `egress.hosts` lists for the port is a service
+//! of its own (`host:port`) whose endpoints are its addresses, relayed to straight; any
+//! other name gets `403`. An instance never sees `CONNECT`.
 
 use std::future::Future;
 use std::net::SocketAddr;

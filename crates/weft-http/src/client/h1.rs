@@ -49,6 +49,17 @@ struct Conn {
     buf: BytesMut,
 }
 
+/// A read error that means the peer had closed the connection (a TLS peer without its
+/// close_notify, or a reset) rather than that the exchange broke midway.
+fn closed_under_us(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+    )
+}
+
 /// Why an exchange failed, and whether the request can still go elsewhere.
 enum Failed<B> {
     /// The connection was found closed before anything was read back, and the request can
@@ -180,6 +191,11 @@ impl H1Pool {
                     })
                 }
                 Ok(_) => {}
+                // A TLS connection the server closed while it idled shows only now (its
+                // socket's readiness is behind rustls): nothing came back, so it was stale.
+                Err(e) if closed_under_us(&e) && conn.buf.is_empty() && unsent.is_some() => {
+                    return Err(Failed::Stale(unsent.take().expect("checked")))
+                }
                 Err(e) => return Err(Failed::Broken(e.to_string())),
             }
         };

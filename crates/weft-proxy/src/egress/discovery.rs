@@ -5,7 +5,7 @@
 //! source's. A host is first resolved when a request first names it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,8 @@ const MAX_ADDRESSES: usize = 16;
 /// A TTL shorter than this is asked again no sooner: a zero TTL would be a query per request.
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 const MAX_REFRESH: Duration = Duration::from_secs(300);
+/// How long a TLS connection to a host outside the mesh idles in its pool at most.
+const ORIGIN_IDLE: Duration = Duration::from_secs(30);
 /// After a failed lookup, the next try; the last addresses stay meanwhile.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -33,44 +35,64 @@ const RETRY: Duration = Duration::from_secs(5);
 /// TLS.
 #[derive(Default)]
 pub(crate) struct EgressList {
-    hosts: HashMap<String, EgressHost>,
-    origins: Arc<FastMap<String, Arc<H1Pool>>>,
+    hosts: FastMap<String, EgressHost>,
+    /// Every egress service name, with the pool of those reached in TLS.
+    outside: Arc<Outside>,
 }
+
+/// Egress services by name: their endpoints are outside the mesh, and those of hosts
+/// reached in TLS go through a pool of their own.
+pub(crate) type Outside = FastMap<String, Option<Arc<H1Pool>>>;
 
 impl EgressList {
     pub(crate) fn new(config: &EgressConfig, http: &HttpConfig) -> Result<Self, String> {
-        let hosts: HashMap<String, EgressHost> = config
+        let hosts: FastMap<String, EgressHost> = config
             .hosts
             .iter()
             .map(|h| (h.name.to_ascii_lowercase(), h.clone()))
             .collect();
-        let mut origins = FastMap::default();
-        for (name, host) in hosts.iter().filter(|(_, h)| h.tls) {
-            let origin = origin_tls(name, host.tls_ca.as_deref())?;
-            let connector = Connector {
-                origin: Some(origin),
-                ..Connector::plain(http.connect_timeout)
+        let mut outside = Outside::default();
+        for (name, host) in &hosts {
+            for port in &host.connect_ports {
+                outside.insert(tunnel_name(name, *port), None);
+            }
+            if host.http_port().is_none() {
+                continue;
+            }
+            let pool = match host.tls {
+                true => {
+                    let origin = origin_tls(name, host.tls_ca.as_deref())?;
+                    let connector = Connector {
+                        origin: Some(origin),
+                        ..Connector::plain(http.connect_timeout)
+                    };
+                    // Idle no longer than a server is likely to keep it: a connection it
+                    // closed in the meantime costs a resend.
+                    let idle = http.pool_idle_timeout.min(ORIGIN_IDLE);
+                    Some(H1Pool::new(connector, idle, http.pool_max_idle))
+                }
+                false => None,
             };
-            let pool = H1Pool::new(connector, http.pool_idle_timeout, http.pool_max_idle);
-            origins.insert(name.clone(), pool);
+            outside.insert(name.clone(), pool);
         }
         Ok(Self {
             hosts,
-            origins: Arc::new(origins),
+            outside: Arc::new(outside),
         })
     }
 
     /// The listed host `name` names, if any.
     pub(crate) fn host(&self, name: &str) -> Option<&EgressHost> {
-        if self.hosts.is_empty() {
+        // Every listed name has a dot; mesh services' names seldom do.
+        if self.hosts.is_empty() || !name.contains('.') {
             return None;
         }
         self.hosts.get(name)
     }
 
-    /// The pools of the hosts reached in TLS, by service name.
-    pub(crate) fn origins(&self) -> Arc<FastMap<String, Arc<H1Pool>>> {
-        Arc::clone(&self.origins)
+    /// Every egress service, by name.
+    pub(crate) fn outside(&self) -> Arc<Outside> {
+        Arc::clone(&self.outside)
     }
 }
 
@@ -107,8 +129,9 @@ fn origin_tls(host: &str, ca: Option<&Path>) -> Result<OriginTls, String> {
 pub(crate) struct EgressDiscovery {
     inner: Arc<dyn Discover>,
     resolver: Arc<Resolver>,
-    /// Service name → the host and the port its endpoints are on.
-    names: HashMap<String, (String, u16)>,
+    /// Service name → the host, the port its endpoints are on, and whether it may resolve to
+    /// internal addresses.
+    names: HashMap<String, (String, u16, bool)>,
     followed: Mutex<HashMap<String, watch::Receiver<Resolution>>>,
 }
 
@@ -128,11 +151,12 @@ impl EgressDiscovery {
         let mut names = HashMap::new();
         for h in &config.hosts {
             let host = h.name.to_ascii_lowercase();
+            let internal = h.allow_internal;
             if let Some(port) = h.http_port() {
-                names.insert(host.clone(), (host.clone(), port));
+                names.insert(host.clone(), (host.clone(), port, internal));
             }
             for port in &h.connect_ports {
-                names.insert(tunnel_name(&host, *port), (host.clone(), *port));
+                names.insert(tunnel_name(&host, *port), (host.clone(), *port, internal));
             }
         }
         Ok(Arc::new(Self {
@@ -151,14 +175,19 @@ pub(crate) fn tunnel_name(host: &str, port: u16) -> String {
 
 impl Discover for EgressDiscovery {
     fn watch(&self, service: &ServiceName) -> Option<watch::Receiver<Resolution>> {
-        let Some((host, port)) = self.names.get(service.as_str()) else {
+        let Some((host, port, internal)) = self.names.get(service.as_str()) else {
             return self.inner.watch(service);
         };
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         let rx = followed.entry(service.to_string()).or_insert_with(|| {
             let (tx, rx) = watch::channel(Resolution::Pending);
             let resolver = Arc::clone(&self.resolver);
-            tokio::spawn(follow(resolver, host.clone(), *port, tx));
+            let target = Target {
+                host: host.clone(),
+                port: *port,
+                allow_internal: *internal,
+            };
+            tokio::spawn(follow(resolver, target, tx));
             rx
         });
         Some(rx.clone())
@@ -183,16 +212,32 @@ impl Discover for EgressDiscovery {
     }
 }
 
-/// Keeps `tx` holding `host`'s addresses on `port`, asking again as each answer's TTL runs
-/// out, for as long as the proxy runs. A name DNS does not know has no endpoints; a server
-/// that fails leaves the last addresses in place (or the service pending, before any).
-async fn follow(resolver: Arc<Resolver>, host: String, port: u16, tx: watch::Sender<Resolution>) {
+/// What a followed name resolves for.
+struct Target {
+    host: String,
+    port: u16,
+    allow_internal: bool,
+}
+
+/// Keeps `tx` holding the host's addresses on its port, asking again as each answer's TTL
+/// runs out, for as long as the proxy runs. A name DNS does not know has no endpoints, nor
+/// does one not yet resolved when its server fails (requests fail fast rather than wait); a
+/// server that fails later leaves the last addresses in place.
+async fn follow(resolver: Arc<Resolver>, target: Target, tx: watch::Sender<Resolution>) {
+    let Target {
+        host,
+        port,
+        allow_internal,
+    } = target;
+    let none = || EndpointSet::new(Vec::new(), vec![port]);
     loop {
         let wait = match resolver.resolve(&host).await {
             Ok(resolved) => {
+                let usable = |ip: &IpAddr| allow_internal || !internal(ip);
                 let endpoints: Vec<Endpoint> = resolved
                     .addrs
                     .iter()
+                    .filter(|ip| usable(ip))
                     .take(MAX_ADDRESSES)
                     .map(|ip| Endpoint {
                         addr: SocketAddr::new(*ip, port),
@@ -202,20 +247,49 @@ async fn follow(resolver: Arc<Resolver>, host: String, port: u16, tx: watch::Sen
                         labels: BTreeMap::new(),
                     })
                     .collect();
+                if endpoints.len() < resolved.addrs.len().min(MAX_ADDRESSES) {
+                    tracing::warn!(%host, "egress host resolved to internal addresses, left out (allow_internal lets them in)");
+                }
                 publish(&tx, EndpointSet::new(endpoints, vec![port]));
                 resolved.ttl.clamp(MIN_REFRESH, MAX_REFRESH)
             }
             Err(DnsError::NotFound(_)) => {
                 tracing::info!(%host, "egress host has no address in DNS");
-                publish(&tx, EndpointSet::new(Vec::new(), vec![port]));
+                publish(&tx, none());
                 RETRY
             }
             Err(e) => {
                 tracing::warn!(%host, error = %e, "egress host not resolved; the last addresses stay");
+                if matches!(*tx.borrow(), Resolution::Pending) {
+                    publish(&tx, none());
+                }
                 RETRY
             }
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Addresses a host outside the mesh has no business resolving to: this node itself, the
+/// cloud's metadata service (link-local), nowhere, or everyone.
+fn internal(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| internal(&IpAddr::V4(v4)))
+        }
     }
 }
 

@@ -29,6 +29,9 @@ const FLAG_RD: u16 = 0x0100;
 const RCODE_NXDOMAIN: u8 = 3;
 const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
+const TYPE_OPT: u16 = 41;
+/// The OPT record a query ends with: root name, type, class, TTL, RDLENGTH.
+const OPT_LEN: usize = 11;
 const CLASS_IN: u16 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -303,13 +306,19 @@ fn parse_response(packet: &[u8], id: u16, name: &str) -> Result<Option<Resolved>
         RCODE_NXDOMAIN => return Err(DnsError::NotFound(name.to_string())),
         rcode => return Err(DnsError::Server { rcode }),
     }
-    if flags & FLAG_TC != 0 {
+    let truncated = flags & FLAG_TC != 0;
+    let records = if truncated {
+        // What did arrive is as good as it is: the records before the cut.
+        (0..answers).map_while(|_| r.record().ok()).collect()
+    } else {
+        (0..answers)
+            .map(|_| r.record())
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let (addrs, ttl) = follow(&records, &qname);
+    if addrs.is_empty() && truncated {
         return Err(DnsError::Truncated);
     }
-    let records = (0..answers)
-        .map(|_| r.record())
-        .collect::<Result<Vec<_>, _>>()?;
-    let (addrs, ttl) = follow(&records, &qname);
     if addrs.is_empty() {
         return Err(DnsError::NotFound(name.to_string()));
     }
@@ -350,15 +359,21 @@ fn follow(records: &[Record], qname: &[u8]) -> (Vec<IpAddr>, u32) {
 }
 
 fn encode_query(id: u16, name: &str) -> Vec<u8> {
-    let mut packet = Vec::with_capacity(12 + name.len() + 6);
+    let mut packet = Vec::with_capacity(12 + name.len() + 6 + OPT_LEN);
     packet.extend_from_slice(&id.to_be_bytes());
     packet.extend_from_slice(&FLAG_RD.to_be_bytes());
     packet.extend_from_slice(&1u16.to_be_bytes());
-    // No answer, authority or additional records: no EDNS, so servers keep to 512 bytes.
-    packet.extend_from_slice(&[0; 6]);
+    // No answer or authority records; one additional, EDNS's OPT, so the server may answer
+    // in up to `MAX_DATAGRAM` bytes rather than 512 (past which it would truncate).
+    packet.extend_from_slice(&[0, 0, 0, 0, 0, 1]);
     packet.extend_from_slice(&encode_name(name));
     packet.extend_from_slice(&TYPE_A.to_be_bytes());
     packet.extend_from_slice(&CLASS_IN.to_be_bytes());
+    // OPT: the root name, type 41, the payload size as its class, no flags, no options.
+    packet.push(0);
+    packet.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    packet.extend_from_slice(&(MAX_DATAGRAM as u16).to_be_bytes());
+    packet.extend_from_slice(&[0; 6]);
     packet
 }
 
@@ -410,8 +425,11 @@ mod tests {
     /// A response header and the question for `name`, as a server echoes them.
     fn response(id: u16, flags: u16, answers: u16, name: &str) -> Vec<u8> {
         let mut packet = encode_query(id, name);
+        // The question only: a server answers with its own OPT, after the answers.
+        packet.truncate(packet.len() - OPT_LEN);
         packet[2..4].copy_from_slice(&flags.to_be_bytes());
         packet[6..8].copy_from_slice(&answers.to_be_bytes());
+        packet[10..12].copy_from_slice(&0u16.to_be_bytes());
         packet
     }
 
@@ -463,8 +481,10 @@ mod tests {
 
     #[test]
     fn encodes_a_recursive_query_for_one_a_record() {
-        let mut expected: Vec<u8> = vec![0xBE, 0xEF, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        let mut expected: Vec<u8> = vec![0xBE, 0xEF, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
         expected.extend_from_slice(b"\x03api\x07example\x03com\x00\x00\x01\x00\x01");
+        // EDNS: OPT for the root, a 1232-byte payload.
+        expected.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(encode_query(0xBEEF, "api.example.com"), expected);
     }
 
@@ -517,6 +537,12 @@ mod tests {
         assert!(matches!(answer(2), Err(DnsError::Server { rcode: 2 })));
         assert!(matches!(answer(FLAG_TC), Err(DnsError::Truncated)));
         assert!(matches!(answer(0), Err(DnsError::NotFound(_))));
+        // Truncated after the name's address: what arrived serves.
+        let mut cut = response(7, FLAG_QR | FLAG_TC, 3, NAME);
+        record(&mut cut, &pointer(12), TYPE_A, 20, &[192, 0, 2, 1]);
+        cut.extend_from_slice(&[0xC0, 12, 0, 1]);
+        let resolved = parse_response(&cut, 7, NAME).unwrap().unwrap();
+        assert_eq!(resolved.addrs, vec![ip(192, 0, 2, 1)]);
     }
 
     #[test]
@@ -598,9 +624,11 @@ mod tests {
             let mut buf = [0u8; 512];
             while let Ok((len, from)) = server.recv_from(&mut buf).await {
                 counted.fetch_add(1, Ordering::SeqCst);
-                let mut reply = buf[..len].to_vec();
+                // The question back, without the query's OPT (this server knows no EDNS).
+                let mut reply = buf[..len - OPT_LEN].to_vec();
                 reply[2..4].copy_from_slice(&(FLAG_QR | FLAG_RD).to_be_bytes());
                 reply[6..8].copy_from_slice(&1u16.to_be_bytes());
+                reply[10..12].copy_from_slice(&0u16.to_be_bytes());
                 record(&mut reply, &pointer(12), TYPE_A, 1, &[10, 1, 2, 3]);
                 let _ = server.send_to(&reply, from).await;
             }
