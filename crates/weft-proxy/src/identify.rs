@@ -13,7 +13,8 @@ use weft_core::{NameRules, ServiceName};
 use weft_http::headers;
 
 use crate::balancer::{Balance, EndpointState, Pick};
-use crate::egress::discovery::{tunnel_name, EgressList};
+use crate::egress::discovery::tunnel_name;
+use crate::egress::list::EgressList;
 use crate::error::ProxyError;
 use crate::mesh;
 use crate::resilience::policy::Compiled;

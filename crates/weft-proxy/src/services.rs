@@ -16,7 +16,7 @@ use weft_metrics::{
 };
 
 use crate::balancer::EndpointState;
-use crate::egress::discovery::Outside;
+use crate::egress::list::Outside;
 use crate::resilience::budget::RetryBudget;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::routing::RouteTable;

@@ -13,7 +13,7 @@ use weft_metrics::TunnelMetrics;
 use crate::admission::InFlight;
 use crate::balancer::Balance;
 use crate::delivery::Upstreams;
-use crate::egress::discovery::EgressList;
+use crate::egress::list::EgressList;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
 
