@@ -11,6 +11,18 @@ use weft_tests::mesh::{Mesh, NODE_B};
 use weft_tests::proxy::WeftProxy;
 use weft_tests::site_cert::{self, SiteCert};
 
+/// A mesh whose `world` has a staging version, `world-v2`, on node B (returned).
+async fn with_staging() -> (Mesh, Backend) {
+    let mesh = Mesh::start().await;
+    let staging = Backend::start(NODE_B).await;
+    mesh.publish(&[
+        ("world", vec![mesh.on_b(mesh.world.addr)]),
+        ("world-v2", vec![mesh.on_b(staging.addr)]),
+    ])
+    .await;
+    (mesh, staging)
+}
+
 /// `curl -x PROXY http://HOST/PATH` with extra headers: status, headers and body.
 async fn via(proxy: &str, url: &str, headers: &[&str]) -> weft_tests::client::Reply {
     let mut args = vec!["-x", proxy, url];
@@ -83,13 +95,7 @@ async fn a_service_pointed_back_at_a_proxy_is_answered_508_at_the_hop_limit() {
 /// node B drops it and counts the drop, and world never sees it.
 #[tokio::test]
 async fn an_apps_override_reroutes_its_call_and_an_untrusted_peers_is_dropped() {
-    let mesh = Mesh::start().await;
-    let staging = Backend::start(NODE_B).await;
-    mesh.publish(&[
-        ("world", vec![mesh.on_b(mesh.world.addr)]),
-        ("world-v2", vec![mesh.on_b(staging.addr)]),
-    ])
-    .await;
+    let (mesh, staging) = with_staging().await;
     let proxy = mesh.proxy_flag();
     let rsp = via(
         &proxy,
@@ -235,13 +241,7 @@ backends = [{{ service = "world" }}]
 /// is refused and the last good one stays.
 #[tokio::test]
 async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_headers() {
-    let mesh = Mesh::start().await;
-    let staging = Backend::start(NODE_B).await;
-    mesh.publish(&[
-        ("world", vec![mesh.on_b(mesh.world.addr)]),
-        ("world-v2", vec![mesh.on_b(staging.addr)]),
-    ])
-    .await;
+    let (mesh, staging) = with_staging().await;
     let site = site_cert::issue(mesh.dir.0.as_path(), "site", "world.example.test");
     let log = mesh.dir.path("access.log");
     let config = mesh.dir.path("ingress.toml");

@@ -20,6 +20,12 @@ const TLS_IP: &str = "127.0.0.6";
 const MOVED_IP: &str = "127.0.0.7";
 const ORIGIN_IP: &str = "127.0.0.8";
 
+/// A proxy on 127.0.0.2 reading `discovery` and the egress list in `config`.
+async fn proxy(discovery: &std::path::Path, config: &std::path::Path) -> WeftProxy {
+    let config = config.to_str().unwrap();
+    WeftProxy::start_with("127.0.0.2", discovery, &["--config", config]).await
+}
+
 /// What a proxy answers a raw `CONNECT` to `target`: its status line.
 async fn connect(proxy: std::net::SocketAddr, target: &str) -> String {
     let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
@@ -95,12 +101,7 @@ http_port = 80
         &discovery,
         &[("world", vec![discovery::Ep::direct(world.addr)])],
     );
-    let proxy = WeftProxy::start_with(
-        "127.0.0.2",
-        &discovery,
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
+    let proxy = proxy(&discovery, &config).await;
     let via = proxy.outbound.to_string();
 
     let url = format!("http://api.example.test:{}/echo", api.addr.port());
@@ -263,12 +264,7 @@ async fn plain_http_to_a_tls_host_goes_out_in_tls_checked_against_its_roots() {
     .unwrap();
     let discovery = dir.path("discovery.toml");
     discovery::write_raw(&discovery, "");
-    let proxy = WeftProxy::start_with(
-        "127.0.0.2",
-        &discovery,
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
+    let proxy = proxy(&discovery, &config).await;
     let via = proxy.outbound.to_string();
     for _ in 0..3 {
         let rsp = curl(&["-x", &via, "http://secure.example.test/"]).await;

@@ -17,6 +17,15 @@ use tokio_rustls::TlsConnector;
 
 use crate::error::Error;
 
+/// A TLS handshake that failed: the request never left, so to the caller a connection that
+/// failed.
+fn handshake_failed(endpoint: SocketAddr, e: &io::Error) -> Error {
+    Error::ConnectFailed {
+        endpoint,
+        cause: format!("TLS handshake: {e}"),
+    }
+}
+
 /// TLS toward peer proxies: one configuration per protocol it offers by ALPN.
 #[derive(Clone, Debug)]
 pub struct ClientTls {
@@ -82,14 +91,8 @@ impl Connector {
             TlsConnector::from(Arc::clone(&origin.config)).connect(origin.name.clone(), stream);
         match tokio::time::timeout(self.timeout, handshake).await {
             Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(Error::ConnectFailed {
-                endpoint,
-                cause: format!("TLS handshake: {e}"),
-            }),
-            Err(_) => Err(Error::ConnectTimeout {
-                endpoint,
-                timeout: self.timeout,
-            }),
+            Ok(Err(e)) => Err(handshake_failed(endpoint, &e)),
+            Err(_) => Err(self.timed_out(endpoint)),
         }
     }
 
@@ -160,14 +163,15 @@ impl Connector {
                 Ok(Conn::Tcp(self.connect(endpoint).await?))
             }
             // The request never left: to the caller, a connection that failed.
-            Ok(Err(e)) => Err(Error::ConnectFailed {
-                endpoint,
-                cause: format!("TLS handshake: {e}"),
-            }),
-            Err(_) => Err(Error::ConnectTimeout {
-                endpoint,
-                timeout: self.timeout,
-            }),
+            Ok(Err(e)) => Err(handshake_failed(endpoint, &e)),
+            Err(_) => Err(self.timed_out(endpoint)),
+        }
+    }
+
+    fn timed_out(&self, endpoint: SocketAddr) -> Error {
+        Error::ConnectTimeout {
+            endpoint,
+            timeout: self.timeout,
         }
     }
 }
