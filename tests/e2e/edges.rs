@@ -7,6 +7,7 @@ use weft_tests::backend::Backend;
 use weft_tests::client::curl;
 use weft_tests::demo::Demo;
 use weft_tests::discovery::Ep;
+use weft_tests::kube_mesh::KubeMesh;
 use weft_tests::mesh::{Mesh, NODE_B};
 use weft_tests::proxy::WeftProxy;
 use weft_tests::site_cert::{self, SiteCert};
@@ -380,4 +381,74 @@ async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_heade
     .await;
     let status = https_status(&resolve, &renewed.ca, &url("/")).await;
     assert_eq!(status, 200, "the last good certificate stays");
+}
+
+/// On Kubernetes with identities, the ingress proves its own account (`weft-ingress`) and
+/// is certified as the ingress, not as its node's proxy: node B's inbound takes it over
+/// mutual TLS, and no pattern trusted for overrides matches it.
+#[tokio::test]
+async fn the_ingress_has_an_identity_of_its_own_that_every_proxy_takes() {
+    let mesh = KubeMesh::start_mtls().await;
+    for p in [&mesh.a, &mesh.b] {
+        weft_tests::identity::wait_ready(p).await;
+    }
+    let world = Backend::start(NODE_B).await;
+    mesh.add_instance(&world, "node-b", "world-1", "v1");
+    let token = "token-of-weft-ingress";
+    mesh.kube.issue_token(
+        token,
+        &[weft_tests::kube_mesh::TOKEN_AUDIENCE],
+        "weft:weft-ingress",
+        "weft-ingress-0",
+        Some("node-a"),
+    );
+    let token_file = mesh.dir.path("ingress.token");
+    std::fs::write(&token_file, token).unwrap();
+    let config = mesh.dir.path("ingress.toml");
+    std::fs::write(
+        &config,
+        "[[ingress.hosts]]\nnames = [\"*\"]\n\n[[ingress.hosts.routes]]\nname = \"all\"\nbackends = [{ service = \"world\" }]\n",
+    )
+    .unwrap();
+    let ingress = weft_tests::identity::proxy(
+        "127.0.0.9",
+        "node-a",
+        mesh.control.destination,
+        &mesh.dir.path("ca"),
+        &token_file,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--ingress",
+            "127.0.0.9:0",
+        ],
+    )
+    .await;
+    weft_tests::identity::wait_ready(&ingress).await;
+    let own = "spiffe://cluster.local/ns/weft/sa/weft-ingress";
+    let info = format!("weft_identity_info{{identity=\"{own}\"}}");
+    assert_eq!(
+        ingress.sample(&info).await,
+        Some(1.0),
+        "{}",
+        ingress.metrics().await
+    );
+
+    let url = format!(
+        "http://{}/echo",
+        ingress.ingress.expect("the ingress listener")
+    );
+    let seen =
+        format!("weft_inbound_peer_requests_total{{tls=\"mutual\",peer_identity=\"{own}\"}}");
+    weft_tests::eventually(
+        "world through the ingress, in mutual TLS",
+        Duration::from_secs(20),
+        || async {
+            let rsp = curl(&[&url]).await;
+            let crossed = mesh.b.sample(&seen).await.unwrap_or(0.0);
+            (rsp.status == 200 && crossed >= 1.0).then_some(())
+        },
+    )
+    .await;
+    assert!(world.count() >= 1);
 }

@@ -82,7 +82,7 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
         ("default.yaml", &[], 16),
         ("external-ca.yaml", &["--external-ca"], 14),
         ("demo.yaml", &["--with-demo"], 20),
-        ("ingress.yaml", &["--external-ca", "--ingress"], 17),
+        ("ingress.yaml", &["--external-ca", "--ingress"], 18),
         (
             "custom.yaml",
             &[

@@ -13,6 +13,9 @@ pub const PROXY_ACCOUNT: &str = "weft-proxy";
 pub const CONTROL_ACCOUNT: &str = "weft-control";
 /// The dashboard's service account, and so its identity's: what proxies will let tap.
 pub const DASHBOARD_ACCOUNT: &str = "weft-dashboard";
+/// The ingress's service account, and so its identity's: no node's proxy, but a client
+/// every proxy's inbound takes.
+pub const INGRESS_ACCOUNT: &str = "weft-ingress";
 
 /// A SPIFFE trust domain: lower-case DNS-like labels (`cluster.local`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -119,6 +122,24 @@ impl Identity {
             None => self.as_str(),
         };
         Self::parse(&format!("{workload}/node/{node}"))
+    }
+
+    /// The workload running as `sa` beside this identity (same trust domain and namespace).
+    pub fn sibling(&self, sa: &str) -> Result<Self, IdentityError> {
+        let path = self.0["spiffe://".len()..]
+            .split_once('/')
+            .map_or("", |p| p.1);
+        let ns = path.split('/').nth(1).unwrap_or_default();
+        Self::parse(&format!("spiffe://{}/ns/{ns}/sa/{sa}", self.trust_domain()))
+    }
+
+    /// Whom this identity dials and takes as proxies: itself on other nodes, for a proxy;
+    /// the node proxies of its namespace, for a workload (the ingress).
+    pub fn proxies(&self) -> Self {
+        match self.node() {
+            Some(_) => self.clone(),
+            None => self.sibling(PROXY_ACCOUNT).unwrap_or_else(|_| self.clone()),
+        }
     }
 
     /// Whether `peer` is a proxy of the same kind as this one, on some node.

@@ -15,7 +15,9 @@ pub mod verify;
 pub use ca::{Authority, Ca, Leaf};
 pub use credentials::Credentials;
 pub use error::{CertifyError, IdentityError};
-pub use id::{Identity, TrustDomain, CONTROL_ACCOUNT, DASHBOARD_ACCOUNT, PROXY_ACCOUNT};
+pub use id::{
+    Identity, TrustDomain, CONTROL_ACCOUNT, DASHBOARD_ACCOUNT, INGRESS_ACCOUNT, PROXY_ACCOUNT,
+};
 pub use verify::{peer_identity, Refusal, TrustBundle, Wanted};
 /// How a certificate is to be used, for [`TrustBundle::verify`].
 pub use webpki::KeyUsage;

@@ -69,6 +69,8 @@ pub enum Wanted<'a> {
     Exactly(&'a Identity),
     /// A proxy that runs as this one does (trust domain, namespace, account), on any node.
     PeerOf(&'a Identity),
+    /// As [`Wanted::PeerOf`], or exactly one of these (the ingress, beside the proxies).
+    PeerOfOr(&'a Identity, &'a [Identity]),
 }
 
 impl fmt::Display for Wanted<'_> {
@@ -76,6 +78,10 @@ impl fmt::Display for Wanted<'_> {
         match self {
             Self::Exactly(id) => write!(f, "{id}"),
             Self::PeerOf(own) => write!(f, "a proxy on any node, as {own}"),
+            Self::PeerOfOr(own, also) => {
+                write!(f, "a proxy on any node, as {own}")?;
+                also.iter().try_for_each(|id| write!(f, ", or {id}"))
+            }
         }
     }
 }
@@ -196,6 +202,7 @@ impl TrustBundle {
         let fits = match wanted {
             Wanted::Exactly(e) => *e == id,
             Wanted::PeerOf(own) => own.is_peer(&id),
+            Wanted::PeerOfOr(own, also) => own.is_peer(&id) || also.contains(&id),
         };
         if !fits {
             return Err(Refusal::WrongIdentity);
@@ -250,10 +257,12 @@ pub struct ServerVerifier {
 }
 
 impl ServerVerifier {
+    /// A check that the server is a proxy: the one on the node dialled, when a node is
+    /// named. `own` is the dialler's identity; a workload's (the ingress) dials node proxies.
     pub fn new(bundle: Arc<TrustBundle>, own: Identity) -> Self {
         Self {
             bundle,
-            own,
+            own: own.proxies(),
             exactly: None,
         }
     }
@@ -330,17 +339,22 @@ fn no_tls12() -> rustls::Error {
 }
 
 /// The server side's check of a connecting proxy: a certificate is required, and it must
-/// name a proxy of ours (same trust domain, namespace and account) on some node.
+/// name a proxy of ours (same trust domain, namespace and account) on some node, or the
+/// ingress of that namespace.
 #[derive(Debug)]
 pub struct ClientVerifier {
     bundle: Arc<TrustBundle>,
     own: Identity,
+    /// Clients taken beside the proxies: the ingress of the same namespace.
+    also: Vec<Identity>,
     mandatory: bool,
 }
 
 impl ClientVerifier {
     pub fn new(bundle: Arc<TrustBundle>, own: Identity) -> Self {
+        let own = own.proxies();
         Self {
+            also: own.sibling(crate::INGRESS_ACCOUNT).into_iter().collect(),
             bundle,
             own,
             mandatory: true,
@@ -351,6 +365,10 @@ impl ClientVerifier {
     /// for its first), one with a certificate must be a proxy like `peers_of` on some node.
     pub fn optional(bundle: Arc<TrustBundle>, peers_of: Identity) -> Self {
         Self {
+            also: peers_of
+                .sibling(crate::INGRESS_ACCOUNT)
+                .into_iter()
+                .collect(),
             bundle,
             own: peers_of,
             mandatory: false,
@@ -379,7 +397,7 @@ impl ClientCertVerifier for ClientVerifier {
                 intermediates,
                 now,
                 KeyUsage::client_auth(),
-                Wanted::PeerOf(&self.own),
+                Wanted::PeerOfOr(&self.own, &self.also),
             )
             .map(|_| ClientCertVerified::assertion())
             .map_err(Refusal::error)

@@ -144,6 +144,32 @@ async fn two_proxies_of_one_mesh_see_each_others_identity() {
     assert!(a.refused.lock().unwrap().is_empty() && b.refused.lock().unwrap().is_empty());
 }
 
+/// A workload of the mesh's namespace with a leaf from `ca` (the ingress, say).
+fn workload(ca: &Ca, sa: &str) -> Node {
+    let id = Identity::workload(&td(), "weft", sa).unwrap();
+    let creds = Credentials::generate(id, &tls::provider()).unwrap();
+    let leaf = ca.certify(&creds.csr().unwrap(), creds.identity()).unwrap();
+    creds.install(leaf).unwrap();
+    bundle_for(creds, ca)
+}
+
+/// The ingress is no node's proxy, yet dials them: it checks the node's proxy it dialled,
+/// and every proxy's inbound takes it. Another workload of the mesh is no proxy's client.
+#[tokio::test]
+async fn the_ingress_dials_node_proxies_and_no_other_workload_may() {
+    let ca = ca();
+    let b = node(&ca, &ca, "node-b");
+    let ingress = workload(&ca, weft_identity::INGRESS_ACCOUNT);
+    let (client_saw, server_saw) = handshake(&ingress, &b, Some("node-b")).await.unwrap();
+    assert_eq!(client_saw, Some(id("node-b")));
+    assert_eq!(server_saw, Some(ingress.creds.identity().clone()));
+    // Dialled as another node, b is refused by the ingress as by any proxy.
+    assert!(handshake(&ingress, &b, Some("node-c")).await.is_err());
+    let other = workload(&ca, "weft-other");
+    assert!(handshake(&other, &b, Some("node-b")).await.is_err());
+    assert_eq!(*b.refused.lock().unwrap(), [Refusal::WrongIdentity]);
+}
+
 #[tokio::test]
 async fn a_proxy_dialled_as_one_node_must_have_that_nodes_identity() {
     let ca = ca();

@@ -106,6 +106,15 @@ impl Proxy {
         let mut background = Vec::new();
         let identity = match identity {
             Some(id) => Some(id),
+            // An ingress is no node's proxy: it is certified as the ingress, which every
+            // proxy's inbound takes as a client and no `override_peers` pattern for
+            // proxies matches.
+            None if config.identity.trust_anchors.is_some() && config.ingress.listen.is_some() => {
+                Some(MeshIdentity::workload(
+                    &config.identity,
+                    weft_identity::INGRESS_ACCOUNT,
+                )?)
+            }
             None if config.identity.trust_anchors.is_some() => {
                 Some(MeshIdentity::from_config(&config.identity, &config.node)?)
             }

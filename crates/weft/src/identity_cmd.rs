@@ -28,12 +28,15 @@ enum IdentityCommand {
     /// Print a new bootstrap token line (`NODE TOKEN`) for each node named, to append to
     /// the file `weft control --bootstrap-tokens` reads.
     Token {
-        #[arg(required_unless_present = "dashboard")]
+        #[arg(required_unless_present_any = ["dashboard", "ingress"])]
         nodes: Vec<String>,
         /// Also a line for the dashboard (`sa/weft-dashboard TOKEN`), which proves its own
         /// identity with it.
         #[arg(long)]
         dashboard: bool,
+        /// Also a line for the ingress (`sa/weft-ingress TOKEN`).
+        #[arg(long)]
+        ingress: bool,
     },
 }
 
@@ -63,7 +66,11 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        IdentityCommand::Token { nodes, dashboard } => {
+        IdentityCommand::Token {
+            nodes,
+            dashboard,
+            ingress,
+        } => {
             for node in &nodes {
                 anyhow::ensure!(
                     !node.is_empty() && !node.contains(char::is_whitespace) && !node.contains('/'),
@@ -71,7 +78,8 @@ pub fn run(args: IdentityArgs) -> anyhow::Result<()> {
                 );
             }
             let dashboard = dashboard.then(weft_control::identity::tokens::dashboard_entry);
-            for name in nodes.into_iter().chain(dashboard) {
+            let ingress = ingress.then(weft_control::identity::tokens::ingress_entry);
+            for name in nodes.into_iter().chain(dashboard).chain(ingress) {
                 println!("{name} {}", weft_identity::random_token()?);
             }
             Ok(())

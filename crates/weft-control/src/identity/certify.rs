@@ -13,7 +13,7 @@ use weft_identity::Identity;
 
 use super::signer::Signer;
 use super::tokens::{AuthError, Authenticate, Subject};
-use super::{DASHBOARD_ACCOUNT, PROXY_ACCOUNT};
+use super::{DASHBOARD_ACCOUNT, INGRESS_ACCOUNT, PROXY_ACCOUNT};
 use crate::metrics::Metrics;
 
 /// The largest request taken: a CSR, a token and an identity, with room to spare.
@@ -75,6 +75,8 @@ impl CertifyService {
                     .map_err(|e| Status::invalid_argument(format!("node {node:?}: {e}")))?
             }
             Subject::Dashboard => Identity::workload(td, &self.namespace, DASHBOARD_ACCOUNT)
+                .map_err(|e| Status::internal(e.to_string()))?,
+            Subject::Ingress => Identity::workload(td, &self.namespace, INGRESS_ACCOUNT)
                 .map_err(|e| Status::internal(e.to_string()))?,
         };
         if asked != proven {

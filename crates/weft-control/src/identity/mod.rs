@@ -11,7 +11,7 @@ pub mod tokens;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use weft_identity::{CONTROL_ACCOUNT, DASHBOARD_ACCOUNT, PROXY_ACCOUNT};
+pub use weft_identity::{CONTROL_ACCOUNT, DASHBOARD_ACCOUNT, INGRESS_ACCOUNT, PROXY_ACCOUNT};
 
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {

@@ -57,6 +57,13 @@ pub enum Subject {
     Proxy { node: String },
     /// The dashboard, by its account: its identity has no node.
     Dashboard,
+    /// The ingress, by its account: no node's proxy, whichever node it runs on.
+    Ingress,
+}
+
+/// How the ingress is named in a bootstrap tokens file.
+pub fn ingress_entry() -> String {
+    format!("sa/{}", super::INGRESS_ACCOUNT)
 }
 
 /// How the dashboard is named in a bootstrap tokens file.
@@ -148,6 +155,9 @@ async fn review(client: &kube::Client, namespace: &str, token: &str) -> Result<S
     if username == account(super::DASHBOARD_ACCOUNT) {
         return Ok(Subject::Dashboard);
     }
+    if username == account(super::INGRESS_ACCOUNT) {
+        return Ok(Subject::Ingress);
+    }
     let expected = account(super::PROXY_ACCOUNT);
     if username != expected {
         return Err(AuthError::Refused(format!(
@@ -203,11 +213,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(Subject, String)>, String> 
         };
         let subject = if node == dashboard_entry() {
             Subject::Dashboard
+        } else if node == ingress_entry() {
+            Subject::Ingress
         } else if node.contains('/') {
             return Err(format!(
-                "{}: {node} is neither a node name nor {}",
+                "{}: {node} is neither a node name nor {} nor {}",
                 at(),
-                dashboard_entry()
+                dashboard_entry(),
+                ingress_entry()
             ));
         } else {
             Subject::Proxy {
@@ -258,9 +271,11 @@ mod tests {
         .contains("listed twice"));
         let dashboard = parse(p, "sa/weft-dashboard 0123456789abcdef0123").unwrap();
         assert_eq!(dashboard[0].0, Subject::Dashboard);
+        let ingress = parse(p, "sa/weft-ingress 0123456789abcdef0123").unwrap();
+        assert_eq!(ingress[0].0, Subject::Ingress);
         assert_eq!(
             parse(p, "sa/weft-control 0123456789abcdef0123").unwrap_err(),
-            "tokens:1: sa/weft-control is neither a node name nor sa/weft-dashboard"
+            "tokens:1: sa/weft-control is neither a node name nor sa/weft-dashboard nor sa/weft-ingress"
         );
     }
 
