@@ -385,7 +385,7 @@ async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_heade
 
 /// On Kubernetes with identities, the ingress proves its own account (`weft-ingress`) and
 /// is certified as the ingress, not as its node's proxy: node B's inbound takes it over
-/// mutual TLS, and no pattern trusted for overrides matches it.
+/// mutual TLS, knowing it by that identity.
 #[tokio::test]
 async fn the_ingress_has_an_identity_of_its_own_that_every_proxy_takes() {
     let mesh = KubeMesh::start_mtls().await;
@@ -421,6 +421,9 @@ async fn the_ingress_has_an_identity_of_its_own_that_every_proxy_takes() {
             config.to_str().unwrap(),
             "--ingress",
             "127.0.0.9:0",
+            // What `weft ingress` sets itself (the manifests run that).
+            "--identity-account",
+            "weft-ingress",
         ],
     )
     .await;
@@ -433,6 +436,24 @@ async fn the_ingress_has_an_identity_of_its_own_that_every_proxy_takes() {
         "{}",
         ingress.metrics().await
     );
+
+    // A token of the account bound to no pod (minted with `kubectl create token`) proves
+    // nothing: the leaf would be a client every proxy takes.
+    let loose = "loose-token-of-weft-ingress";
+    let audience = weft_tests::kube_mesh::TOKEN_AUDIENCE;
+    mesh.kube
+        .issue_token(loose, &[audience], "weft:weft-ingress", "", None);
+    let loose_file = mesh.dir.path("loose.token");
+    std::fs::write(&loose_file, loose).unwrap();
+    let refused = weft_tests::identity::proxy(
+        "127.0.0.10",
+        "node-a",
+        mesh.control.destination,
+        &mesh.dir.path("ca"),
+        &loose_file,
+        &["--identity-account", "weft-ingress"],
+    )
+    .await;
 
     let url = format!(
         "http://{}/echo",
@@ -451,4 +472,13 @@ async fn the_ingress_has_an_identity_of_its_own_that_every_proxy_takes() {
     )
     .await;
     assert!(world.count() >= 1);
+    weft_tests::eventually(
+        "the loose token refused",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = refused.admin_get("/ready").await;
+            (status == 503 && body.contains("bound to no pod")).then_some(())
+        },
+    )
+    .await;
 }

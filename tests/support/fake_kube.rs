@@ -231,7 +231,8 @@ impl FakeKube {
     }
 
     /// A projected ServiceAccount token for `audiences`, issued to pod `pod` of `account`
-    /// (`NS:NAME`) on `node` (`None`: a token from before Kubernetes 1.30 names no node).
+    /// (`NS:NAME`) on `node` (`None`: a token from before Kubernetes 1.30 names no node). An
+    /// empty `pod` makes a token bound to nothing (`kubectl create token`'s).
     pub fn issue_token(
         &self,
         token: &str,
@@ -240,9 +241,10 @@ impl FakeKube {
         pod: &str,
         node: Option<&str>,
     ) {
-        let mut extra = json!({
-            "authentication.kubernetes.io/pod-name": [pod],
-        });
+        let mut extra = match pod {
+            "" => json!({}),
+            pod => json!({ "authentication.kubernetes.io/pod-name": [pod] }),
+        };
         if let Some(node) = node {
             extra["authentication.kubernetes.io/node-name"] = json!([node]);
         }

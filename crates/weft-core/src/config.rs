@@ -99,6 +99,9 @@ pub struct IdentityConfig {
     /// While a mesh moves to TLS: plaintext from peers still taken at the inbound, and a
     /// peer that does not speak TLS (a proxy from before identities) dialled in plaintext.
     pub allow_plaintext: bool,
+    /// The account this proxy is certified as when it is no node's proxy: `weft-ingress`
+    /// (which `weft ingress` sets). Unset: the node's proxy.
+    pub account: Option<String>,
 }
 
 impl Default for IdentityConfig {
@@ -109,6 +112,7 @@ impl Default for IdentityConfig {
             trust_domain: "cluster.local".into(),
             namespace: "weft".into(),
             allow_plaintext: false,
+            account: None,
         }
     }
 }

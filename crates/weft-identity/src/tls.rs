@@ -105,8 +105,8 @@ pub fn control_certify_config(
 }
 
 /// What the control plane serves gRPC with: its own leaf; a client certificate optional
-/// (a proxy without one may only ask for one), and when given it must be a proxy like
-/// `proxies`.
+/// (a proxy without one may only ask for one), and when given it must be the ingress or a
+/// proxy like `proxies`.
 pub fn control_server_config(
     creds: Arc<Credentials>,
     bundle: Arc<TrustBundle>,

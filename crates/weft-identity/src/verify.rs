@@ -362,7 +362,8 @@ impl ClientVerifier {
     }
 
     /// The control plane's check: a client without a certificate is let in (a proxy asking
-    /// for its first), one with a certificate must be a proxy like `peers_of` on some node.
+    /// for its first), one with a certificate must be a proxy like `peers_of` on some node,
+    /// or the ingress of its namespace.
     pub fn optional(bundle: Arc<TrustBundle>, peers_of: Identity) -> Self {
         Self {
             also: peers_of

@@ -57,6 +57,10 @@ pub struct ProxyArgs {
     trust_domain: Option<String>,
     #[arg(long, env = "WEFT_IDENTITY_NAMESPACE", help = help("The namespace weft runs in, as identities name it", &DEFAULTS.identity.namespace))]
     identity_namespace: Option<String>,
+    /// The account this proxy is certified as when it is no node's proxy (`weft-ingress`;
+    /// `weft ingress` sets it) [default: the node's proxy].
+    #[arg(long, env = "WEFT_IDENTITY_ACCOUNT")]
+    identity_account: Option<String>,
     /// While a mesh moves to mutual TLS: take plaintext from peers too, and dial a peer that
     /// does not speak TLS in plaintext.
     #[arg(long, env = "WEFT_ALLOW_PLAINTEXT_PEERS")]
@@ -143,6 +147,9 @@ impl ProxyArgs {
         set(&mut c.identity.trust_domain, self.trust_domain);
         set(&mut c.identity.namespace, self.identity_namespace);
         c.identity.allow_plaintext |= self.allow_plaintext_peers;
+        if self.identity_account.is_some() {
+            c.identity.account = self.identity_account;
+        }
         set(&mut c.http.connect_timeout, self.connect_timeout);
         set(&mut c.http.header_read_timeout, self.header_read_timeout);
         set(&mut c.http.max_header_bytes, self.max_header_bytes);
@@ -184,10 +191,15 @@ pub fn run(args: ProxyArgs) -> Result<(), RunError> {
 /// `weft ingress`: a proxy whose job is its ingress listener, which it must have.
 pub fn run_ingress(args: ProxyArgs) -> Result<(), RunError> {
     let threads = args.worker_threads;
-    let config = args.config()?;
+    let mut config = args.config()?;
     if config.ingress.listen.is_none() {
         return Err(RunError::NoIngress);
     }
+    // An ingress is no node's proxy: with identities on it is certified as the ingress.
+    config
+        .identity
+        .account
+        .get_or_insert_with(|| weft_identity::INGRESS_ACCOUNT.to_string());
     serve(config, threads)
 }
 

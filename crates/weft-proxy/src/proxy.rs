@@ -109,11 +109,11 @@ impl Proxy {
             // An ingress is no node's proxy: it is certified as the ingress, which every
             // proxy's inbound takes as a client and no `override_peers` pattern for
             // proxies matches.
-            None if config.identity.trust_anchors.is_some() && config.ingress.listen.is_some() => {
-                Some(MeshIdentity::workload(
-                    &config.identity,
-                    weft_identity::INGRESS_ACCOUNT,
-                )?)
+            None if config.identity.trust_anchors.is_some()
+                && config.identity.account.is_some() =>
+            {
+                let account = config.identity.account.as_deref().unwrap_or_default();
+                Some(MeshIdentity::workload(&config.identity, account)?)
             }
             None if config.identity.trust_anchors.is_some() => {
                 Some(MeshIdentity::from_config(&config.identity, &config.node)?)

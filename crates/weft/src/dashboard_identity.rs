@@ -46,6 +46,7 @@ pub fn start(args: IdentityArgs) -> anyhow::Result<Option<OwnIdentity>> {
         trust_domain: args.trust_domain,
         namespace: args.identity_namespace,
         allow_plaintext: false,
+        account: None,
     };
     let identity = MeshIdentity::workload(&config, weft_identity::DASHBOARD_ACCOUNT)
         .context("the dashboard's identity")?;

@@ -1,14 +1,16 @@
 //! Who may have which identity: a proxy proves its node with a bootstrap token from a
 //! file (outside Kubernetes) or, on Kubernetes, with a projected ServiceAccount token that
-//! TokenReview checks and whose answer names the pod's node. The dashboard proves its
-//! account the same ways.
+//! TokenReview checks and whose answer names the pod's node. The dashboard and the ingress
+//! prove their accounts the same ways (the ingress's token must be bound to a pod).
 //!
 //! A bootstrap tokens file has one node per line, its name then its token; the dashboard's
-//! line names its account, `sa/weft-dashboard` (no node name has a `/`):
+//! and the ingress's lines name their accounts, `sa/weft-dashboard` and `sa/weft-ingress`
+//! (no node name has a `/`):
 //! ```text
 //! # node or account    token
 //! node-1               6f2c0d4e9a…
 //! sa/weft-dashboard    41d09b77c3…
+//! sa/weft-ingress      9b1e77a0c2…
 //! ```
 //! It is read at each request, so a node can be added or a token revoked without a restart.
 
@@ -31,7 +33,8 @@ pub enum Authenticate {
     /// Bootstrap tokens from this file.
     Bootstrap(PathBuf),
     /// Projected ServiceAccount tokens, checked by TokenReview: the token must be for
-    /// weft's audience and the proxies' account in `namespace`.
+    /// weft's audience and the proxies', the dashboard's or the ingress's account in
+    /// `namespace`.
     Kubernetes {
         client: kube::Client,
         namespace: String,
@@ -155,18 +158,26 @@ async fn review(client: &kube::Client, namespace: &str, token: &str) -> Result<S
     if username == account(super::DASHBOARD_ACCOUNT) {
         return Ok(Subject::Dashboard);
     }
+    let extra = user.extra.unwrap_or_default();
+    let one = |key: &str| extra.get(key).and_then(|v| v.first()).cloned();
     if username == account(super::INGRESS_ACCOUNT) {
-        return Ok(Subject::Ingress);
+        // Its leaf is a client every proxy takes: only a token bound to a pod (the
+        // kubelet's projected one, dead with the pod) proves it, not one minted loose.
+        return match one(POD_NAME) {
+            Some(_) => Ok(Subject::Ingress),
+            None => Err(AuthError::Refused(
+                "the ingress's token is bound to no pod (a projected token is)".into(),
+            )),
+        };
     }
     let expected = account(super::PROXY_ACCOUNT);
     if username != expected {
         return Err(AuthError::Refused(format!(
-            "the token is {username}'s, not {expected}'s or {}'s",
-            account(super::DASHBOARD_ACCOUNT)
+            "the token is {username}'s, not {expected}'s, {}'s or {}'s",
+            account(super::DASHBOARD_ACCOUNT),
+            account(super::INGRESS_ACCOUNT)
         )));
     }
-    let extra = user.extra.unwrap_or_default();
-    let one = |key: &str| extra.get(key).and_then(|v| v.first()).cloned();
     if let Some(node) = one(NODE_NAME) {
         return Ok(Subject::Proxy { node });
     }
