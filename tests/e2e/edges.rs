@@ -383,6 +383,28 @@ async fn an_ingress_terminates_tls_routes_by_host_and_path_and_strips_mesh_heade
     assert_eq!(status, 200, "the last good certificate stays");
 }
 
+/// A proxy on `ip` that asks to be the ingress (as `weft ingress` does), with a token of the
+/// `weft-ingress` account bound to `pod` (`None`: to nothing); `extra` flags after.
+async fn as_ingress(mesh: &KubeMesh, ip: &str, pod: Option<&str>, extra: &[&str]) -> WeftProxy {
+    let token = format!("token-of-weft-ingress-on-{ip}");
+    let audience = weft_tests::kube_mesh::TOKEN_AUDIENCE;
+    let node = pod.map(|_| "node-a");
+    mesh.kube.issue_token(
+        &token,
+        &[audience],
+        "weft:weft-ingress",
+        pod.unwrap_or(""),
+        node,
+    );
+    let token_file = mesh.dir.path(&format!("{ip}.token"));
+    std::fs::write(&token_file, &token).unwrap();
+    let mut args = vec!["--identity-account", "weft-ingress"];
+    args.extend_from_slice(extra);
+    let ca = mesh.dir.path("ca");
+    let control = mesh.control.destination;
+    weft_tests::identity::proxy(ip, "node-a", control, &ca, &token_file, &args).await
+}
+
 /// On Kubernetes with identities, the ingress proves its own account (`weft-ingress`) and
 /// is certified as the ingress, not as its node's proxy: node B's inbound takes it over
 /// mutual TLS, knowing it by that identity.
@@ -394,36 +416,21 @@ async fn the_ingress_has_an_identity_of_its_own_that_every_proxy_takes() {
     }
     let world = Backend::start(NODE_B).await;
     mesh.add_instance(&world, "node-b", "world-1", "v1");
-    let token = "token-of-weft-ingress";
-    mesh.kube.issue_token(
-        token,
-        &[weft_tests::kube_mesh::TOKEN_AUDIENCE],
-        "weft:weft-ingress",
-        "weft-ingress-0",
-        Some("node-a"),
-    );
-    let token_file = mesh.dir.path("ingress.token");
-    std::fs::write(&token_file, token).unwrap();
     let config = mesh.dir.path("ingress.toml");
     std::fs::write(
         &config,
         "[[ingress.hosts]]\nnames = [\"*\"]\n\n[[ingress.hosts.routes]]\nname = \"all\"\nbackends = [{ service = \"world\" }]\n",
     )
     .unwrap();
-    let ingress = weft_tests::identity::proxy(
+    let ingress = as_ingress(
+        &mesh,
         "127.0.0.9",
-        "node-a",
-        mesh.control.destination,
-        &mesh.dir.path("ca"),
-        &token_file,
+        Some("weft-ingress-0"),
         &[
             "--config",
             config.to_str().unwrap(),
             "--ingress",
             "127.0.0.9:0",
-            // What `weft ingress` sets itself (the manifests run that).
-            "--identity-account",
-            "weft-ingress",
         ],
     )
     .await;
@@ -439,21 +446,7 @@ async fn the_ingress_has_an_identity_of_its_own_that_every_proxy_takes() {
 
     // A token of the account bound to no pod (minted with `kubectl create token`) proves
     // nothing: the leaf would be a client every proxy takes.
-    let loose = "loose-token-of-weft-ingress";
-    let audience = weft_tests::kube_mesh::TOKEN_AUDIENCE;
-    mesh.kube
-        .issue_token(loose, &[audience], "weft:weft-ingress", "", None);
-    let loose_file = mesh.dir.path("loose.token");
-    std::fs::write(&loose_file, loose).unwrap();
-    let refused = weft_tests::identity::proxy(
-        "127.0.0.10",
-        "node-a",
-        mesh.control.destination,
-        &mesh.dir.path("ca"),
-        &loose_file,
-        &["--identity-account", "weft-ingress"],
-    )
-    .await;
+    let refused = as_ingress(&mesh, "127.0.0.10", None, &[]).await;
 
     let url = format!(
         "http://{}/echo",
