@@ -21,5 +21,6 @@ mod mtls;
 mod resilience;
 mod routing;
 mod shift;
+mod tracing;
 mod tunnel;
 mod websocket;

@@ -13,6 +13,7 @@
 //! - [`webdriver`]: headless Chromium through chromedriver.
 //! - [`dns`]: a DNS server on loopback whose records a test sets (egress).
 //! - [`site_cert`]: a CA and a site's certificate for the ingress, made with `openssl`.
+//! - [`otlp`]: an OTLP trace collector that keeps every span it is sent.
 
 pub mod backend;
 pub mod client;
@@ -27,6 +28,7 @@ pub mod kube_objects;
 pub mod load;
 pub mod mesh;
 pub mod openssl;
+pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod python;

@@ -1,7 +1,8 @@
 //! The control plane's APIs as Rust: the Destination API (proto/weft/destination/v1) and
 //! the Identity API (proto/weft/identity/v1) — the generated messages and gRPC stubs, the
 //! mapping between a Destination `Endpoint` and weft-core's, a service's routes on the
-//! wire ([`routes`]), and the [`channel`] proxies reach the control plane over.
+//! wire ([`routes`]), and the [`channel`] proxies reach the control plane over; and OTLP's
+//! trace export ([`otlp`]), the one API weft speaks that is not its own.
 #![forbid(unsafe_code)]
 
 pub mod channel;
@@ -15,6 +16,34 @@ pub mod destination {
 pub mod identity {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("weft.identity.v1");
+}
+
+/// OTLP's trace export (proto/opentelemetry), which proxies send their spans over. The
+/// modules mirror the proto packages: the generated code names its imports by relative path.
+pub mod otlp {
+    #![allow(clippy::all, clippy::pedantic)]
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("opentelemetry.proto.common.v1");
+        }
+    }
+    pub mod resource {
+        pub mod v1 {
+            tonic::include_proto!("opentelemetry.proto.resource.v1");
+        }
+    }
+    pub mod trace {
+        pub mod v1 {
+            tonic::include_proto!("opentelemetry.proto.trace.v1");
+        }
+    }
+    pub mod collector {
+        pub mod trace {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.collector.trace.v1");
+            }
+        }
+    }
 }
 
 use std::net::SocketAddr;

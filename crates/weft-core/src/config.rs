@@ -14,10 +14,12 @@ use crate::ports;
 use crate::source::SourceError;
 
 mod edges;
+mod tracing;
 pub use edges::{
     ContextConfig, EgressConfig, EgressHost, IngressConfig, IngressHost, MAX_EGRESS_HOSTS,
     SYSTEM_ROOTS,
 };
+pub use tracing::TracingConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +51,8 @@ pub struct ProxyConfig {
     pub ingress: IngressConfig,
     /// Hosts outside the mesh apps may call through the proxy (none unless listed).
     pub egress: EgressConfig,
+    /// Spans of the requests the proxy carries, to an OTLP collector (off unless set).
+    pub tracing: TracingConfig,
     /// Resilience defaults for every service (reloadable).
     pub resilience: PolicyOverrides,
     /// Per-service resilience, over the defaults (reloadable).
@@ -177,6 +181,7 @@ impl Default for ProxyConfig {
             context: ContextConfig::default(),
             ingress: IngressConfig::default(),
             egress: EgressConfig::default(),
+            tracing: TracingConfig::default(),
             resilience: PolicyOverrides::default(),
             services: Default::default(),
             source: None,
@@ -306,6 +311,7 @@ impl ProxyConfig {
         }
         self.ingress.check().map_err(&invalid)?;
         self.egress.check().map_err(&invalid)?;
+        self.tracing.check().map_err(&invalid)?;
         if self.node.is_empty() {
             return Err(invalid("node must not be empty".into()));
         }

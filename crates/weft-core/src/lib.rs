@@ -14,6 +14,8 @@
 //! - [`source`]: locating a parse error in the text it came from.
 //! - [`headers`]: the header names weft reads and writes.
 //! - [`context`]: the `weft-ctx-*` headers' values: staging overrides and the hop count.
+//! - [`trace`]: trace context headers (W3C, B3): what a request came with, and a child
+//!   context written onward in the same format.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -26,6 +28,7 @@ pub mod policy;
 pub mod ports;
 pub mod route;
 pub mod source;
+pub mod trace;
 pub mod watches;
 
 pub use endpoint::{Endpoint, EndpointSet, Protocol, Resolution};

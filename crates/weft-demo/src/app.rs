@@ -27,7 +27,7 @@ type Body = BoxBody<Bytes, Infallible>;
 
 /// Headers a well-behaved meshed app copies from its request onto the calls it makes.
 const PROPAGATED_PREFIXES: &[&str] = &["weft-ctx-", "x-b3-"];
-const PROPAGATED: &[&str] = &["traceparent", "tracestate", "b3"];
+const PROPAGATED: &[&str] = &["traceparent", "tracestate", "b3", "weft-request-id"];
 
 #[derive(Clone, Debug)]
 pub struct AppConfig {

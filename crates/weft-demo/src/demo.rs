@@ -62,6 +62,10 @@ pub struct DemoConfig {
     /// between `world-v1` (its first instances) and `world-v2` by a route, all to v1 at
     /// first, for `weft shift` to move.
     pub world_v2: Option<WorldV2>,
+    /// Where every proxy sends its spans (OTLP/gRPC), with tracing on, and the share of
+    /// new traces sampled.
+    pub otlp: Option<String>,
+    pub trace_sample_rate: f64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -192,6 +196,10 @@ async fn run_in(
         if !config.retries {
             pc.resilience.retry.max_retries = Some(0);
         }
+        pc.tracing.otlp = config.otlp.clone();
+        pc.tracing.sample_rate = config.trace_sample_rate;
+        // Someone watching the demo sees a request's spans within the second.
+        pc.tracing.batch_interval = Duration::from_secs(1);
         let proxy = Proxy::start_with_identity(pc, identity)
             .await
             .map_err(|e| match e {
@@ -503,6 +511,17 @@ fn banner(
         }
     );
     let _ = writeln!(b, "  dashboard: http://{dashboard}");
+    let _ = writeln!(
+        b,
+        "  tracing:   {}",
+        match &config.otlp {
+            Some(otlp) => format!(
+                "spans to {otlp} over OTLP ({} % of traces, and every failed or slow request)",
+                config.trace_sample_rate * 100.0
+            ),
+            None => "off (--otlp HOST:PORT sends spans to a collector)".into(),
+        }
+    );
     if let Some(ingress) = nodes.first().and_then(|n| n.proxy.ingress) {
         let _ = writeln!(
             b,

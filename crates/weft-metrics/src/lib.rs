@@ -7,6 +7,7 @@
 //! - [`tcp`]: open connections, accepted connections and bytes per listener.
 //! - [`tunnel`]: `CONNECT` tunnels per service, and the relayed ones' bytes and duration.
 //! - [`context`]: `weft-ctx-*` headers dropped from sources that may not set them.
+//! - [`trace`]: spans exported, and dropped on the way to the collector.
 //! - [`names`]: family and label names, for the registry and for readers of the text.
 //! - [`parse`]: reads the text format back, for the dashboard.
 //! - [`Metrics`]: the registry that holds them all and renders `/metrics`.
@@ -23,6 +24,7 @@ pub mod routes;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod tcp;
+pub mod trace;
 pub mod tunnel;
 
 use prometheus_client::encoding::text::encode;
@@ -38,6 +40,7 @@ use crate::names::{family, label};
 pub use crate::peers::PeerMetrics;
 pub use crate::routes::{BackendMetrics, RouteFamilies, RuleMetrics};
 pub use crate::tcp::TcpMetrics;
+pub use crate::trace::TraceMetrics;
 pub use crate::tunnel::{Carried, Relay, TunnelMetrics};
 
 /// Every metric one proxy exports.
@@ -49,6 +52,7 @@ pub struct Metrics {
     pub tunnels: TunnelMetrics,
     pub peers: PeerMetrics,
     pub context: ContextMetrics,
+    pub trace: TraceMetrics,
     /// Discovery updates rejected (bad file edits and the like).
     pub discovery_errors: Counter,
     /// Config reloads rejected; the running config stays.
@@ -154,6 +158,7 @@ impl Metrics {
         let tunnels = TunnelMetrics::register(&mut registry);
         let peers = PeerMetrics::register(&mut registry);
         let context = ContextMetrics::register(&mut registry);
+        let trace = TraceMetrics::register(&mut registry);
         let discovery_errors = Counter::default();
         registry.register(
             "discovery_errors",
@@ -175,6 +180,7 @@ impl Metrics {
             tunnels,
             peers,
             context,
+            trace,
             discovery_errors,
             config_errors,
             identity,

@@ -28,6 +28,7 @@ pub(crate) mod family {
     pub const ROUTE_BACKEND_ATTEMPTS: &str = "route_backend_attempts";
     pub const ROUTE_BACKEND_LATENCY: &str = "route_backend_latency_seconds";
     pub const CONTEXT_HEADERS_DROPPED: &str = "context_headers_dropped";
+    pub const TRACE_SPANS: &str = "trace_spans";
 }
 
 /// Samples as the text format names them.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use weft_http::ClientBody;
+use weft_metrics::Classification;
 
 use crate::balancer::{EndpointState, Pick};
 use crate::body::{self, ProxyBody};
@@ -55,7 +56,11 @@ pub(crate) fn attempts<'a>(
                 }
             };
             ctx.endpoint = Some(Arc::clone(&endpoint));
-            let (attempt, aborted) = req.attempt();
+            let (mut attempt, aborted) = req.attempt();
+            if let Some(t) = ctx.trace.as_mut() {
+                let node = endpoint.node.as_deref();
+                t.attempt(attempt.headers_mut(), endpoint.endpoint.addr, node, sent_at);
+            }
             let load = endpoint.start();
             let upgrade = ctx.upgrade.take();
             let mut sent =
@@ -69,6 +74,15 @@ pub(crate) fn attempts<'a>(
                 // A request that never left comes back, so even a streamed body can go again.
                 if let Some(r) = failed.request.as_mut() {
                     req.hand_back(r);
+                }
+            }
+            if let Some(t) = ctx.trace.as_mut() {
+                match &mut sent {
+                    Ok(rsp) => {
+                        let status = Some(rsp.status().as_u16());
+                        t.attempt_answered(now, status, Some(rsp.headers_mut()), None);
+                    }
+                    Err(f) => t.attempt_answered(now, None, None, Some(f.error.kind())),
                 }
             }
             let policy = &ctx.policy;
@@ -99,11 +113,15 @@ pub(crate) fn attempts<'a>(
                 ctx.service.counters.budget_exhausted.inc();
             }
             return match sent {
-                Ok(rsp) => {
+                Ok(mut rsp) => {
                     let mut completion =
                         record::answered(&endpoint, ctx.start, now, rsp.status(), class, load);
                     if let Some(r) = &ctx.routed {
                         completion.on_route(r.clone(), now - ctx.start);
+                    }
+                    if let Some(mut t) = ctx.trace.take() {
+                        t.answered(rsp.headers_mut(), class == Classification::Failure);
+                        completion.traced(Some(t));
                     }
                     Ok(body::forwarded(rsp, completion))
                 }

@@ -7,12 +7,14 @@
 //! or by an outbound sending straight to an endpoint with no proxy on its node. Every loop
 //! passes through such a hand-over (an app, or a listener posing as one), and the hop
 //! between proxies carries no header the app did not send.
+//!
+//! `weft-request-id` is made here too, by the first proxy a request passes.
 
 use std::sync::LazyLock;
 
 use http::header::{HeaderMap, HeaderValue};
 use weft_core::context::{override_for, parse_hops};
-use weft_core::headers::{WEFT_CTX_HOPS, WEFT_CTX_OVERRIDE};
+use weft_core::headers::{WEFT_CTX_HOPS, WEFT_CTX_OVERRIDE, WEFT_REQUEST_ID};
 use weft_core::NameRules;
 
 use crate::error::ProxyError;
@@ -44,6 +46,17 @@ pub(crate) fn hops(headers: &HeaderMap, seen: Seen, max: u32) -> Result<u32, Pro
 }
 
 /// Hands a request that had made `hops` to an app: one more.
+/// Gives a request with no `weft-request-id` one: 128 random bits in hex.
+pub(crate) fn make_request_id(headers: &mut HeaderMap) {
+    let id = fastrand::u128(..);
+    let mut hex = [0u8; 32];
+    for (i, b) in hex.iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[(id >> (124 - 4 * i) & 0xf) as usize];
+    }
+    let value = HeaderValue::from_bytes(&hex).expect("hex is a header value");
+    headers.insert(WEFT_REQUEST_ID, value);
+}
+
 pub(crate) fn count_hop(headers: &mut HeaderMap, hops: u32) {
     set_hops(headers, hops.saturating_add(1));
 }

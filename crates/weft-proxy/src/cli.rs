@@ -96,6 +96,11 @@ pub struct ProxyArgs {
     override_peers: Option<Vec<String>>,
     #[arg(long, env = "WEFT_MAX_HOPS", help = help("Proxy hops a request may make before it is taken for a loop (508)", DEFAULTS.context.max_hops))]
     max_hops: Option<u32>,
+    /// An OTLP/gRPC collector (HOST:PORT) to export spans to: turns tracing on [default: off].
+    #[arg(long, env = "WEFT_OTLP")]
+    otlp: Option<String>,
+    #[arg(long, env = "WEFT_TRACE_SAMPLE_RATE", help = help("Share of new traces sampled, 0 to 1; failed and slow requests are kept regardless", DEFAULTS.tracing.sample_rate))]
+    trace_sample_rate: Option<f64>,
     /// Runtime worker threads [default: one per CPU].
     #[arg(long, env = "WEFT_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -159,6 +164,10 @@ impl ProxyArgs {
         set(&mut c.names.suffixes, self.name_suffixes);
         set(&mut c.context.override_peers, self.override_peers);
         set(&mut c.context.max_hops, self.max_hops);
+        if self.otlp.is_some() {
+            c.tracing.otlp = self.otlp;
+        }
+        set(&mut c.tracing.sample_rate, self.trace_sample_rate);
         if self.ingress.is_some() {
             c.ingress.listen = self.ingress;
         }

@@ -16,6 +16,7 @@ use crate::resilience::policy::Compiled;
 use crate::respond;
 use crate::routing::Routed;
 use crate::services::Service;
+use crate::trace::RequestTrace;
 
 pub(crate) struct Ctx {
     /// When the request was received: latency and the deadline count from here.
@@ -43,6 +44,8 @@ pub(crate) struct Ctx {
     pub hops: u32,
     /// Where the latest attempt went: the client's view is recorded there.
     pub endpoint: Option<Arc<EndpointState>>,
+    /// This proxy's spans of the request, with tracing on.
+    pub trace: Option<Box<RequestTrace>>,
 }
 
 impl Ctx {
@@ -66,6 +69,7 @@ impl Ctx {
             retries: 0,
             hops: 0,
             endpoint: None,
+            trace: None,
         }
     }
 
@@ -76,7 +80,7 @@ impl Ctx {
 
     /// Answers with `err`, counted on the endpoint tried last, or on the service when none
     /// was picked.
-    pub(crate) fn fail(&self, err: ProxyError) -> Response<ProxyBody> {
+    pub(crate) fn fail(&mut self, err: ProxyError) -> Response<ProxyBody> {
         let route = self
             .endpoint
             .as_ref()
@@ -86,6 +90,12 @@ impl Ctx {
             rule.request(self.start.elapsed());
             rule.response(weft_metrics::Classification::Failure);
         }
-        respond::failed(route, self.start, &err)
+        let mut rsp = respond::failed(route, self.start, &err);
+        if let Some(mut t) = self.trace.take() {
+            t.answered(rsp.headers_mut(), true);
+            let status = Some(rsp.status().as_u16());
+            t.finish(std::time::Instant::now(), status, true, err.kind());
+        }
+        rsp
     }
 }

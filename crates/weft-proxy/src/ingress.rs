@@ -14,8 +14,9 @@ use std::time::{Instant, SystemTime};
 use http::header::HeaderMap;
 use http::{Method, Request, Response};
 use weft_core::config::IngressConfig;
-use weft_core::headers::{WEFT_CTX_HOPS, WEFT_ERROR};
+use weft_core::headers::{WEFT_CTX_HOPS, WEFT_ERROR, WEFT_REQUEST_ID};
 use weft_core::route::Routes;
+use weft_core::trace::TraceId;
 use weft_http::ClientBody;
 use weft_metrics::RouteFamilies;
 
@@ -28,6 +29,7 @@ use crate::mesh::{self, Seen};
 use crate::respond;
 use crate::routing::{self, RouteTable, Routed};
 use crate::shared::Shared;
+use crate::trace::{self, RequestTrace};
 
 /// The ingress's hosts and their routes, built once from config.
 pub(crate) struct Ingress {
@@ -95,10 +97,19 @@ pub(crate) async fn handle(
     let seen = mesh::scan(req.headers());
     let hops = carried::hops(req.headers(), seen, shared.config.context.max_hops);
     drop_mesh_headers(&shared, req.headers_mut());
+    // The mesh's first hop: the request gets its id, and joins the caller's trace or
+    // starts one; both go in the access log.
+    carried::make_request_id(req.headers_mut());
+    let request_id = req.headers().get(WEFT_REQUEST_ID).cloned();
+    let trace = shared
+        .tracer
+        .as_ref()
+        .map(|t| t.join(req.headers(), trace::Kind::Ingress, start));
+    let trace_id = trace.as_ref().map(|t| t.trace_id());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (rsp, service) = match hops {
-        Ok(hops) => route(&shared, &ingress, start, hops, req).await,
+        Ok(hops) => route(&shared, &ingress, start, (hops, trace), req).await,
         Err(e) => (
             respond::failed(shared.outbound.unknown_metrics(), start, &e),
             None,
@@ -113,6 +124,8 @@ pub(crate) async fn handle(
             service: service.as_deref(),
             status: rsp.status().as_u16(),
             start,
+            request_id: request_id.as_ref().and_then(|v| v.to_str().ok()),
+            trace_id,
         });
     }
     rsp
@@ -135,7 +148,7 @@ async fn route(
     shared: &Arc<Shared>,
     ingress: &Ingress,
     start: Instant,
-    hops: u32,
+    (hops, trace): (u32, Option<Box<RequestTrace>>),
     mut req: Request<ClientBody>,
 ) -> (Response<ProxyBody>, Option<String>) {
     let refused = |e: ProxyError| {
@@ -177,7 +190,7 @@ async fn route(
         carried::set_hops(req.headers_mut(), hops);
     }
     let name = service.name.to_string();
-    let fresh = (Seen::default(), hops);
+    let fresh = (Seen::default(), hops, trace);
     let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), fresh, req).await;
     (rsp, Some(name))
 }
@@ -236,6 +249,8 @@ struct Entry<'a> {
     service: Option<&'a str>,
     status: u16,
     start: Instant,
+    request_id: Option<&'a str>,
+    trace_id: Option<TraceId>,
 }
 
 impl AccessLog {
@@ -281,6 +296,8 @@ impl AccessLog {
             "service": e.service,
             "status": e.status,
             "duration_ms": e.start.elapsed().as_secs_f64() * 1000.0,
+            "request_id": e.request_id,
+            "trace_id": e.trace_id.map(|t| t.hex()),
         })
         .to_string();
         line.push('\n');

@@ -19,6 +19,7 @@
 //! - [`ingress`]: outside callers' requests, routed by host and route rules into the mesh.
 //! - [`mesh`]: the mesh's own headers, stripped at the edges and read from peers.
 //! - [`carried`]: the `weft-ctx-*` headers a call carries: hop count (loops), overrides.
+//! - [`trace`]: each request's spans in its trace (W3C, B3), kept and exported over OTLP.
 //! - [`error`] and [`respond`]: the errors the proxy answers with, and the one place that
 //!   turns them into responses.
 //! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/shutdown`.
@@ -54,6 +55,7 @@ pub(crate) mod respond;
 pub(crate) mod routing;
 pub(crate) mod services;
 pub(crate) mod shared;
+pub(crate) mod trace;
 pub(crate) mod tunnel;
 
 pub use identity::MeshIdentity;

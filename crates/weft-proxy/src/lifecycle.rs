@@ -5,11 +5,12 @@
 //!   accept ([`weft_http::server`]) → admit ([`crate::admission`]) → screen, name the
 //!   service (or a listed host outside the mesh), look it up ([`identify::outbound`]) → the
 //!   hops it made, and an app's staging override ([`carried`]) → the rule of its routes, if
-//!   it has any ([`routing`]) → [`forward`]: its policy ([`crate::resilience::policy`]) →
+//!   it has any ([`routing`]) → with tracing on, its id and its trace ([`trace`]) →
+//!   [`forward`]: its policy ([`crate::resilience::policy`]) →
 //!   the deadline ([`Deadline`]) → strip what only the mesh may set ([`mesh`]) → attempts
 //!   ([`attempts`]), each: balance ([`crate::balancer`]) → forward over the peer's shared
 //!   HTTP/2 hop, or straight to the endpoint, one more hop ([`delivery`]) → record the
-//!   outcome ([`record::attempt`]) → retry? ([`crate::resilience::retry`]) → respond, the
+//!   outcome ([`record::attempt`]), each attempt a span → retry? ([`crate::resilience::retry`]) → respond, the
 //!   body recording its end ([`crate::body`]).
 //!
 //! The ingress ([`crate::ingress`]) joins at [`forward`] with the rule its own routes chose.
@@ -20,8 +21,8 @@
 //! Inbound (a peer proxy's request for an instance on this node), [`inbound`]:
 //!   accept → admit → screen, name the service and the endpoint the peer chose
 //!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → the hop
-//!   count, and a peer's override only if the peer is trusted ([`carried`]) → deliver in
-//!   the instance's protocol ([`delivery::deliver`]) → respond, record.
+//!   count, and a peer's override only if the peer is trusted ([`carried`]) → its trace,
+//!   with this proxy's span the app's parent → deliver in the instance's protocol ([`delivery::deliver`]) → respond, record.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +35,7 @@ use weft_core::headers::WEFT_ORIG_PROTO;
 use weft_http::server::{OnUpgrade, PeerIdentity};
 use weft_http::timers::Timers;
 use weft_http::{headers, ClientBody};
+use weft_metrics::Classification;
 
 use crate::attempts::attempts;
 use crate::body::{self, ProxyBody};
@@ -50,9 +52,13 @@ use crate::respond;
 use crate::routing::{self, Routed};
 use crate::services::{Service, Services};
 use crate::shared::Shared;
+use crate::trace::{self, RequestTrace};
 use crate::tunnel;
 
-pub(crate) async fn outbound(shared: Arc<Shared>, req: Request<ClientBody>) -> Response<ProxyBody> {
+pub(crate) async fn outbound(
+    shared: Arc<Shared>,
+    mut req: Request<ClientBody>,
+) -> Response<ProxyBody> {
     // A tunnel to a mesh service, whose requests come back through `tunneled`. Boxed: rare,
     // and its state would enlarge every request's future.
     if req.method() == Method::CONNECT {
@@ -91,27 +97,35 @@ pub(crate) async fn outbound(shared: Arc<Shared>, req: Request<ClientBody>) -> R
         Ok(r) => r,
         Err(e) => return respond::failed(&service.metrics, start, &e),
     };
+    // With tracing on, the request joins its trace (or starts one) under an id of its own.
+    let trace = shared.tracer.as_ref().map(|tracer| {
+        if !seen.request_id() {
+            carried::make_request_id(req.headers_mut());
+        }
+        tracer.join(req.headers(), trace::Kind::Outbound, start)
+    });
     forward(
         &shared,
         start,
         service,
         target.authority,
         routed,
-        (seen, hops),
+        (seen, hops, trace),
         req,
     )
     .await
 }
 
 /// The outbound's way once the service (and the rule, with routes) is known; the ingress
-/// joins it here with the rule its own routes chose.
+/// joins it here with the rule its own routes chose. The request carries the mesh's
+/// headers `seen`, has made `hops`, and is in `trace`, with tracing on.
 pub(crate) async fn forward(
     shared: &Shared,
     start: Instant,
     service: Arc<Service>,
     authority: String,
     routed: Option<Routed>,
-    (seen, hops): (mesh::Seen, u32),
+    (seen, hops, trace): (mesh::Seen, u32, Option<Box<RequestTrace>>),
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     // The service's policy; with routes, the matched rule's over it.
@@ -124,6 +138,10 @@ pub(crate) async fn forward(
     let mut ctx = Ctx::new(start, service, policy, authority, deadline);
     ctx.routed = routed;
     ctx.hops = hops;
+    ctx.trace = trace.map(|mut t| {
+        t.describe(&req, &ctx.service.name);
+        t
+    });
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
@@ -227,11 +245,16 @@ pub(crate) async fn inbound(
         Err(e) => return ctx.fail(e),
     };
     if seen.overrides() {
-        let peer = req
-            .extensions()
-            .get::<PeerIdentity>()
-            .map(|p| Arc::clone(&p.0));
+        let peer = peer_identity(&req);
         seen = carried::screen_peer_override(&shared, req.headers_mut(), seen, peer.as_deref());
+    }
+    // With tracing on, the app is handed this proxy's span as its parent.
+    if let Some(tracer) = &shared.tracer {
+        let mut t = tracer.join(req.headers(), trace::Kind::Inbound, start);
+        t.describe(&req, &ctx.service.name);
+        t.peer(peer_identity(&req));
+        t.to_app(req.headers_mut());
+        ctx.trace = Some(t);
     }
     ctx.endpoint = Some(Arc::clone(&endpoint));
     let load = endpoint.start();
@@ -265,13 +288,23 @@ pub(crate) async fn inbound(
     .await;
     let class = record::attempt_counted(&endpoint, delivery::answer(&sent));
     match sent {
-        Ok(rsp) => {
-            let completion =
+        Ok(mut rsp) => {
+            let mut completion =
                 record::answered(&endpoint, start, Instant::now(), rsp.status(), class, load);
+            if let Some(mut t) = ctx.trace.take() {
+                t.answered(rsp.headers_mut(), class == Classification::Failure);
+                completion.traced(Some(t));
+            }
             body::forwarded(rsp, completion)
         }
         Err(Failed { error, .. }) => ctx.fail(error),
     }
+}
+
+fn peer_identity<B>(req: &Request<B>) -> Option<Arc<str>> {
+    req.extensions()
+        .get::<PeerIdentity>()
+        .map(|p| Arc::clone(&p.0))
 }
 
 /// A request refused before its service was known, counted under the unknown service.

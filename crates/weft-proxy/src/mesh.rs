@@ -4,7 +4,7 @@
 use http::header::{HeaderMap, HeaderName};
 use weft_core::headers::{
     ENDPOINT_PARAM, WEFT_CTX_DEADLINE, WEFT_CTX_HOPS, WEFT_CTX_OVERRIDE, WEFT_CTX_TIMEOUT,
-    WEFT_DST_SERVICE, WEFT_ORIG_PROTO,
+    WEFT_DST_SERVICE, WEFT_ORIG_PROTO, WEFT_REQUEST_ID,
 };
 
 /// Which of the mesh's headers a request carries, from one pass over its names: apps send
@@ -19,6 +19,10 @@ impl Seen {
 
     pub(crate) fn overrides(self) -> bool {
         self.0 & (1 << OVERRIDE) != 0
+    }
+
+    pub(crate) fn request_id(self) -> bool {
+        self.0 & (1 << REQUEST_ID) != 0
     }
 
     /// Forgets the override (dropped, so nothing downstream reads it).
@@ -56,13 +60,15 @@ pub(crate) fn strip(headers: &mut HeaderMap, seen: Seen) {
 const STRIPPED: usize = 4;
 const HOPS: usize = 4;
 const OVERRIDE: usize = 5;
-static NAMES: [HeaderName; 6] = [
+const REQUEST_ID: usize = 6;
+static NAMES: [HeaderName; 7] = [
     WEFT_DST_SERVICE,
     WEFT_ORIG_PROTO,
     WEFT_CTX_DEADLINE,
     WEFT_CTX_TIMEOUT,
     WEFT_CTX_HOPS,
     WEFT_CTX_OVERRIDE,
+    WEFT_REQUEST_ID,
 ];
 
 /// The service a `weft-dst-service` value names, and the endpoint when the peer chose one;

@@ -35,6 +35,7 @@ use crate::lifecycle;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
 use crate::shared::Shared;
+use crate::trace::Tracer;
 use weft_api::channel;
 
 /// The admin listener drains quickly whatever the data plane's grace: nothing on it is long.
@@ -218,6 +219,12 @@ impl Proxy {
             )
         };
         let shared_identity = identity.clone();
+        let tracer = Tracer::start(&config.tracing, &config.node, metrics.trace.clone()).map(
+            |(tracer, exporter)| {
+                background.push(exporter);
+                tracer
+            },
+        );
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
             egress,
@@ -245,6 +252,7 @@ impl Proxy {
             identity: identity
                 .as_ref()
                 .map(|id| id.credentials.identity().clone()),
+            tracer,
             outbound_in_flight: InFlight::new(http.max_requests_in_flight),
             ingress_in_flight: InFlight::new(http.max_requests_in_flight),
             inbound_in_flight: InFlight::new(http.max_requests_in_flight),

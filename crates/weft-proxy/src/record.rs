@@ -14,6 +14,7 @@ use crate::balancer::{EndpointState, LoadGuard};
 use crate::error::{ProxyError, Side};
 use crate::resilience::retry::Answer;
 use crate::routing::Routed;
+use crate::trace::RequestTrace;
 
 /// Success is a status below 500 and, for gRPC, `grpc-status` 0 or absent.
 pub(crate) fn classify(status: StatusCode, headers: &HeaderMap) -> Classification {
@@ -108,6 +109,7 @@ pub(crate) fn answered(
         class,
         error: "",
         routed: None,
+        trace: None,
         _load: load,
     }
 }
@@ -120,6 +122,8 @@ pub(crate) struct Completion {
     error: &'static str,
     /// The route's rule, whose callers' view is recorded too.
     routed: Option<Routed>,
+    /// The request's spans, which end with the response.
+    trace: Option<Box<RequestTrace>>,
     _load: LoadGuard,
 }
 
@@ -128,6 +132,11 @@ impl Completion {
     pub(crate) fn on_route(&mut self, routed: Routed, latency: std::time::Duration) {
         routed.rule().metrics.request(latency);
         self.routed = Some(routed);
+    }
+
+    /// The request's spans end (and are kept or dropped) when the response does.
+    pub(crate) fn traced(&mut self, trace: Option<Box<RequestTrace>>) {
+        self.trace = trace;
     }
 
     /// The upstream broke off the body: whatever its status said, the client did not get it.
@@ -146,6 +155,10 @@ impl Completion {
         self.route.response(self.status, class, self.error);
         if let Some(r) = &self.routed {
             r.rule().metrics.response(class);
+        }
+        if let Some(t) = self.trace {
+            let failed = class == Classification::Failure;
+            t.finish(Instant::now(), Some(self.status), failed, self.error);
         }
     }
 }

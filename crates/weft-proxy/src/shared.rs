@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub context: weft_metrics::ContextMetrics,
     /// This proxy's mesh identity, when the hop between proxies is mutual TLS.
     pub identity: Option<weft_identity::Identity>,
+    /// Spans of the requests carried, with tracing on.
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
     /// Requests waiting for their answer, per listener, and their bounds.
     pub outbound_in_flight: InFlight,
     /// Outside callers' own bound: they cannot use up the node's apps' share.

@@ -70,6 +70,13 @@ pub struct DemoArgs {
     /// Added latency of world-v2's every answer.
     #[arg(long, default_value = "0s", value_parser = duration::parse, requires = "world_v2")]
     world_v2_latency: Duration,
+    /// An OTLP/gRPC collector (HOST:PORT) every proxy sends its spans to: a share of the
+    /// traces (--trace-sample-rate), and every failed or slow request.
+    #[arg(long)]
+    otlp: Option<String>,
+    /// Share of new traces sampled, from 0 to 1.
+    #[arg(long, default_value_t = 0.01, requires = "otlp")]
+    trace_sample_rate: f64,
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -81,6 +88,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.world_v2_failure_rate),
         "--world-v2-failure-rate must be between 0 and 1"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.trace_sample_rate),
+        "--trace-sample-rate must be between 0 and 1"
     );
     let mut ips = args.node_ips.clone();
     if ips.is_empty() {
@@ -116,6 +127,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             failure_rate: args.world_v2_failure_rate,
             latency: args.world_v2_latency,
         }),
+        otlp: args.otlp,
+        trace_sample_rate: args.trace_sample_rate,
     };
     run_until_signal(
         |stop| async move { weft_demo::demo::run(config, stop).await.map_err(Into::into) },

@@ -1,0 +1,86 @@
+//! The proxy's part in distributed tracing (`[tracing]`): where spans go, how many new
+//! traces are sampled, and which requests are kept whatever the head decision said.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+
+/// Off unless `otlp` names a collector: then every request joins (or starts) a trace, and
+/// its spans are exported when sampled, failed or slow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// The OTLP/gRPC collector (`HOST:PORT`, as `otel-collector.observability:4317`).
+    pub otlp: Option<String>,
+    /// The share of new traces sampled at their first proxy, 0 to 1. A caller's own
+    /// decision (a `traceparent` or B3 flag) is honoured instead.
+    pub sample_rate: f64,
+    /// Requests whose answer is a failure are exported even when not sampled.
+    pub keep_failed: bool,
+    /// Requests slower than this (to their response's end) are exported even when not
+    /// sampled; unset, none are kept for being slow.
+    #[serde(with = "duration::opt_duration")]
+    pub keep_slower_than: Option<Duration>,
+    /// Spans waiting for export; past it, new spans are dropped and counted.
+    pub queue: usize,
+    /// Spans per export request, and the longest a span waits for its batch to fill.
+    pub batch: usize,
+    #[serde(with = "duration")]
+    pub batch_interval: Duration,
+    /// How long one export may take before its batch is dropped.
+    #[serde(with = "duration")]
+    pub export_timeout: Duration,
+}
+
+// The queue, batch and interval are the OpenTelemetry SDK's batch processor defaults.
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp: None,
+            sample_rate: 0.01,
+            keep_failed: true,
+            keep_slower_than: Some(Duration::from_secs(1)),
+            queue: 2048,
+            batch: 512,
+            batch_interval: Duration::from_secs(5),
+            export_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TracingConfig {
+    pub fn enabled(&self) -> bool {
+        self.otlp.is_some()
+    }
+
+    pub(super) fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.sample_rate) {
+            return Err(format!(
+                "tracing.sample_rate = {} is not between 0 and 1",
+                self.sample_rate
+            ));
+        }
+        if let Some(otlp) = &self.otlp {
+            let port = otlp
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+                return Err(format!("tracing.otlp = {otlp:?} is not HOST:PORT"));
+            }
+        }
+        if self.batch == 0 || self.batch > self.queue || self.queue > 1 << 20 {
+            return Err(format!(
+                "tracing.batch = {} and tracing.queue = {}: need 0 < batch <= queue <= 1048576",
+                self.batch, self.queue
+            ));
+        }
+        if self.batch_interval.is_zero() || self.export_timeout.is_zero() {
+            return Err(
+                "tracing.batch_interval and tracing.export_timeout must be above zero".into(),
+            );
+        }
+        Ok(())
+    }
+}

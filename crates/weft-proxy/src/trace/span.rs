@@ -1,0 +1,245 @@
+//! One request's spans while the proxy carries it: its own (the outbound's request, the
+//! inbound's server span) and one per attempt, held until the response ends and the
+//! tracer decides whether they are exported.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::HeaderValue;
+use http::{HeaderMap, Method, Request, Uri, Version};
+use weft_core::headers::WEFT_REQUEST_ID;
+use weft_core::trace::{self as context, Format, SpanId, TraceId};
+use weft_core::ServiceName;
+
+use super::{new_span, Tracer};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An app's call on this node: the request, and a client span per attempt.
+    Outbound,
+    /// An outside caller's, at the ingress: as the outbound's.
+    Ingress,
+    /// A peer's request for an app on this node: a server span.
+    Inbound,
+}
+
+pub(crate) struct RequestTrace {
+    pub(super) tracer: Arc<Tracer>,
+    pub(super) kind: Kind,
+    pub(super) trace: TraceId,
+    /// This proxy's span for the request.
+    pub(super) span: SpanId,
+    /// The caller's span, when it sent one.
+    pub(super) parent: Option<SpanId>,
+    pub(super) sampled: bool,
+    /// The form the context came in, written onward in the same (W3C for a new trace).
+    pub(super) format: Format,
+    pub(super) wide: bool,
+    pub(super) tracestate: Option<HeaderValue>,
+    /// A proxy below kept the trace (its response said so).
+    pub(super) kept_below: bool,
+    /// The proxy upstream was told this trace is kept here.
+    pub(super) told_upstream: bool,
+    /// When the request arrived, on both clocks: spans need the wall clock, and the
+    /// monotonic one times everything after.
+    pub(super) wall: SystemTime,
+    pub(super) started: Instant,
+    pub(super) method: Method,
+    pub(super) uri: Uri,
+    pub(super) version: Version,
+    pub(super) service: Option<ServiceName>,
+    pub(super) request_id: Option<HeaderValue>,
+    pub(super) peer: Option<Arc<str>>,
+    pub(super) attempts: Vec<Attempt>,
+}
+
+pub(super) struct Attempt {
+    pub span: SpanId,
+    pub start: Instant,
+    pub end: Option<Instant>,
+    pub endpoint: SocketAddr,
+    pub node: Option<String>,
+    pub status: Option<u16>,
+    pub error: Option<&'static str>,
+}
+
+/// A request whose response has ended and whose spans are kept: what the exporter turns
+/// into OTLP, off the request's way.
+pub(crate) struct Finished {
+    pub trace: Box<RequestTrace>,
+    pub end: Instant,
+    pub status: Option<u16>,
+    pub failed: bool,
+    /// The proxy-made answer's cause (`weft-error`), or what broke the response.
+    pub error: &'static str,
+    /// Why it was kept: `sampled`, `failed`, `slow`, `downstream`.
+    pub kept: &'static str,
+    /// Kept only after the response had left: the proxies upstream may have dropped theirs.
+    pub partial: bool,
+}
+
+impl Finished {
+    pub(super) fn len(&self) -> usize {
+        1 + self.trace.attempts.len()
+    }
+}
+
+impl RequestTrace {
+    pub(super) fn new(tracer: Arc<Tracer>, kind: Kind, started: Instant) -> Self {
+        Self {
+            tracer,
+            kind,
+            trace: TraceId([0; 16]),
+            span: new_span(),
+            parent: None,
+            sampled: false,
+            format: Format::W3c,
+            wide: true,
+            tracestate: None,
+            kept_below: false,
+            told_upstream: false,
+            wall: SystemTime::now() - started.elapsed(),
+            started,
+            method: Method::GET,
+            uri: Uri::default(),
+            version: Version::HTTP_11,
+            service: None,
+            request_id: None,
+            peer: None,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// What the span says of the request: read before it is changed for the next hop.
+    pub(crate) fn describe<B>(&mut self, req: &Request<B>, service: &ServiceName) {
+        self.method = req.method().clone();
+        self.uri = req.uri().clone();
+        self.version = req.version();
+        self.service = Some(service.clone());
+        self.request_id = req.headers().get(WEFT_REQUEST_ID).cloned();
+    }
+
+    pub(crate) fn peer(&mut self, peer: Option<Arc<str>>) {
+        self.peer = peer;
+    }
+
+    pub(crate) fn trace_id(&self) -> TraceId {
+        self.trace
+    }
+
+    /// The context an app on this node is handed: this proxy's span as its parent.
+    pub(crate) fn to_app(&self, headers: &mut HeaderMap) {
+        self.write(headers, self.span, self.parent);
+    }
+
+    /// One more attempt, to `endpoint`: its own span, which the next hop sees as its parent.
+    pub(crate) fn attempt(
+        &mut self,
+        headers: &mut HeaderMap,
+        endpoint: SocketAddr,
+        node: Option<&str>,
+        at: Instant,
+    ) {
+        let span = new_span();
+        self.write(headers, span, Some(self.span));
+        self.attempts.push(Attempt {
+            span,
+            start: at,
+            end: None,
+            endpoint,
+            node: node.map(str::to_owned),
+            status: None,
+            error: None,
+        });
+    }
+
+    /// The latest attempt's answer: a status and its headers, where a proxy below may
+    /// have marked the trace kept; or the error it failed with.
+    pub(crate) fn attempt_answered(
+        &mut self,
+        at: Instant,
+        status: Option<u16>,
+        headers: Option<&mut HeaderMap>,
+        error: Option<&'static str>,
+    ) {
+        if headers.is_some_and(super::marked) {
+            self.kept_below = true;
+        }
+        if let Some(a) = self.attempts.last_mut() {
+            a.end = Some(at);
+            a.status = status;
+            a.error = error;
+        }
+    }
+
+    fn write(&self, headers: &mut HeaderMap, span: SpanId, parent: Option<SpanId>) {
+        context::inject(
+            headers,
+            self.format,
+            self.trace,
+            span,
+            parent,
+            self.sampled,
+            self.tracestate.as_ref(),
+            self.wide,
+        );
+    }
+
+    /// The response's headers have come: a proxy below may have kept the trace (its mark
+    /// goes no further). Whether this proxy keeps it is known as far as the headers tell,
+    /// and the node's inbound (outbound: the app's own request) or the proxy upstream
+    /// (inbound: told by the mark) keeps it too.
+    pub(crate) fn answered(&mut self, rsp: &mut HeaderMap, failed: bool) {
+        if super::marked(rsp) {
+            self.kept_below = true;
+        }
+        if self.sampled {
+            return;
+        }
+        let tracer = &self.tracer;
+        if tracer.keeps(self, failed, self.started.elapsed()).is_none() {
+            return;
+        }
+        match self.kind {
+            Kind::Outbound => tracer.remember(self.trace),
+            Kind::Inbound => {
+                super::mark(rsp);
+                self.told_upstream = true;
+            }
+            Kind::Ingress => {}
+        }
+    }
+
+    /// The response has ended at `end`: the spans go to the exporter if the tracer keeps
+    /// them.
+    pub(crate) fn finish(
+        self: Box<Self>,
+        end: Instant,
+        status: Option<u16>,
+        failed: bool,
+        error: &'static str,
+    ) {
+        let took: Duration = end.saturating_duration_since(self.started);
+        let tracer = Arc::clone(&self.tracer);
+        let Some(kept) = tracer.keeps(&self, failed, took) else {
+            return;
+        };
+        if !self.sampled && self.kind == Kind::Outbound {
+            tracer.remember(self.trace);
+        }
+        let partial = !self.sampled
+            && self.kind == Kind::Inbound
+            && self.parent.is_some()
+            && !self.told_upstream;
+        tracer.export(Finished {
+            trace: self,
+            end,
+            status,
+            failed,
+            error,
+            kept,
+            partial,
+        });
+    }
+}
