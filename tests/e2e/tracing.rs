@@ -397,3 +397,89 @@ async fn with_the_collector_down_requests_succeed_and_dropped_spans_are_counted(
         Some(0.0)
     );
 }
+
+/// The latency histogram carries kept traces as OpenMetrics exemplars, and the dashboard
+/// lists each service's slowest recent requests with links to their traces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_links_the_slowest_recent_requests_to_their_traces() {
+    let collector = Collector::start().await;
+    let otlp = collector.addr.to_string();
+    let template = "http://traces.example/trace/{trace_id}";
+    let args = [
+        "--rps",
+        "10",
+        "--scrape-interval",
+        "1s",
+        "--otlp",
+        &otlp,
+        "--trace-sample-rate",
+        "1",
+        "--trace-url",
+        template,
+    ];
+    let demo = Demo::start(21, &args).await;
+    // A proxy's exposition, as Prometheus and the dashboard ask for it.
+    let admin = demo.nodes[0].admin;
+    let om = curl(&[
+        "-H",
+        "Accept: application/openmetrics-text; version=1.0.0",
+        &format!("http://{admin}/metrics"),
+    ])
+    .await
+    .text();
+    assert!(
+        om.lines()
+            .any(|l| l.starts_with("weft_response_latency_seconds_bucket")
+                && l.contains(" # {trace_id=\"")),
+        "{om}"
+    );
+    let rows = weft_tests::eventually(
+        "hello's slowest requests",
+        Duration::from_secs(20),
+        || async {
+            let t = demo.api("/api/traces?service=hello").await;
+            let rows = t["slowest"].as_array()?.clone();
+            (!rows.is_empty()).then_some(rows)
+        },
+    )
+    .await;
+    assert!(rows.len() <= 5, "{rows:?}");
+    let ms: Vec<f64> = rows
+        .iter()
+        .map(|r| r["latency_ms"].as_f64().unwrap())
+        .collect();
+    assert!(ms.windows(2).all(|w| w[0] >= w[1]), "slowest first: {ms:?}");
+    for r in &rows {
+        assert_eq!(r["service"], "hello");
+        let id = r["trace_id"].as_str().unwrap();
+        assert_eq!(r["url"], template.replace("{trace_id}", id));
+        // A trace the collector has: the proxies exported the request the row names.
+        let spans = collector.trace(id, 1, Duration::from_secs(10)).await;
+        assert!(!spans.is_empty(), "no spans of {id}");
+    }
+    let browser = weft_tests::webdriver::Browser::start().await;
+    browser.goto(&format!("http://{}/", demo.dashboard)).await;
+    let links = browser
+        .wait_for(
+            "the slowest requests table",
+            "const a = Array.from(document.querySelectorAll('#slowest-table tbody tr[data-service=hello] td.trace a')); \
+             return a.length > 0 && !document.getElementById('slowest').hidden ? a.map(x => x.href) : null;",
+        )
+        .await;
+    let links: Vec<&str> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        links
+            .iter()
+            .all(|l| l.starts_with("http://traces.example/trace/")),
+        "{links:?}"
+    );
+    browser
+        .screenshot(&weft_tests::artifacts_dir().join("dashboard-traces.png"))
+        .await;
+    demo.stop().await;
+}

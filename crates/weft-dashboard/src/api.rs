@@ -39,6 +39,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/services", get(services))
         .route("/api/instances", get(instances))
         .route("/api/routes", get(routes))
+        .route("/api/traces", get(traces))
         .route("/metrics", get(own_metrics))
         .with_state(shared)
 }
@@ -162,6 +163,32 @@ async fn summary(
         "series": h.series(&Key::Cluster, SERIES_SPAN, step),
         "identity": shared.identity.as_ref().map(|id| id.summary()),
     })))
+}
+
+/// The slowest recent requests whose traces were kept (of `service`, or of all), each with
+/// a link to its trace when the dashboard knows where traces are shown.
+async fn traces(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Query<Params>,
+) -> Json<serde_json::Value> {
+    let slowest = shared
+        .slowest
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .list(p.service.as_deref());
+    let rows: Vec<serde_json::Value> = slowest
+        .into_iter()
+        .map(|s| {
+            let url = shared
+                .trace_url
+                .as_ref()
+                .map(|u| u.replace("{trace_id}", &s.trace_id));
+            let mut row = serde_json::to_value(s).unwrap_or_default();
+            row["url"] = json!(url);
+            row
+        })
+        .collect();
+    Json(json!({ "slowest": rows, "trace_url": shared.trace_url }))
 }
 
 /// The dashboard's own metrics: its identity's, when it has one (the proxies' figures are

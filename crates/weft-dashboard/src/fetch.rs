@@ -29,7 +29,16 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// `GET url`, expecting a 2xx; returns the body.
 pub async fn get(url: &str, timeout: Duration) -> Result<Bytes, FetchError> {
-    match tokio::time::timeout(timeout, get_inner(url)).await {
+    get_accepting(url, timeout, None).await
+}
+
+/// `GET url` asking for `accept` (a proxy's metrics as OpenMetrics, with exemplars).
+pub async fn get_accepting(
+    url: &str,
+    timeout: Duration,
+    accept: Option<&'static str>,
+) -> Result<Bytes, FetchError> {
+    match tokio::time::timeout(timeout, get_inner(url, accept)).await {
         Ok(r) => r,
         Err(_) => Err(FetchError::Timeout {
             url: url.to_string(),
@@ -38,7 +47,7 @@ pub async fn get(url: &str, timeout: Duration) -> Result<Bytes, FetchError> {
     }
 }
 
-async fn get_inner(url: &str) -> Result<Bytes, FetchError> {
+async fn get_inner(url: &str, accept: Option<&'static str>) -> Result<Bytes, FetchError> {
     let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_string()))?;
     let authority = uri
         .authority()
@@ -57,10 +66,11 @@ async fn get_inner(url: &str) -> Result<Bytes, FetchError> {
         .map_err(|e| io_err(&e))?;
     tokio::spawn(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let req = http::Request::get(path)
-        .header(http::header::HOST, authority.as_str())
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| io_err(&e))?;
+    let mut req = http::Request::get(path).header(http::header::HOST, authority.as_str());
+    if let Some(accept) = accept {
+        req = req.header(http::header::ACCEPT, accept);
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|e| io_err(&e))?;
     let rsp = tx.send_request(req).await.map_err(|e| io_err(&e))?;
     let status = rsp.status().as_u16();
     let body = Limited::new(rsp.into_body(), MAX_BODY_BYTES)

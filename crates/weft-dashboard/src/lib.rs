@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`source`]: scraping proxies directly, or querying Prometheus, into samples per proxy.
 //! - [`history`]: counters → per-interval deltas → windows, series and quantiles.
+//! - [`slowest`]: each service's slowest recent requests whose traces were kept.
 //! - [`api`]: the HTTP routes: JSON API and the UI's embedded assets (`ui/`).
 //! - [`fetch`]: the small HTTP GET both the scraper and `weft stat` use.
 //! - [`identity`]: the dashboard's own mesh identity, shown in the API and `/metrics`.
@@ -13,6 +14,7 @@ pub mod api;
 pub mod fetch;
 pub mod history;
 pub mod identity;
+pub mod slowest;
 pub mod source;
 
 use std::net::SocketAddr;
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::history::History;
 use crate::identity::OwnIdentity;
+use crate::slowest::Slowest;
 use crate::source::Source;
 
 #[derive(Clone, Debug)]
@@ -36,10 +39,15 @@ pub struct DashboardConfig {
     pub history: Duration,
     /// The dashboard's own mesh identity, when it has one.
     pub identity: Option<OwnIdentity>,
+    /// Where a trace is shown, `{trace_id}` standing for its id (a Jaeger or Tempo UI):
+    /// the slowest requests link there.
+    pub trace_url: Option<String>,
 }
 
 pub struct Shared {
     pub history: RwLock<History>,
+    pub slowest: RwLock<Slowest>,
+    pub trace_url: Option<String>,
     pub interval: Duration,
     pub source: Source,
     pub identity: Option<OwnIdentity>,
@@ -75,6 +83,8 @@ pub async fn start(
     let points = (config.history.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize;
     let shared = Arc::new(Shared {
         history: RwLock::new(History::new(points + 1)),
+        slowest: RwLock::new(Slowest::default()),
+        trace_url: config.trace_url,
         interval: config.interval,
         source: config.source.clone(),
         identity: config.identity,
@@ -104,6 +114,11 @@ async fn collect(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             .as_secs_f64();
         shared
             .history
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .ingest(now, &scrapes);
+        shared
+            .slowest
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .ingest(now, &scrapes);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use weft_metrics::names::{label, sample};
-use weft_metrics::parse::{parse, Sample};
+use weft_metrics::parse::{exemplars, parse, Exemplar, Sample};
 
 use crate::fetch::{self, encode_query};
 
@@ -47,6 +47,9 @@ pub struct Scrape {
     pub identity: Option<String>,
     pub up: bool,
     pub samples: Vec<Sample>,
+    /// The latency buckets' exemplars: kept traces (scraped proxies only; Prometheus
+    /// answers instant queries without them).
+    pub exemplars: Vec<Exemplar>,
     /// When the samples were taken (unix seconds), if the source knows it: Prometheus
     /// answers with its last scrape, which may be older than this query.
     pub at: Option<f64>,
@@ -85,10 +88,13 @@ async fn scrape_all(targets: &[String]) -> Vec<Scrape> {
         let url = format!("http://{t}/metrics");
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
-            match fetch::get(&url, SCRAPE_TIMEOUT).await {
+            match fetch::get_accepting(&url, SCRAPE_TIMEOUT, Some(OPENMETRICS)).await {
                 Ok(body) => {
-                    let samples = parse(&String::from_utf8_lossy(&body));
-                    finish(t, true, samples)
+                    let text = String::from_utf8_lossy(&body);
+                    Scrape {
+                        exemplars: exemplars(&text),
+                        ..finish(t, true, parse(&text))
+                    }
                 }
                 Err(e) => {
                     // A proxy that is down is common and shown as down; one that sends too
@@ -129,9 +135,13 @@ fn finish(target: String, up: bool, samples: Vec<Sample>) -> Scrape {
         identity,
         up,
         samples,
+        exemplars: Vec::new(),
         at: None,
     }
 }
+
+/// What the dashboard asks proxies for: OpenMetrics carries the latency exemplars.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
 
 #[derive(Deserialize)]
 struct PromResponse {

@@ -66,6 +66,8 @@ pub struct DemoConfig {
     /// new traces sampled.
     pub otlp: Option<String>,
     pub trace_sample_rate: f64,
+    /// Where the dashboard links a trace to (`{trace_id}` in it).
+    pub trace_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -289,6 +291,7 @@ async fn run_in(
             interval: config.scrape_interval,
             history: Duration::from_secs(15 * 60),
             identity: dashboard_identity.map(crate::mesh_ca::shown),
+            trace_url: config.trace_url.clone(),
         },
         stop.clone(),
     )

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -99,6 +100,20 @@ pub struct AttemptLabels {
     pub classification: Classification,
 }
 
+/// A latency exemplar's labels: the trace the request was in (its spans were kept).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+/// The service latency histogram: each bucket keeps the last kept trace that fell in it,
+/// so the slowest requests lead to their traces.
+type LatencyHistogram = HistogramWithExemplars<TraceExemplar>;
+
+fn latency_with_exemplars() -> LatencyHistogram {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.iter().copied())
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
     pub direction: Direction,
@@ -113,7 +128,7 @@ pub(crate) fn latency_histogram() -> Histogram {
 pub struct HttpMetrics {
     requests: Family<RouteLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    latency: Family<RouteLabels, LatencyHistogram, fn() -> LatencyHistogram>,
     attempts: Family<AttemptLabels, Counter>,
     retries: Family<ServiceLabels, Counter>,
     budget_exhausted: Family<ServiceLabels, Counter>,
@@ -184,7 +199,7 @@ impl HttpMetrics {
         let m = Self {
             requests: Family::default(),
             responses: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
+            latency: Family::new_with_constructor(latency_with_exemplars),
             attempts: Family::default(),
             retries: Family::default(),
             budget_exhausted: Family::default(),
@@ -356,7 +371,7 @@ struct RouteInner {
     attempt_ok: Counter,
     attempt_failed: Counter,
     requests: Counter,
-    latency: Histogram,
+    latency: LatencyHistogram,
     responses: Mutex<Responses>,
     family: Family<ResponseLabels, Counter>,
 }
@@ -383,7 +398,17 @@ impl RouteMetrics {
     }
 
     pub fn latency(&self, elapsed: Duration) {
-        self.0.latency.observe(elapsed.as_secs_f64());
+        self.0.latency.observe(elapsed.as_secs_f64(), None, None);
+    }
+
+    /// A request's latency, whose trace (`trace_id`, hex) was kept: the exemplar of its
+    /// bucket, stamped now, until a later kept request falls in the same bucket.
+    pub fn latency_traced(&self, elapsed: Duration, trace_id: String) {
+        let exemplar = TraceExemplar { trace_id };
+        let now = std::time::SystemTime::now();
+        self.0
+            .latency
+            .observe(elapsed.as_secs_f64(), Some(exemplar), Some(now));
     }
 
     /// Counts a finished response; `error` is "" unless the proxy answered itself.

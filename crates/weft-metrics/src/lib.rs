@@ -204,7 +204,7 @@ impl Metrics {
 }
 
 /// OpenMetrics names a counter family without `_total` in HELP and TYPE; the text format
-/// names it as its samples are named, and has no `# EOF` or `# UNIT`.
+/// names it as its samples are named, and has no `# EOF`, `# UNIT` or exemplars.
 pub fn openmetrics_to_text(om: &str) -> String {
     let counters: std::collections::HashSet<&str> = om
         .lines()
@@ -229,7 +229,10 @@ pub fn openmetrics_to_text(om: &str) -> String {
                 };
                 out.push_str(&format!("{kind}{name}{suffix} {tail}"));
             }
-            None => out.push_str(line),
+            None => match line.split_once(parse::EXEMPLAR) {
+                Some((sample, _)) if !line.starts_with('#') => out.push_str(sample),
+                _ => out.push_str(line),
+            },
         }
         out.push('\n');
     }

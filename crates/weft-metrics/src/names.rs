@@ -68,6 +68,8 @@ pub mod label {
     pub const BACKEND: &str = "backend";
     /// A histogram bucket's upper bound.
     pub const LE: &str = "le";
+    /// A latency exemplar's trace (the field of `TraceExemplar`).
+    pub const TRACE_ID: &str = "trace_id";
 }
 
 #[cfg(test)]

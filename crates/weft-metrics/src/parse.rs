@@ -1,5 +1,6 @@
-//! Reads the Prometheus text format back into samples, for the dashboard's scraper.
-//! Only what weft exports needs to round-trip; anything unparsable is skipped, not fatal.
+//! Reads the Prometheus text format (or OpenMetrics) back into samples, and OpenMetrics'
+//! exemplars, for the dashboard's scraper. Only what weft exports needs to round-trip;
+//! anything unparsable is skipped, not fatal.
 
 /// One sample line: `name{label="value",…} value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,50 @@ impl Sample {
 pub fn parse(text: &str) -> Vec<Sample> {
     text.lines().filter_map(parse_line).collect()
 }
+
+/// An OpenMetrics exemplar: `bucket{…} 3 # {trace_id="…"} 0.043 1767312000.5`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// The sample it is attached to.
+    pub sample: Sample,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// Unix seconds, when the exposition gives one.
+    pub timestamp: Option<f64>,
+}
+
+impl Exemplar {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every exemplar in an OpenMetrics exposition (the text format has none).
+pub fn exemplars(text: &str) -> Vec<Exemplar> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (sample, exemplar) = l.split_once(EXEMPLAR)?;
+            let (labels, rest) = parse_labels(exemplar)?;
+            let mut rest = rest.split_whitespace();
+            let value = rest.next()?.parse().ok()?;
+            let timestamp = rest.next().and_then(|t| t.parse().ok());
+            Some(Exemplar {
+                sample: parse_line(sample)?,
+                labels,
+                value,
+                timestamp,
+            })
+        })
+        .collect()
+}
+
+/// What separates a sample from its exemplar. Label values weft exports never hold it:
+/// they are service names, addresses and fixed words.
+pub const EXEMPLAR: &str = " # {";
 
 fn parse_line(line: &str) -> Option<Sample> {
     let line = line.trim();
@@ -115,6 +160,36 @@ mod tests {
             })
             .unwrap();
         assert_eq!(inf.value, 1.0);
+    }
+
+    #[test]
+    fn a_kept_traces_latency_is_its_buckets_exemplar_in_openmetrics_only() {
+        let m = crate::Metrics::new("n1");
+        let r = m
+            .http
+            .route(crate::Direction::Outbound, "world", "127.0.0.1:80");
+        r.latency(std::time::Duration::from_millis(3));
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        r.latency_traced(std::time::Duration::from_millis(47), trace.into());
+        let om = m.render_openmetrics();
+        let found = exemplars(&om);
+        assert_eq!(found.len(), 1, "{om}");
+        let e = &found[0];
+        assert_eq!(e.label("trace_id"), Some(trace));
+        assert_eq!(e.value, 0.047);
+        assert_eq!(e.sample.name, "weft_response_latency_seconds_bucket");
+        assert_eq!(e.sample.label("le"), Some("0.048"));
+        assert_eq!(e.sample.label("service"), Some("world"));
+        assert!(e.timestamp.is_some_and(|t| t > 1.7e9), "{om}");
+        // The classic text format has no exemplars, and its samples still parse.
+        let text = m.render_text();
+        assert!(!text.contains(trace), "{text}");
+        assert!(exemplars(&text).is_empty());
+        let bucket = parse(&text)
+            .into_iter()
+            .find(|s| s.name == e.sample.name && s.label("le") == Some("0.048"))
+            .unwrap();
+        assert_eq!(bucket.value, 2.0);
     }
 
     #[test]

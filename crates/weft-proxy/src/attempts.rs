@@ -114,15 +114,18 @@ pub(crate) fn attempts<'a>(
             }
             return match sent {
                 Ok(mut rsp) => {
+                    let failed = class == Classification::Failure;
+                    let kept = ctx
+                        .trace
+                        .as_mut()
+                        .and_then(|t| t.answered(rsp.headers_mut(), failed));
+                    let status = rsp.status();
                     let mut completion =
-                        record::answered(&endpoint, ctx.start, now, rsp.status(), class, load);
+                        record::answered(&endpoint, ctx.start, now, status, class, load, kept);
                     if let Some(r) = &ctx.routed {
                         completion.on_route(r.clone(), now - ctx.start);
                     }
-                    if let Some(mut t) = ctx.trace.take() {
-                        t.answered(rsp.headers_mut(), class == Classification::Failure);
-                        completion.traced(Some(t));
-                    }
+                    completion.traced(ctx.trace.take());
                     Ok(body::forwarded(rsp, completion))
                 }
                 Err(Failed { error, .. }) => Err(error),

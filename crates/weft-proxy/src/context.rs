@@ -92,7 +92,7 @@ impl Ctx {
         }
         let mut rsp = respond::failed(route, self.start, &err);
         if let Some(mut t) = self.trace.take() {
-            t.answered(rsp.headers_mut(), true);
+            let _ = t.answered(rsp.headers_mut(), true);
             let status = Some(rsp.status().as_u16());
             t.finish(std::time::Instant::now(), status, true, err.kind());
         }

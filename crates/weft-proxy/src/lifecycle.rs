@@ -289,12 +289,14 @@ pub(crate) async fn inbound(
     let class = record::attempt_counted(&endpoint, delivery::answer(&sent));
     match sent {
         Ok(mut rsp) => {
-            let mut completion =
-                record::answered(&endpoint, start, Instant::now(), rsp.status(), class, load);
-            if let Some(mut t) = ctx.trace.take() {
-                t.answered(rsp.headers_mut(), class == Classification::Failure);
-                completion.traced(Some(t));
-            }
+            let failed = class == Classification::Failure;
+            let kept = ctx
+                .trace
+                .as_mut()
+                .and_then(|t| t.answered(rsp.headers_mut(), failed));
+            let (now, status) = (Instant::now(), rsp.status());
+            let mut completion = record::answered(&endpoint, start, now, status, class, load, kept);
+            completion.traced(ctx.trace.take());
             body::forwarded(rsp, completion)
         }
         Err(Failed { error, .. }) => ctx.fail(error),

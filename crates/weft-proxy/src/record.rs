@@ -8,6 +8,7 @@ use std::time::Instant;
 use http::{HeaderMap, StatusCode};
 use weft_core::headers::GRPC_STATUS;
 use weft_core::policy::Policy;
+use weft_core::trace::TraceId;
 use weft_metrics::{Classification, RouteMetrics};
 
 use crate::balancer::{EndpointState, LoadGuard};
@@ -92,7 +93,8 @@ pub(crate) fn failed(route: &RouteMetrics, start: Instant, err: &ProxyError) {
 }
 
 /// A response from `endpoint` whose headers arrived at `answered`: the request and its
-/// latency are counted now, the response when its body ends ([`Completion`]).
+/// latency are counted now (with its trace as the exemplar, when the trace is kept), the
+/// response when its body ends ([`Completion`]).
 pub(crate) fn answered(
     endpoint: &EndpointState,
     start: Instant,
@@ -100,9 +102,13 @@ pub(crate) fn answered(
     status: StatusCode,
     class: Classification,
     load: LoadGuard,
+    trace: Option<TraceId>,
 ) -> Completion {
     endpoint.metrics.request();
-    endpoint.metrics.latency(answered - start);
+    match trace {
+        None => endpoint.metrics.latency(answered - start),
+        Some(t) => endpoint.metrics.latency_traced(answered - start, t.hex()),
+    }
     Completion {
         route: endpoint.metrics.clone(),
         status: status.as_u16(),

@@ -77,6 +77,10 @@ pub struct DemoArgs {
     /// Share of new traces sampled, from 0 to 1.
     #[arg(long, default_value_t = 0.01, requires = "otlp")]
     trace_sample_rate: f64,
+    /// Where the dashboard links the slowest requests' traces: a trace UI's URL with
+    /// `{trace_id}` in it, e.g. http://127.0.0.1:16686/trace/{trace_id} (Jaeger).
+    #[arg(long, value_parser = trace_url, requires = "otlp")]
+    trace_url: Option<String>,
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -129,6 +133,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }),
         otlp: args.otlp,
         trace_sample_rate: args.trace_sample_rate,
+        trace_url: args.trace_url,
     };
     run_until_signal(
         |stop| async move { weft_demo::demo::run(config, stop).await.map_err(Into::into) },
@@ -246,8 +251,20 @@ pub struct DashboardArgs {
     /// History kept in memory.
     #[arg(long, default_value = "15m", value_parser = duration::parse)]
     history: Duration,
+    /// Where the slowest requests' traces are linked to: a trace UI's URL with `{trace_id}`
+    /// in it, e.g. http://jaeger.observability:16686/trace/{trace_id}.
+    #[arg(long, value_parser = trace_url)]
+    trace_url: Option<String>,
     #[command(flatten)]
     identity: crate::dashboard_identity::IdentityArgs,
+}
+
+/// A trace UI's address: http(s), with `{trace_id}` where the id goes.
+fn trace_url(v: &str) -> Result<String, String> {
+    if !(v.starts_with("http://") || v.starts_with("https://")) || !v.contains("{trace_id}") {
+        return Err("expected an http(s) URL with {trace_id} in it".into());
+    }
+    Ok(v.to_string())
 }
 
 pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
@@ -288,6 +305,7 @@ pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         interval: args.interval,
         history: args.history,
         identity: None,
+        trace_url: args.trace_url,
     };
     run_until_signal(|stop| async move {
         config.identity = crate::dashboard_identity::start(args.identity)?;

@@ -27,6 +27,7 @@ fn scrape(requests: f64, ok: f64, failed: f64) -> Scrape {
         node: Some("node-1".into()),
         identity: None,
         up: true,
+        exemplars: Vec::new(),
         at: None,
         samples: vec![
             sample("weft_requests_total", &l, requests),
@@ -103,6 +104,7 @@ mod dated_tests {
                         node: Some(name.to_string()),
                         identity: None,
                         up: true,
+                        exemplars: Vec::new(),
                         samples: vec![sample(at * 10.0)],
                         at: Some(at),
                     }
@@ -122,6 +124,7 @@ fn the_mtls_share_counts_what_crossed_into_inbounds() {
         node: Some("node-2".into()),
         identity: None,
         up: true,
+        exemplars: Vec::new(),
         at: None,
         samples: vec![
             sample(
@@ -200,6 +203,7 @@ fn route_scrape(target: &str, v1_ok: f64, v2_ok: f64, v2_failed: f64) -> Scrape 
         node: Some(target.into()),
         identity: None,
         up: true,
+        exemplars: Vec::new(),
         at: None,
         samples: vec![
             attempts("world-v1", "success", v1_ok),

@@ -255,17 +255,45 @@ function renderSplits(routes) {
   $("traffic-splits").hidden = routes.routes.length === 0;
 }
 
+function renderSlowest(traces) {
+  const body = $("slowest-table").querySelector("tbody");
+  body.innerHTML = "";
+  for (const s of traces.slowest) {
+    const tr = document.createElement("tr");
+    tr.dataset.service = s.service;
+    tr.dataset.trace = s.trace_id;
+    cells(tr, [[s.service], [fmtMs(s.latency_ms), "latency"], [s.endpoint || "–"], [s.node || "–"],
+      [new Date(s.at * 1000).toTimeString().slice(0, 8)]]);
+    const td = document.createElement("td");
+    td.className = "trace";
+    if (s.url) {
+      const a = document.createElement("a");
+      a.href = s.url;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      a.textContent = s.trace_id;
+      td.appendChild(a);
+    } else {
+      td.textContent = s.trace_id;
+    }
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+  $("slowest").hidden = traces.slowest.length === 0;
+}
+
 async function refresh() {
   const q = "window=" + state.window;
   const sq = state.service ? "&service=" + encodeURIComponent(state.service) : "";
   const iq = state.instance ? "&instance=" + encodeURIComponent(state.instance) : "";
   try {
-    const [summary, allServices, allInstances, instances, routes] = await Promise.all([
+    const [summary, allServices, allInstances, instances, routes, traces] = await Promise.all([
       getJSON("/api/summary?" + q),
       getJSON("/api/services?" + q),
       getJSON("/api/instances?" + q),
       getJSON("/api/instances?" + q + sq + iq),
       getJSON("/api/routes?" + q + sq),
+      getJSON("/api/traces?" + q + sq),
     ]);
     setOptions($("service-select"), allServices.services.map(s => s.service), state.service);
     setOptions($("instance-select"), [...allInstances.nodes.map(n => n.node), ...allInstances.endpoints.filter(e => !state.service || e.service === state.service).map(e => e.endpoint)], state.instance);
@@ -273,6 +301,7 @@ async function refresh() {
     renderServices(allServices);
     renderInstances(instances);
     renderSplits(routes);
+    renderSlowest(traces);
     const st = $("status");
     st.textContent = "live · updated " + new Date().toTimeString().slice(0, 8);
     st.className = "status";

@@ -189,18 +189,17 @@ impl RequestTrace {
     /// The response's headers have come: a proxy below may have kept the trace (its mark
     /// goes no further). Whether this proxy keeps it is known as far as the headers tell,
     /// and the node's inbound (outbound: the app's own request) or the proxy upstream
-    /// (inbound: told by the mark) keeps it too.
-    pub(crate) fn answered(&mut self, rsp: &mut HeaderMap, failed: bool) {
+    /// (inbound: told by the mark) keeps it too. The trace, when kept so far: the latency
+    /// histogram's exemplar.
+    pub(crate) fn answered(&mut self, rsp: &mut HeaderMap, failed: bool) -> Option<TraceId> {
         if super::marked(rsp) {
             self.kept_below = true;
         }
         if self.sampled {
-            return;
+            return Some(self.trace);
         }
         let tracer = &self.tracer;
-        if tracer.keeps(self, failed, self.started.elapsed()).is_none() {
-            return;
-        }
+        tracer.keeps(self, failed, self.started.elapsed())?;
         match self.kind {
             Kind::Outbound => tracer.remember(self.trace),
             Kind::Inbound => {
@@ -209,6 +208,7 @@ impl RequestTrace {
             }
             Kind::Ingress => {}
         }
+        Some(self.trace)
     }
 
     /// The response has ended at `end`: the spans go to the exporter if the tracer keeps
