@@ -238,12 +238,14 @@ def wait_ready(admin_port, timeout=60):
     raise RuntimeError(f"the proxy on admin port {admin_port} never became ready")
 
 
-def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None, routed=False):
+def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None, routed=False,
+              traced=None):
     """The weft proxies of one configuration (one hop, mesh, mesh over mutual TLS); `wrap`
     turns each proxy's command line into what runs (pinned, under callgrind). With `routed`,
     `bench` is split 90/10 between two services (both the one backend) by a route that
-    matches on method and path. Returns the proxies, any helper processes (the control
-    plane) and the outbound port."""
+    matches on method and path. With `traced` (a head sample rate), tracing is on and spans
+    go to a collector that takes them and keeps nothing (bench/otlp_sink.py). Returns the
+    proxies, any helper processes (the control plane, the collector) and the outbound port."""
     disc = os.path.join(tmp, "discovery.toml")
     inbound_b = free_port()
     node = f'node = "127.0.0.1:{inbound_b}"\nlabels = {{ node = "node-b" }}\n' if mesh else ""
@@ -260,9 +262,16 @@ def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None, r
     env = dict(os.environ, WEFT_LOG="warn")
     # Retries off: the backend never fails, and the others do not retry either.
     cfg = os.path.join(tmp, "weft.toml")
+    helpers, source = [], {}
     with open(cfg, "w") as f:
         f.write("[resilience.retry]\nmax_retries = 0\n")
-    helpers, source = [], {}
+        if traced is not None:
+            sink = free_port()
+            helpers.append(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "bench", "otlp_sink.py"), str(sink)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(sink, timeout=30)
+            f.write(f'[tracing]\notlp = "127.0.0.1:{sink}"\nsample_rate = {traced}\n')
     if mtls:
         ctl, addr, anchors, tokens = start_control(tmp, disc, ["node-a", "node-b"])
         helpers.append(ctl)

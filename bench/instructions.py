@@ -16,6 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 FEW, MANY = 2_000, 12_000
+# The mesh path with tracing on, by head sample rate.
+TRACED = {"weft mesh traced 1%": 0.01, "weft mesh traced 100%": 1.0}
 
 
 def under_callgrind(out, argv):
@@ -56,7 +58,7 @@ def run(tmp, backend, config, n, h2):
         env = dict(os.environ, WEFT_LOG="warn")
         procs, helpers, port = bench.weft_mesh(
             sub, backend, mesh=config.startswith("weft mesh"), mtls=(config == "weft mesh mtls"),
-            routed=(config == "weft mesh routed"),
+            routed=(config == "weft mesh routed"), traced=TRACED.get(config),
             wrap=lambda i, argv: under_callgrind(outs[i], argv),
             popen=lambda argv: subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL))
         outs = outs[:len(procs)]
@@ -79,7 +81,8 @@ def main():
     bp = bench.start_backend(tmp, backend)
     rows = []
     try:
-        for config in ["haproxy", "weft 1 hop", "weft mesh", "weft mesh routed", "weft mesh mtls"]:
+        for config in ["haproxy", "weft 1 hop", "weft mesh", "weft mesh routed", "weft mesh mtls",
+                       *TRACED]:
             for h2 in (False, True):
                 few = run(tmp, backend, config, FEW, h2)
                 many = run(tmp, backend, config, MANY, h2)
@@ -108,7 +111,14 @@ def main():
               "drawn by weight, 90/10) costs "
               + ", ".join(f"{per - plain[proto]:+,.0f} instructions ({per / plain[proto]:.3f} ×, {proto})"
                           for config, proto, per in rows if config == "weft mesh routed")
-              + " against the same mesh path with no routes."]
+              + " against the same mesh path with no routes.",
+              "",
+              "With tracing on (every request joins a trace, its context written onward, its "
+              "spans held to its end; a share sampled and exported over OTLP to a collector "
+              "that keeps nothing), the mesh path costs "
+              + ", ".join(f"{per / plain[proto]:.3f} × ({config[len('weft mesh traced '):]}, {proto})"
+                          for config, proto, per in rows if config in TRACED)
+              + " its instructions with tracing off."]
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(bench.ROOT, "bench", "INSTRUCTIONS.md"), "w") as f:

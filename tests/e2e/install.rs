@@ -82,7 +82,16 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
         ("default.yaml", &[], 16),
         ("external-ca.yaml", &["--external-ca"], 14),
         ("demo.yaml", &["--with-demo"], 20),
-        ("ingress.yaml", &["--external-ca", "--ingress"], 18),
+        (
+            "ingress.yaml",
+            &[
+                "--external-ca",
+                "--ingress",
+                "--otlp",
+                "otel-collector.observability:4317",
+            ],
+            18,
+        ),
         (
             "custom.yaml",
             &[

@@ -267,6 +267,43 @@ async fn a_proxy_below_that_keeps_a_trace_makes_the_proxy_above_keep_its_spans()
     assert!(exported.is_empty(), "{exported:#?}");
 }
 
+/// A request slower than `keep_slower_than` is kept by every proxy it passed, though not
+/// sampled; a quick one beside it is not.
+#[tokio::test]
+async fn a_slow_request_is_exported_at_a_head_rate_of_zero() {
+    let collector = Collector::start().await;
+    let config = config(&collector.addr.to_string(), 0.0) + "keep_slower_than = \"150ms\"\n";
+    let mesh = Mesh::with_config(&config).await;
+    let proxy = mesh.proxy_flag();
+    let (slow, quick) = (
+        "5100000000000000000000000000000a",
+        "5100000000000000000000000000000b",
+    );
+    for (trace, path) in [(slow, "/slow?ms=400"), (quick, "/echo")] {
+        let w3c = format!("traceparent: 00-{trace}-2222222222222222-00");
+        let rsp = via(&proxy, &format!("http://world{path}"), &[&w3c]).await;
+        assert_eq!(rsp.status, 200, "{}", rsp.text());
+    }
+    let spans = collector.trace(slow, 3, Duration::from_secs(10)).await;
+    let a = one(&spans, INTERNAL, "world");
+    assert_eq!(
+        a.attr("weft.trace.kept").as_deref(),
+        Some("slow"),
+        "{spans:#?}"
+    );
+    let b = one(&spans, SERVER, "world");
+    assert_eq!(
+        b.attr("weft.trace.kept").as_deref(),
+        Some("slow"),
+        "{spans:#?}"
+    );
+    let took = b.span.end_time_unix_nano - b.span.start_time_unix_nano;
+    assert!(took >= 400_000_000, "{took} ns");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let exported = collector.trace(quick, 1, Duration::ZERO).await;
+    assert!(exported.is_empty(), "{exported:#?}");
+}
+
 /// The context goes on in the form it came in, a malformed one is ignored (a new root,
 /// never an error), and the request keeps (or is given) its id.
 #[tokio::test]
@@ -420,19 +457,22 @@ async fn the_dashboard_links_the_slowest_recent_requests_to_their_traces() {
     let demo = Demo::start(21, &args).await;
     // A proxy's exposition, as Prometheus and the dashboard ask for it.
     let admin = demo.nodes[0].admin;
-    let om = curl(&[
-        "-H",
-        "Accept: application/openmetrics-text; version=1.0.0",
-        &format!("http://{admin}/metrics"),
-    ])
-    .await
-    .text();
-    assert!(
+    weft_tests::eventually("a latency exemplar", Duration::from_secs(20), || async {
+        let om = curl(&[
+            "-H",
+            "Accept: application/openmetrics-text; version=1.0.0",
+            &format!("http://{admin}/metrics"),
+        ])
+        .await
+        .text();
         om.lines()
-            .any(|l| l.starts_with("weft_response_latency_seconds_bucket")
-                && l.contains(" # {trace_id=\"")),
-        "{om}"
-    );
+            .any(|l| {
+                l.starts_with("weft_response_latency_seconds_bucket")
+                    && l.contains(" # {trace_id=\"")
+            })
+            .then_some(())
+    })
+    .await;
     let rows = weft_tests::eventually(
         "hello's slowest requests",
         Duration::from_secs(20),
@@ -482,4 +522,93 @@ async fn the_dashboard_links_the_slowest_recent_requests_to_their_traces() {
         .screenshot(&weft_tests::artifacts_dir().join("dashboard-traces.png"))
         .await;
     demo.stop().await;
+}
+
+/// A proxy that drains sends the spans it still holds before it exits, however far off its
+/// next batch was.
+#[tokio::test]
+async fn a_draining_proxy_exports_the_spans_it_holds_before_it_exits() {
+    let collector = Collector::start().await;
+    let config = format!(
+        "[tracing]\notlp = \"{}\"\nsample_rate = 1.0\nbatch_interval = \"60s\"\n",
+        collector.addr
+    );
+    let mut mesh = Mesh::with_config(&config).await;
+    let trace = "d0000000000000000000000000000001";
+    let w3c = format!("traceparent: 00-{trace}-3333333333333333-01");
+    let rsp = via(&mesh.proxy_flag(), "http://world/", &[&w3c]).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(collector.trace(trace, 1, Duration::ZERO).await.is_empty());
+    mesh.a.sigterm();
+    let status = mesh.a.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    let spans = collector.trace(trace, 2, Duration::ZERO).await;
+    let a = one(&spans, INTERNAL, "world");
+    assert_eq!(children(&spans, a).len(), 1, "{spans:#?}");
+}
+
+/// At the ingress an outside caller's trace is joined, but its sampling decision is not
+/// the mesh's: the head rate decides. The request gets an id of the ingress's own, and the
+/// access log names both.
+#[tokio::test]
+async fn the_ingress_joins_an_outside_trace_but_makes_its_own_sampling_decision_and_id() {
+    let collector = Collector::start().await;
+    let mesh = Mesh::start().await;
+    let log = mesh.dir.path("access.log");
+    let config = mesh.dir.path("ingress.toml");
+    let text = format!(
+        "[ingress]\naccess_log = \"{}\"\n[[ingress.hosts]]\nnames = [\"*\"]\n\
+         [[ingress.hosts.routes]]\nname = \"all\"\nbackends = [{{ service = \"world\" }}]\n\
+         [tracing]\notlp = \"{}\"\nsample_rate = 0.0\nbatch_interval = \"200ms\"\n",
+        log.display(),
+        collector.addr
+    );
+    std::fs::write(&config, text).unwrap();
+    let ingress = weft_tests::proxy::WeftProxy::start_with(
+        "127.0.0.6",
+        &mesh.discovery,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--ingress",
+            "127.0.0.6:0",
+        ],
+    )
+    .await;
+    ingress
+        .wait_for("world", &[mesh.on_b(mesh.world.addr)], true)
+        .await;
+    let addr = ingress.ingress.expect("the ingress listener");
+    let trace = "e0000000000000000000000000000001";
+    let rsp = curl(&[
+        "-H",
+        &format!("traceparent: 00-{trace}-4444444444444444-01"),
+        "-H",
+        "weft-request-id: forged",
+        &format!("http://{addr}/echo"),
+    ])
+    .await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    let echo: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
+    let onward = echo["headers"]["traceparent"][0].as_str().unwrap();
+    assert!(onward.starts_with(&format!("00-{trace}-")), "{onward}");
+    assert!(
+        onward.ends_with("-00"),
+        "the caller's flag is not the mesh's: {onward}"
+    );
+    let id = echo["headers"]["weft-request-id"][0].as_str().unwrap();
+    assert_ne!(id, "forged");
+    let line = weft_tests::eventually("the access log line", Duration::from_secs(5), || async {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|l| l.ends_with('\n'))
+    })
+    .await;
+    let entry: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(entry["request_id"], id, "{entry}");
+    assert_eq!(entry["trace_id"], trace, "{entry}");
+    // Not sampled, and nothing failed or was slow: no spans.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(collector.trace(trace, 1, Duration::ZERO).await.is_empty());
 }

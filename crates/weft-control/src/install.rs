@@ -23,6 +23,8 @@ pub struct InstallOptions {
     pub ca: CaSource,
     /// Proxies' inbounds take plaintext from peers too (a mesh moving to mutual TLS).
     pub allow_plaintext_peers: bool,
+    /// The OTLP/gRPC collector (`HOST:PORT`) the proxies and the ingress send spans to.
+    pub otlp: Option<String>,
 }
 
 /// Where the mesh's CA (trust anchors and issuer) comes from.
@@ -46,6 +48,7 @@ impl Default for InstallOptions {
             ingress: false,
             ca: CaSource::Generate,
             allow_plaintext_peers: false,
+            otlp: None,
         }
     }
 }
@@ -56,6 +59,8 @@ pub enum InstallError {
     Namespace(String),
     #[error("--image {0:?} is not an image reference")]
     Image(String),
+    #[error("--otlp {0:?} is not HOST:PORT")]
+    Otlp(String),
     #[error("the mesh's CA: {0}")]
     Ca(String),
 }
@@ -81,6 +86,25 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
     if !image_ok {
         return Err(InstallError::Image(opts.image.clone()));
     }
+    // Pasted into the manifests: a host name or address and a port, nothing else.
+    let tracing = match &opts.otlp {
+        None => String::new(),
+        Some(otlp) => {
+            let ok = otlp.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+                    && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+            if !ok {
+                return Err(InstallError::Otlp(otlp.clone()));
+            }
+            format!(
+                "            # Spans to this OTLP collector (weft install --otlp; docs/tracing.md).\n            - name: WEFT_OTLP\n              value: \"{otlp}\"\n"
+            )
+        }
+    };
     let identity = match &opts.ca {
         CaSource::External => {
             "# The mesh's CA is not in these manifests (weft install --external-ca): create the\n\
@@ -131,6 +155,7 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
     Ok(out
         .replace("{{NAMESPACE}}", ns)
         .replace("{{IMAGE}}", &opts.image)
+        .replace("{{TRACING}}", &tracing)
         .replace("{{VERSION}}", env!("CARGO_PKG_VERSION")))
 }
 
@@ -229,5 +254,25 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(render(&bad_image), Err(InstallError::Image(_))));
+        let bad_otlp = InstallOptions {
+            otlp: Some("collector:4317\"\n  x".into()),
+            ..Default::default()
+        };
+        assert!(matches!(render(&bad_otlp), Err(InstallError::Otlp(_))));
+    }
+
+    #[test]
+    fn with_otlp_every_proxy_and_the_ingress_export_spans_there() {
+        let opts = InstallOptions {
+            ingress: true,
+            otlp: Some("otel-collector.observability:4317".into()),
+            ..Default::default()
+        };
+        let text = render(&opts).unwrap();
+        let env = "- name: WEFT_OTLP\n              value: \"otel-collector.observability:4317\"";
+        assert_eq!(text.matches(env).count(), 2, "{text}");
+        assert!(!render(&InstallOptions::default())
+            .unwrap()
+            .contains("WEFT_OTLP"));
     }
 }

@@ -26,8 +26,9 @@ pub const WEFT_CTX_TIMEOUT: HeaderName = HeaderName::from_static("weft-ctx-timeo
 pub const WEFT_CTX_OVERRIDE: HeaderName = HeaderName::from_static("weft-ctx-override");
 /// The proxy hops a request has made; past the limit it is answered `508` as a loop.
 pub const WEFT_CTX_HOPS: HeaderName = HeaderName::from_static("weft-ctx-hops");
-/// One request's id, made by the first proxy it passes (when it has none) and carried on
-/// every hop; apps forward it like the `weft-ctx-*` headers. Logs and spans name it.
+/// One request's id, carried on every hop; apps forward it like the `weft-ctx-*` headers.
+/// The ingress always makes a new one (an outside caller's is not believed); an outbound
+/// with tracing on makes one for an app's request that has none. Logs and spans name it.
 pub const WEFT_REQUEST_ID: HeaderName = HeaderName::from_static("weft-request-id");
 /// gRPC's status, in trailers (or headers, for a trailers-only answer).
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");

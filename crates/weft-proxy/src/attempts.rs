@@ -80,9 +80,13 @@ pub(crate) fn attempts<'a>(
                 match &mut sent {
                     Ok(rsp) => {
                         let status = Some(rsp.status().as_u16());
-                        t.attempt_answered(now, status, Some(rsp.headers_mut()), None);
+                        let failed = record::classify(rsp.status(), rsp.headers());
+                        let failed = failed == Classification::Failure;
+                        // Only a peer proxy's answer may say the trace is kept below.
+                        let peer = endpoint.endpoint.node_proxy.map(|_| rsp.headers_mut());
+                        t.attempt_answered(now, (status, peer), None, failed);
                     }
-                    Err(f) => t.attempt_answered(now, None, None, Some(f.error.kind())),
+                    Err(f) => t.attempt_answered(now, (None, None), Some(f.error.kind()), true),
                 }
             }
             let policy = &ctx.policy;

@@ -45,8 +45,7 @@ pub(crate) fn hops(headers: &HeaderMap, seen: Seen, max: u32) -> Result<u32, Pro
     Ok(hops)
 }
 
-/// Hands a request that had made `hops` to an app: one more.
-/// Gives a request with no `weft-request-id` one: 128 random bits in hex.
+/// Gives a request a `weft-request-id` (over any it had): 128 random bits in hex.
 pub(crate) fn make_request_id(headers: &mut HeaderMap) {
     let id = fastrand::u128(..);
     let mut hex = [0u8; 32];
@@ -57,6 +56,7 @@ pub(crate) fn make_request_id(headers: &mut HeaderMap) {
     headers.insert(WEFT_REQUEST_ID, value);
 }
 
+/// Hands a request that had made `hops` to an app: one more.
 pub(crate) fn count_hop(headers: &mut HeaderMap, hops: u32) {
     set_hops(headers, hops.saturating_add(1));
 }

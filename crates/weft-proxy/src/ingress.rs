@@ -101,20 +101,31 @@ pub(crate) async fn handle(
     // starts one; both go in the access log.
     carried::make_request_id(req.headers_mut());
     let request_id = req.headers().get(WEFT_REQUEST_ID).cloned();
-    let trace = shared
-        .tracer
-        .as_ref()
-        .map(|t| t.join(req.headers(), trace::Kind::Ingress, start));
+    let mut trace = shared.tracer.as_ref().map(|t| {
+        let mut trace = t.join(req.headers(), trace::Kind::Ingress, start);
+        trace.describe(&req, None);
+        trace
+    });
     let trace_id = trace.as_ref().map(|t| t.trace_id());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (rsp, service) = match hops {
-        Ok(hops) => route(&shared, &ingress, start, (hops, trace), req).await,
+        Ok(hops) => route(&shared, &ingress, start, (hops, &mut trace), req).await,
         Err(e) => (
             respond::failed(shared.outbound.unknown_metrics(), start, &e),
             None,
         ),
     };
+    // Refused before it was forwarded: the ingress's span is the whole trace here.
+    if let Some(t) = trace {
+        let status = rsp.status();
+        t.finish(
+            Instant::now(),
+            Some(status.as_u16()),
+            status.is_server_error(),
+            "",
+        );
+    }
     let rsp = plain_errors(rsp);
     if let Some(log) = &ingress.access_log {
         log.write(&Entry {
@@ -148,7 +159,7 @@ async fn route(
     shared: &Arc<Shared>,
     ingress: &Ingress,
     start: Instant,
-    (hops, trace): (u32, Option<Box<RequestTrace>>),
+    (hops, trace): (u32, &mut Option<Box<RequestTrace>>),
     mut req: Request<ClientBody>,
 ) -> (Response<ProxyBody>, Option<String>) {
     let refused = |e: ProxyError| {
@@ -190,7 +201,7 @@ async fn route(
         carried::set_hops(req.headers_mut(), hops);
     }
     let name = service.name.to_string();
-    let fresh = (Seen::default(), hops, trace);
+    let fresh = (Seen::default(), hops, trace.take());
     let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), fresh, req).await;
     (rsp, Some(name))
 }
@@ -224,6 +235,7 @@ fn drop_mesh_headers(shared: &Shared, headers: &mut HeaderMap) {
 
 /// The `weft-*` names counted by name; bounded, so a caller cannot grow the series.
 const KNOWN: &[&str] = &[
+    "weft-request-id",
     "weft-ctx-override",
     "weft-ctx-deadline",
     "weft-ctx-timeout",

@@ -139,7 +139,7 @@ pub(crate) async fn forward(
     ctx.routed = routed;
     ctx.hops = hops;
     ctx.trace = trace.map(|mut t| {
-        t.describe(&req, &ctx.service.name);
+        t.describe(&req, Some(&ctx.service.name));
         t
     });
     if ctx.expired() {
@@ -251,7 +251,7 @@ pub(crate) async fn inbound(
     // With tracing on, the app is handed this proxy's span as its parent.
     if let Some(tracer) = &shared.tracer {
         let mut t = tracer.join(req.headers(), trace::Kind::Inbound, start);
-        t.describe(&req, &ctx.service.name);
+        t.describe(&req, Some(&ctx.service.name));
         t.peer(peer_identity(&req));
         t.to_app(req.headers_mut());
         ctx.trace = Some(t);

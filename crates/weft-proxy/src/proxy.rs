@@ -89,6 +89,8 @@ pub struct ProxyHandle {
     grace: Duration,
     /// Work that runs as long as the proxy does (watching files), stopped after the drain.
     background: Vec<JoinHandle<()>>,
+    /// The span exporter, told to send what it holds once the last request has ended.
+    exporter: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Proxy {
@@ -219,12 +221,18 @@ impl Proxy {
             )
         };
         let shared_identity = identity.clone();
-        let tracer = Tracer::start(&config.tracing, &config.node, metrics.trace.clone()).map(
-            |(tracer, exporter)| {
-                background.push(exporter);
-                tracer
-            },
-        );
+        let (flush, flushed) = watch::channel(false);
+        let mut exporter = None;
+        let tracer = Tracer::start(
+            &config.tracing,
+            &config.node,
+            metrics.trace.clone(),
+            flushed,
+        )
+        .map(|(tracer, task)| {
+            exporter = Some((flush, task));
+            tracer
+        });
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
             egress,
@@ -357,6 +365,7 @@ impl Proxy {
             final_scrape: true,
             grace: limits.shutdown_grace,
             background,
+            exporter,
         })
     }
 }
@@ -494,6 +503,12 @@ impl ProxyHandle {
         let _ = draining.wait_for(|d| *d).await;
         let deadline = tokio::time::Instant::now() + self.grace;
         while self.listeners.join_next().await.is_some() {}
+        if let Some((flush, task)) = self.exporter.take() {
+            flush.send_replace(true);
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("the last spans were not exported within the grace period");
+            }
+        }
         let seen = self.scrapes.load(Ordering::Acquire);
         if self.final_scrape && seen > 0 {
             let collected = async {

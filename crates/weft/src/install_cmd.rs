@@ -28,6 +28,10 @@ pub struct InstallArgs {
     /// Proxies take plaintext from peers too, while a mesh moves to mutual TLS.
     #[arg(long)]
     allow_plaintext_peers: bool,
+    /// The OTLP/gRPC collector (HOST:PORT) proxies send their spans to: turns tracing on
+    /// (docs/tracing.md; deploy/opentelemetry has one).
+    #[arg(long)]
+    otlp: Option<String>,
 }
 
 pub fn run(args: InstallArgs) -> anyhow::Result<()> {
@@ -50,6 +54,7 @@ pub fn run(args: InstallArgs) -> anyhow::Result<()> {
             (None, false) => CaSource::Generate,
         },
         allow_plaintext_peers: args.allow_plaintext_peers,
+        otlp: args.otlp,
     })?;
     print!("{text}");
     Ok(())

@@ -15,18 +15,25 @@ pub struct TracingConfig {
     /// The OTLP/gRPC collector (`HOST:PORT`, as `otel-collector.observability:4317`).
     pub otlp: Option<String>,
     /// The share of new traces sampled at their first proxy, 0 to 1. A caller's own
-    /// decision (a `traceparent` or B3 flag) is honoured instead.
+    /// decision (a `traceparent` or B3 flag) is honoured instead, except from outside the
+    /// mesh (at the ingress) unless `trust_ingress_sampling`.
     pub sample_rate: f64,
+    /// Whether the ingress honours an outside caller's sampling decision. Off: anyone on
+    /// the internet could have every request of theirs exported.
+    pub trust_ingress_sampling: bool,
     /// Requests whose answer is a failure are exported even when not sampled.
     pub keep_failed: bool,
-    /// Requests slower than this (to their response's end) are exported even when not
-    /// sampled; unset, none are kept for being slow.
-    #[serde(with = "duration::opt_duration")]
-    pub keep_slower_than: Option<Duration>,
-    /// Spans waiting for export; past it, new spans are dropped and counted.
+    /// Requests slower than this to their response's headers (the latency the metrics
+    /// show; a long stream is not slow for lasting) are exported even when not sampled;
+    /// `0s` keeps none for being slow.
+    #[serde(with = "duration")]
+    pub keep_slower_than: Duration,
+    /// Finished requests whose spans wait for export (each one span, and one more per
+    /// attempt on the outbound); past it, a request's spans are dropped and counted.
     pub queue: usize,
-    /// Spans per export request, and the longest a span waits for its batch to fill.
+    /// Spans per export request (a batch may pass it by one request's spans).
     pub batch: usize,
+    /// The longest a span waits for its batch to fill.
     #[serde(with = "duration")]
     pub batch_interval: Duration,
     /// How long one export may take before its batch is dropped.
@@ -40,8 +47,9 @@ impl Default for TracingConfig {
         Self {
             otlp: None,
             sample_rate: 0.01,
+            trust_ingress_sampling: false,
             keep_failed: true,
-            keep_slower_than: Some(Duration::from_secs(1)),
+            keep_slower_than: Duration::from_secs(1),
             queue: 2048,
             batch: 512,
             batch_interval: Duration::from_secs(5),
@@ -82,5 +90,42 @@ impl TracingConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ProxyConfig;
+
+    fn check(text: &str) -> Result<ProxyConfig, String> {
+        let config: ProxyConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config
+            .validate(std::path::Path::new("proxy.toml"))
+            .map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn tracing_is_off_unless_a_collector_is_named_and_bad_values_are_refused_by_name() {
+        let off = check("").unwrap();
+        assert!(!off.tracing.enabled());
+        let on =
+            check("[tracing]\notlp = \"otel.observability:4317\"\nkeep_slower_than = \"0s\"\n")
+                .unwrap();
+        assert!(on.tracing.enabled());
+        for (text, names) in [
+            ("sample_rate = 1.5", "tracing.sample_rate"),
+            ("otlp = \"no-port\"", "tracing.otlp"),
+            ("otlp = \"host:0\"", "tracing.otlp"),
+            ("batch = 4096", "tracing.batch"),
+            ("batch = 0", "tracing.batch"),
+            ("batch_interval = \"0s\"", "tracing.batch_interval"),
+        ] {
+            let err = check(&format!("[tracing]\n{text}\n")).unwrap_err();
+            assert!(
+                err.contains(names) && err.contains("proxy.toml"),
+                "{text}: {err}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use http::Version;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use weft_api::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
 use weft_api::otlp::collector::trace::v1::ExportTraceServiceRequest;
@@ -22,7 +22,7 @@ pub(super) fn spawn(
     otlp: &str,
     node: &str,
     config: &TracingConfig,
-    mut queue: mpsc::Receiver<Finished>,
+    (mut queue, mut flush): (mpsc::Receiver<Finished>, watch::Receiver<bool>),
     metrics: TraceMetrics,
 ) -> JoinHandle<()> {
     let resource = resource(node);
@@ -38,13 +38,19 @@ pub(super) fn spawn(
                 // The config check took it as HOST:PORT; a URI that still will not parse
                 // drops every span, counted.
                 tracing::warn!(error = %e, "tracing.otlp is not a usable address; spans are dropped");
-                while let Some(f) = queue.recv().await {
-                    metrics.export_failed(f.len() as u64);
+                loop {
+                    tokio::select! {
+                        got = queue.recv() => match got {
+                            Some(f) => metrics.export_failed(f.len() as u64),
+                            None => return,
+                        },
+                        _ = flush.wait_for(|f| *f) => return,
+                    }
                 }
-                return;
             }
         };
         let mut batch: Vec<Span> = Vec::with_capacity(size);
+        let mut failing = false;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -57,24 +63,37 @@ pub(super) fn spawn(
                     None => break,
                 },
                 _ = tick.tick() => !batch.is_empty(),
+                // The proxy has drained: what is queued is all there will be.
+                _ = flush.wait_for(|f| *f) => {
+                    while let Ok(f) = queue.try_recv() {
+                        spans(&f, &mut batch);
+                    }
+                    break;
+                }
             };
             if full {
                 let spans = std::mem::replace(&mut batch, Vec::with_capacity(size));
-                send(&mut client, &resource, spans, &metrics).await;
+                failing = send(&mut client, &resource, spans, &metrics, failing).await;
             }
         }
-        if !batch.is_empty() {
-            send(&mut client, &resource, batch, &metrics).await;
+        while !batch.is_empty() {
+            let rest = batch.split_off(size.min(batch.len()));
+            let spans = std::mem::replace(&mut batch, rest);
+            failing = send(&mut client, &resource, spans, &metrics, failing).await;
         }
     })
 }
 
+/// Exports one batch; whether it failed. The first failure after a success is logged, and
+/// the first success after failures: a collector that stays down is one line, not one per
+/// batch.
 async fn send(
     client: &mut TraceServiceClient<tonic::transport::Channel>,
     resource: &Resource,
     spans: Vec<Span>,
     metrics: &TraceMetrics,
-) {
+    failing: bool,
+) -> bool {
     let n = spans.len() as u64;
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
@@ -92,20 +111,33 @@ async fn send(
         }],
     };
     match client.export(request).await {
-        Ok(_) => metrics.exported(n),
+        Ok(_) => {
+            if failing {
+                tracing::info!("span export resumed");
+            }
+            metrics.exported(n);
+            false
+        }
         Err(e) => {
-            tracing::debug!(error = %e, spans = n, "span export failed");
+            if failing {
+                tracing::debug!(error = %e, spans = n, "span export failed");
+            } else {
+                tracing::warn!(error = %e, spans = n, "span export failed; spans are dropped until the collector takes them");
+            }
             metrics.export_failed(n);
+            true
         }
     }
 }
 
 fn resource(node: &str) -> Resource {
+    // Unique per process: an ingress replica may share its node with the node's proxy.
+    let instance = format!("{node}/{}", std::process::id());
     Resource {
         attributes: vec![
             kv("service.name", "weft-proxy"),
             kv("service.namespace", "weft"),
-            kv("service.instance.id", node),
+            kv("service.instance.id", &instance),
             kv("weft.node", node),
         ],
         ..Default::default()
@@ -125,6 +157,7 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
     let mut attrs = vec![
         method(&t.method),
         kv("url.path", t.uri.path()),
+        kv("url.scheme", t.uri.scheme_str().unwrap_or("http")),
         kv("server.address", t.uri.host().unwrap_or(service)),
         kv("network.protocol.name", "http"),
         kv("network.protocol.version", protocol(t.version)),
@@ -197,7 +230,7 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
         } else {
             a.end.unwrap_or(f.end)
         };
-        let failed = a.error.is_some() || a.status.is_some_and(|s| s >= 500);
+        let failed = a.failed;
         let mut attrs = vec![
             method(&t.method),
             kv("url.path", t.uri.path()),

@@ -35,26 +35,30 @@ pub(crate) struct Tracer {
     threshold: u64,
     keep_failed: bool,
     keep_slower_than: Option<Duration>,
+    trust_ingress_sampling: bool,
     queue: mpsc::Sender<span::Finished>,
     metrics: TraceMetrics,
     kept: Kept,
 }
 
 impl Tracer {
-    /// A tracer and the task that exports what it keeps to `config.otlp`.
+    /// A tracer and the task that exports what it keeps to `config.otlp`, until `flush`
+    /// turns true: then it sends what it holds, and ends.
     pub(crate) fn start(
         config: &TracingConfig,
         node: &str,
         metrics: TraceMetrics,
+        flush: tokio::sync::watch::Receiver<bool>,
     ) -> Option<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let otlp = config.otlp.as_deref()?;
         let (queue, spans) = mpsc::channel(config.queue);
-        let task = export::spawn(otlp, node, config, spans, metrics.clone());
+        let task = export::spawn(otlp, node, config, (spans, flush), metrics.clone());
         let threshold = (config.sample_rate * u64::MAX as f64) as u64;
         let tracer = Self {
             threshold,
             keep_failed: config.keep_failed,
-            keep_slower_than: config.keep_slower_than,
+            keep_slower_than: Some(config.keep_slower_than).filter(|d| !d.is_zero()),
+            trust_ingress_sampling: config.trust_ingress_sampling,
             queue,
             metrics,
             kept: Kept::new(),
@@ -85,7 +89,11 @@ impl Tracer {
                     }
                     None => trace.trace = new_trace(),
                 }
-                trace.sampled = inc.sampled.unwrap_or_else(|| self.head());
+                // An outside caller's decision is its own, not the mesh's, unless trusted.
+                trace.sampled = match inc.sampled {
+                    Some(s) if kind != Kind::Ingress || self.trust_ingress_sampling => s,
+                    _ => self.head(),
+                };
             }
             None => {
                 trace.trace = new_trace();
@@ -155,9 +163,9 @@ pub(crate) fn new_span() -> SpanId {
     SpanId::from_u64(fastrand::u64(1..)).expect("nonzero")
 }
 
-/// Traces this node keeps that were not sampled, recently: a fixed table of the ids' low
-/// halves, overwritten by later ones, with no lock on the request's way. A trace pushed out
-/// before its app answered is exported only where it failed or was slow.
+/// Traces this node keeps that were not sampled, recently: a fixed table of 64-bit keys
+/// folded from the ids, overwritten by later ones, with no lock on the request's way. A
+/// trace pushed out before its app answered is exported only where it failed or was slow.
 struct Kept {
     slots: Box<[AtomicU64]>,
 }

@@ -41,6 +41,8 @@ pub(crate) struct RequestTrace {
     pub(super) kept_below: bool,
     /// The proxy upstream was told this trace is kept here.
     pub(super) told_upstream: bool,
+    /// How long the response's headers took: what makes a request slow.
+    pub(super) answered_after: Option<Duration>,
     /// When the request arrived, on both clocks: spans need the wall clock, and the
     /// monotonic one times everything after.
     pub(super) wall: SystemTime,
@@ -62,6 +64,8 @@ pub(super) struct Attempt {
     pub node: Option<String>,
     pub status: Option<u16>,
     pub error: Option<&'static str>,
+    /// Failed as the metrics count it: an error, a 5xx, or a gRPC status but OK.
+    pub failed: bool,
 }
 
 /// A request whose response has ended and whose spans are kept: what the exporter turns
@@ -99,6 +103,7 @@ impl RequestTrace {
             tracestate: None,
             kept_below: false,
             told_upstream: false,
+            answered_after: None,
             wall: SystemTime::now() - started.elapsed(),
             started,
             method: Method::GET,
@@ -111,12 +116,13 @@ impl RequestTrace {
         }
     }
 
-    /// What the span says of the request: read before it is changed for the next hop.
-    pub(crate) fn describe<B>(&mut self, req: &Request<B>, service: &ServiceName) {
+    /// What the span says of the request: read before it is changed for the next hop. The
+    /// service, once known.
+    pub(crate) fn describe<B>(&mut self, req: &Request<B>, service: Option<&ServiceName>) {
         self.method = req.method().clone();
         self.uri = req.uri().clone();
         self.version = req.version();
-        self.service = Some(service.clone());
+        self.service = service.cloned();
         self.request_id = req.headers().get(WEFT_REQUEST_ID).cloned();
     }
 
@@ -151,25 +157,27 @@ impl RequestTrace {
             node: node.map(str::to_owned),
             status: None,
             error: None,
+            failed: false,
         });
     }
 
-    /// The latest attempt's answer: a status and its headers, where a proxy below may
-    /// have marked the trace kept; or the error it failed with.
+    /// The latest attempt's answer: a status and, from a peer proxy, the headers where it
+    /// may have marked the trace kept; or the error it failed with.
     pub(crate) fn attempt_answered(
         &mut self,
         at: Instant,
-        status: Option<u16>,
-        headers: Option<&mut HeaderMap>,
+        (status, peer_headers): (Option<u16>, Option<&mut HeaderMap>),
         error: Option<&'static str>,
+        failed: bool,
     ) {
-        if headers.is_some_and(super::marked) {
+        if peer_headers.is_some_and(super::marked) {
             self.kept_below = true;
         }
         if let Some(a) = self.attempts.last_mut() {
             a.end = Some(at);
             a.status = status;
             a.error = error;
+            a.failed = failed;
         }
     }
 
@@ -192,14 +200,16 @@ impl RequestTrace {
     /// (inbound: told by the mark) keeps it too. The trace, when kept so far: the latency
     /// histogram's exemplar.
     pub(crate) fn answered(&mut self, rsp: &mut HeaderMap, failed: bool) -> Option<TraceId> {
-        if super::marked(rsp) {
-            self.kept_below = true;
-        }
+        // An app's response may not say so: only a proxy below keeps a trace for this one,
+        // and the outbound read that mark on the attempt's answer.
+        super::marked(rsp);
+        let took = self.started.elapsed();
+        self.answered_after = Some(took);
         if self.sampled {
             return Some(self.trace);
         }
         let tracer = &self.tracer;
-        tracer.keeps(self, failed, self.started.elapsed())?;
+        tracer.keeps(self, failed, took)?;
         match self.kind {
             Kind::Outbound => tracer.remember(self.trace),
             Kind::Inbound => {
@@ -220,7 +230,10 @@ impl RequestTrace {
         failed: bool,
         error: &'static str,
     ) {
-        let took: Duration = end.saturating_duration_since(self.started);
+        // Slow is slow to answer: a long stream is not slow for lasting.
+        let took = self
+            .answered_after
+            .unwrap_or_else(|| end.saturating_duration_since(self.started));
         let tracer = Arc::clone(&self.tracer);
         let Some(kept) = tracer.keeps(&self, failed, took) else {
             return;
