@@ -79,14 +79,15 @@ pub(crate) fn attempts<'a>(
             if let Some(t) = ctx.trace.as_mut() {
                 match &mut sent {
                     Ok(rsp) => {
-                        let status = Some(rsp.status().as_u16());
-                        let failed = record::classify(rsp.status(), rsp.headers());
+                        let status = rsp.status();
+                        let failed = record::classify(status, rsp.headers());
                         let failed = failed == Classification::Failure;
                         // Only a peer proxy's answer may say the trace is kept below.
-                        let peer = endpoint.endpoint.node_proxy.map(|_| rsp.headers_mut());
-                        t.attempt_answered(now, (status, peer), None, failed);
+                        let from_peer = endpoint.endpoint.node_proxy.is_some();
+                        let answer = (status.as_u16(), rsp.headers_mut());
+                        t.attempt_answered(now, answer, from_peer, failed);
                     }
-                    Err(f) => t.attempt_answered(now, (None, None), Some(f.error.kind()), true),
+                    Err(f) => t.attempt_failed(now, f.error.kind()),
                 }
             }
             let policy = &ctx.policy;

@@ -90,12 +90,14 @@ impl Ctx {
             rule.request(self.start.elapsed());
             rule.response(weft_metrics::Classification::Failure);
         }
-        let mut rsp = respond::failed(route, self.start, &err);
-        if let Some(mut t) = self.trace.take() {
-            let _ = t.answered(rsp.headers_mut(), true);
-            let status = Some(rsp.status().as_u16());
-            t.finish(std::time::Instant::now(), status, true, err.kind());
-        }
+        let Some(mut t) = self.trace.take() else {
+            return respond::failed(route, self.start, &err);
+        };
+        let kept = t.keeps_failed();
+        let mut rsp = respond::failed_traced(route, self.start, &err, kept);
+        let _ = t.answered(rsp.headers_mut(), true);
+        let status = Some(rsp.status().as_u16());
+        t.finish(std::time::Instant::now(), status, true, err.kind());
         rsp
     }
 }

@@ -109,23 +109,24 @@ pub(crate) async fn handle(
     let trace_id = trace.as_ref().map(|t| t.trace_id());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (rsp, service) = match hops {
+    let (rsp, routed) = match hops {
         Ok(hops) => route(&shared, &ingress, start, (hops, &mut trace), req).await,
         Err(e) => (
             respond::failed(shared.outbound.unknown_metrics(), start, &e),
-            None,
+            Err(e.kind()),
         ),
     };
     // Refused before it was forwarded: the ingress's span is the whole trace here.
-    if let Some(t) = trace {
+    if let (Some(t), Err(kind)) = (trace, &routed) {
         let status = rsp.status();
         t.finish(
             Instant::now(),
             Some(status.as_u16()),
             status.is_server_error(),
-            "",
+            kind,
         );
     }
+    let service = routed.ok();
     let rsp = plain_errors(rsp);
     if let Some(log) = &ingress.access_log {
         log.write(&Entry {
@@ -154,17 +155,17 @@ fn plain_errors(rsp: Response<ProxyBody>) -> Response<ProxyBody> {
     Response::from_parts(parts, ProxyBody::full(line))
 }
 
-/// The request routed and forwarded; the service it went to, when one took it.
+/// The request routed and forwarded, and the service it went to; or refused, and why.
 async fn route(
     shared: &Arc<Shared>,
     ingress: &Ingress,
     start: Instant,
     (hops, trace): (u32, &mut Option<Box<RequestTrace>>),
     mut req: Request<ClientBody>,
-) -> (Response<ProxyBody>, Option<String>) {
+) -> (Response<ProxyBody>, Result<String, &'static str>) {
     let refused = |e: ProxyError| {
         let rsp = respond::failed(shared.outbound.unknown_metrics(), start, &e);
-        (rsp, None)
+        (rsp, Err(e.kind()))
     };
     if req.method() == Method::CONNECT {
         return refused(ProxyError::BadRequest(
@@ -203,7 +204,7 @@ async fn route(
     let name = service.name.to_string();
     let fresh = (Seen::default(), hops, trace.take());
     let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), fresh, req).await;
-    (rsp, Some(name))
+    (rsp, Ok(name))
 }
 
 /// Removes every `weft-*` header an outside caller sent, counting each but the hop count by

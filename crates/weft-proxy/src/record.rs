@@ -85,10 +85,19 @@ pub(crate) fn connected(
     endpoint.metrics.attempt(class);
 }
 
-/// A request the proxy answered itself with `err`: counted whole, on `route`.
-pub(crate) fn failed(route: &RouteMetrics, start: Instant, err: &ProxyError) {
+/// A request the proxy answered itself with `err`: counted whole, on `route` (with its
+/// trace as the latency's exemplar, when the trace is kept).
+pub(crate) fn failed(
+    route: &RouteMetrics,
+    start: Instant,
+    err: &ProxyError,
+    trace: Option<TraceId>,
+) {
     route.request();
-    route.latency(start.elapsed());
+    match trace {
+        None => route.latency(start.elapsed()),
+        Some(t) => route.latency_traced(start.elapsed(), t.hex()),
+    }
     route.response(err.status().as_u16(), Classification::Failure, err.kind());
 }
 

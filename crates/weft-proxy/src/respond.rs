@@ -7,6 +7,7 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::Response;
 use weft_core::headers::WEFT_ERROR;
+use weft_core::trace::TraceId;
 use weft_metrics::RouteMetrics;
 
 use crate::body::ProxyBody;
@@ -20,6 +21,16 @@ pub(crate) fn failed(
     start: Instant,
     err: &ProxyError,
 ) -> Response<ProxyBody> {
+    failed_traced(route, start, err, None)
+}
+
+/// As [`failed`], for a request in `trace` when its spans are kept: its latency's exemplar.
+pub(crate) fn failed_traced(
+    route: &RouteMetrics,
+    start: Instant,
+    err: &ProxyError,
+    trace: Option<TraceId>,
+) -> Response<ProxyBody> {
     match err {
         // Someone sending what the mesh refuses on purpose: one line each, for whoever
         // looks into who.
@@ -28,7 +39,7 @@ pub(crate) fn failed(
         | ProxyError::BadOverride(_) => tracing::info!(error = %err, "request refused"),
         _ => tracing::debug!(error = %err, "request failed"),
     }
-    record::failed(route, start, err);
+    record::failed(route, start, err, trace);
     error_response(err)
 }
 

@@ -253,7 +253,7 @@ pub struct DashboardArgs {
     history: Duration,
     /// Where the slowest requests' traces are linked to: a trace UI's URL with `{trace_id}`
     /// in it, e.g. http://jaeger.observability:16686/trace/{trace_id}.
-    #[arg(long, value_parser = trace_url)]
+    #[arg(long, env = "WEFT_TRACE_URL", value_parser = trace_url)]
     trace_url: Option<String>,
     #[command(flatten)]
     identity: crate::dashboard_identity::IdentityArgs,

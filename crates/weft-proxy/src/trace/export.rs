@@ -153,7 +153,10 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
             .map_or(0, |d| d.as_nanos() as u64)
     };
     let service = t.service.as_ref().map_or("", |s| s.as_str());
-    let name = format!("{} {service}", t.method);
+    let name = match service {
+        "" => t.method.to_string(),
+        s => format!("{} {s}", t.method),
+    };
     let mut attrs = vec![
         method(&t.method),
         kv("url.path", t.uri.path()),
@@ -176,9 +179,11 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
         attrs.push(int("http.response.status_code", s.into()));
     }
     if f.failed {
+        // The conventions' error type: the proxy's cause, else a 5xx status; a failure the
+        // status does not show (a gRPC status, a broken body) is `_OTHER`.
         let kind = match (f.error, f.status) {
-            ("", Some(s)) => s.to_string(),
-            ("", None) => "_OTHER".to_string(),
+            ("", Some(s)) if s >= 500 => s.to_string(),
+            ("", _) => "_OTHER".to_string(),
             (e, _) => e.to_string(),
         };
         attrs.push(kv("error.type", &kind));
@@ -250,11 +255,19 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
         if let Some(s) = a.status {
             attrs.push(int("http.response.status_code", s.into()));
         }
+        if let Some(g) = a.grpc_status {
+            attrs.push(int("rpc.grpc.status_code", g.into()));
+        }
         if let Some(e) = a.error {
             attrs.push(kv("error.type", e));
             attrs.push(kv("weft.error", e));
         } else if failed {
-            attrs.push(kv("error.type", &a.status.unwrap_or(0).to_string()));
+            let kind = match (a.status, a.grpc_status) {
+                (Some(s), _) if s >= 500 => s.to_string(),
+                (_, Some(g)) => g.to_string(),
+                _ => "_OTHER".to_string(),
+            };
+            attrs.push(kv("error.type", &kind));
         }
         out.push(Span {
             trace_id: t.trace.0.to_vec(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::header::HeaderValue;
 use http::{HeaderMap, Method, Request, Uri, Version};
-use weft_core::headers::WEFT_REQUEST_ID;
+use weft_core::headers::{GRPC_STATUS, WEFT_REQUEST_ID};
 use weft_core::trace::{self as context, Format, SpanId, TraceId};
 use weft_core::ServiceName;
 
@@ -66,6 +66,8 @@ pub(super) struct Attempt {
     pub error: Option<&'static str>,
     /// Failed as the metrics count it: an error, a 5xx, or a gRPC status but OK.
     pub failed: bool,
+    /// The answer's `grpc-status`, when its headers had one (a trailers-only answer).
+    pub grpc_status: Option<u32>,
 }
 
 /// A request whose response has ended and whose spans are kept: what the exporter turns
@@ -158,26 +160,39 @@ impl RequestTrace {
             status: None,
             error: None,
             failed: false,
+            grpc_status: None,
         });
     }
 
-    /// The latest attempt's answer: a status and, from a peer proxy, the headers where it
-    /// may have marked the trace kept; or the error it failed with.
+    /// The latest attempt's answer, failed or not: its status and headers, where a peer
+    /// proxy (`from_peer`) may have marked the trace kept.
     pub(crate) fn attempt_answered(
         &mut self,
         at: Instant,
-        (status, peer_headers): (Option<u16>, Option<&mut HeaderMap>),
-        error: Option<&'static str>,
+        (status, headers): (u16, &mut HeaderMap),
+        from_peer: bool,
         failed: bool,
     ) {
-        if peer_headers.is_some_and(super::marked) {
+        if from_peer && super::marked(headers) {
             self.kept_below = true;
         }
+        let grpc = headers
+            .get(GRPC_STATUS)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         if let Some(a) = self.attempts.last_mut() {
             a.end = Some(at);
-            a.status = status;
-            a.error = error;
+            a.status = Some(status);
             a.failed = failed;
+            a.grpc_status = grpc;
+        }
+    }
+
+    /// The latest attempt failed with `error`, unanswered.
+    pub(crate) fn attempt_failed(&mut self, at: Instant, error: &'static str) {
+        if let Some(a) = self.attempts.last_mut() {
+            a.end = Some(at);
+            a.error = Some(error);
+            a.failed = true;
         }
     }
 
@@ -219,6 +234,12 @@ impl RequestTrace {
             Kind::Ingress => {}
         }
         Some(self.trace)
+    }
+
+    /// The trace, when a failure answered now would keep it.
+    pub(crate) fn keeps_failed(&self) -> Option<TraceId> {
+        let took = self.started.elapsed();
+        self.tracer.keeps(self, true, took).map(|_| self.trace)
     }
 
     /// The response has ended at `end`: the spans go to the exporter if the tracer keeps
