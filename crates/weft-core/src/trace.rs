@@ -146,26 +146,62 @@ pub struct Incoming {
 /// and well formed. Anything malformed is ignored as the specs say, and the next format read
 /// instead: never an error.
 pub fn extract(headers: &HeaderMap) -> Option<Incoming> {
-    w3c(headers)
-        .or_else(|| b3_single(headers))
-        .or_else(|| b3_multi(headers))
+    let present = present(headers);
+    if present == 0 {
+        return None;
+    }
+    let w3c = || (present & W3C_BITS != 0).then(|| w3c(headers)).flatten();
+    let single = || {
+        (present & B3_BIT != 0)
+            .then(|| b3_single(headers))
+            .flatten()
+    };
+    let multi = || {
+        (present & !(W3C_BITS | B3_BIT) != 0)
+            .then(|| b3_multi(headers))
+            .flatten()
+    };
+    w3c().or_else(single).or_else(multi)
 }
 
 /// Removes every trace header of every format (so a proxy can write its own).
 pub fn remove(headers: &mut HeaderMap) {
-    let names = [
-        TRACEPARENT,
-        TRACESTATE,
-        B3,
-        X_B3_TRACEID,
-        X_B3_SPANID,
-        X_B3_PARENTSPANID,
-        X_B3_SAMPLED,
-        X_B3_FLAGS,
-    ];
-    for name in names {
-        headers.remove(name);
+    let present = present(headers);
+    for (i, name) in NAMES.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
+}
+
+/// Every trace header name, in the order of [`present`]'s bits.
+static NAMES: [HeaderName; 8] = [
+    TRACEPARENT,
+    TRACESTATE,
+    B3,
+    X_B3_TRACEID,
+    X_B3_SPANID,
+    X_B3_PARENTSPANID,
+    X_B3_SAMPLED,
+    X_B3_FLAGS,
+];
+const W3C_BITS: u8 = 0b11;
+const B3_BIT: u8 = 0b100;
+
+/// Which trace headers `headers` has, from one pass over its names: most requests have
+/// none, and a lookup or a removal by name costs a hash each.
+fn present(headers: &HeaderMap) -> u8 {
+    let mut bits = 0u8;
+    for name in headers.keys() {
+        let name = name.as_str();
+        // Compared as strings, after the first byte: a length differs before any memcmp.
+        if matches!(name.as_bytes().first(), Some(b't' | b'b' | b'x')) {
+            if let Some(i) = NAMES.iter().position(|n| n.as_str() == name) {
+                bits |= 1 << i;
+            }
+        }
+    }
+    bits
 }
 
 /// Writes a child context: `span` is the new span the next hop sees as its parent; `parent`
@@ -428,9 +464,12 @@ impl Value {
     }
 
     fn hex(&mut self, bytes: &[u8]) -> &mut Self {
-        for &b in bytes {
-            self.push(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
+        let out = &mut self.bytes[self.len..][..2 * bytes.len()];
+        for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0x0f)];
         }
+        self.len += 2 * bytes.len();
         self
     }
 
@@ -438,8 +477,14 @@ impl Value {
         std::str::from_utf8(&self.bytes[..self.len]).expect("hex digits and dashes are ASCII")
     }
 
+    /// The value, marked sensitive: it is new with every request, and HPACK then sends
+    /// it never-indexed instead of adding it to the hop's table, where it would push out
+    /// the headers every request repeats (and cost both ends their re-encoding).
     fn finish(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.bytes[..self.len]).expect("hex digits and dashes are valid")
+        let mut value = HeaderValue::from_bytes(&self.bytes[..self.len])
+            .expect("hex digits and dashes are valid");
+        value.set_sensitive(true);
+        value
     }
 }
 

@@ -52,7 +52,10 @@ pub(crate) fn make_request_id(headers: &mut HeaderMap) {
     for (i, b) in hex.iter_mut().enumerate() {
         *b = b"0123456789abcdef"[(id >> (124 - 4 * i) & 0xf) as usize];
     }
-    let value = HeaderValue::from_bytes(&hex).expect("hex is a header value");
+    let mut value = HeaderValue::from_bytes(&hex).expect("hex is a header value");
+    // New with every request: never indexed by HPACK, so it leaves the hop's table to the
+    // headers every request repeats.
+    value.set_sensitive(true);
     headers.insert(WEFT_REQUEST_ID, value);
 }
 
