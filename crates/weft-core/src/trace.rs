@@ -304,20 +304,38 @@ fn parse_traceparent(v: &[u8]) -> Option<(TraceId, SpanId, u8)> {
     Some((trace, span, byte(&v[53..55])?))
 }
 
-/// The tracestate to pass on, verbatim. Only a single header line is kept: several would have
-/// to be joined into one value (W3C lets a list be split between lines anywhere), an
-/// allocation on every such request for what tracers rarely send, where W3C lets a proxy drop
-/// the tracestate instead. A value that is empty, too long, or holds bytes no list member may
-/// (control or non-ASCII) is dropped too.
+/// The tracestate to pass on: one line verbatim, or several joined into one list, as W3C
+/// asks. A value that is empty, longer than [`MAX_TRACESTATE_BYTES`], or holds bytes no list
+/// member may (control or non-ASCII) is dropped, which W3C allows a proxy.
 fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
-    let value = only(headers, TRACESTATE)?;
-    let bytes = value.as_bytes();
+    let mut lines = headers.get_all(TRACESTATE).iter();
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return checked_state(first.as_bytes()).then(|| first.clone());
+    };
+    // Several lines are one list (RFC 9110's field combination), joined with commas.
+    let mut joined = Vec::with_capacity(MAX_TRACESTATE_BYTES);
+    for line in [first, second].into_iter().chain(lines) {
+        if !joined.is_empty() {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(line.as_bytes());
+        if joined.len() > MAX_TRACESTATE_BYTES {
+            return None;
+        }
+    }
+    checked_state(&joined)
+        .then(|| HeaderValue::from_bytes(&joined).ok())
+        .flatten()
+}
+
+/// A tracestate passed on whole: not empty, within the bound, and visible ASCII (spaces
+/// and tabs are the optional whitespace around the list's commas).
+fn checked_state(bytes: &[u8]) -> bool {
     let fits = !bytes.is_empty() && bytes.len() <= MAX_TRACESTATE_BYTES;
-    // Spaces and tabs are the optional whitespace around the list's commas.
-    let visible = bytes
+    fits && bytes
         .iter()
-        .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\t');
-    (fits && visible).then(|| value.clone())
+        .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
 }
 
 fn b3_single(headers: &HeaderMap) -> Option<Incoming> {

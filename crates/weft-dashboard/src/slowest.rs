@@ -36,6 +36,10 @@ impl Slowest {
     pub fn ingest(&mut self, now: f64, scrapes: &[Scrape]) {
         for s in scrapes {
             for e in &s.exemplars {
+                let at = e.timestamp.unwrap_or(now);
+                if now - at > RECENT_SECONDS {
+                    continue;
+                }
                 let sample = &e.sample;
                 if sample.name != sample::LATENCY_BUCKET
                     || sample.label(label::DIRECTION) != Some("outbound")
@@ -47,11 +51,17 @@ impl Slowest {
                 else {
                     continue;
                 };
+                // A trace id is 32 lowercase hex digits; anything else a scrape target sends
+                // goes nowhere near a link.
+                let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+                if trace_id.len() != 32 || !trace_id.bytes().all(hex) {
+                    continue;
+                }
                 let slow = Slow {
                     service: service.to_string(),
                     trace_id: trace_id.to_string(),
                     latency_ms: e.value * 1000.0,
-                    at: e.timestamp.unwrap_or(now),
+                    at,
                     endpoint: sample.label(label::ENDPOINT).unwrap_or("").to_string(),
                     node: s.node.clone(),
                 };
@@ -59,12 +69,15 @@ impl Slowest {
                 if !list.iter().any(|l| l.trace_id == slow.trace_id) {
                     list.push(slow);
                 }
+                // Cut as it grows: a scrape may carry a bucket's exemplar per endpoint.
+                if list.len() > 4 * PER_SERVICE {
+                    cut(list);
+                }
             }
         }
         for list in self.by_service.values_mut() {
             list.retain(|l| now - l.at <= RECENT_SECONDS);
-            list.sort_by(|a, b| b.latency_ms.total_cmp(&a.latency_ms));
-            list.truncate(PER_SERVICE);
+            cut(list);
         }
         self.by_service.retain(|_, list| !list.is_empty());
     }
@@ -80,6 +93,12 @@ impl Slowest {
         out.sort_by(|a, b| b.latency_ms.total_cmp(&a.latency_ms));
         out
     }
+}
+
+/// The slowest first, and no more than a service lists.
+fn cut(list: &mut Vec<Slow>) {
+    list.sort_by(|a, b| b.latency_ms.total_cmp(&a.latency_ms));
+    list.truncate(PER_SERVICE);
 }
 
 #[cfg(test)]
@@ -120,20 +139,21 @@ mod tests {
     fn each_service_keeps_its_slowest_recent_callers_view_once_per_trace() {
         let mut s = Slowest::default();
         let now = 10_000.0;
-        let mut seen: Vec<(&str, &str, &str, f64, f64)> = (0..8)
-            .map(|i| {
-                (
-                    "outbound",
-                    "world",
-                    ["a", "b", "c", "d", "e", "f", "g", "h"][i],
-                    i as f64 / 10.0,
-                    now,
-                )
-            })
+        let ids: Vec<String> = "abcdef01"
+            .chars()
+            .map(|c| c.to_string().repeat(32))
+            .collect();
+        let mut seen: Vec<(&str, &str, &str, f64, f64)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ("outbound", "world", id.as_str(), i as f64 / 10.0, now))
             .collect();
         // The instance's own view, and a request older than the window, are not listed.
-        seen.push(("inbound", "world", "in", 9.0, now));
-        seen.push(("outbound", "world", "old", 9.0, now - RECENT_SECONDS - 1.0));
+        let (inbound, old) = ("9".repeat(32), "8".repeat(32));
+        seen.push(("inbound", "world", &inbound, 9.0, now));
+        seen.push(("outbound", "world", &old, 9.0, now - RECENT_SECONDS - 1.0));
+        // Not a trace id: never listed, whatever its latency.
+        seen.push(("outbound", "world", "\"><script>", 9.0, now));
         s.ingest(now, &[scrape(&seen)]);
         // Scraped again: the same exemplars are not listed twice.
         s.ingest(now + 1.0, &[scrape(&seen)]);
@@ -142,7 +162,7 @@ mod tests {
             .into_iter()
             .map(|l| l.trace_id)
             .collect();
-        assert_eq!(listed, ["h", "g", "f", "e", "d"]);
+        assert_eq!(listed, ids[3..].iter().rev().cloned().collect::<Vec<_>>());
         assert!(s.list(Some("hello")).is_empty());
         assert_eq!(s.list(None).len(), PER_SERVICE);
     }

@@ -58,8 +58,7 @@ pub(crate) fn attempts<'a>(
             ctx.endpoint = Some(Arc::clone(&endpoint));
             let (mut attempt, aborted) = req.attempt();
             if let Some(t) = ctx.trace.as_mut() {
-                let node = endpoint.node.as_deref();
-                t.attempt(attempt.headers_mut(), endpoint.endpoint.addr, node, sent_at);
+                t.attempt(attempt.headers_mut(), &endpoint, sent_at);
             }
             let load = endpoint.start();
             let upgrade = ctx.upgrade.take();

@@ -101,3 +101,14 @@ impl Ctx {
         rsp
     }
 }
+
+/// A request given up before its answer (the client went away, the connection was reset
+/// or cut at the end of the drain) still ends its spans: the slow and failed requests that
+/// tail keeping is for are the ones most often given up.
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if let Some(t) = self.trace.take() {
+            t.finish(Instant::now(), None, true, "client aborted");
+        }
+    }
+}

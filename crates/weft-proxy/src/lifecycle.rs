@@ -10,8 +10,9 @@
 //!   the deadline ([`Deadline`]) → strip what only the mesh may set ([`mesh`]) → attempts
 //!   ([`attempts`]), each: balance ([`crate::balancer`]) → forward over the peer's shared
 //!   HTTP/2 hop, or straight to the endpoint, one more hop ([`delivery`]) → record the
-//!   outcome ([`record::attempt`]), each attempt a span → retry? ([`crate::resilience::retry`]) → respond, the
-//!   body recording its end ([`crate::body`]).
+//!   outcome ([`record::attempt`]), each attempt a span → retry?
+//!   ([`crate::resilience::retry`]) → respond, the body recording its end ([`crate::body`])
+//!   and the request's spans ending with it.
 //!
 //! The ingress ([`crate::ingress`]) joins at [`forward`] with the rule its own routes chose.
 //!
@@ -21,8 +22,9 @@
 //! Inbound (a peer proxy's request for an instance on this node), [`inbound`]:
 //!   accept → admit → screen, name the service and the endpoint the peer chose
 //!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → the hop
-//!   count, and a peer's override only if the peer is trusted ([`carried`]) → its trace,
-//!   with this proxy's span the app's parent → deliver in the instance's protocol ([`delivery::deliver`]) → respond, record.
+//!   count, and a peer's override only if the peer is trusted ([`carried`]) → its trace
+//!   ([`trace`]), with this proxy's span the app's parent → deliver in the instance's
+//!   protocol ([`delivery::deliver`]) → respond, record.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -253,7 +255,6 @@ pub(crate) async fn inbound(
         let mut t = tracer.join(req.headers(), trace::Kind::Inbound, start);
         t.describe(&req, Some(&ctx.service.name));
         t.peer(peer_identity(&req));
-        t.to_app(req.headers_mut());
         ctx.trace = Some(t);
     }
     ctx.endpoint = Some(Arc::clone(&endpoint));
@@ -264,8 +265,11 @@ pub(crate) async fn inbound(
     let upgrade = take_upgrade(&mut req);
     mesh::strip(req.headers_mut(), seen);
     headers::strip_hop_by_hop(req.headers_mut(), upgrade.is_some());
-    // Set after the hop-by-hop headers go: `Connection` cannot name it away.
+    // Set after the hop-by-hop headers go: `Connection` cannot name them away.
     carried::count_hop(req.headers_mut(), hops);
+    if let Some(t) = &ctx.trace {
+        t.to_app(req.headers_mut());
+    }
     if let Some(d) = deadline {
         d.to_instance(req.headers_mut(), start);
     }
@@ -290,10 +294,13 @@ pub(crate) async fn inbound(
     match sent {
         Ok(mut rsp) => {
             let failed = class == Classification::Failure;
-            let kept = ctx
-                .trace
-                .as_mut()
-                .and_then(|t| t.answered(rsp.headers_mut(), failed));
+            // The mark goes on after the app's hop-by-hop headers are gone, which could
+            // name it away.
+            let kept = ctx.trace.as_mut().and_then(|t| {
+                let switching = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                headers::strip_hop_by_hop(rsp.headers_mut(), switching);
+                t.answered(rsp.headers_mut(), failed)
+            });
             let (now, status) = (Instant::now(), rsp.status());
             let mut completion = record::answered(&endpoint, start, now, status, class, load, kept);
             completion.traced(ctx.trace.take());

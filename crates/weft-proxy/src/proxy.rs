@@ -503,10 +503,13 @@ impl ProxyHandle {
         let _ = draining.wait_for(|d| *d).await;
         let deadline = tokio::time::Instant::now() + self.grace;
         while self.listeners.join_next().await.is_some() {}
+        // The spans get time of their own: a drain that used up the grace would leave them
+        // none.
         if let Some((flush, task)) = self.exporter.take() {
             flush.send_replace(true);
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
-                tracing::warn!("the last spans were not exported within the grace period");
+            let time = FLUSH_SPANS.min(self.grace).max(Duration::from_secs(1));
+            if tokio::time::timeout(time, task).await.is_err() {
+                tracing::warn!(?time, "the last spans were not all exported in time");
             }
         }
         let seen = self.scrapes.load(Ordering::Acquire);
@@ -527,6 +530,9 @@ impl ProxyHandle {
         }
     }
 }
+
+/// The most a drained proxy waits for its last spans to be exported.
+const FLUSH_SPANS: Duration = Duration::from_secs(5);
 
 /// A listener's connections, counted in its metrics.
 struct Listener(ListenerMetrics, weft_metrics::TcpMetrics);

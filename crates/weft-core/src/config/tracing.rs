@@ -63,6 +63,22 @@ impl TracingConfig {
         self.otlp.is_some()
     }
 
+    /// The collector's `HOST:PORT`, as OTLP's own settings write it too (`http://` before
+    /// it); `None` when `otlp` is neither.
+    pub fn collector(&self) -> Option<&str> {
+        let otlp = self.otlp.as_deref()?;
+        let addr = otlp
+            .strip_prefix("http://")
+            .unwrap_or(otlp)
+            .trim_end_matches('/');
+        let (host, port) = addr.rsplit_once(':')?;
+        let host_ok = !host.is_empty()
+            && host.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+            });
+        (host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)).then_some(addr)
+    }
+
     pub(super) fn check(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.sample_rate) {
             return Err(format!(
@@ -71,11 +87,10 @@ impl TracingConfig {
             ));
         }
         if let Some(otlp) = &self.otlp {
-            let port = otlp
-                .rsplit_once(':')
-                .map(|(host, port)| (host, port.parse::<u16>()));
-            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
-                return Err(format!("tracing.otlp = {otlp:?} is not HOST:PORT"));
+            if self.collector().is_none() {
+                return Err(format!(
+                    "tracing.otlp = {otlp:?} is not HOST:PORT (or http://HOST:PORT; no TLS yet)"
+                ));
             }
         }
         if self.batch == 0 || self.batch > self.queue || self.queue > 1 << 20 {
@@ -117,6 +132,8 @@ mod tests {
             ("sample_rate = 1.5", "tracing.sample_rate"),
             ("otlp = \"no-port\"", "tracing.otlp"),
             ("otlp = \"host:0\"", "tracing.otlp"),
+            ("otlp = \"https://host:4317\"", "tracing.otlp"),
+            ("otlp = \"host/x:4317\"", "tracing.otlp"),
             ("batch = 4096", "tracing.batch"),
             ("batch = 0", "tracing.batch"),
             ("batch_interval = \"0s\"", "tracing.batch_interval"),

@@ -169,7 +169,16 @@ fn a_long_or_odd_tracestate_is_dropped_and_the_traceparent_kept() {
         ("tracestate", "a=1"),
         ("tracestate", "b=2"),
     ];
-    assert_eq!(extract_from(&two_lines).unwrap().tracestate, None);
+    // Several lines are one list: joined, within the same bound.
+    let joined = extract_from(&two_lines).unwrap().tracestate.unwrap();
+    assert_eq!(joined, "a=1,b=2");
+    let half = format!("k={}", "v".repeat(MAX_TRACESTATE_BYTES / 2));
+    let too_long_joined = [
+        ("traceparent", traceparent.as_str()),
+        ("tracestate", half.as_str()),
+        ("tracestate", half.as_str()),
+    ];
+    assert_eq!(extract_from(&too_long_joined).unwrap().tracestate, None);
     let empty = [("traceparent", traceparent.as_str()), ("tracestate", "")];
     assert_eq!(extract_from(&empty).unwrap().tracestate, None);
     let mut map = headers(&[("traceparent", &traceparent)]);

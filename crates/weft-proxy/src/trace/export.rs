@@ -37,7 +37,8 @@ pub(super) fn spawn(
             Err(e) => {
                 // The config check took it as HOST:PORT; a URI that still will not parse
                 // drops every span, counted.
-                tracing::warn!(error = %e, "tracing.otlp is not a usable address; spans are dropped");
+                let why = "tracing.otlp is not a usable address; spans are dropped";
+                tracing::warn!(error = %e, "{why}");
                 loop {
                     tokio::select! {
                         got = queue.recv() => match got {
@@ -49,7 +50,9 @@ pub(super) fn spawn(
                 }
             }
         };
-        let mut batch: Vec<Span> = Vec::with_capacity(size);
+        // Room for a usual batch; a large `batch` grows to its size only if spans come.
+        let room = size.min(1024);
+        let mut batch: Vec<Span> = Vec::with_capacity(room);
         let mut failing = false;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -72,7 +75,7 @@ pub(super) fn spawn(
                 }
             };
             if full {
-                let spans = std::mem::replace(&mut batch, Vec::with_capacity(size));
+                let spans = std::mem::replace(&mut batch, Vec::with_capacity(room));
                 failing = send(&mut client, &resource, spans, &metrics, failing).await;
             }
         }
@@ -122,7 +125,8 @@ async fn send(
             if failing {
                 tracing::debug!(error = %e, spans = n, "span export failed");
             } else {
-                tracing::warn!(error = %e, spans = n, "span export failed; spans are dropped until the collector takes them");
+                let why = "span export failed; spans are dropped until the collector takes them";
+                tracing::warn!(error = %e, spans = n, "{why}");
             }
             metrics.export_failed(n);
             true
@@ -157,9 +161,10 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
         "" => t.method.to_string(),
         s => format!("{} {s}", t.method),
     };
+    let path = bounded(t.uri.path());
     let mut attrs = vec![
         method(&t.method),
-        kv("url.path", t.uri.path()),
+        kv("url.path", path),
         kv("url.scheme", t.uri.scheme_str().unwrap_or("http")),
         kv("server.address", t.uri.host().unwrap_or(service)),
         kv("network.protocol.name", "http"),
@@ -236,20 +241,21 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
             a.end.unwrap_or(f.end)
         };
         let failed = a.failed;
+        let addr = a.endpoint.endpoint.addr;
         let mut attrs = vec![
             method(&t.method),
-            kv("url.path", t.uri.path()),
+            kv("url.path", path),
             kv("server.address", service),
-            kv("network.peer.address", &a.endpoint.ip().to_string()),
-            int("network.peer.port", a.endpoint.port().into()),
+            kv("network.peer.address", &addr.ip().to_string()),
+            int("network.peer.port", addr.port().into()),
             kv("weft.service", service),
-            kv("weft.endpoint", &a.endpoint.to_string()),
+            kv("weft.endpoint", &a.endpoint.label),
             int("weft.retry.attempt", i as i64),
         ];
         if i > 0 {
             attrs.push(int("http.request.resend_count", i as i64));
         }
-        if let Some(node) = &a.node {
+        if let Some(node) = &a.endpoint.node {
             attrs.push(kv("weft.endpoint.node", node));
         }
         if let Some(s) = a.status {
@@ -284,6 +290,16 @@ fn spans(f: &Finished, out: &mut Vec<Span>) {
             ..Default::default()
         });
     }
+}
+
+/// A path as spans carry it: its first 512 bytes (at a character's edge), as the access
+/// log does, so a client's long URL cannot swell every span and batch.
+fn bounded(path: &str) -> &str {
+    let mut end = path.len().min(512);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }
 
 fn outcome(failed: bool, message: &str) -> Status {

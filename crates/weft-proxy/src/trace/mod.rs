@@ -50,7 +50,7 @@ impl Tracer {
         metrics: TraceMetrics,
         flush: tokio::sync::watch::Receiver<bool>,
     ) -> Option<(Arc<Self>, tokio::task::JoinHandle<()>)> {
-        let otlp = config.otlp.as_deref()?;
+        let otlp = config.collector()?;
         let (queue, spans) = mpsc::channel(config.queue);
         let task = export::spawn(otlp, node, config, (spans, flush), metrics.clone());
         let threshold = (config.sample_rate * u64::MAX as f64) as u64;

@@ -2,7 +2,6 @@
 //! inbound's server span) and one per attempt, held until the response ends and the
 //! tracer decides whether they are exported.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +12,10 @@ use weft_core::trace::{self as context, Format, SpanId, TraceId};
 use weft_core::ServiceName;
 
 use super::{new_span, Tracer};
+use crate::balancer::EndpointState;
+
+/// The longest `weft-request-id` a span names; a longer one is left out.
+pub(crate) const MAX_REQUEST_ID_BYTES: usize = 128;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -43,6 +46,8 @@ pub(crate) struct RequestTrace {
     pub(super) told_upstream: bool,
     /// How long the response's headers took: what makes a request slow.
     pub(super) answered_after: Option<Duration>,
+    /// Why it was kept when the headers came, if it was.
+    pub(super) kept_at_headers: Option<&'static str>,
     /// When the request arrived, on both clocks: spans need the wall clock, and the
     /// monotonic one times everything after.
     pub(super) wall: SystemTime,
@@ -60,11 +65,11 @@ pub(super) struct Attempt {
     pub span: SpanId,
     pub start: Instant,
     pub end: Option<Instant>,
-    pub endpoint: SocketAddr,
-    pub node: Option<String>,
+    /// Where it went: the address and the node (shared, so an attempt copies nothing).
+    pub endpoint: Arc<EndpointState>,
     pub status: Option<u16>,
     pub error: Option<&'static str>,
-    /// Failed as the metrics count it: an error, a 5xx, or a gRPC status but OK.
+    /// Failed as the metrics count it: an error, a 5xx, or a non-zero `grpc-status`.
     pub failed: bool,
     /// The answer's `grpc-status`, when its headers had one (a trailers-only answer).
     pub grpc_status: Option<u32>,
@@ -106,6 +111,7 @@ impl RequestTrace {
             kept_below: false,
             told_upstream: false,
             answered_after: None,
+            kept_at_headers: None,
             wall: SystemTime::now() - started.elapsed(),
             started,
             method: Method::GET,
@@ -125,7 +131,12 @@ impl RequestTrace {
         self.uri = req.uri().clone();
         self.version = req.version();
         self.service = service.cloned();
-        self.request_id = req.headers().get(WEFT_REQUEST_ID).cloned();
+        // Bounded: every span of the request repeats it.
+        self.request_id = req
+            .headers()
+            .get(WEFT_REQUEST_ID)
+            .filter(|v| v.len() <= MAX_REQUEST_ID_BYTES)
+            .cloned();
     }
 
     pub(crate) fn peer(&mut self, peer: Option<Arc<str>>) {
@@ -145,8 +156,7 @@ impl RequestTrace {
     pub(crate) fn attempt(
         &mut self,
         headers: &mut HeaderMap,
-        endpoint: SocketAddr,
-        node: Option<&str>,
+        endpoint: &Arc<EndpointState>,
         at: Instant,
     ) {
         let span = new_span();
@@ -155,8 +165,7 @@ impl RequestTrace {
             span,
             start: at,
             end: None,
-            endpoint,
-            node: node.map(str::to_owned),
+            endpoint: Arc::clone(endpoint),
             status: None,
             error: None,
             failed: false,
@@ -224,7 +233,7 @@ impl RequestTrace {
             return Some(self.trace);
         }
         let tracer = &self.tracer;
-        tracer.keeps(self, failed, took)?;
+        self.kept_at_headers = Some(tracer.keeps(self, failed, took)?);
         match self.kind {
             Kind::Outbound => tracer.remember(self.trace),
             Kind::Inbound => {
@@ -242,21 +251,33 @@ impl RequestTrace {
         self.tracer.keeps(self, true, took).map(|_| self.trace)
     }
 
-    /// The response has ended at `end`: the spans go to the exporter if the tracer keeps
-    /// them.
+    /// The response has ended at `end` (or the request was given up: an attempt still
+    /// out ends here, failed with `error`): the spans go to the exporter if the tracer
+    /// keeps them.
     pub(crate) fn finish(
-        self: Box<Self>,
+        mut self: Box<Self>,
         end: Instant,
         status: Option<u16>,
         failed: bool,
         error: &'static str,
     ) {
+        if let Some(a) = self
+            .attempts
+            .last_mut()
+            .filter(|a| a.end.is_none() && failed)
+        {
+            a.end = Some(end);
+            a.failed = true;
+            a.error = Some(error).filter(|e| !e.is_empty());
+        }
         // Slow is slow to answer: a long stream is not slow for lasting.
         let took = self
             .answered_after
             .unwrap_or_else(|| end.saturating_duration_since(self.started));
         let tracer = Arc::clone(&self.tracer);
-        let Some(kept) = tracer.keeps(&self, failed, took) else {
+        // Kept at the headers stays kept: the proxy above was told, or the exemplar names
+        // this trace, though the memory of kept traces may have moved on since.
+        let Some(kept) = tracer.keeps(&self, failed, took).or(self.kept_at_headers) else {
             return;
         };
         if !self.sampled && self.kind == Kind::Outbound {
