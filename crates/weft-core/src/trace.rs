@@ -101,6 +101,12 @@ impl SpanId {
     }
 }
 
+/// A new id as a header value: `id` in 32 hex digits, sent never-indexed as the trace
+/// headers written here are (a request's `weft-request-id`).
+pub fn hex_value(id: u128) -> HeaderValue {
+    Value::new().hex(&id.to_be_bytes()).finish()
+}
+
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(Value::new().hex(&self.0).as_str())

@@ -43,9 +43,9 @@ impl TraceMetrics {
         self.exported.inc_by(n);
     }
 
-    /// A span that found the export queue full.
-    pub fn queue_full(&self) {
-        self.queue_full.inc();
+    /// Spans that found the export queue full.
+    pub fn queue_full(&self, n: u64) {
+        self.queue_full.inc_by(n);
     }
 
     /// A batch the collector did not take (unreachable, refused, or too slow).

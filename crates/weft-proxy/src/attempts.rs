@@ -75,26 +75,27 @@ pub(crate) fn attempts<'a>(
                     req.hand_back(r);
                 }
             }
-            if let Some(t) = ctx.trace.as_mut() {
-                match &mut sent {
-                    Ok(rsp) => {
-                        let status = rsp.status();
-                        let failed = record::classify(status, rsp.headers());
-                        let failed = failed == Classification::Failure;
-                        // Only a peer proxy's answer may say the trace is kept below.
-                        let from_peer = endpoint.endpoint.node_proxy.is_some();
-                        let answer = (status.as_u16(), rsp.headers_mut());
-                        t.attempt_answered(now, answer, from_peer, failed);
-                    }
-                    Err(f) => t.attempt_failed(now, f.error.kind()),
-                }
-            }
             let policy = &ctx.policy;
             let answer = delivery::answer(&sent);
             let class = record::attempt(&endpoint, answer, sent_at, now, &policy.policy);
             if let (Some(r), Some(b)) = (&ctx.routed, ctx.backend) {
                 r.rule().metrics.backends[b].attempt(class, now - sent_at);
             }
+            if let Some(t) = ctx.trace.as_mut() {
+                match &mut sent {
+                    Ok(rsp) => {
+                        let failed = class == Classification::Failure;
+                        // Only a peer proxy's answer may say the trace is kept below.
+                        let from_peer = endpoint.endpoint.node_proxy.is_some();
+                        let answer = (rsp.status().as_u16(), rsp.headers_mut());
+                        t.attempt_answered(now, answer, from_peer, failed);
+                    }
+                    Err(f) => t.attempt_failed(now, f.error.kind()),
+                }
+            }
+            // Read again after the span's reading, which took the answer mutably (a peer's
+            // mark comes off it).
+            let answer = delivery::answer(&sent);
             let standing = Standing {
                 retries: ctx.retries,
                 can_resend: req.can_resend(),

@@ -47,16 +47,8 @@ pub(crate) fn hops(headers: &HeaderMap, seen: Seen, max: u32) -> Result<u32, Pro
 
 /// Gives a request a `weft-request-id` (over any it had): 128 random bits in hex.
 pub(crate) fn make_request_id(headers: &mut HeaderMap) {
-    let id = fastrand::u128(..);
-    let mut hex = [0u8; 32];
-    for (i, b) in hex.iter_mut().enumerate() {
-        *b = b"0123456789abcdef"[(id >> (124 - 4 * i) & 0xf) as usize];
-    }
-    let mut value = HeaderValue::from_bytes(&hex).expect("hex is a header value");
-    // New with every request: never indexed by HPACK, so it leaves the hop's table to the
-    // headers every request repeats.
-    value.set_sensitive(true);
-    headers.insert(WEFT_REQUEST_ID, value);
+    let id = weft_core::trace::hex_value(fastrand::u128(..));
+    headers.insert(WEFT_REQUEST_ID, id);
 }
 
 /// Hands a request that had made `hops` to an app: one more.

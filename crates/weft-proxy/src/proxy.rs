@@ -35,7 +35,7 @@ use crate::lifecycle;
 use crate::resilience::policy::Table as PolicyTable;
 use crate::services::Services;
 use crate::shared::Shared;
-use crate::trace::Tracer;
+use crate::trace::{Exporter, Tracer};
 use weft_api::channel;
 
 /// The admin listener drains quickly whatever the data plane's grace: nothing on it is long.
@@ -90,7 +90,7 @@ pub struct ProxyHandle {
     /// Work that runs as long as the proxy does (watching files), stopped after the drain.
     background: Vec<JoinHandle<()>>,
     /// The span exporter, told to send what it holds once the last request has ended.
-    exporter: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    exporter: Option<Exporter>,
 }
 
 impl Proxy {
@@ -221,18 +221,8 @@ impl Proxy {
             )
         };
         let shared_identity = identity.clone();
-        let (flush, flushed) = watch::channel(false);
-        let mut exporter = None;
-        let tracer = Tracer::start(
-            &config.tracing,
-            &config.node,
-            metrics.trace.clone(),
-            flushed,
-        )
-        .map(|(tracer, task)| {
-            exporter = Some((flush, task));
-            tracer
-        });
+        let (tracer, exporter) =
+            Tracer::start(&config.tracing, &config.node, metrics.trace.clone()).unzip();
         let shared = Arc::new(Shared {
             names: NameRules::new(&config.names.suffixes),
             egress,
@@ -505,12 +495,9 @@ impl ProxyHandle {
         while self.listeners.join_next().await.is_some() {}
         // The spans get time of their own: a drain that used up the grace would leave them
         // none.
-        if let Some((flush, task)) = self.exporter.take() {
-            flush.send_replace(true);
+        if let Some(exporter) = self.exporter.take() {
             let time = FLUSH_SPANS.min(self.grace).max(Duration::from_secs(1));
-            if tokio::time::timeout(time, task).await.is_err() {
-                tracing::warn!(?time, "the last spans were not all exported in time");
-            }
+            exporter.flush(time).await;
         }
         let seen = self.scrapes.load(Ordering::Acquire);
         if self.final_scrape && seen > 0 {

@@ -3,7 +3,7 @@
 //! once per request (request, latency to the response headers, and the response when its
 //! body ends).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, StatusCode};
 use weft_core::headers::GRPC_STATUS;
@@ -94,10 +94,7 @@ pub(crate) fn failed(
     trace: Option<TraceId>,
 ) {
     route.request();
-    match trace {
-        None => route.latency(start.elapsed()),
-        Some(t) => route.latency_traced(start.elapsed(), t.hex()),
-    }
+    latency(route, start.elapsed(), trace);
     route.response(err.status().as_u16(), Classification::Failure, err.kind());
 }
 
@@ -114,10 +111,7 @@ pub(crate) fn answered(
     trace: Option<TraceId>,
 ) -> Completion {
     endpoint.metrics.request();
-    match trace {
-        None => endpoint.metrics.latency(answered - start),
-        Some(t) => endpoint.metrics.latency_traced(answered - start, t.hex()),
-    }
+    latency(&endpoint.metrics, answered - start, trace);
     Completion {
         route: endpoint.metrics.clone(),
         status: status.as_u16(),
@@ -126,6 +120,14 @@ pub(crate) fn answered(
         routed: None,
         trace: None,
         _load: load,
+    }
+}
+
+/// The client's latency, with its trace as the bucket's exemplar when the trace is kept.
+fn latency(route: &RouteMetrics, took: Duration, trace: Option<TraceId>) {
+    match trace {
+        None => route.latency(took),
+        Some(t) => route.latency_traced(took, t.hex()),
     }
 }
 

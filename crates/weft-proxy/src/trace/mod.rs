@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use weft_core::config::TracingConfig;
 use weft_core::trace::{self as context, SpanId, TraceId};
 use weft_metrics::TraceMetrics;
@@ -42,17 +43,16 @@ pub(crate) struct Tracer {
 }
 
 impl Tracer {
-    /// A tracer and the task that exports what it keeps to `config.otlp`, until `flush`
-    /// turns true: then it sends what it holds, and ends.
+    /// A tracer, and the exporter that sends what it keeps to `config.otlp`.
     pub(crate) fn start(
         config: &TracingConfig,
         node: &str,
         metrics: TraceMetrics,
-        flush: tokio::sync::watch::Receiver<bool>,
-    ) -> Option<(Arc<Self>, tokio::task::JoinHandle<()>)> {
+    ) -> Option<(Arc<Self>, Exporter)> {
         let otlp = config.collector()?;
         let (queue, spans) = mpsc::channel(config.queue);
-        let task = export::spawn(otlp, node, config, (spans, flush), metrics.clone());
+        let (flush, flushed) = watch::channel(false);
+        let task = export::spawn(otlp, node, config, (spans, flushed), metrics.clone());
         let threshold = (config.sample_rate * u64::MAX as f64) as u64;
         let tracer = Self {
             threshold,
@@ -63,7 +63,7 @@ impl Tracer {
             metrics,
             kept: Kept::new(),
         };
-        Some((Arc::new(tracer), task))
+        Some((Arc::new(tracer), Exporter { flush, task }))
     }
 
     /// The trace a request arriving with `headers` belongs to, and this proxy's span in it:
@@ -136,11 +136,26 @@ impl Tracer {
 
     /// Queues a finished request's spans; a full queue drops them, counted.
     pub(crate) fn export(&self, done: span::Finished) {
-        let n = done.len();
+        let n = done.len() as u64;
         if self.queue.try_send(done).is_err() {
-            for _ in 0..n {
-                self.metrics.queue_full();
-            }
+            self.metrics.queue_full(n);
+        }
+    }
+}
+
+/// The task that exports kept spans, until it is told to send what it holds and end.
+pub(crate) struct Exporter {
+    flush: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Exporter {
+    /// Sends what is queued (the proxy has drained: no more will come), waiting at most
+    /// `time`.
+    pub(crate) async fn flush(self, time: Duration) {
+        self.flush.send_replace(true);
+        if tokio::time::timeout(time, self.task).await.is_err() {
+            tracing::warn!(?time, "the last spans were not all exported in time");
         }
     }
 }

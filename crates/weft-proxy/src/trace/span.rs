@@ -15,7 +15,7 @@ use super::{new_span, Tracer};
 use crate::balancer::EndpointState;
 
 /// The longest `weft-request-id` a span names; a longer one is left out.
-pub(crate) const MAX_REQUEST_ID_BYTES: usize = 128;
+const MAX_REQUEST_ID_BYTES: usize = 128;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
