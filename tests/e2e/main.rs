@@ -21,6 +21,7 @@ mod mtls;
 mod resilience;
 mod routing;
 mod shift;
+mod tap;
 mod tracing;
 mod tunnel;
 mod websocket;

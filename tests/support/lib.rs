@@ -34,6 +34,7 @@ pub mod proxy;
 pub mod python;
 pub mod site_cert;
 pub mod split;
+pub mod tap;
 pub mod webdriver;
 
 use std::time::{Duration, Instant};

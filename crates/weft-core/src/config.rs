@@ -14,11 +14,13 @@ use crate::ports;
 use crate::source::SourceError;
 
 mod edges;
+mod tap;
 mod tracing;
 pub use edges::{
     ContextConfig, EgressConfig, EgressHost, IngressConfig, IngressHost, MAX_EGRESS_HOSTS,
     SYSTEM_ROOTS,
 };
+pub use tap::TapConfig;
 pub use tracing::TracingConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,8 @@ pub struct ProxyConfig {
     pub egress: EgressConfig,
     /// Spans of the requests the proxy carries, to an OTLP collector (off unless set).
     pub tracing: TracingConfig,
+    /// What live views of requests may show, and to how many at once.
+    pub tap: TapConfig,
     /// Resilience defaults for every service (reloadable).
     pub resilience: PolicyOverrides,
     /// Per-service resilience, over the defaults (reloadable).
@@ -182,6 +186,7 @@ impl Default for ProxyConfig {
             ingress: IngressConfig::default(),
             egress: EgressConfig::default(),
             tracing: TracingConfig::default(),
+            tap: TapConfig::default(),
             resilience: PolicyOverrides::default(),
             services: Default::default(),
             source: None,
@@ -312,6 +317,7 @@ impl ProxyConfig {
         self.ingress.check().map_err(&invalid)?;
         self.egress.check().map_err(&invalid)?;
         self.tracing.check().map_err(&invalid)?;
+        self.tap.check().map_err(&invalid)?;
         if self.node.is_empty() {
             return Err(invalid("node must not be empty".into()));
         }

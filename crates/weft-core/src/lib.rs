@@ -14,6 +14,7 @@
 //! - [`source`]: locating a parse error in the text it came from.
 //! - [`headers`]: the header names weft reads and writes.
 //! - [`context`]: the `weft-ctx-*` headers' values: staging overrides and the hop count.
+//! - [`tap`]: what a tap subscriber asks for and is sent.
 //! - [`trace`]: trace context headers (W3C, B3): what a request came with, and a child
 //!   context written onward in the same format.
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod policy;
 pub mod ports;
 pub mod route;
 pub mod source;
+pub mod tap;
 pub mod trace;
 pub mod watches;
 

@@ -20,6 +20,7 @@ use crate::resilience::retry::{self, Standing};
 use crate::routing::{self, Routed};
 use crate::services::Service;
 use crate::shared::Shared;
+use crate::tap::Answer;
 
 /// Sends the request until an attempt's answer is final. Not an async fn: the request is
 /// split before the future is made, so the future does not also keep the whole of it.
@@ -131,6 +132,16 @@ pub(crate) fn attempts<'a>(
                         completion.on_route(r.clone(), now - ctx.start);
                     }
                     completion.traced(ctx.trace.take());
+                    if let Some(mut t) = ctx.tap.take() {
+                        t.answered(
+                            now,
+                            Answer {
+                                failed,
+                                ..ctx.answer(Some(&rsp), None)
+                            },
+                        );
+                        completion.tapped(t);
+                    }
                     Ok(body::forwarded(rsp, completion))
                 }
                 Err(Failed { error, .. }) => Err(error),

@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use weft_http::{headers, BoxError, ResponseBody};
 
 use crate::record::Completion;
+use crate::tap::TapStream;
 
 /// An upstream's response on its way to the client: its hop-by-hop headers go, and its body
 /// streams through, recording `completion` when it ends.
@@ -31,12 +32,21 @@ pub(crate) struct ProxyBody {
 enum Kind {
     Upstream(ResponseBody),
     Full(Option<Bytes>),
+    /// A tap subscriber's stream (admin): boxed, as it is rare.
+    Tap(Box<TapStream>),
 }
 
 impl ProxyBody {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Self {
             kind: Kind::Full(Some(bytes.into())),
+            completion: None,
+        }
+    }
+
+    pub(crate) fn tap(stream: TapStream) -> Self {
+        Self {
+            kind: Kind::Tap(Box::new(stream)),
             completion: None,
         }
     }
@@ -66,6 +76,7 @@ impl Body for ProxyBody {
         let this = &mut *self;
         match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Tap(s) => s.poll_line(cx).map(|l| l.map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(body) => match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(None) => {
@@ -73,6 +84,9 @@ impl Body for ProxyBody {
                     Poll::Ready(None)
                 }
                 Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(data), Some(c)) = (frame.data_ref(), this.completion.as_mut()) {
+                        c.sent(data.len());
+                    }
                     if let Some(trailers) = frame.trailers_ref() {
                         this.finish(Some(trailers));
                     } else if body.is_end_stream() {
@@ -97,6 +111,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Tap(_) => false,
         }
     }
 
@@ -105,6 +120,7 @@ impl Body for ProxyBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(b) => b.size_hint(),
+            Kind::Tap(_) => SizeHint::default(),
         }
     }
 }

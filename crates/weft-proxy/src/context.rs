@@ -16,6 +16,7 @@ use crate::resilience::policy::Compiled;
 use crate::respond;
 use crate::routing::Routed;
 use crate::services::Service;
+use crate::tap::{Answer, Tapped};
 use crate::trace::RequestTrace;
 
 pub(crate) struct Ctx {
@@ -46,6 +47,8 @@ pub(crate) struct Ctx {
     pub endpoint: Option<Arc<EndpointState>>,
     /// This proxy's spans of the request, with tracing on.
     pub trace: Option<Box<RequestTrace>>,
+    /// Its tap, when a subscriber took it.
+    pub tap: Option<Box<Tapped>>,
 }
 
 impl Ctx {
@@ -70,6 +73,7 @@ impl Ctx {
             hops: 0,
             endpoint: None,
             trace: None,
+            tap: None,
         }
     }
 
@@ -90,15 +94,40 @@ impl Ctx {
             rule.request(self.start.elapsed());
             rule.response(weft_metrics::Classification::Failure);
         }
-        let Some(mut t) = self.trace.take() else {
-            return respond::failed(route, self.start, &err);
+        let rsp = match self.trace.take() {
+            None => respond::failed(route, self.start, &err),
+            Some(mut t) => {
+                let kept = t.keeps_failed();
+                let mut rsp = respond::failed_traced(route, self.start, &err, kept);
+                let _ = t.answered(rsp.headers_mut(), true);
+                let status = Some(rsp.status().as_u16());
+                t.finish(Instant::now(), status, true, err.kind());
+                rsp
+            }
         };
-        let kept = t.keeps_failed();
-        let mut rsp = respond::failed_traced(route, self.start, &err, kept);
-        let _ = t.answered(rsp.headers_mut(), true);
-        let status = Some(rsp.status().as_u16());
-        t.finish(std::time::Instant::now(), status, true, err.kind());
+        if let Some(mut t) = self.tap.take() {
+            let now = Instant::now();
+            t.answered(now, self.answer(Some(&rsp), Some(err.kind())));
+            t.end(now, false, None, err.kind());
+        }
         rsp
+    }
+
+    /// What a tap is told of the answer: `rsp` is `None` when there was none.
+    pub(crate) fn answer<'a, B>(
+        &self,
+        rsp: Option<&'a Response<B>>,
+        error: Option<&'a str>,
+    ) -> Answer<'a> {
+        let status = rsp.map(|r| r.status().as_u16());
+        Answer {
+            status,
+            failed: error.is_some() || status.is_none_or(|s| s >= 500),
+            endpoint: self.endpoint.as_ref().map(|e| e.endpoint.addr),
+            retries: self.retries,
+            headers: rsp.map(Response::headers),
+            error,
+        }
     }
 }
 
@@ -109,6 +138,9 @@ impl Drop for Ctx {
     fn drop(&mut self) {
         if let Some(t) = self.trace.take() {
             t.finish(Instant::now(), None, true, "client aborted");
+        }
+        if let Some(t) = self.tap.take() {
+            t.end(Instant::now(), false, None, "client aborted");
         }
     }
 }

@@ -110,7 +110,7 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (rsp, routed) = match hops {
-        Ok(hops) => route(&shared, &ingress, start, (hops, &mut trace), req).await,
+        Ok(hops) => route(&shared, &ingress, start, (client, hops, &mut trace), req).await,
         Err(e) => (
             respond::failed(shared.outbound.unknown_metrics(), start, &e),
             Err(e.kind()),
@@ -160,7 +160,7 @@ async fn route(
     shared: &Arc<Shared>,
     ingress: &Ingress,
     start: Instant,
-    (hops, trace): (u32, &mut Option<Box<RequestTrace>>),
+    (client, hops, trace): (SocketAddr, u32, &mut Option<Box<RequestTrace>>),
     mut req: Request<ClientBody>,
 ) -> (Response<ProxyBody>, Result<String, &'static str>) {
     let refused = |e: ProxyError| {
@@ -202,7 +202,7 @@ async fn route(
         carried::set_hops(req.headers_mut(), hops);
     }
     let name = service.name.to_string();
-    let fresh = (Seen::default(), hops, trace.take());
+    let fresh = (client, Seen::default(), hops, trace.take());
     let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), fresh, req).await;
     (rsp, Ok(name))
 }

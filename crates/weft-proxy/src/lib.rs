@@ -19,10 +19,11 @@
 //! - [`ingress`]: outside callers' requests, routed by host and route rules into the mesh.
 //! - [`mesh`]: the mesh's own headers, stripped at the edges and read from peers.
 //! - [`carried`]: the `weft-ctx-*` headers a call carries: hop count (loops), overrides.
+//! - [`tap`]: live copies of the requests a subscriber's filter matches, never slowing them.
 //! - [`trace`]: each request's spans in its trace (W3C, B3), kept and exported over OTLP.
 //! - [`error`] and [`respond`]: the errors the proxy answers with, and the one place that
 //!   turns them into responses.
-//! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/shutdown`.
+//! - [`admin`]: `/live`, `/ready`, `/metrics`, `/config`, `/endpoints`, `/tap`, `/shutdown`.
 //! - [`reload`]: reloads resilience policy when the config file changes.
 //! - [`shared`]: what every handler shares, built once.
 //! - [`identity`]: the mesh identity, as the TLS of the hop between proxies.
@@ -55,6 +56,7 @@ pub(crate) mod respond;
 pub(crate) mod routing;
 pub(crate) mod services;
 pub(crate) mod shared;
+pub(crate) mod tap;
 pub(crate) mod trace;
 pub(crate) mod tunnel;
 

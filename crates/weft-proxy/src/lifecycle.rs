@@ -27,6 +27,7 @@
 //!   protocol ([`delivery::deliver`]) → respond, record.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, Version};
 use weft_core::headers::WEFT_ORIG_PROTO;
+use weft_core::tap::TapDirection;
 use weft_http::server::{OnUpgrade, PeerIdentity};
 use weft_http::timers::Timers;
 use weft_http::{headers, ClientBody};
@@ -54,17 +56,19 @@ use crate::respond;
 use crate::routing::{self, Routed};
 use crate::services::{Service, Services};
 use crate::shared::Shared;
+use crate::tap;
 use crate::trace::{self, RequestTrace};
 use crate::tunnel;
 
 pub(crate) async fn outbound(
     shared: Arc<Shared>,
+    source: SocketAddr,
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     // A tunnel to a mesh service, whose requests come back through `tunneled`. Boxed: rare,
     // and its state would enlarge every request's future.
     if req.method() == Method::CONNECT {
-        return Box::pin(tunnel::open(shared, req, tunneled)).await;
+        return Box::pin(tunnel::open(shared, source, req, tunneled)).await;
     }
     let start = Instant::now();
     // Past the listener's bound on requests in flight, turned away before any work.
@@ -112,22 +116,22 @@ pub(crate) async fn outbound(
         service,
         target.authority,
         routed,
-        (seen, hops, trace),
+        (source, seen, hops, trace),
         req,
     )
     .await
 }
 
 /// The outbound's way once the service (and the rule, with routes) is known; the ingress
-/// joins it here with the rule its own routes chose. The request carries the mesh's
-/// headers `seen`, has made `hops`, and is in `trace`, with tracing on.
+/// joins it here with the rule its own routes chose. The request came from `source`,
+/// carries the mesh's headers `seen`, has made `hops`, and is in `trace`, with tracing on.
 pub(crate) async fn forward(
     shared: &Shared,
     start: Instant,
     service: Arc<Service>,
     authority: String,
     routed: Option<Routed>,
-    (seen, hops, trace): (mesh::Seen, u32, Option<Box<RequestTrace>>),
+    (source, seen, hops, trace): (SocketAddr, mesh::Seen, u32, Option<Box<RequestTrace>>),
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     // The service's policy; with routes, the matched rule's over it.
@@ -144,6 +148,8 @@ pub(crate) async fn forward(
         t.describe(&req, Some(&ctx.service.name));
         t
     });
+    // A tap subscriber whose filter takes the request is sent its events.
+    ctx.tap = tap::arrived(shared, &ctx, TapDirection::Outbound, source, &req);
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
@@ -174,6 +180,7 @@ pub(crate) async fn forward(
 /// behind a plain function: the outbound opened the tunnel this request came through.
 pub(crate) fn tunneled(
     shared: Arc<Shared>,
+    app: SocketAddr,
     service: &Service,
     tunnel: &str,
     mut req: Request<ClientBody>,
@@ -191,7 +198,7 @@ pub(crate) fn tunneled(
                     req.headers_mut().insert(HOST, host);
                 }
             }
-            Box::pin(outbound(shared, req))
+            Box::pin(outbound(shared, app, req))
         }
         Err(e) => Box::pin(std::future::ready(respond::failed(
             &service.metrics,
@@ -203,6 +210,7 @@ pub(crate) fn tunneled(
 
 pub(crate) async fn inbound(
     shared: Arc<Shared>,
+    source: SocketAddr,
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     // A peer proxy's tunnel to an endpoint on this node (an app's TLS, relayed). Boxed:
@@ -258,6 +266,10 @@ pub(crate) async fn inbound(
         ctx.trace = Some(t);
     }
     ctx.endpoint = Some(Arc::clone(&endpoint));
+    ctx.tap = tap::arrived(&shared, &ctx, TapDirection::Inbound, source, &req).map(|mut t| {
+        t.peer(peer_identity(&req));
+        t
+    });
     let load = endpoint.start();
     // Restore what the client spoke before the hop upgraded it, and take the mesh's
     // headers off; the instance gets the deadline itself.
@@ -304,6 +316,16 @@ pub(crate) async fn inbound(
             let (now, status) = (Instant::now(), rsp.status());
             let mut completion = record::answered(&endpoint, start, now, status, class, load, kept);
             completion.traced(ctx.trace.take());
+            if let Some(mut t) = ctx.tap.take() {
+                t.answered(
+                    now,
+                    tap::Answer {
+                        failed,
+                        ..ctx.answer(Some(&rsp), None)
+                    },
+                );
+                completion.tapped(t);
+            }
             body::forwarded(rsp, completion)
         }
         Err(Failed { error, .. }) => ctx.fail(error),

@@ -251,6 +251,7 @@ impl Proxy {
                 .as_ref()
                 .map(|id| id.credentials.identity().clone()),
             tracer,
+            taps: Arc::new(crate::tap::Taps::new(&config.node, &config.tap)),
             outbound_in_flight: InFlight::new(http.max_requests_in_flight),
             ingress_in_flight: InFlight::new(http.max_requests_in_flight),
             inbound_in_flight: InFlight::new(http.max_requests_in_flight),
@@ -287,7 +288,7 @@ impl Proxy {
             None,
             stats(Direction::Outbound),
             shutdown.subscribe(),
-            move |_, req| lifecycle::outbound(Arc::clone(&s), req),
+            move |peer, req| lifecycle::outbound(Arc::clone(&s), peer, req),
         ));
         let s = Arc::clone(&shared);
         listeners.spawn(server::serve(
@@ -296,7 +297,7 @@ impl Proxy {
             inbound_tls,
             stats(Direction::Inbound),
             shutdown.subscribe(),
-            move |_, req| lifecycle::inbound(Arc::clone(&s), req),
+            move |peer, req| lifecycle::inbound(Arc::clone(&s), peer, req),
         ));
         if let (Some(l), Some((ingress, tls))) = (ingress_l, ingress) {
             let s = Arc::clone(&shared);

@@ -15,6 +15,7 @@ use crate::balancer::{EndpointState, LoadGuard};
 use crate::error::{ProxyError, Side};
 use crate::resilience::retry::Answer;
 use crate::routing::Routed;
+use crate::tap::Tapped;
 use crate::trace::RequestTrace;
 
 /// Success is a status below 500 and, for gRPC, `grpc-status` 0 or absent.
@@ -119,6 +120,7 @@ pub(crate) fn answered(
         error: "",
         routed: None,
         trace: None,
+        tap: None,
         _load: load,
     }
 }
@@ -141,6 +143,8 @@ pub(crate) struct Completion {
     routed: Option<Routed>,
     /// The request's spans, which end with the response.
     trace: Option<Box<RequestTrace>>,
+    /// Its tap, which ends with the response too.
+    tap: Option<Box<Tapped>>,
     _load: LoadGuard,
 }
 
@@ -154,6 +158,18 @@ impl Completion {
     /// The request's spans end (and are kept or dropped) when the response does.
     pub(crate) fn traced(&mut self, trace: Option<Box<RequestTrace>>) {
         self.trace = trace;
+    }
+
+    pub(crate) fn tapped(&mut self, tap: Box<Tapped>) {
+        self.tap = Some(tap);
+    }
+
+    /// Body bytes on their way to the client, counted only for a tap.
+    #[inline]
+    pub(crate) fn sent(&mut self, bytes: usize) {
+        if let Some(t) = self.tap.as_mut() {
+            t.bytes += bytes as u64;
+        }
     }
 
     /// The upstream broke off the body: whatever its status said, the client did not get it.
@@ -176,6 +192,10 @@ impl Completion {
         if let Some(t) = self.trace {
             let failed = class == Classification::Failure;
             t.finish(Instant::now(), Some(self.status), failed, self.error);
+        }
+        if let Some(t) = self.tap {
+            let success = class == Classification::Success;
+            t.end(Instant::now(), success, trailers, self.error);
         }
     }
 }

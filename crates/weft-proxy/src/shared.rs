@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub identity: Option<weft_identity::Identity>,
     /// Spans of the requests carried, with tracing on.
     pub tracer: Option<Arc<crate::trace::Tracer>>,
+    /// Live copies of requests for tap subscribers.
+    pub taps: Arc<crate::tap::Taps>,
     /// Requests waiting for their answer, per listener, and their bounds.
     pub outbound_in_flight: InFlight,
     /// Outside callers' own bound: they cannot use up the node's apps' share.

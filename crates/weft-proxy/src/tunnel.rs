@@ -41,6 +41,7 @@ const RELAY_TRIES: usize = 3;
 /// outbound, which is what opens tunnels.
 pub(crate) type Tunneled = fn(
     Arc<Shared>,
+    SocketAddr,
     &Service,
     &str,
     Request<ClientBody>,
@@ -49,6 +50,7 @@ pub(crate) type Tunneled = fn(
 /// An app's `CONNECT` to a mesh service: answered `200`, then served or relayed.
 pub(crate) async fn open(
     shared: Arc<Shared>,
+    app: SocketAddr,
     mut req: Request<ClientBody>,
     tunneled: Tunneled,
 ) -> Response<ProxyBody> {
@@ -70,7 +72,7 @@ pub(crate) async fn open(
     tokio::spawn(async move {
         // The client's side arrives once the `200` has been written.
         if let Ok(io) = upgrade.get().await {
-            serve(shared, service, authority, io, tunneled).await;
+            serve(shared, app, service, authority, io, tunneled).await;
         }
     });
     Response::new(ProxyBody::full(""))
@@ -80,6 +82,7 @@ pub(crate) async fn open(
 /// request head.
 async fn serve(
     shared: Arc<Shared>,
+    app: SocketAddr,
     service: Arc<Service>,
     authority: Arc<str>,
     mut io: Rewind,
@@ -98,7 +101,7 @@ async fn serve(
         Carried::Http => {
             let handler = {
                 let shared = Arc::clone(&shared);
-                move |_, req| tunneled(Arc::clone(&shared), &service, &authority, req)
+                move |_, req| tunneled(Arc::clone(&shared), app, &service, &authority, req)
             };
             let (limits, draining) = (shared.limits, shared.draining.clone());
             // The tunnel's peer is the app, already counted by the listener it came through.
