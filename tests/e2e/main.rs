@@ -19,6 +19,7 @@ mod lifecycle;
 mod metrics;
 mod mtls;
 mod resilience;
+mod retries;
 mod routing;
 mod shift;
 mod tap;

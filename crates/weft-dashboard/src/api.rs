@@ -48,7 +48,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; \
                    base-uri 'none'; frame-ancestors 'none'; form-action 'none'";
 
-fn asset(kind: &'static str, body: &'static str) -> Response {
+pub(crate) fn asset(kind: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, kind),
@@ -243,7 +243,7 @@ async fn services(
                 json!({
                     "service": name,
                     "routed": true,
-                    "stats": h.stats_of_all(of_routes, window),
+                    "stats": h.service_stats(name, window),
                     "series": h.series_of_all(of_routes, SERIES_SPAN, step),
                 })
             } else {

@@ -1,7 +1,9 @@
 //! The dashboard's memory: each scrape turns cumulative counters into per-interval deltas,
 //! added up per key (cluster, service, node, endpoint) into a bounded ring of points.
 //! Windows and time series are sums over those points; latency quantiles come from summed
-//! histogram buckets, interpolated as Prometheus' `histogram_quantile` does.
+//! histogram buckets, interpolated as Prometheus' `histogram_quantile` does. Beside what
+//! callers saw (responses), every attempt sent and the retries behind it are kept, so a
+//! window shows what retries hid.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -37,6 +39,14 @@ pub enum Key {
     },
 }
 
+impl Key {
+    /// Whether the proxies count this scope's retries: they do per service, so the
+    /// cluster, a node (its proxy's services) and a service have them.
+    fn has_retries(&self) -> bool {
+        matches!(self, Self::Cluster | Self::Service(_) | Self::Node(_))
+    }
+}
+
 /// Counts over one interval. `buckets[i]` is cumulative: responses at or under bound `i`
 /// (the last is +Inf).
 #[derive(Clone, Debug, Default)]
@@ -50,6 +60,14 @@ pub struct Counts {
     /// Requests that reached inbounds from peers over mutual TLS, and in plaintext.
     pub peer_mtls: f64,
     pub peer_plain: f64,
+    /// Every attempt sent, retries included, by outcome: where `success` and `failure` are
+    /// what callers saw, these are what the endpoints did.
+    pub attempts_ok: f64,
+    pub attempts_failed: f64,
+    /// Attempts beyond a request's first, and retries the budget refused (per service and
+    /// proxy: no endpoint has its own).
+    pub retries: f64,
+    pub budget_refused: f64,
 }
 
 impl Counts {
@@ -61,6 +79,10 @@ impl Counts {
         self.c5xx += o.c5xx;
         self.peer_mtls += o.peer_mtls;
         self.peer_plain += o.peer_plain;
+        self.attempts_ok += o.attempts_ok;
+        self.attempts_failed += o.attempts_failed;
+        self.retries += o.retries;
+        self.budget_refused += o.budget_refused;
         if self.buckets.len() < o.buckets.len() {
             self.buckets.resize(o.buckets.len(), 0.0);
         }
@@ -77,6 +99,10 @@ impl Counts {
         self.c5xx *= f;
         self.peer_mtls *= f;
         self.peer_plain *= f;
+        self.attempts_ok *= f;
+        self.attempts_failed *= f;
+        self.retries *= f;
+        self.budget_refused *= f;
         for b in &mut self.buckets {
             *b *= f;
         }
@@ -88,9 +114,17 @@ impl Counts {
         (all > 0.0).then(|| self.peer_mtls / all)
     }
 
+    /// The effective success rate: of the responses callers got, the share that succeeded.
     pub fn success_rate(&self) -> Option<f64> {
         let all = self.success + self.failure;
         (all > 0.0).then(|| self.success / all)
+    }
+
+    /// The actual success rate: of every attempt sent, retries included, the share that
+    /// succeeded.
+    pub fn actual_success_rate(&self) -> Option<f64> {
+        let all = self.attempts_ok + self.attempts_failed;
+        (all > 0.0).then(|| self.attempts_ok / all)
     }
 
     /// The `q` quantile in seconds, or `None` with no observations.
@@ -133,6 +167,8 @@ pub struct ProxyStatus {
     pub up: bool,
     /// The proxy's mesh identity, when it has one.
     pub identity: Option<String>,
+    /// Its inbound listener, which the dashboard taps over mutual TLS.
+    pub inbound: Option<std::net::SocketAddr>,
 }
 
 /// A window's figures, as the API and `weft stat` show them.
@@ -140,7 +176,17 @@ pub struct ProxyStatus {
 pub struct Stats {
     pub requests: f64,
     pub rps: f64,
+    /// The effective success rate: what callers saw, after any retries.
     pub success_rate: Option<f64>,
+    /// Attempts sent (retries included) and the share that succeeded, none without
+    /// attempts: below `success_rate` when retries hid failures.
+    pub attempts: f64,
+    pub actual_success_rate: Option<f64>,
+    /// Retries a second, and retries the budget refused over the whole window (a count:
+    /// refusals are rare, and as a rate they would read as zero). Only where the proxies
+    /// count them, per service and per proxy: none for an endpoint, a route or a backend.
+    pub retry_rps: Option<f64>,
+    pub budget_refusals: Option<f64>,
     pub rate_4xx: f64,
     pub rate_5xx: f64,
     pub p50_ms: Option<f64>,
@@ -156,6 +202,7 @@ pub struct SeriesPoint {
     pub t: f64,
     pub rps: f64,
     pub success_rate: Option<f64>,
+    pub actual_success_rate: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -176,13 +223,18 @@ pub struct History {
     rates: HashMap<String, HashMap<Key, Counts>>,
 }
 
-fn stats_of(c: &Counts, seconds: f64) -> Stats {
+/// `c`'s figures over `seconds`; `retries` says whether the scope has retry counts.
+fn stats_of(c: &Counts, seconds: f64, retries: bool) -> Stats {
     let per_s = |x: f64| if seconds > 0.0 { x / seconds } else { 0.0 };
     let ms = |q| c.quantile(q).map(|s| s * 1000.0);
     Stats {
         requests: c.requests,
         rps: per_s(c.requests),
         success_rate: c.success_rate(),
+        attempts: c.attempts_ok + c.attempts_failed,
+        actual_success_rate: c.actual_success_rate(),
+        retry_rps: retries.then(|| per_s(c.retries)),
+        budget_refusals: retries.then_some(c.budget_refused),
         rate_4xx: per_s(c.c4xx),
         rate_5xx: per_s(c.c5xx),
         p50_ms: ms(0.5),
@@ -218,6 +270,11 @@ impl History {
                 node: s.node.clone().unwrap_or_else(|| s.target.clone()),
                 up: s.up,
                 identity: s.identity.clone(),
+                inbound: s
+                    .samples
+                    .iter()
+                    .find(|x| x.name == weft_metrics::names::sample::PROXY_INFO)
+                    .and_then(|x| x.label(weft_metrics::names::label::INBOUND)?.parse().ok()),
             })
             .collect();
         let mut round: HashMap<Key, Counts> = HashMap::new();
@@ -350,7 +407,7 @@ impl History {
                 continue;
             }
             if routes {
-                if let Some((key, c)) = route_counts(s, delta) {
+                for (key, c) in route_counts(s, delta) {
                     out.entry(key).or_default().add(&c);
                 }
                 continue;
@@ -387,6 +444,15 @@ impl History {
                         c.peer_plain = delta;
                     }
                 }
+                sample::ATTEMPTS => {
+                    if s.label(label::CLASSIFICATION) == Some(Classification::Success.as_str()) {
+                        c.attempts_ok = delta;
+                    } else {
+                        c.attempts_failed = delta;
+                    }
+                }
+                sample::RETRIES => c.retries = delta,
+                sample::BUDGET_EXHAUSTED => c.budget_refused = delta,
                 _ => continue,
             }
             let service = s.label(label::SERVICE).unwrap_or("");
@@ -423,15 +489,34 @@ impl History {
     }
 
     /// Figures over the last `window` seconds, of every key `keep` takes, added up.
+    /// Retry figures are left out unless every key taken has them.
     pub fn stats_of_all(&self, keep: impl Fn(&Key) -> bool, window: f64) -> Stats {
-        let rings = self.series.iter().filter(|(k, _)| keep(k)).map(|(_, r)| r);
-        self.window_stats(rings, window)
+        let taken: Vec<_> = self.series.iter().filter(|(k, _)| keep(k)).collect();
+        let retries = taken.iter().all(|(k, _)| k.has_retries());
+        self.window_stats(taken.into_iter().map(|(_, r)| r), window, retries)
     }
 
     /// Figures over the last `window` seconds. A rate is over the time the window covers,
     /// not only the rounds this key had traffic in: a quiet stretch lowers it.
     pub fn stats(&self, key: &Key, window: f64) -> Stats {
-        self.window_stats(self.series.get(key).into_iter(), window)
+        self.window_stats(self.series.get(key).into_iter(), window, key.has_retries())
+    }
+
+    /// A service's figures: what its callers saw (through its routes' rules, when it has
+    /// routes), every attempt sent for it, and its retries, counted under its own name
+    /// where its backends' endpoints count the rest under theirs.
+    pub fn service_stats(&self, service: &str, window: f64) -> Stats {
+        let own = Key::Service(service.to_string());
+        let of_routes = |k: &Key| matches!(k, Key::Route { service: s, .. } if s == service);
+        if !self.series.keys().any(of_routes) {
+            return self.stats(&own, window);
+        }
+        let own = self.stats(&own, window);
+        Stats {
+            retry_rps: own.retry_rps,
+            budget_refusals: own.budget_refusals,
+            ..self.stats_of_all(of_routes, window)
+        }
     }
 
     /// The points of `rings` within the last `window` seconds, added up, over the time the
@@ -441,9 +526,10 @@ impl History {
         &'a self,
         rings: impl Iterator<Item = &'a VecDeque<Point>>,
         window: f64,
+        retries: bool,
     ) -> Stats {
         let Some(now) = self.last_t else {
-            return stats_of(&Counts::default(), 0.0);
+            return stats_of(&Counts::default(), 0.0, retries);
         };
         let recent = |ring: &'a VecDeque<Point>| {
             ring.iter()
@@ -464,7 +550,7 @@ impl History {
             .series
             .get(&Key::Cluster)
             .map_or(0.0, |ring| recent(ring).map(|p| p.dt).sum());
-        stats_of(&total, seconds.max(covered))
+        stats_of(&total, seconds.max(covered), retries)
     }
 
     /// Points of `step` seconds over the last `span` seconds, oldest first, of every key
@@ -533,10 +619,16 @@ fn is_route_sample(name: &str) -> bool {
 
 /// A route family's sample as counts of its rule or of one of its backends. These keys are
 /// views of their own: the cluster's, services' and endpoints' figures come from the
-/// request families alone, so nothing is counted twice.
-fn route_counts(s: &weft_metrics::parse::Sample, delta: f64) -> Option<(Key, Counts)> {
-    let service = s.label(label::SERVICE)?.to_string();
-    let route = s.label(label::ROUTE)?.to_string();
+/// request families alone, so nothing is counted twice. A backend's attempt is also one of
+/// its rule's attempts, so the rule's actual success rate sits beside what callers saw.
+fn route_counts(s: &weft_metrics::parse::Sample, delta: f64) -> Vec<(Key, Counts)> {
+    let (Some(service), Some(route)) = (s.label(label::SERVICE), s.label(label::ROUTE)) else {
+        return Vec::new();
+    };
+    let rule = Key::Route {
+        service: service.to_string(),
+        route: route.to_string(),
+    };
     let success = s.label(label::CLASSIFICATION) == Some(Classification::Success.as_str());
     let mut c = Counts::default();
     let bucket = |c: &mut Counts| -> Option<()> {
@@ -545,10 +637,15 @@ fn route_counts(s: &weft_metrics::parse::Sample, delta: f64) -> Option<(Key, Cou
         c.buckets[i] = delta;
         Some(())
     };
-    let backend = match s.name.as_str() {
+    let backend = |b: &str| Key::Backend {
+        service: service.to_string(),
+        route: route.to_string(),
+        backend: b.to_string(),
+    };
+    match s.name.as_str() {
         sample::ROUTE_REQUESTS => {
             c.requests = delta;
-            None
+            vec![(rule, c)]
         }
         sample::ROUTE_RESPONSES => {
             if success {
@@ -556,44 +653,44 @@ fn route_counts(s: &weft_metrics::parse::Sample, delta: f64) -> Option<(Key, Cou
             } else {
                 c.failure = delta;
             }
-            None
+            vec![(rule, c)]
         }
-        sample::ROUTE_LATENCY_BUCKET => {
-            bucket(&mut c)?;
-            None
-        }
-        sample::ROUTE_BACKEND_ATTEMPTS => {
-            c.requests = delta;
-            if success {
-                c.success = delta;
-            } else {
-                c.failure = delta;
-            }
-            s.label(label::BACKEND)
-        }
-        _ => {
-            bucket(&mut c)?;
-            s.label(label::BACKEND)
-        }
-    };
-    let key = match backend {
-        None => Key::Route { service, route },
-        Some(b) => Key::Backend {
-            service,
-            route,
-            backend: b.to_string(),
+        sample::ROUTE_LATENCY_BUCKET => match bucket(&mut c) {
+            Some(()) => vec![(rule, c)],
+            None => Vec::new(),
         },
-    };
-    Some((key, c))
+        sample::ROUTE_BACKEND_ATTEMPTS => {
+            let Some(b) = s.label(label::BACKEND) else {
+                return Vec::new();
+            };
+            let mut attempts = Counts::default();
+            if success {
+                attempts.attempts_ok = delta;
+            } else {
+                attempts.attempts_failed = delta;
+            }
+            // Of a backend, attempts are its requests: it sees nothing else.
+            let mut c = attempts.clone();
+            c.requests = delta;
+            c.success = attempts.attempts_ok;
+            c.failure = attempts.attempts_failed;
+            vec![(backend(b), c), (rule, attempts)]
+        }
+        _ => match (s.label(label::BACKEND), bucket(&mut c)) {
+            (Some(b), Some(())) => vec![(backend(b), c)],
+            _ => Vec::new(),
+        },
+    }
 }
 
 /// One bin of a series: its counts over `secs` seconds, ending at `t`.
 fn point(t: f64, c: &Counts, secs: f64) -> SeriesPoint {
-    let s = stats_of(c, secs);
+    let s = stats_of(c, secs, false);
     SeriesPoint {
         t,
         rps: s.rps,
         success_rate: s.success_rate,
+        actual_success_rate: s.actual_success_rate,
         p50_ms: s.p50_ms,
         p95_ms: s.p95_ms,
         p99_ms: s.p99_ms,

@@ -1,7 +1,8 @@
 //! `weft hello-world`: the demo app. With `--target` it calls that service through its
 //! node's proxy and answers `Hello (IP) world (IP)!!`; without, it answers `world (IP)`,
 //! over HTTP/1.1 or HTTP/2, and as gRPC (`weft.demo.World/Greet`). Latency and failure
-//! rate can be set at start and changed at run time.
+//! rate can be set at start and changed at run time. `GET /counts` tells what the instance
+//! itself answered, so what the mesh reports can be checked against the app's own count.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -47,6 +48,15 @@ pub struct App {
     /// Failure rate in millionths, so it fits an atomic.
     failure_ppm: AtomicU64,
     client: Option<ProxyClient>,
+    counts: Counts,
+}
+
+/// What this instance answered since it started (its own controls and `/counts` aside),
+/// and how many of those answers failed on purpose.
+#[derive(Default)]
+struct Counts {
+    answered: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// Serves the app on `listener` until `stop` turns true.
@@ -59,6 +69,7 @@ pub async fn serve(listener: TcpListener, config: AppConfig, mut stop: watch::Re
         latency_ms: AtomicU64::new(config.latency.as_millis() as u64),
         failure_ppm: AtomicU64::new(rate_to_ppm(config.failure_rate)),
         client: config.proxy.map(ProxyClient::new),
+        counts: Counts::default(),
         config,
         ip,
     });
@@ -128,6 +139,7 @@ impl App {
                 }
                 _ => text(StatusCode::BAD_REQUEST, "want ?rate=0..1\n".into()),
             },
+            (&Method::GET, "/counts") => self.counts(),
             (&Method::GET, _) => self.answer(req.headers()).await,
             _ => text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -136,14 +148,35 @@ impl App {
         }
     }
 
-    /// Waits out the latency set, and says whether this answer is to fail on purpose.
+    /// `{"answered":N,"failed":M}`.
+    fn counts(&self) -> Response<Body> {
+        let body = format!(
+            "{{\"answered\":{},\"failed\":{}}}\n",
+            self.counts.answered.load(Ordering::Relaxed),
+            self.counts.failed.load(Ordering::Relaxed),
+        );
+        let mut rsp = text(StatusCode::OK, body);
+        rsp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        rsp
+    }
+
+    /// Waits out the latency set, and says whether this answer is to fail on purpose; the
+    /// answer is counted either way.
     async fn latency_and_failure(&self) -> bool {
         let latency = self.latency_ms.load(Ordering::Relaxed);
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         let ppm = self.failure_ppm.load(Ordering::Relaxed);
-        ppm > 0 && fastrand::u64(..1_000_000) < ppm
+        let fail = ppm > 0 && fastrand::u64(..1_000_000) < ppm;
+        self.counts.answered.fetch_add(1, Ordering::Relaxed);
+        if fail {
+            self.counts.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        fail
     }
 
     /// The gRPC answer: `world (IP)`, or UNAVAILABLE when failing on purpose.
@@ -194,4 +227,41 @@ fn propagated(incoming: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn counts_after(failure_rate: f64, requests: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = ProxyClient::new(listener.local_addr().unwrap());
+        let config = AppConfig {
+            text: "world".into(),
+            target: None,
+            proxy: None,
+            latency: Duration::ZERO,
+            failure_rate,
+        };
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(serve(listener, config, stopped));
+        for _ in 0..requests {
+            client.get("http://world/", HeaderMap::new()).await.unwrap();
+        }
+        let (rsp, body) = client
+            .get("http://world/counts", HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            rsp.headers()[http::header::CONTENT_TYPE],
+            "application/json"
+        );
+        String::from_utf8_lossy(&body).trim().to_string()
+    }
+
+    #[tokio::test]
+    async fn an_instance_counts_its_answers_and_the_failures_it_made_on_purpose() {
+        assert_eq!(counts_after(1.0, 3).await, r#"{"answered":3,"failed":3}"#);
+        assert_eq!(counts_after(0.0, 2).await, r#"{"answered":2,"failed":0}"#);
+    }
 }

@@ -499,7 +499,7 @@ fn banner(
         b,
         "  retries:   {}",
         if config.retries {
-            "on (hello's success rate recovers from world's failures)"
+            "on (hello's success rate recovers from world's failures; `weft stat -o wide` shows what they hide)"
         } else {
             "off (--retries turns them on)"
         }

@@ -36,6 +36,9 @@ pub mod sample {
     pub const REQUESTS: &str = "weft_requests_total";
     pub const RESPONSES: &str = "weft_responses_total";
     pub const LATENCY_BUCKET: &str = "weft_response_latency_seconds_bucket";
+    pub const ATTEMPTS: &str = "weft_attempts_total";
+    pub const RETRIES: &str = "weft_retries_total";
+    pub const BUDGET_EXHAUSTED: &str = "weft_retry_budget_exhausted_total";
     pub const PROXY_INFO: &str = "weft_proxy_info";
     pub const INBOUND_PEER_REQUESTS: &str = "weft_inbound_peer_requests_total";
     pub const IDENTITY_INFO: &str = "weft_identity_info";
@@ -59,6 +62,8 @@ pub mod label {
     pub const CLASSIFICATION: &str = "classification";
     pub const ERROR: &str = "error";
     pub const NODE: &str = "node";
+    /// `weft_proxy_info`: the inbound listener peers (and the dashboard's tap) reach.
+    pub const INBOUND: &str = "inbound";
     pub const VERSION: &str = "version";
     pub const TLS: &str = "tls";
     pub const IDENTITY: &str = "identity";
@@ -84,13 +89,19 @@ mod tests {
         route.request();
         route.latency(std::time::Duration::from_millis(3));
         route.response(503, Classification::Failure, "no endpoints");
-        m.http.service(Direction::Outbound, "world").retries.inc();
+        route.attempt(Classification::Failure);
+        let counters = m.http.service(Direction::Outbound, "world");
+        counters.retries.inc();
+        counters.budget_exhausted.inc();
         let text = m.render_text();
         let samples = crate::parse::parse(&text);
         for name in [
             sample::REQUESTS,
             sample::RESPONSES,
             sample::LATENCY_BUCKET,
+            sample::ATTEMPTS,
+            sample::RETRIES,
+            sample::BUDGET_EXHAUSTED,
             sample::PROXY_INFO,
         ] {
             assert!(

@@ -1,5 +1,6 @@
 //! `weft stat`: a terminal table of success rate, request volume and latency, per service
-//! or per instance, read from the dashboard's API (as `linkerd viz stat` reads its own).
+//! or per instance, read from the dashboard's API (as `linkerd viz stat` reads its own);
+//! `-o wide` adds what retries hide, as `linkerd routes -o wide` does.
 
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ enum By {
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
     Table,
+    /// The table, with what callers saw (effective success) beside every attempt (actual
+    /// success), retries a second and retries the budget refused over the window.
+    Wide,
     Json,
 }
 
@@ -33,6 +37,7 @@ pub struct StatArgs {
     /// The window the figures cover: 30s, 1m, 5m, 15m.
     #[arg(long, default_value = "1m")]
     window: String,
+    /// How to print the rows (`wide` applies to services and instances).
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     output: Output,
     /// The dashboard to ask.
@@ -72,8 +77,9 @@ pub fn stat(args: StatArgs) -> anyhow::Result<()> {
     let rows = rows(&v, args.by);
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&Value::Array(rows))?),
-        Output::Table => {
-            print!("{}", table(&rows, args.by));
+        Output::Table | Output::Wide => {
+            let wide = matches!(args.output, Output::Wide);
+            print!("{}", table(&rows, args.by, wide));
             // Below the services, the splits between their backends, when there are any.
             if args.by == By::Service {
                 // A dashboard from before routes has none to show.
@@ -82,7 +88,7 @@ pub fn stat(args: StatArgs) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 if !splits.is_empty() {
                     println!();
-                    print!("{}", table(&splits, By::Route));
+                    print!("{}", table(&splits, By::Route, false));
                 }
             }
         }
@@ -123,6 +129,10 @@ fn rows(v: &Value, by: By) -> Vec<Value> {
             "name": name,
             "kind": kind,
             "success_rate": stats["success_rate"],
+            "actual_success_rate": stats["actual_success_rate"],
+            "attempts": stats["attempts"],
+            "retry_rps": stats["retry_rps"],
+            "budget_refusals": stats["budget_refusals"],
             "rps": stats["rps"],
             "latency_p50_ms": stats["p50_ms"],
             "latency_p95_ms": stats["p95_ms"],
@@ -161,14 +171,33 @@ fn pct(v: &Value) -> String {
 }
 
 fn ms(v: &Value) -> String {
-    v.as_f64().map_or("-".into(), |f| format!("{f:.0}ms"))
+    v.as_f64().map_or("-".into(), millis)
+}
+
+/// A latency in milliseconds to two significant digits (`0.42ms`, `3.1ms`, `25ms`), whole
+/// from 10 ms up (`250ms`): the histogram's buckets are 0.1 ms apart below 1 ms and never
+/// closer than a few percent of the value above, so a third digit would be noise, where
+/// whole milliseconds hid every sub-millisecond hop. The dashboard's page uses the same
+/// rule. Bounds are where rounding would carry into another digit (9.96 is `10ms`).
+fn millis(v: f64) -> String {
+    let decimals = match v {
+        v if v >= 9.95 => 0,
+        v if v >= 0.995 => 1,
+        v if v >= 0.0995 => 2,
+        _ => 3,
+    };
+    format!("{v:.decimals$}ms")
+}
+
+fn count(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |f| format!("{f:.0}"))
 }
 
 fn rps(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |f| format!("{f:.1}rps"))
 }
 
-fn table(rows: &[Value], by: By) -> String {
+fn table(rows: &[Value], by: By, wide: bool) -> String {
     let first = match by {
         By::Service => "SERVICE",
         By::Instance => "INSTANCE",
@@ -198,14 +227,20 @@ fn table(rows: &[Value], by: By) -> String {
             return render(lines);
         }
     };
-    let mut lines = vec![vec![
-        first.to_string(),
-        "SUCCESS".into(),
-        "RPS".into(),
-        "LATENCY_P50".into(),
-        "LATENCY_P95".into(),
-        "LATENCY_P99".into(),
-    ]];
+    let mut header = if wide {
+        vec![
+            first,
+            "EFFECTIVE_SUCCESS",
+            "ACTUAL_SUCCESS",
+            "RPS",
+            "RETRY_RPS",
+            "BUDGET_REFUSED",
+        ]
+    } else {
+        vec![first, "SUCCESS", "RPS"]
+    };
+    header.extend(["LATENCY_P50", "LATENCY_P95", "LATENCY_P99"]);
+    let mut lines = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     for r in rows {
         let mut name = r["name"].as_str().unwrap_or("").to_string();
         if r["kind"] == "endpoint" {
@@ -214,14 +249,20 @@ fn table(rows: &[Value], by: By) -> String {
         if r["kind"] == "node" && r["up"] == Value::Bool(false) {
             name.push_str(" (down)");
         }
-        lines.push(vec![
-            name,
-            pct(&r["success_rate"]),
-            rps(&r["rps"]),
+        let mut line = vec![name, pct(&r["success_rate"])];
+        if wide {
+            line.push(pct(&r["actual_success_rate"]));
+        }
+        line.push(rps(&r["rps"]));
+        if wide {
+            line.extend([rps(&r["retry_rps"]), count(&r["budget_refusals"])]);
+        }
+        line.extend([
             ms(&r["latency_p50_ms"]),
             ms(&r["latency_p95_ms"]),
             ms(&r["latency_p99_ms"]),
         ]);
+        lines.push(line);
     }
     render(lines)
 }
@@ -243,4 +284,72 @@ fn render(lines: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_show_two_significant_digits_and_whole_milliseconds_from_ten() {
+        let shown: Vec<String> = [
+            0.0423, 0.42, 0.996, 1.0, 3.12, 9.94, 9.96, 12.4, 250.0, 1234.5,
+        ]
+        .into_iter()
+        .map(millis)
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "0.042ms", "0.42ms", "1.0ms", "1.0ms", "3.1ms", "9.9ms", "10ms", "12ms", "250ms",
+                "1234ms"
+            ]
+        );
+        assert_eq!(ms(&Value::Null), "-");
+    }
+
+    #[test]
+    fn the_wide_table_shows_effective_and_actual_success_and_dashes_where_nothing_was_counted() {
+        let api = serde_json::json!({ "services": [
+            { "service": "world", "stats": {
+                "success_rate": 0.999, "actual_success_rate": 0.8, "attempts": 1200.0,
+                "retry_rps": 4.0, "budget_refusals": 2.0, "rps": 16.0,
+                "p50_ms": 0.42, "p95_ms": 3.12, "p99_ms": 250.0, "requests": 960.0 } },
+            { "service": "quiet", "stats": {
+                "success_rate": null, "actual_success_rate": null, "attempts": 0.0,
+                "retry_rps": 0.0, "budget_refusals": 0.0, "rps": 0.0,
+                "p50_ms": null, "p95_ms": null, "p99_ms": null, "requests": 0.0 } },
+        ]});
+        let rows = rows(&api, By::Service);
+        assert_eq!(rows[0]["actual_success_rate"], 0.8);
+        let wide = table(&rows, By::Service, true);
+        let lines: Vec<Vec<&str>> = wide
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0],
+            [
+                "SERVICE",
+                "EFFECTIVE_SUCCESS",
+                "ACTUAL_SUCCESS",
+                "RPS",
+                "RETRY_RPS",
+                "BUDGET_REFUSED",
+                "LATENCY_P50",
+                "LATENCY_P95",
+                "LATENCY_P99"
+            ]
+        );
+        assert_eq!(
+            lines[1],
+            ["world", "99.90%", "80.00%", "16.0rps", "4.0rps", "2", "0.42ms", "3.1ms", "250ms"]
+        );
+        assert_eq!(
+            lines[2],
+            ["quiet", "-", "-", "0.0rps", "0.0rps", "0", "-", "-", "-"]
+        );
+        let narrow = table(&rows, By::Service, false);
+        assert!(narrow.starts_with("SERVICE   SUCCESS   RPS"), "{narrow}");
+    }
 }

@@ -249,3 +249,132 @@ fn routes_and_backends_add_up_over_proxies_and_stay_out_of_the_cluster_total() {
     assert_eq!(rule.success_rate, Some(1.0));
     assert_eq!(h.stats(&Key::Cluster, 60.0).requests, 0.0);
 }
+
+/// World's endpoint answered 100 attempts, 20 of them failures that retries turned into
+/// successes: callers saw 80 requests all succeed.
+fn retried_scrape(attempts_ok: f64, attempts_failed: f64, retries: f64, refused: f64) -> Scrape {
+    let mut s = scrape(attempts_ok, attempts_ok, 0.0);
+    let l = [
+        ("direction", "outbound"),
+        ("service", "world"),
+        ("endpoint", "e1"),
+    ];
+    let mut ok = l.to_vec();
+    ok.push(("classification", "success"));
+    let mut bad = l.to_vec();
+    bad.push(("classification", "failure"));
+    let service = [("direction", "outbound"), ("service", "world")];
+    s.samples.extend([
+        sample("weft_attempts_total", &ok, attempts_ok),
+        sample("weft_attempts_total", &bad, attempts_failed),
+        sample("weft_retries_total", &service, retries),
+        sample("weft_retry_budget_exhausted_total", &service, refused),
+        // The server's view of the same attempts: not the callers', so not counted.
+        sample(
+            "weft_attempts_total",
+            &[
+                ("direction", "inbound"),
+                ("service", "world"),
+                ("endpoint", "e1"),
+                ("classification", "failure"),
+            ],
+            attempts_failed * 2.0,
+        ),
+    ]);
+    s
+}
+
+#[test]
+fn actual_success_counts_every_attempt_where_effective_success_counts_what_callers_saw() {
+    let mut h = History::new(100);
+    h.ingest(0.0, &[retried_scrape(0.0, 0.0, 0.0, 0.0)]);
+    h.ingest(10.0, &[retried_scrape(80.0, 20.0, 20.0, 3.0)]);
+    let world = h.service_stats("world", 60.0);
+    assert_eq!(world.success_rate, Some(1.0));
+    assert_eq!(world.attempts, 100.0);
+    assert_eq!(world.actual_success_rate, Some(0.8));
+    assert_eq!(world.retry_rps, Some(2.0));
+    assert_eq!(world.budget_refusals, Some(3.0));
+    // An endpoint has its attempts, but retries are counted per service only.
+    let endpoint = h.stats(
+        &Key::Endpoint {
+            service: "world".into(),
+            endpoint: "e1".into(),
+        },
+        60.0,
+    );
+    assert_eq!(endpoint.actual_success_rate, Some(0.8));
+    assert_eq!((endpoint.retry_rps, endpoint.budget_refusals), (None, None));
+    let node = h.stats(&Key::Node("node-1".into()), 60.0);
+    assert_eq!(node.actual_success_rate, Some(0.8));
+    assert_eq!(node.retry_rps, Some(2.0));
+    let series = h.series(&Key::Service("world".into()), 60.0, 10.0);
+    assert_eq!(series.last().unwrap().actual_success_rate, Some(0.8));
+}
+
+#[test]
+fn a_window_without_attempts_has_no_actual_success_rate() {
+    let mut h = History::new(100);
+    h.ingest(0.0, &[scrape(0.0, 0.0, 0.0)]);
+    h.ingest(10.0, &[scrape(10.0, 10.0, 0.0)]);
+    let world = h.service_stats("world", 60.0);
+    assert_eq!(world.success_rate, Some(1.0));
+    assert_eq!(world.attempts, 0.0);
+    assert_eq!(world.actual_success_rate, None);
+    assert_eq!(world.retry_rps, Some(0.0));
+}
+
+/// A routed service's callers are its rules' callers, its attempts its backends', and its
+/// retries are counted under its own name.
+#[test]
+fn a_routed_services_actual_success_is_its_backends_attempts() {
+    let scrape = |v1_ok, v2_ok, v2_failed, retries| {
+        let mut s = route_scrape("p1", v1_ok, v2_ok, v2_failed);
+        s.samples.push(sample(
+            "weft_retries_total",
+            &[("direction", "outbound"), ("service", "world")],
+            retries,
+        ));
+        s
+    };
+    let mut h = History::new(100);
+    h.ingest(0.0, &[scrape(0.0, 0.0, 0.0, 0.0)]);
+    h.ingest(10.0, &[scrape(90.0, 9.0, 1.0, 1.0)]);
+    let world = h.service_stats("world", 60.0);
+    assert_eq!(world.requests, 99.0);
+    assert_eq!(world.success_rate, Some(1.0));
+    assert_eq!(world.attempts, 100.0);
+    assert_eq!(world.actual_success_rate, Some(0.99));
+    assert_eq!(world.retry_rps, Some(0.1));
+    let v2 = h.stats_of_all(
+        |k| matches!(k, Key::Backend { backend, .. } if backend == "world-v2"),
+        60.0,
+    );
+    assert_eq!(v2.actual_success_rate, v2.success_rate);
+    assert_eq!(v2.retry_rps, None);
+}
+
+/// Sub-millisecond latencies fall in buckets 0.1 ms wide, so a quantile among them is read
+/// to within that, not guessed across 0–0.5 ms.
+#[test]
+fn sub_millisecond_quantiles_come_from_buckets_a_tenth_of_a_millisecond_wide() {
+    let at = |b: f64| LATENCY_BUCKETS.iter().position(|&x| x == b).unwrap();
+    let mut c = Counts {
+        buckets: vec![0.0; LATENCY_BUCKETS.len() + 1],
+        ..Default::default()
+    };
+    // 100 observations between 0.3 and 0.4 ms, 100 between 0.4 and 0.5 ms.
+    for (i, b) in c.buckets.iter_mut().enumerate() {
+        *b = if i < at(0.0004) {
+            0.0
+        } else if i < at(0.0005) {
+            100.0
+        } else {
+            200.0
+        };
+    }
+    let p50 = c.quantile(0.5).unwrap();
+    assert!((p50 - 0.0004).abs() < 1e-9, "{p50}");
+    let p25 = c.quantile(0.25).unwrap();
+    assert!((p25 - 0.00035).abs() < 1e-9, "{p25}");
+}

@@ -13,7 +13,10 @@ function $(id) { return document.getElementById(id); }
 
 function fmtPct(v) { return v == null ? "–" : (v * 100).toFixed(v >= 0.9995 ? 0 : 1) + "%"; }
 function fmtRps(v) { return v == null ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " rps"; }
-function fmtMs(v) { return v == null ? "–" : (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " ms"; }
+// Two significant digits, whole from 10 ms up: the rule `weft stat` prints by (its `millis`).
+function fmtMs(v) { return v == null ? "–" : v.toFixed(v >= 9.95 ? 0 : v >= 0.995 ? 1 : v >= 0.0995 ? 2 : 3) + " ms"; }
+// Retries the budget refused are a count over the window.
+function fmtCount(v) { return v == null ? "–" : String(Math.round(v)); }
 function rateClass(v) { return v == null ? "" : v >= 0.99 ? "ok" : v >= 0.9 ? "warn" : "fail"; }
 
 function el(tag, attrs, parent) {
@@ -97,6 +100,14 @@ function successLines(series, name) {
   return [{ name: name || "success rate", color: COLORS.ok, points: seriesOf(series, p => p.success_rate == null ? null : p.success_rate * 100) }];
 }
 
+// What callers saw beside every attempt sent: the gap is what retries hid.
+function effectiveActualLines(series) {
+  return [
+    ...successLines(series, "effective"),
+    { name: "actual", color: COLORS.p95, points: seriesOf(series, p => p.actual_success_rate == null ? null : p.actual_success_rate * 100) },
+  ];
+}
+
 function latencyLines(series) {
   return ["p50", "p95", "p99"].map(q => ({ name: q, color: COLORS[q], points: seriesOf(series, p => p[q + "_ms"]) }));
 }
@@ -137,6 +148,8 @@ function renderTop(summary, services, instances) {
   }
   $("top-scope").textContent = scope;
   setCard("top-success-rate", fmtPct(stats.success_rate), rateClass(stats.success_rate));
+  setCard("top-actual-success-rate", fmtPct(stats.actual_success_rate), rateClass(stats.actual_success_rate));
+  setCard("top-retries", fmtRps(stats.retry_rps), stats.retry_rps > 0 ? "warn" : "");
   setCard("top-rps", fmtRps(stats.rps));
   setCard("top-services", String(summary.services_monitored));
   setCard("top-proxies", summary.proxies_up + " / " + summary.proxies_total, summary.proxies_up < summary.proxies_total ? "fail" : "ok");
@@ -145,7 +158,7 @@ function renderTop(summary, services, instances) {
   // Cluster-wide or per node: what crossed into inbounds. Plaintext between nodes is a warning.
   const mtls = state.service ? s.mtls_share : stats.mtls_share;
   setCard("top-mtls", fmtPct(mtls), mtls == null ? "" : mtls < 1 ? "warn" : "ok");
-  drawChart($("top-success-chart"), successLines(series), { min: 0, max: 100, unit: "%" });
+  drawChart($("top-success-chart"), effectiveActualLines(series), { min: 0, max: 100, unit: "%" });
   drawChart($("top-volume-chart"), volumeLines(series), {});
 }
 
@@ -162,18 +175,27 @@ function renderServices(services) {
       // The name is data (in Prometheus mode, any label value): text, never markup.
       div.innerHTML = `<h3></h3>
         <div class="cards">
-          <div class="card"><div class="label">Success rate</div><div class="value success-rate">–</div></div>
+          <div class="card"><div class="label">Effective success <small>(what callers saw)</small></div><div class="value success-rate">–</div></div>
+          <div class="card"><div class="label">Actual success <small>(every attempt)</small></div><div class="value actual-success-rate">–</div></div>
           <div class="card"><div class="label">Request volume</div><div class="value rps">–</div></div>
+          <div class="card"><div class="label">Retries</div><div class="value retry-rps">–</div></div>
+          <div class="card"><div class="label">Budget refusals <small>(in window)</small></div><div class="value budget-refusals">–</div></div>
           <div class="card"><div class="label">P50 latency</div><div class="value p50">–</div></div>
           <div class="card"><div class="label">P95 latency</div><div class="value p95">–</div></div>
           <div class="card"><div class="label">P99 latency</div><div class="value p99">–</div></div>
         </div>
         <div class="charts three">
-          <figure><figcaption>Success rate (%)</figcaption><div class="chart success"></div></figure>
+          <figure><figcaption>Success rate (%): effective and actual</figcaption><div class="chart success"></div></figure>
           <figure><figcaption>Request volume (req/s)</figcaption><div class="chart volume"></div></figure>
           <figure><figcaption>Latency (ms)</figcaption><div class="chart latency"></div></figure>
         </div>`;
       div.querySelector("h3").textContent = r.service;
+      // Its requests as they happen, fed by tap.
+      const live = document.createElement("a");
+      live.className = "live-link";
+      live.href = "/live?service=" + encodeURIComponent(r.service);
+      live.textContent = "live calls →";
+      div.querySelector("h3").after(live);
       root.appendChild(div);
     }
     root.dataset.names = names;
@@ -185,11 +207,18 @@ function renderServices(services) {
     const sr = div.querySelector(".success-rate");
     sr.textContent = fmtPct(r.stats.success_rate);
     sr.className = "value success-rate " + rateClass(r.stats.success_rate);
+    const ar = div.querySelector(".actual-success-rate");
+    ar.textContent = fmtPct(r.stats.actual_success_rate);
+    ar.className = "value actual-success-rate " + rateClass(r.stats.actual_success_rate);
     div.querySelector(".rps").textContent = fmtRps(r.stats.rps);
+    div.querySelector(".retry-rps").textContent = fmtRps(r.stats.retry_rps);
+    const refused = div.querySelector(".budget-refusals");
+    refused.textContent = fmtCount(r.stats.budget_refusals);
+    refused.className = "value budget-refusals" + (r.stats.budget_refusals >= 0.5 ? " fail" : "");
     div.querySelector(".p50").textContent = fmtMs(r.stats.p50_ms);
     div.querySelector(".p95").textContent = fmtMs(r.stats.p95_ms);
     div.querySelector(".p99").textContent = fmtMs(r.stats.p99_ms);
-    drawChart(div.querySelector(".chart.success"), successLines(r.series), { min: 0, max: 100, unit: "%" });
+    drawChart(div.querySelector(".chart.success"), effectiveActualLines(r.series), { min: 0, max: 100, unit: "%" });
     drawChart(div.querySelector(".chart.volume"), volumeLines(r.series), {});
     drawChart(div.querySelector(".chart.latency"), latencyLines(r.series), {});
   }
@@ -214,7 +243,9 @@ function renderInstances(instances) {
     const tr = document.createElement("tr");
     tr.dataset.instance = n.node;
     cells(tr, [[n.node], [n.target], [n.up ? "up" : "down", n.up ? "" : "down"], [fmtPct(n.stats.success_rate), "success-rate"],
-      [fmtRps(n.stats.rps), "rps"], [fmtMs(n.stats.p50_ms)], [fmtMs(n.stats.p95_ms), "p95"], [fmtMs(n.stats.p99_ms)],
+      [fmtPct(n.stats.actual_success_rate), "actual-success-rate"], [fmtRps(n.stats.rps), "rps"],
+      [fmtRps(n.stats.retry_rps), "retry-rps"], [fmtCount(n.stats.budget_refusals), "budget-refusals"],
+      [fmtMs(n.stats.p50_ms), "p50"], [fmtMs(n.stats.p95_ms), "p95"], [fmtMs(n.stats.p99_ms), "p99"],
       [fmtPct(n.stats.mtls_share), "mtls"], [n.identity || "–", "identity"]]);
     nbody.appendChild(tr);
   }
@@ -225,7 +256,8 @@ function renderInstances(instances) {
     tr.dataset.instance = e.endpoint;
     tr.dataset.service = e.service;
     cells(tr, [[e.service], [e.endpoint], [e.node || "–"], [fmtPct(e.stats.success_rate), "success-rate"],
-      [fmtRps(e.stats.rps), "rps"], [fmtMs(e.stats.p50_ms)], [fmtMs(e.stats.p95_ms), "p95"], [fmtMs(e.stats.p99_ms)]]);
+      [fmtPct(e.stats.actual_success_rate), "actual-success-rate"], [fmtRps(e.stats.rps), "rps"],
+      [fmtMs(e.stats.p50_ms), "p50"], [fmtMs(e.stats.p95_ms), "p95"], [fmtMs(e.stats.p99_ms), "p99"]]);
     ebody.appendChild(tr);
   }
   // With a service chosen, its endpoints are the instances; otherwise the node proxies.
