@@ -243,3 +243,149 @@ async fn a_subscriber_that_reads_too_slowly_is_dropped_and_told_why() {
     // A new subscriber is taken: the dropped one's place is free.
     subscribed(mesh.a.admin, "service=world").await;
 }
+
+/// The dashboard taps every proxy it scrapes, the rate split across them, and merges their
+/// streams; a filter no proxy can match is refused as the proxies refuse it. Its live calls
+/// page, in Chromium, shows the calls as they end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_merges_every_proxys_tap_and_shows_live_calls() {
+    let demo = weft_tests::demo::Demo::start(24, &["--rps", "20", "--scrape-interval", "1s"]).await;
+    weft_tests::eventually("three proxies scraped", Duration::from_secs(20), || async {
+        let s = demo.api("/api/summary?window=60").await;
+        (s["proxies_up"] == 3).then_some(())
+    })
+    .await;
+    match tap::subscribe(demo.dashboard, "/api/tap?service=nope").await {
+        Ok(_) => panic!("an unknown service was tapped"),
+        Err((s, m)) => assert!(s == 404 && m.contains("unknown service"), "{s} {m}"),
+    }
+    let rate = 30;
+    let mut t = tap::subscribe(
+        demo.dashboard,
+        &format!("/api/tap?service=world&direction=inbound&rate={rate}"),
+    )
+    .await
+    .unwrap_or_else(|(s, m)| panic!("refused: {s} {m}"));
+    let window = Duration::from_secs(4);
+    let started = std::time::Instant::now();
+    let mut lines = Vec::new();
+    while started.elapsed() < window {
+        if let Some(l) = t.next(window - started.elapsed()).await {
+            lines.push(l);
+        }
+    }
+    let subscribed: Vec<_> = lines.iter().filter(|l| l["type"] == "subscribed").collect();
+    assert_eq!(subscribed.len(), 3, "one per proxy: {subscribed:#?}");
+    for s in &subscribed {
+        assert_eq!(s["rate"], rate / 3, "{s}");
+    }
+    let events: Vec<_> = lines.iter().filter(|l| l["type"] != "subscribed").collect();
+    let proxies: std::collections::BTreeSet<_> = events
+        .iter()
+        .map(|e| e["proxy"].as_str().unwrap())
+        .collect();
+    assert!(
+        proxies.len() >= 2,
+        "events from several proxies: {proxies:?}"
+    );
+    for e in &events {
+        assert_eq!(e["service"], "world", "{e}");
+        assert_eq!(e["direction"], "inbound", "{e}");
+    }
+    // The rate holds: a second's burst and the window's worth, in all.
+    let bound = rate as usize * (window.as_secs() as usize + 1);
+    assert!(
+        events.len() <= bound,
+        "{} events over {window:?}",
+        events.len()
+    );
+    drop(t);
+
+    let browser = weft_tests::webdriver::Browser::start().await;
+    // From the dashboard's service section, its live calls link.
+    browser.goto(&format!("http://{}/", demo.dashboard)).await;
+    let href = browser
+        .wait_for(
+            "world's live calls link",
+            "const a = document.querySelector('.service[data-service=world] a.live-link'); return a && a.getAttribute('href');",
+        )
+        .await;
+    assert_eq!(href, "/live?service=world", "{href}");
+    browser
+        .goto(&format!(
+            "http://{}/live?service=world&direction=outbound",
+            demo.dashboard
+        ))
+        .await;
+    browser
+        .wait_for(
+            "live calls",
+            "return document.querySelectorAll('#live-calls tbody tr').length >= 5",
+        )
+        .await;
+    let rows = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('#live-calls tbody tr')).map(r =>
+                Array.from(r.cells).map(c => c.textContent));",
+        )
+        .await;
+    browser
+        .screenshot(&weft_tests::artifacts_dir().join("dashboard-live-calls.png"))
+        .await;
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r[2], "outbound", "{r}");
+        assert_eq!(r[4], "world", "{r}");
+        assert_eq!(r[5], "GET", "{r}");
+        assert!(r[8].as_str().unwrap().ends_with(" ms"), "{r}");
+    }
+}
+
+/// With identities, the dashboard taps each proxy over mutual TLS at its inbound listener,
+/// as its own mesh identity, and the proxies count it there as that identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_taps_over_mutual_tls_as_its_own_identity() {
+    use weft_tests::identity::{self, IdentityMesh};
+    let mesh = IdentityMesh::start(26, "24h").await;
+    let (_, token) = &mesh.tokens[2];
+    let dash = identity::dashboard(
+        mesh.control.destination,
+        &mesh.ca,
+        token,
+        &[mesh.one.admin, mesh.two.admin],
+    )
+    .await;
+    let addr = dash.addr("addr");
+    identity::dashboard_identity(addr, |id| id["valid_until_unix_s"].is_u64()).await;
+    weft_tests::eventually("both proxies scraped", Duration::from_secs(20), || async {
+        let s = weft_tests::demo::api(addr, "/api/summary").await;
+        let ready = s["proxies"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["inbound"].is_string())
+            .count();
+        (s["proxies_up"] == 2 && ready == 2).then_some(())
+    })
+    .await;
+    let mut t = tap::subscribe(addr, "/api/tap?service=web&rate=1000")
+        .await
+        .unwrap_or_else(|(s, m)| panic!("refused: {s} {m}"));
+    let proxy = mesh.one.outbound.to_string();
+    for _ in 0..3 {
+        assert_eq!(curl(&["-x", &proxy, "http://web/"]).await.status, 200);
+    }
+    let lines = t.until_quiet(QUIET).await;
+    let ends: Vec<_> = lines.iter().filter(|l| l["type"] == "end").collect();
+    let seen = |dir: &str| ends.iter().filter(|e| e["direction"] == dir).count();
+    assert_eq!((seen("outbound"), seen("inbound")), (3, 3), "{lines:#?}");
+    for e in ends.iter().filter(|e| e["direction"] == "inbound") {
+        assert_eq!(
+            e["peer_identity"], "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1",
+            "{e}"
+        );
+    }
+    let series = "weft_inbound_peer_requests_total{tls=\"mutual\",peer_identity=\"spiffe://cluster.local/ns/weft/sa/weft-dashboard\"}";
+    for p in [&mesh.one, &mesh.two] {
+        let taps = p.sample(series).await.unwrap_or(0.0);
+        assert!(taps >= 1.0, "{series}: {}", p.metrics().await);
+    }
+}

@@ -26,6 +26,8 @@ pub type Observe = dyn Fn(&IdentityMetrics) -> IdentityView + Send + Sync;
 pub struct OwnIdentity {
     pub metrics: Arc<IdentityOnly>,
     pub observe: Arc<Observe>,
+    /// How it reaches proxies over mutual TLS, to tap them.
+    pub dial: Option<Arc<dyn crate::tap::Dial>>,
 }
 
 impl fmt::Debug for OwnIdentity {
@@ -39,7 +41,14 @@ impl OwnIdentity {
         Self {
             metrics: Arc::new(IdentityOnly::default()),
             observe,
+            dial: None,
         }
+    }
+
+    /// Taps proxies over mutual TLS by `dial`.
+    pub fn with_dial(mut self, dial: Arc<dyn crate::tap::Dial>) -> Self {
+        self.dial = Some(dial);
+        self
     }
 
     /// For `/api/summary`.

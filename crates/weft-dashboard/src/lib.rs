@@ -6,6 +6,7 @@
 //! - [`history`]: counters → per-interval deltas → windows, series and quantiles.
 //! - [`slowest`]: each service's slowest recent requests whose traces were kept.
 //! - [`api`]: the HTTP routes: JSON API and the UI's embedded assets (`ui/`).
+//! - [`tap`]: tap streams read, merged, and served at `/api/tap` from every proxy.
 //! - [`fetch`]: the small HTTP GET both the scraper and `weft stat` use.
 //! - [`identity`]: the dashboard's own mesh identity, shown in the API and `/metrics`.
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod history;
 pub mod identity;
 pub mod slowest;
 pub mod source;
+pub mod tap;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -90,7 +92,7 @@ pub async fn start(
         identity: config.identity,
     });
     let collector = tokio::spawn(collect(Arc::clone(&shared), stop.clone()));
-    let app = api::router(shared);
+    let app = api::router(Arc::clone(&shared)).merge(tap::router(shared));
     let server = tokio::spawn(weft_metrics::serve::serve(listener, app, stop));
     tracing::info!(%addr, "weft dashboard listening");
     Ok(DashboardHandle {

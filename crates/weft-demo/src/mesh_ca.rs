@@ -2,12 +2,15 @@
 //! node's proxy for its node, and the dashboard for its account, as the control plane does
 //! on Kubernetes, so the demo's hop between proxies is mutual TLS with nothing to set up.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use weft_dashboard::identity::{IdentityView, OwnIdentity};
+use weft_dashboard::tap::{Dial, Dialing, Io};
+use weft_http::client::{Connector, Speaks};
 use weft_identity::{tls, Ca, Credentials, Identity, IdentityError, TrustBundle, TrustDomain};
 use weft_proxy::MeshIdentity;
 
@@ -116,12 +119,39 @@ impl MeshCa {
 /// The dashboard's view of an identity it holds: the demo's, signed here, or the one
 /// `weft dashboard` gets from the control plane.
 pub fn shown(identity: MeshIdentity) -> OwnIdentity {
-    OwnIdentity::new(Arc::new(move |metrics| {
+    let dial = identity.connector(TAP_CONNECT_TIMEOUT).ok().map(|c| {
+        let dial: Arc<dyn Dial> = Arc::new(TapDial(Arc::new(c)));
+        dial
+    });
+    let own = OwnIdentity::new(Arc::new(move |metrics| {
         identity.observe(metrics);
         IdentityView {
             identity: identity.credentials.identity().to_string(),
             valid_until: identity.credentials.not_after(),
             error: identity.not_ready(),
         }
-    }))
+    }));
+    match dial {
+        Some(d) => own.with_dial(d),
+        None => own,
+    }
+}
+
+const TAP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The dashboard's connections to proxies' inbound listeners, as its identity.
+struct TapDial(Arc<Connector>);
+
+impl Dial for TapDial {
+    fn dial(&self, inbound: SocketAddr, node: String) -> Dialing {
+        let connector = Arc::clone(&self.0);
+        Box::pin(async move {
+            let conn = connector
+                .open(inbound, Speaks::Http1, Some(&node))
+                .await
+                .map_err(std::io::Error::other)?;
+            let io: Box<dyn Io> = Box::new(conn);
+            Ok(io)
+        })
+    }
 }

@@ -340,12 +340,12 @@ fn no_tls12() -> rustls::Error {
 
 /// The server side's check of a connecting proxy: a certificate is required, and it must
 /// name a proxy of ours (same trust domain, namespace and account) on some node, or the
-/// ingress of that namespace.
+/// ingress or the dashboard of that namespace (the proxy lets the dashboard only tap).
 #[derive(Debug)]
 pub struct ClientVerifier {
     bundle: Arc<TrustBundle>,
     own: Identity,
-    /// Clients taken beside the proxies: the ingress of the same namespace.
+    /// Clients taken beside the proxies: the ingress and the dashboard of the same namespace.
     also: Vec<Identity>,
     mandatory: bool,
 }
@@ -354,7 +354,10 @@ impl ClientVerifier {
     pub fn new(bundle: Arc<TrustBundle>, own: Identity) -> Self {
         let own = own.proxies();
         Self {
-            also: own.sibling(crate::INGRESS_ACCOUNT).into_iter().collect(),
+            also: [crate::INGRESS_ACCOUNT, crate::DASHBOARD_ACCOUNT]
+                .into_iter()
+                .filter_map(|sa| own.sibling(sa).ok())
+                .collect(),
             bundle,
             own,
             mandatory: true,

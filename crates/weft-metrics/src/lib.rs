@@ -58,6 +58,9 @@ pub struct Metrics {
     /// Config reloads rejected; the running config stays.
     pub config_errors: Counter,
     pub identity: IdentityMetrics,
+    /// `weft_proxy_info`'s one series: node and version, and the inbound address once bound.
+    info: Family<Vec<(String, String)>, Gauge>,
+    info_labels: Vec<(String, String)>,
 }
 
 /// A proxy's (or the dashboard's) own certificates, set at each scrape from what it holds.
@@ -143,15 +146,19 @@ impl Metrics {
         // A gauge, not an OpenMetrics info: Prometheus' own text parser (promtool) knows
         // no info type.
         let info = Family::<Vec<(String, String)>, Gauge>::default();
-        info.get_or_create(&vec![
+        let info_labels = vec![
             (label::NODE.to_string(), node.to_string()),
             (
                 label::VERSION.to_string(),
                 env!("CARGO_PKG_VERSION").to_string(),
             ),
-        ])
-        .set(1);
-        registry.register(family::PROXY_INFO, "This proxy's node and version", info);
+        ];
+        info.get_or_create(&info_labels).set(1);
+        registry.register(
+            family::PROXY_INFO,
+            "This proxy's node, version and inbound address",
+            info.clone(),
+        );
         let http = HttpMetrics::register(&mut registry);
         let routes = RouteFamilies::register(&mut registry);
         let tcp = TcpMetrics::register(&mut registry);
@@ -184,7 +191,17 @@ impl Metrics {
             discovery_errors,
             config_errors,
             identity,
+            info,
+            info_labels,
         }
+    }
+
+    /// Names the inbound listener peers reach, once it is bound: the dashboard taps there.
+    pub fn advertise_inbound(&self, inbound: std::net::SocketAddr) {
+        let mut labels = self.info_labels.clone();
+        labels.push((label::INBOUND.to_string(), inbound.to_string()));
+        self.info.clear();
+        self.info.get_or_create(&labels).set(1);
     }
 
     /// The OpenMetrics exposition of every family.

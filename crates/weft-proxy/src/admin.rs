@@ -9,7 +9,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::sync::watch;
-use weft_core::tap::{TapFilter, TAP_PATH};
+use weft_core::tap::TAP_PATH;
 use weft_discovery::Discover;
 use weft_metrics::Metrics;
 
@@ -102,7 +102,9 @@ impl Admin {
             }
             (&Method::GET, "/endpoints") => json_response(&self.endpoints()),
             (&Method::GET, "/routes") => json_response(&self.routes()),
-            (&Method::GET, TAP_PATH) => self.tap(req.uri().query().unwrap_or("")),
+            (&Method::GET, TAP_PATH) => {
+                crate::tap::subscription(&self.shared.taps, req.uri().query().unwrap_or(""))
+            }
             (&Method::POST, "/shutdown") => {
                 tracing::info!(%peer, "shutdown requested through the admin API");
                 self.shutdown.send_replace(true);
@@ -119,44 +121,6 @@ impl Admin {
                 StatusCode::NOT_FOUND,
                 "not found; try /live /ready /metrics /config /endpoints /routes /tap, or POST /shutdown\n",
             ),
-        }
-    }
-
-    /// A tap subscription: its filter is checked (a service no source knows cannot match),
-    /// then its events stream until the subscriber leaves or falls behind.
-    fn tap(&self, query: &str) -> Response<ProxyBody> {
-        let filter = match TapFilter::parse(query) {
-            Ok(f) => f,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-        };
-        if let Some(s) = &filter.service {
-            let known = self
-                .discovery
-                .snapshot()
-                .into_iter()
-                .any(|(n, _)| n.as_str() == s)
-                || [&self.shared.outbound, &self.shared.inbound]
-                    .iter()
-                    .any(|side| side.all().iter().any(|svc| svc.name.as_str() == s));
-            if !known {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    format!("unknown service {s:?}: discovery knows no such service\n"),
-                );
-            }
-        }
-        match self.shared.taps.subscribe(filter) {
-            Ok(stream) => {
-                let mut rsp = Response::new(ProxyBody::tap(stream));
-                let h = rsp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-ndjson"),
-                );
-                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                rsp
-            }
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
         }
     }
 

@@ -104,6 +104,9 @@ pub(crate) enum ProxyError {
     /// A `weft-ctx-override` from a trusted source that cannot be followed.
     #[error("{0}")]
     BadOverride(String),
+    /// A caller whose identity the proxy knows asked for what that identity may not do.
+    #[error("permission denied: {0}")]
+    PermissionDenied(&'static str),
     /// The listener had its most requests in flight: turned away before anything was done.
     #[error("this proxy has {limit} requests in flight, its most (http.max_requests_in_flight)")]
     Overloaded { limit: usize },
@@ -128,7 +131,8 @@ impl ProxyError {
             Self::NotLocal { .. }
             | Self::NotInMesh { .. }
             | Self::NoSuchPort { .. }
-            | Self::EgressDenied { .. } => StatusCode::FORBIDDEN,
+            | Self::EgressDenied { .. }
+            | Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Self::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             Self::NoRoute { .. } | Self::NoIngressRoute { .. } => StatusCode::NOT_FOUND,
@@ -174,6 +178,7 @@ impl ProxyError {
             Self::Overloaded { .. } => kind::OVERLOADED,
             Self::LoopDetected { .. } => "loop detected",
             Self::BadOverride(_) => "bad override",
+            Self::PermissionDenied(_) => "permission denied",
         }
     }
 
@@ -187,6 +192,7 @@ impl ProxyError {
             | Self::EgressDenied { .. }
             | Self::Misdirected { .. }
             | Self::BadOverride(_)
+            | Self::PermissionDenied(_)
             | Self::ClientAborted
             | Self::Upstream(Upstream::BodyFailed) => Side::Downstream,
             Self::UnknownService(_)

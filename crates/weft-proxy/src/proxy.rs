@@ -159,6 +159,7 @@ impl Proxy {
 
         // A port-0 listener advertises the port it really got.
         let advertise = config.inbound.advertise.unwrap_or(inbound);
+        metrics.advertise_inbound(advertise);
         let policies = Arc::new(arc_swap::ArcSwap::from_pointee(PolicyTable::new(
             config.policies().map_err(StartError::Policy)?,
         )));
@@ -251,7 +252,16 @@ impl Proxy {
                 .as_ref()
                 .map(|id| id.credentials.identity().clone()),
             tracer,
-            taps: Arc::new(crate::tap::Taps::new(&config.node, &config.tap)),
+            taps: Arc::new(crate::tap::Taps::new(
+                &config.node,
+                &config.tap,
+                Arc::clone(&discovery),
+            )),
+            tapper: identity.as_ref().and_then(|id| {
+                let own = id.credentials.identity();
+                let dashboard = own.sibling(weft_identity::DASHBOARD_ACCOUNT).ok()?;
+                Some(dashboard.as_str().into())
+            }),
             outbound_in_flight: InFlight::new(http.max_requests_in_flight),
             ingress_in_flight: InFlight::new(http.max_requests_in_flight),
             inbound_in_flight: InFlight::new(http.max_requests_in_flight),

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub tracer: Option<Arc<crate::trace::Tracer>>,
     /// Live copies of requests for tap subscribers.
     pub taps: Arc<crate::tap::Taps>,
+    /// The dashboard's mesh identity, which the inbound lets tap and nothing else.
+    pub tapper: Option<Box<str>>,
     /// Requests waiting for their answer, per listener, and their bounds.
     pub outbound_in_flight: InFlight,
     /// Outside callers' own bound: they cannot use up the node's apps' share.

@@ -169,6 +169,19 @@ impl MeshIdentity {
         })
     }
 
+    /// Connections to proxies' inbound listeners as this identity, each proxy checked to
+    /// be the one on the node dialled: how the dashboard taps over the mesh.
+    pub fn connector(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<weft_http::client::Connector, IdentityError> {
+        Ok(weft_http::client::Connector {
+            timeout,
+            origin: None,
+            tls: Some(self.client()?),
+        })
+    }
+
     pub(crate) fn client(&self) -> Result<ClientTls, IdentityError> {
         let config = |alpn| {
             tls::client_config(

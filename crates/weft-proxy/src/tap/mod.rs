@@ -5,6 +5,7 @@
 //! that falls behind is dropped and told why, so nothing waits on a slow reader.
 
 mod request;
+mod serve;
 mod stream;
 
 use std::net::SocketAddr;
@@ -19,11 +20,13 @@ use http::Request;
 use tokio::sync::{mpsc, oneshot};
 use weft_core::config::TapConfig;
 use weft_core::tap::{TapDirection, TapFilter};
+use weft_discovery::Discover;
 
 use crate::context::Ctx;
 use crate::shared::Shared;
 
 pub(crate) use request::{Answer, Tapped};
+pub(crate) use serve::{remote, subscription};
 pub(crate) use stream::TapStream;
 
 /// Events a request may send (start, headers, end): a request is admitted whole or not at
@@ -44,6 +47,8 @@ pub(crate) struct Taps {
     shown: Vec<HeaderName>,
     max_subscribers: usize,
     buffer: usize,
+    /// What a filter's service is checked against.
+    discovery: Arc<dyn Discover>,
 }
 
 /// What a request is known by when it arrives, for the filters and its `start` event.
@@ -57,7 +62,7 @@ pub(crate) struct Arrival<'a, B> {
 }
 
 impl Taps {
-    pub(crate) fn new(node: &str, config: &TapConfig) -> Self {
+    pub(crate) fn new(node: &str, config: &TapConfig, discovery: Arc<dyn Discover>) -> Self {
         Self {
             active: AtomicUsize::new(0),
             subscribers: ArcSwap::from_pointee(Vec::new()),
@@ -72,7 +77,16 @@ impl Taps {
                 .collect(),
             max_subscribers: config.max_subscribers,
             buffer: config.buffer,
+            discovery,
         }
+    }
+
+    /// Whether discovery knows `service`: a filter naming another could never match.
+    pub(crate) fn knows(&self, service: &str) -> bool {
+        self.discovery
+            .snapshot()
+            .iter()
+            .any(|(name, _)| name.as_str() == service)
     }
 
     /// The request's tap, when a subscriber's filter takes it and its rate allows.
