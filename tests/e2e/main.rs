@@ -23,6 +23,7 @@ mod retries;
 mod routing;
 mod shift;
 mod tap;
+mod tap_cli;
 mod tracing;
 mod tunnel;
 mod websocket;

@@ -9,6 +9,9 @@ mod identity_cmd;
 mod install_cmd;
 mod shift;
 mod stat_cmd;
+mod tap_cmd;
+mod tap_source;
+mod top;
 
 use std::process::ExitCode;
 
@@ -51,6 +54,12 @@ enum Command {
     Install(install_cmd::InstallArgs),
     /// Show success rate, request volume and latency per service, instance or route.
     Stat(stat_cmd::StatArgs),
+    /// Watch requests live, one line per event (request, response headers, end), from
+    /// the dashboard or straight from proxies.
+    Tap(tap_cmd::TapArgs),
+    /// A live table of the requests flowing now, per source, destination, method and path:
+    /// counts, success rate and latency percentiles, sortable.
+    Top(top::TopArgs),
     /// Move a service's traffic to a new backend step by step (a canary rollout), judged
     /// by the mesh's own figures; rolled back at once if it fails.
     Shift(shift::ShiftArgs),
@@ -75,6 +84,8 @@ fn main() -> ExitCode {
         Command::Identity(args) => identity_cmd::run(args),
         Command::Install(args) => install_cmd::run(args),
         Command::Stat(args) => stat_cmd::stat(args),
+        Command::Tap(args) => tap_cmd::run(args),
+        Command::Top(args) => top::run(args),
         Command::Shift(args) => shift::run(args),
         Command::HelloWorld(args) => demo_cmd::hello_world(args),
         Command::Greet(args) => demo_cmd::greet(args),
