@@ -239,12 +239,14 @@ def wait_ready(admin_port, timeout=60):
 
 
 def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None, routed=False,
-              traced=None):
+              traced=None, tapped=False):
     """The weft proxies of one configuration (one hop, mesh, mesh over mutual TLS); `wrap`
     turns each proxy's command line into what runs (pinned, under callgrind). With `routed`,
     `bench` is split 90/10 between two services (both the one backend) by a route that
     matches on method and path. With `traced` (a head sample rate), tracing is on and spans
-    go to a collector that takes them and keeps nothing (bench/otlp_sink.py). Returns the
+    go to a collector that takes them and keeps nothing (bench/otlp_sink.py). With `tapped`,
+    each proxy has a tap subscriber (curl, reading everything) whose filter takes every
+    request, at the default rate (100 events/s). Returns the
     proxies, any helper processes (the control plane, the collector) and the outbound port."""
     disc = os.path.join(tmp, "discovery.toml")
     inbound_b = free_port()
@@ -296,6 +298,10 @@ def weft_mesh(tmp, backend, mesh, mtls, wrap=lambda i, argv: argv, popen=None, r
     for (_, o, inb), admin in zip(nodes, admins):
         wait_port(inb, timeout=60)
         wait_ready(admin)
+    if tapped:
+        for admin in admins:
+            helpers.append(subprocess.Popen(["curl", "-sN", f"http://127.0.0.1:{admin}/tap"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     wait_port(out)
     return procs, helpers, out
 
