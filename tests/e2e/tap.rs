@@ -58,6 +58,9 @@ async fn a_tap_gets_exactly_the_requests_its_filter_matches() {
     )
     .await;
     let mut failed_in = subscribed(mesh.b.admin, "direction=inbound&status=5xx&rate=10000").await;
+    // One request a second: a filter on the answer spends its rate only on the requests it
+    // takes, so the successes before cannot use up what the failures need.
+    let mut few_failed = subscribed(mesh.a.admin, "status=failure&rate=3").await;
     // The known mix: only the 4 GETs of world under /a match the first filter.
     for i in 0..4 {
         assert_eq!(
@@ -103,6 +106,19 @@ async fn a_tap_gets_exactly_the_requests_its_filter_matches() {
         assert_eq!(end["endpoint"], mesh.world.addr.to_string());
         assert!(end["latency_us"].as_u64().unwrap() <= end["duration_us"].as_u64().unwrap());
         assert!(end["bytes"].as_u64().unwrap() > 0, "{end}");
+    }
+
+    let lines = few_failed.until_quiet(QUIET).await;
+    let reqs = by_request(&lines);
+    assert!(
+        !reqs.is_empty(),
+        "a failure seen at one a second: {lines:#?}"
+    );
+    for events in reqs.values() {
+        let end = events.last().unwrap();
+        assert_eq!(end["type"], "end", "{events:#?}");
+        assert_eq!(end["success"], false, "{events:#?}");
+        assert_eq!(events.len(), 3, "{events:#?}");
     }
 
     let lines = failed_in.until_quiet(QUIET).await;
@@ -377,15 +393,74 @@ async fn the_dashboard_taps_over_mutual_tls_as_its_own_identity() {
     let ends: Vec<_> = lines.iter().filter(|l| l["type"] == "end").collect();
     let seen = |dir: &str| ends.iter().filter(|e| e["direction"] == dir).count();
     assert_eq!((seen("outbound"), seen("inbound")), (3, 3), "{lines:#?}");
-    for e in ends.iter().filter(|e| e["direction"] == "inbound") {
+    // Every event of an inbound request names the calling proxy and the instance, its
+    // `start` too.
+    let inbound: Vec<_> = lines
+        .iter()
+        .filter(|l| l["direction"] == "inbound")
+        .collect();
+    assert_eq!(inbound.len(), 9, "{lines:#?}");
+    for e in inbound {
         assert_eq!(
             e["peer_identity"], "spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-1",
             "{e}"
         );
+        assert_eq!(e["endpoint"], mesh.web.addr.to_string(), "{e}");
     }
     let series = "weft_inbound_peer_requests_total{tls=\"mutual\",peer_identity=\"spiffe://cluster.local/ns/weft/sa/weft-dashboard\"}";
     for p in [&mesh.one, &mesh.two] {
         let taps = p.sample(series).await.unwrap_or(0.0);
         assert!(taps >= 1.0, "{series}: {}", p.metrics().await);
     }
+}
+
+/// A tap's stream ends when its proxy drains (saying so), and the dashboard lets go of
+/// every proxy's subscription as soon as its own subscriber leaves, even on a quiet filter.
+#[tokio::test]
+async fn taps_end_with_the_drain_and_with_their_subscriber() {
+    let mesh = Mesh::start().await;
+    let (a, b) = (mesh.a.admin.to_string(), mesh.b.admin.to_string());
+    let (mut dashboard, addr) =
+        weft_tests::demo::start_dashboard(&["--proxy", &a, "--proxy", &b]).await;
+    weft_tests::eventually("both proxies scraped", Duration::from_secs(20), || async {
+        let s = weft_tests::demo::api(addr, "/api/summary").await;
+        (s["proxies_up"] == 2).then_some(())
+    })
+    .await;
+    let subscribers = "weft_tap_subscribers";
+    // A filter nothing matches on a healthy mesh: no event ever flows.
+    let quiet = tap::subscribe(addr, "/api/tap?status=5xx")
+        .await
+        .unwrap_or_else(|(s, m)| panic!("refused: {s} {m}"));
+    for p in [&mesh.a, &mesh.b] {
+        weft_tests::eventually("subscribed", Duration::from_secs(5), || async {
+            (p.sample(subscribers).await == Some(1.0)).then_some(())
+        })
+        .await;
+    }
+    drop(quiet);
+    for p in [&mesh.a, &mesh.b] {
+        // Within two heartbeats of each stream (the first write after a peer goes may
+        // still succeed).
+        weft_tests::eventually("let go", Duration::from_secs(15), || async {
+            (p.sample(subscribers).await == Some(0.0)).then_some(())
+        })
+        .await;
+    }
+    let _ = dashboard.kill().await;
+
+    let mut t = subscribed(mesh.a.admin, "service=world").await;
+    let started = std::time::Instant::now();
+    mesh.a.sigterm();
+    let last = t
+        .next(Duration::from_secs(5))
+        .await
+        .expect("a closing line");
+    assert_eq!(last["type"], "closed", "{last}");
+    assert_eq!(last["reason"], "the proxy is draining", "{last}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -13,6 +13,14 @@ use tokio::sync::mpsc;
 
 pub struct Tap {
     lines: mpsc::UnboundedReceiver<Value>,
+    /// Reads the stream; dropping the `Tap` stops it, closing the connection.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// Subscribes at `addr` (`path` with its query); a refusal is its status and message.
@@ -38,7 +46,7 @@ pub async fn subscribe(addr: SocketAddr, path: &str) -> Result<Tap, (u16, String
         return Err((status, String::from_utf8_lossy(&b).into_owned()));
     }
     let (lines_tx, lines) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         // The connection is kept with the reader: dropping `Tap` ends the subscription.
         let _tx = tx;
         let mut buf = Vec::new();
@@ -49,6 +57,10 @@ pub async fn subscribe(addr: SocketAddr, path: &str) -> Result<Tap, (u16, String
             buf.extend_from_slice(&data);
             while let Some(i) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=i).collect();
+                // An empty line is the stream's heartbeat.
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
                 let v: Value = serde_json::from_slice(&line[..i])
                     .unwrap_or_else(|e| panic!("a tap line that is not JSON ({e}): {line:?}"));
                 if lines_tx.send(v).is_err() {
@@ -57,7 +69,7 @@ pub async fn subscribe(addr: SocketAddr, path: &str) -> Result<Tap, (u16, String
             }
         }
     });
-    Ok(Tap { lines })
+    Ok(Tap { lines, reader })
 }
 
 impl Tap {

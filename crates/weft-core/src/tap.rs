@@ -16,6 +16,9 @@ pub const DEFAULT_RATE: u32 = 100;
 pub const MAX_RATE: u32 = 10_000;
 /// The longest path prefix a filter may name, and the longest path an event shows.
 pub const MAX_PATH_BYTES: usize = 512;
+/// How often a stream with nothing to say sends an empty line, which readers skip: writing
+/// is how a server learns its subscriber has gone, and a quiet filter writes nothing else.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Header names whose values are never shown, whatever the config allows.
 pub const NEVER_SHOWN: [&str; 4] = [
     "authorization",
@@ -68,12 +71,15 @@ pub struct TapFilter {
     pub endpoint: Option<SocketAddr>,
     /// Events per second in all (start, headers and end each count one).
     pub rate: u32,
+    /// Only each request's `end` event (`events=end`), which carries everything a table
+    /// needs: three times the requests for the same rate.
+    pub ends_only: bool,
 }
 
 /// Why a filter was refused: said back to the subscriber as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
-    #[error("unknown tap parameter {0:?}; known: service, direction, method, authority, path, status, endpoint, rate")]
+    #[error("unknown tap parameter {0:?}; known: service, direction, method, authority, path, status, endpoint, rate, events")]
     Unknown(String),
     #[error("invalid {param} {value:?}: {why}")]
     Invalid {
@@ -92,7 +98,7 @@ impl TapFilter {
             rate: DEFAULT_RATE,
             ..Self::default()
         };
-        let mut rate_seen = false;
+        let (mut rate_seen, mut events_seen) = (false, false);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
             let value = decode(raw).ok_or_else(|| FilterError::Invalid {
@@ -188,6 +194,17 @@ impl TapFilter {
                         _ => return Err(invalid("rate", "events per second, 1 to 10000")),
                     };
                 }
+                "events" => {
+                    if events_seen {
+                        return Err(FilterError::Repeated("events"));
+                    }
+                    events_seen = true;
+                    f.ends_only = match value.as_str() {
+                        "all" => false,
+                        "end" => true,
+                        _ => return Err(invalid("events", "all or end")),
+                    };
+                }
                 other => return Err(FilterError::Unknown(other.chars().take(64).collect())),
             }
         }
@@ -230,6 +247,9 @@ impl TapFilter {
             put("endpoint", &e.to_string());
         }
         put("rate", &self.rate.to_string());
+        if self.ends_only {
+            put("events", "end");
+        }
         q
     }
 
@@ -258,6 +278,24 @@ impl TapFilter {
     /// Whether the filter needs the answer (or where it went) before it can say.
     pub fn waits_for_answer(&self) -> bool {
         self.status.is_some() || self.endpoint.is_some()
+    }
+
+    /// Whether it can say only at the response's end: success and failure count a gRPC
+    /// status that comes in the trailers.
+    pub fn waits_for_end(&self) -> bool {
+        matches!(
+            self.status,
+            Some(StatusFilter::Success | StatusFilter::Failure)
+        )
+    }
+
+    /// Events a request it takes sends: the rate is spent a request at a time.
+    pub fn events_per_request(&self) -> u32 {
+        if self.ends_only {
+            1
+        } else {
+            3
+        }
     }
 
     /// Whether an answer matches: `status` is `None` when there was none.

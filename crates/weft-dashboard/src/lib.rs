@@ -53,6 +53,8 @@ pub struct Shared {
     pub interval: Duration,
     pub source: Source,
     pub identity: Option<OwnIdentity>,
+    /// Taps served at once: each holds a subscription on every proxy.
+    pub taps: Arc<tokio::sync::Semaphore>,
 }
 
 pub struct DashboardHandle {
@@ -90,6 +92,7 @@ pub async fn start(
         interval: config.interval,
         source: config.source.clone(),
         identity: config.identity,
+        taps: Arc::new(tokio::sync::Semaphore::new(tap::MAX_TAPS)),
     });
     let collector = tokio::spawn(collect(Arc::clone(&shared), stop.clone()));
     let app = api::router(Arc::clone(&shared)).merge(tap::router(shared));

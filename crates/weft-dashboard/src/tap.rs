@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use weft_core::tap::{EventKind, TapEvent, TapFilter};
+use weft_core::tap::{EventKind, TapEvent, TapFilter, HEARTBEAT};
 
 use crate::history::ProxyStatus;
 use crate::Shared;
@@ -33,6 +33,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events held for a reader that is behind; past this the sources wait (and a proxy whose
 /// buffer then fills drops the subscription, saying so).
 const MERGED_BUFFER: usize = 1024;
+
+/// Taps the dashboard serves at once. Each holds a subscription on every proxy, which
+/// allows 16 by default: the rest stay for operators on the nodes.
+pub const MAX_TAPS: usize = 8;
 
 /// A source's refusal or failure before its stream began.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,12 +73,20 @@ fn refused(url: &str, status: Option<u16>, message: impl Into<String>) -> Refuse
 
 async fn open_inner(url: &str) -> Result<Lines, Refused> {
     let uri: Uri = url.parse().map_err(|_| refused(url, None, "invalid URL"))?;
+    if uri.scheme_str().is_some_and(|s| s != "http") {
+        return Err(refused(url, None, "only http:// is spoken here"));
+    }
     let authority = uri
         .authority()
         .ok_or_else(|| refused(url, None, "no host in URL"))?
         .clone();
     let port = authority.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((authority.host(), port))
+    // An IPv6 literal is written in brackets, which a socket address does not take.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let stream = TcpStream::connect((host, port))
         .await
         .map_err(|e| refused(url, None, e.to_string()))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -267,6 +279,10 @@ async fn tap(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Re
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
+    let Ok(slot) = Arc::clone(&shared.taps).try_acquire_owned() else {
+        let why = format!("the dashboard serves {MAX_TAPS} taps at once, its most\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    };
     let proxies: Vec<ProxyStatus> = {
         let h = shared.history.read().unwrap_or_else(|e| e.into_inner());
         h.proxies().iter().filter(|p| p.up).cloned().collect()
@@ -306,22 +322,7 @@ async fn tap(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Re
         let _ = tx.try_send(line(&closed(&r.url, r.message)));
     }
     for lines in streams {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (etx, mut erx) = mpsc::channel(16);
-            let url = lines.url.clone();
-            let pumping = tokio::spawn(async move { pump(lines, &etx).await });
-            while let Some(e) = erx.recv().await {
-                if tx.send(line(&e)).await.is_err() {
-                    pumping.abort();
-                    return;
-                }
-            }
-            let reason = pumping.await.unwrap_or_default();
-            if !reason.is_empty() {
-                let _ = tx.send(line(&closed(&url, reason))).await;
-            }
-        });
+        tokio::spawn(relay(lines, tx.clone()));
     }
     drop(tx);
     (
@@ -329,7 +330,11 @@ async fn tap(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Re
             (header::CONTENT_TYPE, "application/x-ndjson"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        axum::body::Body::new(ChannelBody(rx)),
+        axum::body::Body::new(ChannelBody {
+            lines: rx,
+            _slot: slot,
+            heartbeat: heartbeat(),
+        }),
     )
         .into_response()
 }
@@ -360,14 +365,53 @@ async fn open_proxy(
     }
 }
 
+/// One proxy's stream into the merged response, until either ends: a subscriber that
+/// leaves a quiet filter lets go of every proxy's subscription at once, not at their next
+/// event.
+async fn relay(mut lines: Lines, tx: mpsc::Sender<Bytes>) {
+    let mut said = false;
+    let reason = loop {
+        tokio::select! {
+            next = lines.next() => match next {
+                Ok(event) => {
+                    said = event.kind == Some(EventKind::Closed);
+                    if tx.send(line(&event)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(reason) => break reason,
+            },
+            () = tx.closed() => return,
+        }
+    };
+    if !said {
+        let _ = tx.send(line(&closed(&lines.url, reason))).await;
+    }
+}
+
+/// Ticks every [`HEARTBEAT`], the first a whole period from now.
+fn heartbeat() -> tokio::time::Interval {
+    let start = tokio::time::Instant::now() + HEARTBEAT;
+    let mut i = tokio::time::interval_at(start, HEARTBEAT);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
 fn line(e: &TapEvent) -> Bytes {
     let mut v = serde_json::to_vec(e).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
 }
 
-/// A response body fed line by line from a channel; it ends when every sender has.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// A response body fed line by line from a channel; it ends when every sender has. It
+/// holds the tap's slot until then.
+struct ChannelBody {
+    lines: mpsc::Receiver<Bytes>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    /// An empty line when the stream has been quiet: writing is how the server finds out
+    /// the subscriber has gone (and lets go of the proxies).
+    heartbeat: tokio::time::Interval,
+}
 
 impl Body for ChannelBody {
     type Data = Bytes;
@@ -377,7 +421,17 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        match self.lines.poll_recv(cx) {
+            Poll::Ready(Some(line)) => {
+                self.heartbeat.reset();
+                Poll::Ready(Some(Ok(Frame::data(line))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.heartbeat.poll_tick(cx) {
+                Poll::Ready(_) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"\n"))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub mod tunnel;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+
 use prometheus_client::registry::Registry;
 
 pub use crate::context::ContextMetrics;
@@ -42,6 +42,7 @@ pub use crate::routes::{BackendMetrics, RouteFamilies, RuleMetrics};
 pub use crate::tcp::TcpMetrics;
 pub use crate::trace::TraceMetrics;
 pub use crate::tunnel::{Carried, Relay, TunnelMetrics};
+pub use prometheus_client::metrics::gauge::Gauge;
 
 /// Every metric one proxy exports.
 pub struct Metrics {
@@ -55,6 +56,8 @@ pub struct Metrics {
     pub trace: TraceMetrics,
     /// Discovery updates rejected (bad file edits and the like).
     pub discovery_errors: Counter,
+    /// Tap subscribers now.
+    pub tap_subscribers: Gauge,
     /// Config reloads rejected; the running config stays.
     pub config_errors: Counter,
     pub identity: IdentityMetrics,
@@ -166,6 +169,12 @@ impl Metrics {
         let peers = PeerMetrics::register(&mut registry);
         let context = ContextMetrics::register(&mut registry);
         let trace = TraceMetrics::register(&mut registry);
+        let tap_subscribers = Gauge::default();
+        registry.register(
+            "tap_subscribers",
+            "Tap subscribers now (the node's operators, the dashboard)",
+            tap_subscribers.clone(),
+        );
         let discovery_errors = Counter::default();
         registry.register(
             "discovery_errors",
@@ -189,6 +198,7 @@ impl Metrics {
             context,
             trace,
             discovery_errors,
+            tap_subscribers,
             config_errors,
             identity,
             info,

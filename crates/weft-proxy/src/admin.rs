@@ -39,10 +39,15 @@ impl Admin {
         req: Request<ClientBody>,
     ) -> Response<ProxyBody> {
         if !allowed(peer, req.uri().path()) {
-            return text(
+            let mut rsp = text(
                 StatusCode::FORBIDDEN,
                 "this path is served to loopback only (kubectl port-forward reaches it)\n",
             );
+            rsp.headers_mut().insert(
+                weft_core::headers::WEFT_ERROR,
+                HeaderValue::from_static("permission denied"),
+            );
+            return rsp;
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
@@ -258,7 +263,7 @@ mod tests {
         for path in ["/live", "/ready", "/metrics"] {
             assert!(allowed(node, path) && allowed(local, path), "{path}");
         }
-        for path in ["/config", "/endpoints", "/shutdown", "/nope"] {
+        for path in ["/config", "/endpoints", "/routes", "/tap", "/shutdown", "/nope"] {
             assert!(!allowed(node, path) && allowed(local, path), "{path}");
         }
     }

@@ -202,7 +202,12 @@ async fn route(
         carried::set_hops(req.headers_mut(), hops);
     }
     let name = service.name.to_string();
-    let fresh = (client, Seen::default(), hops, trace.take());
+    let fresh = lifecycle::Arrived {
+        source: client,
+        seen: Seen::default(),
+        hops,
+        trace: trace.take(),
+    };
     let rsp = lifecycle::forward(shared, start, service, authority, Some(routed), fresh, req).await;
     (rsp, Ok(name))
 }

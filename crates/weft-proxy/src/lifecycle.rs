@@ -6,13 +6,13 @@
 //!   service (or a listed host outside the mesh), look it up ([`identify::outbound`]) → the
 //!   hops it made, and an app's staging override ([`carried`]) → the rule of its routes, if
 //!   it has any ([`routing`]) → with tracing on, its id and its trace ([`trace`]) →
-//!   [`forward`]: its policy ([`crate::resilience::policy`]) →
-//!   the deadline ([`Deadline`]) → strip what only the mesh may set ([`mesh`]) → attempts
-//!   ([`attempts`]), each: balance ([`crate::balancer`]) → forward over the peer's shared
-//!   HTTP/2 hop, or straight to the endpoint, one more hop ([`delivery`]) → record the
-//!   outcome ([`record::attempt`]), each attempt a span → retry?
-//!   ([`crate::resilience::retry`]) → respond, the body recording its end ([`crate::body`])
-//!   and the request's spans ending with it.
+//!   [`forward`]: its policy ([`crate::resilience::policy`]) → a tap, when a subscriber's
+//!   filter takes it ([`tap`]) → the deadline ([`Deadline`]) → strip what only the mesh
+//!   may set ([`mesh`]) → attempts ([`attempts`]), each: balance ([`crate::balancer`]) →
+//!   forward over the peer's shared HTTP/2 hop, or straight to the endpoint, one more hop
+//!   ([`delivery`]) → record the outcome ([`record::attempt`]), each attempt a span →
+//!   retry? ([`crate::resilience::retry`]) → respond, the body recording its end
+//!   ([`crate::body`]) and the request's spans (and tap) ending with it.
 //!
 //! The ingress ([`crate::ingress`]) joins at [`forward`] with the rule its own routes chose.
 //!
@@ -20,11 +20,12 @@
 //! outbound's way from its policy on ([`tunneled`]), and TLS inside is relayed whole.
 //!
 //! Inbound (a peer proxy's request for an instance on this node), [`inbound`]:
-//!   accept → admit → screen, name the service and the endpoint the peer chose
-//!   ([`identify::inbound`]) → refuse anything not on this node → the deadline → the hop
-//!   count, and a peer's override only if the peer is trusted ([`carried`]) → its trace
-//!   ([`trace`]), with this proxy's span the app's parent → deliver in the instance's
-//!   protocol ([`delivery::deliver`]) → respond, record.
+//!   accept → the dashboard's identity may only tap ([`tap::remote`]) → admit → screen,
+//!   name the service and the endpoint the peer chose ([`identify::inbound`]) → refuse
+//!   anything not on this node → the deadline → the hop count, and a peer's override only
+//!   if the peer is trusted ([`carried`]) → its trace ([`trace`]), with this proxy's span
+//!   the app's parent → a tap ([`tap`]) → deliver in the instance's protocol
+//!   ([`delivery::deliver`]) → respond, record.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -116,22 +117,31 @@ pub(crate) async fn outbound(
         service,
         target.authority,
         routed,
-        (source, seen, hops, trace),
+        Arrived {
+            source,
+            seen,
+            hops,
+            trace,
+        },
         req,
     )
     .await
 }
 
 /// The outbound's way once the service (and the rule, with routes) is known; the ingress
-/// joins it here with the rule its own routes chose. The request came from `source`,
-/// carries the mesh's headers `seen`, has made `hops`, and is in `trace`, with tracing on.
+/// joins it here with the rule its own routes chose.
 pub(crate) async fn forward(
     shared: &Shared,
     start: Instant,
     service: Arc<Service>,
     authority: String,
     routed: Option<Routed>,
-    (source, seen, hops, trace): (SocketAddr, mesh::Seen, u32, Option<Box<RequestTrace>>),
+    Arrived {
+        source,
+        seen,
+        hops,
+        trace,
+    }: Arrived,
     mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     // The service's policy; with routes, the matched rule's over it.
@@ -149,7 +159,7 @@ pub(crate) async fn forward(
         t
     });
     // A tap subscriber whose filter takes the request is sent its events.
-    ctx.tap = tap::arrived(shared, &ctx, TapDirection::Outbound, source, &req);
+    ctx.tap = tap::arrived(shared, &ctx, TapDirection::Outbound, (source, None), &req);
     if ctx.expired() {
         return ctx.fail(ProxyError::DeadlineExceeded);
     }
@@ -219,7 +229,7 @@ pub(crate) async fn inbound(
     shared.peers.request(peer);
     // The dashboard's identity may tap this proxy, and do nothing else here.
     if let (Some(p), Some(tapper)) = (peer, shared.tapper.as_deref()) {
-        if p.len() == tapper.len() && p == tapper {
+        if p == tapper {
             return tap::remote(&shared, &req);
         }
     }
@@ -272,10 +282,9 @@ pub(crate) async fn inbound(
         ctx.trace = Some(t);
     }
     ctx.endpoint = Some(Arc::clone(&endpoint));
-    ctx.tap = tap::arrived(&shared, &ctx, TapDirection::Inbound, source, &req).map(|mut t| {
-        t.peer(peer_identity(&req));
-        t
-    });
+    // A tap subscriber whose filter takes the request is sent its events.
+    let arrival = (source, peer_identity(&req));
+    ctx.tap = tap::arrived(&shared, &ctx, TapDirection::Inbound, arrival, &req);
     let load = endpoint.start();
     // Restore what the client spoke before the hop upgraded it, and take the mesh's
     // headers off; the instance gets the deadline itself.
@@ -336,6 +345,19 @@ pub(crate) async fn inbound(
         }
         Err(Failed { error, .. }) => ctx.fail(error),
     }
+}
+
+/// What the outbound (or the ingress) has learned of a request when it hands it to
+/// [`forward`].
+pub(crate) struct Arrived {
+    /// The client's address.
+    pub source: SocketAddr,
+    /// The mesh's headers it carries.
+    pub seen: mesh::Seen,
+    /// The proxy hops it has made.
+    pub hops: u32,
+    /// Its trace, with tracing on.
+    pub trace: Option<Box<RequestTrace>>,
 }
 
 fn peer_identity<B>(req: &Request<B>) -> Option<Arc<str>> {

@@ -38,7 +38,8 @@ use crate::shared::Shared;
 use crate::trace::{Exporter, Tracer};
 use weft_api::channel;
 
-/// The admin listener drains quickly whatever the data plane's grace: nothing on it is long.
+/// The admin listener drains quickly whatever the data plane's grace: nothing on it is long
+/// (a tap's stream is closed when the drain begins).
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
 /// Probes, scrapers and an operator's curl: a handful at a time.
 const ADMIN_CONNECTIONS: usize = 256;
@@ -256,6 +257,7 @@ impl Proxy {
                 &config.node,
                 &config.tap,
                 Arc::clone(&discovery),
+                metrics.tap_subscribers.clone(),
             )),
             tapper: identity.as_ref().and_then(|id| {
                 let own = id.credentials.identity();
@@ -284,6 +286,15 @@ impl Proxy {
                 metrics.tcp.clone(),
             ))
         };
+
+        // A tap's stream never ends by itself: at the drain it is closed, saying why, so
+        // it does not hold its connection (and the drain) to the end of the grace.
+        let (taps, mut draining) = (Arc::clone(&shared.taps), shutdown.subscribe());
+        background.push(tokio::spawn(async move {
+            if draining.wait_for(|d| *d).await.is_ok() {
+                taps.close_all("the proxy is draining");
+            }
+        }));
 
         let mut listeners = JoinSet::new();
         let s = Arc::clone(&shared);

@@ -5,7 +5,7 @@ fn a_filter_reads_back_from_its_query() {
     let q = "service=world&direction=outbound&method=get&authority=World:7778&path=%2Fapi%20x&status=5xx&endpoint=127.0.0.3:7778&rate=50";
     let err = TapFilter::parse(q).unwrap_err();
     assert!(err.to_string().contains("path"), "{err}");
-    let q = "service=world&direction=outbound&method=get&authority=World:7778&path=%2Fapi&status=5xx&endpoint=127.0.0.3:7778&rate=50";
+    let q = "service=world&direction=outbound&method=get&authority=World:7778&path=%2Fapi&status=5xx&endpoint=127.0.0.3:7778&rate=50&events=end";
     let f = TapFilter::parse(q).unwrap();
     assert_eq!(f.service.as_deref(), Some("world"));
     assert_eq!(f.method.as_deref(), Some("GET"));
@@ -13,6 +13,8 @@ fn a_filter_reads_back_from_its_query() {
     assert_eq!(f.path_prefix.as_deref(), Some("/api"));
     assert_eq!(f.status, Some(StatusFilter::Class(5)));
     assert_eq!(f.rate, 50);
+    assert!(f.ends_only);
+    assert_eq!(f.events_per_request(), 1);
     assert_eq!(TapFilter::parse(&f.to_query()).unwrap(), f);
     assert_eq!(TapFilter::parse("").unwrap().rate, DEFAULT_RATE);
 }
@@ -30,6 +32,7 @@ fn a_filter_that_cannot_match_is_refused_with_its_reason() {
         ("method=G%20T", "HTTP method"),
         ("colour=red", "unknown tap parameter"),
         ("service=a&service=b", "twice"),
+        ("events=some", "all or end"),
         ("path=%zz", "percent-encoded"),
     ] {
         let err = TapFilter::parse(q).unwrap_err().to_string();

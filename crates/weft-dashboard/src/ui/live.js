@@ -60,6 +60,9 @@ async function tap() {
   const q = query();
   history.replaceState(null, "", "/live?" + q.toString());
   $("live-scope").textContent = q.toString() || "every request";
+  // Rows are drawn from `end` events only: asking for nothing else shows three times
+  // the requests for the same rate.
+  q.set("events", "end");
   const status = $("live-status-line");
   status.textContent = "tapping…";
   status.classList.remove("stale");
@@ -95,7 +98,14 @@ async function tap() {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
       if (!line.trim()) continue;
-      const e = JSON.parse(line);
+      let e;
+      try {
+        e = JSON.parse(line);
+      } catch (err) {
+        status.textContent = "a line that is not a tap event: " + line.slice(0, 80);
+        status.classList.add("stale");
+        continue;
+      }
       if (e.type === "end") {
         addRow(e);
         seen += 1;

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::HeaderMap;
 use weft_core::headers::{GRPC_STATUS, WEFT_REQUEST_ID};
-use weft_core::tap::{EventKind, StatusFilter, TapEvent, MAX_PATH_BYTES, NEVER_SHOWN};
-use weft_core::trace::TraceId;
+use weft_core::tap::{EventKind, TapEvent, MAX_PATH_BYTES, NEVER_SHOWN};
 
-use super::{Arrival, Subscriber, Taps};
+use super::{Arrival, Known, Subscriber, Taps};
 
 /// Header names listed in an event, at most: what a client sends cannot make events large.
 const MAX_HEADERS_LISTED: usize = 32;
@@ -23,29 +22,46 @@ pub(crate) struct Tapped {
     event: TapEvent,
     start: Instant,
     wall: SystemTime,
-    /// What the headers event said, for subscribers that learn only at the end whether
-    /// the request is theirs.
+    /// The lines sent so far, for subscribers that learn only later whether the request
+    /// is theirs.
     start_line: Option<Bytes>,
     headers_line: Option<Bytes>,
+    request_headers: Vec<(String, Option<String>)>,
     /// Response body bytes sent so far.
     pub bytes: u64,
 }
 
 struct Watching {
     subscriber: Arc<Subscriber>,
-    /// Its filter needs the answer (or the end, for success and failure) before the
-    /// request's first event may go.
+    /// Its filter has taken the request (and its rate paid for it); until then it waits
+    /// for the answer, or the end, to say.
     decided: bool,
+}
+
+impl Watching {
+    /// Sends `line` unless the subscriber asked for `end` events only.
+    fn send(&self, taps: &Taps, line: &Bytes, end: bool) {
+        if end || !self.subscriber.filter.ends_only {
+            self.subscriber.send(taps, line);
+        }
+    }
 }
 
 impl Tapped {
     pub(super) fn new<B>(
         taps: Arc<Taps>,
         id: u64,
-        subscribers: Vec<Arc<Subscriber>>,
+        subscribers: Vec<(Arc<Subscriber>, bool)>,
         a: Arrival<'_, B>,
+        known: Known,
     ) -> Self {
         let headers = a.req.headers();
+        // The proxy's own trace when it has joined or started one; the caller's otherwise.
+        let trace_id = known.trace.map(|t| t.hex()).or_else(|| {
+            weft_core::trace::extract(headers)
+                .and_then(|i| i.parent)
+                .map(|(t, _)| t.hex())
+        });
         let event = TapEvent {
             proxy: taps.node.to_string(),
             id,
@@ -55,69 +71,57 @@ impl Tapped {
             authority: a.authority.to_string(),
             path: bounded(a.req.uri().path()).to_string(),
             source: Some(a.source),
+            peer_identity: known.peer.map(|p| p.to_string()),
+            endpoint: known.endpoint,
             request_id: headers
                 .get(WEFT_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| v.len() <= 128)
                 .map(str::to_string),
-            trace_id: weft_core::trace::extract(headers)
-                .and_then(|i| i.parent)
-                .map(|(t, _)| t.hex()),
+            trace_id,
             ..TapEvent::default()
         };
-        let mut tapped = Self {
+        Self {
             wall: SystemTime::now() - a.start.elapsed(),
             start: a.start,
             subscribers: subscribers
                 .into_iter()
-                .map(|subscriber| Watching {
-                    decided: !subscriber.filter.waits_for_answer(),
+                .map(|(subscriber, decided)| Watching {
                     subscriber,
+                    decided,
                 })
                 .collect(),
             event,
             start_line: None,
             headers_line: None,
+            request_headers: listed(&taps, headers),
             bytes: 0,
             taps,
-        };
-        let mut start = tapped.event.clone();
-        start.kind = Some(EventKind::Start);
-        start.unix_us = unix_us(tapped.wall);
-        start.request_headers = listed(&tapped.taps, headers);
-        let line = line(&start);
-        for w in tapped.subscribers.iter().filter(|w| w.decided) {
-            w.subscriber.send(&tapped.taps, &line);
         }
-        tapped.start_line = Some(line);
-        tapped
     }
 
-    /// The trace the request is in, once this proxy has joined or started one.
-    pub(crate) fn traced(&mut self, trace: TraceId) {
-        self.event.trace_id = Some(trace.hex());
-    }
-
-    /// The pod the request came from, when discovery knows it by address.
-    pub(crate) fn source_named(&mut self, name: Option<String>) {
-        self.event.source_name = name;
-    }
-
-    /// Where the request is sent (inbound: the instance the peer chose).
-    pub(crate) fn sent_to(&mut self, endpoint: SocketAddr) {
-        self.event.endpoint = Some(endpoint);
-    }
-
-    /// The calling proxy's identity (inbound, over mutual TLS).
-    pub(crate) fn peer(&mut self, identity: Option<Arc<str>>) {
-        self.event.peer_identity = identity.map(|i| i.to_string());
+    /// Its `start` event, once everything known at arrival is in: sent to the subscribers
+    /// that have taken the request, kept for those still waiting.
+    pub(super) fn begin(&mut self, source_name: Option<String>) {
+        self.event.source_name = source_name;
+        let mut start = self.event.clone();
+        start.kind = Some(EventKind::Start);
+        start.unix_us = unix_us(self.wall);
+        start.request_headers = std::mem::take(&mut self.request_headers);
+        let line = line(&start);
+        for w in self.subscribers.iter().filter(|w| w.decided) {
+            w.send(&self.taps, &line, false);
+        }
+        self.start_line = Some(line);
     }
 
     /// The response's headers came (or the proxy answered itself): `status` is `None`
     /// when there was no answer.
     pub(crate) fn answered(&mut self, at: Instant, answer: Answer<'_>) {
         self.event.status = answer.status;
-        self.event.endpoint = answer.endpoint;
+        if answer.endpoint.is_some() {
+            self.event.endpoint = answer.endpoint;
+        }
         self.event.retries = Some(answer.retries);
         self.event.error = answer.error.map(str::to_string);
         self.event.grpc_status = answer
@@ -133,29 +137,26 @@ impl Tapped {
             e.response_headers = listed(&self.taps, h);
         }
         let line = line(&e);
-        let (status, endpoint) = (answer.status, answer.endpoint);
+        let (status, endpoint) = (e.status, e.endpoint);
         let taps = Arc::clone(&self.taps);
+        let start_line = self.start_line.clone();
         self.subscribers.retain_mut(|w| {
             if w.decided {
-                w.subscriber.send(&taps, &line);
+                w.send(&taps, &line, false);
                 return true;
             }
             let f = &w.subscriber.filter;
-            if matches!(
-                f.status,
-                Some(StatusFilter::Success | StatusFilter::Failure)
-            ) {
-                // Decided at the end: a gRPC failure comes in the trailers.
+            if f.waits_for_end() {
                 return f.endpoint.is_none_or(|e| endpoint == Some(e));
             }
-            if !f.matches_answer(status, answer.failed, endpoint) {
+            if !f.matches_answer(status, answer.failed, endpoint) || !w.subscriber.take(at) {
                 return false;
             }
             w.decided = true;
-            if let Some(s) = &self.start_line {
-                w.subscriber.send(&taps, s);
+            if let Some(s) = &start_line {
+                w.send(&taps, s, false);
             }
-            w.subscriber.send(&taps, &line);
+            w.send(&taps, &line, false);
             true
         });
         self.headers_line = Some(line);
@@ -200,18 +201,15 @@ impl Tapped {
         let line = line(&e);
         for w in &self.subscribers {
             if !w.decided {
-                if !w
-                    .subscriber
-                    .filter
-                    .matches_answer(e.status, !success, e.endpoint)
-                {
+                let f = &w.subscriber.filter;
+                if !f.matches_answer(e.status, !success, e.endpoint) || !w.subscriber.take(at) {
                     continue;
                 }
                 for earlier in [&self.start_line, &self.headers_line].into_iter().flatten() {
-                    w.subscriber.send(&self.taps, earlier);
+                    w.send(&self.taps, earlier, false);
                 }
             }
-            w.subscriber.send(&self.taps, &line);
+            w.send(&self.taps, &line, true);
         }
     }
 }

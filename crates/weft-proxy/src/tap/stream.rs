@@ -1,5 +1,6 @@
 //! A subscriber's stream, as a response body: its `subscribed` line, the events, and a
-//! `closed` line when the proxy drops it. Dropping the body (the subscriber went away)
+//! `closed` line when the proxy drops it; an empty line when it has been quiet a while, so
+//! a subscriber that went away is found out. Dropping the body (the subscriber went away)
 //! takes the subscriber off.
 
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use weft_core::tap::{EventKind, TapEvent};
+use weft_core::tap::{EventKind, TapEvent, HEARTBEAT};
 
 use super::Taps;
 
@@ -20,6 +21,7 @@ pub(crate) struct TapStream {
     events: mpsc::Receiver<Bytes>,
     close: Option<oneshot::Receiver<String>>,
     done: bool,
+    heartbeat: tokio::time::Interval,
 }
 
 impl TapStream {
@@ -38,6 +40,7 @@ impl TapStream {
             events,
             close: Some(close),
             done: false,
+            heartbeat: heartbeat(),
         }
     }
 
@@ -51,8 +54,20 @@ impl TapStream {
         }
         // Events already buffered go before the reason the stream ends.
         if let Poll::Ready(Some(line)) = self.events.poll_recv(cx) {
+            self.heartbeat.reset();
             return Poll::Ready(Some(line));
         }
+        if let Poll::Ready(Some(line)) = self.poll_close(cx) {
+            return Poll::Ready(Some(line));
+        }
+        match self.heartbeat.poll_tick(cx) {
+            Poll::Ready(_) => Poll::Ready(Some(Bytes::from_static(b"\n"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The reason the proxy dropped the subscriber, as the stream's last line.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let Some(close) = self.close.as_mut() else {
             return Poll::Pending;
         };
@@ -78,6 +93,14 @@ impl Drop for TapStream {
     fn drop(&mut self) {
         self.taps.unsubscribe(self.id, None);
     }
+}
+
+/// Ticks every [`HEARTBEAT`], the first a whole period from now.
+pub(crate) fn heartbeat() -> tokio::time::Interval {
+    let start = tokio::time::Instant::now() + HEARTBEAT;
+    let mut i = tokio::time::interval_at(start, HEARTBEAT);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
 }
 
 fn control(taps: &Taps, kind: EventKind, fill: impl FnOnce(&mut TapEvent)) -> Bytes {

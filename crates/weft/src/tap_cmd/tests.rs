@@ -60,7 +60,7 @@ fn lines(output: Output) -> Vec<String> {
 #[test]
 fn plain_lines_show_the_request_then_its_answer_then_its_end() {
     assert_eq!(
-        lines(Output::Plain),
+        lines(Output::Events),
         [
             "req id=node-a:17 dir=outbound svc=world :method=GET :authority=world :path=/hello src=127.0.0.2:4321",
             "rsp id=node-a:17 :status=200 latency=1234µs endpoint=127.0.0.4:7778 retries=0",
@@ -111,7 +111,7 @@ fn a_given_up_request_says_why_and_omits_what_it_never_had() {
         ..TapEvent::default()
     };
     assert_eq!(
-        line(&end, Output::Plain).unwrap(),
+        line(&end, Output::Events).unwrap(),
         "end id=node-b:3 duration=30000000µs success=false error=\"connect timeout\""
     );
 }
@@ -126,9 +126,28 @@ fn stream_events_print_no_line() {
             reason: Some("shutting down".into()),
             ..TapEvent::default()
         };
-        for output in [Output::Plain, Output::Wide, Output::Json] {
+        for output in [Output::Request, Output::Events, Output::Wide, Output::Json] {
             assert_eq!(line(&e, output), None);
         }
     }
     assert_eq!(line(&TapEvent::default(), Output::Json), None);
+}
+
+#[test]
+fn a_request_line_is_the_whole_request_from_its_end() {
+    let [start, headers, end] = events();
+    assert_eq!(line(&start, Output::Request), None);
+    assert_eq!(line(&headers, Output::Request), None);
+    let l = line(&end, Output::Request).unwrap();
+    assert!(l.starts_with("req id="), "{l}");
+    for field in [
+        ":method=",
+        ":path=",
+        ":status=",
+        "latency=",
+        "duration=",
+        "success=",
+    ] {
+        assert!(l.contains(field), "{field} in {l}");
+    }
 }

@@ -47,6 +47,7 @@ fn every_flag_lands_in_its_filter_field() {
             status: Some(StatusFilter::Class(5)),
             endpoint: Some("10.0.0.5:7778".parse().unwrap()),
             rate: 40,
+            ends_only: false,
         }
     );
 }
