@@ -88,6 +88,18 @@ async fn metrics_count_a_known_mix_exactly() {
     // A dead endpoint is tried again too: connect failures are always safe to retry.
     let dead_attempts = format!("weft_attempts_total{{{dead_route},classification=\"failure\"}}");
     assert_eq!(series(&dead_attempts), 6.0);
+    // Each retry is counted against the endpoint whose failed attempt led to it; one that
+    // never failed counts none, and nothing was refused.
+    let endpoint_retries = |route: &str| series(&format!("weft_endpoint_retries_total{{{route}}}"));
+    assert_eq!(endpoint_retries(&route), 4.0);
+    assert_eq!(endpoint_retries(&dead_route), 4.0);
+    assert_eq!(endpoint_retries(&other), 0.0);
+    assert_eq!(
+        series(&format!(
+            "weft_endpoint_retry_budget_exhausted_total{{{dead_route}}}"
+        )),
+        0.0
+    );
 
     // The inbound side on node B saw every attempt, per local instance.
     let inb = mesh.b.metrics().await;

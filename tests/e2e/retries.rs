@@ -1,7 +1,8 @@
 //! What retries hide: with world failing a fifth of its answers and the proxies retrying,
 //! callers see almost every request succeed, while every attempt's success, shown beside
 //! it on the API, in `weft stat` and on the dashboard's page, matches what world's own
-//! instances counted.
+//! instances counted; and each of world's endpoints shows the retries its failures cost,
+//! together its service's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,6 +28,25 @@ async fn world_counts(worlds: &[SocketAddr]) -> (f64, f64) {
         total.1 += v["failed"].as_f64().unwrap();
     }
     total
+}
+
+/// World's service figures and the instances over `window`, read between the same two
+/// scrapes: a scrape in between would move one window and not the other.
+async fn same_round(demo: &Demo, window: f64) -> (Value, Value) {
+    let last = |v: Value| v["series"].as_array()?.last()?["t"].as_f64();
+    weft_tests::eventually(
+        "a round without a scrape",
+        Duration::from_secs(10),
+        || async {
+            let before = last(demo.api("/api/summary").await)?;
+            let services = demo.api(&format!("/api/services?window={window}")).await;
+            let instances = demo.api(&format!("/api/instances?window={window}")).await;
+            let after = last(demo.api("/api/summary").await)?;
+            let world = row(&services["services"], "service", "world")["stats"].clone();
+            (before == after).then_some((world, instances))
+        },
+    )
+    .await
 }
 
 /// Waits for the dashboard's next scrape and returns its time: counts read right after it
@@ -166,15 +186,41 @@ async fn retries_hide_world_failures_that_actual_success_shows_as_world_counted_
         "{attempts} attempts vs {answered} answers"
     );
 
-    // The instances: endpoints have their attempts but no retries of their own; node
-    // proxies have both.
-    let instances = demo.api(&format!("/api/instances?window={window}")).await;
+    // The instances: each of world's endpoints has its attempts and the retries that
+    // followed its failures (every one fails a fifth of the time, so each has some), and
+    // together they make up world's retries. Each retry is counted against its service
+    // and its endpoint one after the other, and both are rendered in the same scrape, so
+    // the two only part by a retry made while a proxy rendered, at either end of the
+    // window: allow two per proxy. Both are read from the same round of scrapes.
+    let (world, instances) = same_round(&demo, window).await;
+    let world = &world;
+    let mut endpoint_retry_rps = 0.0;
+    let mut endpoint_refusals = 0.0;
     for w in &worlds {
         let ep = &row(&instances["endpoints"], "endpoint", &w.to_string())["stats"];
         let a = ep["actual_success_rate"].as_f64().unwrap();
         assert!((a - counted).abs() <= 0.06, "{w}: actual {a} vs {counted}");
-        assert!(ep["retry_rps"].is_null(), "{ep}");
+        let r = ep["retry_rps"].as_f64().unwrap();
+        assert!(r > 0.0, "{w}: {ep}");
+        endpoint_retry_rps += r;
+        endpoint_refusals += ep["budget_refusals"].as_f64().unwrap();
     }
+    let slack = 2.0 * demo.nodes.len() as f64;
+    let service_retries = world["retry_rps"].as_f64().unwrap() * window;
+    let endpoint_retries = endpoint_retry_rps * window;
+    println!(
+        "world's retries over {window:.1}s: {service_retries:.1} by service, \
+         {endpoint_retries:.1} by endpoint; refusals {} and {endpoint_refusals}",
+        world["budget_refusals"]
+    );
+    assert!(
+        (service_retries - endpoint_retries).abs() <= slack,
+        "world's endpoints' retries {endpoint_retries} vs world's {service_retries}"
+    );
+    assert!(
+        (world["budget_refusals"].as_f64().unwrap() - endpoint_refusals).abs() <= slack,
+        "world's endpoints' refusals {endpoint_refusals} vs {world}"
+    );
     for n in instances["nodes"].as_array().unwrap() {
         assert!(n["stats"]["retry_rps"].as_f64().unwrap() > 0.0, "{n}");
     }
@@ -231,15 +277,18 @@ async fn retries_hide_world_failures_that_actual_success_shows_as_world_counted_
         &["--window", &window_arg, "--by", "instance", "-o", "wide"],
     )
     .await;
-    let endpoint = by_instance
+    let endpoint: Vec<&str> = by_instance
         .lines()
         .find(|l| l.starts_with(&worlds[0].to_string()))
-        .expect("a world endpoint's row");
-    // An endpoint (its name two words: address and service) has no retries of its own:
-    // `-`, not a zero.
-    assert_eq!(
-        endpoint.split_whitespace().nth(5),
-        Some("-"),
+        .expect("a world endpoint's row")
+        .split_whitespace()
+        .collect();
+    // An endpoint's name is two words (address and service); then its retries, not `-`.
+    let retried = endpoint[5]
+        .strip_suffix("rps")
+        .and_then(|r| r.parse::<f64>().ok());
+    assert!(
+        retried.is_some_and(|r| r > 0.0) && endpoint[6].parse::<u64>().is_ok(),
         "{by_instance}"
     );
 
@@ -259,6 +308,10 @@ async fn retries_hide_world_failures_that_actual_success_shows_as_world_counted_
                      endpointActual: Array.from(document.querySelectorAll('#endpoints-table tbody tr'))
                          .filter(r => r.dataset.service === 'world')
                          .map(r => r.querySelector('.actual-success-rate').textContent),
+                     endpointRetries: Array.from(document.querySelectorAll('#endpoints-table tbody tr'))
+                         .filter(r => r.dataset.service === 'world')
+                         .map(r => [r.querySelector('.retry-rps').textContent,
+                                    r.querySelector('.budget-refusals').textContent]),
                      chartLines: Array.from(w.querySelectorAll('.chart.success path[data-name]')).map(p => p.dataset.name),
                  }};",
                 (t1 * 1000.0) as u64
@@ -289,6 +342,13 @@ async fn retries_hide_world_failures_that_actual_success_shows_as_world_counted_
         3,
         "{page}"
     );
+    for cells in page["endpointRetries"].as_array().unwrap() {
+        let (retries, refused) = (cells[0].as_str().unwrap(), cells[1].as_str().unwrap());
+        assert!(
+            retries.ends_with("rps") && refused.parse::<u64>().is_ok(),
+            "{page}"
+        );
+    }
     assert_eq!(
         page["chartLines"],
         serde_json::json!(["effective", "actual"])

@@ -40,10 +40,14 @@ pub enum Key {
 }
 
 impl Key {
-    /// Whether the proxies count this scope's retries: they do per service, so the
-    /// cluster, a node (its proxy's services) and a service have them.
+    /// Whether the proxies count this scope's retries: they do per service (so the
+    /// cluster, a node and a service have them) and per endpoint (against the endpoint
+    /// whose failed attempt led to the retry). A rule or a backend has none of its own.
     fn has_retries(&self) -> bool {
-        matches!(self, Self::Cluster | Self::Service(_) | Self::Node(_))
+        matches!(
+            self,
+            Self::Cluster | Self::Service(_) | Self::Node(_) | Self::Endpoint { .. }
+        )
     }
 }
 
@@ -64,8 +68,8 @@ pub struct Counts {
     /// what callers saw, these are what the endpoints did.
     pub attempts_ok: f64,
     pub attempts_failed: f64,
-    /// Attempts beyond a request's first, and retries the budget refused (per service and
-    /// proxy: no endpoint has its own).
+    /// Attempts beyond a request's first, and retries the budget refused: per service and
+    /// proxy, and per endpoint for the endpoint whose failed attempt each followed.
     pub retries: f64,
     pub budget_refused: f64,
 }
@@ -184,7 +188,7 @@ pub struct Stats {
     pub actual_success_rate: Option<f64>,
     /// Retries a second, and retries the budget refused over the whole window (a count:
     /// refusals are rare, and as a rate they would read as zero). Only where the proxies
-    /// count them, per service and per proxy: none for an endpoint, a route or a backend.
+    /// count them, per service, proxy and endpoint: none for a route or a backend.
     pub retry_rps: Option<f64>,
     pub budget_refusals: Option<f64>,
     pub rate_4xx: f64,
@@ -451,15 +455,28 @@ impl History {
                         c.attempts_failed = delta;
                     }
                 }
-                sample::RETRIES => c.retries = delta,
-                sample::BUDGET_EXHAUSTED => c.budget_refused = delta,
+                sample::RETRIES | sample::ENDPOINT_RETRIES => c.retries = delta,
+                sample::BUDGET_EXHAUSTED | sample::ENDPOINT_BUDGET_EXHAUSTED => {
+                    c.budget_refused = delta
+                }
                 _ => continue,
             }
             let service = s.label(label::SERVICE).unwrap_or("");
             let endpoint = s.label(label::ENDPOINT).unwrap_or("");
-            let mut keys = vec![Key::Cluster, Key::Node(node.clone())];
+            // An endpoint's retries are also its service's, which the per-service families
+            // count for the cluster, nodes and services: only the endpoint takes these.
+            let endpoint_only = matches!(
+                s.name.as_str(),
+                sample::ENDPOINT_RETRIES | sample::ENDPOINT_BUDGET_EXHAUSTED
+            );
+            let mut keys = Vec::with_capacity(4);
+            if !endpoint_only {
+                keys.extend([Key::Cluster, Key::Node(node.clone())]);
+            }
             if !service.is_empty() && service != UNKNOWN_SERVICE {
-                keys.push(Key::Service(service.to_string()));
+                if !endpoint_only {
+                    keys.push(Key::Service(service.to_string()));
+                }
                 if !endpoint.is_empty() {
                     keys.push(Key::Endpoint {
                         service: service.to_string(),

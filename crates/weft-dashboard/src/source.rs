@@ -21,6 +21,8 @@ fn families() -> String {
         sample::ATTEMPTS,
         sample::RETRIES,
         sample::BUDGET_EXHAUSTED,
+        sample::ENDPOINT_RETRIES,
+        sample::ENDPOINT_BUDGET_EXHAUSTED,
         sample::PROXY_INFO,
         sample::INBOUND_PEER_REQUESTS,
         sample::IDENTITY_INFO,

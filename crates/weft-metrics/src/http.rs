@@ -137,6 +137,8 @@ pub struct HttpMetrics {
     attempts: Family<AttemptLabels, Counter>,
     retries: Family<ServiceLabels, Counter>,
     budget_exhausted: Family<ServiceLabels, Counter>,
+    endpoint_retries: Family<RouteLabels, Counter>,
+    endpoint_budget_exhausted: Family<RouteLabels, Counter>,
     retiring: Arc<Retiring>,
 }
 
@@ -208,6 +210,8 @@ impl HttpMetrics {
             attempts: Family::default(),
             retries: Family::default(),
             budget_exhausted: Family::default(),
+            endpoint_retries: Family::default(),
+            endpoint_budget_exhausted: Family::default(),
             retiring: Arc::default(),
         };
         registry.register(
@@ -224,6 +228,16 @@ impl HttpMetrics {
             family::BUDGET_EXHAUSTED,
             "Retries a service wanted but its retry budget refused",
             m.budget_exhausted.clone(),
+        );
+        registry.register(
+            family::ENDPOINT_RETRIES,
+            "Retries made after an attempt to this endpoint failed (each is also one of its service's retries)",
+            m.endpoint_retries.clone(),
+        );
+        registry.register(
+            family::ENDPOINT_BUDGET_EXHAUSTED,
+            "Retries the retry budget refused after an attempt to this endpoint failed",
+            m.endpoint_budget_exhausted.clone(),
         );
         registry.register(
             family::REQUESTS,
@@ -277,6 +291,11 @@ impl HttpMetrics {
             attempt_ok: attempt(Classification::Success),
             attempt_failed: attempt(Classification::Failure),
             requests: self.requests.get_or_create(&labels).clone(),
+            retries: self.endpoint_retries.get_or_create(&labels).clone(),
+            budget_exhausted: self
+                .endpoint_budget_exhausted
+                .get_or_create(&labels)
+                .clone(),
             latency: self.latency.get_or_create(&labels).clone(),
             responses: Mutex::new(Responses::default()),
             family: self.responses.clone(),
@@ -340,6 +359,8 @@ impl HttpMetrics {
         let labels = &route.0.labels;
         self.requests.remove(labels);
         self.latency.remove(labels);
+        self.endpoint_retries.remove(labels);
+        self.endpoint_budget_exhausted.remove(labels);
         for classification in [Classification::Success, Classification::Failure] {
             self.attempts.remove(&AttemptLabels {
                 direction: labels.direction,
@@ -375,6 +396,9 @@ struct RouteInner {
     labels: RouteLabels,
     attempt_ok: Counter,
     attempt_failed: Counter,
+    /// Retries made, and refused by the budget, after an attempt here failed.
+    retries: Counter,
+    budget_exhausted: Counter,
     requests: Counter,
     latency: LatencyHistogram,
     responses: Mutex<Responses>,
@@ -400,6 +424,16 @@ impl RouteMetrics {
             Classification::Success => self.0.attempt_ok.inc(),
             Classification::Failure => self.0.attempt_failed.inc(),
         };
+    }
+
+    /// An attempt here failed and the request goes again (elsewhere, as a rule).
+    pub fn retried(&self) {
+        self.0.retries.inc();
+    }
+
+    /// An attempt here failed and was worth retrying, but the retry budget refused.
+    pub fn retry_refused(&self) {
+        self.0.budget_exhausted.inc();
     }
 
     pub fn latency(&self, elapsed: Duration) {

@@ -308,11 +308,16 @@ mod tests {
         let route = m.http.route(Direction::Outbound, "world", "10.0.0.9:80");
         route.request();
         route.response(200, Classification::Success, "");
+        route.retried();
         m.http.retire(&route);
-        assert!(m.render_text().contains("endpoint=\"10.0.0.9:80\""));
+        let last = m.render_text();
+        assert!(last.contains(
+            "weft_endpoint_retries_total{direction=\"outbound\",service=\"world\",endpoint=\"10.0.0.9:80\"} 1"
+        ), "{last}");
         assert!(!m.render_text().contains("endpoint=\"10.0.0.9:80\""));
         // A request still in flight on the old handle, with an answer not seen before.
         route.response(503, Classification::Failure, "");
+        route.retry_refused();
         assert!(!m.render_text().contains("endpoint=\"10.0.0.9:80\""));
         // Back again: a new handle counts afresh.
         let back = m.http.route(Direction::Outbound, "world", "10.0.0.9:80");

@@ -14,6 +14,8 @@ pub(crate) mod family {
     pub const ATTEMPTS: &str = "attempts";
     pub const RETRIES: &str = "retries";
     pub const BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
+    pub const ENDPOINT_RETRIES: &str = "endpoint_retries";
+    pub const ENDPOINT_BUDGET_EXHAUSTED: &str = "endpoint_retry_budget_exhausted";
     pub const PROXY_INFO: &str = "proxy_info";
     pub const TUNNELS: &str = "tunnels";
     pub const TUNNELS_OPEN: &str = "tunnels_open";
@@ -39,6 +41,8 @@ pub mod sample {
     pub const ATTEMPTS: &str = "weft_attempts_total";
     pub const RETRIES: &str = "weft_retries_total";
     pub const BUDGET_EXHAUSTED: &str = "weft_retry_budget_exhausted_total";
+    pub const ENDPOINT_RETRIES: &str = "weft_endpoint_retries_total";
+    pub const ENDPOINT_BUDGET_EXHAUSTED: &str = "weft_endpoint_retry_budget_exhausted_total";
     pub const PROXY_INFO: &str = "weft_proxy_info";
     pub const INBOUND_PEER_REQUESTS: &str = "weft_inbound_peer_requests_total";
     pub const IDENTITY_INFO: &str = "weft_identity_info";
@@ -90,6 +94,8 @@ mod tests {
         route.latency(std::time::Duration::from_millis(3));
         route.response(503, Classification::Failure, "no endpoints");
         route.attempt(Classification::Failure);
+        route.retried();
+        route.retry_refused();
         let counters = m.http.service(Direction::Outbound, "world");
         counters.retries.inc();
         counters.budget_exhausted.inc();
@@ -102,6 +108,8 @@ mod tests {
             sample::ATTEMPTS,
             sample::RETRIES,
             sample::BUDGET_EXHAUSTED,
+            sample::ENDPOINT_RETRIES,
+            sample::ENDPOINT_BUDGET_EXHAUSTED,
             sample::PROXY_INFO,
         ] {
             assert!(
@@ -150,6 +158,8 @@ mod tests {
             family::ATTEMPTS,
             family::RETRIES,
             family::BUDGET_EXHAUSTED,
+            family::ENDPOINT_RETRIES,
+            family::ENDPOINT_BUDGET_EXHAUSTED,
             family::LATENCY,
         ] {
             let help = format!("# HELP {PREFIX}_{family}");

@@ -263,7 +263,14 @@ mod tests {
         for path in ["/live", "/ready", "/metrics"] {
             assert!(allowed(node, path) && allowed(local, path), "{path}");
         }
-        for path in ["/config", "/endpoints", "/routes", "/tap", "/shutdown", "/nope"] {
+        for path in [
+            "/config",
+            "/endpoints",
+            "/routes",
+            "/tap",
+            "/shutdown",
+            "/nope",
+        ] {
             assert!(!allowed(node, path) && allowed(local, path), "{path}");
         }
     }

@@ -108,7 +108,10 @@ pub(crate) fn attempts<'a>(
                 if ctx.service.budget.try_withdraw(now, rules) {
                     let wait = retry::backoff(ctx.retries + 1, rules.backoff, rules.backoff_max);
                     ctx.retries += 1;
+                    // Also against the endpoint whose failure it follows: which instances
+                    // retries cover for.
                     ctx.service.counters.retries.inc();
+                    endpoint.metrics.retried();
                     ctx.tried.push(endpoint.endpoint.addr);
                     drop(sent);
                     drop(load);
@@ -117,6 +120,7 @@ pub(crate) fn attempts<'a>(
                     continue;
                 }
                 ctx.service.counters.budget_exhausted.inc();
+                endpoint.metrics.retry_refused();
             }
             return match sent {
                 Ok(mut rsp) => {

@@ -352,4 +352,45 @@ mod tests {
         let narrow = table(&rows, By::Service, false);
         assert!(narrow.starts_with("SERVICE   SUCCESS   RPS"), "{narrow}");
     }
+
+    #[test]
+    fn the_wide_instance_table_shows_each_endpoints_retries_beside_its_nodes() {
+        let stats = |retry_rps: f64, refused: f64| {
+            serde_json::json!({
+                "success_rate": 1.0, "actual_success_rate": 0.8, "attempts": 100.0,
+                "retry_rps": retry_rps, "budget_refusals": refused, "rps": 8.0,
+                "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "requests": 80.0 })
+        };
+        let api = serde_json::json!({
+            "nodes": [{ "node": "n1", "target": "127.0.0.1:4191", "up": true, "stats": stats(2.0, 3.0) }],
+            "endpoints": [
+                { "service": "world", "endpoint": "10.0.0.1:80", "node": "n1", "stats": stats(1.5, 2.0) },
+                { "service": "world", "endpoint": "10.0.0.2:80", "node": "n1", "stats": stats(0.5, 1.0) },
+            ],
+        });
+        let rows = rows(&api, By::Instance);
+        assert_eq!(rows[1]["retry_rps"], 1.5);
+        let wide = table(&rows, By::Instance, true);
+        let lines: Vec<Vec<&str>> = wide
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            &lines[1][..6],
+            ["n1", "100.00%", "80.00%", "8.0rps", "2.0rps", "3"]
+        );
+        assert_eq!(
+            &lines[2][..7],
+            [
+                "10.0.0.1:80",
+                "(world)",
+                "100.00%",
+                "80.00%",
+                "8.0rps",
+                "1.5rps",
+                "2"
+            ]
+        );
+        assert_eq!(&lines[3][5..7], ["0.5rps", "1"]);
+    }
 }

@@ -251,7 +251,8 @@ fn routes_and_backends_add_up_over_proxies_and_stay_out_of_the_cluster_total() {
 }
 
 /// World's endpoint answered 100 attempts, 20 of them failures that retries turned into
-/// successes: callers saw 80 requests all succeed.
+/// successes: callers saw 80 requests all succeed. Every retry followed one of e1's
+/// failures, so e1 counts them all too.
 fn retried_scrape(attempts_ok: f64, attempts_failed: f64, retries: f64, refused: f64) -> Scrape {
     let mut s = scrape(attempts_ok, attempts_ok, 0.0);
     let l = [
@@ -269,6 +270,8 @@ fn retried_scrape(attempts_ok: f64, attempts_failed: f64, retries: f64, refused:
         sample("weft_attempts_total", &bad, attempts_failed),
         sample("weft_retries_total", &service, retries),
         sample("weft_retry_budget_exhausted_total", &service, refused),
+        sample("weft_endpoint_retries_total", &l, retries),
+        sample("weft_endpoint_retry_budget_exhausted_total", &l, refused),
         // The server's view of the same attempts: not the callers', so not counted.
         sample(
             "weft_attempts_total",
@@ -295,7 +298,7 @@ fn actual_success_counts_every_attempt_where_effective_success_counts_what_calle
     assert_eq!(world.actual_success_rate, Some(0.8));
     assert_eq!(world.retry_rps, Some(2.0));
     assert_eq!(world.budget_refusals, Some(3.0));
-    // An endpoint has its attempts, but retries are counted per service only.
+    // The endpoint has its attempts, and the retries that followed its failures.
     let endpoint = h.stats(
         &Key::Endpoint {
             service: "world".into(),
@@ -304,12 +307,88 @@ fn actual_success_counts_every_attempt_where_effective_success_counts_what_calle
         60.0,
     );
     assert_eq!(endpoint.actual_success_rate, Some(0.8));
-    assert_eq!((endpoint.retry_rps, endpoint.budget_refusals), (None, None));
+    assert_eq!(
+        (endpoint.retry_rps, endpoint.budget_refusals),
+        (Some(2.0), Some(3.0))
+    );
+    // Counted once above the endpoint: the service's own families already hold them.
     let node = h.stats(&Key::Node("node-1".into()), 60.0);
     assert_eq!(node.actual_success_rate, Some(0.8));
-    assert_eq!(node.retry_rps, Some(2.0));
+    assert_eq!(
+        (node.retry_rps, node.budget_refusals),
+        (Some(2.0), Some(3.0))
+    );
+    let cluster = h.stats(&Key::Cluster, 60.0);
+    assert_eq!(
+        (cluster.retry_rps, cluster.budget_refusals),
+        (Some(2.0), Some(3.0))
+    );
     let series = h.series(&Key::Service("world".into()), 60.0, 10.0);
     assert_eq!(series.last().unwrap().actual_success_rate, Some(0.8));
+}
+
+/// Two of world's endpoints failed: each counts the retries and refusals that followed its
+/// own failures, together its service's; a third that never failed counts none (a zero, not
+/// a dash), and world's endpoints make up its retries.
+#[test]
+fn each_endpoint_counts_the_retries_that_followed_its_failures() {
+    let scrape = |e1: (f64, f64), e2: (f64, f64), e3_ok: f64| {
+        let mut s = scrape(0.0, 0.0, 0.0);
+        let service = [("direction", "outbound"), ("service", "world")];
+        s.samples.extend([
+            sample("weft_retries_total", &service, e1.0 + e2.0),
+            sample("weft_retry_budget_exhausted_total", &service, e1.1 + e2.1),
+        ]);
+        for (endpoint, (retries, refused)) in [("e1", e1), ("e2", e2), ("e3", (0.0, 0.0))] {
+            let l = [
+                ("direction", "outbound"),
+                ("service", "world"),
+                ("endpoint", endpoint),
+            ];
+            s.samples.extend([
+                sample("weft_endpoint_retries_total", &l, retries),
+                sample("weft_endpoint_retry_budget_exhausted_total", &l, refused),
+            ]);
+        }
+        s.samples.push(sample(
+            "weft_attempts_total",
+            &[
+                ("direction", "outbound"),
+                ("service", "world"),
+                ("endpoint", "e3"),
+                ("classification", "success"),
+            ],
+            e3_ok,
+        ));
+        s
+    };
+    let mut h = History::new(100);
+    h.ingest(0.0, &[scrape((5.0, 0.0), (1.0, 0.0), 10.0)]);
+    h.ingest(10.0, &[scrape((35.0, 2.0), (11.0, 1.0), 110.0)]);
+    let of = |e: &str| {
+        h.stats(
+            &Key::Endpoint {
+                service: "world".into(),
+                endpoint: e.into(),
+            },
+            60.0,
+        )
+    };
+    let (e1, e2, e3) = (of("e1"), of("e2"), of("e3"));
+    assert_eq!((e1.retry_rps, e1.budget_refusals), (Some(3.0), Some(2.0)));
+    assert_eq!((e2.retry_rps, e2.budget_refusals), (Some(1.0), Some(1.0)));
+    assert_eq!((e3.retry_rps, e3.budget_refusals), (Some(0.0), Some(0.0)));
+    let world = h.service_stats("world", 60.0);
+    assert_eq!(
+        (world.retry_rps, world.budget_refusals),
+        (Some(4.0), Some(3.0))
+    );
+    let endpoints = h.stats_of_all(|k| matches!(k, Key::Endpoint { .. }), 60.0);
+    assert_eq!(
+        (endpoints.retry_rps, endpoints.budget_refusals),
+        (world.retry_rps, world.budget_refusals)
+    );
+    assert_eq!(h.stats(&Key::Cluster, 60.0).retry_rps, Some(4.0));
 }
 
 #[test]

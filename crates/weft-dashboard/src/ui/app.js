@@ -257,6 +257,7 @@ function renderInstances(instances) {
     tr.dataset.service = e.service;
     cells(tr, [[e.service], [e.endpoint], [e.node || "–"], [fmtPct(e.stats.success_rate), "success-rate"],
       [fmtPct(e.stats.actual_success_rate), "actual-success-rate"], [fmtRps(e.stats.rps), "rps"],
+      [fmtRps(e.stats.retry_rps), "retry-rps"], [fmtCount(e.stats.budget_refusals), "budget-refusals"],
       [fmtMs(e.stats.p50_ms), "p50"], [fmtMs(e.stats.p95_ms), "p95"], [fmtMs(e.stats.p99_ms), "p99"]]);
     ebody.appendChild(tr);
   }
