@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod calendar;
+pub use weft_core::calendar;
 pub mod check;
 pub mod cluster;
 pub mod file_source;

@@ -19,6 +19,7 @@
 //!   context written onward in the same format.
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod config;
 pub mod context;
 pub mod duration;

@@ -72,6 +72,9 @@ pub struct Counts {
     /// proxy, and per endpoint for the endpoint whose failed attempt each followed.
     pub retries: f64,
     pub budget_refused: f64,
+    /// The seconds callers waited for responses, added up: over a window's length, the
+    /// requests in flight on average (Little's law).
+    pub latency_sum: f64,
 }
 
 impl Counts {
@@ -87,6 +90,7 @@ impl Counts {
         self.attempts_failed += o.attempts_failed;
         self.retries += o.retries;
         self.budget_refused += o.budget_refused;
+        self.latency_sum += o.latency_sum;
         if self.buckets.len() < o.buckets.len() {
             self.buckets.resize(o.buckets.len(), 0.0);
         }
@@ -107,6 +111,7 @@ impl Counts {
         self.attempts_failed *= f;
         self.retries *= f;
         self.budget_refused *= f;
+        self.latency_sum *= f;
         for b in &mut self.buckets {
             *b *= f;
         }
@@ -199,6 +204,9 @@ pub struct Stats {
     /// Of the requests that crossed between nodes into this scope's inbounds, the share
     /// over mutual TLS.
     pub mtls_share: Option<f64>,
+    /// Requests in flight, on average over the window: the time callers spent waiting for
+    /// response headers, per second of the window (Little's law).
+    pub in_flight: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -225,6 +233,9 @@ pub struct History {
     last_at: HashMap<String, f64>,
     /// Each dated target's per-second counts since its last scrape.
     rates: HashMap<String, HashMap<Key, Counts>>,
+    /// Per service, the endpoints discovery gave it at each round: the most any caller's
+    /// proxy reported (proxies that resolved it agree, unless one lags an update).
+    instances: HashMap<String, VecDeque<(f64, f64)>>,
 }
 
 /// `c`'s figures over `seconds`; `retries` says whether the scope has retry counts.
@@ -245,6 +256,7 @@ fn stats_of(c: &Counts, seconds: f64, retries: bool) -> Stats {
         p95_ms: ms(0.95),
         p99_ms: ms(0.99),
         mtls_share: c.mtls_share(),
+        in_flight: per_s(c.latency_sum),
     }
 }
 
@@ -260,6 +272,7 @@ impl History {
             last_t: None,
             last_at: HashMap::new(),
             rates: HashMap::new(),
+            instances: HashMap::new(),
         }
     }
 
@@ -315,6 +328,7 @@ impl History {
             }
         }
         self.forget_targets(scrapes);
+        self.count_instances(t, scrapes);
         if dt == 0.0 {
             return; // the first round only sets baselines
         }
@@ -347,6 +361,64 @@ impl History {
         }
     }
 
+    /// Notes each service's endpoints as callers' proxies see them this round.
+    fn count_instances(&mut self, t: f64, scrapes: &[Scrape]) {
+        let mut now: HashMap<&str, f64> = HashMap::new();
+        for s in scrapes
+            .iter()
+            .filter(|s| s.up)
+            .flat_map(|s| &s.samples)
+            .filter(|s| s.name == sample::SERVICE_ENDPOINTS)
+            .filter(|s| s.label(label::DIRECTION) == Some(Direction::Outbound.as_str()))
+        {
+            let Some(service) = s.label(label::SERVICE) else {
+                continue;
+            };
+            let n = now.entry(service).or_default();
+            *n = n.max(s.value);
+        }
+        for (service, n) in now {
+            let ring = self.instances.entry(service.to_string()).or_default();
+            ring.push_back((t, n));
+            while ring.len() > self.capacity {
+                ring.pop_front();
+            }
+        }
+    }
+
+    /// A service's ready instances as of the latest round, if a caller's proxy reported
+    /// them then.
+    pub fn instances(&self, service: &str) -> Option<f64> {
+        let (t, n) = *self.instances.get(service)?.back()?;
+        (Some(t) == self.last_t).then_some(n)
+    }
+
+    /// The services whose instances proxies report.
+    pub fn instance_services(&self) -> impl Iterator<Item = String> + '_ {
+        self.instances.keys().cloned()
+    }
+
+    /// When the latest round was taken (unix seconds), once there have been two: the
+    /// first only sets baselines.
+    pub fn last_round(&self) -> Option<f64> {
+        self.last_t
+            .filter(|_| self.series.contains_key(&Key::Cluster))
+    }
+
+    /// A service's ready instances at each round of the last `span` seconds, oldest first.
+    pub fn instances_series(&self, service: &str, span: f64) -> Vec<(f64, f64)> {
+        let Some(now) = self.last_t else {
+            return Vec::new();
+        };
+        self.instances
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| *t > now - span)
+            .copied()
+            .collect()
+    }
+
     /// Drops what is older than the history kept: the cluster's ring gets a point every
     /// round, so its oldest is where history starts; a key with nothing since (a service or
     /// endpoint gone) is forgotten, with the node its endpoint was on.
@@ -375,6 +447,12 @@ impl History {
             .collect();
         self.endpoint_nodes
             .retain(|endpoint, _| endpoints.contains(endpoint.as_str()));
+        self.instances.retain(|_, ring| {
+            while ring.front().is_some_and(|(t, _)| *t < start) {
+                ring.pop_front();
+            }
+            !ring.is_empty()
+        });
     }
 
     /// What one target counted since its previous samples, per key.
@@ -394,6 +472,9 @@ impl History {
                 if let Some(ep) = s.label(label::ENDPOINT).filter(|e| !e.is_empty()) {
                     self.endpoint_nodes.insert(ep.to_string(), node.clone());
                 }
+            }
+            if s.name == sample::SERVICE_ENDPOINTS {
+                continue; // a gauge, read as it is (`count_instances`)
             }
             let from_peers = s.name == sample::INBOUND_PEER_REQUESTS;
             if direction != Direction::Outbound.as_str() && !from_peers && !routes {
@@ -441,6 +522,7 @@ impl History {
                     c.buckets = vec![0.0; LATENCY_BUCKETS.len() + 1];
                     c.buckets[i] = delta;
                 }
+                sample::LATENCY_SUM => c.latency_sum = delta,
                 sample::INBOUND_PEER_REQUESTS => {
                     if s.label(label::TLS) == Some("mutual") {
                         c.peer_mtls = delta;

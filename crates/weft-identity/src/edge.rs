@@ -1,6 +1,9 @@
-//! TLS for callers outside the mesh, at the ingress: a certificate and key from files (a
+//! TLS for callers outside the mesh — at the ingress, and at the dashboard's external
+//! metrics API, which Kubernetes' API server calls: a certificate and key from files (a
 //! cert-manager Secret, say), swapped in whole when the files change, with no client
 //! certificate asked for. A pair that does not load leaves the last good one in place.
+//! Without files, a self-signed certificate made at start (callers then skip
+//! verification, as an APIService with `insecureSkipTLSVerify` does).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use crate::tls::{provider, ALPN_H2, ALPN_HTTP1};
 
 /// The certificate the ingress presents, as last loaded from its two files.
 pub struct EdgeCert {
+    /// Empty for a self-signed certificate: there is nothing to read again.
     cert: PathBuf,
     key: PathBuf,
     current: ArcSwap<CertifiedKey>,
@@ -43,9 +47,31 @@ impl EdgeCert {
         }))
     }
 
+    /// A certificate for `names` (DNS names), signed by its own key, made now.
+    pub fn self_signed(names: Vec<String>) -> Result<Arc<Self>, String> {
+        let made = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+        let key_der = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let signing = provider()
+            .key_provider
+            .load_private_key(key_der)
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(Self {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            current: ArcSwap::from_pointee(CertifiedKey::new(
+                vec![made.cert.der().clone()],
+                signing,
+            )),
+        }))
+    }
+
     /// Reads the files again: the new pair from the next handshake on, or, when it does not
     /// load (a half-written file, a key that is not the certificate's), the old one kept.
+    /// A self-signed certificate has no files and stays.
     pub fn reload(&self) -> Result<(), String> {
+        if self.cert.as_os_str().is_empty() {
+            return Ok(());
+        }
         let certified = read_pair(&self.cert, &self.key)?;
         self.current.store(certified);
         Ok(())
@@ -57,12 +83,22 @@ impl EdgeCert {
 
     /// The TLS a listener serves outside callers with: TLS 1.3, ALPN `h2` and `http/1.1`.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, String> {
+        self.config_for(&[ALPN_H2, ALPN_HTTP1])
+    }
+
+    /// The same for a listener that speaks HTTP/1.1 alone: a Go client (the API server)
+    /// offers `h2` first and would get it otherwise.
+    pub fn http1_server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, String> {
+        self.config_for(&[ALPN_HTTP1])
+    }
+
+    fn config_for(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
 }

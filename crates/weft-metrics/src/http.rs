@@ -13,6 +13,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -139,6 +140,7 @@ pub struct HttpMetrics {
     budget_exhausted: Family<ServiceLabels, Counter>,
     endpoint_retries: Family<RouteLabels, Counter>,
     endpoint_budget_exhausted: Family<RouteLabels, Counter>,
+    endpoints: Family<ServiceLabels, Gauge>,
     retiring: Arc<Retiring>,
 }
 
@@ -199,6 +201,9 @@ pub struct ServiceCounters {
     pub retries: Counter,
     /// Retries wanted but refused by the budget.
     pub budget_exhausted: Counter,
+    /// Endpoints discovery gives the service now (ready instances), set on each change:
+    /// autoscalers divide a service's load by it.
+    pub endpoints: Gauge,
 }
 
 impl HttpMetrics {
@@ -212,8 +217,14 @@ impl HttpMetrics {
             budget_exhausted: Family::default(),
             endpoint_retries: Family::default(),
             endpoint_budget_exhausted: Family::default(),
+            endpoints: Family::default(),
             retiring: Arc::default(),
         };
+        registry.register(
+            family::SERVICE_ENDPOINTS,
+            "Endpoints (ready instances) discovery gives each service this proxy resolved",
+            m.endpoints.clone(),
+        );
         registry.register(
             family::ATTEMPTS,
             "Attempts sent to each endpoint, retries included, by outcome (what was sent, where requests and responses count what clients saw)",
@@ -266,6 +277,7 @@ impl HttpMetrics {
         ServiceCounters {
             retries: self.retries.get_or_create(&labels).clone(),
             budget_exhausted: self.budget_exhausted.get_or_create(&labels).clone(),
+            endpoints: self.endpoints.get_or_create(&labels).clone(),
         }
     }
 
@@ -348,6 +360,7 @@ impl HttpMetrics {
                 Retired::Service(labels) if !live.contains_key(&Live::Service(labels.clone())) => {
                     self.retries.remove(labels);
                     self.budget_exhausted.remove(labels);
+                    self.endpoints.remove(labels);
                 }
                 _ => {}
             }

@@ -16,6 +16,7 @@ pub(crate) mod family {
     pub const BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
     pub const ENDPOINT_RETRIES: &str = "endpoint_retries";
     pub const ENDPOINT_BUDGET_EXHAUSTED: &str = "endpoint_retry_budget_exhausted";
+    pub const SERVICE_ENDPOINTS: &str = "service_endpoints";
     pub const PROXY_INFO: &str = "proxy_info";
     pub const TUNNELS: &str = "tunnels";
     pub const TUNNELS_OPEN: &str = "tunnels_open";
@@ -38,11 +39,13 @@ pub mod sample {
     pub const REQUESTS: &str = "weft_requests_total";
     pub const RESPONSES: &str = "weft_responses_total";
     pub const LATENCY_BUCKET: &str = "weft_response_latency_seconds_bucket";
+    pub const LATENCY_SUM: &str = "weft_response_latency_seconds_sum";
     pub const ATTEMPTS: &str = "weft_attempts_total";
     pub const RETRIES: &str = "weft_retries_total";
     pub const BUDGET_EXHAUSTED: &str = "weft_retry_budget_exhausted_total";
     pub const ENDPOINT_RETRIES: &str = "weft_endpoint_retries_total";
     pub const ENDPOINT_BUDGET_EXHAUSTED: &str = "weft_endpoint_retry_budget_exhausted_total";
+    pub const SERVICE_ENDPOINTS: &str = "weft_service_endpoints";
     pub const PROXY_INFO: &str = "weft_proxy_info";
     pub const INBOUND_PEER_REQUESTS: &str = "weft_inbound_peer_requests_total";
     pub const IDENTITY_INFO: &str = "weft_identity_info";
@@ -99,17 +102,20 @@ mod tests {
         let counters = m.http.service(Direction::Outbound, "world");
         counters.retries.inc();
         counters.budget_exhausted.inc();
+        counters.endpoints.set(3);
         let text = m.render_text();
         let samples = crate::parse::parse(&text);
         for name in [
             sample::REQUESTS,
             sample::RESPONSES,
             sample::LATENCY_BUCKET,
+            sample::LATENCY_SUM,
             sample::ATTEMPTS,
             sample::RETRIES,
             sample::BUDGET_EXHAUSTED,
             sample::ENDPOINT_RETRIES,
             sample::ENDPOINT_BUDGET_EXHAUSTED,
+            sample::SERVICE_ENDPOINTS,
             sample::PROXY_INFO,
         ] {
             assert!(

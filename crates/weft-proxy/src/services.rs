@@ -344,6 +344,7 @@ impl Services {
                 }
             }
         };
+        service.counters.endpoints.set(next.list.len() as i64);
         let next = Arc::new(next);
         let before = service.endpoints.swap(Arc::clone(&next));
         // Endpoints that left: their series go once collected.

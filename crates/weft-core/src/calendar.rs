@@ -1,5 +1,5 @@
-//! Times as people and Kubernetes write them (UTC): `weft check`'s dates and the routes'
-//! status times, from one calendar conversion.
+//! Times as people and Kubernetes write them (UTC): `weft check`'s dates, the routes'
+//! status times and the external metrics' timestamps, from one calendar conversion.
 
 use std::time::SystemTime;
 
