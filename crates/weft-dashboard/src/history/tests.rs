@@ -67,6 +67,51 @@ fn quantiles_interpolate_within_buckets() {
 }
 
 #[test]
+fn waiting_time_gives_requests_in_flight_and_endpoints_give_instances() {
+    let with = |requests: f64, waited: f64, proxies: &[(&str, f64)]| -> Vec<Scrape> {
+        proxies
+            .iter()
+            .map(|(target, endpoints)| {
+                let mut s = scrape(requests, requests, 0.0);
+                s.target = target.to_string();
+                let l = [("direction", "outbound"), ("service", "world"), ("endpoint", "e1")];
+                s.samples.extend([
+                    sample("weft_response_latency_seconds_sum", &l, waited),
+                    sample(
+                        "weft_service_endpoints",
+                        &[("direction", "outbound"), ("service", "world")],
+                        *endpoints,
+                    ),
+                    // A node's own instances, as its inbound sees them: not the service's.
+                    sample(
+                        "weft_service_endpoints",
+                        &[("direction", "inbound"), ("service", "world")],
+                        1.0,
+                    ),
+                ]);
+                s
+            })
+            .collect()
+    };
+    let mut h = History::new(100);
+    h.ingest(0.0, &with(0.0, 0.0, &[("p1", 3.0), ("p2", 3.0)]));
+    assert_eq!(h.last_round(), None, "the first round is a baseline");
+    // 10 s in which each proxy's callers waited 25 s in all: 5 requests in flight on average.
+    h.ingest(10.0, &with(100.0, 25.0, &[("p1", 3.0), ("p2", 4.0)]));
+    assert_eq!(h.last_round(), Some(10.0));
+    let s = h.stats(&Key::Service("world".into()), 10.0);
+    assert_eq!(s.rps, 20.0);
+    assert_eq!(s.in_flight, 5.0);
+    // Proxies that disagree (one lags an update): the most any reports.
+    assert_eq!(h.instances("world"), Some(4.0));
+    // History starts with the first counted round, the baseline's count with it.
+    assert_eq!(h.instances_series("world", 60.0), vec![(10.0, 4.0)]);
+    // No proxy reports it any more: no count, rather than a stale one.
+    h.ingest(20.0, &[scrape(100.0, 100.0, 0.0)]);
+    assert_eq!(h.instances("world"), None);
+}
+
+#[test]
 fn history_is_bounded() {
     let mut h = History::new(5);
     for i in 0..50 {
