@@ -9,6 +9,7 @@ use weft_identity::TrustDomain;
 const MESH: &str = include_str!("manifests/mesh.yaml");
 const DEMO: &str = include_str!("manifests/demo.yaml");
 const INGRESS: &str = include_str!("manifests/ingress.yaml");
+const AUTOSCALING: &str = include_str!("manifests/autoscaling.yaml");
 
 pub const DEFAULT_NAMESPACE: &str = "weft";
 pub const DEFAULT_IMAGE: &str = concat!("weft:", env!("CARGO_PKG_VERSION"));
@@ -25,6 +26,22 @@ pub struct InstallOptions {
     pub allow_plaintext_peers: bool,
     /// The OTLP/gRPC collector (`HOST:PORT`) the proxies and the ingress send spans to.
     pub otlp: Option<String>,
+    /// What the dashboard serves autoscalers.
+    pub autoscaling: Autoscaling,
+}
+
+/// What the dashboard serves autoscalers (`weft install --autoscaling`; docs/autoscaling.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Autoscaling {
+    /// Nothing.
+    #[default]
+    Off,
+    /// The external metrics API, registered by an APIService with the RBAC an extension API
+    /// server needs, and KEDA's external scaler.
+    Full,
+    /// KEDA's external scaler only: for clusters where another server (KEDA's own,
+    /// prometheus-adapter) holds the external metrics API, which one server per cluster may.
+    KedaOnly,
 }
 
 /// Where the mesh's CA (trust anchors and issuer) comes from.
@@ -49,6 +66,7 @@ impl Default for InstallOptions {
             ca: CaSource::Generate,
             allow_plaintext_peers: false,
             otlp: None,
+            autoscaling: Autoscaling::Off,
         }
     }
 }
@@ -146,6 +164,26 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
             "false"
         },
     );
+    let (metrics_api, keda) = match opts.autoscaling {
+        Autoscaling::Off => (false, false),
+        Autoscaling::Full => (true, true),
+        Autoscaling::KedaOnly => (false, true),
+    };
+    let pick = |(api, for_keda): (&str, &str)| {
+        format!(
+            "{}{}",
+            if metrics_api { api } else { "" },
+            if keda { for_keda } else { "" }
+        )
+    };
+    out = out
+        .replace("{{AUTOSCALING_ARGS}}", &pick(DASHBOARD_ARGS))
+        .replace("{{AUTOSCALING_PORTS}}", &pick(DASHBOARD_PORTS))
+        .replace("{{AUTOSCALING_SERVICE_PORTS}}", &pick(SERVICE_PORTS))
+        .replace("{{AUTOSCALING_POLICY}}", &pick(POLICY_RULES));
+    if metrics_api {
+        out.push_str(AUTOSCALING);
+    }
     if opts.with_demo {
         out.push_str(DEMO);
     }
@@ -158,6 +196,61 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
         .replace("{{TRACING}}", &tracing)
         .replace("{{VERSION}}", env!("CARGO_PKG_VERSION")))
 }
+
+// What `--autoscaling` adds to the dashboard's Deployment, Service and NetworkPolicy in
+// mesh.yaml: each a pair of (the external metrics API's lines, the KEDA scaler's lines).
+const DASHBOARD_ARGS: (&str, &str) = (
+    "            # The external metrics API over TLS: a self-signed certificate for the Service's
+            # names unless --metrics-api-tls-cert and --metrics-api-tls-key name one.
+            - --metrics-api-listen
+            - 0.0.0.0:6443
+",
+    "            # KEDA's external scaler (gRPC, plaintext h2c).
+            - --keda-listen
+            - 0.0.0.0:8087
+",
+);
+const DASHBOARD_PORTS: (&str, &str) = (
+    "            - name: metrics-api
+              containerPort: 6443
+              protocol: TCP
+",
+    "            - name: keda
+              containerPort: 8087
+              protocol: TCP
+",
+);
+const SERVICE_PORTS: (&str, &str) = (
+    "    # Where the APIService sends the API server's external metrics requests.
+    - name: metrics-api
+      port: 443
+      targetPort: metrics-api
+      protocol: TCP
+",
+    "    - name: keda
+      port: 8087
+      targetPort: keda
+      protocol: TCP
+      appProtocol: kubernetes.io/h2c
+",
+);
+const POLICY_RULES: (&str, &str) = (
+    "    # The API server is no pod a policy could pick out: the external metrics API (read-only
+    # figures) is open to any source.
+    - ports:
+        - port: metrics-api
+          protocol: TCP
+",
+    "    # KEDA's operator, in the namespace KEDA installs to (change it if yours runs elsewhere).
+    - from:
+        - namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: keda
+      ports:
+        - port: keda
+          protocol: TCP
+",
+);
 
 /// The trust domain `weft install` sets up, and every component's default.
 const TRUST_DOMAIN: &str = "cluster.local";
@@ -240,6 +333,39 @@ mod tests {
             "- name: {}\n              containerPort: 4141\n              hostPort: 4141",
             crate::cluster::INBOUND_PORT_NAME
         )));
+    }
+
+    #[test]
+    fn autoscaling_opens_the_dashboards_listeners_and_only_full_takes_the_api() {
+        let render_with = |autoscaling| {
+            render(&InstallOptions {
+                ca: CaSource::External,
+                autoscaling,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let off = render_with(Autoscaling::Off);
+        let full = render_with(Autoscaling::Full);
+        let keda = render_with(Autoscaling::KedaOnly);
+        assert!(
+            !off.contains("metrics-api") && !off.contains("keda"),
+            "{off}"
+        );
+        for text in [&full, &keda] {
+            assert!(!text.contains("{{"), "{text}");
+            assert!(text.contains("            - --keda-listen\n            - 0.0.0.0:8087\n"));
+            assert!(text.contains("    - name: keda\n      port: 8087\n      targetPort: keda\n"));
+            assert!(text.contains("kubernetes.io/metadata.name: keda"));
+        }
+        assert!(full.contains("            - --metrics-api-listen\n            - 0.0.0.0:6443\n"));
+        assert!(full
+            .contains("    - name: metrics-api\n      port: 443\n      targetPort: metrics-api\n"));
+        assert!(full.contains("kind: APIService") && full.contains("name: system:auth-delegator"));
+        assert!(
+            !keda.contains("metrics-api") && !keda.contains("kind: APIService"),
+            "{keda}"
+        );
     }
 
     #[test]

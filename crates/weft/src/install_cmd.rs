@@ -1,7 +1,7 @@
 //! `weft install`: prints the Kubernetes manifests (`weft install | kubectl apply -f -`).
 
-use clap::Args;
-use weft_control::install::{self, CaSource, InstallOptions};
+use clap::{Args, ValueEnum};
+use weft_control::install::{self, Autoscaling, CaSource, InstallOptions};
 
 #[derive(Args)]
 pub struct InstallArgs {
@@ -32,6 +32,20 @@ pub struct InstallArgs {
     /// (docs/tracing.md; deploy/opentelemetry has one).
     #[arg(long)]
     otlp: Option<String>,
+    /// The dashboard serves the mesh's figures to autoscalers: the Kubernetes external
+    /// metrics API (registered by an APIService, with its RBAC) and KEDA's external scaler.
+    /// `--autoscaling=keda`: the scaler only, where KEDA or prometheus-adapter already holds
+    /// the external metrics API (docs/autoscaling.md).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    autoscaling: Option<AutoscalingArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AutoscalingArg {
+    /// The external metrics API and KEDA's external scaler.
+    All,
+    /// KEDA's external scaler only.
+    Keda,
 }
 
 pub fn run(args: InstallArgs) -> anyhow::Result<()> {
@@ -55,6 +69,11 @@ pub fn run(args: InstallArgs) -> anyhow::Result<()> {
         },
         allow_plaintext_peers: args.allow_plaintext_peers,
         otlp: args.otlp,
+        autoscaling: match args.autoscaling {
+            None => Autoscaling::Off,
+            Some(AutoscalingArg::All) => Autoscaling::Full,
+            Some(AutoscalingArg::Keda) => Autoscaling::KedaOnly,
+        },
     })?;
     print!("{text}");
     Ok(())
