@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weft/destination/v1/destination.proto",
         "weft/identity/v1/identity.proto",
         "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+        "keda/externalscaler.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={root}/{file}");

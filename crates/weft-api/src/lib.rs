@@ -2,7 +2,8 @@
 //! the Identity API (proto/weft/identity/v1) — the generated messages and gRPC stubs, the
 //! mapping between a Destination `Endpoint` and weft-core's, a service's routes on the
 //! wire ([`routes`]), and the [`channel`] proxies reach the control plane over; and OTLP's
-//! trace export ([`otlp`]), the one API weft speaks that is not its own.
+//! trace export ([`otlp`]) and KEDA's external scaler ([`keda`]), the APIs weft speaks that
+//! are not its own.
 #![forbid(unsafe_code)]
 
 pub mod channel;
@@ -44,6 +45,14 @@ pub mod otlp {
             }
         }
     }
+}
+
+/// KEDA's external scaler interface (proto/keda), which the dashboard serves so KEDA can
+/// scale on the mesh's figures. Its server side needs the `server` feature, as every
+/// server here does.
+pub mod keda {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("externalscaler");
 }
 
 use std::net::SocketAddr;
