@@ -1,6 +1,7 @@
 //! End-to-end tests: real `weft proxy` processes on loopback "nodes", real backends and
 //! real clients (curl, hyper, grpcio, tungstenite).
 
+mod autoscaling_demo;
 mod check;
 mod dashboard;
 mod deadlines;

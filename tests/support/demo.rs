@@ -29,6 +29,8 @@ pub struct Demo {
     pub ingress: Option<SocketAddr>,
     /// The `curl -x` address the banner suggests.
     pub curl_proxy: String,
+    /// The traffic generator's control (`GET`/`POST /traffic`).
+    pub traffic_control: SocketAddr,
     pub banner: String,
     stderr: Arc<Mutex<String>>,
 }
@@ -57,6 +59,8 @@ impl Demo {
                 "0",
                 "--dashboard",
                 "127.0.0.1:0",
+                "--traffic-control-port",
+                "0",
             ])
             .args(extra)
             .stdin(Stdio::null())
@@ -137,12 +141,19 @@ impl Demo {
             .and_then(|l| l.split_whitespace().next())
             .expect("curl line")
             .to_string();
+        let traffic_control = banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("traffic control: http://"))
+            .and_then(|l| l.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .expect("traffic control line");
         Self {
             child,
             nodes,
             dashboard,
             ingress,
             curl_proxy,
+            traffic_control,
             banner,
             stderr,
         }

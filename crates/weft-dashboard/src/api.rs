@@ -237,7 +237,7 @@ async fn services(
         .into_iter()
         .filter(|name| Params::wants(&p.service, name))
         .map(|name| {
-            if routed.contains(name) {
+            let mut row = if routed.contains(name) {
                 let of_routes =
                     |k: &Key| matches!(k, Key::Route { service, .. } if service == name);
                 json!({
@@ -250,7 +250,15 @@ async fn services(
                 let key = Key::Service(name.to_string());
                 serde_json::to_value(Row::of(json!({ "service": name }), &h, &key, window, step))
                     .unwrap_or_default()
-            }
+            };
+            // Ready instances as callers' proxies see them: now, and at each round.
+            row["instances"] = json!(h.instances(name));
+            row["instances_series"] = h
+                .instances_series(name, SERIES_SPAN)
+                .into_iter()
+                .map(|(t, n)| json!({ "t": t, "instances": n }))
+                .collect();
+            row
         })
         .collect();
     Ok(Json(json!({ "window_s": window, "services": rows })))

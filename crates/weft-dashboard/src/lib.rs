@@ -60,6 +60,8 @@ pub struct Shared {
 pub struct DashboardHandle {
     pub addr: SocketAddr,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What it collected, for a caller in the same process (`weft demo`'s autoscaler).
+    pub shared: Arc<Shared>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +97,13 @@ pub async fn start(
         taps: Arc::new(tokio::sync::Semaphore::new(tap::MAX_TAPS)),
     });
     let collector = tokio::spawn(collect(Arc::clone(&shared), stop.clone()));
-    let app = api::router(Arc::clone(&shared)).merge(tap::router(shared));
+    let app = api::router(Arc::clone(&shared)).merge(tap::router(Arc::clone(&shared)));
     let server = tokio::spawn(weft_metrics::serve::serve(listener, app, stop));
     tracing::info!(%addr, "weft dashboard listening");
     Ok(DashboardHandle {
         addr,
         tasks: vec![collector, server],
+        shared,
     })
 }
 

@@ -59,7 +59,12 @@ struct Counts {
     failed: AtomicU64,
 }
 
-/// Serves the app on `listener` until `stop` turns true.
+/// The longest an instance told to stop waits for the requests it is answering.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves the app on `listener` until `stop` turns true; then it takes no new connection,
+/// and returns once the requests in flight are answered (HTTP/2 connections get a GOAWAY,
+/// idle HTTP/1.1 ones are closed), or after [`DRAIN`].
 pub async fn serve(listener: TcpListener, config: AppConfig, mut stop: watch::Receiver<bool>) {
     let ip = listener
         .local_addr()
@@ -73,11 +78,13 @@ pub async fn serve(listener: TcpListener, config: AppConfig, mut stop: watch::Re
         config,
         ip,
     });
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
         };
+        while connections.try_join_next().is_some() {}
         let Ok((stream, _)) = accepted else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
@@ -86,16 +93,28 @@ pub async fn serve(listener: TcpListener, config: AppConfig, mut stop: watch::Re
         // for the peer's delayed ACK, and every answer would take 40 ms more.
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
-        tokio::spawn(async move {
+        let mut stop = stop.clone();
+        connections.spawn(async move {
             let svc = service_fn(move |req| {
                 let app = Arc::clone(&app);
                 async move { Ok::<_, Infallible>(app.handle(req).await) }
             });
             // HTTP/1.1 or, for a client that opens with the preface, HTTP/2 (gRPC).
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         });
+    }
+    drop(listener);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        tracing::warn!(app = %app.config.text, ip = %app.ip, "requests still in flight after {DRAIN:?}: cut off");
     }
 }
 

@@ -1,10 +1,11 @@
 //! `weft demo`: the whole mesh on one machine, no Kubernetes. Each loopback address is a
-//! "node" with its own proxy, a hello and a world instance; a generated discovery file ties
-//! them together; a traffic generator keeps it busy; the dashboard shows it all.
+//! "node" with its own proxy, a hello and a world instance; generated discovery files tie
+//! them together; a traffic generator keeps it busy (its rate changeable at run time); the
+//! dashboard shows it all; with `--autoscale`, world's instances follow the load.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use weft_proxy::proxy::StartError;
 use weft_proxy::{Proxy, ProxyHandle};
 
 use crate::app::{self, AppConfig};
+use crate::autoscaler::{self, Autoscale, Hpa};
+use crate::discovery::{Files, Shape};
+use crate::fleet::{Fleet, FleetNode};
 use crate::proxy_client::ProxyClient;
 use crate::traffic::{self, Counts};
 
@@ -68,6 +72,19 @@ pub struct DemoConfig {
     pub trace_sample_rate: f64,
     /// Where the dashboard links a trace to (`{trace_id}` in it).
     pub trace_url: Option<String>,
+    /// The traffic control's port on the first node (`GET`/`POST /traffic`; 0: any free).
+    pub traffic_control_port: u16,
+    /// world's instances follow its load, as an HPA would set them.
+    pub autoscale: Option<AutoscaleConfig>,
+}
+
+/// `--autoscale`: the target and bounds, how often the autoscaler decides, and how long a
+/// lower proposal must hold before instances go.
+#[derive(Clone, Debug)]
+pub struct AutoscaleConfig {
+    pub spec: Autoscale,
+    pub interval: Duration,
+    pub stabilization: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -114,11 +131,10 @@ struct Node {
     name: String,
     proxy: ProxyHandle,
     hello: Vec<SocketAddr>,
-    world: Vec<SocketAddr>,
     world_v2: Vec<SocketAddr>,
 }
 
-fn port_plus(port: u16, i: usize) -> u16 {
+pub(crate) fn port_plus(port: u16, i: usize) -> u16 {
     if port == 0 {
         0
     } else {
@@ -126,7 +142,7 @@ fn port_plus(port: u16, i: usize) -> u16 {
     }
 }
 
-async fn bind(what: String, addr: SocketAddr) -> Result<TcpListener, DemoError> {
+pub(crate) async fn bind(what: String, addr: SocketAddr) -> Result<TcpListener, DemoError> {
     TcpListener::bind(addr)
         .await
         .map_err(|cause| DemoError::Bind {
@@ -163,6 +179,17 @@ async fn run_in(
     discovery: &PathBuf,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DemoError> {
+    // The autoscaler lists an instance in one node's file before the others' (`fleet`);
+    // otherwise every proxy reads the one file `weft shift` edits.
+    let files = match (&config.autoscale, discovery.parent()) {
+        (Some(_), Some(dir)) => Files::per_node(dir, config.node_ips.len()),
+        _ => Files::Shared(discovery.clone()),
+    };
+    if let Files::PerNode(paths) = &files {
+        for p in paths {
+            std::fs::write(p, "")?;
+        }
+    }
     let mut nodes = Vec::new();
     let ca = (!config.plaintext)
         .then(crate::mesh_ca::MeshCa::new)
@@ -185,7 +212,7 @@ async fn run_in(
         pc.outbound.listen = SocketAddr::new(*ip, config.outbound_port);
         pc.inbound.listen = SocketAddr::new(*ip, config.inbound_port);
         pc.admin.listen = SocketAddr::new(*ip, config.admin_port);
-        pc.discovery.file = Some(discovery.clone());
+        pc.discovery.file = Some(files.of_node(i).to_path_buf());
         pc.http.shutdown_grace = Duration::from_secs(2);
         // The first node is also the mesh's edge: outside callers reach hello there.
         if i == 0 {
@@ -220,7 +247,6 @@ async fn run_in(
         let mut node = Node {
             name: name.clone(),
             hello: Vec::new(),
-            world: Vec::new(),
             world_v2: Vec::new(),
             proxy,
         };
@@ -234,19 +260,6 @@ async fn run_in(
                 proxy: None,
                 latency: v2.latency,
                 failure_rate: v2.failure_rate,
-            };
-            tokio::spawn(app::serve(l, app, stop.clone()));
-        }
-        for j in 0..config.world_instances {
-            let addr = SocketAddr::new(*ip, port_plus(config.world_port, j));
-            let l = bind(format!("{name} world"), addr).await?;
-            node.world.push(l.local_addr()?);
-            let app = AppConfig {
-                text: "world".into(),
-                target: None,
-                proxy: None,
-                latency: config.latency_for(&name),
-                failure_rate: config.world_failure_rate,
             };
             tokio::spawn(app::serve(l, app, stop.clone()));
         }
@@ -279,7 +292,32 @@ async fn run_in(
     if let Some(ca) = &ca {
         tokio::spawn(Arc::clone(ca).renew(certified, stop.clone()));
     }
-    write_discovery(discovery, config, &nodes)?;
+    let fleet_nodes = nodes
+        .iter()
+        .zip(&config.node_ips)
+        .map(|(n, ip)| FleetNode {
+            name: n.name.clone(),
+            ip: *ip,
+            inbound: n.proxy.inbound,
+            admin: n.proxy.admin,
+            hello: n.hello.clone(),
+            world_v2: n.world_v2.clone(),
+            app: AppConfig {
+                text: "world".into(),
+                target: None,
+                proxy: None,
+                latency: config.latency_for(&n.name),
+                failure_rate: config.world_failure_rate,
+            },
+        })
+        .collect();
+    let shape = Shape {
+        hello_port: config.hello_port,
+        world_port: config.world_port,
+        split: config.world_v2.is_some(),
+    };
+    let mut fleet = Fleet::new(fleet_nodes, files, shape);
+    fleet.start(initial_world(config)).await?;
     for n in &nodes {
         wait_for_services(n.proxy.admin).await;
     }
@@ -292,6 +330,8 @@ async fn run_in(
             history: Duration::from_secs(15 * 60),
             identity: dashboard_identity.map(crate::mesh_ca::shown),
             trace_url: config.trace_url.clone(),
+            keda_listen: None,
+            metrics_api: None,
         },
         stop.clone(),
     )
@@ -308,15 +348,61 @@ async fn run_in(
         .iter()
         .map(|n| Arc::new(ProxyClient::new(n.proxy.outbound)))
         .collect();
+    let (rate, rate_rx) = watch::channel(config.rps);
+    let first_ip = config
+        .node_ips
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let control_at = SocketAddr::new(first_ip, config.traffic_control_port);
+    let control = bind("traffic control".into(), control_at).await?;
+    let control_at = control.local_addr()?;
+    tokio::spawn(traffic::serve_control(
+        control,
+        Arc::new(rate),
+        Arc::clone(&counts),
+        stop.clone(),
+    ));
     tokio::spawn(traffic::run(
         clients,
         "hello".into(),
-        config.rps,
+        rate_rx,
         Arc::clone(&counts),
         stop.clone(),
     ));
 
-    println!("{}", banner(config, &nodes, dashboard.addr, discovery));
+    let worlds: Vec<_> = (0..nodes.len()).map(|i| fleet.on_node(i)).collect();
+    let shown = Shown {
+        nodes: &nodes,
+        worlds: &worlds,
+        dashboard: dashboard.addr,
+        discovery,
+        traffic_control: control_at,
+    };
+    println!("{}", banner(config, &shown));
+    // The autoscaler owns world's instances from here; without it they stay as they are.
+    let _kept = match &config.autoscale {
+        Some(a) => {
+            let start = fleet.count();
+            let hpa = Hpa::new(
+                a.spec.clone(),
+                a.stabilization,
+                tokio::time::Instant::now(),
+                start,
+            );
+            let window = autoscaler::window(a.interval, config.scrape_interval);
+            tokio::spawn(autoscaler::run(
+                hpa,
+                a.interval,
+                window,
+                Arc::clone(&dashboard.shared),
+                fleet,
+                stop.clone(),
+            ));
+            None
+        }
+        None => Some(fleet),
+    };
 
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await;
@@ -339,82 +425,13 @@ async fn run_in(
     Ok(())
 }
 
-fn write_discovery(
-    path: &PathBuf,
-    config: &DemoConfig,
-    nodes: &[Node],
-) -> Result<(), std::io::Error> {
-    let mut out =
-        String::from("# Written by `weft demo`: each app instance and the proxy on its node.\n");
-    let split = config.world_v2.is_some();
-    // With world-v2, world's instances are world-v1's, and world is split between them.
-    let v1 = if split { "world-v1" } else { "world" };
-    for (service, pick, port) in [
-        ("hello", 0, config.hello_port),
-        ("world", 1, config.world_port),
-    ] {
-        // A tunnel may name the service on 80 (what `curl -p` asks for) or on its apps'
-        // own port; with ephemeral ports each instance has its own, so any port goes.
-        if port != 0 {
-            let _ = writeln!(out, "[services.{service}]\nports = [80, {port}]\n");
-        } else {
-            let _ = writeln!(out, "[services.{service}]\n");
-        }
-        if pick == 0 {
-            endpoints(
-                &mut out,
-                "hello",
-                nodes,
-                |n| &n.hello,
-                "app = \"hello\"",
-                "http1",
-            );
-            continue;
-        }
-        if split {
-            let _ = writeln!(
-                out,
-                "[[services.world.routes]]\nname = \"split\"\nbackends = [{{ service = \"world-v1\", weight = 100 }}, {{ service = \"world-v2\", weight = 0 }}]\n"
-            );
-            let _ = writeln!(out, "[services.world-v2]\n");
-            let labels = "app = \"world\", version = \"v2\"";
-            endpoints(
-                &mut out,
-                "world-v2",
-                nodes,
-                |n| &n.world_v2,
-                labels,
-                "http2",
-            );
-            let _ = writeln!(out, "[services.world-v1]\n");
-        }
-        // world speaks HTTP/2 too (its gRPC), so its node's proxy delivers to it in that.
-        let labels = "app = \"world\", version = \"v1\"";
-        endpoints(&mut out, v1, nodes, |n| &n.world, labels, "http2");
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, out)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// One service's endpoints, each with the proxy on its node. The `node` label names the
-/// node whose proxy's identity the peers expect.
-fn endpoints(
-    out: &mut String,
-    service: &str,
-    nodes: &[Node],
-    addrs: impl Fn(&Node) -> &Vec<SocketAddr>,
-    labels: &str,
-    protocol: &str,
-) {
-    for n in nodes {
-        for a in addrs(n) {
-            let _ = writeln!(
-                out,
-                "[[services.{service}.endpoints]]\naddr = \"{a}\"\nnode = \"{}\"\nprotocol = \"{protocol}\"\nlabels = {{ {labels}, node = \"{}\" }}\n",
-                n.proxy.inbound, n.name
-            );
-        }
+/// How many world instances run at first: `--world-instances` on each node; with the
+/// autoscaler, that many in all (within its bounds), spread over the nodes, as a
+/// Deployment's replicas are before its HPA first acts.
+fn initial_world(config: &DemoConfig) -> usize {
+    match &config.autoscale {
+        Some(a) => config.world_instances.clamp(a.spec.min, a.spec.max),
+        None => config.world_instances * config.node_ips.len(),
     }
 }
 
@@ -455,12 +472,24 @@ fn demo_ingress(listen: SocketAddr) -> weft_core::config::IngressConfig {
     }
 }
 
-fn banner(
-    config: &DemoConfig,
-    nodes: &[Node],
+/// What the banner shows of what runs.
+struct Shown<'a> {
+    nodes: &'a [Node],
+    /// world's instances on each node.
+    worlds: &'a [Vec<SocketAddr>],
     dashboard: SocketAddr,
-    discovery: &std::path::Path,
-) -> String {
+    discovery: &'a Path,
+    traffic_control: SocketAddr,
+}
+
+fn banner(config: &DemoConfig, shown: &Shown<'_>) -> String {
+    let Shown {
+        nodes,
+        worlds,
+        dashboard,
+        discovery,
+        traffic_control,
+    } = *shown;
     let mut b = String::new();
     let _ = writeln!(
         b,
@@ -472,12 +501,12 @@ fn banner(
         "  {:<8} {:<22} {:<22} {:<22} apps",
         "node", "outbound", "inbound", "admin"
     );
-    for n in nodes {
+    for (n, world) in nodes.iter().zip(worlds) {
         let apps: Vec<String> = n
             .hello
             .iter()
             .map(|a| format!("hello {a}"))
-            .chain(n.world.iter().map(|a| format!("world {a}")))
+            .chain(world.iter().map(|a| format!("world {a}")))
             .chain(n.world_v2.iter().map(|a| format!("world-v2 {a}")))
             .collect();
         let _ = writeln!(
@@ -495,6 +524,21 @@ fn banner(
         "\n  traffic:   {} requests/s to hello, spread over the nodes' proxies",
         config.rps
     );
+    let _ = writeln!(
+        b,
+        "  traffic control: http://{traffic_control}/traffic (GET: the rate and the generator's counts; POST rps=N: a new rate)"
+    );
+    if let Some(a) = &config.autoscale {
+        let _ = writeln!(
+            b,
+            "  autoscale: world to {} requests/s per instance, {} to {} instances (deciding every {}, down after {} of lower proposals)",
+            a.spec.target,
+            a.spec.min,
+            a.spec.max,
+            duration::format(&a.interval),
+            duration::format(&a.stabilization),
+        );
+    }
     let _ = writeln!(
         b,
         "  retries:   {}",
@@ -551,6 +595,15 @@ fn banner(
         "  weft greet world:{world_port} --proxy {first}   # a gRPC call to world, the same way"
     );
     let _ = writeln!(b, "  weft stat --dashboard http://{dashboard}");
+    let _ = writeln!(
+        b,
+        "  curl -X POST 'http://{traffic_control}/traffic?rps=50'   # a step in load{}",
+        if config.autoscale.is_some() {
+            ": world's instances follow (the dashboard charts them)"
+        } else {
+            " (--autoscale world=10rps lets world's instances follow it)"
+        }
+    );
     if config.world_v2.is_some() {
         let _ = writeln!(
             b,

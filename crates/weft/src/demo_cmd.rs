@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use weft_core::{duration, ports};
 use weft_dashboard::source::Source;
 use weft_demo::app::AppConfig;
-use weft_demo::demo::{DemoConfig, Latency};
+use weft_demo::autoscaler::{self, Autoscale};
+use weft_demo::demo::{AutoscaleConfig, DemoConfig, Latency};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -34,9 +35,11 @@ pub struct DemoArgs {
     /// The ingress, on the first node: outside traffic to hello (0: any free port).
     #[arg(long, default_value_t = 8080)]
     ingress_port: u16,
-    /// hello and world instances per node (ports count up from the base port).
+    /// hello instances per node (ports count up from the base port).
     #[arg(long, default_value_t = 1)]
     hello_instances: usize,
+    /// world instances per node (ports count up from the base port); with --autoscale,
+    /// world's instances in all at first, spread over the nodes.
     #[arg(long, default_value_t = 1)]
     world_instances: usize,
     /// Where the dashboard listens.
@@ -45,9 +48,27 @@ pub struct DemoArgs {
     /// How often the dashboard collects metrics.
     #[arg(long, default_value = "2s", value_parser = duration::parse)]
     scrape_interval: Duration,
-    /// Requests per second the traffic generator sends to hello (0: none).
+    /// Requests per second the traffic generator sends to hello (0: none), up to 10000;
+    /// changed at run time with `POST /traffic` on --traffic-control-port.
     #[arg(long, default_value_t = 20.0)]
     rps: f64,
+    /// The traffic control's port on the first node (0: any free one): `GET /traffic`
+    /// answers the rate and the generator's counts, `POST /traffic?rps=N` sets a new rate.
+    #[arg(long, default_value_t = weft_demo::traffic::CONTROL_PORT)]
+    traffic_control_port: u16,
+    /// Scale world's instances on its load as a Kubernetes HPA would: a target in requests
+    /// per second per instance, and the bounds, e.g. `world=10rps,min=1,max=10` [default
+    /// min 1, max 10]. The first count is --world-instances, within the bounds; instances
+    /// are added on the nodes in turn and removed without a failed request.
+    #[arg(long)]
+    autoscale: Option<Autoscale>,
+    /// How often the autoscaler decides (the HPA controller's sync period).
+    #[arg(long, default_value = "15s", value_parser = duration::parse, requires = "autoscale")]
+    autoscale_interval: Duration,
+    /// How long a lower proposal must hold before instances are removed: the highest
+    /// proposal within this window is followed (the HPA's scale-down stabilisation).
+    #[arg(long, default_value = "5m", value_parser = duration::parse, requires = "autoscale")]
+    autoscale_stabilization: Duration,
     /// Fraction of world's answers that fail with 500, from 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     world_failure_rate: f64,
@@ -97,6 +118,23 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         (0.0..=1.0).contains(&args.trace_sample_rate),
         "--trace-sample-rate must be between 0 and 1"
     );
+    anyhow::ensure!(
+        (0.0..=weft_demo::traffic::MAX_RPS).contains(&args.rps),
+        "--rps must be from 0 to {}",
+        weft_demo::traffic::MAX_RPS
+    );
+    anyhow::ensure!(
+        !(args.autoscale.is_some() && args.world_v2),
+        "--autoscale cannot go with --world-v2: there world is split by a route between world-v1 and world-v2, and the autoscaler scales world's own instances"
+    );
+    anyhow::ensure!(
+        args.autoscale_interval >= Duration::from_secs(1),
+        "--autoscale-interval must be at least 1s"
+    );
+    anyhow::ensure!(
+        args.autoscale_stabilization <= autoscaler::MAX_STABILIZATION,
+        "--autoscale-stabilization must be at most 1h, as Kubernetes allows"
+    );
     let mut ips = args.node_ips.clone();
     if ips.is_empty() {
         ips = (0..args.nodes)
@@ -134,6 +172,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         otlp: args.otlp,
         trace_sample_rate: args.trace_sample_rate,
         trace_url: args.trace_url,
+        traffic_control_port: args.traffic_control_port,
+        autoscale: args.autoscale.map(|spec| AutoscaleConfig {
+            spec,
+            interval: args.autoscale_interval,
+            stabilization: args.autoscale_stabilization,
+        }),
     };
     run_until_signal(
         |stop| async move { weft_demo::demo::run(config, stop).await.map_err(Into::into) },

@@ -108,6 +108,22 @@ function effectiveActualLines(series) {
   ];
 }
 
+// Ready instances over time, drawn as steps: the count holds until the round it changed.
+function instanceLines(series) {
+  const points = [];
+  for (const p of series || []) {
+    if (points.length) points.push([p.t, points[points.length - 1][1]]);
+    points.push([p.t, p.instances]);
+  }
+  return [{ name: "instances", color: PALETTE[3], points }];
+}
+
+// Whole numbers on the axis: its four steps of 1 or more.
+function instancesMax(series) {
+  const most = Math.max(1, ...(series || []).map(p => p.instances));
+  return Math.max(4, Math.ceil(most * 1.25 / 4) * 4);
+}
+
 function latencyLines(series) {
   return ["p50", "p95", "p99"].map(q => ({ name: q, color: COLORS[q], points: seriesOf(series, p => p[q + "_ms"]) }));
 }
@@ -183,11 +199,13 @@ function renderServices(services) {
           <div class="card"><div class="label">P50 latency</div><div class="value p50">–</div></div>
           <div class="card"><div class="label">P95 latency</div><div class="value p95">–</div></div>
           <div class="card"><div class="label">P99 latency</div><div class="value p99">–</div></div>
+          <div class="card"><div class="label">Instances <small>(ready)</small></div><div class="value instances">–</div></div>
         </div>
         <div class="charts three">
           <figure><figcaption>Success rate (%): effective and actual</figcaption><div class="chart success"></div></figure>
           <figure><figcaption>Request volume (req/s)</figcaption><div class="chart volume"></div></figure>
           <figure><figcaption>Latency (ms)</figcaption><div class="chart latency"></div></figure>
+          <figure class="instances-figure"><figcaption>Instances (ready, as callers' proxies see them)</figcaption><div class="chart instances"></div></figure>
         </div>`;
       div.querySelector("h3").textContent = r.service;
       // Its requests as they happen, fed by tap.
@@ -221,6 +239,10 @@ function renderServices(services) {
     drawChart(div.querySelector(".chart.success"), effectiveActualLines(r.series), { min: 0, max: 100, unit: "%" });
     drawChart(div.querySelector(".chart.volume"), volumeLines(r.series), {});
     drawChart(div.querySelector(".chart.latency"), latencyLines(r.series), {});
+    div.querySelector(".instances").textContent = r.instances == null ? "–" : String(r.instances);
+    const counted = (r.instances_series || []).length > 0;
+    div.querySelector(".instances-figure").hidden = !counted;
+    if (counted) drawChart(div.querySelector(".chart.instances"), instanceLines(r.instances_series), { min: 0, max: instancesMax(r.instances_series) });
   }
 }
 
