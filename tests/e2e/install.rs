@@ -108,8 +108,8 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
             ],
             20,
         ),
-        // The APIService and four RBAC objects.
-        ("autoscaling.yaml", &["--external-ca", "--autoscaling"], 19),
+        // The APIService and three RBAC objects.
+        ("autoscaling.yaml", &["--external-ca", "--autoscaling"], 18),
         (
             "autoscaling-keda.yaml",
             &["--external-ca", "--with-demo", "--autoscaling=keda"],
@@ -402,9 +402,11 @@ fn autoscaling_registers_the_external_metrics_api_with_the_rbac_it_needs() {
     let the_dashboard = serde_json::json!([
         { "kind": "ServiceAccount", "name": "weft-dashboard", "namespace": ns }
     ]);
-    let delegator = bound("ClusterRoleBinding", "ClusterRole", "system:auth-delegator");
-    assert_eq!(delegator.len(), 1);
-    assert_eq!(delegator[0]["subjects"], the_dashboard);
+    // It reads the aggregator's CA with its own token, and takes only the aggregator.
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], true);
+    assert!(serde_json::to_string(&pod)
+        .unwrap()
+        .contains("--metrics-api-kube-auth"));
     let auth_reader = bound(
         "RoleBinding",
         "Role",
@@ -450,7 +452,7 @@ fn autoscaling_registers_the_external_metrics_api_with_the_rbac_it_needs() {
 
     // Without the flag none of it; with =keda the scaler alone, and no API taken.
     let off = yaml_docs(&stdout(&["--external-ca", "--namespace", ns]));
-    assert_eq!(off.len() + 5, docs.len());
+    assert_eq!(off.len() + 4, docs.len());
     let keda = yaml_docs(&stdout(&[
         "--external-ca",
         "--namespace",
@@ -462,7 +464,14 @@ fn autoscaling_registers_the_external_metrics_api_with_the_rbac_it_needs() {
         let text = serde_json::to_string(docs).unwrap();
         assert_eq!(text.contains("APIService"), has_api);
         assert_eq!(text.contains("--metrics-api-listen"), has_api);
-        assert_eq!(text.contains("system:auth-delegator"), has_api);
+        assert_eq!(
+            text.contains("extension-apiserver-authentication-reader"),
+            has_api
+        );
+        assert_eq!(
+            text.contains("\"automountServiceAccountToken\":true"),
+            has_api
+        );
         assert_eq!(text.contains("--keda-listen"), has_keda);
     }
 }

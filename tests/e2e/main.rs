@@ -2,6 +2,7 @@
 //! real clients (curl, hyper, grpcio, tungstenite).
 
 mod autoscaling_demo;
+mod autoscaling_keda;
 mod check;
 mod dashboard;
 mod deadlines;
@@ -18,6 +19,7 @@ mod install;
 mod kubernetes;
 mod lifecycle;
 mod metrics;
+mod metrics_api;
 mod mtls;
 mod resilience;
 mod retries;

@@ -180,7 +180,13 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
         .replace("{{AUTOSCALING_ARGS}}", &pick(DASHBOARD_ARGS))
         .replace("{{AUTOSCALING_PORTS}}", &pick(DASHBOARD_PORTS))
         .replace("{{AUTOSCALING_SERVICE_PORTS}}", &pick(SERVICE_PORTS))
-        .replace("{{AUTOSCALING_POLICY}}", &pick(POLICY_RULES));
+        .replace("{{AUTOSCALING_POLICY}}", &pick(POLICY_RULES))
+        // The external metrics API reads the aggregator's CA from the Kubernetes API: the
+        // dashboard's pod then has its account's token.
+        .replace(
+            "{{DASHBOARD_API_TOKEN}}",
+            if metrics_api { "true" } else { "false" },
+        );
     if metrics_api {
         out.push_str(AUTOSCALING);
     }
@@ -204,6 +210,9 @@ const DASHBOARD_ARGS: (&str, &str) = (
             # names unless --metrics-api-tls-cert and --metrics-api-tls-key name one.
             - --metrics-api-listen
             - 0.0.0.0:6443
+            # Only the aggregator: by the client CA and names in the ConfigMap
+            # kube-system/extension-apiserver-authentication.
+            - --metrics-api-kube-auth
 ",
     "            # KEDA's external scaler (gRPC, plaintext h2c).
             - --keda-listen
@@ -361,7 +370,7 @@ mod tests {
         assert!(full.contains("            - --metrics-api-listen\n            - 0.0.0.0:6443\n"));
         assert!(full
             .contains("    - name: metrics-api\n      port: 443\n      targetPort: metrics-api\n"));
-        assert!(full.contains("kind: APIService") && full.contains("name: system:auth-delegator"));
+        assert!(full.contains("kind: APIService") && full.contains("--metrics-api-kube-auth"));
         assert!(
             !keda.contains("metrics-api") && !keda.contains("kind: APIService"),
             "{keda}"

@@ -12,6 +12,7 @@
 //! - [`identity`]: the Identity API, its CA and tokens, and the TLS its gRPC is served over.
 //! - [`admin`], [`metrics`]: /live, /ready, /metrics; [`calendar`]: dates and times.
 //! - [`route_edit`]: an HTTPRoute's weights changed, for `weft shift`.
+//! - [`extension_auth`]: the aggregator's CA, for the dashboard's external metrics API.
 //! - [`install`]: the manifests `weft install` prints; [`check`]: `weft check`.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod admin;
 pub use weft_core::calendar;
 pub mod check;
 pub mod cluster;
+pub mod extension_auth;
 pub mod file_source;
 pub mod gateway;
 pub mod identity;

@@ -7,14 +7,21 @@
 //! - [`slowest`]: each service's slowest recent requests whose traces were kept.
 //! - [`api`]: the HTTP routes: JSON API and the UI's embedded assets (`ui/`).
 //! - [`tap`]: tap streams read, merged, and served at `/api/tap` from every proxy.
+//! - [`autoscale`]: a service's figures for autoscalers; [`metrics_api`] serves them as
+//!   Kubernetes' external metrics API (over TLS, with [`label_selector`]).
+//! - [`keda`]: the same figures as KEDA's external scaler (gRPC, `--keda-listen`).
 //! - [`fetch`]: the small HTTP GET both the scraper and `weft stat` use.
 //! - [`identity`]: the dashboard's own mesh identity, shown in the API and `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod autoscale;
 pub mod fetch;
 pub mod history;
 pub mod identity;
+pub mod keda;
+pub mod label_selector;
+pub mod metrics_api;
 pub mod slowest;
 pub mod source;
 pub mod tap;
@@ -44,6 +51,21 @@ pub struct DashboardConfig {
     /// Where a trace is shown, `{trace_id}` standing for its id (a Jaeger or Tempo UI):
     /// the slowest requests link there.
     pub trace_url: Option<String>,
+    /// Where KEDA's external scaler is served, if anywhere.
+    pub keda_listen: Option<SocketAddr>,
+    /// Where the external metrics API is served, if anywhere.
+    pub metrics_api: Option<MetricsApiConfig>,
+}
+
+/// The external metrics API's listener and the certificate it presents (the API server's
+/// aggregator speaks only HTTPS to the servers it forwards to).
+#[derive(Clone, Debug)]
+pub struct MetricsApiConfig {
+    pub listen: SocketAddr,
+    pub cert: Arc<weft_identity::edge::EdgeCert>,
+    /// Who may call: the API server's aggregator, by its client certificate. `None` takes
+    /// any caller (a dashboard on a laptop; the figures are read-only).
+    pub callers: Option<Arc<weft_identity::callers::Callers>>,
 }
 
 pub struct Shared {
@@ -51,6 +73,8 @@ pub struct Shared {
     pub slowest: RwLock<Slowest>,
     pub trace_url: Option<String>,
     pub interval: Duration,
+    /// How much history is kept: the longest window a figure can be asked over.
+    pub kept: Duration,
     pub source: Source,
     pub identity: Option<OwnIdentity>,
     /// Taps served at once: each holds a subscription on every proxy.
@@ -59,6 +83,10 @@ pub struct Shared {
 
 pub struct DashboardHandle {
     pub addr: SocketAddr,
+    /// KEDA's external scaler's address, when it is served.
+    pub keda: Option<SocketAddr>,
+    /// The external metrics API's address, when it is served.
+    pub metrics_api: Option<SocketAddr>,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     /// What it collected, for a caller in the same process (`weft demo`'s autoscaler).
     pub shared: Arc<Shared>,
@@ -92,19 +120,86 @@ pub async fn start(
         slowest: RwLock::new(Slowest::default()),
         trace_url: config.trace_url,
         interval: config.interval,
+        kept: config.history,
         source: config.source.clone(),
         identity: config.identity,
         taps: Arc::new(tokio::sync::Semaphore::new(tap::MAX_TAPS)),
     });
     let collector = tokio::spawn(collect(Arc::clone(&shared), stop.clone()));
+    let mut tasks = vec![collector];
+    let mut metrics_api_addr = None;
+    if let Some(api) = config.metrics_api {
+        let (addr, task) = serve_metrics_api(api, Arc::clone(&shared), stop.clone()).await?;
+        metrics_api_addr = Some(addr);
+        tasks.push(task);
+    }
+    let mut keda_addr = None;
+    if let Some(listen) = config.keda_listen {
+        let bind_error = |source| BindError {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let scaler = keda::serve_keda(listener, Arc::clone(&shared), stop.clone());
+        tasks.push(tokio::spawn(scaler));
+        tracing::info!(keda = %addr, "KEDA external scaler listening");
+        keda_addr = Some(addr);
+    }
     let app = api::router(Arc::clone(&shared)).merge(tap::router(Arc::clone(&shared)));
-    let server = tokio::spawn(weft_metrics::serve::serve(listener, app, stop));
+    tasks.push(tokio::spawn(weft_metrics::serve::serve(
+        listener, app, stop,
+    )));
     tracing::info!(%addr, "weft dashboard listening");
     Ok(DashboardHandle {
         addr,
-        tasks: vec![collector, server],
+        keda: keda_addr,
+        metrics_api: metrics_api_addr,
+        tasks,
         shared,
     })
+}
+
+/// Serves the external metrics API over TLS (HTTP/1.1), reading a certificate from files
+/// again every [`metrics_api::TLS_RELOAD`].
+async fn serve_metrics_api(
+    config: MetricsApiConfig,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BindError> {
+    let bind_error = |source| BindError {
+        addr: config.listen,
+        source,
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let tls = config
+        .cert
+        .http1_server_config(config.callers.clone())
+        .map_err(|e| bind_error(std::io::Error::other(e)))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let cert = Arc::clone(&config.cert);
+    let mut reload_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(metrics_api::TLS_RELOAD) => {}
+                _ = reload_stop.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = cert.reload() {
+                tracing::warn!(error = %e, "the external metrics API's certificate did not reload; the last one stays");
+            }
+        }
+    });
+    let app = metrics_api::router(shared);
+    let task = tokio::spawn(weft_metrics::serve::serve_with(
+        listener,
+        app,
+        stop,
+        move |tcp| acceptor.clone().accept(tcp),
+    ));
+    tracing::info!(%addr, "external metrics API listening");
+    Ok((addr, task))
 }
 
 async fn collect(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {

@@ -16,6 +16,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
+use crate::callers::Callers;
 use crate::material;
 use crate::tls::{provider, ALPN_H2, ALPN_HTTP1};
 
@@ -83,21 +84,31 @@ impl EdgeCert {
 
     /// The TLS a listener serves outside callers with: TLS 1.3, ALPN `h2` and `http/1.1`.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, String> {
-        self.config_for(&[ALPN_H2, ALPN_HTTP1])
+        self.config_for(&[ALPN_H2, ALPN_HTTP1], None)
     }
 
-    /// The same for a listener that speaks HTTP/1.1 alone: a Go client (the API server)
-    /// offers `h2` first and would get it otherwise.
-    pub fn http1_server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, String> {
-        self.config_for(&[ALPN_HTTP1])
+    /// The same for a listener that speaks HTTP/1.1 alone (a Go client, the API server,
+    /// offers `h2` first and would get it otherwise), taking only `callers` when given.
+    pub fn http1_server_config(
+        self: &Arc<Self>,
+        callers: Option<Arc<Callers>>,
+    ) -> Result<Arc<ServerConfig>, String> {
+        self.config_for(&[ALPN_HTTP1], callers)
     }
 
-    fn config_for(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
-        let mut config = ServerConfig::builder_with_provider(provider())
+    fn config_for(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        callers: Option<Arc<Callers>>,
+    ) -> Result<Arc<ServerConfig>, String> {
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+            .map_err(|e| e.to_string())?;
+        let mut config = match callers {
+            Some(callers) => builder.with_client_cert_verifier(callers),
+            None => builder.with_no_client_auth(),
+        }
+        .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ca;
+pub mod callers;
 pub mod credentials;
 pub mod edge;
 pub mod error;

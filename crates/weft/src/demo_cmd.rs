@@ -301,6 +301,12 @@ pub struct DashboardArgs {
     trace_url: Option<String>,
     #[command(flatten)]
     identity: crate::dashboard_identity::IdentityArgs,
+    /// Serve KEDA's external scaler here (gRPC, plaintext): KEDA then scales on the mesh's
+    /// figures where another server holds the external metrics API.
+    #[arg(long)]
+    keda_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    metrics_api: crate::metrics_api_args::MetricsApiArgs,
 }
 
 /// A trace UI's address: http(s), with `{trace_id}` where the id goes.
@@ -349,12 +355,21 @@ pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         interval: args.interval,
         history: args.history,
         identity: None,
+        keda_listen: args.keda_listen,
         trace_url: args.trace_url,
+        metrics_api: None,
     };
     run_until_signal(|stop| async move {
         config.identity = crate::dashboard_identity::start(args.identity)?;
+        config.metrics_api = crate::metrics_api_args::start(args.metrics_api, stop.clone()).await?;
         let handle = weft_dashboard::start(config, stop).await?;
         println!("weft dashboard: http://{}", handle.addr);
+        if let Some(keda) = handle.keda {
+            println!("weft dashboard: KEDA external scaler on {keda}");
+        }
+        if let Some(api) = handle.metrics_api {
+            println!("weft dashboard: external metrics API on https://{api}/apis/external.metrics.k8s.io/v1beta1");
+        }
         for t in handle.tasks {
             let _ = t.await;
         }

@@ -7,6 +7,7 @@ mod dashboard_identity;
 mod demo_cmd;
 mod identity_cmd;
 mod install_cmd;
+mod metrics_api_args;
 mod shift;
 mod stat_cmd;
 mod tap_cmd;
@@ -47,7 +48,7 @@ enum Command {
     /// and the dashboard.
     Demo(demo_cmd::DemoArgs),
     /// Serve the dashboard: collect metrics from proxies (or Prometheus), show them.
-    Dashboard(demo_cmd::DashboardArgs),
+    Dashboard(Box<demo_cmd::DashboardArgs>),
     /// The mesh's CA material and bootstrap tokens, for a control plane outside Kubernetes.
     Identity(identity_cmd::IdentityArgs),
     /// Print the Kubernetes manifests that install the mesh (pipe to `kubectl apply -f -`).
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
         Command::Ingress(args) => proxy::run_ingress(*args).map_err(anyhow::Error::from),
         Command::Control(args) => control_cmd::run(args),
         Command::Demo(args) => demo_cmd::demo(args),
-        Command::Dashboard(args) => demo_cmd::dashboard(args),
+        Command::Dashboard(args) => demo_cmd::dashboard(*args),
         Command::Identity(args) => identity_cmd::run(args),
         Command::Install(args) => install_cmd::run(args),
         Command::Stat(args) => stat_cmd::stat(args),

@@ -74,7 +74,11 @@ fn waiting_time_gives_requests_in_flight_and_endpoints_give_instances() {
             .map(|(target, endpoints)| {
                 let mut s = scrape(requests, requests, 0.0);
                 s.target = target.to_string();
-                let l = [("direction", "outbound"), ("service", "world"), ("endpoint", "e1")];
+                let l = [
+                    ("direction", "outbound"),
+                    ("service", "world"),
+                    ("endpoint", "e1"),
+                ];
                 s.samples.extend([
                     sample("weft_response_latency_seconds_sum", &l, waited),
                     sample(
