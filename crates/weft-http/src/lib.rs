@@ -17,6 +17,7 @@
 //! - [`forms`]: a request put in the form HTTP/1.1 or HTTP/2 sends it in.
 //! - [`timers`]: deadline timers kept for reuse, and work bounded by them.
 //! - [`error`]: why sending failed, and whether the request may be sent again.
+//! - `fuzzing`: the codec's parsers, re-exported for the fuzz harnesses (`fuzz/`) only.
 #![forbid(unsafe_code)]
 
 pub mod body;
@@ -29,6 +30,16 @@ pub mod headers;
 pub mod server;
 pub(crate) mod socket;
 pub mod timers;
+
+/// The HTTP/1 codec's parsers, for `weft-fuzz` alone: the codec stays this crate's own, but
+/// its parsers read bytes from anyone and are fuzzed from a separate crate.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::h1::decode::{Decoder, Step};
+    pub use crate::h1::head::Framing;
+    pub use crate::h1::request::{parse as parse_request, Refusal, RequestHead};
+    pub use crate::h1::response::{parse as parse_response, ResponseHead};
+}
 
 pub use body::EitherBody;
 pub use client::{ResponseBody, UpstreamBody};
