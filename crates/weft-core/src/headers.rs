@@ -1,4 +1,5 @@
-//! Header names weft reads and writes on the wire (see shared/DESIGN.md, "Names").
+//! Header names weft reads and writes on the wire (see shared/DESIGN.md, "Names"), and the
+//! reading of `weft-dst-service`, whose value has one home with its name.
 
 use http::header::HeaderName;
 
@@ -32,3 +33,38 @@ pub const WEFT_CTX_HOPS: HeaderName = HeaderName::from_static("weft-ctx-hops");
 pub const WEFT_REQUEST_ID: HeaderName = HeaderName::from_static("weft-request-id");
 /// gRPC's status, in trailers (or headers, for a trailers-only answer).
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// The service a `weft-dst-service` value names, and the endpoint when the peer chose one;
+/// `None` when it is malformed.
+pub fn dst_service(value: &str) -> Option<(&str, Option<&str>)> {
+    // Byte searches and ASCII trims: `split_once` and `trim` set up for any pattern and
+    // any Unicode space, which cost more than these few bytes.
+    let Some(semi) = value.bytes().position(|b| b == b';') else {
+        return Some((value.trim_ascii(), None));
+    };
+    let (service, param) = (&value[..semi], &value[semi + 1..]);
+    let eq = param.bytes().position(|b| b == b'=')?;
+    let (name, endpoint) = (&param[..eq], &param[eq + 1..]);
+    (name.trim_ascii() == ENDPOINT_PARAM)
+        .then_some((service.trim_ascii(), Some(endpoint.trim_ascii())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_names_a_service_and_perhaps_an_endpoint() {
+        assert_eq!(dst_service("world"), Some(("world", None)));
+        assert_eq!(
+            dst_service("world;endpoint=127.0.0.2:80"),
+            Some(("world", Some("127.0.0.2:80")))
+        );
+        assert_eq!(
+            dst_service("world; endpoint = 127.0.0.2:80"),
+            Some(("world", Some("127.0.0.2:80")))
+        );
+        assert_eq!(dst_service("world;node=a"), None);
+        assert_eq!(dst_service("world;endpoint"), None);
+    }
+}

@@ -12,7 +12,7 @@
 //! - [`ports`]: the ports weft's parts listen on by default.
 //! - [`policy`]: resilience policy (balancing, accrual, retries, timeouts), per service.
 //! - [`source`]: locating a parse error in the text it came from.
-//! - [`headers`]: the header names weft reads and writes.
+//! - [`headers`]: the header names weft reads and writes, and `weft-dst-service` read.
 //! - [`context`]: the `weft-ctx-*` headers' values: staging overrides and the hop count.
 //! - [`tap`]: what a tap subscriber asks for and is sent.
 //! - [`trace`]: trace context headers (W3C, B3): what a request came with, and a child

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::Request;
-use weft_core::headers::WEFT_DST_SERVICE;
+use weft_core::headers::{dst_service, WEFT_DST_SERVICE};
 use weft_core::{NameRules, ServiceName};
 use weft_http::headers;
 
@@ -16,7 +16,6 @@ use crate::balancer::{Balance, EndpointState, Pick};
 use crate::egress::discovery::tunnel_name;
 use crate::egress::list::EgressList;
 use crate::error::ProxyError;
-use crate::mesh;
 use crate::resilience::policy::Compiled;
 use crate::services::{Lookup, Service, Services};
 
@@ -88,7 +87,7 @@ pub(crate) async fn inbound<'r, B>(
 ) -> Result<Target<'r>, ProxyError> {
     let authority = screen(req)?;
     let (named, endpoint) = match req.headers().get(WEFT_DST_SERVICE) {
-        Some(v) => match v.to_str().ok().and_then(mesh::dst_service) {
+        Some(v) => match v.to_str().ok().and_then(dst_service) {
             Some((service, endpoint)) => (Some(Cow::Borrowed(service)), endpoint),
             None => return Err(ProxyError::BadRequest("malformed weft-dst-service")),
         },
