@@ -1,8 +1,13 @@
 //! The `weft-ctx-*` headers a call carries through every hop whose app forwards them, as
-//! the proxies read them: the staging override (`world => world-v2`) and the hop count that
-//! stops a request looping through the mesh. Parsing only; who is trusted, and what is done,
-//! is the proxy's.
+//! the proxies read them: the staging override (`world => world-v2`), the hop count that
+//! stops a request looping through the mesh, and the time its deadline leaves. Parsing
+//! only; who is trusted, and what is done, is the proxy's.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::headers::{WEFT_CTX_DEADLINE, WEFT_CTX_TIMEOUT};
 use crate::name::NameRules;
 
 /// The longest `weft-ctx-override` value read; a longer one is refused whole.
@@ -97,6 +102,38 @@ pub fn parse_hops(value: &[u8]) -> Option<u32> {
     }))
 }
 
+/// The time a caller leaves its request as of `now`, from whichever form it sent: the time
+/// left (`weft-ctx-timeout`, ms) or the deadline (`weft-ctx-deadline`, Unix µs); the
+/// tighter, given both. A value that is not a number is ignored; a deadline already passed
+/// leaves zero. Not capped: the caller bounds what it waits.
+pub fn time_left(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let number = |v: &HeaderValue| v.to_str().ok()?.trim().parse::<u64>().ok();
+    let mut left: Option<Duration> = None;
+    let mut tighten = |d: Duration| left = Some(left.map_or(d, |l| l.min(d)));
+    // One pass: most requests carry neither, and a lookup each would hash both names.
+    // Compared as strings: a length differs first, where `HeaderName`s call memcmp.
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !name.starts_with("weft-ctx-") {
+            continue;
+        }
+        if name == WEFT_CTX_TIMEOUT.as_str() {
+            if let Some(ms) = number(value) {
+                tighten(Duration::from_millis(ms));
+            }
+        } else if name == WEFT_CTX_DEADLINE.as_str() {
+            let Some(micros) = number(value) else {
+                continue;
+            };
+            let Some(wall) = UNIX_EPOCH.checked_add(Duration::from_micros(micros)) else {
+                continue;
+            };
+            tighten(wall.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    left
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +212,37 @@ mod tests {
         assert_eq!(parse_hops(b""), None);
         assert_eq!(parse_hops(b"-1"), None);
         assert_eq!(parse_hops(b"1 "), None);
+    }
+
+    #[test]
+    fn the_time_left_is_the_tighter_of_both_forms_and_ignores_what_is_not_a_number() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_767_312_000);
+        let headers = |lines: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in lines {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            h
+        };
+        assert_eq!(time_left(&headers(&[]), now), None);
+        let timeout = headers(&[("weft-ctx-timeout", " 250 ")]);
+        assert_eq!(time_left(&timeout, now), Some(Duration::from_millis(250)));
+        // 1 s after `now`, in µs.
+        let deadline = headers(&[("weft-ctx-deadline", "1767312001000000")]);
+        assert_eq!(time_left(&deadline, now), Some(Duration::from_secs(1)));
+        let both = headers(&[
+            ("weft-ctx-deadline", "1767312001000000"),
+            ("weft-ctx-timeout", "100"),
+            ("weft-ctx-timeout", "5000"),
+        ]);
+        assert_eq!(time_left(&both, now), Some(Duration::from_millis(100)));
+        let passed = headers(&[("weft-ctx-deadline", "1")]);
+        assert_eq!(time_left(&passed, now), Some(Duration::ZERO));
+        let junk = headers(&[
+            ("weft-ctx-timeout", "-1"),
+            ("weft-ctx-timeout", "1e3"),
+            ("weft-ctx-deadline", "18446744073709551616"),
+        ]);
+        assert_eq!(time_left(&junk, now), None);
     }
 }

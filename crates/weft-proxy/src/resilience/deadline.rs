@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use weft_core::context::time_left;
 use weft_core::headers::{WEFT_CTX_DEADLINE, WEFT_CTX_TIMEOUT};
 
 /// The longest any deadline may reach into the future.
@@ -32,7 +33,7 @@ impl Deadline {
             at: now + timeout.min(MAX_WAIT),
             from_caller: false,
         });
-        let theirs = incoming(headers).map(|left| Self {
+        let theirs = time_left(headers, SystemTime::now()).map(|left| Self {
             at: now + left.min(MAX_WAIT),
             from_caller: true,
         });
@@ -77,38 +78,6 @@ fn insert_number(headers: &mut HeaderMap, name: HeaderName, n: u128, unique: boo
     };
     value.set_sensitive(unique);
     headers.insert(name, value);
-}
-
-/// The time the caller leaves, from whichever form it sent (the tighter, given both).
-fn incoming(headers: &HeaderMap) -> Option<Duration> {
-    let number = |v: &HeaderValue| v.to_str().ok()?.trim().parse::<u64>().ok();
-    let mut left: Option<Duration> = None;
-    let mut tighten = |d: Duration| left = Some(left.map_or(d, |l| l.min(d)));
-    // One pass: most requests carry neither, and a lookup each would hash both names.
-    // Compared as strings: a length differs first, where `HeaderName`s call memcmp.
-    for (name, value) in headers {
-        let name = name.as_str();
-        if !name.starts_with("weft-ctx-") {
-            continue;
-        }
-        if name == WEFT_CTX_TIMEOUT.as_str() {
-            if let Some(ms) = number(value) {
-                tighten(Duration::from_millis(ms));
-            }
-        } else if name == WEFT_CTX_DEADLINE.as_str() {
-            let Some(micros) = number(value) else {
-                continue;
-            };
-            let Some(wall) = UNIX_EPOCH.checked_add(Duration::from_micros(micros)) else {
-                continue;
-            };
-            tighten(
-                wall.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO),
-            );
-        }
-    }
-    left
 }
 
 #[cfg(test)]
