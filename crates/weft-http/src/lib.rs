@@ -17,11 +17,14 @@
 //! - [`forms`]: a request put in the form HTTP/1.1 or HTTP/2 sends it in.
 //! - [`timers`]: deadline timers kept for reuse, and work bounded by them.
 //! - [`error`]: why sending failed, and whether the request may be sent again.
+//! - [`dns`]: DNS messages on the wire, for the proxy's egress resolver: a query written,
+//!   an answer's addresses read.
 //! - `fuzzing`: the codec's parsers, re-exported for the fuzz harnesses (`fuzz/`) only.
 #![forbid(unsafe_code)]
 
 pub mod body;
 pub mod client;
+pub mod dns;
 pub mod error;
 pub mod forms;
 pub(crate) mod h1;
