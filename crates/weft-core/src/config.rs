@@ -237,8 +237,14 @@ impl ProxyConfig {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(path, &text)
+    }
+
+    /// A config file's text, read from `path` (which names it in errors, and whose folder
+    /// relative paths are taken from), parsed and validated.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let mut config: Self =
-            toml::from_str(&text).map_err(|e| SourceError::from_toml(path, &text, &e))?;
+            toml::from_str(text).map_err(|e| SourceError::from_toml(path, text, &e))?;
         // Relative paths are the config file's neighbours, wherever the proxy was started.
         let dir = path.parent().unwrap_or(Path::new("."));
         let ingress = &mut config.ingress;
