@@ -5,17 +5,17 @@
 //! stream is reopened with jittered backoff, and the snapshot that opens every stream
 //! replaces the old state in one step, so there is no gap and no stale leftover.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::transport::Channel;
-use weft_api::{from_wire, DestinationClient, GetDestination, Kind};
+use weft_api::{DestinationClient, GetDestination};
 use weft_core::route::RoutesState;
-use weft_core::{Endpoint, EndpointSet, ServiceName};
+use weft_core::{EndpointSet, ServiceName};
 
+use crate::updates::Followed;
 use crate::{Discover, Resolution};
 
 /// How long an unwatched service's stream stays open, so a name asked for again soon (an
@@ -246,56 +246,11 @@ async fn stream(
         }
         Err(s) => return Err(s.into()),
     };
-    let mut set: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
-    // The service's ports and failover zones, from the last snapshot (only snapshots
-    // carry them).
-    let mut ports: Arc<[u16]> = Arc::from([]);
-    let mut failover: Arc<[String]> = Arc::from([]);
-    let resolved =
-        |set: &BTreeMap<SocketAddr, Endpoint>, ports: &Arc<[u16]>, failover: &Arc<[String]>| {
-            let endpoints: Vec<Endpoint> = set.values().cloned().collect();
-            let set = EndpointSet::new(endpoints, Arc::clone(ports));
-            Resolution::Endpoints(set.with_failover(Arc::clone(failover)))
-        };
+    let mut followed = Followed::default();
     while let Some(update) = updates.message().await? {
         *backoff = BACKOFF_MIN;
-        let next = match update.kind {
-            Some(Kind::Snapshot(s)) => {
-                set.clear();
-                for ep in s.endpoints {
-                    let ep = from_wire(ep)?;
-                    set.insert(ep.addr, ep);
-                }
-                ports = s
-                    .ports
-                    .into_iter()
-                    .filter_map(|p| u16::try_from(p).ok())
-                    .collect();
-                failover = s.failover.into();
-                resolved(&set, &ports, &failover)
-            }
-            Some(Kind::Add(s)) => {
-                for ep in s.endpoints {
-                    let ep = from_wire(ep)?;
-                    set.insert(ep.addr, ep);
-                }
-                resolved(&set, &ports, &failover)
-            }
-            Some(Kind::Remove(s)) => {
-                for ep in s.endpoints {
-                    set.remove(&from_wire(ep)?.addr);
-                }
-                resolved(&set, &ports, &failover)
-            }
-            Some(Kind::NoEndpoints(_)) => {
-                set.clear();
-                resolved(&set, &ports, &failover)
-            }
-            Some(Kind::DoesNotExist(_)) => {
-                set.clear();
-                Resolution::DoesNotExist
-            }
-            None => continue,
+        let Some(next) = followed.apply(update)? else {
+            continue;
         };
         tx.send_if_modified(|cur| {
             let changed = *cur != next;

@@ -6,6 +6,7 @@
 //! - [`file`]: a TOML file, watched through its folder so symlink swaps (ConfigMaps) count.
 //! - [`static_source`]: a fixed table.
 //! - [`control`]: `weft control`'s Destination API, one gRPC stream per service.
+//! - [`updates`]: one service's Destination API updates folded into its resolution.
 //! - [`control_routes`]: a service's routes from the Destination API, a stream of their own.
 //! - [`filewatch`]: watching one file through its folder, for discovery and config reloads.
 //! - [`registry`]: the per-service watch senders a table-shaped source publishes into.
@@ -18,6 +19,7 @@ pub mod filewatch;
 pub mod registry;
 pub mod static_source;
 pub mod table;
+pub mod updates;
 
 use tokio::sync::watch;
 use weft_core::route::RoutesState;
