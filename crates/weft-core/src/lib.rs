@@ -12,6 +12,8 @@
 //! - [`ports`]: the ports weft's parts listen on by default.
 //! - [`policy`]: resilience policy (balancing, accrual, retries, timeouts), per service.
 //! - [`source`]: locating a parse error in the text it came from.
+//! - [`label_selector`]: Kubernetes label selectors, as the external metrics API is asked
+//!   with them.
 //! - [`headers`]: the header names weft reads and writes, and `weft-dst-service` read.
 //! - [`context`]: the `weft-ctx-*` headers' values: staging overrides and the hop count.
 //! - [`tap`]: what a tap subscriber asks for and is sent.
@@ -25,6 +27,7 @@ pub mod context;
 pub mod duration;
 pub mod endpoint;
 pub mod headers;
+pub mod label_selector;
 pub mod name;
 pub mod policy;
 pub mod ports;

@@ -8,7 +8,7 @@
 //! - [`api`]: the HTTP routes: JSON API and the UI's embedded assets (`ui/`).
 //! - [`tap`]: tap streams read, merged, and served at `/api/tap` from every proxy.
 //! - [`autoscale`]: a service's figures for autoscalers; [`metrics_api`] serves them as
-//!   Kubernetes' external metrics API (over TLS, with [`label_selector`]).
+//!   Kubernetes' external metrics API (over TLS, with [`weft_core::label_selector`]).
 //! - [`keda`]: the same figures as KEDA's external scaler (gRPC, `--keda-listen`).
 //! - [`fetch`]: the small HTTP GET both the scraper and `weft stat` use.
 //! - [`identity`]: the dashboard's own mesh identity, shown in the API and `/metrics`.
@@ -20,7 +20,6 @@ pub mod fetch;
 pub mod history;
 pub mod identity;
 pub mod keda;
-pub mod label_selector;
 pub mod metrics_api;
 pub mod slowest;
 pub mod source;

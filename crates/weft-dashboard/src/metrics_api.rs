@@ -21,9 +21,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use weft_core::label_selector::Selector;
 
 use crate::autoscale::{self, Metric, SERVICE_LABEL, WINDOW_LABEL};
-use crate::label_selector::Selector;
 use crate::Shared;
 
 pub const GROUP: &str = "external.metrics.k8s.io";
