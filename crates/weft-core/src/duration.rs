@@ -29,12 +29,18 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
-/// Whole seconds when exact, else milliseconds: the form `parse` reads back.
+/// Whole seconds when exact, else milliseconds, with a fraction when the duration has one:
+/// the form `parse` reads back (to within a nanosecond per 2^53), so a setting shorter
+/// than a millisecond is never written as zero, which means "none" to a timeout.
 pub fn format(d: &Duration) -> String {
-    if d.subsec_millis() == 0 && d.subsec_nanos() == 0 {
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
         format!("{}s", d.as_secs())
-    } else {
+    } else if nanos % 1_000_000 == 0 {
         format!("{}ms", d.as_millis())
+    } else {
+        let fraction = format!("{:06}", nanos % 1_000_000);
+        format!("{}.{}ms", d.as_millis(), fraction.trim_end_matches('0'))
     }
 }
 
@@ -78,5 +84,27 @@ mod tests {
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse("2m").unwrap(), Duration::from_secs(120));
         assert!(parse("5 parsecs").is_err());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/duration/sub-millisecond-written-as-zero): 0.5 ms
+    /// was written `0ms`, and read back as no duration at all.
+    #[test]
+    fn a_duration_written_reads_back_even_below_a_millisecond() {
+        for text in ["0.5ms", "1.0005s", "250ms", "2m", "0.000001ms", "1.5s"] {
+            let d = parse(text).unwrap();
+            let written = format(&d);
+            let back = parse(&written).unwrap();
+            assert!(
+                back.abs_diff(d) <= Duration::from_nanos(1),
+                "{text} → {written}"
+            );
+        }
+        assert_eq!(format(&Duration::from_micros(500)), "0.5ms");
+        assert_eq!(
+            format(&Duration::from_nanos(1_000_500_001)),
+            "1000.500001ms"
+        );
+        assert_eq!(format(&Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format(&Duration::from_secs(2)), "2s");
     }
 }
