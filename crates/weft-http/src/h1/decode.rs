@@ -11,7 +11,8 @@ use http_body::{Frame, SizeHint};
 
 use super::head::Framing;
 
-/// Largest chunk-size line or trailer section accepted.
+/// Largest chunk-size line or trailer section accepted, however it arrives: the limit
+/// holds for one that came whole in a read as for one still arriving.
 const MAX_LINE: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,7 @@ impl Decoder {
                     return Ok(Step::Frame(Frame::data(data)));
                 }
                 Self::ChunkSize if !buf.is_empty() => match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
+                    Ok(httparse::Status::Complete((used, size))) if used <= MAX_LINE => {
                         buf.advance(used);
                         *self = if size == 0 {
                             Self::Trailers
@@ -102,13 +103,13 @@ impl Decoder {
                     return Ok(Step::End);
                 }
                 Self::Trailers if !buf.is_empty() => match trailers(buf)? {
-                    Some((used, map)) => {
+                    Some((used, map)) if used <= MAX_LINE => {
                         buf.advance(used);
                         *self = Self::Done;
                         return Ok(Step::Frame(Frame::trailers(map)));
                     }
                     None if buf.len() < MAX_LINE => return Ok(Step::More),
-                    None => return Err("trailers too large"),
+                    _ => return Err("trailers too large"),
                 },
                 _ => return Ok(Step::More),
             }
@@ -279,6 +280,32 @@ mod tests {
         }
         let huge_trailers = format!("0\r\nx: {}\r\n", "a".repeat(20 * 1024));
         assert!(trickled(Framing::Chunked, huge_trailers.as_bytes()).is_err());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/h1_chunked/*-past-the-limit-taken-when-whole): a
+    /// size line or trailer section past the limit was refused while it trickled in (as
+    /// `broken_chunked_framing_is_an_error_not_a_guess` checks), but taken when one read
+    /// brought all of it.
+    #[test]
+    fn the_line_limits_hold_when_the_bytes_arrive_at_once() {
+        let whole = |wire: &str| {
+            let mut buf = BytesMut::from(wire.as_bytes());
+            let mut d = Decoder::new(Framing::Chunked);
+            loop {
+                match d.decode(&mut buf) {
+                    Ok(Step::Frame(_)) => {}
+                    Ok(_) => return Ok(()),
+                    Err(why) => return Err(why),
+                }
+            }
+        };
+        let size_line = format!("1;{}\r\nx\r\n0\r\n\r\n", "a".repeat(MAX_LINE));
+        assert_eq!(whole(&size_line), Err("bad chunk size"));
+        let trailers = format!("0\r\nx: {}\r\n\r\n", "a".repeat(MAX_LINE));
+        assert_eq!(whole(&trailers), Err("trailers too large"));
+        // A trailer section of the limit itself is taken.
+        let at_limit = format!("0\r\nx: {}\r\n\r\n", "a".repeat(MAX_LINE - 7));
+        assert_eq!(whole(&at_limit), Ok(()));
     }
 
     #[test]
