@@ -78,17 +78,24 @@ fn service(text: &str, names: &NameRules) -> Result<String, OverrideError> {
     if text.is_empty() || text.contains("=>") {
         return Err(OverrideError::Syntax);
     }
-    let address = text.contains(':')
+    let refused = || OverrideError::NotAService(text.chars().take(64).collect());
+    if is_address(text) {
+        return Err(refused());
+    }
+    // Checked again once the cluster's suffix is cut: `1.2.3.4.default` names `1.2.3.4`.
+    match names.service_name(text) {
+        Some(name) if !is_address(&name) => Ok(name.into_owned()),
+        _ => Err(refused()),
+    }
+}
+
+/// An IP address, a port, a path, or digits and dots (an IPv4 address in a short form a
+/// resolver reads, `10.1`).
+fn is_address(text: &str) -> bool {
+    text.contains(':')
         || text.contains('/')
         || text.parse::<std::net::IpAddr>().is_ok()
-        || text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    if address {
-        return Err(OverrideError::NotAService(text.chars().take(64).collect()));
-    }
-    names
-        .service_name(text)
-        .map(|n| n.into_owned())
-        .ok_or_else(|| OverrideError::NotAService(text.chars().take(64).collect()))
+        || text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// The hops a request has made, from `weft-ctx-hops`: `None` when the value is not a
@@ -202,6 +209,27 @@ mod tests {
         );
         // A malformed rewrite is refused even when another one applies.
         assert!(override_for(b"world => world-v2; x", &names(), "world").is_err());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/ctx_override/an-address-once-its-suffix-is-cut):
+    /// a name that is an address once the cluster's suffix is cut passed as a service.
+    #[test]
+    fn an_override_names_no_address_once_its_suffix_is_cut() {
+        for bad in [
+            &b"a=>1.default"[..],
+            b"a => 10.0.0.1.default.svc.cluster.local",
+        ] {
+            assert!(
+                matches!(
+                    parse_override(bad, &names()),
+                    Err(OverrideError::NotAService(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // A name with digits in it is still a name.
+        assert!(parse_override(b"a => v1.default", &names()).is_ok());
     }
 
     #[test]
