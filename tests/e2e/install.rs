@@ -82,10 +82,12 @@ fn install_carries_the_mesh_ca() {
 #[test]
 fn every_rendered_manifest_passes_kubernetes_validate_strict() {
     let dir = weft_tests::TempDir::new("install");
-    let cases: [(&str, &[&str], usize); 7] = [
-        ("default.yaml", &[], 16),
-        ("external-ca.yaml", &["--external-ca"], 14),
-        ("demo.yaml", &["--with-demo"], 20),
+    // (file, arguments, resources kubernetes-validate checks, KEDA objects checked against
+    // KEDA's CRDs).
+    let cases: [(&str, &[&str], usize, usize); 9] = [
+        ("default.yaml", &[], 16, 0),
+        ("external-ca.yaml", &["--external-ca"], 14, 0),
+        ("demo.yaml", &["--with-demo"], 20, 0),
         (
             "ingress.yaml",
             &[
@@ -95,6 +97,7 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
                 "otel-collector.observability:4317",
             ],
             18,
+            0,
         ),
         (
             "custom.yaml",
@@ -107,24 +110,47 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
                 "--allow-plaintext-peers",
             ],
             20,
+            0,
         ),
-        // The APIService and three RBAC objects.
-        ("autoscaling.yaml", &["--external-ca", "--autoscaling"], 18),
+        // The APIService and three RBAC objects; the Secret weft-dashboard-tls exists.
+        (
+            "autoscaling.yaml",
+            &["--external-ca", "--autoscaling"],
+            18,
+            0,
+        ),
+        // The ClusterTriggerAuthentication; both Secrets exist.
         (
             "autoscaling-keda.yaml",
             &["--external-ca", "--with-demo", "--autoscaling=keda"],
             18,
+            1,
+        ),
+        // The certificates made at install: the Secret weft-dashboard-tls, and KEDA's.
+        ("autoscaling-certs.yaml", &["--autoscaling"], 21, 0),
+        (
+            "autoscaling-keda-certs.yaml",
+            &["--autoscaling=keda"],
+            18,
+            1,
         ),
     ];
-    for (file, args, resources) in cases {
+    for (file, args, resources, keda) in cases {
         let path = dir.path(file);
-        std::fs::write(&path, stdout(args)).unwrap();
-        let (passed, text) = kubernetes_validate(&path);
-        assert!(passed, "weft install {args:?}:\n{text}");
+        let text = stdout(args);
+        std::fs::write(&path, &text).unwrap();
+        let (passed, report) = kubernetes_validate(&path);
+        assert!(passed, "weft install {args:?}:\n{report}");
         assert_eq!(
-            text.matches(" passed for resource ").count(),
+            report.matches(" passed for resource ").count(),
             resources,
-            "weft install {args:?}:\n{text}"
+            "weft install {args:?}:\n{report}"
+        );
+        let keda_file = format!("keda-{file}");
+        assert_eq!(
+            keda_objects_pass(&text, &dir, &keda_file),
+            keda,
+            "weft install {args:?}"
         );
     }
 }
@@ -153,18 +179,44 @@ fn kubernetes_validate(path: &Path) -> (bool, String) {
     (out.status.success(), said(&out))
 }
 
-/// `support/crd_validate.py` with KEDA's ScaledObject CRD (support/kubernetes/keda): the
-/// schema a cluster with KEDA checks ScaledObjects against, strictly.
+/// `support/crd_validate.py` with KEDA's ScaledObject and ClusterTriggerAuthentication CRDs
+/// (support/kubernetes/keda): the schemas a cluster with KEDA checks them against, strictly.
 fn keda_validate(path: &Path) -> (bool, String) {
-    let out = Command::new("python3")
-        .arg(weft_tests::python::script("crd_validate.py"))
-        .arg(weft_tests::python::script(
-            "kubernetes/keda/keda.sh_scaledobjects.yaml",
-        ))
+    let mut cmd = Command::new("python3");
+    cmd.arg(weft_tests::python::script("crd_validate.py"));
+    for crd in [
+        "keda.sh_scaledobjects.yaml",
+        "keda.sh_clustertriggerauthentications.yaml",
+    ] {
+        cmd.arg("--crd").arg(weft_tests::python::script(&format!(
+            "kubernetes/keda/{crd}"
+        )));
+    }
+    let out = cmd
         .arg(path)
         .output()
         .expect("python3 with jsonschema and PyYAML (scripts/test installs them)");
     (out.status.success(), said(&out))
+}
+
+/// The KEDA objects (`keda.sh/*`) among `text`'s, checked against KEDA's CRDs in a file of
+/// their own (kubernetes-validate only warns of a kind it does not know): how many there
+/// were, each of which passed.
+fn keda_objects_pass(text: &str, dir: &weft_tests::TempDir, file: &str) -> usize {
+    let keda: Vec<Value> = yaml_docs(text)
+        .into_iter()
+        .filter(|d| d["apiVersion"].as_str().unwrap().starts_with("keda.sh/"))
+        .collect();
+    if keda.is_empty() {
+        return 0;
+    }
+    let path = dir.path(file);
+    let stream: String = keda.iter().map(|d| format!("---\n{d}\n")).collect();
+    std::fs::write(&path, stream).unwrap();
+    let (passed, report) = keda_validate(&path);
+    assert!(passed, "{file}:\n{report}");
+    assert_eq!(report.matches(": passed (").count(), keda.len(), "{report}");
+    keda.len()
 }
 
 fn said(out: &std::process::Output) -> String {
@@ -333,16 +385,21 @@ fn autoscaling_registers_the_external_metrics_api_with_the_rbac_it_needs() {
     };
     let api = find("APIService", "v1beta1.external.metrics.k8s.io");
     assert_eq!(api["apiVersion"], "apiregistration.k8s.io/v1");
+    // The API server checks the dashboard's certificate: with --external-ca, against the CA
+    // cert-manager's injector puts in caBundle from the Certificate weft-dashboard-tls.
     assert_eq!(
         api["spec"],
         serde_json::json!({
             "group": "external.metrics.k8s.io",
             "version": "v1beta1",
             "service": { "name": "weft-dashboard", "namespace": ns, "port": 443 },
-            "insecureSkipTLSVerify": true,
             "groupPriorityMinimum": 100,
             "versionPriority": 100,
         })
+    );
+    assert_eq!(
+        api["metadata"]["annotations"],
+        serde_json::json!({ "cert-manager.io/inject-ca-from": format!("{ns}/weft-dashboard-tls") })
     );
 
     // The Service port the APIService names, and KEDA's, lead to the dashboard's listeners.
@@ -450,7 +507,8 @@ fn autoscaling_registers_the_external_metrics_api_with_the_rbac_it_needs() {
         "ports": [{ "port": "keda", "protocol": "TCP" }],
     })));
 
-    // Without the flag none of it; with =keda the scaler alone, and no API taken.
+    // Without the flag none of it; with =keda the scaler alone and KEDA's
+    // ClusterTriggerAuthentication, and no API taken. No key: the Secrets exist.
     let off = yaml_docs(&stdout(&["--external-ca", "--namespace", ns]));
     assert_eq!(off.len() + 4, docs.len());
     let keda = yaml_docs(&stdout(&[
@@ -459,7 +517,13 @@ fn autoscaling_registers_the_external_metrics_api_with_the_rbac_it_needs() {
         ns,
         "--autoscaling=keda",
     ]));
-    assert_eq!(off.len(), keda.len());
+    assert_eq!(off.len() + 1, keda.len());
+    for docs in [&docs, &keda] {
+        let text = serde_json::to_string(docs).unwrap();
+        assert!(!text.contains("PRIVATE KEY") && !text.contains("caBundle"));
+        assert!(!text.contains("insecureSkipTLSVerify"));
+        assert!(!docs.iter().any(|d| d["kind"] == "Secret"));
+    }
     for (docs, has_api, has_keda) in [(&off, false, false), (&keda, false, true)] {
         let text = serde_json::to_string(docs).unwrap();
         assert_eq!(text.contains("APIService"), has_api);
@@ -474,6 +538,187 @@ fn autoscaling_registers_the_external_metrics_api_with_the_rbac_it_needs() {
         );
         assert_eq!(text.contains("--keda-listen"), has_keda);
     }
+}
+
+/// `openssl verify` of `cert` against `ca` for `purpose` (`sslserver`, `sslclient`), with
+/// `extra` flags: whether it said OK, and what it said.
+fn openssl_verify(ca: &Path, cert: &Path, purpose: &str, extra: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(["verify", "-purpose", purpose])
+        .args(extra)
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("openssl runs (scripts/test installs it)");
+    let said = said(&out);
+    (out.status.success() && said.contains(": OK"), said)
+}
+
+/// Without --external-ca, `--autoscaling` makes the dashboard's certificates at install: a
+/// Secret the dashboard mounts and serves both listeners with; its CA, which the APIService
+/// (caBundle) and KEDA (through the ClusterTriggerAuthentication) trust; and KEDA's client
+/// certificate under it. openssl agrees that each is what it is for.
+#[test]
+fn autoscaling_makes_the_dashboards_certificates_and_everyone_trusts_their_ca() {
+    let ns = "mesh-system";
+    let dir = weft_tests::TempDir::new("install-certs");
+    let full = yaml_docs(&stdout(&["--namespace", ns, "--autoscaling"]));
+    let keda = yaml_docs(&stdout(&["--namespace", ns, "--autoscaling=keda"]));
+    let find = |docs: &[Value], kind: &str, name: &str| -> Option<Value> {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .cloned()
+    };
+    let write = |name: &str, pem: &Value| -> PathBuf {
+        let path = dir.path(name);
+        std::fs::write(&path, pem.as_str().unwrap()).unwrap();
+        path
+    };
+    let mut cas = Vec::new();
+    for (tag, docs) in [("full", &full), ("keda", &keda)] {
+        let secret = find(docs, "Secret", "weft-dashboard-tls").expect("weft-dashboard-tls");
+        assert_eq!(secret["metadata"]["namespace"], ns);
+        assert_eq!(secret["type"], "kubernetes.io/tls");
+        let data = secret["stringData"].as_object().unwrap();
+        assert_eq!(
+            data.keys().collect::<Vec<_>>(),
+            ["ca.crt", "tls.crt", "tls.key"]
+        );
+        let ca = write(&format!("{tag}-ca.crt"), &data["ca.crt"]);
+        let cert = write(&format!("{tag}-tls.crt"), &data["tls.crt"]);
+        // The names the API server and KEDA dial.
+        for host in [
+            format!("weft-dashboard.{ns}.svc"),
+            format!("weft-dashboard.{ns}.svc.cluster.local"),
+        ] {
+            let (ok, said) = openssl_verify(&ca, &cert, "sslserver", &["-verify_hostname", &host]);
+            assert!(ok, "{tag}: {host}: {said}");
+        }
+        let (ok, said) = openssl_verify(
+            &ca,
+            &cert,
+            "sslserver",
+            &["-verify_hostname", "weft-dashboard.weft.svc"],
+        );
+        assert!(!ok, "{tag}: another namespace's name: {said}");
+        cas.push(data["ca.crt"].clone());
+
+        // The dashboard mounts the Secret and serves both listeners from it.
+        let pod = &find(docs, "Deployment", "weft-dashboard").unwrap()["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["secret"]["secretName"] == "weft-dashboard-tls")
+            .expect("a volume of the Secret");
+        let container = &pod["containers"][0];
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume["name"])
+            .expect("the Secret mounted");
+        assert_eq!(mount["readOnly"], true);
+        let at = mount["mountPath"].as_str().unwrap();
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let flag = |name: &str| -> Option<&str> {
+            let i = args.iter().position(|a| *a == name)?;
+            Some(args[i + 1])
+        };
+        let mut files = vec![
+            ("--keda-tls-cert", "tls.crt"),
+            ("--keda-tls-key", "tls.key"),
+            ("--keda-client-ca", "ca.crt"),
+        ];
+        if tag == "full" {
+            files.extend([
+                ("--metrics-api-tls-cert", "tls.crt"),
+                ("--metrics-api-tls-key", "tls.key"),
+            ]);
+        }
+        for (name, file) in files {
+            assert_eq!(
+                flag(name),
+                Some(format!("{at}/{file}").as_str()),
+                "{tag}: {name}"
+            );
+        }
+        assert_eq!(flag("--keda-allowed-names"), Some("keda-operator"));
+        assert_eq!(
+            flag("--metrics-api-tls-cert").is_some(),
+            tag == "full",
+            "{tag}"
+        );
+    }
+    assert_ne!(cas[0], cas[1], "each install makes its own CA");
+
+    // The APIService trusts the Secret's CA, and nothing else.
+    let api = find(&full, "APIService", "v1beta1.external.metrics.k8s.io").unwrap();
+    assert!(api["spec"].get("insecureSkipTLSVerify").is_none(), "{api}");
+    assert!(api["metadata"].get("annotations").is_none(), "{api}");
+    let bundle = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        api["spec"]["caBundle"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(bundle).unwrap(), cas[0].as_str().unwrap());
+    // KEDA's side only where KEDA runs: its namespace and CRD are missing otherwise.
+    assert!(find(&full, "Secret", "weft-keda-client").is_none());
+    assert!(find(&full, "ClusterTriggerAuthentication", "weft-dashboard").is_none());
+    assert!(find(&keda, "APIService", "v1beta1.external.metrics.k8s.io").is_none());
+
+    // KEDA's client certificate: in KEDA's namespace, under the same CA, for client auth.
+    let client = find(&keda, "Secret", "weft-keda-client").expect("weft-keda-client");
+    assert_eq!(client["metadata"]["namespace"], "keda");
+    assert_eq!(client["type"], "kubernetes.io/tls");
+    let data = &client["stringData"];
+    assert_eq!(data["ca.crt"], cas[1]);
+    let ca = write("keda-client-ca.crt", &data["ca.crt"]);
+    let cert = write("keda-client-tls.crt", &data["tls.crt"]);
+    let (ok, said) = openssl_verify(&ca, &cert, "sslclient", &[]);
+    assert!(ok, "{said}");
+    let (ok, said) = openssl_verify(&ca, &cert, "sslserver", &[]);
+    assert!(!ok, "KEDA's certificate can serve: {said}");
+    let server = dir.path("keda-tls.crt");
+    let (ok, said) = openssl_verify(&ca, &server, "sslclient", &[]);
+    assert!(!ok, "the dashboard's certificate can log in: {said}");
+    let subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let subject = self::said(&subject);
+    assert!(
+        subject.contains("CN=keda-operator") || subject.contains("CN = keda-operator"),
+        "{subject}"
+    );
+    assert!(data["tls.key"].as_str().unwrap().contains("PRIVATE KEY"));
+
+    // The ClusterTriggerAuthentication hands KEDA that Secret as its external scaler's TLS
+    // parameters, and the ScaledObject in deploy/ names it.
+    let auth = find(&keda, "ClusterTriggerAuthentication", "weft-dashboard").unwrap();
+    assert_eq!(auth["apiVersion"], "keda.sh/v1alpha1");
+    assert_eq!(
+        auth["spec"],
+        serde_json::json!({ "secretTargetRef": [
+            { "parameter": "caCert", "name": "weft-keda-client", "key": "ca.crt" },
+            { "parameter": "tlsClientCert", "name": "weft-keda-client", "key": "tls.crt" },
+            { "parameter": "tlsClientKey", "name": "weft-keda-client", "key": "tls.key" },
+        ]})
+    );
+    let scaled =
+        std::fs::read_to_string(repo_file("deploy/autoscaling/world-scaledobject.yaml")).unwrap();
+    let scaled = &yaml_docs(&scaled)[0];
+    assert_eq!(
+        scaled["spec"]["triggers"][0]["authenticationRef"],
+        serde_json::json!({ "name": "weft-dashboard", "kind": "ClusterTriggerAuthentication" })
+    );
 }
 
 /// prometheus-adapter's rules, filled in as the adapter fills them for an HPA selecting

@@ -1,6 +1,6 @@
 """Checks custom resources against their CustomResourceDefinition's openAPIV3Schema, as an
 API server with strict field validation (kubectl's default) would, for what kubernetes-validate
-cannot know: python3 crd_validate.py CRD.yaml FILE...
+cannot know: python3 crd_validate.py --crd CRD.yaml [--crd CRD.yaml...] FILE...
 
 Strict, as kubernetes-validate --strict is: a field the schema does not name is an error
 (the API server prunes or refuses it). `metadata` is checked as ObjectMeta, with
@@ -9,6 +9,7 @@ kubernetes-validate's own strict schema of it. One line per resource, `passed` o
 (x-kubernetes-validations) are not evaluated: each resource's line says how many were not.
 """
 
+import argparse
 import json
 import sys
 from importlib import resources
@@ -82,21 +83,24 @@ def validators(crd):
 
 
 def main(argv):
-    if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    with open(argv[1]) as f:
-        crd = yaml.safe_load(f)
-    known = validators(crd)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crd", action="append", required=True, help="a CRD (repeat)")
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args(argv[1:])
+    known = {}
+    for path in args.crd:
+        with open(path) as f:
+            known.update(validators(yaml.safe_load(f)))
+    defined = ", ".join(args.crd)
     failed = 0
-    for path in argv[2:]:
+    for path in args.files:
         with open(path) as f:
             docs = [d for d in yaml.safe_load_all(f) if d]
         for doc in docs:
             key = (doc.get("apiVersion"), doc.get("kind"))
             name = f"{str(doc.get('kind')).lower()}/{(doc.get('metadata') or {}).get('name')}"
             if key not in known:
-                print(f"{path}: {name}: failed: {key[0]} {key[1]} is not what {argv[1]} defines")
+                print(f"{path}: {name}: failed: {key[0]} {key[1]} is not what {defined} defines")
                 failed += 1
                 continue
             validator, cel = known[key]

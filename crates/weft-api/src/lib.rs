@@ -1,13 +1,16 @@
 //! The control plane's APIs as Rust: the Destination API (proto/weft/destination/v1) and
 //! the Identity API (proto/weft/identity/v1) — the generated messages and gRPC stubs, the
 //! mapping between a Destination `Endpoint` and weft-core's, a service's routes on the
-//! wire ([`routes`]), and the [`channel`] proxies reach the control plane over; and OTLP's
+//! wire ([`routes`]), the [`channel`] proxies reach the control plane over and, with the
+//! `server` feature, the TLS listener gRPC servers share ([`tls_incoming`]); and OTLP's
 //! trace export ([`otlp`]) and KEDA's external scaler ([`keda`]), the APIs weft speaks that
 //! are not its own.
 #![forbid(unsafe_code)]
 
 pub mod channel;
 pub mod routes;
+#[cfg(feature = "server")]
+pub mod tls_incoming;
 
 pub mod destination {
     #![allow(clippy::all, clippy::pedantic)]

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
+use weft_identity::autoscaling::{self as certs, AutoscalingCerts};
 use weft_identity::material::{self, Material};
 use weft_identity::TrustDomain;
 
@@ -81,6 +83,8 @@ pub enum InstallError {
     Otlp(String),
     #[error("the mesh's CA: {0}")]
     Ca(String),
+    #[error("the autoscaling certificates: {0}")]
+    AutoscalingCerts(String),
 }
 
 /// The manifests as one multi-document YAML stream.
@@ -156,19 +160,23 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
             )
         }
     };
-    let mut out = MESH.replace("{{IDENTITY}}", &identity).replace(
-        "{{ALLOW_PLAINTEXT_PEERS}}",
-        if opts.allow_plaintext_peers {
-            "true"
-        } else {
-            "false"
-        },
-    );
     let (metrics_api, keda) = match opts.autoscaling {
         Autoscaling::Off => (false, false),
         Autoscaling::Full => (true, true),
         Autoscaling::KedaOnly => (false, true),
     };
+    let tls = AutoscalingTls::render(&opts.ca, ns, opts.autoscaling)?;
+    let mut out = MESH
+        .replace("{{IDENTITY}}", &identity)
+        .replace("{{AUTOSCALING_TLS}}", &tls.dashboard_secret)
+        .replace(
+            "{{ALLOW_PLAINTEXT_PEERS}}",
+            if opts.allow_plaintext_peers {
+                "true"
+            } else {
+                "false"
+            },
+        );
     let pick = |(api, for_keda): (&str, &str)| {
         format!(
             "{}{}",
@@ -176,11 +184,14 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
             if keda { for_keda } else { "" }
         )
     };
+    let either = |lines: &'static str| if metrics_api || keda { lines } else { "" };
     out = out
         .replace("{{AUTOSCALING_ARGS}}", &pick(DASHBOARD_ARGS))
         .replace("{{AUTOSCALING_PORTS}}", &pick(DASHBOARD_PORTS))
         .replace("{{AUTOSCALING_SERVICE_PORTS}}", &pick(SERVICE_PORTS))
         .replace("{{AUTOSCALING_POLICY}}", &pick(POLICY_RULES))
+        .replace("{{AUTOSCALING_MOUNTS}}", either(DASHBOARD_TLS_MOUNT))
+        .replace("{{AUTOSCALING_VOLUMES}}", either(DASHBOARD_TLS_VOLUME))
         // The external metrics API reads the aggregator's CA from the Kubernetes API: the
         // dashboard's pod then has its account's token.
         .replace(
@@ -188,8 +199,13 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
             if metrics_api { "true" } else { "false" },
         );
     if metrics_api {
-        out.push_str(AUTOSCALING);
+        out.push_str(
+            &AUTOSCALING
+                .replace("{{APISERVICE_ANNOTATIONS}}", &tls.apiservice_annotations)
+                .replace("{{APISERVICE_CA_BUNDLE}}", &tls.apiservice_ca_bundle),
+        );
     }
+    out.push_str(&tls.keda_objects);
     if opts.with_demo {
         out.push_str(DEMO);
     }
@@ -206,19 +222,42 @@ pub fn render(opts: &InstallOptions) -> Result<String, InstallError> {
 // What `--autoscaling` adds to the dashboard's Deployment, Service and NetworkPolicy in
 // mesh.yaml: each a pair of (the external metrics API's lines, the KEDA scaler's lines).
 const DASHBOARD_ARGS: (&str, &str) = (
-    "            # The external metrics API over TLS: a self-signed certificate for the Service's
-            # names unless --metrics-api-tls-cert and --metrics-api-tls-key name one.
+    "            # The external metrics API over TLS, with the certificate of the Secret
+            # weft-dashboard-tls (the APIService's CA vouches for it).
             - --metrics-api-listen
             - 0.0.0.0:6443
+            - --metrics-api-tls-cert
+            - /var/run/weft/dashboard-tls/tls.crt
+            - --metrics-api-tls-key
+            - /var/run/weft/dashboard-tls/tls.key
             # Only the aggregator: by the client CA and names in the ConfigMap
             # kube-system/extension-apiserver-authentication.
             - --metrics-api-kube-auth
 ",
-    "            # KEDA's external scaler (gRPC, plaintext h2c).
+    "            # KEDA's external scaler (gRPC) over mutual TLS: the same certificate, and only
+            # KEDA's operator, by its client certificate from the Secret's CA.
             - --keda-listen
             - 0.0.0.0:8087
+            - --keda-tls-cert
+            - /var/run/weft/dashboard-tls/tls.crt
+            - --keda-tls-key
+            - /var/run/weft/dashboard-tls/tls.key
+            - --keda-client-ca
+            - /var/run/weft/dashboard-tls/ca.crt
+            - --keda-allowed-names
+            - keda-operator
 ",
 );
+// The Secret weft-dashboard-tls in the dashboard's pod, for either listener (read again
+// every minute, so a renewed certificate is taken without a restart).
+const DASHBOARD_TLS_MOUNT: &str = "            - name: dashboard-tls
+              mountPath: /var/run/weft/dashboard-tls
+              readOnly: true
+";
+const DASHBOARD_TLS_VOLUME: &str = "        - name: dashboard-tls
+          secret:
+            secretName: weft-dashboard-tls
+";
 const DASHBOARD_PORTS: (&str, &str) = (
     "            - name: metrics-api
               containerPort: 6443
@@ -240,7 +279,6 @@ const SERVICE_PORTS: (&str, &str) = (
       port: 8087
       targetPort: keda
       protocol: TCP
-      appProtocol: kubernetes.io/h2c
 ",
 );
 const POLICY_RULES: (&str, &str) = (
@@ -261,17 +299,146 @@ const POLICY_RULES: (&str, &str) = (
 ",
 );
 
+/// The Secret with the dashboard's certificate, its key and the CA that signed it.
+pub const DASHBOARD_TLS_SECRET: &str = "weft-dashboard-tls";
+/// The Secret with KEDA's client certificate, in [`KEDA_NAMESPACE`].
+pub const KEDA_CLIENT_SECRET: &str = "weft-keda-client";
+/// Where KEDA runs: a ClusterTriggerAuthentication reads its Secrets from there.
+pub const KEDA_NAMESPACE: &str = "keda";
+/// The ClusterTriggerAuthentication a ScaledObject's trigger names.
+pub const KEDA_TRIGGER_AUTH: &str = "weft-dashboard";
+
+/// What `--autoscaling` renders for TLS: the dashboard's Secret (or, with `--external-ca`, a
+/// comment saying it must exist), the APIService's trust in it, and KEDA's side.
+#[derive(Default)]
+struct AutoscalingTls {
+    /// Before the Deployment that mounts it, after the Namespace.
+    dashboard_secret: String,
+    apiservice_annotations: String,
+    apiservice_ca_bundle: String,
+    /// KEDA's client Secret and the ClusterTriggerAuthentication, with `--autoscaling=keda`.
+    keda_objects: String,
+}
+
+impl AutoscalingTls {
+    fn render(ca: &CaSource, ns: &str, autoscaling: Autoscaling) -> Result<Self, InstallError> {
+        let (metrics_api, for_keda) = match autoscaling {
+            Autoscaling::Off => return Ok(Self::default()),
+            Autoscaling::Full => (true, false),
+            // KEDA's objects only where KEDA runs: without it, its CRD and namespace are
+            // missing and `kubectl apply` would fail on them; with plain --autoscaling, KEDA
+            // cannot run anyway (the APIService is the dashboard's).
+            Autoscaling::KedaOnly => (false, true),
+        };
+        let mut out = Self::default();
+        if *ca == CaSource::External {
+            out.dashboard_secret = format!(
+                "# The dashboard's certificate is not in these manifests (weft install --external-ca):\n\
+                 # the Secret {DASHBOARD_TLS_SECRET} in {{{{NAMESPACE}}}} must exist (ca.crt, tls.crt, tls.key,\n\
+                 # for the names weft-dashboard.{{{{NAMESPACE}}}}.svc...; docs/autoscaling.md: cert-manager).\n"
+            );
+            if metrics_api {
+                out.apiservice_annotations = format!(
+                    "  annotations:\n\
+                     \x20   # cert-manager's CA injector sets caBundle to the CA of the Certificate\n\
+                     \x20   # {DASHBOARD_TLS_SECRET}.\n\
+                     \x20   cert-manager.io/inject-ca-from: {{{{NAMESPACE}}}}/{DASHBOARD_TLS_SECRET}\n"
+                );
+            }
+            if for_keda {
+                out.keda_objects = format!(
+                    "# KEDA's client certificate is not in these manifests (weft install --external-ca):\n\
+                     # the Secret {KEDA_CLIENT_SECRET} in {KEDA_NAMESPACE} must exist (ca.crt, tls.crt, tls.key; common\n\
+                     # name {KEDA_CLIENT}, from the CA of {DASHBOARD_TLS_SECRET}; docs/autoscaling.md).\n{}",
+                    trigger_authentication(),
+                    KEDA_CLIENT = certs::KEDA_CLIENT_NAME,
+                );
+            }
+            return Ok(out);
+        }
+        let made = certs::autoscaling_certs(ns)
+            .map_err(|e| InstallError::AutoscalingCerts(e.to_string()))?;
+        out.dashboard_secret = tls_secret(
+            "# The dashboard's certificate for the external metrics API and KEDA's scaler, and\n\
+             # the CA the API server and KEDA check it with: made by this install, valid for a\n\
+             # year; the CA's key was not kept (docs/autoscaling.md).\n",
+            DASHBOARD_TLS_SECRET,
+            "{{NAMESPACE}}",
+            &made,
+            (&made.server_cert, &made.server_key),
+        );
+        if metrics_api {
+            let bundle = base64::engine::general_purpose::STANDARD.encode(&made.ca);
+            out.apiservice_ca_bundle = format!("  caBundle: {bundle}\n");
+        }
+        if for_keda {
+            out.keda_objects = tls_secret(
+                "# KEDA's operator's client certificate for the dashboard's scaler, where KEDA runs:\n\
+                 # a ClusterTriggerAuthentication reads Secrets from KEDA's namespace.\n",
+                KEDA_CLIENT_SECRET,
+                KEDA_NAMESPACE,
+                &made,
+                (&made.client_cert, &made.client_key),
+            ) + &trigger_authentication();
+        }
+        Ok(out)
+    }
+}
+
+/// A `kubernetes.io/tls` Secret holding `pair` and the CA.
+fn tls_secret(
+    comment: &str,
+    name: &str,
+    namespace: &str,
+    made: &AutoscalingCerts,
+    (cert, key): (&str, &str),
+) -> String {
+    format!(
+        "---\n{comment}apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\n\
+         \x20 labels:\n    app.kubernetes.io/name: weft-dashboard\n    app.kubernetes.io/part-of: weft\n\
+         type: kubernetes.io/tls\nstringData:\n  ca.crt: |\n{}  tls.crt: |\n{}  tls.key: |\n{}",
+        pem_block(&made.ca),
+        pem_block(cert),
+        pem_block(key),
+    )
+}
+
+/// What a ScaledObject's trigger names to reach the scaler over mutual TLS: KEDA's
+/// external scaler takes `caCert`, `tlsClientCert` and `tlsClientKey` as PEM.
+fn trigger_authentication() -> String {
+    let refs: String = [
+        ("caCert", "ca.crt"),
+        ("tlsClientCert", "tls.crt"),
+        ("tlsClientKey", "tls.key"),
+    ]
+    .iter()
+    .map(|(parameter, key)| {
+        format!(
+            "    - parameter: {parameter}\n      name: {KEDA_CLIENT_SECRET}\n      key: {key}\n"
+        )
+    })
+    .collect();
+    format!(
+        "---\n# For ScaledObjects asking the dashboard's scaler: their external trigger names\n\
+         # authenticationRef: {{name: {KEDA_TRIGGER_AUTH}, kind: ClusterTriggerAuthentication}}.\n\
+         apiVersion: keda.sh/v1alpha1\nkind: ClusterTriggerAuthentication\nmetadata:\n  name: {KEDA_TRIGGER_AUTH}\n\
+         \x20 labels:\n    app.kubernetes.io/name: weft-dashboard\n    app.kubernetes.io/part-of: weft\n\
+         spec:\n  secretTargetRef:\n{refs}"
+    )
+}
+
+/// A PEM text as a YAML block scalar's lines.
+fn pem_block(pem: &str) -> String {
+    pem.lines().map(|l| format!("    {l}\n")).collect()
+}
+
 /// The trust domain `weft install` sets up, and every component's default.
 const TRUST_DOMAIN: &str = "cluster.local";
 
 /// The Secret the control plane reads its CA from, and the ConfigMap of anchors proxies
 /// check the control plane against before their first leaf.
 fn identity_objects(anchors: &str, issuer: &str, key: &str) -> String {
-    let block = |pem: &str| -> String {
-        pem.lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>()
-    };
+    let block = pem_block;
     format!(
         "---\n# The mesh's CA. Rotate it by updating this Secret and the ConfigMap below\n\
          # (docs/identity.md); nothing restarts.\n\
@@ -375,6 +542,40 @@ mod tests {
             !keda.contains("metrics-api") && !keda.contains("kind: APIService"),
             "{keda}"
         );
+    }
+
+    #[test]
+    fn autoscaling_certificates_are_made_unless_the_cluster_holds_them() {
+        let render_with = |ca, autoscaling| {
+            render(&InstallOptions {
+                ca,
+                autoscaling,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let full = render_with(CaSource::Generate, Autoscaling::Full);
+        let keda = render_with(CaSource::Generate, Autoscaling::KedaOnly);
+        for text in [&full, &keda] {
+            assert!(!text.contains("{{"), "{text}");
+            assert!(text.contains(&format!(
+                "  name: {DASHBOARD_TLS_SECRET}\n  namespace: weft\n"
+            )));
+            assert!(text.contains("secretName: weft-dashboard-tls"));
+            assert!(!text.contains("insecureSkipTLSVerify"));
+        }
+        assert!(full.contains("  caBundle: LS0t"), "{full}");
+        assert!(!full.contains("kind: ClusterTriggerAuthentication"));
+        assert!(keda.contains(&format!(
+            "  name: {KEDA_CLIENT_SECRET}\n  namespace: keda\n"
+        )));
+        assert!(keda.contains("kind: ClusterTriggerAuthentication"));
+
+        let external = render_with(CaSource::External, Autoscaling::Full);
+        assert!(!external.contains("PRIVATE KEY") && !external.contains("  caBundle:"));
+        assert!(external.contains("cert-manager.io/inject-ca-from: weft/weft-dashboard-tls\n"));
+        let off = render_with(CaSource::External, Autoscaling::Off);
+        assert!(!off.contains("dashboard-tls"), "{off}");
     }
 
     #[test]

@@ -13,11 +13,17 @@
 //! an error from `IsActive` with no `fallback` in the ScaledObject is a `TriggerError` that
 //! scales nothing, not even to zero; with a `fallback`, KEDA holds `fallback.replicas` after
 //! `failureThreshold` errors in a row (keda.sh/docs, ScaledObject spec, "fallback").
+//!
+//! The figures travel over mutual TLS ([`KedaTls`]): the dashboard's certificate, and only
+//! clients with a certificate from `--keda-client-ca` (KEDA's operator, given `caCert`,
+//! `tlsClientCert` and `tlsClientKey` by a ClusterTriggerAuthentication).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -27,6 +33,9 @@ use weft_api::keda::{
     GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
     MetricValue, ScaledObjectRef,
 };
+use weft_api::tls_incoming;
+use weft_identity::callers::{common_name, Callers};
+use weft_identity::edge::EdgeCert;
 
 use crate::autoscale::{self, Metric};
 use crate::Shared;
@@ -298,21 +307,102 @@ async fn follow_activity(
     }
 }
 
-/// Serves the scaler on `listener` (gRPC over plaintext HTTP/2, as KEDA dials an external
-/// scaler without TLS unless told) until `stop` turns true.
-pub async fn serve_keda(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+/// How the scaler is reached: TLS with the dashboard's certificate and, with a client CA,
+/// only by KEDA's operator; or plaintext h2c, which anyone on the network can read.
+#[derive(Clone, Debug)]
+pub struct KedaTls {
+    pub cert: Arc<EdgeCert>,
+    /// Only clients with a certificate from this CA; `None` takes any client.
+    pub clients: Option<ClientCa>,
+}
+
+/// The CA a client's certificate must come from (and the names it may carry), as a file
+/// read again with the certificate, so a rotated CA (cert-manager's) is followed.
+#[derive(Clone, Debug)]
+pub struct ClientCa {
+    pub path: PathBuf,
+    pub names: Vec<String>,
+    pub callers: Arc<Callers>,
+}
+
+impl ClientCa {
+    /// Reads the CA in `path`; only clients named one of `names` (any, when empty).
+    pub fn load(path: &Path, names: Vec<String>) -> Result<Self, String> {
+        let callers = Callers::new(&read_ca(path)?, names.clone())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            names,
+            callers,
+        })
+    }
+}
+
+impl KedaTls {
+    /// The TLS the scaler's listener serves: ALPN `h2`, a client certificate required when
+    /// there is a client CA.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+        let callers = self.clients.as_ref().map(|c| Arc::clone(&c.callers));
+        self.cert.grpc_server_config(callers)
+    }
+
+    /// Reads the certificate and the client CA again; what does not load keeps the last.
+    pub fn reload(&self) -> Result<(), String> {
+        let cert = self.cert.reload();
+        let clients = match &self.clients {
+            Some(ca) => read_ca(&ca.path).and_then(|pem| {
+                ca.callers
+                    .update(&pem, ca.names.clone())
+                    .map_err(|e| format!("{}: {e}", ca.path.display()))
+            }),
+            None => Ok(()),
+        };
+        cert.and(clients)
+    }
+}
+
+fn read_ca(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Serves the scaler on `listener` until `stop` turns true: gRPC over TLS under `tls` (KEDA
+/// dials TLS when its trigger authentication gives `caCert`), or over plaintext HTTP/2
+/// without it.
+pub async fn serve_keda(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
     let scaler = ExternalScalerServer::new(Scaler::new(shared, stop.clone()));
     let mut stop = stop;
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         // Finds a KEDA operator that vanished without closing its activity streams.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .add_service(scaler)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .add_service(scaler);
+    let served = match tls {
+        Some(config) => {
+            // The client's name, for the debug line each accepted connection logs.
+            let incoming = tls_incoming::incoming(listener, config, |session| {
+                session
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(common_name)
+            });
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+    };
     if let Err(e) = served {
         tracing::error!(error = %e, "the KEDA external scaler stopped");
     }

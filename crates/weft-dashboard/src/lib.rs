@@ -9,7 +9,8 @@
 //! - [`tap`]: tap streams read, merged, and served at `/api/tap` from every proxy.
 //! - [`autoscale`]: a service's figures for autoscalers; [`metrics_api`] serves them as
 //!   Kubernetes' external metrics API (over TLS, with [`weft_core::label_selector`]).
-//! - [`keda`]: the same figures as KEDA's external scaler (gRPC, `--keda-listen`).
+//! - [`keda`]: the same figures as KEDA's external scaler (gRPC over mutual TLS,
+//!   `--keda-listen`).
 //! - [`fetch`]: the small HTTP GET both the scraper and `weft stat` use.
 //! - [`identity`]: the dashboard's own mesh identity, shown in the API and `/metrics`.
 #![forbid(unsafe_code)]
@@ -50,8 +51,8 @@ pub struct DashboardConfig {
     /// Where a trace is shown, `{trace_id}` standing for its id (a Jaeger or Tempo UI):
     /// the slowest requests link there.
     pub trace_url: Option<String>,
-    /// Where KEDA's external scaler is served, if anywhere.
-    pub keda_listen: Option<SocketAddr>,
+    /// Where and how KEDA's external scaler is served, if anywhere.
+    pub keda: Option<KedaConfig>,
     /// Where the external metrics API is served, if anywhere.
     pub metrics_api: Option<MetricsApiConfig>,
 }
@@ -65,6 +66,13 @@ pub struct MetricsApiConfig {
     /// Who may call: the API server's aggregator, by its client certificate. `None` takes
     /// any caller (a dashboard on a laptop; the figures are read-only).
     pub callers: Option<Arc<weft_identity::callers::Callers>>,
+}
+
+/// KEDA's external scaler's listener, and its TLS: `None` serves plaintext h2c.
+#[derive(Clone, Debug)]
+pub struct KedaConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<keda::KedaTls>,
 }
 
 pub struct Shared {
@@ -133,17 +141,10 @@ pub async fn start(
         tasks.push(task);
     }
     let mut keda_addr = None;
-    if let Some(listen) = config.keda_listen {
-        let bind_error = |source| BindError {
-            addr: listen,
-            source,
-        };
-        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let scaler = keda::serve_keda(listener, Arc::clone(&shared), stop.clone());
-        tasks.push(tokio::spawn(scaler));
-        tracing::info!(keda = %addr, "KEDA external scaler listening");
+    if let Some(keda) = config.keda {
+        let (addr, task) = serve_keda(keda, Arc::clone(&shared), stop.clone()).await?;
         keda_addr = Some(addr);
+        tasks.push(task);
     }
     let app = api::router(Arc::clone(&shared)).merge(tap::router(Arc::clone(&shared)));
     tasks.push(tokio::spawn(weft_metrics::serve::serve(
@@ -198,6 +199,46 @@ async fn serve_metrics_api(
         move |tcp| acceptor.clone().accept(tcp),
     ));
     tracing::info!(%addr, "external metrics API listening");
+    Ok((addr, task))
+}
+
+/// Serves KEDA's scaler: over TLS, reading its certificate and client CA from files again
+/// every [`metrics_api::TLS_RELOAD`], or in plaintext.
+async fn serve_keda(
+    config: KedaConfig,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BindError> {
+    let bind_error = |source| BindError {
+        addr: config.listen,
+        source,
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let tls = match config.tls {
+        Some(tls) => {
+            let server = tls
+                .server_config()
+                .map_err(|e| bind_error(std::io::Error::other(e)))?;
+            let mut reload_stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(metrics_api::TLS_RELOAD) => {}
+                        _ = reload_stop.wait_for(|s| *s) => return,
+                    }
+                    if let Err(e) = tls.reload() {
+                        tracing::warn!(error = %e, "the KEDA scaler's certificate or client CA did not reload; the last stays");
+                    }
+                }
+            });
+            Some(server)
+        }
+        None => None,
+    };
+    let served_tls = tls.is_some();
+    let task = tokio::spawn(keda::serve_keda(listener, tls, shared, stop));
+    tracing::info!(keda = %addr, tls = served_tls, "KEDA external scaler listening");
     Ok((addr, task))
 }
 

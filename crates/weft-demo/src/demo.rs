@@ -330,7 +330,7 @@ async fn run_in(
             history: Duration::from_secs(15 * 60),
             identity: dashboard_identity.map(crate::mesh_ca::shown),
             trace_url: config.trace_url.clone(),
-            keda_listen: None,
+            keda: None,
             metrics_api: None,
         },
         stop.clone(),

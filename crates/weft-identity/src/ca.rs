@@ -49,6 +49,45 @@ impl Authority {
         })
     }
 
+    /// A new self-signed CA named `name` for TLS outside the mesh (the dashboard's
+    /// autoscaling listeners), where holders are named by DNS names and common names, not
+    /// SPIFFE IDs. It may sign leaves only (path length 0).
+    pub fn new_root(name: &str, lifetime: Duration) -> Result<Self, IdentityError> {
+        let key = KeyPair::generate()?;
+        let params = ca_params(name, Some(0), lifetime)?;
+        let cert = params.self_signed(&key)?.der().clone();
+        Ok(Self {
+            cert,
+            signer: Issuer::new(params, key),
+        })
+    }
+
+    /// A leaf under this CA for a holder outside the mesh, with a new key: its common name,
+    /// its DNS names (none for a client), what it may be used for, valid for `lifetime`.
+    pub fn sign_leaf(
+        &self,
+        common_name: &str,
+        dns_names: &[String],
+        usage: ExtendedKeyUsagePurpose,
+        lifetime: Duration,
+    ) -> Result<(CertificateDer<'static>, KeyPair), IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(dns_names.to_vec())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let now = SystemTime::now();
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = (now + lifetime).into();
+        params.serial_number = Some(serial()?);
+        let cert = params.signed_by(&key, &self.signer)?.der().clone();
+        Ok((cert, key))
+    }
+
     /// An issuer read back from its certificate and key. Whether they belong together is
     /// checked by signing with them (see [`crate::material::read_ca`]).
     pub fn from_parts(cert: CertificateDer<'static>, key: KeyPair) -> Result<Self, String> {

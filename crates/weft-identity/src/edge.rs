@@ -1,7 +1,8 @@
 //! TLS for callers outside the mesh — at the ingress, and at the dashboard's external
-//! metrics API, which Kubernetes' API server calls: a certificate and key from files (a
-//! cert-manager Secret, say), swapped in whole when the files change, with no client
-//! certificate asked for. A pair that does not load leaves the last good one in place.
+//! metrics API and KEDA scaler, which Kubernetes' API server and KEDA's operator call: a
+//! certificate and key from files (a cert-manager Secret, say), swapped in whole when the
+//! files change, and a client certificate asked for only where [`Callers`] are given. A
+//! pair that does not load leaves the last good one in place.
 //! Without files, a self-signed certificate made at start (callers then skip
 //! verification, as an APIService with `insecureSkipTLSVerify` does).
 
@@ -94,6 +95,15 @@ impl EdgeCert {
         callers: Option<Arc<Callers>>,
     ) -> Result<Arc<ServerConfig>, String> {
         self.config_for(&[ALPN_HTTP1], callers)
+    }
+
+    /// The same for a gRPC server (KEDA's scaler): ALPN `h2` alone, as gRPC clients (Go's
+    /// among them) insist on; taking only `callers` when given.
+    pub fn grpc_server_config(
+        self: &Arc<Self>,
+        callers: Option<Arc<Callers>>,
+    ) -> Result<Arc<ServerConfig>, String> {
+        self.config_for(&[ALPN_H2], callers)
     }
 
     fn config_for(

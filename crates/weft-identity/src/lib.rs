@@ -3,6 +3,7 @@
 //! authenticate each other with mutual TLS 1.3 against the mesh's trust anchors.
 #![forbid(unsafe_code)]
 
+pub mod autoscaling;
 pub mod ca;
 pub mod callers;
 pub mod credentials;

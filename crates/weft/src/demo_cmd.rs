@@ -301,10 +301,8 @@ pub struct DashboardArgs {
     trace_url: Option<String>,
     #[command(flatten)]
     identity: crate::dashboard_identity::IdentityArgs,
-    /// Serve KEDA's external scaler here (gRPC, plaintext): KEDA then scales on the mesh's
-    /// figures where another server holds the external metrics API.
-    #[arg(long)]
-    keda_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    keda: crate::keda_args::KedaArgs,
     #[command(flatten)]
     metrics_api: crate::metrics_api_args::MetricsApiArgs,
 }
@@ -355,13 +353,14 @@ pub fn dashboard(args: DashboardArgs) -> anyhow::Result<()> {
         interval: args.interval,
         history: args.history,
         identity: None,
-        keda_listen: args.keda_listen,
+        keda: None,
         trace_url: args.trace_url,
         metrics_api: None,
     };
     run_until_signal(|stop| async move {
         config.identity = crate::dashboard_identity::start(args.identity)?;
         config.metrics_api = crate::metrics_api_args::start(args.metrics_api, stop.clone()).await?;
+        config.keda = crate::keda_args::config(args.keda)?;
         let handle = weft_dashboard::start(config, stop).await?;
         println!("weft dashboard: http://{}", handle.addr);
         if let Some(keda) = handle.keda {

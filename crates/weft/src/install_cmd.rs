@@ -33,9 +33,12 @@ pub struct InstallArgs {
     #[arg(long)]
     otlp: Option<String>,
     /// The dashboard serves the mesh's figures to autoscalers: the Kubernetes external
-    /// metrics API (registered by an APIService, with its RBAC) and KEDA's external scaler.
-    /// `--autoscaling=keda`: the scaler only, where KEDA or prometheus-adapter already holds
-    /// the external metrics API (docs/autoscaling.md).
+    /// metrics API (registered by an APIService, with its RBAC) and KEDA's external scaler,
+    /// over TLS with a certificate made now (the Secret weft-dashboard-tls; with
+    /// --external-ca the cluster holds it). `--autoscaling=keda`: the scaler only, with
+    /// KEDA's client certificate and the ClusterTriggerAuthentication weft-dashboard, where
+    /// KEDA or prometheus-adapter already holds the external metrics API
+    /// (docs/autoscaling.md).
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all")]
     autoscaling: Option<AutoscalingArg>,
 }

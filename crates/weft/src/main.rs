@@ -7,6 +7,7 @@ mod dashboard_identity;
 mod demo_cmd;
 mod identity_cmd;
 mod install_cmd;
+mod keda_args;
 mod metrics_api_args;
 mod shift;
 mod stat_cmd;
