@@ -19,7 +19,8 @@
 //! - [`error`]: why sending failed, and whether the request may be sent again.
 //! - [`dns`]: DNS messages on the wire, for the proxy's egress resolver: a query written,
 //!   an answer's addresses read.
-//! - `fuzzing`: the codec's parsers, re-exported for the fuzz harnesses (`fuzz/`) only.
+//! - `fuzzing`: the codec's parsers and request writer, re-exported for the fuzz harnesses
+//!   (`fuzz/`) only.
 #![forbid(unsafe_code)]
 
 pub mod body;
@@ -34,13 +35,15 @@ pub mod server;
 pub(crate) mod socket;
 pub mod timers;
 
-/// The HTTP/1 codec's parsers, for `weft-fuzz` alone: the codec stays this crate's own, but
-/// its parsers read bytes from anyone and are fuzzed from a separate crate.
+/// The HTTP/1 codec's parsers, and the request writer whose output they read back, for
+/// `weft-fuzz` alone: the codec stays this crate's own, but its parsers read bytes from
+/// anyone and are fuzzed from a separate crate.
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::h1::decode::{Decoder, Step};
-    pub use crate::h1::head::Framing;
-    pub use crate::h1::request::{parse as parse_request, Refusal, RequestHead};
+    pub use crate::h1::head::{BodyFraming, Framing};
+    pub use crate::h1::request::{encode as encode_request, parse as parse_request};
+    pub use crate::h1::request::{Refusal, RequestHead};
     pub use crate::h1::response::{parse as parse_response, ResponseHead};
 }
 
