@@ -1,0 +1,215 @@
+//! Writes the binary seeds of the fuzz corpus, which are built rather than typed:
+//! Destination API update streams and routes, and DNS answers.
+//! `cargo run -p weft-fuzz --example seeds`, then commit what changed in `fuzz/corpus/`.
+
+use std::path::Path;
+
+use prost::Message;
+use weft_api::destination::{self, route_match::Path as WirePath, update::Kind, Update};
+use weft_api::routes::routes_to_wire;
+use weft_core::ServiceName;
+use weft_discovery::Table;
+use weft_http::dns::{encode_query, CLASS_IN, FLAG_QR, FLAG_RD, FLAG_TC, OPT_LEN};
+use weft_http::dns::{TYPE_A, TYPE_CNAME};
+
+fn main() -> std::io::Result<()> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    for (name, bytes) in destination() {
+        write(&corpus.join("destination"), name, &bytes)?;
+    }
+    for (name, bytes) in routes() {
+        write(&corpus.join("destination_routes"), name, &bytes)?;
+    }
+    for (name, bytes) in dns() {
+        write(&corpus.join("dns_response"), name, &bytes)?;
+    }
+    Ok(())
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(name), bytes)
+}
+
+fn endpoint(addr: &str) -> destination::Endpoint {
+    destination::Endpoint {
+        addr: addr.into(),
+        ..Default::default()
+    }
+}
+
+fn set(endpoints: Vec<destination::Endpoint>) -> destination::EndpointSet {
+    destination::EndpointSet {
+        endpoints,
+        ..Default::default()
+    }
+}
+
+/// Updates as they follow each other on a stream, each length-delimited.
+fn stream(kinds: Vec<Kind>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for kind in kinds {
+        let update = Update { kind: Some(kind) };
+        update
+            .encode_length_delimited(&mut out)
+            .expect("a Vec grows");
+    }
+    out
+}
+
+fn destination() -> Vec<(&'static str, Vec<u8>)> {
+    let full = destination::Endpoint {
+        addr: "10.0.0.7:7778".into(),
+        node_proxy: "10.0.1.2:4141".into(),
+        protocol: destination::Protocol::Http2 as i32,
+        weight: 3,
+        labels: [("zone".to_string(), "zone-a".to_string())].into(),
+    };
+    let snapshot = destination::EndpointSet {
+        endpoints: vec![full, endpoint("10.0.0.8:7778")],
+        ports: vec![80, 7778],
+        failover: vec!["zone-a".into(), "zone-b".into()],
+    };
+    vec![
+        (
+            "snapshot-add-remove",
+            stream(vec![
+                Kind::Snapshot(snapshot),
+                Kind::Add(set(vec![endpoint("[::1]:7778")])),
+                Kind::Remove(set(vec![endpoint("10.0.0.8:7778")])),
+            ]),
+        ),
+        (
+            "no-endpoints",
+            stream(vec![Kind::NoEndpoints(destination::NoEndpoints {})]),
+        ),
+        (
+            "does-not-exist",
+            stream(vec![Kind::DoesNotExist(destination::DoesNotExist {})]),
+        ),
+        (
+            "unreadable-address",
+            stream(vec![Kind::Snapshot(set(vec![endpoint("nowhere")]))]),
+        ),
+    ]
+}
+
+/// docs/routing.md's example: a 90/10 split, and a rule with a match, a timeout and retries.
+const ROUTING_DOC: &str = r#"
+[services.world]
+[[services.world.routes]]
+name = "split"
+backends = [{ service = "world-v1", weight = 90 }, { service = "world-v2", weight = 10 }]
+
+[[services.world.routes]]
+name = "beta"
+matches = [{ path = { prefix = "/api" }, headers = [{ name = "x-beta", value = "1" }] }]
+backends = [{ service = "world-v2" }]
+timeout = { total = "2s", per_attempt = "500ms" }
+retry = { max_retries = 1, statuses = ["503"], backoff = "25ms" }
+
+[[services.world-v1.endpoints]]
+addr = "10.0.0.7:7778"
+[[services.world-v2.endpoints]]
+addr = "10.0.0.8:7778"
+"#;
+
+fn routes() -> Vec<(&'static str, Vec<u8>)> {
+    let table = Table::parse(Path::new("routing.md"), ROUTING_DOC).expect("the doc's example");
+    let world = &table.routes[&ServiceName::new("world")];
+    let rule = |name: &str, backend: &str| destination::RouteRule {
+        name: name.into(),
+        backends: vec![destination::Backend {
+            service: backend.into(),
+            weight: 1,
+        }],
+        ..Default::default()
+    };
+    let exact = destination::RouteRule {
+        matches: vec![destination::RouteMatch {
+            path: Some(WirePath::Exact("/healthz".into())),
+            method: "GET".into(),
+            headers: vec![],
+            query: vec![destination::Condition {
+                name: "v".into(),
+                value: "2".into(),
+            }],
+        }],
+        timeout_ms: Some(250),
+        max_retries: Some(2),
+        retry_grpc_codes: Some(destination::RetryCodes { codes: vec![14] }),
+        ..rule("exact", "world-v2")
+    };
+    let wire = |rules| destination::Routes { rules }.encode_to_vec();
+    vec![
+        ("routing-doc", routes_to_wire(Some(world)).encode_to_vec()),
+        ("exact-query-grpc-retry", wire(vec![exact])),
+        ("nameless-backend", wire(vec![rule("bad", "")])),
+    ]
+}
+
+const NAME: &str = "www.example.com";
+
+/// A response header and the question for `name`, as a server echoes them.
+fn response(flags: u16, answers: u16) -> Vec<u8> {
+    let mut packet = encode_query(7, NAME);
+    packet.truncate(packet.len() - OPT_LEN);
+    packet[2..4].copy_from_slice(&flags.to_be_bytes());
+    packet[6..8].copy_from_slice(&answers.to_be_bytes());
+    packet[10..12].copy_from_slice(&0u16.to_be_bytes());
+    packet
+}
+
+/// Appends a record and returns where its data starts, for pointers to it.
+fn record(packet: &mut Vec<u8>, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> usize {
+    packet.extend_from_slice(owner);
+    packet.extend_from_slice(&rtype.to_be_bytes());
+    packet.extend_from_slice(&CLASS_IN.to_be_bytes());
+    packet.extend_from_slice(&ttl.to_be_bytes());
+    packet.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    let at = packet.len();
+    packet.extend_from_slice(rdata);
+    at
+}
+
+fn pointer(offset: usize) -> [u8; 2] {
+    (0xC000 | offset as u16).to_be_bytes()
+}
+
+fn dns() -> Vec<(&'static str, Vec<u8>)> {
+    let mut single = response(FLAG_QR | FLAG_RD, 1);
+    record(&mut single, &pointer(12), TYPE_A, 60, &[192, 0, 2, 1]);
+    // www → edge → cdn → 192.0.2.7, every name compressed against an earlier one.
+    let mut chain = response(FLAG_QR | FLAG_RD, 3);
+    let edge = record(
+        &mut chain,
+        &pointer(12),
+        TYPE_CNAME,
+        300,
+        b"\x04edge\xC0\x10",
+    );
+    let cdn = record(
+        &mut chain,
+        &pointer(edge),
+        TYPE_CNAME,
+        30,
+        b"\x03cdn\xC0\x10",
+    );
+    record(&mut chain, &pointer(cdn), TYPE_A, 60, &[192, 0, 2, 7]);
+    let nxdomain = response(FLAG_QR | FLAG_RD | 3, 0);
+    let mut cut = response(FLAG_QR | FLAG_TC, 3);
+    record(&mut cut, &pointer(12), TYPE_A, 20, &[192, 0, 2, 1]);
+    cut.extend_from_slice(&[0xC0, 12, 0, 1]);
+    let mut looped = response(FLAG_QR, 1);
+    let at = looped.len();
+    let mut owner = vec![1, b'a'];
+    owner.extend_from_slice(&pointer(at));
+    record(&mut looped, &owner, TYPE_A, 60, &[192, 0, 2, 7]);
+    vec![
+        ("single-a", single),
+        ("cname-chain", chain),
+        ("nxdomain", nxdomain),
+        ("truncated", cut),
+        ("pointer-loop", looped),
+    ]
+}
