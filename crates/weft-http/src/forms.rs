@@ -15,8 +15,14 @@ pub fn to_h2<B>(req: &mut Request<B>, authority: &str) -> Result<(), &'static st
     if uri.authority.as_ref().map(Authority::as_str) != Some(authority) {
         uri.authority = Some(Authority::try_from(authority).map_err(|_| "invalid authority")?);
     }
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    let rooted = uri
+        .path_and_query
+        .as_ref()
+        .is_some_and(|p| p.as_str().starts_with('/') || p.as_str() == "*");
+    if !rooted {
+        let pq = uri.path_and_query.as_ref().map_or("", PathAndQuery::as_str);
+        let pq = PathAndQuery::try_from(format!("/{pq}")).map_err(|_| "invalid path")?;
+        uri.path_and_query = Some(pq);
     }
     *req.uri_mut() = Uri::from_parts(uri).map_err(|_| "invalid URI")?;
     *req.version_mut() = Version::HTTP_2;
@@ -57,6 +63,11 @@ mod tests {
         assert_eq!(req.uri(), "/a?b=1");
         assert_eq!(req.headers()[HOST], "world:7778");
         assert_eq!(req.version(), Version::HTTP_11);
+        // Found by fuzzing (fuzz/regressions/h1_request/absolute-form-query-without-a-path):
+        // a query with no path was sent as `GET ?a=1`, which no instance takes.
+        let mut req = Request::get("http://world?a=1").body(()).unwrap();
+        to_h1(&mut req, "world", Version::HTTP_11).unwrap();
+        assert_eq!(req.uri(), "/?a=1");
         let mut old = Request::get("/").body(()).unwrap();
         *old.version_mut() = Version::HTTP_10;
         to_h1(&mut old, "world", Version::HTTP_10).unwrap();
@@ -70,6 +81,10 @@ mod tests {
         assert_eq!(req.uri(), "http://world/a");
         assert!(!req.headers().contains_key(HOST));
         assert_eq!(req.version(), Version::HTTP_2);
+        // A query with no path goes with the root's: `?a=1` alone is no `:path`.
+        let mut req = Request::get("http://world?a=1").body(()).unwrap();
+        to_h2(&mut req, "world").unwrap();
+        assert_eq!(req.uri(), "http://world/?a=1");
         let mut bad = Request::get("/").body(()).unwrap();
         assert_eq!(to_h2(&mut bad, "bad authority"), Err("invalid authority"));
         assert_eq!(

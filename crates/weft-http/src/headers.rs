@@ -1,6 +1,8 @@
 //! Header rules at a proxy's edges: what is hop-by-hop, where the authority comes from,
 //! and which request shapes are refused before anything is forwarded.
 
+use std::borrow::Cow;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri, Version};
 
@@ -141,9 +143,15 @@ pub fn check_framing<B>(req: &Request<B>) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The request's path and query, `/` when empty.
-pub fn path_and_query(uri: &Uri) -> &str {
-    uri.path_and_query().map_or("/", |p| p.as_str())
+/// The request's path and query as an origin-form target: `/` when there is none, and
+/// the root's when an absolute URI has a query but no path (`http://world?a=1` → `/?a=1`:
+/// `?a=1` alone is no target an instance, or HTTP/2's `:path`, takes).
+pub fn path_and_query(uri: &Uri) -> Cow<'_, str> {
+    match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("") => Cow::Borrowed("/"),
+        Some(pq) if pq.starts_with('?') => Cow::Owned(format!("/{pq}")),
+        Some(pq) => Cow::Borrowed(pq),
+    }
 }
 
 #[cfg(test)]

@@ -132,13 +132,7 @@ pub fn encode(
     let v10 = parts.version == Version::HTTP_10 && framing != BodyFraming::Chunked;
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .as_bytes(),
-    );
+    out.extend_from_slice(crate::headers::path_and_query(&parts.uri).as_bytes());
     out.extend_from_slice(if v10 {
         b" HTTP/1.0\r\n"
     } else {
@@ -469,6 +463,21 @@ mod tests {
         *old.version_mut() = Version::HTTP_10;
         let (_, text) = encode_with(old, false, None);
         assert!(text.starts_with("POST / HTTP/1.1\r\n"), "{text}");
+    }
+
+    /// Found by fuzzing (fuzz/regressions/h1_request/absolute-form-query-without-a-path):
+    /// an absolute-form target with a query and no path was written `GET ? HTTP/1.0`.
+    #[test]
+    fn an_absolute_target_with_a_query_and_no_path_is_written_from_the_root() {
+        let h = head("GET http://world?a=1 HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let (parts, ()) = h.request.into_parts();
+        let mut out = Vec::new();
+        encode(&parts, true, Some(0), &mut out);
+        assert_eq!(out, b"GET /?a=1 HTTP/1.1\r\n\r\n");
+        let written = head(std::str::from_utf8(&out).unwrap()).unwrap().unwrap();
+        assert_eq!(written.request.uri(), "/?a=1");
     }
 
     #[test]
