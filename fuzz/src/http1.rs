@@ -10,20 +10,20 @@ use weft_core::NameRules;
 use weft_http::fuzzing::{
     encode_request, parse_request, parse_response, BodyFraming, Decoder, Framing, Step,
 };
-use weft_http::headers::{authority, check_framing};
+use weft_http::headers::{authority, check_framing, path_and_query};
 
 /// The listener's default limit on a request head.
 const MAX_REQUEST_HEAD: usize = 8192;
 /// Messages read off one input at most: enough for pipelining, bounded for speed.
 const MAX_MESSAGES: usize = 16;
 /// The most pieces an input is trickled in: byte by byte up to this length.
-const TRICKLES: usize = 1024;
+const TRICKLES: usize = 256;
 
 /// Request heads and bodies, pipelined, as the listener reads them off a client.
 pub fn h1_request(data: &[u8]) {
     let whole = requests(&mut Feed::whole(data));
     let trickled = requests(&mut Feed::trickled(data));
-    assert_eq!(whole, trickled, "the same bytes read two ways");
+    assert_same(whole, trickled);
 }
 
 /// A response (after any 1xx), as the client reads it off an instance. The first byte picks
@@ -39,7 +39,7 @@ pub fn h1_response(data: &[u8]) {
     };
     let whole = response(&mut Feed::whole(data), &method);
     let trickled = response(&mut Feed::trickled(data), &method);
-    assert_eq!(whole, trickled, "the same bytes read two ways");
+    assert_same(whole, trickled);
 }
 
 /// A chunked body alone: data, trailers and where it ends, or the error.
@@ -49,7 +49,27 @@ pub fn h1_chunked(data: &[u8]) {
         body(&mut feed, Framing::Chunked, &mut events);
         events
     };
-    assert_eq!(read(Feed::whole(data)), read(Feed::trickled(data)));
+    assert_same(read(Feed::whole(data)), read(Feed::trickled(data)));
+}
+
+/// The same messages read whole and trickled, up to why the last was refused when one of
+/// the two refused it as too large: bytes past a limit are not read, so a message both
+/// too large and malformed past the limit is refused for whichever shows first.
+fn assert_same(mut whole: Vec<Event>, mut trickled: Vec<Event>) {
+    let too_large = |e: Option<&Event>| match e {
+        Some(Event::Refused(why)) => why.contains("too large"),
+        Some(Event::BodyError(why)) => why.contains("too large"),
+        _ => false,
+    };
+    let refused = |e: Option<&Event>| matches!(e, Some(Event::Refused(_) | Event::BodyError(_)));
+    if refused(whole.last())
+        && refused(trickled.last())
+        && (too_large(whole.last()) || too_large(trickled.last()))
+    {
+        whole.pop();
+        trickled.pop();
+    }
+    assert_eq!(whole, trickled, "the same bytes read whole and trickled");
 }
 
 /// The bytes a parser has been given so far: all of the input from the start, or one more
@@ -237,8 +257,7 @@ fn sent_on_reads_the_same(req: &http::Request<()>, framing: Framing) {
     assert!(!back.close_after, "a written head is never ambiguous");
     let back = back.request;
     assert_eq!(back.method(), parts.method);
-    let target = |uri: &http::Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    assert_eq!(target(back.uri()), target(&parts.uri));
+    assert_eq!(path_and_query(back.uri()), path_and_query(&parts.uri));
     // What the writer replaces: framing, and for HTTP/1.0 the connection's options.
     let v10 = back.version() == Version::HTTP_10;
     let kept = |headers: &HeaderMap| {
