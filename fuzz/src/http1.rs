@@ -73,7 +73,7 @@ fn assert_same(mut whole: Vec<Event>, mut trickled: Vec<Event>) {
 }
 
 /// The bytes a parser has been given so far: all of the input from the start, or one more
-/// byte each time it asks for more.
+/// piece (a byte, for an input of up to `TRICKLES`) each time it asks for more.
 struct Feed<'a> {
     data: &'a [u8],
     given: usize,
