@@ -111,16 +111,7 @@ pub async fn start(
     config: DashboardConfig,
     stop: watch::Receiver<bool>,
 ) -> Result<DashboardHandle, BindError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| BindError {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| BindError {
-        addr: config.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(config.listen).await?;
     let points = (config.history.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize;
     let shared = Arc::new(Shared {
         history: RwLock::new(History::new(points + 1)),
@@ -167,30 +158,18 @@ async fn serve_metrics_api(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BindError> {
-    let bind_error = |source| BindError {
-        addr: config.listen,
-        source,
-    };
-    let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
+    let (listener, addr) = bind(config.listen).await?;
     let tls = config
         .cert
         .http1_server_config(config.callers.clone())
-        .map_err(|e| bind_error(std::io::Error::other(e)))?;
+        .map_err(|e| tls_error(config.listen, e))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let cert = Arc::clone(&config.cert);
-    let mut reload_stop = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(metrics_api::TLS_RELOAD) => {}
-                _ = reload_stop.wait_for(|s| *s) => return,
-            }
-            if let Err(e) = cert.reload() {
-                tracing::warn!(error = %e, "the external metrics API's certificate did not reload; the last one stays");
-            }
-        }
-    });
+    reload_every(
+        stop.clone(),
+        "the external metrics API's certificate",
+        move || cert.reload(),
+    );
     let app = metrics_api::router(shared);
     let task = tokio::spawn(weft_metrics::serve::serve_with(
         listener,
@@ -209,29 +188,17 @@ async fn serve_keda(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BindError> {
-    let bind_error = |source| BindError {
-        addr: config.listen,
-        source,
-    };
-    let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
+    let (listener, addr) = bind(config.listen).await?;
     let tls = match config.tls {
         Some(tls) => {
             let server = tls
                 .server_config()
-                .map_err(|e| bind_error(std::io::Error::other(e)))?;
-            let mut reload_stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(metrics_api::TLS_RELOAD) => {}
-                        _ = reload_stop.wait_for(|s| *s) => return,
-                    }
-                    if let Err(e) = tls.reload() {
-                        tracing::warn!(error = %e, "the KEDA scaler's certificate or client CA did not reload; the last stays");
-                    }
-                }
-            });
+                .map_err(|e| tls_error(config.listen, e))?;
+            reload_every(
+                stop.clone(),
+                "the KEDA scaler's certificate or client CA",
+                move || tls.reload(),
+            );
             Some(server)
         }
         None => None,
@@ -240,6 +207,45 @@ async fn serve_keda(
     let task = tokio::spawn(keda::serve_keda(listener, tls, shared, stop));
     tracing::info!(keda = %addr, tls = served_tls, "KEDA external scaler listening");
     Ok((addr, task))
+}
+
+/// Binds `listen`, and says where it is bound (port 0 picks one).
+async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
+    let error = |source| BindError {
+        addr: listen,
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(error)?;
+    let addr = listener.local_addr().map_err(error)?;
+    Ok((listener, addr))
+}
+
+/// A listener's TLS that does not build, reported as its start failing.
+fn tls_error(listen: SocketAddr, e: String) -> BindError {
+    BindError {
+        addr: listen,
+        source: std::io::Error::other(e),
+    }
+}
+
+/// Reads `what` from its files again every [`metrics_api::TLS_RELOAD`] until `stop`; a
+/// read that fails keeps the last, and says so.
+fn reload_every(
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+    reload: impl Fn() -> Result<(), String> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(metrics_api::TLS_RELOAD) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = reload() {
+                tracing::warn!(error = %e, "{what} did not reload; the last stays");
+            }
+        }
+    });
 }
 
 async fn collect(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
