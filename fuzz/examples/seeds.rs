@@ -9,7 +9,8 @@ use weft_api::destination::{self, route_match::Path as WirePath, update::Kind, U
 use weft_api::routes::routes_to_wire;
 use weft_core::ServiceName;
 use weft_discovery::Table;
-use weft_http::dns::{encode_query, CLASS_IN, FLAG_QR, FLAG_RD, FLAG_TC, OPT_LEN};
+use weft_http::dns::answer::{pointer, record, response};
+use weft_http::dns::{FLAG_QR, FLAG_RD, FLAG_TC};
 use weft_http::dns::{TYPE_A, TYPE_CNAME};
 
 fn main() -> std::io::Result<()> {
@@ -150,37 +151,11 @@ fn routes() -> Vec<(&'static str, Vec<u8>)> {
 
 const NAME: &str = "www.example.com";
 
-/// A response header and the question for `name`, as a server echoes them.
-fn response(flags: u16, answers: u16) -> Vec<u8> {
-    let mut packet = encode_query(7, NAME);
-    packet.truncate(packet.len() - OPT_LEN);
-    packet[2..4].copy_from_slice(&flags.to_be_bytes());
-    packet[6..8].copy_from_slice(&answers.to_be_bytes());
-    packet[10..12].copy_from_slice(&0u16.to_be_bytes());
-    packet
-}
-
-/// Appends a record and returns where its data starts, for pointers to it.
-fn record(packet: &mut Vec<u8>, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> usize {
-    packet.extend_from_slice(owner);
-    packet.extend_from_slice(&rtype.to_be_bytes());
-    packet.extend_from_slice(&CLASS_IN.to_be_bytes());
-    packet.extend_from_slice(&ttl.to_be_bytes());
-    packet.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    let at = packet.len();
-    packet.extend_from_slice(rdata);
-    at
-}
-
-fn pointer(offset: usize) -> [u8; 2] {
-    (0xC000 | offset as u16).to_be_bytes()
-}
-
 fn dns() -> Vec<(&'static str, Vec<u8>)> {
-    let mut single = response(FLAG_QR | FLAG_RD, 1);
+    let mut single = response(7, FLAG_QR | FLAG_RD, 1, NAME);
     record(&mut single, &pointer(12), TYPE_A, 60, &[192, 0, 2, 1]);
     // www → edge → cdn → 192.0.2.7, every name compressed against an earlier one.
-    let mut chain = response(FLAG_QR | FLAG_RD, 3);
+    let mut chain = response(7, FLAG_QR | FLAG_RD, 3, NAME);
     let edge = record(
         &mut chain,
         &pointer(12),
@@ -196,11 +171,11 @@ fn dns() -> Vec<(&'static str, Vec<u8>)> {
         b"\x03cdn\xC0\x10",
     );
     record(&mut chain, &pointer(cdn), TYPE_A, 60, &[192, 0, 2, 7]);
-    let nxdomain = response(FLAG_QR | FLAG_RD | 3, 0);
-    let mut cut = response(FLAG_QR | FLAG_TC, 3);
+    let nxdomain = response(7, FLAG_QR | FLAG_RD | 3, 0, NAME);
+    let mut cut = response(7, FLAG_QR | FLAG_TC, 3, NAME);
     record(&mut cut, &pointer(12), TYPE_A, 20, &[192, 0, 2, 1]);
     cut.extend_from_slice(&[0xC0, 12, 0, 1]);
-    let mut looped = response(FLAG_QR, 1);
+    let mut looped = response(7, FLAG_QR, 1, NAME);
     let at = looped.len();
     let mut owner = vec![1, b'a'];
     owner.extend_from_slice(&pointer(at));

@@ -289,5 +289,8 @@ pub fn normalize(host: &str) -> Result<String, DnsError> {
     Ok(name.to_ascii_lowercase())
 }
 
+#[doc(hidden)]
+pub mod answer;
+
 #[cfg(test)]
 mod tests;
