@@ -1,5 +1,6 @@
 //! Writes the binary seeds of the fuzz corpus, which are built rather than typed:
-//! Destination API update streams and routes, and DNS answers.
+//! Destination API update streams and routes, DNS answers, certificates and signing
+//! requests.
 //! `cargo run -p weft-fuzz --example seeds`, then commit what changed in `fuzz/corpus/`.
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use weft_discovery::Table;
 use weft_http::dns::answer::{pointer, record, response};
 use weft_http::dns::{FLAG_QR, FLAG_RD, FLAG_TC};
 use weft_http::dns::{TYPE_A, TYPE_CNAME};
+use weft_identity::{Ca, Credentials, Identity, TrustDomain};
 
 fn main() -> std::io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
@@ -23,6 +25,13 @@ fn main() -> std::io::Result<()> {
     }
     for (name, bytes) in dns() {
         write(&corpus.join("dns_response"), name, &bytes)?;
+    }
+    let (certs, csrs) = identity();
+    for (name, bytes) in certs {
+        write(&corpus.join("peer_cert"), name, &bytes)?;
+    }
+    for (name, bytes) in csrs {
+        write(&corpus.join("csr"), name, &bytes)?;
     }
     Ok(())
 }
@@ -187,4 +196,61 @@ fn dns() -> Vec<(&'static str, Vec<u8>)> {
         ("truncated", cut),
         ("pointer-loop", looped),
     ]
+}
+
+type Seeds = Vec<(&'static str, Vec<u8>)>;
+
+/// Certificates as peers present them (a proxy's leaf, the issuer, the anchor) and signing
+/// requests: a proxy's own for the proven identity and for another, and ones a proxy would
+/// not send (asking to be a CA; two names).
+fn identity() -> (Seeds, Seeds) {
+    let td = TrustDomain::new("cluster.local").expect("a trust domain");
+    let ca = Ca::ephemeral(td, std::time::Duration::from_secs(3600)).expect("a CA");
+    let provider = rustls::crypto::ring::default_provider();
+    let csr_of = |id: &str| {
+        let id = Identity::parse(id).expect("a weft ID");
+        Credentials::generate(id, &provider)
+            .and_then(|c| c.csr())
+            .expect("a signing request")
+    };
+    let proven = weft_fuzz::identity::PROVEN;
+    let own = csr_of(proven);
+    let proven_id = Identity::parse(proven).expect("a weft ID");
+    let leaf = ca.certify(&own, &proven_id).expect("a leaf");
+    let certs = vec![
+        ("proxy-leaf.der", leaf.chain[0].to_vec()),
+        ("issuer.der", leaf.chain[1].to_vec()),
+        ("anchor.der", ca.bundle()[0].to_vec()),
+    ];
+    let other = csr_of("spiffe://cluster.local/ns/weft/sa/weft-proxy/node/node-2");
+    let unusual = |ca_asked: bool, names: Vec<rcgen::SanType>| {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = names;
+        if ca_asked {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        params
+            .serialize_request(&key)
+            .expect("a request")
+            .der()
+            .to_vec()
+    };
+    let uri = |s: &str| rcgen::SanType::URI(s.try_into().expect("an IA5 string"));
+    let csrs = vec![
+        ("proven.der", own),
+        ("other-node.der", other),
+        ("asks-for-ca.der", unusual(true, vec![uri(proven)])),
+        (
+            "two-names.der",
+            unusual(
+                false,
+                vec![
+                    uri(proven),
+                    rcgen::SanType::DnsName("a.example".try_into().expect("a name")),
+                ],
+            ),
+        ),
+    ];
+    (certs, csrs)
 }

@@ -11,10 +11,12 @@
 //! - [`files`]: text read from files and queries: config, discovery, durations, label
 //!   selectors, tap filters, metrics expositions.
 //! - [`wire`]: binary messages: Destination API updates and routes, DNS answers.
+//! - [`identity`]: peers' certificates and the SPIFFE IDs in them, signing requests.
 #![forbid(unsafe_code)]
 
 pub mod files;
 pub mod http1;
+pub mod identity;
 pub mod mesh;
 pub mod wire;
 
@@ -22,6 +24,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use files::{config, discovery_file, duration, label_selector, metrics_text, tap_filter};
 pub use http1::{h1_chunked, h1_request, h1_response};
+pub use identity::{csr, peer_cert, spiffe_id};
 pub use mesh::{ctx_deadline, ctx_hops, ctx_override, dst_service, trace_context};
 pub use wire::{destination, destination_routes, dns_response};
 
@@ -47,6 +50,9 @@ pub const TARGETS: &[Target] = &[
     ("dns_response", dns_response),
     ("label_selector", label_selector),
     ("duration", duration),
+    ("spiffe_id", spiffe_id),
+    ("peer_cert", peer_cert),
+    ("csr", csr),
 ];
 
 /// Reads the input as `name: value` lines, so header-shaped seeds stay readable; a line
