@@ -7,7 +7,7 @@ percentiles over time, and each proxy's RSS and open file descriptors over time,
 slope after warm-up must stay under the limits below.
 
     python3 bench/soak.py [--minutes M] [--rate R] [--faults random|control-plane]
-                          [--seed S] [--report FILE]
+                          [--seed S] [--report-dir DIR]
 
 `bench/soak` builds the binaries and runs this. Loopback only (127.0.80.0/24); every
 process it starts is stopped when it ends.
@@ -54,7 +54,8 @@ def parse_args():
     p.add_argument("--every", type=float, default=None,
                    help="seconds between faults (random: mean; control-plane: period, 30)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--report", default=None, help="also write the report (markdown) here")
+    p.add_argument("--report-dir", default=None,
+                   help="also write the report (markdown) to DIR/SOAK-<faults>.md")
     p.add_argument("--weft", default=os.environ.get("WEFT_BIN"))
     p.add_argument("--weft-proxy", default=os.environ.get("WEFT_PROXY_BIN"))
     return p.parse_args()
@@ -364,8 +365,8 @@ async def main():
     finally:
         await mesh.stop()
     print(text)
-    if args.report:
-        with open(args.report, "w") as f:
+    if args.report_dir:
+        with open(os.path.join(args.report_dir, f"SOAK-{args.faults}.md"), "w") as f:
             f.write(text)
     with open(os.path.join(tmp, "raw.json"), "w") as f:
         json.dump({"faults": faults.log, "samples": samples,
