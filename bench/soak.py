@@ -15,8 +15,10 @@ process it starts is stopped when it ends.
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -31,16 +33,19 @@ import soak_mesh  # noqa: E402
 # A proxy's memory and descriptors must be flat after warm-up: least-squares slope over each
 # process's samples after its first WARMUP seconds, for lives of at least MIN_LIFE seconds
 # past warm-up. 512 KiB per 10 minutes is 9 bytes per request at 100 requests/s, or 8 KiB
-# per fault at the random schedule's ~60 faults: a leak of either shows. A descriptor
-# leaked per fault or per reconnect shows as more than 1 per minute.
+# per fault at the random schedule's ~55 faults: a leak of either shows. A descriptor
+# leaked per fault or per reconnect shows as more than 1 per minute. Theil–Sen slopes, so
+# that a pool that grew once after a fault and stays so is no trend.
 WARMUP = 60
-MIN_LIFE = 180
+MIN_LIFE = 240
 RSS_LIMIT_KIB_PER_MIN = 51.2
 FD_LIMIT_PER_MIN = 1.0
 SAMPLE_EVERY = 5
 # A failure is put down to a fault that was in effect while it was in flight, or ended at
 # most GRACE seconds before it began (discovery and failure accrual settle after a fault).
 GRACE = 5.0
+# No fault starts in the run's last seconds.
+QUIET = 15.0
 # Discovery changed while the control plane was down must reach every proxy this soon
 # after it is back.
 CONVERGE_WITHIN = 20.0
@@ -64,30 +69,33 @@ def parse_args():
 class Faults:
     """The fault schedule, and a record of each fault: what, on whom, from when to when."""
 
-    def __init__(self, mesh, mode, every, rng):
-        self.mesh, self.mode, self.rng = mesh, mode, rng
+    def __init__(self, mesh, mode, every, rng, crashes):
+        self.mesh, self.mode, self.rng, self.crashes = mesh, mode, rng, crashes
         self.every = every or (30.0 if mode == "control-plane" else 10.0)
         self.log = []
         # Seconds from the control plane's return until every proxy had the endpoint
         # change made while it was down (None: not within CONVERGE_WITHIN).
         self.converged = []
 
-    async def run(self, until):
-        while True:
+    async def run(self, start, until):
+        """Faults at set times from `start` (every `every` seconds, or at random gaps of
+        0.5 to 1.5 times it), each in a task of its own, so a slow restart delays no other;
+        a fault due on a process already under one is skipped. No fault starts in the last
+        QUIET seconds, so every fault has ended, and been recovered from, by the end."""
+        tasks, due = [], start
+        while self.mode != "none":
+            due += self.every if self.mode == "control-plane" else \
+                self.rng.uniform(0.5, 1.5) * self.every
+            if due > until - QUIET:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             if self.mode == "control-plane":
-                wait = self.every
+                fault = self.control_plane_cycle(down=self.rng.uniform(1, 3))
             else:
-                wait = self.rng.uniform(0.5, 1.5) * self.every
-            if time.monotonic() + wait > until - 15 or self.mode == "none":
-                # The last seconds run with no fault, so every fault has ended (and been
-                # recovered from) by the end.
-                await asyncio.sleep(max(0.0, until - time.monotonic()))
-                return
-            await asyncio.sleep(wait)
-            if self.mode == "control-plane":
-                await self.control_plane_cycle(down=self.rng.uniform(1, 3))
-            else:
-                await self.random_fault()
+                fault = self.random_fault()
+            tasks.append(asyncio.ensure_future(fault))
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+        await asyncio.gather(*tasks)
 
     async def random_fault(self):
         r = self.rng.random()
@@ -116,7 +124,9 @@ class Faults:
                 p.listed = p is not out
             self.mesh.write_discovery()
 
-        await self.inject("kill", self.mesh.control, down, while_down=change_endpoints)
+        if not await self.inject("kill", self.mesh.control, down,
+                                 while_down=change_endpoints):
+            return
         back = time.monotonic()
         want = sorted(p.addr for p in worlds if p.listed)
         while time.monotonic() - back < CONVERGE_WITHIN:
@@ -129,8 +139,12 @@ class Faults:
         self.converged.append(None)
 
     async def inject(self, action, proc, down, while_down=None):
+        """Kills or pauses `proc` for `down` seconds; False when it was not done."""
         if proc.busy:
-            return  # a fault on it is still under way
+            return False  # a fault on it is still under way
+        if not proc.alive():
+            self.crashes.note(proc)
+            return False
         proc.busy = True
         entry = {"action": action, "target": proc.name, "node": proc.node,
                  "role": proc.role, "start": time.monotonic(), "end": None}
@@ -144,7 +158,11 @@ class Faults:
                     asyncio.get_running_loop().call_later(
                         min(2.0, down), self.mesh.unlist_if_down, proc)
                 await asyncio.sleep(down)
-                await proc.restart()
+                try:
+                    await proc.restart()
+                except RuntimeError as e:
+                    self.crashes.restart_failed(proc, str(e))
+                    return True
                 if proc.role == "instance":
                     self.mesh.list(proc)
             else:
@@ -154,40 +172,82 @@ class Faults:
         finally:
             entry["end"] = time.monotonic()
             proc.busy = False
+        return True
 
     def explain(self, failure):
-        """The faults that explain `failure`: the caller's own node's proxy first."""
+        """The faults that explain `failure`: the caller's own node's proxy first. The
+        control plane's never do: with it down the data plane must go on as it was."""
         t0, t1 = failure["start"], failure["end"]
-        live = [f for f in self.log
+        live = [f for f in self.data_plane()
                 if f["start"] <= t1 and (f["end"] is None or f["end"] + GRACE >= t0)]
         own = [f for f in live if f["role"] == "proxy" and f["node"] == failure["node"]]
         return own or live
 
+    def data_plane(self):
+        return [f for f in self.log if f["role"] != "control"]
+
+    def covered(self, t_start, duration):
+        """The share of the run some data-plane fault (with its grace) covers: the time a
+        failure could be put down to a fault at all."""
+        spans = sorted((f["start"] - t_start, f["end"] - t_start + GRACE)
+                       for f in self.data_plane())
+        total, reach = 0.0, 0.0
+        for a, b in spans:
+            a, b = max(a, reach), min(b, duration)
+            if b > a:
+                total += b - a
+            reach = max(reach, b)
+        return total / duration
+
+
+class Crashes:
+    """Processes that exited with no fault to make them (or did not come back from one):
+    each is a finding, never explained."""
+
+    def __init__(self):
+        self.found, self.seen = [], set()
+
+    def note(self, proc):
+        if proc.pid in self.seen:
+            return
+        self.seen.add(proc.pid)
+        self.found.append(f"{proc.name} (pid {proc.pid}) exited by itself, code "
+                          f"{proc.popen.returncode}; see {proc.log_path}")
+
+    def restart_failed(self, proc, why):
+        self.found.append(f"{proc.name} did not come back after its fault: {why}")
+
+    def check(self, procs):
+        for proc in procs:
+            if not proc.busy and proc.popen is not None and not proc.alive():
+                self.note(proc)
+
 
 def slope_per_min(points):
-    """Least-squares slope of (seconds, value) points, per minute."""
-    n = len(points)
-    mx = sum(p[0] for p in points) / n
-    my = sum(p[1] for p in points) / n
-    sxx = sum((p[0] - mx) ** 2 for p in points)
-    if sxx == 0:
-        return 0.0
-    return 60 * sum((p[0] - mx) * (p[1] - my) for p in points) / sxx
+    """The Theil–Sen slope of (seconds, value) points, per minute: the median of the slopes
+    between every two points, which a step (a pool that grew once after a fault and stays
+    so) moves little and a steady climb moves all the way."""
+    slopes = [(b[1] - a[1]) / (b[0] - a[0])
+              for i, a in enumerate(points) for b in points[i + 1:] if b[0] > a[0]]
+    return 60 * statistics.median(slopes) if slopes else 0.0
 
 
-async def sample(mesh, t_start, samples, until):
+async def sample(mesh, t_start, samples, until, crashes):
     """Every SAMPLE_EVERY seconds: each proxy's (and the control plane's) RSS, descriptors
-    and retry counters, by process id."""
+    and retry counters, by process id; and any process that exited by itself."""
     while time.monotonic() < until:
         now = time.monotonic()
+        crashes.check(mesh.proxies + mesh.instances + [mesh.control])
         for proc in mesh.proxies + [mesh.control]:
-            stat = proc.stat()
+            pid, born, stat = proc.pid, proc.born, proc.stat()
             if stat is None:
                 continue
             rss, fds = stat
             counters = await mesh.retry_counters(proc) if proc.role == "proxy" else {}
-            samples.append({"t": now - t_start, "name": proc.name, "pid": proc.pid,
-                            "born": proc.born - t_start, "rss_kib": rss, "fds": fds, **counters})
+            if proc.pid != pid:
+                continue  # killed and restarted meanwhile: the counters are another's
+            samples.append({"t": now - t_start, "name": proc.name, "pid": pid,
+                            "born": born - t_start, "rss_kib": rss, "fds": fds, **counters})
         await asyncio.sleep(SAMPLE_EVERY)
 
 
@@ -212,7 +272,7 @@ def pct(values, q):
     if not values:
         return None
     v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))]
+    return v[max(0, math.ceil(q * len(v)) - 1)]
 
 
 def ms(x):
@@ -233,12 +293,15 @@ def report(args, mesh, load, faults, samples, t_start, duration):
       "hello calls world through its own node's proxy (two mesh hops, four proxy passes). "
       f"Timeouts: world {soak_mesh.WORLD_ATTEMPT} per attempt, hello "
       f"{soak_mesh.HELLO_ATTEMPT}; retries at the defaults (2, 20 % budget).\n")
-    sent = len(load.results)
+    sent = load.scheduled
     failed = [r for r in load.results if not r["ok"]]
-    w(f"Sent {sent}, succeeded {sent - len(failed)}, failed {len(failed)} "
-      f"({100 * len(failed) / max(1, sent):.3f} %); clients reconnected after a stale "
-      f"keep-alive connection {load.reconnects} times (as HTTP clients do, not counted as "
-      "failures).\n")
+    lost = sent - len(load.results)
+    w(f"Sent {sent}, succeeded {len(load.results) - len(failed)}, failed {len(failed)} "
+      f"({100 * len(failed) / max(1, sent):.3f} %), no outcome at all {lost}. A request "
+      "written to a kept-alive connection that closed with no byte of an answer was sent "
+      f"again once on a new connection, as HTTP clients do: {len(load.reconnects)} times "
+      "(their outcome is the second try's).\n")
+    w(f"Latencies are of the requests answered 200; time columns end at t.\n")
     w("## Over time\n")
     names = [p.name for p in mesh.proxies]
     head = "| t (s) | sent | failed | p50 ms | p99 ms | max ms | retries | budget out | faults | " + \
@@ -268,6 +331,9 @@ def report(args, mesh, load, faults, samples, t_start, duration):
       f"{sum(retries_between(samples, n, -1, duration + 60, 'retries') for n in names)}.\n")
 
     w("## Faults\n")
+    w(f"Data-plane faults (and {GRACE:g} s after each) covered "
+      f"{100 * faults.covered(t_start, duration):.0f} % of the run: the time a failure could be "
+      "put down to one. Control-plane faults explain no failure.\n")
     kinds = {}
     for f in faults.log:
         kinds.setdefault((f["action"], f["role"]), []).append(f)
@@ -290,7 +356,7 @@ def report(args, mesh, load, faults, samples, t_start, duration):
     causes = {}
     for r in failed:
         why = faults.explain(r)
-        if not why:
+        if not why or r.get("crash"):
             unexplained += 1
             key = "UNEXPLAINED"
         elif why[0]["role"] == "proxy" and why[0]["node"] == r["node"]:
@@ -305,14 +371,21 @@ def report(args, mesh, load, faults, samples, t_start, duration):
         w("- none")
     w("")
 
+    w("## Processes that exited by themselves\n")
+    for c in faults.crashes.found:
+        w(f"- **{c}**")
+    if not faults.crashes.found:
+        w("- none")
+    w("")
+
     w("## Memory and descriptors after warm-up\n")
     w(f"Limits: RSS slope ≤ {RSS_LIMIT_KIB_PER_MIN:g} KiB/min, open descriptors ≤ "
-      f"{FD_LIMIT_PER_MIN:g}/min, least squares over each process's samples (every "
-      f"{SAMPLE_EVERY} s) after its first {WARMUP} s, for lives of at least {MIN_LIFE} s past "
+      f"{FD_LIMIT_PER_MIN:g}/min (Theil–Sen over each process's samples, every "
+      f"{SAMPLE_EVERY} s, after its first {WARMUP} s), for lives of at least {MIN_LIFE} s past "
       "that; shorter lives (a proxy killed by the schedule) are listed without a verdict.\n")
     w("| process | pid | lived (s) | RSS first → last MiB | RSS slope KiB/min | fds first → last | fds slope /min | verdict |")
     w("|---|---|---|---|---|---|---|---|")
-    over = 0
+    over, judged = 0, set()
     lives = {}
     for s in samples:
         lives.setdefault((s["name"], s["pid"]), []).append(s)
@@ -327,16 +400,24 @@ def report(args, mesh, load, faults, samples, t_start, duration):
             fs = slope_per_min([(s["t"], s["fds"]) for s in warm])
             ok = rs <= RSS_LIMIT_KIB_PER_MIN and fs <= FD_LIMIT_PER_MIN
             over += 0 if ok else 1
+            judged.add(name)
             verdict = "flat" if ok else "**RISING**"
         base = warm or ss
         w(f"| {name} | {pid} | {lived:.0f} | {base[0]['rss_kib'] / 1024:.1f} → "
           f"{ss[-1]['rss_kib'] / 1024:.1f} | {'–' if rs is None else f'{rs:.1f}'} | "
           f"{base[0]['fds']} → {ss[-1]['fds']} | {'–' if fs is None else f'{fs:.2f}'} | {verdict} |")
+    unjudged = [p.name for p in mesh.proxies + [mesh.control] if p.name not in judged]
+    if unjudged:
+        w(f"\nNo life long enough to judge: {', '.join(unjudged)}.")
     w("")
     stale = sum(1 for c in faults.converged if c is None)
-    w(f"Verdict: {unexplained} unexplained failures, {over} processes over a slope limit, "
-      f"{stale} endpoint changes not taken up after the control plane came back.")
-    return "\n".join(out) + "\n", unexplained == 0 and over == 0 and stale == 0
+    crashed = len(faults.crashes.found)
+    w(f"Verdict: {unexplained} unexplained failures, {lost} requests with no outcome, "
+      f"{crashed} processes that exited by themselves or did not come back, {over} processes "
+      f"over a slope limit ({len(judged)} of {len(mesh.proxies) + 1} judged), {stale} endpoint "
+      "changes not taken up after the control plane came back.")
+    ok = unexplained == 0 and lost == 0 and crashed == 0 and over == 0 and stale == 0
+    return "\n".join(out) + "\n", ok
 
 
 async def main():
@@ -354,13 +435,15 @@ async def main():
         print(f"soak: mesh up in {tmp}; {duration:g} s at {args.rate:g}/s, faults {args.faults}, "
               f"seed {args.seed}", file=sys.stderr, flush=True)
         load = soak_load.Load([p.outbound for p in mesh.proxies], [p.node for p in mesh.proxies])
-        faults = Faults(mesh, args.faults, args.every, rng)
+        crashes = Crashes()
+        faults = Faults(mesh, args.faults, args.every, rng, crashes)
         samples = []
         t_start = time.monotonic()
         until = t_start + duration
-        await asyncio.gather(load.run(args.rate, until), faults.run(until),
-                             sample(mesh, t_start, samples, until))
-        await load.drain(timeout=15)
+        await asyncio.gather(load.run(args.rate, until), faults.run(t_start, until),
+                             sample(mesh, t_start, samples, until, crashes))
+        await load.drain(timeout=soak_load.TIMEOUT + 5)
+        crashes.check(mesh.proxies + mesh.instances + [mesh.control])
         text, ok = report(args, mesh, load, faults, samples, t_start, duration)
     finally:
         await mesh.stop()
@@ -368,10 +451,15 @@ async def main():
     if args.report_dir:
         with open(os.path.join(args.report_dir, f"SOAK-{args.faults}.md"), "w") as f:
             f.write(text)
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
+    # Kept for a look: each process's log, and every fault, sample and failure.
     with open(os.path.join(tmp, "raw.json"), "w") as f:
-        json.dump({"faults": faults.log, "samples": samples,
+        json.dump({"faults": faults.log, "samples": samples, "crashes": crashes.found,
                    "failures": [r for r in load.results if not r["ok"]]}, f)
-    return 0 if ok else 1
+    print(f"soak: kept {tmp}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
