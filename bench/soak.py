@@ -227,6 +227,7 @@ class Crashes:
                           f"{proc.popen.returncode}; see {proc.log_path}")
 
     def restart_failed(self, proc, why):
+        self.seen.add(proc.pid)  # one finding, not a second "exited by itself" for it
         self.found.append(f"{proc.name} did not come back after its fault: {why}")
 
     def check(self, procs):
@@ -313,7 +314,7 @@ def report(args, mesh, load, faults, samples, t_start, duration):
       "written to a kept-alive connection that closed with no byte of an answer was sent "
       f"again once on a new connection, as HTTP clients do: {len(load.reconnects)} times "
       "(their outcome is the second try's).\n")
-    w(f"Latencies are of the requests answered 200; time columns end at t.\n")
+    w("Latencies are of the requests answered 200; time columns end at t.\n")
     w("## Over time\n")
     names = [p.name for p in mesh.proxies]
     head = "| t (s) | sent | failed | p50 ms | p99 ms | max ms | retries | budget out | faults | " + \
